@@ -1,0 +1,133 @@
+//! Image operations on the engine: inspect, pull, build from an in-memory
+//! context, and import a root filesystem tarball.
+
+use super::{DockerEngine, is_not_found};
+use crate::error::DockerError;
+use bollard::query_parameters::{BuildImageOptionsBuilder, CreateImageOptionsBuilder};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use std::collections::HashMap;
+
+/// A build context: files (path, content) packed into a tar in memory.
+#[derive(Debug, Clone, Default)]
+pub struct BuildContext {
+    files: Vec<(String, Vec<u8>)>,
+}
+
+impl BuildContext {
+    pub fn add(&mut self, path: &str, content: &[u8]) {
+        self.files.push((path.to_string(), content.to_vec()));
+    }
+
+    fn to_tar(&self) -> std::io::Result<Vec<u8>> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, content) in &self.files {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            header.set_mtime(0);
+            header.set_cksum();
+            builder.append_data(&mut header, path, content.as_slice())?;
+        }
+        builder.into_inner()
+    }
+}
+
+/// Progress of a build, as the engine reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BuildEvent {
+    /// A line of build output (`Step 2/5 : RUN …`, command output).
+    Output(String),
+}
+
+impl DockerEngine {
+    /// True when the image exists locally.
+    pub async fn image_exists(&self, image: &str) -> Result<bool, DockerError> {
+        let client = self.client().await?;
+        match client.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(error) if is_not_found(&error) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Id (`sha256:…`) of a local image.
+    pub async fn image_id(&self, image: &str) -> Result<Option<String>, DockerError> {
+        let client = self.client().await?;
+        match client.inspect_image(image).await {
+            Ok(inspect) => Ok(inspect.id),
+            Err(error) if is_not_found(&error) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Pulls an image from its registry.
+    pub async fn pull(&self, image: &str) -> Result<(), DockerError> {
+        let client = self.client().await?;
+        let options = CreateImageOptionsBuilder::default().from_image(image).build();
+        let mut stream = client.create_image(Some(options), None, None);
+        while let Some(item) = stream.next().await {
+            item?;
+        }
+        Ok(())
+    }
+
+    /// Builds `tag` from `context`, passing each line of output to `on_event`.
+    pub async fn build(
+        &self,
+        tag: &str,
+        context: &BuildContext,
+        build_args: &HashMap<String, String>,
+        labels: &HashMap<String, String>,
+        mut on_event: impl FnMut(BuildEvent),
+    ) -> Result<(), DockerError> {
+        let client = self.client().await?;
+        let tar = context
+            .to_tar()
+            .map_err(|e| DockerError::Protocol(format!("cannot pack the build context: {e}")))?;
+        let options = BuildImageOptionsBuilder::default()
+            .t(tag)
+            .rm(true)
+            .forcerm(true)
+            .buildargs(build_args)
+            .labels(labels)
+            .build();
+        let mut stream = client.build_image(options, None, Some(bollard::body_full(Bytes::from(tar))));
+        while let Some(item) = stream.next().await {
+            let info = item?;
+            if let Some(detail) = info.error_detail {
+                let message = detail.message.unwrap_or_else(|| "unknown build error".into());
+                return Err(DockerError::Protocol(message));
+            }
+            if let Some(text) = info.stream {
+                for line in text.lines().filter(|line| !line.trim().is_empty()) {
+                    on_event(BuildEvent::Output(line.to_string()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Imports a root filesystem tarball as `repository:tag` (`docker import`).
+    pub async fn import_rootfs<S>(&self, repository: &str, tag: &str, tarball: S) -> Result<(), DockerError>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    {
+        let client = self.client().await?;
+        let options = CreateImageOptionsBuilder::default()
+            .from_src("-")
+            .repo(repository)
+            .tag(tag)
+            .build();
+        let mut stream = client.create_image(Some(options), Some(bollard::body_try_stream(tarball)), None);
+        while let Some(item) = stream.next().await {
+            let info = item?;
+            if let Some(detail) = info.error_detail {
+                return Err(DockerError::Protocol(
+                    detail.message.unwrap_or_else(|| "import failed".into()),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,101 @@
+//! The Docker seam: the only module that imports `bollard`. It connects
+//! lazily (so the MCP server answers `initialize` even when Docker is down),
+//! negotiates the API version (Debian's engine speaks 1.41), and reconnects
+//! after the engine comes back.
+
+mod channel;
+mod container;
+mod images;
+
+pub use channel::RunnerChannel;
+pub use container::{ContainerLimits, SandboxContainer, SandboxSpec, labels};
+pub use images::{BuildContext, BuildEvent};
+
+use crate::error::DockerError;
+use bollard::Docker;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// How long one Docker API request may take before it is abandoned. Attached
+/// streams are not bound by it. Image builds run for minutes and are.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+
+/// A lazily connected, self-healing handle on the Docker engine.
+#[derive(Default)]
+pub struct DockerEngine {
+    client: Mutex<Option<Docker>>,
+}
+
+impl DockerEngine {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A connected client, negotiating the API version on first use.
+    pub async fn client(&self) -> Result<Docker, DockerError> {
+        let mut slot = self.client.lock().await;
+        if let Some(client) = slot.as_ref() {
+            return Ok(client.clone());
+        }
+        let client = Docker::connect_with_defaults()
+            .map_err(|error| DockerError::Unreachable(error.to_string()))?
+            .with_timeout(REQUEST_TIMEOUT)
+            .negotiate_version()
+            .await
+            .map_err(|error| DockerError::Unreachable(describe_unreachable(&error)))?;
+        tracing::info!(api = %client.client_version(), "connected to the Docker engine");
+        *slot = Some(client.clone());
+        Ok(client)
+    }
+
+    /// Drops the cached client after a connection failure, so the next call
+    /// reconnects (and renegotiates) once the engine is back.
+    pub async fn reset_if_disconnected(&self, error: &DockerError) {
+        if is_connection_failure(error) {
+            tracing::warn!(%error, "lost the Docker engine; will reconnect on next use");
+            *self.client.lock().await = None;
+        }
+    }
+
+    /// Engine version and API version, for diagnostics.
+    pub async fn describe(&self) -> Result<String, DockerError> {
+        let client = self.client().await?;
+        let version = client.version().await.map_err(|e| DockerError::Unreachable(e.to_string()))?;
+        Ok(format!(
+            "Docker {} (API {}, negotiated {})",
+            version.version.unwrap_or_default(),
+            version.api_version.unwrap_or_default(),
+            client.client_version()
+        ))
+    }
+}
+
+fn describe_unreachable(error: &bollard::errors::Error) -> String {
+    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    format!("{error} (at {host})")
+}
+
+/// True for errors that mean the engine itself is gone, not a bad request.
+fn is_connection_failure(error: &DockerError) -> bool {
+    use bollard::errors::Error as E;
+    match error {
+        DockerError::Unreachable(_) => true,
+        DockerError::Api(inner) => matches!(
+            inner,
+            E::HyperResponseError { .. }
+                | E::IOError { .. }
+                | E::SocketNotFoundError(_)
+                | E::RequestTimeoutError
+                | E::HyperLegacyError { .. }
+        ),
+        _ => false,
+    }
+}
+
+/// True when the engine answered 404 (no such image or container).
+pub(crate) fn is_not_found(error: &bollard::errors::Error) -> bool {
+    matches!(
+        error,
+        bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }
+    )
+}

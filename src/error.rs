@@ -1,0 +1,77 @@
+//! Error enums, one per layer. Every message a user can see says what to do next.
+
+use thiserror::Error;
+
+/// Configuration could not be read.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("invalid configuration {key}: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+/// Failures talking to the Docker engine.
+#[derive(Debug, Error)]
+pub enum DockerError {
+    #[error(
+        "cannot reach the Docker engine: {0}. Start Docker (for example `sudo systemctl start docker`, \
+         or open Docker Desktop) and try again; `DOCKER_HOST` selects another engine"
+    )]
+    Unreachable(String),
+    #[error("sandbox image `{image}` is missing. Build the images with `multilang-sandbox images build`")]
+    ImageMissing { image: String },
+    #[error("Docker engine error: {0}")]
+    Api(#[from] bollard::errors::Error),
+    #[error("the sandbox container stopped before answering ({0}); try again")]
+    ContainerGone(String),
+    #[error("the sandbox runner broke protocol: {0}")]
+    Protocol(String),
+}
+
+/// A request named a language this server does not run.
+#[derive(Debug, Error)]
+#[error("unknown language `{given}`. Supported languages: {supported}")]
+pub struct UnknownLanguage {
+    pub given: String,
+    pub supported: String,
+}
+
+/// Why an execute could not produce a result.
+#[derive(Debug, Error)]
+pub enum ExecuteError {
+    #[error(transparent)]
+    UnknownLanguage(#[from] UnknownLanguage),
+    #[error("`code` is empty: pass the program to run in `code`")]
+    EmptyCode,
+    #[error("timeout {given} ms is out of range: use 1 to {max} milliseconds (default {default})")]
+    InvalidTimeout { given: u64, max: u64, default: u64 },
+    #[error("environment variable name `{0}` is invalid: use letters, digits and `_`, not starting with a digit")]
+    InvalidEnvName(String),
+    #[error("{feature} is not available yet in this version of multilang-sandbox; {hint}")]
+    NotAvailable {
+        feature: &'static str,
+        hint: &'static str,
+    },
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+}
+
+/// Failures while building the sandbox images.
+#[derive(Debug, Error)]
+pub enum ImageError {
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error("building image `{image}` failed: {message}")]
+    BuildFailed { image: String, message: String },
+    #[error(
+        "base image `{image}` is missing and could not be pulled ({pull_error}). {bootstrap_hint}"
+    )]
+    BaseUnavailable {
+        image: String,
+        pull_error: String,
+        bootstrap_hint: String,
+    },
+    #[error("building the base image with debootstrap failed: {0}")]
+    Bootstrap(String),
+    #[error("I/O error while preparing the image build: {0}")]
+    Io(#[from] std::io::Error),
+}

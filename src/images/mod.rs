@@ -1,0 +1,138 @@
+//! The sandbox images: their Dockerfiles (embedded from `images/` at compile
+//! time, so the binary is self-contained) and content-hash tags, so a stale
+//! image is rebuilt and a fresh one is reused.
+
+mod bootstrap;
+mod build;
+
+pub use build::{BuildReport, ImageBuilder};
+
+use crate::config::Config;
+use crate::runtime::Language;
+use sha2::{Digest, Sha256};
+
+/// Label carrying the content hash on every image we build.
+pub const HASH_LABEL: &str = "multilang-sandbox.content-hash";
+
+/// One image: a Dockerfile plus the files its build context needs.
+#[derive(Debug)]
+pub struct ImageDefinition {
+    /// Short name: `base` or a language name.
+    pub name: &'static str,
+    pub dockerfile: &'static str,
+    pub files: &'static [(&'static str, &'static str)],
+}
+
+const RUNNER: &str = include_str!("../../images/runner/runner.py");
+
+/// The shared base: Debian trixie, user `sandbox`, the runner.
+pub const BASE: ImageDefinition = ImageDefinition {
+    name: "base",
+    dockerfile: include_str!("../../images/base/Dockerfile"),
+    files: &[("runner.py", RUNNER)],
+};
+
+const PYTHON: ImageDefinition = ImageDefinition {
+    name: "python",
+    dockerfile: include_str!("../../images/python/Dockerfile"),
+    files: &[],
+};
+const JAVASCRIPT: ImageDefinition = ImageDefinition {
+    name: "javascript",
+    dockerfile: include_str!("../../images/javascript/Dockerfile"),
+    files: &[],
+};
+const TYPESCRIPT: ImageDefinition = ImageDefinition {
+    name: "typescript",
+    dockerfile: include_str!("../../images/typescript/Dockerfile"),
+    files: &[],
+};
+const GO: ImageDefinition = ImageDefinition {
+    name: "go",
+    dockerfile: include_str!("../../images/go/Dockerfile"),
+    files: &[("warm.go", include_str!("../../images/go/warm.go"))],
+};
+const RUST: ImageDefinition = ImageDefinition {
+    name: "rust",
+    dockerfile: include_str!("../../images/rust/Dockerfile"),
+    files: &[],
+};
+const BASH: ImageDefinition = ImageDefinition {
+    name: "bash",
+    dockerfile: include_str!("../../images/bash/Dockerfile"),
+    files: &[],
+};
+
+/// The image definition that runs `language`.
+pub fn definition_for(language: Language) -> &'static ImageDefinition {
+    match language {
+        Language::Python => &PYTHON,
+        Language::JavaScript => &JAVASCRIPT,
+        Language::TypeScript => &TYPESCRIPT,
+        Language::Go => &GO,
+        Language::Rust => &RUST,
+        Language::Bash => &BASH,
+    }
+}
+
+/// Content hash of an image: its Dockerfile, its files, the base image it
+/// builds on and (for language images) the base definition's own hash.
+pub fn content_hash(definition: &ImageDefinition, config: &Config) -> String {
+    let mut hasher = Sha256::new();
+    let mut feed = |part: &str| {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    };
+    feed(definition.name);
+    feed(definition.dockerfile);
+    for (path, content) in definition.files {
+        feed(path);
+        feed(content);
+    }
+    if definition.name == BASE.name {
+        feed(&config.base_image);
+    } else {
+        feed(&content_hash(&BASE, config));
+    }
+    hex::encode(hasher.finalize())[..16].to_string()
+}
+
+/// The tag an image definition is built and run as: `<prefix>/<name>:<hash>`.
+pub fn tag(definition: &ImageDefinition, config: &Config) -> String {
+    format!(
+        "{}/{}:{}",
+        config.image_prefix,
+        definition.name,
+        content_hash(definition, config)
+    )
+}
+
+/// The image that runs `language` under `config`.
+pub fn tag_for(language: Language, config: &Config) -> String {
+    tag(definition_for(language), config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_stable_and_distinct_per_language() {
+        let config = Config::default();
+        let tags: Vec<String> = Language::ALL.iter().map(|l| tag_for(*l, &config)).collect();
+        assert_eq!(tags[0], tag_for(Language::Python, &config));
+        assert!(tags[0].starts_with("multilang-sandbox/python:"));
+        let mut unique = tags.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), tags.len());
+    }
+
+    #[test]
+    fn base_image_choice_changes_every_hash() {
+        let other = Config {
+            base_image: "example/other:1".into(),
+            ..Config::default()
+        };
+        assert_ne!(tag_for(Language::Go, &Config::default()), tag_for(Language::Go, &other));
+    }
+}

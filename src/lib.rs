@@ -1,0 +1,14 @@
+//! multilang-sandbox: an MCP server that runs Python, JavaScript, TypeScript,
+//! Go, Rust and Bash inside locked-down Docker containers.
+//!
+//! Layers, top to bottom: [`mcp`] (the six tools) → [`core`] (execution) →
+//! [`runtime`] (one module per language) → [`docker`] (the only module that
+//! talks to the Docker engine). [`images`] builds the sandbox images.
+
+pub mod config;
+pub mod core;
+pub mod docker;
+pub mod error;
+pub mod images;
+pub mod mcp;
+pub mod runtime;

@@ -1,0 +1,7 @@
+//! The MCP surface: six tools as thin adapters (parse arguments, call the
+//! core, shape the result). Nothing here talks to Docker directly.
+
+mod server;
+pub mod tools;
+
+pub use server::SandboxServer;

@@ -1,0 +1,46 @@
+//! The MCP server: tool routing and the `initialize` answer (given at once,
+//! whatever the state of Docker).
+
+use crate::core::Executor;
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
+use rmcp::{ServerHandler, tool_handler};
+use std::sync::Arc;
+
+const INSTRUCTIONS: &str = "Runs code safely in Docker sandboxes (no network, non-root, resource limits). \
+Use sandbox_execute with `language` (python, javascript, typescript, go, rust, bash) and `code`; \
+the result has stdout, stderr, exit_code, duration_ms, timed_out and truncated. \
+Each stateless execute gets a fresh container, so nothing persists between calls.";
+
+/// The MCP server state shared by all tool handlers.
+#[derive(Clone)]
+pub struct SandboxServer {
+    pub(crate) executor: Arc<Executor>,
+    tool_router: ToolRouter<Self>,
+}
+
+impl SandboxServer {
+    pub fn new(executor: Arc<Executor>) -> Self {
+        Self {
+            executor,
+            tool_router: Self::execute_router()
+                + Self::session_router()
+                + Self::install_router()
+                + Self::file_ops_router()
+                + Self::inspect_router()
+                + Self::security_router(),
+        }
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for SandboxServer {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new(
+                "multilang-sandbox",
+                env!("CARGO_PKG_VERSION"),
+            ))
+            .with_instructions(INSTRUCTIONS)
+    }
+}

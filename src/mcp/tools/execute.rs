@@ -1,0 +1,188 @@
+//! `sandbox_execute`: run code in a fresh sandbox.
+
+use super::tool_error;
+use crate::core::{ExecuteRequest, ExecutionOutcome};
+use crate::error::ExecuteError;
+use crate::mcp::SandboxServer;
+use crate::runtime::Language;
+use rmcp::handler::server::common::schema_for_output;
+use rmcp::handler::server::wrapper::Parameters;
+use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::{ErrorData, tool, tool_router};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tracing::Instrument;
+
+/// Arguments of `sandbox_execute`.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ExecuteParams {
+    /// Language of `code`: "python", "javascript", "typescript", "go", "rust" or "bash"
+    /// (aliases: py, js, node, ts, golang, rs, sh).
+    pub language: String,
+    /// The program to run. Go code without `package main`/`func main()` and Rust code without
+    /// `fn main()` are wrapped automatically, so plain statements work. TypeScript runs without
+    /// type-checking. Example: `print(sum(range(10)))`.
+    pub code: String,
+    /// Name of a session to run in, keeping variables and files between calls. Omit it to run
+    /// in a fresh sandbox that is thrown away afterwards.
+    #[serde(default)]
+    pub session: Option<String>,
+    /// Time limit in milliseconds, compilation included. Default 30000, maximum 600000.
+    /// When it expires the program is killed and the result says `timed_out: true`.
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    /// Text given to the program on standard input.
+    #[serde(default)]
+    pub stdin: Option<String>,
+    /// Extra environment variables for the program, for example `{"DEBUG": "1"}`.
+    #[serde(default)]
+    pub env: Option<BTreeMap<String, String>>,
+    /// Python only: run in the data-science image (numpy, pandas, scipy, scikit-learn,
+    /// matplotlib, seaborn, pillow, statsmodels).
+    #[serde(default)]
+    pub ml: Option<bool>,
+    /// Packages the code needs, installed before it runs, for example `["requests"]`
+    /// (pip names for Python, npm names for JavaScript/TypeScript, crate names for Rust).
+    #[serde(default)]
+    pub packages: Option<Vec<String>>,
+}
+
+/// Result of `sandbox_execute`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ExecuteOutput {
+    /// Language the code ran as.
+    pub language: String,
+    /// Standard output (at most 1 MiB by default; see `truncated`).
+    pub stdout: String,
+    /// Standard error, including compiler messages and tracebacks.
+    pub stderr: String,
+    /// Exit code: 0 is success; 128+N means killed by signal N (137: killed).
+    pub exit_code: i64,
+    /// Time the program took inside the sandbox (compile and run), in milliseconds.
+    pub duration_ms: u64,
+    /// True when the time limit expired and the program was killed.
+    pub timed_out: bool,
+    /// True when output went beyond the cap and was cut.
+    pub truncated: bool,
+    /// Where the program stopped: "build" (compilation failed) or "run".
+    pub phase: String,
+    /// A plain-words explanation when something unusual happened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl From<ExecutionOutcome> for ExecuteOutput {
+    fn from(outcome: ExecutionOutcome) -> Self {
+        Self {
+            language: outcome.language.name().to_string(),
+            stdout: outcome.stdout,
+            stderr: outcome.stderr,
+            exit_code: outcome.exit_code,
+            duration_ms: outcome.duration_ms,
+            timed_out: outcome.timed_out,
+            truncated: outcome.truncated,
+            phase: outcome.phase,
+            note: outcome.note,
+        }
+    }
+}
+
+impl ExecuteOutput {
+    /// The short text rendering that accompanies the structured result.
+    fn render(&self) -> String {
+        let mut status = format!("[{}] exit code {} in {} ms", self.language, self.exit_code, self.duration_ms);
+        if self.phase == "build" && self.exit_code != 0 {
+            status.push_str(" (compilation failed)");
+        }
+        if self.timed_out {
+            status.push_str(" (timed out)");
+        }
+        if self.truncated {
+            status.push_str(" (output truncated)");
+        }
+        let mut text = status;
+        if !self.stdout.is_empty() {
+            text.push_str("\n--- stdout ---\n");
+            text.push_str(&self.stdout);
+        }
+        if !self.stderr.is_empty() {
+            text.push_str("\n--- stderr ---\n");
+            text.push_str(&self.stderr);
+        }
+        if let Some(note) = &self.note {
+            text.push_str("\n--- note ---\n");
+            text.push_str(note);
+        }
+        text
+    }
+}
+
+#[tool_router(router = execute_router, vis = "pub(crate)")]
+impl SandboxServer {
+    #[tool(
+        name = "sandbox_execute",
+        description = "Run code in a fresh, isolated Docker sandbox and return its output. \
+Languages: python, javascript, typescript, go, rust, bash. No network access; 512 MiB memory; \
+default time limit 30 s (`timeout` in ms). Returns stdout, stderr, exit_code, duration_ms, \
+timed_out, truncated. Nothing persists between calls.",
+        output_schema = schema_for_output::<ExecuteOutput>()
+    )]
+    async fn sandbox_execute(
+        &self,
+        Parameters(params): Parameters<ExecuteParams>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let span = tracing::info_span!("sandbox_execute", language = %params.language);
+        async move {
+            match self.run_execute(params).await {
+                Ok(outcome) => Ok(success_or_code_error(outcome)),
+                Err(error) => {
+                    tracing::info!(%error, "execute refused or failed");
+                    Ok(tool_error(error.to_string()))
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+impl SandboxServer {
+    async fn run_execute(&self, params: ExecuteParams) -> Result<ExecutionOutcome, ExecuteError> {
+        let language = Language::parse(&params.language)?;
+        if params.session.is_some() {
+            return Err(ExecuteError::NotAvailable {
+                feature: "`session`",
+                hint: "omit it to run in a fresh sandbox",
+            });
+        }
+        if params.ml == Some(true) || params.packages.as_ref().is_some_and(|p| !p.is_empty()) {
+            return Err(ExecuteError::NotAvailable {
+                feature: "`packages` and `ml`",
+                hint: "omit them and use the standard library",
+            });
+        }
+        let request = ExecuteRequest {
+            language,
+            code: params.code,
+            timeout_ms: self.executor.timeout_ms(params.timeout)?,
+            stdin: params.stdin,
+            env: params.env.unwrap_or_default(),
+        };
+        self.executor.execute(&request).await
+    }
+}
+
+fn success_or_code_error(outcome: ExecutionOutcome) -> CallToolResult {
+    let failed = !outcome.succeeded();
+    let output = ExecuteOutput::from(outcome);
+    let text = output.render();
+    let structured = serde_json::to_value(&output).unwrap_or_default();
+    let mut result = if failed {
+        CallToolResult::error(vec![ContentBlock::text(text)])
+    } else {
+        CallToolResult::success(vec![ContentBlock::text(text)])
+    };
+    result.structured_content = Some(structured);
+    result
+}

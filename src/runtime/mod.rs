@@ -1,0 +1,197 @@
+//! Languages: one module per language says which image runs it, which source
+//! file the code goes into, and the build/run steps the in-container runner
+//! executes. Nothing here talks to Docker.
+
+mod bash;
+mod go;
+mod javascript;
+mod python;
+mod rust;
+mod typescript;
+
+use crate::error::UnknownLanguage;
+use serde::Serialize;
+
+/// Where the runner writes program sources inside the container (a tmpfs,
+/// kept apart from the user's files in `/workspace`).
+pub const SOURCE_DIR: &str = "/tmp/run";
+
+/// A language the sandbox runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Language {
+    Python,
+    JavaScript,
+    TypeScript,
+    Go,
+    Rust,
+    Bash,
+}
+
+impl Language {
+    /// Every supported language, in the order the docs list them.
+    pub const ALL: [Language; 6] = [
+        Language::Python,
+        Language::JavaScript,
+        Language::TypeScript,
+        Language::Go,
+        Language::Rust,
+        Language::Bash,
+    ];
+
+    /// The canonical name used in tool arguments, results and image names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Language::Python => "python",
+            Language::JavaScript => "javascript",
+            Language::TypeScript => "typescript",
+            Language::Go => "go",
+            Language::Rust => "rust",
+            Language::Bash => "bash",
+        }
+    }
+
+    /// Parses a language name, accepting common aliases (`py`, `js`, `node`,
+    /// `ts`, `golang`, `rs`, `sh`, `shell`) in any letter case.
+    pub fn parse(given: &str) -> Result<Language, UnknownLanguage> {
+        let language = match given.trim().to_ascii_lowercase().as_str() {
+            "python" | "python3" | "py" => Language::Python,
+            "javascript" | "js" | "node" | "nodejs" => Language::JavaScript,
+            "typescript" | "ts" => Language::TypeScript,
+            "go" | "golang" => Language::Go,
+            "rust" | "rs" => Language::Rust,
+            "bash" | "sh" | "shell" => Language::Bash,
+            _ => {
+                return Err(UnknownLanguage {
+                    given: given.to_string(),
+                    supported: Language::ALL.map(Language::name).join(", "),
+                });
+            }
+        };
+        Ok(language)
+    }
+
+    /// Turns user code into the files and steps the runner executes.
+    pub fn prepare(self, code: &str) -> Program {
+        match self {
+            Language::Python => python::prepare(code),
+            Language::JavaScript => javascript::prepare(code),
+            Language::TypeScript => typescript::prepare(code),
+            Language::Go => go::prepare(code),
+            Language::Rust => rust::prepare(code),
+            Language::Bash => bash::prepare(code),
+        }
+    }
+}
+
+impl std::fmt::Display for Language {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A source file the runner writes before running the steps.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceFile {
+    pub path: String,
+    pub content: String,
+}
+
+/// Whether a step compiles the program or runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    Build,
+    Run,
+}
+
+/// One command the runner executes; a failing build step stops the program.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub phase: Phase,
+    pub argv: Vec<String>,
+}
+
+/// Everything the runner needs to run one piece of code.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Program {
+    pub files: Vec<SourceFile>,
+    pub steps: Vec<Step>,
+}
+
+impl Program {
+    /// A program of one source file at `SOURCE_DIR/file_name`.
+    fn single_file(file_name: &str, content: String, steps: Vec<Step>) -> Program {
+        Program {
+            files: vec![SourceFile {
+                path: source_path(file_name),
+                content,
+            }],
+            steps,
+        }
+    }
+}
+
+/// Absolute path of a source file inside the container.
+fn source_path(file_name: &str) -> String {
+    format!("{SOURCE_DIR}/{file_name}")
+}
+
+fn step(phase: Phase, argv: &[&str]) -> Step {
+    Step {
+        phase,
+        argv: argv.iter().map(|arg| arg.to_string()).collect(),
+    }
+}
+
+/// Moves leading "header" lines (imports and the like, as `is_header` says)
+/// in front and wraps the remaining lines in `open` … `close`. Used to run
+/// statement-only Go and Rust snippets.
+fn wrap_body(code: &str, is_header: impl Fn(&str) -> bool, open: &str, close: &str) -> String {
+    let mut header = String::new();
+    let mut body = String::new();
+    let mut in_body = false;
+    for line in code.lines() {
+        if !in_body && (line.trim().is_empty() || is_header(line)) {
+            header.push_str(line);
+            header.push('\n');
+        } else {
+            in_body = true;
+            body.push_str("    ");
+            body.push_str(line);
+            body.push('\n');
+        }
+    }
+    format!("{header}{open}\n{body}{close}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_parse_to_languages() {
+        assert_eq!(Language::parse("PY").unwrap(), Language::Python);
+        assert_eq!(Language::parse("node").unwrap(), Language::JavaScript);
+        assert_eq!(Language::parse(" ts ").unwrap(), Language::TypeScript);
+        assert_eq!(Language::parse("golang").unwrap(), Language::Go);
+        assert_eq!(Language::parse("rs").unwrap(), Language::Rust);
+        assert_eq!(Language::parse("sh").unwrap(), Language::Bash);
+    }
+
+    #[test]
+    fn unknown_language_lists_supported_ones() {
+        let error = Language::parse("cobol").unwrap_err().to_string();
+        assert!(error.contains("cobol"));
+        assert!(error.contains("python, javascript, typescript, go, rust, bash"));
+    }
+
+    #[test]
+    fn every_language_has_a_run_step() {
+        for language in Language::ALL {
+            let program = language.prepare("x");
+            assert_eq!(program.files.len(), 1);
+            assert!(program.files[0].path.starts_with(SOURCE_DIR));
+            assert_eq!(program.steps.last().map(|s| s.phase), Some(Phase::Run));
+        }
+    }
+}

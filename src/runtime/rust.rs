@@ -1,0 +1,53 @@
+//! Rust: `rustc` (edition 2021, debug build for fast compiles) then run. Code
+//! without `fn main` is treated as the body of `main` (`use` lines and inner
+//! attributes are kept at the top).
+
+use super::{Phase, Program, source_path, step, wrap_body};
+
+pub(super) fn prepare(code: &str) -> Program {
+    let source = source_path("main.rs");
+    let binary = source_path("main");
+    let steps = vec![
+        step(
+            Phase::Build,
+            &["rustc", "--edition", "2021", "-C", "opt-level=0", "-o", &binary, &source],
+        ),
+        step(Phase::Run, &[&binary]),
+    ];
+    Program::single_file("main.rs", wrap(code), steps)
+}
+
+fn wrap(code: &str) -> String {
+    if code.contains("fn main(") {
+        return code.to_string();
+    }
+    wrap_body(
+        code,
+        |line| {
+            let line = line.trim_start();
+            line.starts_with("use ") || line.starts_with("extern crate ") || line.starts_with("#![") || line.starts_with("//")
+        },
+        "fn main() {",
+        "}",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_with_main_are_untouched() {
+        let code = "fn main() { println!(\"hi\"); }";
+        assert_eq!(wrap(code), code);
+    }
+
+    #[test]
+    fn statements_are_wrapped_with_uses_hoisted() {
+        let wrapped = wrap("use std::collections::HashMap;\nlet m: HashMap<u8, u8> = HashMap::new();\nprintln!(\"{}\", m.len());");
+        assert_eq!(
+            wrapped,
+            "use std::collections::HashMap;\nfn main() {\n    let m: HashMap<u8, u8> = HashMap::new();\n    println!(\"{}\", m.len());\n}\n"
+        );
+    }
+}
