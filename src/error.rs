@@ -17,7 +17,9 @@ pub enum DockerError {
          or open Docker Desktop) and try again; `DOCKER_HOST` selects another engine"
     )]
     Unreachable(String),
-    #[error("sandbox image `{image}` is missing. Build the images with `multilang-sandbox images build`")]
+    #[error(
+        "sandbox image `{image}` is missing. Build the images with `multilang-sandbox images build`"
+    )]
     ImageMissing { image: String },
     #[error("Docker engine error: {0}")]
     Api(#[from] bollard::errors::Error),
@@ -44,7 +46,9 @@ pub enum ExecuteError {
     EmptyCode,
     #[error("timeout {given} ms is out of range: use 1 to {max} milliseconds (default {default})")]
     InvalidTimeout { given: u64, max: u64, default: u64 },
-    #[error("environment variable name `{0}` is invalid: use letters, digits and `_`, not starting with a digit")]
+    #[error(
+        "environment variable name `{0}` is invalid: use letters, digits and `_`, not starting with a digit"
+    )]
     InvalidEnvName(String),
     #[error("{feature} is not available yet in this version of multilang-sandbox; {hint}")]
     NotAvailable {

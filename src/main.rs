@@ -14,7 +14,11 @@ use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "multilang-sandbox", version, about = "MCP server that runs code in Docker sandboxes")]
+#[command(
+    name = "multilang-sandbox",
+    version,
+    about = "MCP server that runs code in Docker sandboxes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -76,7 +80,8 @@ fn main() -> ExitCode {
 }
 
 fn init_logging() {
-    let filter = EnvFilter::try_from_env("MULTILANG_SANDBOX_LOG").unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
+    let filter = EnvFilter::try_from_env("MULTILANG_SANDBOX_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

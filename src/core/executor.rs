@@ -5,7 +5,9 @@
 
 use super::protocol::{PROTOCOL, RunRequest, RunResult, RunnerMessage};
 use crate::config::Config;
-use crate::docker::{ContainerLimits, DockerEngine, RunnerChannel, SandboxContainer, SandboxSpec, labels};
+use crate::docker::{
+    ContainerLimits, DockerEngine, RunnerChannel, SandboxContainer, SandboxSpec, labels,
+};
 use crate::error::{DockerError, ExecuteError};
 use crate::images;
 use crate::runtime::Language;
@@ -92,7 +94,10 @@ impl Executor {
     }
 
     /// Runs `request` in a fresh container and removes the container afterwards.
-    pub async fn execute(&self, request: &ExecuteRequest) -> Result<ExecutionOutcome, ExecuteError> {
+    pub async fn execute(
+        &self,
+        request: &ExecuteRequest,
+    ) -> Result<ExecutionOutcome, ExecuteError> {
         if request.code.trim().is_empty() {
             return Err(ExecuteError::EmptyCode);
         }
@@ -160,7 +165,11 @@ impl Executor {
         SandboxContainer::start(client, &spec).await
     }
 
-    async fn run_in(&self, channel: &mut RunnerChannel, request: &ExecuteRequest) -> Result<RunResult, RunFailure> {
+    async fn run_in(
+        &self,
+        channel: &mut RunnerChannel,
+        request: &ExecuteRequest,
+    ) -> Result<RunResult, RunFailure> {
         wait_ready(channel).await?;
         let program = request.language.prepare(&request.code);
         let id = uuid::Uuid::new_v4().to_string();
@@ -168,8 +177,9 @@ impl Executor {
         run.stdin = request.stdin.as_deref();
         run.timeout_ms = request.timeout_ms;
         run.max_output_bytes = self.config.max_output_bytes;
-        let line = serde_json::to_vec(&run)
-            .map_err(|e| RunFailure::Docker(DockerError::Protocol(format!("cannot encode request: {e}"))))?;
+        let line = serde_json::to_vec(&run).map_err(|e| {
+            RunFailure::Docker(DockerError::Protocol(format!("cannot encode request: {e}")))
+        })?;
         channel.send_line(&line).await?;
         let deadline = Duration::from_millis(request.timeout_ms) + HOST_GRACE;
         let reply = tokio::time::timeout(deadline, read_message(channel))
@@ -177,7 +187,9 @@ impl Executor {
             .map_err(|_| RunFailure::HostTimeout)??;
         match reply {
             RunnerMessage::Result(result) => Ok(result),
-            RunnerMessage::Error { message, .. } => Err(RunFailure::Docker(DockerError::Protocol(message))),
+            RunnerMessage::Error { message, .. } => {
+                Err(RunFailure::Docker(DockerError::Protocol(message)))
+            }
             other => Err(RunFailure::Docker(DockerError::Protocol(format!(
                 "expected a result, got {other:?}"
             )))),
@@ -258,13 +270,20 @@ async fn read_message(channel: &mut RunnerChannel) -> Result<RunnerMessage, Dock
 async fn wait_ready(channel: &mut RunnerChannel) -> Result<(), DockerError> {
     let message = tokio::time::timeout(READY_TIMEOUT, read_message(channel))
         .await
-        .map_err(|_| DockerError::ContainerGone(format!("the runner did not start within {} s", READY_TIMEOUT.as_secs())))??;
+        .map_err(|_| {
+            DockerError::ContainerGone(format!(
+                "the runner did not start within {} s",
+                READY_TIMEOUT.as_secs()
+            ))
+        })??;
     match message {
         RunnerMessage::Ready { protocol } if protocol == PROTOCOL => Ok(()),
         RunnerMessage::Ready { protocol } => Err(DockerError::Protocol(format!(
             "the image's runner speaks protocol {protocol}, this server {PROTOCOL}; rebuild the images with `multilang-sandbox images build`"
         ))),
-        other => Err(DockerError::Protocol(format!("expected ready, got {other:?}"))),
+        other => Err(DockerError::Protocol(format!(
+            "expected ready, got {other:?}"
+        ))),
     }
 }
 

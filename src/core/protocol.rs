@@ -83,7 +83,8 @@ mod tests {
 
     #[test]
     fn parses_runner_messages() {
-        let ready: RunnerMessage = serde_json::from_str(r#"{"type":"ready","protocol":1}"#).unwrap();
+        let ready: RunnerMessage =
+            serde_json::from_str(r#"{"type":"ready","protocol":1}"#).unwrap();
         assert_eq!(ready, RunnerMessage::Ready { protocol: 1 });
         let result: RunnerMessage = serde_json::from_str(
             r#"{"type":"result","id":"a","exit_code":0,"signal":null,"stdout":"hi\n","stderr":"",

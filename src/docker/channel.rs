@@ -31,7 +31,9 @@ impl RunnerChannel {
 
     /// Sends one message; a newline is appended.
     pub async fn send_line(&mut self, message: &[u8]) -> Result<(), DockerError> {
-        let gone = |e: std::io::Error| DockerError::ContainerGone(format!("writing to the runner failed: {e}"));
+        let gone = |e: std::io::Error| {
+            DockerError::ContainerGone(format!("writing to the runner failed: {e}"))
+        };
         self.input.write_all(message).await.map_err(gone)?;
         self.input.write_all(b"\n").await.map_err(gone)?;
         self.input.flush().await.map_err(gone)

@@ -44,7 +44,8 @@ pub struct SandboxSpec {
 
 impl SandboxSpec {
     fn container_body(&self) -> ContainerCreateBody {
-        let tmpfs = |extra: &str| format!("rw,exec,nosuid,nodev,size={}m{extra}", self.limits.tmpfs_mb);
+        let tmpfs =
+            |extra: &str| format!("rw,exec,nosuid,nodev,size={}m{extra}", self.limits.tmpfs_mb);
         let host_config = HostConfig {
             network_mode: Some("none".into()),
             cap_drop: Some(vec!["ALL".into()]),
@@ -52,8 +53,14 @@ impl SandboxSpec {
             readonly_rootfs: Some(true),
             tmpfs: Some(HashMap::from([
                 ("/tmp".to_string(), tmpfs(",mode=1777")),
-                ("/workspace".to_string(), tmpfs(",uid=1000,gid=1000,mode=0755")),
-                ("/outputs".to_string(), tmpfs(",uid=1000,gid=1000,mode=0755")),
+                (
+                    "/workspace".to_string(),
+                    tmpfs(",uid=1000,gid=1000,mode=0755"),
+                ),
+                (
+                    "/outputs".to_string(),
+                    tmpfs(",uid=1000,gid=1000,mode=0755"),
+                ),
             ])),
             memory: Some(self.limits.memory_bytes),
             memory_swap: Some(self.limits.memory_bytes),
@@ -175,7 +182,10 @@ fn spawn_remove(client: Docker, id: String) {
 }
 
 async fn remove_container(client: &Docker, id: &str) {
-    let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+    let options = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
     match client.remove_container(id, Some(options)).await {
         Ok(()) => tracing::debug!(container = %id, "removed container"),
         Err(error) if is_not_found(&error) => {}

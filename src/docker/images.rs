@@ -64,7 +64,9 @@ impl DockerEngine {
     /// Pulls an image from its registry.
     pub async fn pull(&self, image: &str) -> Result<(), DockerError> {
         let client = self.client().await?;
-        let options = CreateImageOptionsBuilder::default().from_image(image).build();
+        let options = CreateImageOptionsBuilder::default()
+            .from_image(image)
+            .build();
         let mut stream = client.create_image(Some(options), None, None);
         while let Some(item) = stream.next().await {
             item?;
@@ -92,11 +94,14 @@ impl DockerEngine {
             .buildargs(build_args)
             .labels(labels)
             .build();
-        let mut stream = client.build_image(options, None, Some(bollard::body_full(Bytes::from(tar))));
+        let mut stream =
+            client.build_image(options, None, Some(bollard::body_full(Bytes::from(tar))));
         while let Some(item) = stream.next().await {
             let info = item?;
             if let Some(detail) = info.error_detail {
-                let message = detail.message.unwrap_or_else(|| "unknown build error".into());
+                let message = detail
+                    .message
+                    .unwrap_or_else(|| "unknown build error".into());
                 return Err(DockerError::Protocol(message));
             }
             if let Some(text) = info.stream {
@@ -109,7 +114,12 @@ impl DockerEngine {
     }
 
     /// Imports a root filesystem tarball as `repository:tag` (`docker import`).
-    pub async fn import_rootfs<S>(&self, repository: &str, tag: &str, tarball: S) -> Result<(), DockerError>
+    pub async fn import_rootfs<S>(
+        &self,
+        repository: &str,
+        tag: &str,
+        tarball: S,
+    ) -> Result<(), DockerError>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     {
@@ -119,7 +129,8 @@ impl DockerEngine {
             .repo(repository)
             .tag(tag)
             .build();
-        let mut stream = client.create_image(Some(options), Some(bollard::body_try_stream(tarball)), None);
+        let mut stream =
+            client.create_image(Some(options), Some(bollard::body_try_stream(tarball)), None);
         while let Some(item) = stream.next().await {
             let info = item?;
             if let Some(detail) = info.error_detail {

@@ -60,7 +60,10 @@ impl DockerEngine {
     /// Engine version and API version, for diagnostics.
     pub async fn describe(&self) -> Result<String, DockerError> {
         let client = self.client().await?;
-        let version = client.version().await.map_err(|e| DockerError::Unreachable(e.to_string()))?;
+        let version = client
+            .version()
+            .await
+            .map_err(|e| DockerError::Unreachable(e.to_string()))?;
         Ok(format!(
             "Docker {} (API {}, negotiated {})",
             version.version.unwrap_or_default(),
@@ -71,7 +74,8 @@ impl DockerEngine {
 }
 
 fn describe_unreachable(error: &bollard::errors::Error) -> String {
-    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let host =
+        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
     format!("{error} (at {host})")
 }
 
@@ -96,6 +100,9 @@ fn is_connection_failure(error: &DockerError) -> bool {
 pub(crate) fn is_not_found(error: &bollard::errors::Error) -> bool {
     matches!(
         error,
-        bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
     )
 }

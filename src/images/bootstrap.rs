@@ -15,7 +15,8 @@ const SUITE: &str = "trixie";
 /// Builds `image` (`repository:tag`) with debootstrap and imports it.
 pub async fn bootstrap_base(engine: &DockerEngine, image: &str) -> Result<(), ImageError> {
     let (repository, tag) = split_reference(image);
-    let root = std::env::temp_dir().join(format!("multilang-sandbox-rootfs-{}", uuid::Uuid::new_v4()));
+    let root =
+        std::env::temp_dir().join(format!("multilang-sandbox-rootfs-{}", uuid::Uuid::new_v4()));
     let result = bootstrap_into(engine, &root, repository, tag).await;
     if let Err(error) = tokio::fs::remove_dir_all(&root).await
         && error.kind() != std::io::ErrorKind::NotFound
@@ -25,7 +26,12 @@ pub async fn bootstrap_base(engine: &DockerEngine, image: &str) -> Result<(), Im
     result
 }
 
-async fn bootstrap_into(engine: &DockerEngine, root: &Path, repository: &str, tag: &str) -> Result<(), ImageError> {
+async fn bootstrap_into(
+    engine: &DockerEngine,
+    root: &Path,
+    repository: &str,
+    tag: &str,
+) -> Result<(), ImageError> {
     let output = Command::new("debootstrap")
         .args(["--variant=minbase", SUITE])
         .arg(root)
@@ -62,10 +68,14 @@ async fn bootstrap_into(engine: &DockerEngine, root: &Path, repository: &str, ta
         .stdout
         .take()
         .ok_or_else(|| ImageError::Bootstrap("tar produced no output stream".into()))?;
-    engine.import_rootfs(repository, tag, ReaderStream::new(stdout)).await?;
+    engine
+        .import_rootfs(repository, tag, ReaderStream::new(stdout))
+        .await?;
     let status = tar.wait().await?;
     if !status.success() {
-        return Err(ImageError::Bootstrap(format!("packing the root filesystem failed: tar exited with {status}")));
+        return Err(ImageError::Bootstrap(format!(
+            "packing the root filesystem failed: tar exited with {status}"
+        )));
     }
     Ok(())
 }
@@ -99,9 +109,18 @@ mod tests {
 
     #[test]
     fn splits_image_references() {
-        assert_eq!(split_reference("debian:trixie-slim"), ("debian", "trixie-slim"));
+        assert_eq!(
+            split_reference("debian:trixie-slim"),
+            ("debian", "trixie-slim")
+        );
         assert_eq!(split_reference("debian"), ("debian", "latest"));
-        assert_eq!(split_reference("localhost:5000/debian"), ("localhost:5000/debian", "latest"));
-        assert_eq!(split_reference("localhost:5000/debian:13"), ("localhost:5000/debian", "13"));
+        assert_eq!(
+            split_reference("localhost:5000/debian"),
+            ("localhost:5000/debian", "latest")
+        );
+        assert_eq!(
+            split_reference("localhost:5000/debian:13"),
+            ("localhost:5000/debian", "13")
+        );
     }
 }

@@ -133,6 +133,9 @@ mod tests {
             base_image: "example/other:1".into(),
             ..Config::default()
         };
-        assert_ne!(tag_for(Language::Go, &Config::default()), tag_for(Language::Go, &other));
+        assert_ne!(
+            tag_for(Language::Go, &Config::default()),
+            tag_for(Language::Go, &other)
+        );
     }
 }

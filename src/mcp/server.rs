@@ -1,10 +1,15 @@
 //! The MCP server: tool routing and the `initialize` answer (given at once,
 //! whatever the state of Docker).
 
+use super::tools::validate_arguments;
 use crate::core::Executor;
 use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::model::{Implementation, ServerCapabilities, ServerConfig};
-use rmcp::{ServerHandler, tool_handler};
+use rmcp::handler::server::tool::ToolCallContext;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, Implementation, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
 use std::sync::Arc;
 
 const INSTRUCTIONS: &str = "Runs code safely in Docker sandboxes (no network, non-root, resource limits). \
@@ -42,5 +47,17 @@ impl ServerHandler for SandboxServer {
                 env!("CARGO_PKG_VERSION"),
             ))
             .with_instructions(INSTRUCTIONS)
+    }
+
+    /// Arguments that do not match a tool's schema are a malformed request:
+    /// a JSON-RPC invalid-params error, checked before the tool runs.
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        validate_arguments(&request.name, request.arguments.as_ref())?;
+        let call = ToolCallContext::new(self, request, context);
+        self.tool_router.call(call).await
     }
 }

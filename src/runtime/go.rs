@@ -15,14 +15,23 @@ pub(super) fn prepare(code: &str) -> Program {
 }
 
 fn wrap(code: &str) -> String {
-    let has_package = code.lines().any(|line| line.trim_start().starts_with("package "));
+    let has_package = code
+        .lines()
+        .any(|line| line.trim_start().starts_with("package "));
     let has_main = code.contains("func main()");
     match (has_package, has_main) {
         (true, true) => code.to_string(),
         (false, true) => format!("package main\n\n{code}"),
         (has_package, false) => {
-            let code = if has_package { strip_package(code) } else { code.to_string() };
-            format!("package main\n\n{}", wrap_body(&code, is_import_line(), "func main() {", "}"))
+            let code = if has_package {
+                strip_package(code)
+            } else {
+                code.to_string()
+            };
+            format!(
+                "package main\n\n{}",
+                wrap_body(&code, is_import_line(), "func main() {", "}")
+            )
         }
     }
 }

@@ -4,5 +4,9 @@ use super::{Phase, Program, source_path, step};
 
 pub(super) fn prepare(code: &str) -> Program {
     let path = source_path("main.py");
-    Program::single_file("main.py", code.to_string(), vec![step(Phase::Run, &["python3", &path])])
+    Program::single_file(
+        "main.py",
+        code.to_string(),
+        vec![step(Phase::Run, &["python3", &path])],
+    )
 }

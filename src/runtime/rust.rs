@@ -10,7 +10,16 @@ pub(super) fn prepare(code: &str) -> Program {
     let steps = vec![
         step(
             Phase::Build,
-            &["rustc", "--edition", "2021", "-C", "opt-level=0", "-o", &binary, &source],
+            &[
+                "rustc",
+                "--edition",
+                "2021",
+                "-C",
+                "opt-level=0",
+                "-o",
+                &binary,
+                &source,
+            ],
         ),
         step(Phase::Run, &[&binary]),
     ];
@@ -25,7 +34,10 @@ fn wrap(code: &str) -> String {
         code,
         |line| {
             let line = line.trim_start();
-            line.starts_with("use ") || line.starts_with("extern crate ") || line.starts_with("#![") || line.starts_with("//")
+            line.starts_with("use ")
+                || line.starts_with("extern crate ")
+                || line.starts_with("#![")
+                || line.starts_with("//")
         },
         "fn main() {",
         "}",
@@ -44,7 +56,9 @@ mod tests {
 
     #[test]
     fn statements_are_wrapped_with_uses_hoisted() {
-        let wrapped = wrap("use std::collections::HashMap;\nlet m: HashMap<u8, u8> = HashMap::new();\nprintln!(\"{}\", m.len());");
+        let wrapped = wrap(
+            "use std::collections::HashMap;\nlet m: HashMap<u8, u8> = HashMap::new();\nprintln!(\"{}\", m.len());",
+        );
         assert_eq!(
             wrapped,
             "use std::collections::HashMap;\nfn main() {\n    let m: HashMap<u8, u8> = HashMap::new();\n    println!(\"{}\", m.len());\n}\n"

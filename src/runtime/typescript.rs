@@ -6,7 +6,11 @@ use super::{Phase, Program, javascript::uses_module_syntax, source_path, step};
 
 pub(super) fn prepare(code: &str) -> Program {
     let commonjs = code.contains("require(") && !uses_module_syntax(code);
-    let (format, output) = if commonjs { ("cjs", "main.cjs") } else { ("esm", "main.mjs") };
+    let (format, output) = if commonjs {
+        ("cjs", "main.cjs")
+    } else {
+        ("esm", "main.mjs")
+    };
     let source = source_path("main.ts");
     let output = source_path(output);
     let steps = vec![

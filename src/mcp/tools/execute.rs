@@ -91,7 +91,10 @@ impl From<ExecutionOutcome> for ExecuteOutput {
 impl ExecuteOutput {
     /// The short text rendering that accompanies the structured result.
     fn render(&self) -> String {
-        let mut status = format!("[{}] exit code {} in {} ms", self.language, self.exit_code, self.duration_ms);
+        let mut status = format!(
+            "[{}] exit code {} in {} ms",
+            self.language, self.exit_code, self.duration_ms
+        );
         if self.phase == "build" && self.exit_code != 0 {
             status.push_str(" (compilation failed)");
         }

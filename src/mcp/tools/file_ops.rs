@@ -52,7 +52,10 @@ impl SandboxServer {
         description = "Read, write, list, delete files and make folders in a session's workspace. \
 Not available yet in this version: sessions come first."
     )]
-    async fn sandbox_file_ops(&self, Parameters(_params): Parameters<FileOpsParams>) -> Result<CallToolResult, ErrorData> {
+    async fn sandbox_file_ops(
+        &self,
+        Parameters(_params): Parameters<FileOpsParams>,
+    ) -> Result<CallToolResult, ErrorData> {
         Ok(tool_error(
             "sandbox_file_ops is not available yet in this version of multilang-sandbox. \
 Within one sandbox_execute call, code can write and read files under /workspace and /tmp.",

@@ -35,7 +35,12 @@ impl SandboxServer {
         description = "Show the sandbox's state: warm pool, package cache, sessions, audit log. \
 Not available yet in this version."
     )]
-    async fn sandbox_inspect(&self, Parameters(_params): Parameters<InspectParams>) -> Result<CallToolResult, ErrorData> {
-        Ok(tool_error("sandbox_inspect is not available yet in this version of multilang-sandbox."))
+    async fn sandbox_inspect(
+        &self,
+        Parameters(_params): Parameters<InspectParams>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(tool_error(
+            "sandbox_inspect is not available yet in this version of multilang-sandbox.",
+        ))
     }
 }

@@ -28,7 +28,10 @@ impl SandboxServer {
         description = "Install packages (pip, npm, cargo, go modules, apt) into a session or into the \
 package cache. Not available yet in this version: use the standard library."
     )]
-    async fn sandbox_install(&self, Parameters(_params): Parameters<InstallParams>) -> Result<CallToolResult, ErrorData> {
+    async fn sandbox_install(
+        &self,
+        Parameters(_params): Parameters<InstallParams>,
+    ) -> Result<CallToolResult, ErrorData> {
         Ok(tool_error(
             "sandbox_install is not available yet in this version of multilang-sandbox. \
 Write code that uses only the language's standard library.",

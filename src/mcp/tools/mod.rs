@@ -8,9 +8,82 @@ pub mod install;
 pub mod security;
 pub mod session;
 
-use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::ErrorData;
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
+use serde::de::DeserializeOwned;
 
 /// A tool-level failure the model can act on (`isError: true`).
 pub(crate) fn tool_error(message: impl Into<String>) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message.into())])
+}
+
+/// Checks a tool call's arguments against the tool's argument struct.
+/// Unknown tool names pass through (the router reports them).
+pub(crate) fn validate_arguments(
+    tool: &str,
+    arguments: Option<&JsonObject>,
+) -> Result<(), ErrorData> {
+    match tool {
+        "sandbox_execute" => check::<execute::ExecuteParams>(tool, arguments),
+        "sandbox_session" => check::<session::SessionParams>(tool, arguments),
+        "sandbox_install" => check::<install::InstallParams>(tool, arguments),
+        "sandbox_file_ops" => check::<file_ops::FileOpsParams>(tool, arguments),
+        "sandbox_inspect" => check::<inspect::InspectParams>(tool, arguments),
+        "sandbox_security" => check::<security::SecurityParams>(tool, arguments),
+        _ => Ok(()),
+    }
+}
+
+fn check<T: DeserializeOwned>(tool: &str, arguments: Option<&JsonObject>) -> Result<(), ErrorData> {
+    let value = serde_json::Value::Object(arguments.cloned().unwrap_or_default());
+    serde_json::from_value::<T>(value).map(|_| ()).map_err(|error| {
+        ErrorData::invalid_params(
+            format!("invalid arguments for {tool}: {error}. See the tool's input schema in tools/list"),
+            None,
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(value: serde_json::Value) -> JsonObject {
+        value.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn missing_required_fields_are_invalid_params() {
+        let error = validate_arguments(
+            "sandbox_execute",
+            Some(&object(json!({"language": "python"}))),
+        )
+        .unwrap_err();
+        assert_eq!(error.code, rmcp::model::ErrorCode::INVALID_PARAMS);
+        assert!(
+            error.message.contains("missing field `code`"),
+            "{}",
+            error.message
+        );
+        assert!(validate_arguments("sandbox_execute", None).is_err());
+    }
+
+    #[test]
+    fn well_formed_arguments_pass() {
+        let arguments =
+            object(json!({"language": "go", "code": "x", "timeout": 5, "env": {"A": "1"}}));
+        assert!(validate_arguments("sandbox_execute", Some(&arguments)).is_ok());
+        assert!(
+            validate_arguments("sandbox_session", Some(&object(json!({"action": "list"})))).is_ok()
+        );
+        assert!(
+            validate_arguments(
+                "sandbox_session",
+                Some(&object(json!({"action": "explode"})))
+            )
+            .is_err()
+        );
+        assert!(validate_arguments("no_such_tool", None).is_ok());
+    }
 }

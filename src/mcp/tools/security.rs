@@ -35,7 +35,12 @@ impl SandboxServer {
         description = "Audit log and security events: recent events, policy violations, counts, and \
 verification of the tamper-evident chain. Not available yet in this version."
     )]
-    async fn sandbox_security(&self, Parameters(_params): Parameters<SecurityParams>) -> Result<CallToolResult, ErrorData> {
-        Ok(tool_error("sandbox_security is not available yet in this version of multilang-sandbox."))
+    async fn sandbox_security(
+        &self,
+        Parameters(_params): Parameters<SecurityParams>,
+    ) -> Result<CallToolResult, ErrorData> {
+        Ok(tool_error(
+            "sandbox_security is not available yet in this version of multilang-sandbox.",
+        ))
     }
 }

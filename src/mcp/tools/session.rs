@@ -48,7 +48,10 @@ impl SandboxServer {
 sandbox_execute calls: create, list, get, pause, resume, extend, destroy. \
 Not available yet in this version: use sandbox_execute without `session`."
     )]
-    async fn sandbox_session(&self, Parameters(_params): Parameters<SessionParams>) -> Result<CallToolResult, ErrorData> {
+    async fn sandbox_session(
+        &self,
+        Parameters(_params): Parameters<SessionParams>,
+    ) -> Result<CallToolResult, ErrorData> {
         Ok(tool_error(
             "sandbox_session is not available yet in this version of multilang-sandbox. \
 Use sandbox_execute without `session`; each call runs in a fresh sandbox.",

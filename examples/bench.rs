@@ -1,0 +1,228 @@
+//! Latency benchmark, through a real MCP client against the real server and
+//! real Docker, with the engine's own baselines measured in the same run.
+//! Prints medians and p95 and writes them to `BENCHMARKS.md`.
+//!
+//! ```text
+//! cargo run --release --example bench -- [RUNS]     # default 30 runs per case
+//! ```
+
+use bollard::Docker;
+use bollard::exec::{CreateExecOptions, StartExecResults};
+use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::query_parameters::{
+    CreateContainerOptions, RemoveContainerOptionsBuilder, StartContainerOptions,
+};
+use futures::StreamExt;
+use rmcp::model::CallToolRequestParams;
+use rmcp::service::RunningService;
+use rmcp::transport::TokioChildProcess;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::process::Command;
+
+type Client = RunningService<RoleClient, ()>;
+type BoxError = Box<dyn std::error::Error>;
+
+struct Case {
+    name: String,
+    samples: Vec<Duration>,
+}
+
+impl Case {
+    fn percentile(&self, p: f64) -> Duration {
+        let mut sorted = self.samples.clone();
+        sorted.sort();
+        let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+        sorted[index.min(sorted.len() - 1)]
+    }
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.2}", duration.as_secs_f64() * 1000.0)
+}
+
+fn server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("MULTILANG_SANDBOX_BIN") {
+        return PathBuf::from(path);
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("multilang-sandbox")))
+        .filter(|path| path.exists())
+        .unwrap_or_else(|| PathBuf::from("multilang-sandbox"))
+}
+
+async fn execute(client: &Client, arguments: Value) -> Result<Value, BoxError> {
+    let arguments = arguments.as_object().cloned().unwrap_or_default();
+    let result = client
+        .call_tool(CallToolRequestParams::new("sandbox_execute").with_arguments(arguments))
+        .await?;
+    let structured = result.structured_content.ok_or("no structured result")?;
+    if structured["exit_code"] != 0 {
+        return Err(format!("execute failed: {structured}").into());
+    }
+    Ok(structured)
+}
+
+async fn time_execute(
+    client: &Client,
+    name: &str,
+    runs: usize,
+    arguments: Value,
+) -> Result<Case, BoxError> {
+    execute(client, arguments.clone()).await?; // warm-up
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        execute(client, arguments.clone()).await?;
+        samples.push(started.elapsed());
+    }
+    Ok(Case {
+        name: name.to_string(),
+        samples,
+    })
+}
+
+fn baseline_body(image: &str) -> ContainerCreateBody {
+    ContainerCreateBody {
+        image: Some(image.to_string()),
+        cmd: Some(vec!["sleep".into(), "600".into()]),
+        host_config: Some(HostConfig {
+            network_mode: Some("none".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn remove(docker: &Docker, id: &str) -> Result<(), BoxError> {
+    let options = RemoveContainerOptionsBuilder::default().force(true).build();
+    docker.remove_container(id, Some(options)).await?;
+    Ok(())
+}
+
+async fn baselines(docker: &Docker, image: &str, runs: usize) -> Result<Vec<Case>, BoxError> {
+    let mut create_start = Vec::new();
+    let mut removals = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        let id = docker
+            .create_container(None::<CreateContainerOptions>, baseline_body(image))
+            .await?
+            .id;
+        docker
+            .start_container(&id, None::<StartContainerOptions>)
+            .await?;
+        create_start.push(started.elapsed());
+        let started = Instant::now();
+        remove(docker, &id).await?;
+        removals.push(started.elapsed());
+    }
+    let id = docker
+        .create_container(None::<CreateContainerOptions>, baseline_body(image))
+        .await?
+        .id;
+    docker
+        .start_container(&id, None::<StartContainerOptions>)
+        .await?;
+    let mut execs = Vec::new();
+    for _ in 0..runs {
+        let started = Instant::now();
+        let exec = docker
+            .create_exec(
+                &id,
+                CreateExecOptions::<String> {
+                    cmd: Some(vec!["python3".into(), "-c".into(), "print(1)".into()]),
+                    attach_stdout: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if let StartExecResults::Attached { mut output, .. } =
+            docker.start_exec(&exec.id, None).await?
+        {
+            while output.next().await.is_some() {}
+        }
+        execs.push(started.elapsed());
+    }
+    remove(docker, &id).await?;
+    Ok(vec![
+        Case {
+            name: "baseline: container create + start".into(),
+            samples: create_start,
+        },
+        Case {
+            name: "baseline: container remove (force)".into(),
+            samples: removals,
+        },
+        Case {
+            name: "baseline: `docker exec python3 -c 'print(1)'`".into(),
+            samples: execs,
+        },
+    ])
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let runs: usize = std::env::args()
+        .nth(1)
+        .map(|n| n.parse())
+        .transpose()?
+        .unwrap_or(30);
+    let config = multilang_sandbox::config::Config::from_env()?;
+    let python_image =
+        multilang_sandbox::images::tag_for(multilang_sandbox::runtime::Language::Python, &config);
+    let docker = Docker::connect_with_defaults()?.negotiate_version().await?;
+    let version = docker.version().await?;
+
+    let mut command = Command::new(server_binary());
+    command.env("MULTILANG_SANDBOX_LOG", "warn");
+    let client = ().serve(TokioChildProcess::new(command)?).await?;
+    let mut cases = vec![
+        time_execute(
+            &client,
+            "stateless `print(1)` (python), through MCP",
+            runs,
+            json!({"language": "python", "code": "print(1)"}),
+        )
+        .await?,
+        time_execute(
+            &client,
+            "stateless `echo 1` (bash), through MCP",
+            runs,
+            json!({"language": "bash", "code": "echo 1"}),
+        )
+        .await?,
+    ];
+    client.cancel().await?;
+    cases.extend(baselines(&docker, &python_image, runs).await?);
+
+    let mut table = String::from("| case | runs | median ms | p95 ms |\n|---|---|---|---|\n");
+    for case in &cases {
+        table.push_str(&format!(
+            "| {} | {} | {} | {} |\n",
+            case.name,
+            case.samples.len(),
+            ms(case.percentile(0.5)),
+            ms(case.percentile(0.95))
+        ));
+    }
+    println!("{table}");
+    let report = format!(
+        "# Benchmarks\n\nProduced by `cargo run --release --example bench -- {runs}` on {} \
+         ({} cores; Docker {} API {}). Every figure is wall time seen by the caller: \
+         MCP cases through rmcp's client over stdio to the release binary; baselines through \
+         the Docker API on the same engine in the same run.\n\n{table}",
+        std::env::consts::ARCH,
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        version.version.unwrap_or_default(),
+        version.api_version.unwrap_or_default(),
+    );
+    std::fs::write("BENCHMARKS.md", report)?;
+    eprintln!("wrote BENCHMARKS.md");
+    Ok(())
+}

@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Installs multilang-sandbox: prerequisites (Docker, debootstrap), the release
+# binary, the sandbox images; then registers the server with Claude Code when
+# its CLI is present and prints the Claude Desktop and LM Studio configs.
+# Safe to run again: every step skips what is already done.
+#
+# Environment:
+#   MULTILANG_SANDBOX_BIN_DIR   where to install the binary (default ~/.local/bin)
+#   MULTILANG_SANDBOX_NO_REGISTER=1   do not run `claude mcp add`
+set -euo pipefail
+
+cd "$(dirname "$0")"
+BIN_DIR="${MULTILANG_SANDBOX_BIN_DIR:-$HOME/.local/bin}"
+BIN="$BIN_DIR/multilang-sandbox"
+BASE_IMAGE="${MULTILANG_SANDBOX_BASE_IMAGE:-debian:trixie-slim}"
+
+say() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; fi
+fi
+
+install_prerequisites() {
+    local missing=()
+    command -v docker >/dev/null 2>&1 || missing+=(docker.io)
+    if [ "$(uname -s)" = "Linux" ]; then
+        command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
+        command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+    fi
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if command -v apt-get >/dev/null 2>&1; then
+        # shellcheck disable=SC2207
+        missing=($(printf '%s\n' "${missing[@]}" | sort -u))
+        say "installing ${missing[*]} with apt-get"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    elif [ "$(uname -s)" = "Darwin" ]; then
+        command -v docker >/dev/null 2>&1 \
+            || die "Docker is missing: install Docker Desktop (https://docs.docker.com/desktop/) and run this again"
+    else
+        die "please install: ${missing[*]} (Docker engine and debootstrap), then run this again"
+    fi
+}
+
+start_docker() {
+    if docker info >/dev/null 2>&1; then return 0; fi
+    if [ "$(uname -s)" = "Darwin" ]; then
+        say "starting Docker Desktop"
+        open -a Docker || die "start Docker Desktop, then run this again"
+    elif [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        say "starting the Docker service"
+        $SUDO systemctl start docker || true
+    fi
+    if ! docker info >/dev/null 2>&1 && command -v dockerd >/dev/null 2>&1 && ! pgrep -x dockerd >/dev/null 2>&1; then
+        say "starting dockerd in the background (log: /var/log/dockerd.log)"
+        $SUDO sh -c 'setsid dockerd >/var/log/dockerd.log 2>&1 </dev/null &'
+    fi
+    for _ in $(seq 1 60); do
+        docker info >/dev/null 2>&1 && return 0
+        sleep 1
+    done
+    if $SUDO docker info >/dev/null 2>&1; then
+        die "Docker runs but $(id -un) may not use it: run \`sudo usermod -aG docker $(id -un)\`, log in again, and rerun"
+    fi
+    die "Docker did not start; see /var/log/dockerd.log or \`systemctl status docker\`"
+}
+
+build_binary() {
+    command -v cargo >/dev/null 2>&1 || die "Rust is missing: install it with rustup (https://rustup.rs), then rerun"
+    say "building the release binary"
+    cargo build --release --locked --quiet
+    mkdir -p "$BIN_DIR"
+    install -m 0755 target/release/multilang-sandbox "$BIN"
+    say "installed $BIN"
+}
+
+build_images() {
+    say "building the sandbox images (first time: a few minutes)"
+    if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || [ -z "$SUDO" ]; then
+        "$BIN" images build
+    else
+        # The base image may have to be made with debootstrap, which needs root.
+        $SUDO env "PATH=$PATH" ${DOCKER_HOST:+DOCKER_HOST="$DOCKER_HOST"} "$BIN" images build
+    fi
+}
+
+register_clients() {
+    if [ "${MULTILANG_SANDBOX_NO_REGISTER:-0}" != "1" ] && command -v claude >/dev/null 2>&1; then
+        if claude mcp get multilang-sandbox >/dev/null 2>&1; then
+            say "Claude Code already has multilang-sandbox registered"
+        else
+            say "registering with Claude Code"
+            claude mcp add --scope user multilang-sandbox -- "$BIN" \
+                || say "could not register; run: claude mcp add --scope user multilang-sandbox -- $BIN"
+        fi
+    fi
+    cat <<CONFIG
+
+multilang-sandbox is installed: $BIN
+
+Claude Code:
+  claude mcp add --scope user multilang-sandbox -- $BIN
+
+Claude Desktop (claude_desktop_config.json; on macOS in
+~/Library/Application Support/Claude/, on Windows in %APPDATA%\\Claude\\):
+{
+  "mcpServers": {
+    "multilang-sandbox": {
+      "command": "$BIN",
+      "args": []
+    }
+  }
+}
+
+LM Studio (~/.lmstudio/mcp.json, or Program > Install > Edit mcp.json):
+{
+  "mcpServers": {
+    "multilang-sandbox": {
+      "command": "$BIN",
+      "args": []
+    }
+  }
+}
+CONFIG
+}
+
+install_prerequisites
+start_docker
+build_binary
+build_images
+register_clients

@@ -1,0 +1,126 @@
+//! Shared helpers for the integration tests: start the real binary as a
+//! child process, talk to it with rmcp's client, and look at real Docker.
+#![allow(dead_code)]
+
+use bollard::Docker;
+use bollard::query_parameters::ListContainersOptionsBuilder;
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::{RunningService, ServiceError};
+use rmcp::transport::TokioChildProcess;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{Map, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::process::Command;
+
+pub type Client = RunningService<RoleClient, ()>;
+
+/// Connects to Docker or fails the test with a message saying how to fix it.
+pub async fn require_docker() -> Docker {
+    let docker = Docker::connect_with_defaults()
+        .expect("Docker client configuration is invalid (check DOCKER_HOST)");
+    match docker.negotiate_version().await {
+        Ok(docker) => docker,
+        Err(error) => panic!(
+            "these tests need a running Docker engine and the sandbox images: {error}. \
+             Start Docker and run `multilang-sandbox images build` (or `.ci/run`)."
+        ),
+    }
+}
+
+/// Starts the server binary with extra environment variables and connects to it.
+pub async fn start_server_with_env(env: &[(&str, &str)]) -> Client {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_multilang-sandbox"));
+    command.env("MULTILANG_SANDBOX_LOG", "warn");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let transport =
+        TokioChildProcess::new(command).expect("cannot start the multilang-sandbox binary");
+    ().serve(transport).await.expect("MCP initialize failed")
+}
+
+/// Checks Docker, then starts the server.
+pub async fn start_server() -> Client {
+    require_docker().await;
+    start_server_with_env(&[]).await
+}
+
+/// Calls a tool; panics on protocol errors.
+pub async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
+    try_call(client, tool, arguments)
+        .await
+        .unwrap_or_else(|error| panic!("{tool} failed at the protocol level: {error}"))
+}
+
+/// Calls a tool, returning protocol errors.
+pub async fn try_call(
+    client: &Client,
+    tool: &str,
+    arguments: Value,
+) -> Result<CallToolResult, ServiceError> {
+    let arguments: Map<String, Value> = match arguments {
+        Value::Object(map) => map,
+        other => panic!("tool arguments must be an object, got {other}"),
+    };
+    client
+        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(arguments))
+        .await
+}
+
+/// `sandbox_execute` with language and code; returns the structured result.
+pub async fn execute(client: &Client, language: &str, code: &str) -> Value {
+    execute_with(
+        client,
+        serde_json::json!({"language": language, "code": code}),
+    )
+    .await
+}
+
+/// `sandbox_execute` with arbitrary arguments; returns the structured result.
+pub async fn execute_with(client: &Client, arguments: Value) -> Value {
+    let result = call(client, "sandbox_execute", arguments).await;
+    result
+        .structured_content
+        .clone()
+        .unwrap_or_else(|| panic!("no structured result; the tool said: {}", text_of(&result)))
+}
+
+/// All text content of a result, joined.
+pub fn text_of(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|content| content.as_text().map(|text| text.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Ids of the sandbox containers (any state) whose labels match `filters`.
+pub async fn sandbox_containers(docker: &Docker, filters: &[&str]) -> Vec<String> {
+    let mut labels = vec!["multilang-sandbox.kind".to_string()];
+    labels.extend(filters.iter().map(|f| f.to_string()));
+    let options = ListContainersOptionsBuilder::default()
+        .all(true)
+        .filters(&HashMap::from([("label".to_string(), labels)]))
+        .build();
+    docker
+        .list_containers(Some(options))
+        .await
+        .expect("cannot list containers")
+        .into_iter()
+        .filter_map(|container| container.id)
+        .collect()
+}
+
+/// Waits up to `limit` for no sandbox container to exist.
+pub async fn wait_for_no_containers(docker: &Docker, limit: Duration) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let left = sandbox_containers(docker, &[]).await;
+        if left.is_empty() || tokio::time::Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,225 @@
+//! `sandbox_execute` end to end: the real binary, rmcp's client, real Docker,
+//! every language.
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+#[tokio::test]
+async fn python_runs_and_prints() {
+    let client = start_server().await;
+    let result = execute(
+        &client,
+        "python",
+        "import sys\nprint(sum(range(101)), sys.version_info[:2])",
+    )
+    .await;
+    assert_eq!(result["stdout"], "5050 (3, 13)\n", "{result}");
+    assert_eq!(result["exit_code"], 0);
+    assert_eq!(result["language"], "python");
+    assert_eq!(result["timed_out"], false);
+    assert_eq!(result["truncated"], false);
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn javascript_runs_commonjs_and_modules() {
+    let client = start_server().await;
+    let result = execute(
+        &client,
+        "javascript",
+        "const os = require('os');\nconsole.log([1,2,3].map(x => x * 2).join(','), typeof os.cpus)",
+    )
+    .await;
+    assert_eq!(result["stdout"], "2,4,6 function\n", "{result}");
+    let result = execute(&client, "js", "import { createHash } from 'node:crypto';\nconsole.log(createHash('sha256').update('abc').digest('hex').slice(0, 8))").await;
+    assert_eq!(result["stdout"], "ba7816bf\n", "{result}");
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn typescript_strips_types_and_runs() {
+    let client = start_server().await;
+    let code = "interface Point { x: number; y: number }\nfunction norm(p: Point): number { return Math.hypot(p.x, p.y); }\nconst p: Point = { x: 3, y: 4 };\nconsole.log(`norm=${norm(p)}`);";
+    let result = execute(&client, "typescript", code).await;
+    assert_eq!(result["stdout"], "norm=5\n", "{result}");
+    assert_eq!(result["exit_code"], 0);
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn go_runs_whole_programs_and_wrapped_snippets() {
+    let client = start_server().await;
+    let program = "package main\n\nimport \"fmt\"\n\nfunc main() {\n\ttotal := 0\n\tfor i := 1; i <= 10; i++ { total += i }\n\tfmt.Println(\"total\", total)\n}\n";
+    let result = execute(&client, "go", program).await;
+    assert_eq!(result["stdout"], "total 55\n", "{result}");
+    let snippet = "import (\n\t\"fmt\"\n\t\"strings\"\n)\nfmt.Println(strings.Repeat(\"ab\", 3))";
+    let result = execute(&client, "go", snippet).await;
+    assert_eq!(result["stdout"], "ababab\n", "{result}");
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn rust_runs_whole_programs_and_wrapped_snippets() {
+    let client = start_server().await;
+    let program = "fn fib(n: u64) -> u64 { if n < 2 { n } else { fib(n - 1) + fib(n - 2) } }\nfn main() { println!(\"fib(20) = {}\", fib(20)); }";
+    let result = execute(&client, "rust", program).await;
+    assert_eq!(result["stdout"], "fib(20) = 6765\n", "{result}");
+    let snippet = "use std::collections::BTreeMap;\nlet mut m = BTreeMap::new();\nm.insert(\"b\", 2);\nm.insert(\"a\", 1);\nprintln!(\"{:?}\", m);";
+    let result = execute(&client, "rs", snippet).await;
+    assert_eq!(result["stdout"], "{\"a\": 1, \"b\": 2}\n", "{result}");
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn bash_runs_as_the_unprivileged_user_without_network() {
+    let client = start_server().await;
+    let code = "echo $((6 * 7)); id -u; seq 1 5 | paste -sd+ | bc; ls /sys/class/net | sort | tr '\\n' ' '";
+    let result = execute(&client, "bash", code).await;
+    assert_eq!(result["stdout"], "42\n1000\n15\nlo ", "{result}");
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn stdin_and_env_reach_the_program() {
+    let client = start_server().await;
+    let result = execute_with(
+        &client,
+        json!({
+            "language": "python",
+            "code": "import os, sys\nprint(os.environ['GREETING'], sys.stdin.read().upper())",
+            "stdin": "from stdin",
+            "env": {"GREETING": "hello"}
+        }),
+    )
+    .await;
+    assert_eq!(result["stdout"], "hello FROM STDIN\n", "{result}");
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn compile_errors_report_the_compiler_message() {
+    let client = start_server().await;
+    let result = execute(
+        &client,
+        "go",
+        "package main\nfunc main() { undefinedThing() }",
+    )
+    .await;
+    assert_ne!(result["exit_code"], 0, "{result}");
+    assert_eq!(result["phase"], "build");
+    assert!(
+        result["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("undefined: undefinedThing"),
+        "{result}"
+    );
+
+    let call = call(
+        &client,
+        "sandbox_execute",
+        json!({"language": "rust", "code": "fn main() { let x: i32 = \"text\"; }"}),
+    )
+    .await;
+    assert_eq!(call.is_error, Some(true));
+    let result = call.structured_content.clone().expect("structured result");
+    assert_ne!(result["exit_code"], 0, "{result}");
+    assert_eq!(result["phase"], "build");
+    assert!(
+        result["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("mismatched types"),
+        "{result}"
+    );
+    assert!(text_of(&call).contains("compilation failed"));
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn python_exceptions_return_the_traceback() {
+    let client = start_server().await;
+    let call = call(
+        &client,
+        "sandbox_execute",
+        json!({"language": "python", "code": "def f():\n    return 1 / 0\nf()"}),
+    )
+    .await;
+    assert_eq!(
+        call.is_error,
+        Some(true),
+        "a failing program is a tool error"
+    );
+    let result = call.structured_content.expect("structured result");
+    assert_eq!(result["exit_code"], 1);
+    let stderr = result["stderr"].as_str().unwrap();
+    assert!(
+        stderr.contains("Traceback (most recent call last)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("ZeroDivisionError: division by zero"),
+        "{stderr}"
+    );
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn the_filesystem_is_read_only_outside_the_workspace() {
+    let client = start_server().await;
+    let code = "touch /etc/x 2>/dev/null && echo root-writable || echo root-read-only\necho data > /workspace/f && cat /workspace/f\necho tmp > /tmp/t && cat /tmp/t";
+    let result = execute(&client, "bash", code).await;
+    assert_eq!(result["stdout"], "root-read-only\ndata\ntmp\n", "{result}");
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn unknown_language_is_a_clear_tool_error() {
+    let client = start_server().await;
+    let result = call(
+        &client,
+        "sandbox_execute",
+        json!({"language": "cobol", "code": "DISPLAY 'HI'."}),
+    )
+    .await;
+    assert_eq!(result.is_error, Some(true));
+    let text = text_of(&result);
+    assert!(text.contains("unknown language `cobol`"), "{text}");
+    assert!(
+        text.contains("python, javascript, typescript, go, rust, bash"),
+        "{text}"
+    );
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn bad_timeout_and_env_are_clear_tool_errors() {
+    let client = start_server().await;
+    let result = call(
+        &client,
+        "sandbox_execute",
+        json!({"language": "python", "code": "print(1)", "timeout": 0}),
+    )
+    .await;
+    assert_eq!(result.is_error, Some(true));
+    assert!(
+        text_of(&result).contains("use 1 to 600000 milliseconds"),
+        "{}",
+        text_of(&result)
+    );
+    let result = call(
+        &client,
+        "sandbox_execute",
+        json!({"language": "python", "code": "print(1)", "env": {"A=B": "x"}}),
+    )
+    .await;
+    assert_eq!(result.is_error, Some(true));
+    assert!(
+        text_of(&result).contains("`A=B` is invalid"),
+        "{}",
+        text_of(&result)
+    );
+    client.cancel().await.ok();
+}
