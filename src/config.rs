@@ -2,6 +2,9 @@
 //! `MULTILANG_SANDBOX_*` environment variables.
 
 use crate::error::ConfigError;
+use crate::runtime::Language;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// Effective configuration. Every field has a default; see [`Config::from_env`].
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +37,26 @@ pub struct Config {
     /// OCI runtime for sandbox containers (for example `runsc` for gVisor);
     /// empty means the engine's default. Env: `MULTILANG_SANDBOX_RUNTIME`. Default empty.
     pub runtime: Option<String>,
+    /// Warm containers kept per language (0 disables the pool for it).
+    /// Env: `MULTILANG_SANDBOX_POOL_SIZE`, either one number for every
+    /// language or `python=2,go=1,...`. Default python 2, every other language 1.
+    pub pool_sizes: BTreeMap<Language, usize>,
+    /// Idle time to live of a session when `create` gives none, in seconds.
+    /// Env: `MULTILANG_SANDBOX_SESSION_TTL_S`. Default 3600.
+    pub session_ttl_s: u64,
+    /// Largest session time to live, in seconds.
+    /// Env: `MULTILANG_SANDBOX_MAX_SESSION_TTL_S`. Default 604800 (7 days).
+    pub max_session_ttl_s: u64,
+    /// Most sessions that may exist at once on the engine.
+    /// Env: `MULTILANG_SANDBOX_MAX_SESSIONS`. Default 32.
+    pub max_sessions: usize,
+    /// How often expired sessions are garbage-collected, in seconds.
+    /// Env: `MULTILANG_SANDBOX_GC_INTERVAL_S`. Default 30.
+    pub gc_interval_s: u64,
+    /// Folder for state shared by every server on this machine (session
+    /// activity and extensions). Env: `MULTILANG_SANDBOX_STATE_DIR`.
+    /// Default `$XDG_STATE_HOME/multilang-sandbox` (`~/.local/state/multilang-sandbox`).
+    pub state_dir: PathBuf,
 }
 
 impl Default for Config {
@@ -49,8 +72,61 @@ impl Default for Config {
             cpus: 1.0,
             tmpfs_mb: 256,
             runtime: None,
+            pool_sizes: Language::ALL
+                .iter()
+                .map(|language| (*language, if *language == Language::Python { 2 } else { 1 }))
+                .collect(),
+            session_ttl_s: 3600,
+            max_session_ttl_s: 7 * 24 * 3600,
+            max_sessions: 32,
+            gc_interval_s: 30,
+            state_dir: default_state_dir(|key| std::env::var(key).ok()),
         }
     }
+}
+
+fn default_state_dir(lookup: impl Fn(&str) -> Option<String>) -> PathBuf {
+    let base = lookup("XDG_STATE_HOME")
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| lookup("HOME").map(|home| PathBuf::from(home).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("multilang-sandbox")
+}
+
+/// Parses `3` (every language) or `python=2,go=0` (the others keep their default).
+fn parse_pool_sizes(
+    key: &str,
+    value: &str,
+    defaults: &BTreeMap<Language, usize>,
+) -> Result<BTreeMap<Language, usize>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        key: key.to_string(),
+        reason,
+    };
+    if let Ok(size) = value.parse::<usize>() {
+        return Ok(Language::ALL
+            .iter()
+            .map(|language| (*language, size))
+            .collect());
+    }
+    let mut sizes = defaults.clone();
+    for entry in value
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+    {
+        let (name, size) = entry
+            .split_once('=')
+            .ok_or_else(|| invalid(format!("`{entry}` should look like `python=2`")))?;
+        let language = Language::parse(name).map_err(|error| invalid(error.to_string()))?;
+        let size = size
+            .trim()
+            .parse()
+            .map_err(|_| invalid(format!("`{size}` is not a valid number")))?;
+        sizes.insert(language, size);
+    }
+    Ok(sizes)
 }
 
 impl Config {
@@ -98,6 +174,25 @@ impl Config {
         if let Some((_, value)) = get("RUNTIME") {
             config.runtime = Some(value);
         }
+        if let Some((key, value)) = get("POOL_SIZE") {
+            config.pool_sizes = parse_pool_sizes(&key, &value, &config.pool_sizes)?;
+        }
+        if let Some((key, value)) = get("SESSION_TTL_S") {
+            config.session_ttl_s = parse(&key, &value)?;
+        }
+        if let Some((key, value)) = get("MAX_SESSION_TTL_S") {
+            config.max_session_ttl_s = parse(&key, &value)?;
+        }
+        if let Some((key, value)) = get("MAX_SESSIONS") {
+            config.max_sessions = parse(&key, &value)?;
+        }
+        if let Some((key, value)) = get("GC_INTERVAL_S") {
+            config.gc_interval_s = parse(&key, &value)?;
+        }
+        config.state_dir = match get("STATE_DIR") {
+            Some((_, value)) => PathBuf::from(value),
+            None => default_state_dir(&lookup),
+        };
         config.validate()?;
         Ok(config)
     }
@@ -125,6 +220,15 @@ impl Config {
         if self.max_output_bytes < 1024 {
             return Err(invalid("MAX_OUTPUT_BYTES", "must be at least 1024"));
         }
+        if self.session_ttl_s == 0 || self.session_ttl_s > self.max_session_ttl_s {
+            return Err(invalid(
+                "SESSION_TTL_S",
+                "must be at least 1 and at most MULTILANG_SANDBOX_MAX_SESSION_TTL_S",
+            ));
+        }
+        if self.gc_interval_s == 0 {
+            return Err(invalid("GC_INTERVAL_S", "must be at least 1"));
+        }
         Ok(())
     }
 }
@@ -151,7 +255,34 @@ mod tests {
 
     #[test]
     fn defaults_apply_without_environment() {
-        assert_eq!(from(&[]).unwrap(), Config::default());
+        let config = from(&[]).unwrap();
+        assert_eq!(config.memory_mb, 512);
+        assert_eq!(config.pool_sizes[&Language::Python], 2);
+        assert_eq!(config.pool_sizes[&Language::Go], 1);
+        assert_eq!(config.session_ttl_s, 3600);
+    }
+
+    #[test]
+    fn pool_sizes_take_one_number_or_a_list() {
+        let config = from(&[("MULTILANG_SANDBOX_POOL_SIZE", "0")]).unwrap();
+        assert!(config.pool_sizes.values().all(|size| *size == 0));
+        let config = from(&[("MULTILANG_SANDBOX_POOL_SIZE", "python=4, rs=0")]).unwrap();
+        assert_eq!(config.pool_sizes[&Language::Python], 4);
+        assert_eq!(config.pool_sizes[&Language::Rust], 0);
+        assert_eq!(config.pool_sizes[&Language::Bash], 1);
+        assert!(from(&[("MULTILANG_SANDBOX_POOL_SIZE", "cobol=1")]).is_err());
+    }
+
+    #[test]
+    fn state_dir_follows_xdg_then_home() {
+        assert_eq!(
+            default_state_dir(|key| (key == "XDG_STATE_HOME").then(|| "/x".to_string())),
+            PathBuf::from("/x/multilang-sandbox")
+        );
+        assert_eq!(
+            default_state_dir(|key| (key == "HOME").then(|| "/home/u".to_string())),
+            PathBuf::from("/home/u/.local/state/multilang-sandbox")
+        );
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub enum DockerError {
     ContainerGone(String),
     #[error("the sandbox runner broke protocol: {0}")]
     Protocol(String),
+    #[error("a container named `{0}` already exists")]
+    NameInUse(String),
 }
 
 /// A request named a language this server does not run.
@@ -55,6 +57,58 @@ pub enum ExecuteError {
         feature: &'static str,
         hint: &'static str,
     },
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Session(#[from] SessionError),
+}
+
+/// Failures of session operations.
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error(
+        "invalid session name `{0}`: use 1 to 63 letters, digits, `-` or `_`, starting with a letter or digit"
+    )]
+    InvalidName(String),
+    #[error("`name` is required for this action: pass the session's name")]
+    NameRequired,
+    #[error(
+        "`language` is required to create a session: python, javascript, typescript, go, rust or bash"
+    )]
+    LanguageRequired,
+    #[error("a session named `{0}` already exists: use it, pick another name, or destroy it first")]
+    Exists(String),
+    #[error(
+        "no session named `{0}`: create it with sandbox_session action=create, or see action=list"
+    )]
+    Unknown(String),
+    #[error(
+        "session `{0}` expired and was destroyed: create a new one (a larger `ttl` keeps it longer)"
+    )]
+    Expired(String),
+    #[error("ttl {given} s is out of range: use 1 to {max} seconds")]
+    InvalidTtl { given: u64, max: u64 },
+    #[error(
+        "there are already {max} sessions: destroy one you no longer need (see sandbox_session action=list)"
+    )]
+    TooMany { max: usize },
+    #[error(
+        "session `{name}` is busy with another execute and did not free up within the timeout; try again, or pass a larger `timeout`"
+    )]
+    Busy { name: String },
+    #[error(
+        "session `{name}` runs {session_language}; run {session_language} code in it, or `bash` for a shell command in the same container"
+    )]
+    LanguageMismatch {
+        name: String,
+        session_language: String,
+    },
+    #[error("session `{name}` is {state} and cannot run code; destroy it and create a new one")]
+    Unusable { name: String, state: String },
+    #[error(transparent)]
+    UnknownLanguage(#[from] UnknownLanguage),
+    #[error("`packages` cannot be installed in this version; create the session without them")]
+    PackagesNotAvailable,
     #[error(transparent)]
     Docker(#[from] DockerError),
 }

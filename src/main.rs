@@ -93,8 +93,9 @@ async fn serve(config: Arc<Config>) -> Result<(), String> {
     let instance_id = uuid::Uuid::new_v4().to_string();
     tracing::info!(instance = %instance_id, version = env!("CARGO_PKG_VERSION"), "multilang-sandbox starting");
     let engine = Arc::new(DockerEngine::new());
-    let executor = Arc::new(Executor::new(engine, config, instance_id));
-    let server = SandboxServer::new(executor.clone());
+    let executor = Arc::new(Executor::new(engine, config, instance_id.clone()));
+    executor.start_background_tasks();
+    let server = SandboxServer::new(executor.clone(), instance_id);
     let service = server
         .serve(rmcp::transport::stdio())
         .await

@@ -1,6 +1,7 @@
-//! Timeouts, output floods and cleanup. These tests count sandbox containers
-//! on the engine, so they live in their own test binary and run one at a
-//! time (cargo runs test binaries one after another).
+//! Timeouts, output floods and cleanup. These tests count pooled sandbox
+//! containers on the engine, so they live in their own test binary and run
+//! one at a time (cargo runs test binaries one after another). The pool is
+//! off here, so any container still there after an execute is a leak.
 
 mod common;
 
@@ -11,7 +12,7 @@ use std::time::{Duration, Instant};
 #[tokio::test]
 async fn limits_hold_and_nothing_is_left_behind() {
     let docker = require_docker().await;
-    let client = start_server().await;
+    let client = start_server_with_env(&[("MULTILANG_SANDBOX_POOL_SIZE", "0")]).await;
 
     // An endless loop is killed at its timeout and reported as timed out.
     let started = Instant::now();

@@ -116,7 +116,7 @@ async fn without_docker_the_server_answers_and_explains() {
 #[tokio::test]
 async fn tools_of_later_versions_say_so() {
     let client = start_server_with_env(&[]).await;
-    let result = call(&client, "sandbox_session", json!({"action": "list"})).await;
+    let result = call(&client, "sandbox_install", json!({"packages": ["six"]})).await;
     assert_eq!(result.is_error, Some(true));
     assert!(text_of(&result).contains("not available yet"));
     client.cancel().await.ok();

@@ -5,38 +5,57 @@ The runner is the main process of every sandbox container. It speaks a
 newline-delimited JSON protocol on its own stdin/stdout (the container's
 attached stream), so no `docker exec` is ever needed to run code:
 
-  runner -> host   {"type": "ready", "protocol": 1}
-  host -> runner   {"type": "run", "id": "...", "files": [{"path", "content"}],
-                    "steps": [{"phase": "build"|"run", "argv": [...]}],
-                    "stdin": "...", "env": {...}, "cwd": "/workspace",
-                    "timeout_ms": 30000, "max_output_bytes": 1048576}
-  runner -> host   {"type": "result", "id": "...", "exit_code": 0,
-                    "signal": null, "stdout": "...", "stderr": "...",
-                    "duration_ms": 12, "timed_out": false,
-                    "truncated": false, "phase": "run"}
+  runner -> host  {"type": "ready", "protocol": 2, "kernel": "python"|null}
+  host -> runner  {"type": "run", "id": "...", "mode": "exec"|"kernel",
+                   "files": [{"path", "content"}],
+                   "steps": [{"phase": "build"|"run", "argv": [...]}],
+                   "kernel_source": "/tmp/run/cell.py",      (kernel mode)
+                   "stdin": "...", "env": {...}, "cwd": "/workspace",
+                   "timeout_ms": 30000, "max_output_bytes": 1048576}
+  runner -> host  {"type": "result", "id": "...", "exit_code": 0,
+                   "signal": null, "stdout": "...", "stderr": "...",
+                   "duration_ms": 12, "timed_out": false, "truncated": false,
+                   "phase": "run", "state_lost": false}
+  host -> runner  {"type": "cancel", "id": "..."}   stops the running request
+  host -> runner  {"type": "ping", "id": "..."}     -> {"type": "pong", ...}
 
-Steps run one after another in their own process group; a failing build step
-stops the request. The timeout covers all steps: when it expires the whole
-process group is killed. Output beyond `max_output_bytes` per stream is
-drained and dropped (so the program never blocks on a full pipe) and the
-reply says `truncated`. Only the Python standard library is used, so the
-runner works wherever the image has `python3`, whatever the host OS.
+`exec` mode runs each step as a fresh process group (stateless executes, Go
+and Rust builds). `kernel` mode first runs the build steps, then sends the
+source file to a long-lived interpreter (a "kernel": python, node or bash)
+that keeps variables, imports, functions, the working directory and the
+environment between requests. On timeout or cancel the kernel is interrupted
+(SIGINT) first; if it does not stop within a grace period it is killed and
+restarted, and the result says `state_lost`.
+
+Output beyond `max_output_bytes` per stream is drained and dropped (so the
+program never blocks on a full pipe) and the result says `truncated`. Only the
+Python standard library is used, so the runner works on any host OS.
 """
 
 import json
 import os
 import select
+import shlex
 import signal
 import subprocess
 import sys
 import threading
 import time
+import traceback
 
-PROTOCOL = 1
+PROTOCOL = 2
 READ_CHUNK = 65536
 # After the main process of a step exits, how long to keep reading output
 # from background processes it left behind before killing them.
 DRAIN_AFTER_EXIT_S = 0.2
+# How long an interrupted kernel may take to stop before it is killed.
+INTERRUPT_GRACE_S = 2.0
+# How long a kernel may take to load before the runner reports ready anyway.
+KERNEL_START_TIMEOUT_S = 30
+SANDBOX_DIR = os.path.dirname(os.path.abspath(__file__))
+STDIN_PATH = "/tmp/run/.stdin"
+
+pending_lines = []  # requests that arrived while another one was running
 
 
 def send(message):
@@ -98,11 +117,116 @@ class Capture:
         return b"".join(self.chunks).decode("utf-8", "replace")
 
 
-def kill_group(pid):
+class Stop:
+    """Why a wait ended early: the deadline passed or the host cancelled."""
+
+    def __init__(self, request_id, deadline):
+        self.request_id = request_id
+        self.deadline = deadline
+        self.cancelled = False
+        self.expired = False
+
+    def due(self, now):
+        if self.cancelled:
+            return True
+        if now >= self.deadline:
+            self.expired = True
+        return self.expired
+
+
+def watch_host(stop):
+    """Reads host messages that arrive while a request runs (non-blocking).
+
+    A `cancel` for the running request stops it; other lines are queued.
+    """
+    global host_closed
+    buffer = b""
+    while not host_closed:
+        ready, _, _ = select.select([0], [], [], 0)
+        if not ready:
+            break
+        data = os.read(0, READ_CHUNK)
+        if not data:
+            host_closed = True
+            break
+        buffer += data
+    if buffer:
+        host_input.extend(buffer)
+    while b"\n" in host_input:
+        index = host_input.index(b"\n")
+        line = bytes(host_input[:index])
+        del host_input[: index + 1]
+        try:
+            message = json.loads(line)
+        except ValueError:
+            pending_lines.append(line)
+            continue
+        if message.get("type") == "cancel" and message.get("id") == stop.request_id:
+            stop.cancelled = True
+        else:
+            pending_lines.append(line)
+
+
+host_input = bytearray()
+host_closed = False
+
+
+def kill_group(pid, sig=signal.SIGKILL):
     try:
-        os.killpg(pid, signal.SIGKILL)
+        os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def pump(streams, stop, until_done=None, process=None):
+    """Reads `streams` (fd -> Capture) until they close, `until_done()` says
+    so, the process exits (plus a short drain), or `stop` is due.
+
+    Returns True when it ended because `stop` was due.
+    """
+    open_fds = set(streams)
+    drain_deadline = None
+    while open_fds:
+        now = time.monotonic()
+        if stop.due(now):
+            return True
+        if process is not None and drain_deadline is None and process.poll() is not None:
+            drain_deadline = now + DRAIN_AFTER_EXIT_S
+        if drain_deadline is not None and now >= drain_deadline:
+            return False
+        wait = min(stop.deadline, drain_deadline or stop.deadline) - now
+        watched = list(open_fds) + ([] if host_closed else [0])
+        extra = until_done.fds() if until_done else []
+        ready, _, _ = select.select(watched + extra, [], [], max(0, min(wait, 0.05)))
+        for fd in ready:
+            if fd == 0:
+                watch_host(stop)
+            elif fd in streams:
+                try:
+                    data = os.read(fd, READ_CHUNK)
+                except BlockingIOError:
+                    continue
+                if data:
+                    streams[fd].add(data)
+                else:
+                    open_fds.discard(fd)
+        if until_done and until_done.check(ready):
+            drain_now(streams)
+            return False
+    return False
+
+
+def drain_now(streams):
+    """Reads whatever is already buffered in non-blocking pipes."""
+    for fd, capture in streams.items():
+        while True:
+            try:
+                data = os.read(fd, READ_CHUNK)
+            except (BlockingIOError, OSError):
+                break
+            if not data:
+                break
+            capture.add(data)
 
 
 def feed_stdin(pipe, data):
@@ -118,12 +242,16 @@ def feed_stdin(pipe, data):
             pass
 
 
-def run_step(argv, request, deadline, stdout, stderr):
-    """Run one step. Returns (exit_code, signal, timed_out)."""
-    stdin_data = request.get("stdin")
+def child_env(request):
     env = dict(os.environ)
     env.pop("SANDBOX_SEED_DIRS", None)
     env.update(request.get("env") or {})
+    return env
+
+
+def run_step(argv, request, stop, stdout, stderr):
+    """Runs one step as its own process group. Returns (exit_code, signal)."""
+    stdin_data = request.get("stdin")
     try:
         process = subprocess.Popen(
             argv,
@@ -131,58 +259,197 @@ def run_step(argv, request, deadline, stdout, stderr):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=request.get("cwd") or "/workspace",
-            env=env,
+            env=child_env(request),
             start_new_session=True,
         )
     except OSError as error:
         stderr.add(("cannot start %s: %s\n" % (argv[0], error)).encode())
-        return 127, None, False
-
+        return 127, None
     if stdin_data:
         threading.Thread(
             target=feed_stdin,
             args=(process.stdin, stdin_data.encode("utf-8")),
             daemon=True,
         ).start()
-
     streams = {process.stdout.fileno(): stdout, process.stderr.fileno(): stderr}
-    open_fds = set(streams)
-    timed_out = False
-    drain_deadline = None
-    while open_fds:
-        now = time.monotonic()
-        if now >= deadline:
-            timed_out = True
-            break
-        if drain_deadline is None and process.poll() is not None:
-            drain_deadline = now + DRAIN_AFTER_EXIT_S
-        if drain_deadline is not None and now >= drain_deadline:
-            break
-        wait = min(deadline, drain_deadline or deadline) - now
-        ready, _, _ = select.select(list(open_fds), [], [], min(wait, 0.05))
-        for fd in ready:
-            data = os.read(fd, READ_CHUNK)
-            if data:
-                streams[fd].add(data)
-            else:
-                open_fds.discard(fd)
-
+    pump(streams, stop, process=process)
     kill_group(process.pid)
     process.stdout.close()
     process.stderr.close()
     returncode = process.wait()
     if returncode < 0:
-        return 128 - returncode, -returncode, timed_out
-    return returncode, None, timed_out
+        return 128 - returncode, -returncode
+    return returncode, None
+
+
+class DoneChannel:
+    """The kernel's "request finished" pipe: one JSON line per request."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.buffer = b""
+        self.message = None
+        self.closed = False
+
+    def fds(self):
+        return [] if self.closed else [self.fd]
+
+    def check(self, ready):
+        if self.fd in ready and not self.closed:
+            try:
+                data = os.read(self.fd, READ_CHUNK)
+            except BlockingIOError:
+                data = None
+            if data == b"":
+                self.closed = True
+            elif data:
+                self.buffer += data
+        if b"\n" in self.buffer:
+            line, _, self.buffer = self.buffer.partition(b"\n")
+            try:
+                self.message = json.loads(line)
+            except ValueError:
+                self.message = {"exit_code": 1}
+            return True
+        return self.closed
+
+
+KERNEL_COMMANDS = {
+    "python": [sys.executable, os.path.join(SANDBOX_DIR, "runner.py"), "--python-kernel"],
+    "node": ["node", os.path.join(SANDBOX_DIR, "kernel.js")],
+    "bash": ["bash", "--noprofile", "--norc", os.path.join(SANDBOX_DIR, "kernel.sh")],
+}
+
+
+class Kernel:
+    """A long-lived interpreter in its own process group."""
+
+    def __init__(self, kind):
+        self.kind = kind
+        self.process = None
+
+    def alive(self):
+        return self.process is not None and self.process.poll() is None
+
+    def start(self):
+        control_read, control_write = os.pipe()
+        done_read, done_write = os.pipe()
+        out_read, out_write = os.pipe()
+        err_read, err_write = os.pipe()
+        env = child_env({})
+        env["SANDBOX_CTL_FD"] = str(control_read)
+        env["SANDBOX_DONE_FD"] = str(done_write)
+        self.process = subprocess.Popen(
+            KERNEL_COMMANDS[self.kind],
+            stdin=subprocess.DEVNULL,
+            stdout=out_write,
+            stderr=err_write,
+            cwd="/workspace",
+            env=env,
+            pass_fds=(control_read, done_write),
+            start_new_session=True,
+        )
+        for fd in (control_read, done_write, out_write, err_write):
+            os.close(fd)
+        for fd in (done_read, out_read, err_read):
+            os.set_blocking(fd, False)
+        self.control = control_write
+        self.done = done_read
+        self.out = out_read
+        self.err = err_read
+        self.wait_ready()
+
+    def wait_ready(self):
+        """Waits for the kernel's first line on its done channel (it is
+        loaded and waiting), so `ready` means ready to run code at once."""
+        done = DoneChannel(self.done)
+        deadline = time.monotonic() + KERNEL_START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.done], [], [], 0.1)
+            if done.check(ready):
+                if done.message is None:
+                    log("%s kernel exited during start" % self.kind)
+                return
+        log("%s kernel did not start within %s s" % (self.kind, KERNEL_START_TIMEOUT_S))
+
+    def stop(self):
+        if self.process is None:
+            return
+        kill_group(self.process.pid)
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        for fd in (self.control, self.done, self.out, self.err):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.process = None
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def command(self, source, request):
+        stdin_path = os.devnull
+        if request.get("stdin"):
+            stdin_path = STDIN_PATH
+            with open(stdin_path, "w", encoding="utf-8") as handle:
+                handle.write(request["stdin"])
+        env = request.get("env") or {}
+        if self.kind == "bash":
+            exports = "".join(
+                "export %s=%s; " % (name, shlex.quote(value)) for name, value in env.items()
+            )
+            line = "%s__msb_script=%s; __msb_stdin=%s" % (
+                exports,
+                shlex.quote(source),
+                shlex.quote(stdin_path),
+            )
+        else:
+            line = json.dumps({"path": source, "stdin_path": stdin_path, "env": env})
+        return (line + "\n").encode("utf-8")
+
+    def run(self, source, request, stop, stdout, stderr):
+        """Returns (exit_code, signal, state_lost)."""
+        if not self.alive():
+            self.restart()
+        try:
+            os.write(self.control, self.command(source, request))
+        except OSError:
+            self.restart()
+            os.write(self.control, self.command(source, request))
+        streams = {self.out: stdout, self.err: stderr}
+        done = DoneChannel(self.done)
+        interrupted = pump(streams, stop, until_done=done)
+        if interrupted:
+            kill_group(self.process.pid, signal.SIGINT)
+            grace = Stop(stop.request_id, time.monotonic() + INTERRUPT_GRACE_S)
+            if pump(streams, grace, until_done=done) or done.message is None:
+                self.restart()
+                return 137, signal.SIGKILL, True
+            return 130, signal.SIGINT, False
+        if done.message is None:  # the kernel died (exit() in user code, a crash)
+            drain_now(streams)
+            returncode = self.process.wait()
+            self.restart()
+            if returncode < 0:
+                return 128 - returncode, -returncode, True
+            return returncode, None, True
+        return int(done.message.get("exit_code", 1)), None, False
+
+
+kernel = None
 
 
 def handle(request):
     started = time.monotonic()
     timeout_s = max(1, int(request.get("timeout_ms", 30000))) / 1000.0
-    deadline = started + timeout_s
+    stop = Stop(request.get("id"), started + timeout_s)
     limit = int(request.get("max_output_bytes", 1 << 20))
     stdout, stderr = Capture(limit), Capture(limit)
-    exit_code, signal_number, timed_out, phase = 0, None, False, "run"
+    exit_code, signal_number, phase, state_lost = 0, None, "run", False
     try:
         write_files(request.get("files") or [])
     except OSError as error:
@@ -191,11 +458,14 @@ def handle(request):
     else:
         for step in request.get("steps") or []:
             phase = step.get("phase", "run")
-            exit_code, signal_number, timed_out = run_step(
-                step["argv"], request, deadline, stdout, stderr
-            )
-            if timed_out or exit_code != 0:
+            exit_code, signal_number = run_step(step["argv"], request, stop, stdout, stderr)
+            if stop.expired or stop.cancelled or exit_code != 0:
                 break
+        source = request.get("kernel_source")
+        stopped = stop.expired or stop.cancelled
+        if request.get("mode") == "kernel" and source and exit_code == 0 and not stopped:
+            phase = "run"
+            exit_code, signal_number, state_lost = kernel.run(source, request, stop, stdout, stderr)
     return {
         "type": "result",
         "id": request.get("id"),
@@ -204,19 +474,41 @@ def handle(request):
         "stdout": stdout.text(),
         "stderr": stderr.text(),
         "duration_ms": int((time.monotonic() - started) * 1000),
-        "timed_out": timed_out,
+        "timed_out": stop.expired and not stop.cancelled,
+        "cancelled": stop.cancelled,
         "truncated": stdout.truncated or stderr.truncated,
         "phase": phase,
+        "state_lost": state_lost,
     }
 
 
-def main():
+def next_line():
+    if pending_lines:
+        return pending_lines.pop(0)
+    while b"\n" not in host_input:
+        if host_closed:
+            return None
+        data = os.read(0, READ_CHUNK)
+        if not data:
+            return None
+        host_input.extend(data)
+    index = host_input.index(b"\n")
+    line = bytes(host_input[:index])
+    del host_input[: index + 1]
+    return line
+
+
+def serve(kernel_kind):
+    global kernel
     seed_directories()
-    send({"type": "ready", "protocol": PROTOCOL})
-    stdin = sys.stdin.buffer
+    os.makedirs(os.path.dirname(STDIN_PATH), exist_ok=True)
+    if kernel_kind:
+        kernel = Kernel(kernel_kind)
+        kernel.start()
+    send({"type": "ready", "protocol": PROTOCOL, "kernel": kernel_kind})
     while True:
-        line = stdin.readline()
-        if not line:
+        line = next_line()
+        if line is None:
             return
         line = line.strip()
         if not line:
@@ -226,9 +518,14 @@ def main():
         except ValueError as error:
             send({"type": "error", "message": "malformed request: %s" % error})
             continue
-        if request.get("type") == "ping":
-            send({"type": "pong", "id": request.get("id")})
+        kind = request.get("type")
+        if kind == "ping":
+            send({"type": "pong", "id": request.get("id"), "kernel_alive": bool(kernel and kernel.alive())})
             continue
+        if kind == "cancel":
+            continue  # nothing is running
+        if request.get("mode") == "kernel" and kernel is None:
+            kernel = Kernel(request.get("kernel") or "python")
         try:
             send(handle(request))
         except Exception as error:  # keep serving: report instead of dying
@@ -236,5 +533,72 @@ def main():
             send({"type": "error", "id": request.get("id"), "message": str(error)})
 
 
+# ---------------------------------------------------------------- python kernel
+
+
+def python_kernel():
+    """The Python kernel: runs each request's file in one persistent namespace."""
+    import builtins
+
+    control = os.fdopen(int(os.environ.pop("SANDBOX_CTL_FD")), "rb")
+    done_fd = int(os.environ.pop("SANDBOX_DONE_FD"))
+    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    sys.argv = ["main.py"]
+    os.write(done_fd, b'{"ready": true}\n')
+    while True:
+        try:
+            line = control.readline()
+        except KeyboardInterrupt:
+            continue
+        if not line:
+            return
+        exit_code = 0
+        try:
+            request = json.loads(line)
+            os.environ.update(request.get("env") or {})
+            path = request["path"]
+            with open(path, encoding="utf-8") as handle:
+                code = handle.read()
+            if sys.stdin is not None and sys.stdin is not sys.__stdin__:
+                sys.stdin.close()
+            sys.stdin = open(request.get("stdin_path") or os.devnull, encoding="utf-8")
+            namespace["__file__"] = path
+            exec(compile(code, path, "exec"), namespace)
+        except SystemExit as stop:
+            exit_code = exit_status(stop.code)
+        except BaseException as error:  # the user's exception, or an interrupt
+            exit_code = 130 if isinstance(error, KeyboardInterrupt) else 1
+            print_user_traceback(error)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        os.write(done_fd, (json.dumps({"exit_code": exit_code}) + "\n").encode())
+
+
+def exit_status(code):
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def print_user_traceback(error):
+    """Prints the traceback without the kernel's own frame."""
+    tb = error.__traceback__
+    if tb is not None and tb.tb_frame.f_code.co_name == "python_kernel":
+        tb = tb.tb_next
+    traceback.print_exception(type(error), error, tb)
+
+
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--python-kernel":
+        python_kernel()
+    else:
+        kind = None
+        if len(sys.argv) > 2 and sys.argv[1] == "--kernel":
+            kind = sys.argv[2]
+        serve(kind)

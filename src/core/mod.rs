@@ -1,7 +1,17 @@
-//! Execution core: the runner protocol and the executor that runs one piece
-//! of code in a fresh sandbox container.
+//! Execution core: the runner protocol and connections, the launcher that
+//! starts sandbox containers, the warm pool, sessions, and the executor that
+//! ties them together.
 
+pub mod connection;
 pub mod executor;
+pub mod launcher;
+pub mod pool;
 pub mod protocol;
+pub mod run;
+pub mod session;
+pub mod session_store;
 
-pub use executor::{ExecuteRequest, ExecutionOutcome, Executor};
+pub use executor::Executor;
+pub use pool::PoolLanguageStats;
+pub use run::{ExecuteRequest, ExecutionOutcome};
+pub use session::SessionInfo;

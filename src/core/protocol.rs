@@ -2,12 +2,12 @@
 //! the container's attached stdin/stdout). The runner side lives in
 //! `images/runner/runner.py`; both sides are versioned by [`PROTOCOL`].
 
-use crate::runtime::{Program, SourceFile, Step};
+use crate::runtime::{Kernel, Program, SourceFile, Step};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Protocol version this server speaks; the runner announces its own.
-pub const PROTOCOL: u32 = 1;
+pub const PROTOCOL: u32 = 2;
 
 /// Host → runner: run a program.
 #[derive(Debug, Serialize)]
@@ -15,6 +15,12 @@ pub struct RunRequest<'a> {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub id: &'a str,
+    /// `exec` (fresh processes) or `kernel` (the container's interpreter).
+    pub mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<Kernel>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kernel_source: Option<&'a str>,
     pub files: &'a [SourceFile],
     pub steps: &'a [Step],
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -26,10 +32,19 @@ pub struct RunRequest<'a> {
 }
 
 impl<'a> RunRequest<'a> {
-    pub fn new(id: &'a str, program: &'a Program, env: &'a BTreeMap<String, String>) -> Self {
+    pub fn new(
+        id: &'a str,
+        program: &'a Program,
+        kernel: Option<Kernel>,
+        env: &'a BTreeMap<String, String>,
+    ) -> Self {
+        let uses_kernel = program.uses_kernel() && kernel.is_some();
         Self {
             kind: "run",
             id,
+            mode: if uses_kernel { "kernel" } else { "exec" },
+            kernel: kernel.filter(|_| uses_kernel),
+            kernel_source: program.kernel_source.as_deref().filter(|_| uses_kernel),
             files: &program.files,
             steps: &program.steps,
             stdin: None,
@@ -41,12 +56,24 @@ impl<'a> RunRequest<'a> {
     }
 }
 
+/// Host → runner: stop the request with this id.
+#[derive(Debug, Serialize)]
+pub struct CancelRequest<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: &'a str,
+}
+
 /// Runner → host.
 #[derive(Debug, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum RunnerMessage {
     /// The runner started and waits for requests.
-    Ready { protocol: u32 },
+    Ready {
+        protocol: u32,
+        #[serde(default)]
+        kernel: Option<String>,
+    },
     /// The outcome of a run request.
     Result(RunResult),
     /// The runner could not handle a request.
@@ -62,6 +89,17 @@ pub enum RunnerMessage {
     },
 }
 
+impl RunnerMessage {
+    /// The id of the request this message answers.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            RunnerMessage::Ready { .. } => None,
+            RunnerMessage::Result(result) => result.id.as_deref(),
+            RunnerMessage::Error { id, .. } | RunnerMessage::Pong { id } => id.as_deref(),
+        }
+    }
+}
+
 /// What happened to one program.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct RunResult {
@@ -72,25 +110,38 @@ pub struct RunResult {
     pub stderr: String,
     pub duration_ms: u64,
     pub timed_out: bool,
+    #[serde(default)]
+    pub cancelled: bool,
     pub truncated: bool,
     /// `setup`, `build` or `run`: where the program stopped.
     pub phase: String,
+    /// The kernel had to be restarted: variables and imports are gone.
+    #[serde(default)]
+    pub state_lost: bool,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::Language;
 
     #[test]
     fn parses_runner_messages() {
         let ready: RunnerMessage =
-            serde_json::from_str(r#"{"type":"ready","protocol":1}"#).unwrap();
-        assert_eq!(ready, RunnerMessage::Ready { protocol: 1 });
+            serde_json::from_str(r#"{"type":"ready","protocol":2,"kernel":null}"#).unwrap();
+        assert_eq!(
+            ready,
+            RunnerMessage::Ready {
+                protocol: 2,
+                kernel: None
+            }
+        );
         let result: RunnerMessage = serde_json::from_str(
             r#"{"type":"result","id":"a","exit_code":0,"signal":null,"stdout":"hi\n","stderr":"",
-                "duration_ms":3,"timed_out":false,"truncated":false,"phase":"run"}"#,
+                "duration_ms":3,"timed_out":false,"truncated":false,"phase":"run","state_lost":false}"#,
         )
         .unwrap();
+        assert_eq!(result.id(), Some("a"));
         match result {
             RunnerMessage::Result(run) => assert_eq!(run.stdout, "hi\n"),
             other => panic!("unexpected {other:?}"),
@@ -98,15 +149,28 @@ mod tests {
     }
 
     #[test]
-    fn request_serializes_the_program() {
-        let program = crate::runtime::Language::Python.prepare("print(1)");
+    fn exec_requests_serialize_the_program() {
+        let program = Language::Bash.prepare("echo 1");
         let env = BTreeMap::from([("A".to_string(), "1".to_string())]);
-        let request = RunRequest::new("id-1", &program, &env);
+        let request = RunRequest::new("id-1", &program, None, &env);
         let json: serde_json::Value = serde_json::to_value(&request).unwrap();
         assert_eq!(json["type"], "run");
-        assert_eq!(json["files"][0]["content"], "print(1)");
+        assert_eq!(json["mode"], "exec");
+        assert_eq!(json["files"][0]["content"], "echo 1");
         assert_eq!(json["steps"][0]["phase"], "run");
         assert_eq!(json["env"]["A"], "1");
         assert!(json.get("stdin").is_none());
+        assert!(json.get("kernel_source").is_none());
+    }
+
+    #[test]
+    fn kernel_requests_name_the_kernel_and_source() {
+        let program = Language::Python.prepare_cell("x = 1");
+        let env = BTreeMap::new();
+        let request = RunRequest::new("id-2", &program, Some(Kernel::Python), &env);
+        let json: serde_json::Value = serde_json::to_value(&request).unwrap();
+        assert_eq!(json["mode"], "kernel");
+        assert_eq!(json["kernel"], "python");
+        assert_eq!(json["kernel_source"], "/tmp/run/main.py");
     }
 }

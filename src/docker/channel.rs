@@ -1,5 +1,6 @@
 //! A newline-framed message channel over a container's attached
-//! stdin/stdout: the fast path to the runner (no `docker exec`).
+//! stdin/stdout: the fast path to the runner (no `docker exec`). It splits
+//! into a writer and a reader so one task can read while others write.
 
 use crate::error::DockerError;
 use bollard::container::LogOutput;
@@ -15,32 +16,49 @@ type OutputStream = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors:
 
 /// Both ends of a container's attached stream.
 pub struct RunnerChannel {
-    input: Pin<Box<dyn AsyncWrite + Send>>,
-    output: OutputStream,
-    buffer: Vec<u8>,
+    pub writer: RunnerWriter,
+    pub reader: RunnerReader,
 }
 
 impl RunnerChannel {
     pub(super) fn new(input: Pin<Box<dyn AsyncWrite + Send>>, output: OutputStream) -> Self {
         Self {
-            input,
-            output,
-            buffer: Vec::new(),
+            writer: RunnerWriter { input },
+            reader: RunnerReader {
+                output,
+                buffer: Vec::new(),
+            },
         }
     }
+}
 
+/// The container's stdin.
+pub struct RunnerWriter {
+    input: Pin<Box<dyn AsyncWrite + Send>>,
+}
+
+impl RunnerWriter {
     /// Sends one message; a newline is appended.
     pub async fn send_line(&mut self, message: &[u8]) -> Result<(), DockerError> {
         let gone = |e: std::io::Error| {
             DockerError::ContainerGone(format!("writing to the runner failed: {e}"))
         };
-        self.input.write_all(message).await.map_err(gone)?;
-        self.input.write_all(b"\n").await.map_err(gone)?;
+        let mut framed = Vec::with_capacity(message.len() + 1);
+        framed.extend_from_slice(message);
+        framed.push(b'\n');
+        self.input.write_all(&framed).await.map_err(gone)?;
         self.input.flush().await.map_err(gone)
     }
+}
 
-    /// Receives the next message (without its newline). The runner's own
-    /// stderr is passed to the log.
+/// The container's stdout (messages) and stderr (runner diagnostics, logged).
+pub struct RunnerReader {
+    output: OutputStream,
+    buffer: Vec<u8>,
+}
+
+impl RunnerReader {
+    /// Receives the next message (without its newline).
     pub async fn read_line(&mut self) -> Result<Vec<u8>, DockerError> {
         loop {
             if let Some(end) = self.buffer.iter().position(|&byte| byte == b'\n') {

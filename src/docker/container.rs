@@ -1,14 +1,14 @@
 //! Sandbox containers: created locked down (no network, non-root, no
 //! capabilities, no-new-privileges, read-only root, resource limits), started
-//! with the runner attached, and always removed — explicitly, or in the
-//! background when the handle is dropped on any error path.
+//! with the runner attached, and removed explicitly or, on any error path,
+//! in the background when the handle is dropped.
 
-use super::{RunnerChannel, is_not_found};
+use super::{DockerEngine, RunnerChannel, is_not_found};
 use crate::error::DockerError;
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig};
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptions, RemoveContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder,
     StartContainerOptions,
 };
 use std::collections::HashMap;
@@ -16,12 +16,18 @@ use std::collections::HashMap;
 /// Label keys every sandbox container carries; Docker is the registry of
 /// what exists.
 pub mod labels {
-    /// `exec` (one stateless execute), later `pool`, `session`, `install`.
+    /// `pool` (one stateless execute) or `session`.
     pub const KIND: &str = "multilang-sandbox.kind";
     /// Id of the server instance that created the container.
     pub const INSTANCE: &str = "multilang-sandbox.instance";
     /// Language the container runs.
     pub const LANGUAGE: &str = "multilang-sandbox.language";
+    /// Session name (sessions only).
+    pub const SESSION: &str = "multilang-sandbox.session";
+    /// Creation time, Unix seconds (sessions only).
+    pub const CREATED: &str = "multilang-sandbox.created";
+    /// Idle time to live in seconds (sessions only).
+    pub const TTL: &str = "multilang-sandbox.ttl";
 }
 
 /// Resource limits of one container.
@@ -37,40 +43,59 @@ pub struct ContainerLimits {
 #[derive(Debug, Clone)]
 pub struct SandboxSpec {
     pub image: String,
+    /// Command of the container's main process (the runner).
+    pub command: Vec<String>,
+    /// Container name (sessions), or none for an engine-chosen name.
+    pub name: Option<String>,
     pub labels: HashMap<String, String>,
     pub limits: ContainerLimits,
     pub runtime: Option<String>,
+    /// Named volume mounted at `/workspace` (sessions); a tmpfs otherwise.
+    pub workspace_volume: Option<String>,
+    /// One-shot containers: stdin closes when our attach ends (so the runner
+    /// exits if this server dies) and the engine removes the exited container.
+    pub one_shot: bool,
 }
 
 impl SandboxSpec {
     fn container_body(&self) -> ContainerCreateBody {
         let tmpfs =
             |extra: &str| format!("rw,exec,nosuid,nodev,size={}m{extra}", self.limits.tmpfs_mb);
+        let owned = ",uid=1000,gid=1000,mode=0755";
+        let mut tmpfs_mounts = HashMap::from([
+            ("/tmp".to_string(), tmpfs(",mode=1777")),
+            ("/outputs".to_string(), tmpfs(owned)),
+        ]);
+        let mut mounts = Vec::new();
+        match &self.workspace_volume {
+            Some(volume) => mounts.push(Mount {
+                target: Some("/workspace".into()),
+                source: Some(volume.clone()),
+                typ: Some(MountType::VOLUME),
+                ..Default::default()
+            }),
+            None => {
+                tmpfs_mounts.insert("/workspace".to_string(), tmpfs(owned));
+            }
+        }
         let host_config = HostConfig {
             network_mode: Some("none".into()),
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges:true".into()]),
             readonly_rootfs: Some(true),
-            tmpfs: Some(HashMap::from([
-                ("/tmp".to_string(), tmpfs(",mode=1777")),
-                (
-                    "/workspace".to_string(),
-                    tmpfs(",uid=1000,gid=1000,mode=0755"),
-                ),
-                (
-                    "/outputs".to_string(),
-                    tmpfs(",uid=1000,gid=1000,mode=0755"),
-                ),
-            ])),
+            tmpfs: Some(tmpfs_mounts),
+            mounts: (!mounts.is_empty()).then_some(mounts),
             memory: Some(self.limits.memory_bytes),
             memory_swap: Some(self.limits.memory_bytes),
             pids_limit: Some(self.limits.pids),
             nano_cpus: Some(self.limits.nano_cpus),
             runtime: self.runtime.clone(),
+            auto_remove: Some(self.one_shot),
             ..Default::default()
         };
         ContainerCreateBody {
             image: Some(self.image.clone()),
+            cmd: Some(self.command.clone()),
             user: Some("1000:1000".into()),
             working_dir: Some("/workspace".into()),
             labels: Some(self.labels.clone()),
@@ -79,7 +104,7 @@ impl SandboxSpec {
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             open_stdin: Some(true),
-            stdin_once: Some(false),
+            stdin_once: Some(self.one_shot),
             tty: Some(false),
             host_config: Some(host_config),
             ..Default::default()
@@ -87,66 +112,30 @@ impl SandboxSpec {
     }
 }
 
-/// A running sandbox container with its runner attached. Removed when
-/// [`SandboxContainer::remove`] is called or, failing that, when dropped.
+/// A sandbox container this server created. Removed when
+/// [`SandboxContainer::remove`] is called or, failing that, when dropped
+/// (unless [`SandboxContainer::keep`] was called: sessions outlive handles).
 pub struct SandboxContainer {
     id: String,
     client: Docker,
-    channel: RunnerChannel,
     removed: bool,
 }
 
 impl SandboxContainer {
-    /// Creates, attaches and starts a container.
-    pub async fn start(client: Docker, spec: &SandboxSpec) -> Result<Self, DockerError> {
-        let created = client
-            .create_container(None::<CreateContainerOptions>, spec.container_body())
-            .await
-            .map_err(|error| {
-                if is_not_found(&error) {
-                    DockerError::ImageMissing {
-                        image: spec.image.clone(),
-                    }
-                } else {
-                    DockerError::Api(error)
-                }
-            })?;
-        let id = created.id;
-        let mut guard = RemoveOnDrop {
-            id: Some(id.clone()),
-            client: client.clone(),
-        };
-        let options = AttachContainerOptionsBuilder::default()
-            .stdin(true)
-            .stdout(true)
-            .stderr(true)
-            .stream(true)
-            .build();
-        let attached = client.attach_container(&id, Some(options)).await?;
-        client
-            .start_container(&id, None::<StartContainerOptions>)
-            .await?;
-        guard.id = None;
-        Ok(Self {
-            id,
-            client,
-            channel: RunnerChannel::new(attached.input, attached.output),
-            removed: false,
-        })
-    }
-
     pub fn id(&self) -> &str {
         &self.id
-    }
-
-    pub fn channel(&mut self) -> &mut RunnerChannel {
-        &mut self.channel
     }
 
     /// Force-removes the container now (whatever runs in it is killed).
     pub async fn remove(mut self) {
         self.removed = true;
         remove_container(&self.client, &self.id).await;
+    }
+
+    /// Gives up ownership: the container stays when the handle is dropped.
+    pub fn keep(mut self) -> String {
+        self.removed = true;
+        std::mem::take(&mut self.id)
     }
 }
 
@@ -158,18 +147,64 @@ impl Drop for SandboxContainer {
     }
 }
 
-/// Removes a half-set-up container if `start` fails after creating it.
-struct RemoveOnDrop {
-    id: Option<String>,
-    client: Docker,
+impl DockerEngine {
+    /// Creates, attaches and starts a sandbox container.
+    pub async fn start_sandbox(
+        &self,
+        spec: &SandboxSpec,
+    ) -> Result<(SandboxContainer, RunnerChannel), DockerError> {
+        let client = self.client().await?;
+        let mut options = CreateContainerOptionsBuilder::default();
+        if let Some(name) = &spec.name {
+            options = options.name(name);
+        }
+        let created = client
+            .create_container(Some(options.build()), spec.container_body())
+            .await
+            .map_err(|error| match error {
+                error if is_not_found(&error) => DockerError::ImageMissing {
+                    image: spec.image.clone(),
+                },
+                bollard::errors::Error::DockerResponseServerError {
+                    status_code: 409, ..
+                } => DockerError::NameInUse(spec.name.clone().unwrap_or_default()),
+                error => DockerError::Api(error),
+            })?;
+        let container = SandboxContainer {
+            id: created.id,
+            client: client.clone(),
+            removed: false,
+        };
+        let channel = attach(&client, &container.id).await?;
+        client
+            .start_container(&container.id, None::<StartContainerOptions>)
+            .await?;
+        Ok((container, channel))
+    }
+
+    /// Attaches to an existing container's stdin/stdout (new output only).
+    pub async fn attach_sandbox(&self, id: &str) -> Result<RunnerChannel, DockerError> {
+        let client = self.client().await?;
+        attach(&client, id).await
+    }
+
+    /// Force-removes a container by id or name; absent containers are fine.
+    pub async fn remove_sandbox(&self, id: &str) -> Result<(), DockerError> {
+        let client = self.client().await?;
+        remove_container(&client, id).await;
+        Ok(())
+    }
 }
 
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        if let Some(id) = self.id.take() {
-            spawn_remove(self.client.clone(), id);
-        }
-    }
+async fn attach(client: &Docker, id: &str) -> Result<RunnerChannel, DockerError> {
+    let options = AttachContainerOptionsBuilder::default()
+        .stdin(true)
+        .stdout(true)
+        .stderr(true)
+        .stream(true)
+        .build();
+    let attached = client.attach_container(id, Some(options)).await?;
+    Ok(RunnerChannel::new(attached.input, attached.output))
 }
 
 fn spawn_remove(client: Docker, id: String) {
@@ -189,6 +224,10 @@ async fn remove_container(client: &Docker, id: &str) {
     match client.remove_container(id, Some(options)).await {
         Ok(()) => tracing::debug!(container = %id, "removed container"),
         Err(error) if is_not_found(&error) => {}
+        // 409: the engine is already removing it (auto-remove of a one-shot container).
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 409, ..
+        }) => {}
         Err(error) => tracing::warn!(container = %id, %error, "failed to remove container"),
     }
 }

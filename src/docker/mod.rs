@@ -6,10 +6,12 @@
 mod channel;
 mod container;
 mod images;
+mod inventory;
 
-pub use channel::RunnerChannel;
+pub use channel::{RunnerChannel, RunnerReader, RunnerWriter};
 pub use container::{ContainerLimits, SandboxContainer, SandboxSpec, labels};
 pub use images::{BuildContext, BuildEvent};
+pub use inventory::{ContainerState, SandboxInfo};
 
 use crate::error::DockerError;
 use bollard::Docker;

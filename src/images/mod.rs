@@ -23,13 +23,15 @@ pub struct ImageDefinition {
     pub files: &'static [(&'static str, &'static str)],
 }
 
-const RUNNER: &str = include_str!("../../images/runner/runner.py");
-
-/// The shared base: Debian trixie, user `sandbox`, the runner.
+/// The shared base: Debian trixie, user `sandbox`, the runner and its kernels.
 pub const BASE: ImageDefinition = ImageDefinition {
     name: "base",
     dockerfile: include_str!("../../images/base/Dockerfile"),
-    files: &[("runner.py", RUNNER)],
+    files: &[
+        ("runner.py", include_str!("../../images/runner/runner.py")),
+        ("kernel.js", include_str!("../../images/runner/kernel.js")),
+        ("kernel.sh", include_str!("../../images/runner/kernel.sh")),
+    ],
 };
 
 const PYTHON: ImageDefinition = ImageDefinition {

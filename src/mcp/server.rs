@@ -15,19 +15,23 @@ use std::sync::Arc;
 const INSTRUCTIONS: &str = "Runs code safely in Docker sandboxes (no network, non-root, resource limits). \
 Use sandbox_execute with `language` (python, javascript, typescript, go, rust, bash) and `code`; \
 the result has stdout, stderr, exit_code, duration_ms, timed_out and truncated. \
-Each stateless execute gets a fresh container, so nothing persists between calls.";
+Without `session` each execute gets a fresh container and nothing persists; create a session with \
+sandbox_session (action create) to keep variables and files between executes. sandbox_inspect shows \
+the warm pool and the sessions.";
 
 /// The MCP server state shared by all tool handlers.
 #[derive(Clone)]
 pub struct SandboxServer {
     pub(crate) executor: Arc<Executor>,
+    pub(crate) instance_id: String,
     tool_router: ToolRouter<Self>,
 }
 
 impl SandboxServer {
-    pub fn new(executor: Arc<Executor>) -> Self {
+    pub fn new(executor: Arc<Executor>, instance_id: String) -> Self {
         Self {
             executor,
+            instance_id,
             tool_router: Self::execute_router()
                 + Self::session_router()
                 + Self::install_router()

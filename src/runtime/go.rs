@@ -54,8 +54,8 @@ fn is_import_line() -> impl Fn(&str) -> bool {
             }
             return true;
         }
-        if line.starts_with("import (") || line == "import(" {
-            in_block.set(true);
+        if line.starts_with("import (") || line.starts_with("import(") {
+            in_block.set(!line.contains(')'));
             return true;
         }
         line.starts_with("import ") || line.starts_with("//")
@@ -70,6 +70,15 @@ mod tests {
     fn full_programs_are_untouched() {
         let code = "package main\nimport \"fmt\"\nfunc main() { fmt.Println(1) }\n";
         assert_eq!(wrap(code), code);
+    }
+
+    #[test]
+    fn one_line_import_blocks_end_on_their_line() {
+        let wrapped = wrap("import (\"fmt\"; \"os\")\nfmt.Println(len(os.Args))");
+        assert!(
+            wrapped.contains("import (\"fmt\"; \"os\")\nfunc main() {\n    fmt.Println"),
+            "{wrapped}"
+        );
     }
 
     #[test]

@@ -1,8 +1,14 @@
 //! JavaScript on Node.js. Code with ES module syntax (`import … from`,
 //! `export`, top-level `await`) runs as `main.mjs`, everything else as
-//! CommonJS `main.js` so `require` works.
+//! CommonJS `main.js` so `require` works. Sessions run cells in the Node kernel.
 
 use super::{Phase, Program, source_path, step};
+
+/// A session cell for the Node kernel (`images/runner/kernel.js`), which
+/// rewrites imports and top-level declarations so bindings persist.
+pub(super) fn prepare_cell(code: &str) -> Program {
+    Program::cell("cell.js", code.to_string(), Vec::new(), "cell.js")
+}
 
 pub(super) fn prepare(code: &str) -> Program {
     let file_name = if uses_module_syntax(code) {

@@ -17,7 +17,7 @@ use serde::Serialize;
 pub const SOURCE_DIR: &str = "/tmp/run";
 
 /// A language the sandbox runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Language {
     Python,
     JavaScript,
@@ -70,7 +70,42 @@ impl Language {
         Ok(language)
     }
 
-    /// Turns user code into the files and steps the runner executes.
+    /// The long-lived interpreter that keeps a session's state, if the
+    /// language has one (Go and Rust sessions keep files, not variables).
+    pub fn kernel(self) -> Option<Kernel> {
+        match self {
+            Language::Python => Some(Kernel::Python),
+            Language::JavaScript | Language::TypeScript => Some(Kernel::Node),
+            Language::Bash => Some(Kernel::Bash),
+            Language::Go | Language::Rust => None,
+        }
+    }
+
+    /// The kernel a pooled (stateless) container pre-starts: only where it
+    /// keeps the exact semantics of a fresh program run (Python), so a pool
+    /// hit pays no interpreter start-up.
+    pub fn pool_kernel(self) -> Option<Kernel> {
+        match self {
+            Language::Python => Some(Kernel::Python),
+            _ => None,
+        }
+    }
+
+    /// Turns user code into a request for the language's kernel: the files,
+    /// any build step (TypeScript's type stripping) and the file the kernel runs.
+    /// Languages without a kernel get their normal build-and-run program.
+    pub fn prepare_cell(self, code: &str) -> Program {
+        match self {
+            Language::Python => python::prepare_cell(code),
+            Language::JavaScript => javascript::prepare_cell(code),
+            Language::TypeScript => typescript::prepare_cell(code),
+            Language::Bash => bash::prepare_cell(code),
+            Language::Go | Language::Rust => self.prepare(code),
+        }
+    }
+
+    /// Turns user code into the files and steps the runner executes as
+    /// fresh processes.
     pub fn prepare(self, code: &str) -> Program {
         match self {
             Language::Python => python::prepare(code),
@@ -86,6 +121,25 @@ impl Language {
 impl std::fmt::Display for Language {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+/// A long-lived interpreter inside a container (see `images/runner/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernel {
+    Python,
+    Node,
+    Bash,
+}
+
+impl Kernel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Python => "python",
+            Kernel::Node => "node",
+            Kernel::Bash => "bash",
+        }
     }
 }
 
@@ -115,7 +169,10 @@ pub struct Step {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Program {
     pub files: Vec<SourceFile>,
+    /// Steps run as fresh processes (for a kernel request: build steps only).
     pub steps: Vec<Step>,
+    /// For a kernel request: the file the kernel runs after the steps.
+    pub kernel_source: Option<String>,
 }
 
 impl Program {
@@ -127,7 +184,22 @@ impl Program {
                 content,
             }],
             steps,
+            kernel_source: None,
         }
+    }
+
+    /// A kernel request: `file_name` holds the code, `steps` prepare it, and
+    /// the kernel runs `kernel_file`.
+    fn cell(file_name: &str, content: String, steps: Vec<Step>, kernel_file: &str) -> Program {
+        Program {
+            kernel_source: Some(source_path(kernel_file)),
+            ..Program::single_file(file_name, content, steps)
+        }
+    }
+
+    /// True when the kernel runs this program.
+    pub fn uses_kernel(&self) -> bool {
+        self.kernel_source.is_some()
     }
 }
 
@@ -183,6 +255,25 @@ mod tests {
         let error = Language::parse("cobol").unwrap_err().to_string();
         assert!(error.contains("cobol"));
         assert!(error.contains("python, javascript, typescript, go, rust, bash"));
+    }
+
+    #[test]
+    fn kernel_cells_name_the_file_the_kernel_runs() {
+        for language in Language::ALL {
+            let cell = language.prepare_cell("x");
+            assert_eq!(
+                cell.uses_kernel(),
+                language.kernel().is_some(),
+                "{language}"
+            );
+            if let Some(source) = &cell.kernel_source {
+                assert!(source.starts_with(SOURCE_DIR));
+                assert!(cell.steps.iter().all(|step| step.phase == Phase::Build));
+            }
+        }
+        let ts = Language::TypeScript.prepare_cell("let x: number = 1");
+        assert_eq!(ts.kernel_source.as_deref(), Some("/tmp/run/cell.js"));
+        assert_eq!(ts.steps.len(), 1);
     }
 
     #[test]

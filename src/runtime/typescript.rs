@@ -4,6 +4,27 @@
 
 use super::{Phase, Program, javascript::uses_module_syntax, source_path, step};
 
+/// A session cell: esbuild strips the types but keeps the module syntax
+/// (the Node kernel rewrites imports), then the kernel runs the result.
+/// `verbatimModuleSyntax` keeps imports the cell itself does not use, so a
+/// later cell can use them.
+pub(super) fn prepare_cell(code: &str) -> Program {
+    let source = source_path("cell.ts");
+    let output = source_path("cell.js");
+    let strip = step(
+        Phase::Build,
+        &[
+            "esbuild",
+            &source,
+            &format!("--outfile={output}"),
+            r#"--tsconfig-raw={"compilerOptions":{"verbatimModuleSyntax":true}}"#,
+            "--target=node20",
+            "--log-level=warning",
+        ],
+    );
+    Program::cell("cell.ts", code.to_string(), vec![strip], "cell.js")
+}
+
 pub(super) fn prepare(code: &str) -> Program {
     let commonjs = code.contains("require(") && !uses_module_syntax(code);
     let (format, output) = if commonjs {

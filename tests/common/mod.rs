@@ -113,14 +113,19 @@ pub async fn sandbox_containers(docker: &Docker, filters: &[&str]) -> Vec<String
         .collect()
 }
 
-/// Waits up to `limit` for no sandbox container to exist.
-pub async fn wait_for_no_containers(docker: &Docker, limit: Duration) -> Vec<String> {
+/// Waits up to `limit` for no container with all of `filters` to exist.
+pub async fn wait_for_none(docker: &Docker, filters: &[&str], limit: Duration) -> Vec<String> {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
-        let left = sandbox_containers(docker, &[]).await;
+        let left = sandbox_containers(docker, filters).await;
         if left.is_empty() || tokio::time::Instant::now() >= deadline {
             return left;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Waits up to `limit` for no pooled (stateless) container to exist.
+pub async fn wait_for_no_containers(docker: &Docker, limit: Duration) -> Vec<String> {
+    wait_for_none(docker, &["multilang-sandbox.kind=pool"], limit).await
 }

@@ -1,13 +1,13 @@
 //! `sandbox_execute`: run code in a fresh sandbox.
 
-use super::tool_error;
+use super::{structured_result, tool_error};
 use crate::core::{ExecuteRequest, ExecutionOutcome};
 use crate::error::ExecuteError;
 use crate::mcp::SandboxServer;
 use crate::runtime::Language;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::model::CallToolResult;
 use rmcp::{ErrorData, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -24,8 +24,10 @@ pub struct ExecuteParams {
     /// `fn main()` are wrapped automatically, so plain statements work. TypeScript runs without
     /// type-checking. Example: `print(sum(range(10)))`.
     pub code: String,
-    /// Name of a session to run in, keeping variables and files between calls. Omit it to run
-    /// in a fresh sandbox that is thrown away afterwards.
+    /// Name of a session (see sandbox_session) to run in: Python, JavaScript, TypeScript and
+    /// Bash sessions keep variables, imports and functions between calls; every session keeps
+    /// its files in /workspace. `language: bash` in a session of another language runs a shell
+    /// command in the same container. Omit it to run in a fresh sandbox that is thrown away.
     #[serde(default)]
     pub session: Option<String>,
     /// Time limit in milliseconds, compilation included. Default 30000, maximum 600000.
@@ -67,6 +69,12 @@ pub struct ExecuteOutput {
     pub truncated: bool,
     /// Where the program stopped: "build" (compilation failed) or "run".
     pub phase: String,
+    /// The session the code ran in, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// True when the session's interpreter had to be restarted, so variables
+    /// defined by earlier executes are gone (files are kept).
+    pub state_lost: bool,
     /// A plain-words explanation when something unusual happened.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -83,7 +91,9 @@ impl From<ExecutionOutcome> for ExecuteOutput {
             timed_out: outcome.timed_out,
             truncated: outcome.truncated,
             phase: outcome.phase,
-            note: outcome.note,
+            session: outcome.session,
+            state_lost: outcome.state_lost,
+            note: (!outcome.notes.is_empty()).then(|| outcome.notes.join(" ")),
         }
     }
 }
@@ -125,10 +135,11 @@ impl ExecuteOutput {
 impl SandboxServer {
     #[tool(
         name = "sandbox_execute",
-        description = "Run code in a fresh, isolated Docker sandbox and return its output. \
+        description = "Run code in an isolated Docker sandbox and return its output. \
 Languages: python, javascript, typescript, go, rust, bash. No network access; 512 MiB memory; \
 default time limit 30 s (`timeout` in ms). Returns stdout, stderr, exit_code, duration_ms, \
-timed_out, truncated. Nothing persists between calls.",
+timed_out, truncated. Without `session` every call gets a fresh sandbox and nothing persists; \
+with `session` (create one with sandbox_session) variables and files persist between calls.",
         output_schema = schema_for_output::<ExecuteOutput>()
     )]
     async fn sandbox_execute(
@@ -153,12 +164,6 @@ timed_out, truncated. Nothing persists between calls.",
 impl SandboxServer {
     async fn run_execute(&self, params: ExecuteParams) -> Result<ExecutionOutcome, ExecuteError> {
         let language = Language::parse(&params.language)?;
-        if params.session.is_some() {
-            return Err(ExecuteError::NotAvailable {
-                feature: "`session`",
-                hint: "omit it to run in a fresh sandbox",
-            });
-        }
         if params.ml == Some(true) || params.packages.as_ref().is_some_and(|p| !p.is_empty()) {
             return Err(ExecuteError::NotAvailable {
                 feature: "`packages` and `ml`",
@@ -171,6 +176,7 @@ impl SandboxServer {
             timeout_ms: self.executor.timeout_ms(params.timeout)?,
             stdin: params.stdin,
             env: params.env.unwrap_or_default(),
+            session: params.session,
         };
         self.executor.execute(&request).await
     }
@@ -180,12 +186,5 @@ fn success_or_code_error(outcome: ExecutionOutcome) -> CallToolResult {
     let failed = !outcome.succeeded();
     let output = ExecuteOutput::from(outcome);
     let text = output.render();
-    let structured = serde_json::to_value(&output).unwrap_or_default();
-    let mut result = if failed {
-        CallToolResult::error(vec![ContentBlock::text(text)])
-    } else {
-        CallToolResult::success(vec![ContentBlock::text(text)])
-    };
-    result.structured_content = Some(structured);
-    result
+    structured_result(&output, text, failed)
 }

@@ -1,15 +1,17 @@
-//! `sandbox_inspect`: pool, cache, sessions and audit state (arrives with the pool feature).
+//! `sandbox_inspect`: the warm pool and the sessions.
 
-use super::tool_error;
+use super::{structured_result, tool_error};
+use crate::core::{PoolLanguageStats, SessionInfo};
 use crate::mcp::SandboxServer;
+use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::{ErrorData, tool, tool_router};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// What to inspect.
-#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "lowercase")]
 pub enum InspectTarget {
     #[default]
@@ -23,24 +25,97 @@ pub enum InspectTarget {
 /// Arguments of `sandbox_inspect`.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct InspectParams {
-    /// all (default), pool, cache, sessions or audit.
+    /// all (default), pool, sessions; cache and audit arrive in later versions.
     #[serde(default)]
     pub target: Option<InspectTarget>,
+}
+
+/// Result of `sandbox_inspect`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct InspectOutput {
+    /// Warm pool figures per language (target all or pool).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<Vec<PoolLanguageStats>>,
+    /// Every session on the Docker engine (target all or sessions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<Vec<SessionInfo>>,
+    /// Id of this server instance (labels its pooled containers).
+    pub instance: String,
 }
 
 #[tool_router(router = inspect_router, vis = "pub(crate)")]
 impl SandboxServer {
     #[tool(
         name = "sandbox_inspect",
-        description = "Show the sandbox's state: warm pool, package cache, sessions, audit log. \
-Not available yet in this version."
+        description = "Show the sandbox's state: `pool` (warm containers per language, hits, misses, \
+average acquire time), `sessions` (name, language, state, created, last used, ttl left), or `all` (default).",
+        output_schema = schema_for_output::<InspectOutput>()
     )]
     async fn sandbox_inspect(
         &self,
-        Parameters(_params): Parameters<InspectParams>,
+        Parameters(params): Parameters<InspectParams>,
     ) -> Result<CallToolResult, ErrorData> {
-        Ok(tool_error(
-            "sandbox_inspect is not available yet in this version of multilang-sandbox.",
-        ))
+        let target = params.target.unwrap_or_default();
+        if matches!(target, InspectTarget::Cache | InspectTarget::Audit) {
+            return Ok(tool_error(
+                "the package cache and the audit log cannot be inspected in this version; use target pool, sessions or all",
+            ));
+        }
+        let pool = matches!(target, InspectTarget::All | InspectTarget::Pool)
+            .then(|| self.executor.pool().stats());
+        let sessions = if matches!(target, InspectTarget::All | InspectTarget::Sessions) {
+            match self.executor.sessions().list().await {
+                Ok(sessions) => Some(sessions),
+                Err(error) => return Ok(tool_error(error.to_string())),
+            }
+        } else {
+            None
+        };
+        let output = InspectOutput {
+            pool,
+            sessions,
+            instance: self.instance_id.clone(),
+        };
+        let text = render(&output);
+        Ok(structured_result(&output, text, false))
     }
+}
+
+fn render(output: &InspectOutput) -> String {
+    let mut text = String::new();
+    if let Some(pool) = &output.pool {
+        text.push_str("Warm pool:\n");
+        for stats in pool {
+            text.push_str(&format!(
+                "- {}: {}/{} idle, {} starting, {} hits, {} misses, avg acquire {:.1} ms{}\n",
+                stats.language,
+                stats.idle,
+                stats.target,
+                stats.starting,
+                stats.hits,
+                stats.misses,
+                stats.avg_acquire_ms,
+                stats
+                    .last_error
+                    .as_ref()
+                    .map(|e| format!(" (last error: {e})"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
+    if let Some(sessions) = &output.sessions {
+        text.push_str(&format!("Sessions: {}\n", sessions.len()));
+        for session in sessions {
+            text.push_str(&format!(
+                "- {} ({}, {}): created {}, last used {}, {} s left\n",
+                session.name,
+                session.language,
+                session.state,
+                session.created,
+                session.last_used,
+                session.ttl_left_seconds
+            ));
+        }
+    }
+    text
 }

@@ -10,11 +10,27 @@ pub mod session;
 
 use rmcp::ErrorData;
 use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// A tool-level failure the model can act on (`isError: true`).
 pub(crate) fn tool_error(message: impl Into<String>) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message.into())])
+}
+
+/// A result with `structuredContent` and a text rendering.
+pub(crate) fn structured_result<T: Serialize>(
+    output: &T,
+    text: String,
+    is_error: bool,
+) -> CallToolResult {
+    let mut result = if is_error {
+        CallToolResult::error(vec![ContentBlock::text(text)])
+    } else {
+        CallToolResult::success(vec![ContentBlock::text(text)])
+    };
+    result.structured_content = serde_json::to_value(output).ok();
+    result
 }
 
 /// Checks a tool call's arguments against the tool's argument struct.

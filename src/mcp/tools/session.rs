@@ -1,15 +1,20 @@
-//! `sandbox_session`: named, stateful sandboxes (arrives with the sessions feature).
+//! `sandbox_session`: named, stateful sandboxes.
 
-use super::tool_error;
+use super::{structured_result, tool_error};
+use crate::core::SessionInfo;
+use crate::error::SessionError;
 use crate::mcp::SandboxServer;
+use crate::runtime::Language;
+use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::{ErrorData, tool, tool_router};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 /// What to do with a session.
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "lowercase")]
 pub enum SessionAction {
     Create,
@@ -26,13 +31,15 @@ pub enum SessionAction {
 pub struct SessionParams {
     /// create, list, get, pause, resume, extend or destroy.
     pub action: SessionAction,
-    /// Session name: letters, digits, `-` and `_` (required for every action but list).
+    /// Session name: 1 to 63 letters, digits, `-` or `_`, starting with a letter or digit,
+    /// for example "analysis-1". Required for every action except list.
     #[serde(default)]
     pub name: Option<String>,
-    /// Language of the session's kernel, for create: python, javascript, typescript, go, rust, bash.
+    /// Language of the session, for create: python, javascript, typescript, go, rust or bash.
     #[serde(default)]
     pub language: Option<String>,
-    /// Time to live in seconds (create: default 3600; extend: seconds to add).
+    /// create: seconds of inactivity after which the session is destroyed (default 3600, at
+    /// most 604800). extend: seconds to add (default: the session's ttl).
     #[serde(default)]
     pub ttl: Option<u64>,
     /// Packages to install when creating the session, for example `["pandas"]`.
@@ -40,21 +47,123 @@ pub struct SessionParams {
     pub packages: Option<Vec<String>>,
 }
 
+/// Result of `sandbox_session`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SessionOutput {
+    /// The action that was carried out.
+    pub action: SessionAction,
+    /// The session acted on (one element), or every session for list.
+    pub sessions: Vec<SessionInfo>,
+    /// What happened, in plain words.
+    pub message: String,
+}
+
 #[tool_router(router = session_router, vis = "pub(crate)")]
 impl SandboxServer {
     #[tool(
         name = "sandbox_session",
-        description = "Manage named, stateful sandboxes whose variables and files persist between \
-sandbox_execute calls: create, list, get, pause, resume, extend, destroy. \
-Not available yet in this version: use sandbox_execute without `session`."
+        description = "Manage named, stateful sandboxes. create {name, language, ttl?} starts one; \
+then pass `session: name` to sandbox_execute and variables, imports, functions (Python, JavaScript, \
+TypeScript, Bash) and files in /workspace (every language) persist between calls. \
+list, get {name}, pause {name} (freezes it), resume {name}, extend {name, ttl?} (more time), \
+destroy {name}. Sessions expire after `ttl` seconds without use (default 3600).",
+        output_schema = schema_for_output::<SessionOutput>()
     )]
     async fn sandbox_session(
         &self,
-        Parameters(_params): Parameters<SessionParams>,
+        Parameters(params): Parameters<SessionParams>,
     ) -> Result<CallToolResult, ErrorData> {
-        Ok(tool_error(
-            "sandbox_session is not available yet in this version of multilang-sandbox. \
-Use sandbox_execute without `session`; each call runs in a fresh sandbox.",
-        ))
+        let span =
+            tracing::info_span!("sandbox_session", action = ?params.action, name = ?params.name);
+        async move {
+            match self.run_session_action(&params).await {
+                Ok(output) => {
+                    let text = render(&output);
+                    Ok(structured_result(&output, text, false))
+                }
+                Err(error) => Ok(tool_error(error.to_string())),
+            }
+        }
+        .instrument(span)
+        .await
     }
+}
+
+impl SandboxServer {
+    async fn run_session_action(
+        &self,
+        params: &SessionParams,
+    ) -> Result<SessionOutput, SessionError> {
+        let sessions = self.executor.sessions();
+        let name = || params.name.as_deref().ok_or(SessionError::NameRequired);
+        let (sessions, message) = match params.action {
+            SessionAction::List => {
+                let all = sessions.list().await?;
+                let message = format!("{} session(s).", all.len());
+                (all, message)
+            }
+            SessionAction::Create => {
+                let name = name()?;
+                if params
+                    .packages
+                    .as_ref()
+                    .is_some_and(|packages| !packages.is_empty())
+                {
+                    return Err(SessionError::PackagesNotAvailable);
+                }
+                let language = Language::parse(
+                    params
+                        .language
+                        .as_deref()
+                        .ok_or(SessionError::LanguageRequired)?,
+                )?;
+                let session = sessions.create(name, language, params.ttl).await?;
+                let message = format!(
+                    "Created session {name} ({language}). Pass `session: \"{name}\"` to sandbox_execute."
+                );
+                (vec![session], message)
+            }
+            SessionAction::Get => (
+                vec![sessions.get(name()?).await?],
+                format!("Session {}.", name()?),
+            ),
+            SessionAction::Pause => (
+                vec![sessions.pause(name()?).await?],
+                format!("Paused session {}; executing in it resumes it.", name()?),
+            ),
+            SessionAction::Resume => (
+                vec![sessions.resume(name()?).await?],
+                format!("Resumed session {}.", name()?),
+            ),
+            SessionAction::Extend => (
+                vec![sessions.extend(name()?, params.ttl).await?],
+                format!("Extended session {}.", name()?),
+            ),
+            SessionAction::Destroy => (
+                vec![sessions.destroy(name()?).await?],
+                format!("Destroyed session {} and its files.", name()?),
+            ),
+        };
+        Ok(SessionOutput {
+            action: params.action,
+            sessions,
+            message,
+        })
+    }
+}
+
+fn render(output: &SessionOutput) -> String {
+    let mut text = output.message.clone();
+    for session in &output.sessions {
+        text.push_str(&format!(
+            "\n- {} ({}, {}): last used {}, expires {} ({} s left)",
+            session.name,
+            session.language,
+            session.state,
+            session.last_used,
+            session.expires_at,
+            session.ttl_left_seconds
+        ));
+    }
+    text
 }

@@ -1,0 +1,175 @@
+//! A live connection to one container's runner: a reader task parses every
+//! message and hands replies to the request that carries the same id, so
+//! requests never read each other's replies and the stream is always drained
+//! (a second server attached to the same session sees, and ignores, ours).
+
+use super::protocol::{PROTOCOL, RunnerMessage};
+use crate::docker::{RunnerChannel, RunnerReader, RunnerWriter};
+use crate::error::DockerError;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<RunnerMessage>>>>;
+
+/// Why a request got no reply.
+#[derive(Debug)]
+pub enum RequestFailure {
+    /// No reply within the time allowed.
+    Timeout,
+    /// The container or its stream went away.
+    Gone(DockerError),
+}
+
+/// One attached runner.
+pub struct RunnerConnection {
+    writer: tokio::sync::Mutex<RunnerWriter>,
+    pending: Pending,
+    ready: Mutex<Option<oneshot::Receiver<u32>>>,
+    alive: Arc<AtomicBool>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl RunnerConnection {
+    pub fn new(channel: RunnerChannel) -> Self {
+        let pending: Pending = Arc::default();
+        let alive = Arc::new(AtomicBool::new(true));
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let reader = tokio::spawn(read_messages(
+            channel.reader,
+            pending.clone(),
+            alive.clone(),
+            ready_tx,
+        ));
+        Self {
+            writer: tokio::sync::Mutex::new(channel.writer),
+            pending,
+            ready: Mutex::new(Some(ready_rx)),
+            alive,
+            reader,
+        }
+    }
+
+    /// False once the container's stream has ended.
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst)
+    }
+
+    /// Waits for the runner's `ready` (a freshly started container only).
+    pub async fn wait_ready(&self, limit: Duration) -> Result<(), DockerError> {
+        let receiver = self.ready.lock().ok().and_then(|mut slot| slot.take());
+        let Some(receiver) = receiver else {
+            return Ok(());
+        };
+        match tokio::time::timeout(limit, receiver).await {
+            Ok(Ok(protocol)) if protocol == PROTOCOL => Ok(()),
+            Ok(Ok(protocol)) => Err(DockerError::Protocol(format!(
+                "the image's runner speaks protocol {protocol}, this server {PROTOCOL}; \
+                 rebuild the images with `multilang-sandbox images build`"
+            ))),
+            Ok(Err(_)) => Err(DockerError::ContainerGone(
+                "the runner exited before it was ready".into(),
+            )),
+            Err(_) => Err(DockerError::ContainerGone(format!(
+                "the runner did not start within {} s",
+                limit.as_secs()
+            ))),
+        }
+    }
+
+    /// Sends `payload` (a JSON message whose id is `id`) and waits up to
+    /// `limit` for the reply with the same id.
+    pub async fn request(
+        &self,
+        id: &str,
+        payload: &[u8],
+        limit: Duration,
+    ) -> Result<RunnerMessage, RequestFailure> {
+        let (sender, receiver) = oneshot::channel();
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.insert(id.to_string(), sender);
+        }
+        if let Err(error) = self.send(payload).await {
+            self.forget(id);
+            return Err(RequestFailure::Gone(error));
+        }
+        match tokio::time::timeout(limit, receiver).await {
+            Ok(Ok(message)) => Ok(message),
+            Ok(Err(_)) => Err(RequestFailure::Gone(DockerError::ContainerGone(
+                "the container stopped while the code ran (it was destroyed, or the engine stopped)".into(),
+            ))),
+            Err(_) => {
+                self.forget(id);
+                Err(RequestFailure::Timeout)
+            }
+        }
+    }
+
+    /// Sends a message that expects no reply (a cancel).
+    pub async fn send(&self, payload: &[u8]) -> Result<(), DockerError> {
+        self.writer.lock().await.send_line(payload).await
+    }
+
+    fn forget(&self, id: &str) {
+        if let Ok(mut pending) = self.pending.lock() {
+            pending.remove(id);
+        }
+    }
+}
+
+impl Drop for RunnerConnection {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+async fn read_messages(
+    mut reader: RunnerReader,
+    pending: Pending,
+    alive: Arc<AtomicBool>,
+    ready: oneshot::Sender<u32>,
+) {
+    let mut ready = Some(ready);
+    loop {
+        let line = match reader.read_line().await {
+            Ok(line) => line,
+            Err(error) => {
+                tracing::debug!(%error, "runner stream ended");
+                break;
+            }
+        };
+        let message: RunnerMessage = match serde_json::from_slice(&line) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(%error, line = %String::from_utf8_lossy(&line[..line.len().min(200)]), "unreadable runner message");
+                continue;
+            }
+        };
+        if let RunnerMessage::Ready { protocol, .. } = message {
+            if let Some(sender) = ready.take() {
+                let _ = sender.send(protocol);
+            }
+            continue;
+        }
+        let Some(id) = message.id().map(str::to_string) else {
+            tracing::debug!(?message, "runner message without id");
+            continue;
+        };
+        let waiter = pending
+            .lock()
+            .ok()
+            .and_then(|mut pending| pending.remove(&id));
+        match waiter {
+            Some(waiter) => {
+                let _ = waiter.send(message);
+            }
+            None => tracing::trace!(%id, "reply for another client or an abandoned request"),
+        }
+    }
+    alive.store(false, Ordering::SeqCst);
+    if let Ok(mut pending) = pending.lock() {
+        pending.clear();
+    }
+}

@@ -1,0 +1,171 @@
+//! Sends one program to a connected runner and turns the reply into an
+//! [`ExecutionOutcome`]: shared by stateless executes and sessions.
+
+use super::connection::{RequestFailure, RunnerConnection};
+use super::protocol::{RunRequest, RunResult, RunnerMessage};
+use crate::config::Config;
+use crate::error::{DockerError, ExecuteError};
+use crate::runtime::{Kernel, Language, Program};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Slack on top of the caller's timeout before the host gives up on the
+/// runner (which enforces the timeout itself, interrupting first).
+const HOST_GRACE: Duration = Duration::from_secs(5);
+
+/// One execute, validated.
+#[derive(Debug, Clone)]
+pub struct ExecuteRequest {
+    pub language: Language,
+    pub code: String,
+    pub timeout_ms: u64,
+    pub stdin: Option<String>,
+    pub env: BTreeMap<String, String>,
+    /// Run in this session instead of a fresh container.
+    pub session: Option<String>,
+}
+
+/// What happened to the code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionOutcome {
+    pub language: Language,
+    pub session: Option<String>,
+    pub stdout: String,
+    pub stderr: String,
+    /// Exit code of the step that ran last; 128+N when killed by signal N.
+    pub exit_code: i64,
+    /// Wall time of the program (build and run) inside the container.
+    pub duration_ms: u64,
+    pub timed_out: bool,
+    pub truncated: bool,
+    /// `build` when compilation failed, `run` otherwise.
+    pub phase: String,
+    /// The session's interpreter had to be restarted: variables are gone.
+    pub state_lost: bool,
+    /// Plain-words explanations of anything unusual (timeout, out of memory,
+    /// a resumed or restarted session).
+    pub notes: Vec<String>,
+}
+
+impl ExecutionOutcome {
+    /// True when the code ran to completion with exit code 0.
+    pub fn succeeded(&self) -> bool {
+        self.exit_code == 0 && !self.timed_out
+    }
+}
+
+/// Why a program got no result.
+pub enum RunFailure {
+    /// The runner did not answer within the timeout plus grace.
+    HostTimeout,
+    /// The container or the engine went away.
+    Gone(DockerError),
+}
+
+impl From<RunFailure> for ExecuteError {
+    fn from(failure: RunFailure) -> Self {
+        match failure {
+            RunFailure::HostTimeout => ExecuteError::Docker(DockerError::ContainerGone(
+                "the sandbox stopped answering after the timeout".into(),
+            )),
+            RunFailure::Gone(error) => ExecuteError::Docker(error),
+        }
+    }
+}
+
+/// Runs `program` through `connection`.
+pub async fn run_program(
+    connection: &RunnerConnection,
+    program: &Program,
+    kernel: Option<Kernel>,
+    request: &ExecuteRequest,
+    config: &Config,
+) -> Result<RunResult, RunFailure> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut run = RunRequest::new(&id, program, kernel, &request.env);
+    run.stdin = request.stdin.as_deref();
+    run.timeout_ms = request.timeout_ms;
+    run.max_output_bytes = config.max_output_bytes;
+    let payload = serde_json::to_vec(&run).map_err(|e| {
+        RunFailure::Gone(DockerError::Protocol(format!("cannot encode request: {e}")))
+    })?;
+    let limit = Duration::from_millis(request.timeout_ms) + HOST_GRACE;
+    match connection.request(&id, &payload, limit).await {
+        Ok(RunnerMessage::Result(result)) => Ok(result),
+        Ok(RunnerMessage::Error { message, .. }) => {
+            Err(RunFailure::Gone(DockerError::Protocol(message)))
+        }
+        Ok(other) => Err(RunFailure::Gone(DockerError::Protocol(format!(
+            "expected a result, got {other:?}"
+        )))),
+        Err(RequestFailure::Timeout) => Err(RunFailure::HostTimeout),
+        Err(RequestFailure::Gone(error)) => Err(RunFailure::Gone(error)),
+    }
+}
+
+/// The outcome of a runner's reply, with notes in plain words.
+pub fn outcome(
+    config: &Config,
+    request: &ExecuteRequest,
+    run: RunResult,
+    mut notes: Vec<String>,
+) -> ExecutionOutcome {
+    if run.timed_out {
+        notes.push(format!(
+            "Timed out after {} ms: the program was stopped. Make it faster or pass a larger `timeout` (milliseconds, up to {}).",
+            request.timeout_ms, config.max_timeout_ms
+        ));
+    } else if run.cancelled {
+        notes.push("Cancelled: the program was stopped.".into());
+    } else if run.signal == Some(9) {
+        notes.push(format!(
+            "The program was killed (SIGKILL), most likely because it ran out of memory (limit {} MiB).",
+            config.memory_mb
+        ));
+    }
+    if run.state_lost {
+        notes.push(
+            "The session's interpreter had to be restarted: variables, imports and functions defined earlier are gone; files in /workspace are kept."
+                .into(),
+        );
+    }
+    if run.truncated {
+        notes.push(format!(
+            "Output was longer than {} bytes per stream and was cut.",
+            config.max_output_bytes
+        ));
+    }
+    ExecutionOutcome {
+        language: request.language,
+        session: request.session.clone(),
+        stdout: run.stdout,
+        stderr: run.stderr,
+        exit_code: run.exit_code,
+        duration_ms: run.duration_ms,
+        timed_out: run.timed_out,
+        truncated: run.truncated,
+        phase: run.phase,
+        state_lost: run.state_lost,
+        notes,
+    }
+}
+
+/// The outcome when the runner never answered and its container was dropped.
+pub fn host_timeout_outcome(request: &ExecuteRequest, state_lost: bool) -> ExecutionOutcome {
+    ExecutionOutcome {
+        language: request.language,
+        session: request.session.clone(),
+        stdout: String::new(),
+        stderr: String::new(),
+        exit_code: 137,
+        duration_ms: request.timeout_ms,
+        timed_out: true,
+        truncated: false,
+        phase: "run".into(),
+        state_lost,
+        notes: vec![format!(
+            "Timed out after {} ms and the sandbox stopped answering; no output could be recovered.",
+            request.timeout_ms
+        )],
+    }
+}

@@ -1,0 +1,548 @@
+//! Named, stateful sessions. A session is a long-lived container whose
+//! kernel keeps interpreter state between executes (Python, JavaScript,
+//! TypeScript, Bash) and whose `/workspace` is a named volume (every
+//! language keeps its files). Docker is the registry: a session exists
+//! exactly when its labelled container `multilang-sandbox-session-<name>`
+//! exists, so a restarted server, or a second server running beside this
+//! one, sees and uses the same sessions. Labels hold what never changes
+//! (name, language, created, ttl); the [`SessionStore`] holds activity and
+//! extensions. Executes in one session are serialized.
+
+use super::connection::RunnerConnection;
+use super::launcher::{Launcher, Purpose, READY_TIMEOUT};
+use super::run::{
+    ExecuteRequest, ExecutionOutcome, RunFailure, host_timeout_outcome, outcome, run_program,
+};
+use super::session_store::{SessionRecord, SessionStore};
+use crate::docker::{ContainerState, SandboxInfo, labels};
+use crate::error::{DockerError, ExecuteError, SessionError};
+use crate::runtime::Language;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Prefix of session container and volume names.
+const NAME_PREFIX: &str = "multilang-sandbox-session-";
+
+/// A session as `sandbox_session` and `sandbox_inspect` show it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema, PartialEq)]
+pub struct SessionInfo {
+    pub name: String,
+    pub language: String,
+    /// running, paused, exited, …
+    pub state: String,
+    /// Creation time, RFC 3339 (UTC).
+    pub created: String,
+    /// Time of the last execute (or creation), RFC 3339 (UTC).
+    pub last_used: String,
+    /// When the session will be destroyed if unused, RFC 3339 (UTC).
+    pub expires_at: String,
+    /// Idle time to live in seconds: each execute pushes expiry to now + ttl.
+    pub ttl_seconds: u64,
+    /// Seconds until expiry.
+    pub ttl_left_seconds: u64,
+    /// Docker container id (first 12 characters).
+    pub container: String,
+}
+
+struct SessionHandle {
+    container_id: String,
+    language: Language,
+    /// This server's connection to the session's runner; the lock also
+    /// serializes executes.
+    connection: tokio::sync::Mutex<Option<RunnerConnection>>,
+}
+
+/// Facts read from a session container's labels plus its record.
+struct SessionFacts {
+    info: SandboxInfo,
+    name: String,
+    language: Language,
+    created: u64,
+    ttl: u64,
+    record: SessionRecord,
+}
+
+impl SessionFacts {
+    fn last_used(&self) -> u64 {
+        self.record
+            .last_used
+            .unwrap_or(self.created)
+            .max(self.created)
+    }
+
+    fn expires_at(&self) -> u64 {
+        (self.last_used() + self.ttl).max(self.record.extended_until.unwrap_or(0))
+    }
+
+    fn to_info(&self, now: u64) -> SessionInfo {
+        let expires_at = self.expires_at();
+        SessionInfo {
+            name: self.name.clone(),
+            language: self.language.name().to_string(),
+            state: self.info.state.name().to_string(),
+            created: rfc3339(self.created),
+            last_used: rfc3339(self.last_used()),
+            expires_at: rfc3339(expires_at),
+            ttl_seconds: self.ttl,
+            ttl_left_seconds: expires_at.saturating_sub(now),
+            container: self.info.id.chars().take(12).collect(),
+        }
+    }
+}
+
+/// Creates, finds, runs code in, and garbage-collects sessions.
+pub struct SessionManager {
+    launcher: Arc<Launcher>,
+    store: SessionStore,
+    handles: Mutex<HashMap<String, Arc<SessionHandle>>>,
+}
+
+impl SessionManager {
+    pub fn new(launcher: Arc<Launcher>) -> Arc<Self> {
+        let store = SessionStore::new(&launcher.config().state_dir);
+        Arc::new(Self {
+            launcher,
+            store,
+            handles: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Starts the background garbage collector of expired sessions.
+    pub fn start_gc(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let manager = self.clone();
+        let interval = Duration::from_secs(manager.launcher.config().gc_interval_s);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                match manager.collect_expired().await {
+                    Ok(0) => {}
+                    Ok(removed) => tracing::info!(removed, "garbage-collected expired sessions"),
+                    Err(error) => tracing::debug!(%error, "session garbage collection skipped"),
+                }
+            }
+        })
+    }
+
+    /// Creates a session and starts its kernel.
+    pub async fn create(
+        &self,
+        name: &str,
+        language: Language,
+        ttl: Option<u64>,
+    ) -> Result<SessionInfo, SessionError> {
+        validate_name(name)?;
+        let config = self.launcher.config();
+        let ttl = ttl.unwrap_or(config.session_ttl_s);
+        if ttl == 0 || ttl > config.max_session_ttl_s {
+            return Err(SessionError::InvalidTtl {
+                given: ttl,
+                max: config.max_session_ttl_s,
+            });
+        }
+        let engine = self.launcher.engine();
+        let container_name = format!("{NAME_PREFIX}{name}");
+        if engine.inspect_sandbox(&container_name).await?.is_some() {
+            return Err(SessionError::Exists(name.to_string()));
+        }
+        let existing = engine.list_sandboxes(&[(labels::KIND, "session")]).await?;
+        if existing.len() >= config.max_sessions {
+            return Err(SessionError::TooMany {
+                max: config.max_sessions,
+            });
+        }
+        let created = unix_now();
+        let volume_labels = HashMap::from([
+            (labels::KIND.to_string(), "session-workspace".to_string()),
+            (labels::SESSION.to_string(), name.to_string()),
+        ]);
+        engine
+            .create_volume(&container_name, &volume_labels)
+            .await?;
+        let purpose = Purpose::Session {
+            name,
+            container_name: &container_name,
+            volume: &container_name,
+            extra_labels: HashMap::from([
+                (labels::CREATED.to_string(), created.to_string()),
+                (labels::TTL.to_string(), ttl.to_string()),
+            ]),
+        };
+        let sandbox = match self.launcher.launch(language, purpose).await {
+            Ok(sandbox) => sandbox,
+            Err(DockerError::NameInUse(_)) => return Err(SessionError::Exists(name.to_string())),
+            Err(error) => {
+                let _ = engine.remove_volume(&container_name).await;
+                return Err(error.into());
+            }
+        };
+        let container_id = sandbox.container.keep();
+        self.store.save(
+            &container_id,
+            &SessionRecord {
+                last_used: Some(created),
+                extended_until: None,
+            },
+        );
+        let handle = Arc::new(SessionHandle {
+            container_id: container_id.clone(),
+            language,
+            connection: tokio::sync::Mutex::new(Some(sandbox.connection)),
+        });
+        self.lock_handles().insert(name.to_string(), handle);
+        self.get(name).await
+    }
+
+    /// Every session on the engine, newest first.
+    pub async fn list(&self) -> Result<Vec<SessionInfo>, SessionError> {
+        let now = unix_now();
+        let mut sessions: Vec<SessionFacts> = self
+            .launcher
+            .engine()
+            .list_sandboxes(&[(labels::KIND, "session")])
+            .await?
+            .into_iter()
+            .filter_map(|info| self.facts(info))
+            .collect();
+        sessions.sort_by(|a, b| b.created.cmp(&a.created).then(a.name.cmp(&b.name)));
+        Ok(sessions.iter().map(|facts| facts.to_info(now)).collect())
+    }
+
+    /// One session.
+    pub async fn get(&self, name: &str) -> Result<SessionInfo, SessionError> {
+        Ok(self.lookup(name).await?.to_info(unix_now()))
+    }
+
+    /// Freezes the session's processes (no CPU use); state is kept.
+    pub async fn pause(&self, name: &str) -> Result<SessionInfo, SessionError> {
+        let facts = self.lookup(name).await?;
+        if facts.info.state == ContainerState::Running {
+            self.launcher.engine().pause_sandbox(&facts.info.id).await?;
+        }
+        self.get(name).await
+    }
+
+    /// Unfreezes a paused session.
+    pub async fn resume(&self, name: &str) -> Result<SessionInfo, SessionError> {
+        let facts = self.lookup(name).await?;
+        if facts.info.state == ContainerState::Paused {
+            self.launcher
+                .engine()
+                .unpause_sandbox(&facts.info.id)
+                .await?;
+        }
+        self.get(name).await
+    }
+
+    /// Pushes the expiry `seconds` further (default: the session's ttl).
+    pub async fn extend(
+        &self,
+        name: &str,
+        seconds: Option<u64>,
+    ) -> Result<SessionInfo, SessionError> {
+        let facts = self.lookup(name).await?;
+        let max = self.launcher.config().max_session_ttl_s;
+        let seconds = seconds.unwrap_or(facts.ttl);
+        if seconds == 0 || seconds > max {
+            return Err(SessionError::InvalidTtl {
+                given: seconds,
+                max,
+            });
+        }
+        let now = unix_now();
+        let until = (facts.expires_at().max(now) + seconds).min(now + max);
+        let mut record = facts.record;
+        record.extended_until = Some(until);
+        self.store.save(&facts.info.id, &record);
+        self.get(name).await
+    }
+
+    /// Removes the session's container, workspace volume and record.
+    pub async fn destroy(&self, name: &str) -> Result<SessionInfo, SessionError> {
+        let facts = self.lookup(name).await?;
+        let info = facts.to_info(unix_now());
+        self.remove(&facts).await?;
+        Ok(info)
+    }
+
+    /// Runs code in a session (serialized with its other executes).
+    pub async fn execute(
+        &self,
+        name: &str,
+        request: &ExecuteRequest,
+    ) -> Result<ExecutionOutcome, ExecuteError> {
+        let handle = self.handle(name).await?;
+        let program = if request.language == handle.language {
+            request.language.prepare_cell(&request.code)
+        } else if request.language == Language::Bash {
+            Language::Bash.prepare(&request.code)
+        } else {
+            return Err(SessionError::LanguageMismatch {
+                name: name.to_string(),
+                session_language: handle.language.name().to_string(),
+            }
+            .into());
+        };
+        let kernel = handle.language.kernel().filter(|_| program.uses_kernel());
+        let wait = Duration::from_millis(request.timeout_ms);
+        let mut connection = tokio::time::timeout(wait, handle.connection.lock())
+            .await
+            .map_err(|_| SessionError::Busy {
+                name: name.to_string(),
+            })?;
+        let mut notes = Vec::new();
+        let facts = self.lookup(name).await?;
+        if facts.info.id != handle.container_id {
+            // The session was destroyed and created again by another server.
+            self.lock_handles().remove(name);
+            return Err(SessionError::Unknown(name.to_string()).into());
+        }
+        if facts.expires_at() <= unix_now() {
+            self.remove(&facts).await?;
+            return Err(SessionError::Expired(name.to_string()).into());
+        }
+        let engine = self.launcher.engine();
+        match facts.info.state {
+            ContainerState::Running => {}
+            ContainerState::Paused => {
+                engine
+                    .unpause_sandbox(&facts.info.id)
+                    .await
+                    .map_err(SessionError::from)?;
+                notes.push("The session was paused; it was resumed to run this code.".to_string());
+            }
+            ContainerState::Exited | ContainerState::Created | ContainerState::Dead => {
+                let channel = engine
+                    .attach_sandbox(&facts.info.id)
+                    .await
+                    .map_err(SessionError::from)?;
+                let fresh = RunnerConnection::new(channel);
+                engine
+                    .restart_sandbox(&facts.info.id)
+                    .await
+                    .map_err(SessionError::from)?;
+                fresh
+                    .wait_ready(READY_TIMEOUT)
+                    .await
+                    .map_err(SessionError::from)?;
+                *connection = Some(fresh);
+                notes.push(
+                    "The session's container had stopped (for example the Docker engine restarted); it was started again: variables were lost, files in /workspace were kept."
+                        .to_string(),
+                );
+            }
+            state => {
+                return Err(SessionError::Unusable {
+                    name: name.to_string(),
+                    state: state.name().to_string(),
+                }
+                .into());
+            }
+        }
+        if !connection.as_ref().is_some_and(RunnerConnection::is_alive) {
+            let channel = engine
+                .attach_sandbox(&facts.info.id)
+                .await
+                .map_err(SessionError::from)?;
+            *connection = Some(RunnerConnection::new(channel));
+        }
+        let Some(live) = connection.as_ref() else {
+            return Err(SessionError::Unusable {
+                name: name.to_string(),
+                state: "unreachable".into(),
+            }
+            .into());
+        };
+        let config = self.launcher.config();
+        let result = run_program(live, &program, kernel, request, config).await;
+        let mut record = facts.record;
+        record.last_used = Some(unix_now());
+        self.store.save(&facts.info.id, &record);
+        match result {
+            Ok(run) => Ok(outcome(config, request, run, notes)),
+            Err(RunFailure::HostTimeout) => {
+                *connection = None;
+                Ok(host_timeout_outcome(request, kernel.is_some()))
+            }
+            Err(failure @ RunFailure::Gone(_)) => {
+                *connection = None;
+                let still_there = engine
+                    .inspect_sandbox(&facts.info.id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .is_some();
+                if !still_there {
+                    self.lock_handles().remove(name);
+                    return Err(SessionError::Unknown(name.to_string()).into());
+                }
+                Err(failure.into())
+            }
+        }
+    }
+
+    /// Destroys every expired session; returns how many.
+    pub async fn collect_expired(&self) -> Result<usize, SessionError> {
+        let now = unix_now();
+        let all = self
+            .launcher
+            .engine()
+            .list_sandboxes(&[(labels::KIND, "session")])
+            .await?;
+        let ids: Vec<String> = all.iter().map(|info| info.id.clone()).collect();
+        let mut removed = 0;
+        for facts in all.into_iter().filter_map(|info| self.facts(info)) {
+            if facts.expires_at() <= now {
+                tracing::info!(session = %facts.name, "session expired");
+                self.remove(&facts).await?;
+                removed += 1;
+            }
+        }
+        self.store.retain(&ids);
+        Ok(removed)
+    }
+
+    async fn remove(&self, facts: &SessionFacts) -> Result<(), SessionError> {
+        self.lock_handles().remove(&facts.name);
+        let engine = self.launcher.engine();
+        engine.remove_sandbox(&facts.info.id).await?;
+        engine
+            .remove_volume(&format!("{NAME_PREFIX}{}", facts.name))
+            .await?;
+        self.store.remove(&facts.info.id);
+        Ok(())
+    }
+
+    /// This server's handle on a session, adopting it from Docker if needed.
+    async fn handle(&self, name: &str) -> Result<Arc<SessionHandle>, SessionError> {
+        validate_name(name)?;
+        if let Some(handle) = self.lock_handles().get(name) {
+            return Ok(handle.clone());
+        }
+        let facts = self.lookup(name).await?;
+        let handle = Arc::new(SessionHandle {
+            container_id: facts.info.id.clone(),
+            language: facts.language,
+            connection: tokio::sync::Mutex::new(None),
+        });
+        Ok(self
+            .lock_handles()
+            .entry(name.to_string())
+            .or_insert(handle)
+            .clone())
+    }
+
+    async fn lookup(&self, name: &str) -> Result<SessionFacts, SessionError> {
+        validate_name(name)?;
+        let info = self
+            .launcher
+            .engine()
+            .inspect_sandbox(&format!("{NAME_PREFIX}{name}"))
+            .await?
+            .ok_or_else(|| SessionError::Unknown(name.to_string()))?;
+        self.facts(info)
+            .ok_or_else(|| SessionError::Unknown(name.to_string()))
+    }
+
+    fn facts(&self, info: SandboxInfo) -> Option<SessionFacts> {
+        if info.labels.get(labels::KIND).map(String::as_str) != Some("session") {
+            return None;
+        }
+        let name = info.labels.get(labels::SESSION)?.clone();
+        let language = Language::parse(info.labels.get(labels::LANGUAGE)?).ok()?;
+        let created = info.labels.get(labels::CREATED)?.parse().ok()?;
+        let ttl = info.labels.get(labels::TTL)?.parse().ok()?;
+        let record = self.store.load(&info.id);
+        Some(SessionFacts {
+            info,
+            name,
+            language,
+            created,
+            ttl,
+            record,
+        })
+    }
+
+    fn lock_handles(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SessionHandle>>> {
+        self.handles
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Session names: 1–63 of `[A-Za-z0-9_-]`, starting with a letter or digit
+/// (safe in container names, labels and file names).
+pub fn validate_name(name: &str) -> Result<(), SessionError> {
+    let mut chars = name.chars();
+    let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(SessionError::InvalidName(name.to_string()))
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+/// Formats Unix seconds as RFC 3339 UTC (`2026-11-25T18:04:12Z`).
+pub fn rfc3339(seconds: u64) -> String {
+    let days = (seconds / 86_400) as i64;
+    let secs_of_day = seconds % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs_of_day / 3600,
+        secs_of_day % 3600 / 60,
+        secs_of_day % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_restricted_to_a_safe_set() {
+        for good in ["a", "data-1", "My_Session", "x".repeat(63).as_str()] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "_a",
+            "a b",
+            "a;rm -rf /",
+            "a/b",
+            "ä",
+            "a=b",
+            "x".repeat(64).as_str(),
+            "a\n",
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn formats_rfc3339() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_543_452), "2026-11-24T18:04:12Z");
+    }
+}

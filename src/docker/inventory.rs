@@ -1,0 +1,172 @@
+//! What exists on the engine: listing and inspecting sandbox containers by
+//! label, pausing and resuming them, and session workspace volumes.
+
+use super::{DockerEngine, is_not_found};
+use crate::error::DockerError;
+use bollard::models::{ContainerStateStatusEnum, ContainerSummaryStateEnum, VolumeCreateRequest};
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, RemoveVolumeOptionsBuilder, StartContainerOptions,
+};
+use std::collections::HashMap;
+
+/// Run state of a container, as the engine reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerState {
+    Created,
+    Running,
+    Paused,
+    Restarting,
+    Removing,
+    Exited,
+    Dead,
+    Unknown,
+}
+
+impl ContainerState {
+    pub fn name(self) -> &'static str {
+        match self {
+            ContainerState::Created => "created",
+            ContainerState::Running => "running",
+            ContainerState::Paused => "paused",
+            ContainerState::Restarting => "restarting",
+            ContainerState::Removing => "removing",
+            ContainerState::Exited => "exited",
+            ContainerState::Dead => "dead",
+            ContainerState::Unknown => "unknown",
+        }
+    }
+}
+
+/// A sandbox container as listed by the engine.
+#[derive(Debug, Clone)]
+pub struct SandboxInfo {
+    pub id: String,
+    pub state: ContainerState,
+    pub labels: HashMap<String, String>,
+}
+
+impl DockerEngine {
+    /// Containers (any state) carrying every `key=value` label given.
+    pub async fn list_sandboxes(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> Result<Vec<SandboxInfo>, DockerError> {
+        let client = self.client().await?;
+        let filters: Vec<String> = labels
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&HashMap::from([("label".to_string(), filters)]))
+            .build();
+        let containers = client.list_containers(Some(options)).await?;
+        Ok(containers
+            .into_iter()
+            .filter_map(|summary| {
+                Some(SandboxInfo {
+                    id: summary.id?,
+                    state: summary
+                        .state
+                        .map(summary_state)
+                        .unwrap_or(ContainerState::Unknown),
+                    labels: summary.labels.unwrap_or_default(),
+                })
+            })
+            .collect())
+    }
+
+    /// One container by id or name, or `None` when it does not exist.
+    pub async fn inspect_sandbox(
+        &self,
+        id_or_name: &str,
+    ) -> Result<Option<SandboxInfo>, DockerError> {
+        let client = self.client().await?;
+        match client.inspect_container(id_or_name, None).await {
+            Ok(inspect) => Ok(Some(SandboxInfo {
+                id: inspect.id.unwrap_or_default(),
+                state: inspect
+                    .state
+                    .and_then(|state| state.status)
+                    .map(inspect_state)
+                    .unwrap_or(ContainerState::Unknown),
+                labels: inspect
+                    .config
+                    .and_then(|config| config.labels)
+                    .unwrap_or_default(),
+            })),
+            Err(error) if is_not_found(&error) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    pub async fn pause_sandbox(&self, id: &str) -> Result<(), DockerError> {
+        Ok(self.client().await?.pause_container(id).await?)
+    }
+
+    pub async fn unpause_sandbox(&self, id: &str) -> Result<(), DockerError> {
+        Ok(self.client().await?.unpause_container(id).await?)
+    }
+
+    /// Starts a stopped container again.
+    pub async fn restart_sandbox(&self, id: &str) -> Result<(), DockerError> {
+        let client = self.client().await?;
+        Ok(client
+            .start_container(id, None::<StartContainerOptions>)
+            .await?)
+    }
+
+    /// Creates a labelled named volume (idempotent).
+    pub async fn create_volume(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<(), DockerError> {
+        let client = self.client().await?;
+        client
+            .create_volume(VolumeCreateRequest {
+                name: Some(name.to_string()),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a volume; an absent volume is fine.
+    pub async fn remove_volume(&self, name: &str) -> Result<(), DockerError> {
+        let client = self.client().await?;
+        let options = RemoveVolumeOptionsBuilder::default().force(true).build();
+        match client.remove_volume(name, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(error) if is_not_found(&error) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+fn summary_state(state: ContainerSummaryStateEnum) -> ContainerState {
+    match state {
+        ContainerSummaryStateEnum::CREATED => ContainerState::Created,
+        ContainerSummaryStateEnum::RUNNING => ContainerState::Running,
+        ContainerSummaryStateEnum::PAUSED => ContainerState::Paused,
+        ContainerSummaryStateEnum::RESTARTING => ContainerState::Restarting,
+        ContainerSummaryStateEnum::REMOVING => ContainerState::Removing,
+        ContainerSummaryStateEnum::EXITED => ContainerState::Exited,
+        ContainerSummaryStateEnum::DEAD => ContainerState::Dead,
+        _ => ContainerState::Unknown,
+    }
+}
+
+fn inspect_state(state: ContainerStateStatusEnum) -> ContainerState {
+    match state {
+        ContainerStateStatusEnum::CREATED => ContainerState::Created,
+        ContainerStateStatusEnum::RUNNING => ContainerState::Running,
+        ContainerStateStatusEnum::PAUSED => ContainerState::Paused,
+        ContainerStateStatusEnum::RESTARTING => ContainerState::Restarting,
+        ContainerStateStatusEnum::REMOVING => ContainerState::Removing,
+        ContainerStateStatusEnum::EXITED => ContainerState::Exited,
+        ContainerStateStatusEnum::DEAD => ContainerState::Dead,
+        _ => ContainerState::Unknown,
+    }
+}
