@@ -66,15 +66,53 @@ async fn execute(client: &Client, arguments: Value) -> Result<Value, BoxError> {
     Ok(structured)
 }
 
+async fn call(client: &Client, tool: &str, arguments: Value) -> Result<Value, BoxError> {
+    let arguments = arguments.as_object().cloned().unwrap_or_default();
+    let result = client
+        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(arguments))
+        .await?;
+    if result.is_error == Some(true) {
+        return Err(format!("{tool} failed: {:?}", result.content).into());
+    }
+    Ok(result.structured_content.unwrap_or_default())
+}
+
+/// Waits until the pool holds `count` idle containers for `language` and
+/// starts none, so the next execute is a hit and no start competes with it.
+async fn wait_for_warm_pool(client: &Client, language: &str, count: u64) -> Result<(), BoxError> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = call(client, "sandbox_inspect", json!({"target": "pool"})).await?;
+        let entry = state["pool"]
+            .as_array()
+            .and_then(|pool| pool.iter().find(|entry| entry["language"] == language))
+            .cloned()
+            .unwrap_or_default();
+        if entry["idle"].as_u64().unwrap_or(0) >= count && entry["starting"].as_u64() == Some(0) {
+            // Let the background removal of the previous container finish too.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("the pool never warmed: {state}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn time_execute(
     client: &Client,
     name: &str,
     runs: usize,
     arguments: Value,
+    warm_pool: Option<(&str, u64)>,
 ) -> Result<Case, BoxError> {
     execute(client, arguments.clone()).await?; // warm-up
     let mut samples = Vec::with_capacity(runs);
     for _ in 0..runs {
+        if let Some((language, count)) = warm_pool {
+            wait_for_warm_pool(client, language, count).await?;
+        }
         let started = Instant::now();
         execute(client, arguments.clone()).await?;
         samples.push(started.elapsed());
@@ -83,6 +121,78 @@ async fn time_execute(
         name: name.to_string(),
         samples,
     })
+}
+
+async fn start_server(env: &[(&str, &str)]) -> Result<Client, BoxError> {
+    let mut command = Command::new(server_binary());
+    command.env("MULTILANG_SANDBOX_LOG", "warn");
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    Ok(().serve(TokioChildProcess::new(command)?).await?)
+}
+
+async fn mcp_cases(runs: usize) -> Result<Vec<Case>, BoxError> {
+    let python = json!({"language": "python", "code": "print(1)"});
+    let pool = "python=2,bash=1,javascript=0,typescript=0,go=0,rust=0";
+    let client = start_server(&[("MULTILANG_SANDBOX_POOL_SIZE", pool)]).await?;
+    let mut cases = vec![
+        time_execute(
+            &client,
+            "stateless `print(1)` (python), pool hit",
+            runs,
+            python.clone(),
+            Some(("python", 2)),
+        )
+        .await?,
+        time_execute(
+            &client,
+            "stateless `echo 1` (bash), pool hit",
+            runs,
+            json!({"language": "bash", "code": "echo 1"}),
+            Some(("bash", 1)),
+        )
+        .await?,
+    ];
+    let session = format!("bench-{}", std::process::id());
+    call(
+        &client,
+        "sandbox_session",
+        json!({"action": "create", "name": session, "language": "python"}),
+    )
+    .await?;
+    let in_session = json!({"language": "python", "code": "print(1)", "session": session});
+    cases.push(
+        time_execute(
+            &client,
+            "`print(1)` in a python session",
+            runs,
+            in_session,
+            None,
+        )
+        .await?,
+    );
+    call(
+        &client,
+        "sandbox_session",
+        json!({"action": "destroy", "name": session}),
+    )
+    .await?;
+    client.cancel().await?;
+
+    let cold = start_server(&[("MULTILANG_SANDBOX_POOL_SIZE", "0")]).await?;
+    cases.push(
+        time_execute(
+            &cold,
+            "stateless `print(1)` (python), pool miss (pool off)",
+            runs,
+            python,
+            None,
+        )
+        .await?,
+    );
+    cold.cancel().await?;
+    Ok(cases)
 }
 
 fn baseline_body(image: &str) -> ContainerCreateBody {
@@ -177,26 +287,7 @@ async fn main() -> Result<(), BoxError> {
     let docker = Docker::connect_with_defaults()?.negotiate_version().await?;
     let version = docker.version().await?;
 
-    let mut command = Command::new(server_binary());
-    command.env("MULTILANG_SANDBOX_LOG", "warn");
-    let client = ().serve(TokioChildProcess::new(command)?).await?;
-    let mut cases = vec![
-        time_execute(
-            &client,
-            "stateless `print(1)` (python), through MCP",
-            runs,
-            json!({"language": "python", "code": "print(1)"}),
-        )
-        .await?,
-        time_execute(
-            &client,
-            "stateless `echo 1` (bash), through MCP",
-            runs,
-            json!({"language": "bash", "code": "echo 1"}),
-        )
-        .await?,
-    ];
-    client.cancel().await?;
+    let mut cases = mcp_cases(runs).await?;
     cases.extend(baselines(&docker, &python_image, runs).await?);
 
     let mut table = String::from("| case | runs | median ms | p95 ms |\n|---|---|---|---|\n");
@@ -213,7 +304,8 @@ async fn main() -> Result<(), BoxError> {
     let report = format!(
         "# Benchmarks\n\nProduced by `cargo run --release --example bench -- {runs}` on {} \
          ({} cores; Docker {} API {}). Every figure is wall time seen by the caller: \
-         MCP cases through rmcp's client over stdio to the release binary; baselines through \
+         MCP cases through rmcp's client over stdio to the release binary (pool-hit cases wait \
+         until the pool is refilled before each run, so each run is a hit); baselines through \
          the Docker API on the same engine in the same run.\n\n{table}",
         std::env::consts::ARCH,
         std::thread::available_parallelism()

@@ -30,6 +30,11 @@ pub async fn require_docker() -> Docker {
 
 /// Starts the server binary with extra environment variables and connects to it.
 pub async fn start_server_with_env(env: &[(&str, &str)]) -> Client {
+    start_server_process(env).await.0
+}
+
+/// Starts the server binary and returns the client and the server's pid.
+pub async fn start_server_process(env: &[(&str, &str)]) -> (Client, u32) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_multilang-sandbox"));
     command.env("MULTILANG_SANDBOX_LOG", "warn");
     for (key, value) in env {
@@ -37,7 +42,59 @@ pub async fn start_server_with_env(env: &[(&str, &str)]) -> Client {
     }
     let transport =
         TokioChildProcess::new(command).expect("cannot start the multilang-sandbox binary");
-    ().serve(transport).await.expect("MCP initialize failed")
+    let pid = transport.id().expect("the server has a pid");
+    let client = ().serve(transport).await.expect("MCP initialize failed");
+    (client, pid)
+}
+
+/// `sandbox_session` with arbitrary arguments; panics on tool errors.
+pub async fn session(client: &Client, arguments: Value) -> Value {
+    let result = call(client, "sandbox_session", arguments.clone()).await;
+    assert_ne!(
+        result.is_error,
+        Some(true),
+        "sandbox_session {arguments} failed: {}",
+        text_of(&result)
+    );
+    result
+        .structured_content
+        .expect("sandbox_session returns structured content")
+}
+
+/// Creates a session (the name is made unique per test run) and returns its name.
+pub async fn create_session(client: &Client, prefix: &str, language: &str) -> String {
+    let name = format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    session(
+        client,
+        serde_json::json!({"action": "create", "name": name, "language": language}),
+    )
+    .await;
+    name
+}
+
+/// Runs code in a session; returns the structured result.
+pub async fn execute_in(client: &Client, session: &str, language: &str, code: &str) -> Value {
+    execute_with(
+        client,
+        serde_json::json!({"language": language, "code": code, "session": session}),
+    )
+    .await
+}
+
+/// `sandbox_inspect` with a target; returns the structured result.
+pub async fn inspect(client: &Client, target: &str) -> Value {
+    let result = call(
+        client,
+        "sandbox_inspect",
+        serde_json::json!({"target": target}),
+    )
+    .await;
+    result
+        .structured_content
+        .expect("sandbox_inspect returns structured content")
 }
 
 /// Checks Docker, then starts the server.

@@ -1,0 +1,186 @@
+//! Server lifecycle with real Docker: a server killed with SIGKILL and
+//! started again, two servers at once, and a burst of concurrent executes.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+fn pool_idle(inspect: &Value, language: &str) -> u64 {
+    inspect["pool"]
+        .as_array()
+        .and_then(|pool| pool.iter().find(|entry| entry["language"] == language))
+        .and_then(|entry| entry["idle"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Waits until the server's pool holds `count` idle containers for `language`.
+async fn wait_for_pool(client: &Client, language: &str, count: u64) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = inspect(client, "pool").await;
+        if pool_idle(&state, language) >= count {
+            return state;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "pool never warmed: {state}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn instance_filter(state: &Value) -> String {
+    format!(
+        "multilang-sandbox.instance={}",
+        state["instance"].as_str().expect("instance id")
+    )
+}
+
+#[tokio::test]
+async fn sessions_survive_a_killed_server_and_its_pool_is_removed() {
+    let docker = require_docker().await;
+    let (first, pid) = start_server_process(&[(
+        "MULTILANG_SANDBOX_POOL_SIZE",
+        "python=2,bash=1,javascript=0,typescript=0,go=0,rust=0",
+    )])
+    .await;
+    let state = wait_for_pool(&first, "python", 2).await;
+    let first_instance = instance_filter(&state);
+    let name = create_session(&first, "adopt", "python").await;
+    execute_in(&first, &name, "python", "x = 41").await;
+    let pooled =
+        sandbox_containers(&docker, &[&first_instance, "multilang-sandbox.kind=pool"]).await;
+    assert_eq!(
+        pooled.len(),
+        3,
+        "expected 3 warm containers before the kill"
+    );
+
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    drop(first);
+
+    // The dead server's warm containers go away on their own (their stdin closed).
+    let left = wait_for_none(
+        &docker,
+        &[&first_instance, "multilang-sandbox.kind=pool"],
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(
+        left.is_empty(),
+        "the killed server's pool containers are still there: {left:?}"
+    );
+
+    let second = start_server_with_env(&[("MULTILANG_SANDBOX_POOL_SIZE", "0")]).await;
+    let listed = session(&second, json!({"action": "list"})).await;
+    assert!(
+        listed["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == name.as_str()),
+        "{listed}"
+    );
+    let result = execute_in(&second, &name, "python", "print(x + 1)").await;
+    assert_eq!(result["stdout"], "42\n", "{result}");
+    session(&second, json!({"action": "destroy", "name": name})).await;
+    second.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn two_servers_share_sessions_and_keep_their_own_pools() {
+    let docker = require_docker().await;
+    let sizes = (
+        "MULTILANG_SANDBOX_POOL_SIZE",
+        "python=1,bash=0,javascript=0,typescript=0,go=0,rust=0",
+    );
+    let a = start_server_with_env(&[sizes]).await;
+    let b = start_server_with_env(&[sizes]).await;
+    let a_state = wait_for_pool(&a, "python", 1).await;
+    let b_state = wait_for_pool(&b, "python", 1).await;
+    assert_ne!(a_state["instance"], b_state["instance"]);
+
+    let name = create_session(&a, "shared", "python").await;
+    execute_in(&a, &name, "python", "shared = ['from a']").await;
+    let result = execute_in(
+        &b,
+        &name,
+        "python",
+        "shared.append('from b'); print(shared)",
+    )
+    .await;
+    assert_eq!(result["stdout"], "['from a', 'from b']\n", "{result}");
+    let result = execute_in(&a, &name, "python", "print(len(shared))").await;
+    assert_eq!(result["stdout"], "2\n", "{result}");
+
+    // Each server's stateless executes leave the other's warm containers alone.
+    for _ in 0..3 {
+        assert_eq!(execute(&b, "python", "print(1)").await["stdout"], "1\n");
+    }
+    wait_for_pool(&b, "python", 1).await;
+    let a_pool = sandbox_containers(
+        &docker,
+        &[&instance_filter(&a_state), "multilang-sandbox.kind=pool"],
+    )
+    .await;
+    assert_eq!(a_pool.len(), 1, "server A lost its warm container");
+    let result = execute(&a, "python", "print('a still works')").await;
+    assert_eq!(result["stdout"], "a still works\n");
+
+    session(&b, json!({"action": "destroy", "name": name})).await;
+    a.cancel().await.ok();
+    b.cancel().await.ok();
+    for state in [&a_state, &b_state] {
+        let left =
+            wait_for_none(&docker, &[&instance_filter(state)], Duration::from_secs(20)).await;
+        assert!(
+            left.is_empty(),
+            "a server left containers after a clean shutdown: {left:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn twenty_concurrent_stateless_executes_all_succeed() {
+    require_docker().await;
+    let client = start_server_with_env(&[(
+        "MULTILANG_SANDBOX_POOL_SIZE",
+        "python=2,bash=0,javascript=0,typescript=0,go=0,rust=0",
+    )])
+    .await;
+    wait_for_pool(&client, "python", 2).await;
+    let runs = (0..20).map(|i| {
+        let client = &client;
+        async move { execute(client, "python", &format!("print({i} * {i})")).await }
+    });
+    let results = futures::future::join_all(runs).await;
+    for (i, result) in results.iter().enumerate() {
+        assert_eq!(result["exit_code"], 0, "execute {i}: {result}");
+        assert_eq!(
+            result["stdout"],
+            format!("{}\n", i * i),
+            "execute {i}: {result}"
+        );
+    }
+    let state = inspect(&client, "pool").await;
+    let python = state["pool"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["language"] == "python")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        python["hits"].as_u64().unwrap() + python["misses"].as_u64().unwrap(),
+        20,
+        "{python}"
+    );
+    assert!(python["hits"].as_u64().unwrap() >= 1, "{python}");
+    client.cancel().await.ok();
+}

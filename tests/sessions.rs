@@ -1,0 +1,408 @@
+//! Sessions end to end: state that persists per language, files, pause and
+//! resume, expiry, timeouts inside a session, serialization, and clear
+//! errors. The pool is off here (these tests do not need it).
+
+mod common;
+
+use common::*;
+use serde_json::json;
+
+const NO_POOL: (&str, &str) = ("MULTILANG_SANDBOX_POOL_SIZE", "0");
+
+async fn server() -> Client {
+    require_docker().await;
+    start_server_with_env(&[NO_POOL]).await
+}
+
+async fn destroy(client: &Client, name: &str) {
+    session(client, json!({"action": "destroy", "name": name})).await;
+}
+
+#[tokio::test]
+async fn python_state_persists_between_executes() {
+    let client = server().await;
+    let name = create_session(&client, "py", "python").await;
+    let first = execute_in(
+        &client,
+        &name,
+        "python",
+        "x = 41\nimport math\ndef double(v):\n    return v * 2",
+    )
+    .await;
+    assert_eq!(first["exit_code"], 0, "{first}");
+    let second = execute_in(
+        &client,
+        &name,
+        "python",
+        "print(x + 1, double(math.floor(2.5)))",
+    )
+    .await;
+    assert_eq!(second["stdout"], "42 4\n", "{second}");
+    assert_eq!(second["session"], name.as_str());
+    destroy(&client, &name).await;
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn javascript_and_typescript_bindings_persist() {
+    let client = server().await;
+    let js = create_session(&client, "js", "javascript").await;
+    execute_in(&client, &js, "javascript", "const x = 41;\nlet items = [1, 2];\nfunction sum(a) { return a.reduce((p, c) => p + c, 0) }").await;
+    let result = execute_in(&client, &js, "javascript", "console.log(x + 1, sum(items))").await;
+    assert_eq!(result["stdout"], "42 3\n", "{result}");
+    // Re-running a cell that declares the same const works, as in a notebook.
+    let result = execute_in(&client, &js, "javascript", "const x = 7; console.log(x)").await;
+    assert_eq!(result["stdout"], "7\n", "{result}");
+
+    let ts = create_session(&client, "ts", "typescript").await;
+    execute_in(
+        &client,
+        &ts,
+        "typescript",
+        "import { join } from 'path';\ninterface P { n: number }\nconst p: P = { n: 41 };",
+    )
+    .await;
+    let result = execute_in(
+        &client,
+        &ts,
+        "typescript",
+        "console.log(p.n + 1, join('a', 'b'))",
+    )
+    .await;
+    assert_eq!(result["stdout"], "42 a/b\n", "{result}");
+    destroy(&client, &js).await;
+    destroy(&client, &ts).await;
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn bash_exports_and_working_directory_persist() {
+    let client = server().await;
+    let name = create_session(&client, "sh", "bash").await;
+    execute_in(
+        &client,
+        &name,
+        "bash",
+        "export A=1\ncd /tmp\ngreet() { echo \"hi $1\"; }",
+    )
+    .await;
+    let result = execute_in(
+        &client,
+        &name,
+        "bash",
+        "echo $A $(pwd); greet you; bash -c 'echo child sees $A'",
+    )
+    .await;
+    assert_eq!(
+        result["stdout"], "1 /tmp\nhi you\nchild sees 1\n",
+        "{result}"
+    );
+    destroy(&client, &name).await;
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn go_and_rust_sessions_keep_their_files() {
+    let client = server().await;
+    let go = create_session(&client, "go", "go").await;
+    let result = execute_in(
+        &client,
+        &go,
+        "go",
+        "import \"os\"\nos.WriteFile(\"notes.txt\", []byte(\"from go\"), 0o644)",
+    )
+    .await;
+    assert_eq!(result["exit_code"], 0, "{result}");
+    let result = execute_in(&client, &go, "go", "import (\n\t\"fmt\"\n\t\"os\"\n)\ndata, err := os.ReadFile(\"notes.txt\")\nfmt.Println(string(data), err)").await;
+    assert_eq!(result["stdout"], "from go <nil>\n", "{result}");
+
+    let rust = create_session(&client, "rs", "rust").await;
+    execute_in(
+        &client,
+        &rust,
+        "rust",
+        "std::fs::write(\"n.txt\", \"from rust\").unwrap();",
+    )
+    .await;
+    let result = execute_in(
+        &client,
+        &rust,
+        "rust",
+        "print!(\"{}\", std::fs::read_to_string(\"n.txt\").unwrap());",
+    )
+    .await;
+    assert_eq!(result["stdout"], "from rust", "{result}");
+    destroy(&client, &go).await;
+    destroy(&client, &rust).await;
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn bash_runs_shell_commands_in_another_languages_session() {
+    let client = server().await;
+    let name = create_session(&client, "mixed", "python").await;
+    execute_in(
+        &client,
+        &name,
+        "python",
+        "open('data.csv', 'w').write('a,b\\n1,2\\n')",
+    )
+    .await;
+    let result = execute_in(&client, &name, "bash", "wc -l < data.csv; ls").await;
+    assert_eq!(result["stdout"], "2\ndata.csv\n", "{result}");
+    let mismatch = call(
+        &client,
+        "sandbox_execute",
+        json!({"language": "go", "code": "x", "session": name}),
+    )
+    .await;
+    assert_eq!(mismatch.is_error, Some(true));
+    assert!(
+        text_of(&mismatch).contains("runs python"),
+        "{}",
+        text_of(&mismatch)
+    );
+    destroy(&client, &name).await;
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn pause_and_resume_keep_state() {
+    let client = server().await;
+    let name = create_session(&client, "pause", "python").await;
+    execute_in(&client, &name, "python", "counter = 1").await;
+    let paused = session(&client, json!({"action": "pause", "name": name})).await;
+    assert_eq!(paused["sessions"][0]["state"], "paused", "{paused}");
+    // Executing in a paused session resumes it and says so.
+    let result = execute_in(&client, &name, "python", "counter += 1\nprint(counter)").await;
+    assert_eq!(result["stdout"], "2\n", "{result}");
+    assert!(
+        result["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("resumed"),
+        "{result}"
+    );
+    session(&client, json!({"action": "pause", "name": name})).await;
+    let resumed = session(&client, json!({"action": "resume", "name": name})).await;
+    assert_eq!(resumed["sessions"][0]["state"], "running", "{resumed}");
+    let result = execute_in(&client, &name, "python", "print(counter)").await;
+    assert_eq!(result["stdout"], "2\n", "{result}");
+    destroy(&client, &name).await;
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn a_timeout_interrupts_and_the_session_stays_usable() {
+    let client = server().await;
+    let name = create_session(&client, "timeout", "python").await;
+    execute_in(&client, &name, "python", "kept = 'still here'").await;
+    let result = execute_with(
+        &client,
+        json!({"language": "python", "code": "while True: pass", "session": name, "timeout": 1500}),
+    )
+    .await;
+    assert_eq!(result["timed_out"], true, "{result}");
+    assert_eq!(
+        result["state_lost"], false,
+        "an interrupt keeps the kernel: {result}"
+    );
+    let result = execute_in(&client, &name, "python", "print(kept)").await;
+    assert_eq!(result["stdout"], "still here\n", "{result}");
+
+    // Code that ignores the interrupt is killed; the result says state was lost.
+    let code = "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(60)";
+    let result = execute_with(
+        &client,
+        json!({"language": "python", "code": code, "session": name, "timeout": 1000}),
+    )
+    .await;
+    assert_eq!(result["timed_out"], true, "{result}");
+    assert_eq!(result["state_lost"], true, "{result}");
+    assert!(
+        result["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("restarted"),
+        "{result}"
+    );
+    let result = execute_in(
+        &client,
+        &name,
+        "python",
+        "print('fresh', 'kept' in globals())",
+    )
+    .await;
+    assert_eq!(result["stdout"], "fresh False\n", "{result}");
+    destroy(&client, &name).await;
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn concurrent_executes_in_one_session_are_serialized() {
+    let client = server().await;
+    let name = create_session(&client, "serial", "python").await;
+    execute_in(&client, &name, "python", "log = []").await;
+    let code = "import time\nlog.append(len(log))\ntime.sleep(0.5)\nprint(log)";
+    let (a, b) = tokio::join!(
+        execute_in(&client, &name, "python", code),
+        execute_in(&client, &name, "python", code)
+    );
+    let mut outputs = vec![
+        a["stdout"].as_str().unwrap().to_string(),
+        b["stdout"].as_str().unwrap().to_string(),
+    ];
+    outputs.sort();
+    assert_eq!(outputs, ["[0, 1]\n", "[0]\n"]);
+    destroy(&client, &name).await;
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn short_ttl_sessions_are_garbage_collected() {
+    require_docker().await;
+    let client = start_server_with_env(&[NO_POOL, ("MULTILANG_SANDBOX_GC_INTERVAL_S", "1")]).await;
+    let name = format!("ttl-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let created = session(
+        &client,
+        json!({"action": "create", "name": name, "language": "bash", "ttl": 2}),
+    )
+    .await;
+    assert!(
+        created["sessions"][0]["ttl_left_seconds"].as_u64().unwrap() <= 2,
+        "{created}"
+    );
+    let extended = session(&client, json!({"action": "extend", "name": name, "ttl": 1})).await;
+    assert!(
+        extended["sessions"][0]["ttl_left_seconds"]
+            .as_u64()
+            .unwrap()
+            >= 2,
+        "{extended}"
+    );
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let listed = session(&client, json!({"action": "list"})).await;
+        let names: Vec<&str> = listed["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["name"].as_str())
+            .collect();
+        if !names.contains(&name.as_str()) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "session {name} was not collected: {listed}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    let gone = call(
+        &client,
+        "sandbox_execute",
+        json!({"language": "bash", "code": "echo", "session": name}),
+    )
+    .await;
+    assert_eq!(gone.is_error, Some(true));
+    assert!(
+        text_of(&gone).contains("no session named"),
+        "{}",
+        text_of(&gone)
+    );
+    let docker = require_docker().await;
+    let left = sandbox_containers(&docker, &[&format!("multilang-sandbox.session={name}")]).await;
+    assert!(left.is_empty(), "expired session container left: {left:?}");
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn bad_session_requests_are_clear_tool_errors() {
+    let client = server().await;
+    for bad in [
+        "a;rm -rf /",
+        "x\" --label evil=1",
+        "../etc",
+        "",
+        "-dash",
+        "name with space",
+    ] {
+        let result = call(
+            &client,
+            "sandbox_session",
+            json!({"action": "create", "name": bad, "language": "python"}),
+        )
+        .await;
+        assert_eq!(result.is_error, Some(true), "{bad:?} was accepted");
+        assert!(
+            text_of(&result).contains("invalid session name"),
+            "{bad:?}: {}",
+            text_of(&result)
+        );
+    }
+    let result = call(
+        &client,
+        "sandbox_session",
+        json!({"action": "get", "name": "does-not-exist-7"}),
+    )
+    .await;
+    assert_eq!(result.is_error, Some(true));
+    assert!(
+        text_of(&result).contains("no session named `does-not-exist-7`"),
+        "{}",
+        text_of(&result)
+    );
+    let result = call(
+        &client,
+        "sandbox_session",
+        json!({"action": "create", "name": "nolang"}),
+    )
+    .await;
+    assert!(
+        text_of(&result).contains("`language` is required"),
+        "{}",
+        text_of(&result)
+    );
+    let result = call(&client, "sandbox_session", json!({"action": "get"})).await;
+    assert!(
+        text_of(&result).contains("`name` is required"),
+        "{}",
+        text_of(&result)
+    );
+    let name = create_session(&client, "dup", "bash").await;
+    let result = call(
+        &client,
+        "sandbox_session",
+        json!({"action": "create", "name": name, "language": "bash"}),
+    )
+    .await;
+    assert!(
+        text_of(&result).contains("already exists"),
+        "{}",
+        text_of(&result)
+    );
+    let result = call(
+        &client,
+        "sandbox_session",
+        json!({"action": "create", "name": "bad-ttl", "language": "bash", "ttl": 0}),
+    )
+    .await;
+    assert!(
+        text_of(&result).contains("ttl 0 s is out of range"),
+        "{}",
+        text_of(&result)
+    );
+    destroy(&client, &name).await;
+    let result = call(
+        &client,
+        "sandbox_execute",
+        json!({"language": "bash", "code": "echo", "session": name}),
+    )
+    .await;
+    assert!(
+        text_of(&result).contains("no session named"),
+        "{}",
+        text_of(&result)
+    );
+    client.cancel().await.ok();
+}
