@@ -5,6 +5,7 @@
 //! containers that died. A miss starts a container on demand.
 
 use super::launcher::{Launcher, Purpose, Sandbox};
+use crate::docker::{ContainerState, labels};
 use crate::error::DockerError;
 use crate::runtime::Language;
 use serde::Serialize;
@@ -17,6 +18,10 @@ use tokio::sync::Notify;
 const CHECK_INTERVAL: Duration = Duration::from_secs(15);
 /// After a failed start, how long before the pool tries that language again.
 const RETRY_AFTER: Duration = Duration::from_secs(30);
+/// A pooled container that was never started (or exited without being
+/// removed) and is older than this is an orphan of a server that died
+/// mid-start; any server removes it.
+const ORPHAN_AGE: Duration = Duration::from_secs(120);
 
 #[derive(Debug, Default, Clone)]
 struct LanguageStats {
@@ -79,6 +84,11 @@ impl ContainerPool {
     pub fn start_maintenance(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let pool = self.clone();
         tokio::spawn(async move {
+            match pool.remove_orphans().await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "removed orphaned pool containers"),
+                Err(error) => tracing::debug!(%error, "orphan sweep skipped"),
+            }
             loop {
                 if pool.is_closed() {
                     return;
@@ -146,7 +156,8 @@ impl ContainerPool {
         })
     }
 
-    /// Stops refilling and removes every idle container.
+    /// Stops refilling, removes every idle container, and waits (briefly)
+    /// for starts under way, which remove their container once done.
     pub async fn shutdown(&self) {
         let idle: Vec<Sandbox> = self.with_state(|state| {
             state.closed = true;
@@ -154,6 +165,37 @@ impl ContainerPool {
         });
         self.refill.notify_one();
         futures::future::join_all(idle.into_iter().map(|sandbox| sandbox.container.remove())).await;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.with_state(|state| state.starting.values().sum::<usize>()) > 0
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Removes pooled containers that no live server can be using: never
+    /// started or exited, and older than [`ORPHAN_AGE`].
+    pub async fn remove_orphans(&self) -> Result<usize, DockerError> {
+        let engine = self.launcher.engine();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs() as i64)
+            .unwrap_or(0);
+        let mut removed = 0;
+        for container in engine.list_sandboxes(&[(labels::KIND, "pool")]).await? {
+            let stale = matches!(
+                container.state,
+                ContainerState::Created | ContainerState::Exited | ContainerState::Dead
+            );
+            let old = container
+                .created
+                .is_some_and(|created| now - created > ORPHAN_AGE.as_secs() as i64);
+            if stale && old {
+                engine.remove_sandbox(&container.id).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     fn take_idle(&self, language: Language) -> Option<Sandbox> {

@@ -43,6 +43,8 @@ pub struct SandboxInfo {
     pub id: String,
     pub state: ContainerState,
     pub labels: HashMap<String, String>,
+    /// Creation time in Unix seconds (listings only).
+    pub created: Option<i64>,
 }
 
 impl DockerEngine {
@@ -71,6 +73,7 @@ impl DockerEngine {
                         .map(summary_state)
                         .unwrap_or(ContainerState::Unknown),
                     labels: summary.labels.unwrap_or_default(),
+                    created: summary.created,
                 })
             })
             .collect())
@@ -94,6 +97,7 @@ impl DockerEngine {
                     .config
                     .and_then(|config| config.labels)
                     .unwrap_or_default(),
+                created: None,
             })),
             Err(error) if is_not_found(&error) => Ok(None),
             Err(error) => Err(error.into()),
