@@ -9,9 +9,7 @@
 use bollard::Docker;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig};
-use bollard::query_parameters::{
-    CreateContainerOptions, RemoveContainerOptionsBuilder, StartContainerOptions,
-};
+use bollard::query_parameters::{CreateContainerOptions, RemoveContainerOptionsBuilder, StartContainerOptions};
 use futures::StreamExt;
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::RunningService;
@@ -162,16 +160,7 @@ async fn mcp_cases(runs: usize) -> Result<Vec<Case>, BoxError> {
     )
     .await?;
     let in_session = json!({"language": "python", "code": "print(1)", "session": session});
-    cases.push(
-        time_execute(
-            &client,
-            "`print(1)` in a python session",
-            runs,
-            in_session,
-            None,
-        )
-        .await?,
-    );
+    cases.push(time_execute(&client, "`print(1)` in a python session", runs, in_session, None).await?);
     call(
         &client,
         "sandbox_session",
@@ -222,9 +211,7 @@ async fn baselines(docker: &Docker, image: &str, runs: usize) -> Result<Vec<Case
             .create_container(None::<CreateContainerOptions>, baseline_body(image))
             .await?
             .id;
-        docker
-            .start_container(&id, None::<StartContainerOptions>)
-            .await?;
+        docker.start_container(&id, None::<StartContainerOptions>).await?;
         create_start.push(started.elapsed());
         let started = Instant::now();
         remove(docker, &id).await?;
@@ -234,9 +221,7 @@ async fn baselines(docker: &Docker, image: &str, runs: usize) -> Result<Vec<Case
         .create_container(None::<CreateContainerOptions>, baseline_body(image))
         .await?
         .id;
-    docker
-        .start_container(&id, None::<StartContainerOptions>)
-        .await?;
+    docker.start_container(&id, None::<StartContainerOptions>).await?;
     let mut execs = Vec::new();
     for _ in 0..runs {
         let started = Instant::now();
@@ -250,9 +235,7 @@ async fn baselines(docker: &Docker, image: &str, runs: usize) -> Result<Vec<Case
                 },
             )
             .await?;
-        if let StartExecResults::Attached { mut output, .. } =
-            docker.start_exec(&exec.id, None).await?
-        {
+        if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&exec.id, None).await? {
             while output.next().await.is_some() {}
         }
         execs.push(started.elapsed());
@@ -276,14 +259,9 @@ async fn baselines(docker: &Docker, image: &str, runs: usize) -> Result<Vec<Case
 
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let runs: usize = std::env::args()
-        .nth(1)
-        .map(|n| n.parse())
-        .transpose()?
-        .unwrap_or(30);
+    let runs: usize = std::env::args().nth(1).map(|n| n.parse()).transpose()?.unwrap_or(30);
     let config = multilang_sandbox::config::Config::from_env()?;
-    let python_image =
-        multilang_sandbox::images::tag_for(multilang_sandbox::runtime::Language::Python, &config);
+    let python_image = multilang_sandbox::images::tag_for(multilang_sandbox::runtime::Language::Python, &config);
     let docker = Docker::connect_with_defaults()?.negotiate_version().await?;
     let version = docker.version().await?;
 
@@ -308,9 +286,7 @@ async fn main() -> Result<(), BoxError> {
          until the pool is refilled before each run, so each run is a hit); baselines through \
          the Docker API on the same engine in the same run.\n\n{table}",
         std::env::consts::ARCH,
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         version.version.unwrap_or_default(),
         version.api_version.unwrap_or_default(),
     );

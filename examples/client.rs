@@ -20,10 +20,7 @@ const DEMOS: [(&str, &str); 6] = [
         "python",
         "import platform\nprint(f'Hello from Python {platform.python_version()}')",
     ),
-    (
-        "javascript",
-        "console.log(`Hello from Node.js ${process.version}`)",
-    ),
+    ("javascript", "console.log(`Hello from Node.js ${process.version}`)"),
     (
         "typescript",
         "const greet = (who: string): string => `Hello from ${who}`;\nconsole.log(greet('TypeScript'))",
@@ -32,10 +29,7 @@ const DEMOS: [(&str, &str); 6] = [
         "go",
         "import (\n\t\"fmt\"\n\t\"runtime\"\n)\nfmt.Println(\"Hello from\", runtime.Version())",
     ),
-    (
-        "rust",
-        "println!(\"Hello from Rust, 2^20 = {}\", 1u64 << 20);",
-    ),
+    ("rust", "println!(\"Hello from Rust, 2^20 = {}\", 1u64 << 20);"),
     ("bash", "echo \"Hello from $(bash --version | head -1)\""),
 ];
 
@@ -56,10 +50,7 @@ fn server_binary() -> PathBuf {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let programs: Vec<(String, String)> = match args.as_slice() {
-        [] => DEMOS
-            .iter()
-            .map(|(l, c)| (l.to_string(), c.to_string()))
-            .collect(),
+        [] => DEMOS.iter().map(|(l, c)| (l.to_string(), c.to_string())).collect(),
         [language, code] => vec![(language.clone(), code.clone())],
         _ => return Err("usage: client [LANGUAGE CODE]".into()),
     };
@@ -69,11 +60,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tools = client.list_all_tools().await?;
     eprintln!(
         "tools: {}",
-        tools
-            .iter()
-            .map(|t| t.name.to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
+        tools.iter().map(|t| t.name.to_string()).collect::<Vec<_>>().join(", ")
     );
     for (language, code) in programs {
         let arguments = json!({"language": language, "code": code});

@@ -57,6 +57,18 @@ pub struct Config {
     /// activity and extensions). Env: `MULTILANG_SANDBOX_STATE_DIR`.
     /// Default `$XDG_STATE_HOME/multilang-sandbox` (`~/.local/state/multilang-sandbox`).
     pub state_dir: PathBuf,
+    /// `cache prune` keeps this many newest cached package images per language.
+    /// Env: `MULTILANG_SANDBOX_CACHE_KEEP`. Default 5.
+    pub cache_keep_per_language: usize,
+    /// `cache prune` then removes the oldest images until the cache fits, in MiB.
+    /// Env: `MULTILANG_SANDBOX_CACHE_MAX_MB`. Default 10240 (10 GiB).
+    pub cache_max_mb: u64,
+    /// CA bundle (PEM, on this machine) that install steps trust, so package
+    /// downloads work behind a TLS-inspecting proxy. Env:
+    /// `MULTILANG_SANDBOX_CA_BUNDLE` (`none` disables). Default: `$SSL_CERT_FILE`,
+    /// else the system bundle (`/etc/ssl/certs/ca-certificates.crt`,
+    /// `/etc/pki/tls/certs/ca-bundle.crt` or `/etc/ssl/cert.pem`) when present.
+    pub ca_bundle: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -81,8 +93,31 @@ impl Default for Config {
             max_sessions: 32,
             gc_interval_s: 30,
             state_dir: default_state_dir(|key| std::env::var(key).ok()),
+            cache_keep_per_language: 5,
+            cache_max_mb: 10 * 1024,
+            ca_bundle: default_ca_bundle(|key| std::env::var(key).ok(), |path| path.is_file()),
         }
     }
+}
+
+fn default_ca_bundle(
+    lookup: impl Fn(&str) -> Option<String>,
+    exists: impl Fn(&std::path::Path) -> bool,
+) -> Option<PathBuf> {
+    let from_env = lookup("SSL_CERT_FILE")
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from);
+    from_env
+        .into_iter()
+        .chain(
+            [
+                "/etc/ssl/certs/ca-certificates.crt",
+                "/etc/pki/tls/certs/ca-bundle.crt",
+                "/etc/ssl/cert.pem",
+            ]
+            .map(PathBuf::from),
+        )
+        .find(|path| exists(path))
 }
 
 fn default_state_dir(lookup: impl Fn(&str) -> Option<String>) -> PathBuf {
@@ -105,17 +140,10 @@ fn parse_pool_sizes(
         reason,
     };
     if let Ok(size) = value.parse::<usize>() {
-        return Ok(Language::ALL
-            .iter()
-            .map(|language| (*language, size))
-            .collect());
+        return Ok(Language::ALL.iter().map(|language| (*language, size)).collect());
     }
     let mut sizes = defaults.clone();
-    for entry in value
-        .split(',')
-        .map(str::trim)
-        .filter(|entry| !entry.is_empty())
-    {
+    for entry in value.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
         let (name, size) = entry
             .split_once('=')
             .ok_or_else(|| invalid(format!("`{entry}` should look like `python=2`")))?;
@@ -189,6 +217,17 @@ impl Config {
         if let Some((key, value)) = get("GC_INTERVAL_S") {
             config.gc_interval_s = parse(&key, &value)?;
         }
+        if let Some((key, value)) = get("CACHE_KEEP") {
+            config.cache_keep_per_language = parse(&key, &value)?;
+        }
+        if let Some((key, value)) = get("CACHE_MAX_MB") {
+            config.cache_max_mb = parse(&key, &value)?;
+        }
+        config.ca_bundle = match get("CA_BUNDLE") {
+            Some((_, value)) if value == "none" => None,
+            Some((_, value)) => Some(PathBuf::from(value)),
+            None => default_ca_bundle(&lookup, |path| path.is_file()),
+        };
         config.state_dir = match get("STATE_DIR") {
             Some((_, value)) => PathBuf::from(value),
             None => default_state_dir(&lookup),
@@ -246,10 +285,7 @@ mod tests {
     use std::collections::HashMap;
 
     fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|key| map.get(key).cloned())
     }
 
@@ -271,6 +307,20 @@ mod tests {
         assert_eq!(config.pool_sizes[&Language::Rust], 0);
         assert_eq!(config.pool_sizes[&Language::Bash], 1);
         assert!(from(&[("MULTILANG_SANDBOX_POOL_SIZE", "cobol=1")]).is_err());
+    }
+
+    #[test]
+    fn ca_bundle_prefers_the_environment_then_the_system_bundle() {
+        let exists = |path: &std::path::Path| path.to_str() != Some("/missing.pem");
+        let env = |key: &str| (key == "SSL_CERT_FILE").then(|| "/custom.pem".to_string());
+        assert_eq!(default_ca_bundle(env, exists), Some(PathBuf::from("/custom.pem")));
+        assert_eq!(
+            default_ca_bundle(|_| None, exists),
+            Some(PathBuf::from("/etc/ssl/certs/ca-certificates.crt"))
+        );
+        assert_eq!(default_ca_bundle(|_| None, |_| false), None);
+        let config = from(&[("MULTILANG_SANDBOX_CA_BUNDLE", "none")]).unwrap();
+        assert_eq!(config.ca_bundle, None);
     }
 
     #[test]

@@ -17,9 +17,7 @@ pub enum DockerError {
          or open Docker Desktop) and try again; `DOCKER_HOST` selects another engine"
     )]
     Unreachable(String),
-    #[error(
-        "sandbox image `{image}` is missing. Build the images with `multilang-sandbox images build`"
-    )]
+    #[error("sandbox image `{image}` is missing. Build the images with `multilang-sandbox images build`")]
     ImageMissing { image: String },
     #[error("Docker engine error: {0}")]
     Api(#[from] bollard::errors::Error),
@@ -48,49 +46,36 @@ pub enum ExecuteError {
     EmptyCode,
     #[error("timeout {given} ms is out of range: use 1 to {max} milliseconds (default {default})")]
     InvalidTimeout { given: u64, max: u64, default: u64 },
-    #[error(
-        "environment variable name `{0}` is invalid: use letters, digits and `_`, not starting with a digit"
-    )]
+    #[error("environment variable name `{0}` is invalid: use letters, digits and `_`, not starting with a digit")]
     InvalidEnvName(String),
-    #[error("{feature} is not available yet in this version of multilang-sandbox; {hint}")]
-    NotAvailable {
-        feature: &'static str,
-        hint: &'static str,
-    },
+    #[error("environment variable `{0}` contains a NUL character, which no program can receive")]
+    InvalidEnvValue(String),
     #[error(transparent)]
     Docker(#[from] DockerError),
     #[error(transparent)]
     Session(#[from] SessionError),
+    #[error(transparent)]
+    Package(#[from] PackageError),
 }
 
 /// Failures of session operations.
 #[derive(Debug, Error)]
 pub enum SessionError {
-    #[error(
-        "invalid session name `{0}`: use 1 to 63 letters, digits, `-` or `_`, starting with a letter or digit"
-    )]
+    #[error("invalid session name `{0}`: use 1 to 63 letters, digits, `-` or `_`, starting with a letter or digit")]
     InvalidName(String),
     #[error("`name` is required for this action: pass the session's name")]
     NameRequired,
-    #[error(
-        "`language` is required to create a session: python, javascript, typescript, go, rust or bash"
-    )]
+    #[error("`language` is required to create a session: python, javascript, typescript, go, rust or bash")]
     LanguageRequired,
     #[error("a session named `{0}` already exists: use it, pick another name, or destroy it first")]
     Exists(String),
-    #[error(
-        "no session named `{0}`: create it with sandbox_session action=create, or see action=list"
-    )]
+    #[error("no session named `{0}`: create it with sandbox_session action=create, or see action=list")]
     Unknown(String),
-    #[error(
-        "session `{0}` expired and was destroyed: create a new one (a larger `ttl` keeps it longer)"
-    )]
+    #[error("session `{0}` expired and was destroyed: create a new one (a larger `ttl` keeps it longer)")]
     Expired(String),
     #[error("ttl {given} s is out of range: use 1 to {max} seconds")]
     InvalidTtl { given: u64, max: u64 },
-    #[error(
-        "there are already {max} sessions: destroy one you no longer need (see sandbox_session action=list)"
-    )]
+    #[error("there are already {max} sessions: destroy one you no longer need (see sandbox_session action=list)")]
     TooMany { max: usize },
     #[error(
         "session `{name}` is busy with another execute and did not free up within the timeout; try again, or pass a larger `timeout`"
@@ -99,16 +84,50 @@ pub enum SessionError {
     #[error(
         "session `{name}` runs {session_language}; run {session_language} code in it, or `bash` for a shell command in the same container"
     )]
-    LanguageMismatch {
-        name: String,
-        session_language: String,
-    },
+    LanguageMismatch { name: String, session_language: String },
     #[error("session `{name}` is {state} and cannot run code; destroy it and create a new one")]
     Unusable { name: String, state: String },
     #[error(transparent)]
     UnknownLanguage(#[from] UnknownLanguage),
-    #[error("`packages` cannot be installed in this version; create the session without them")]
-    PackagesNotAvailable,
+    #[error(transparent)]
+    Package(#[from] PackageError),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+}
+
+/// Failures of package installs and the package cache.
+#[derive(Debug, Error)]
+pub enum PackageError {
+    #[error("`packages` is empty: list the packages to install, for example [\"requests\"]")]
+    NoPackages,
+    #[error("too many packages in one request (at most {max})")]
+    TooMany { max: usize },
+    #[error(
+        "package spec `{spec}` is refused: {reason}. Pass plain registry names with an optional version, like `requests==2.32.3` or `lodash@4`"
+    )]
+    InvalidSpec { spec: String, reason: String },
+    #[error(
+        "{manager} packages change the image itself and cannot be installed into a running session; create the session with `packages` instead"
+    )]
+    NotInSession { manager: &'static str },
+    #[error("{manager} could not install {packages}:\n{output}")]
+    Failed {
+        manager: &'static str,
+        packages: String,
+        output: String,
+    },
+    #[error("the data-science image is not built; build it with `multilang-sandbox images build --ml`")]
+    MlImageMissing,
+    #[error("`ml: true` is for Python only")]
+    MlNotPython,
+    #[error(
+        "`language` is required to prepare packages without a session: python, javascript, typescript, go, rust or bash"
+    )]
+    LanguageRequired,
+    #[error(
+        "`packages` and `ml` apply to stateless executes and session create; to add packages to a session use sandbox_install with `session`"
+    )]
+    SessionPackages,
     #[error(transparent)]
     Docker(#[from] DockerError),
 }
@@ -120,9 +139,7 @@ pub enum ImageError {
     Docker(#[from] DockerError),
     #[error("building image `{image}` failed: {message}")]
     BuildFailed { image: String, message: String },
-    #[error(
-        "base image `{image}` is missing and could not be pulled ({pull_error}). {bootstrap_hint}"
-    )]
+    #[error("base image `{image}` is missing and could not be pulled ({pull_error}). {bootstrap_hint}")]
     BaseUnavailable {
         image: String,
         pull_error: String,

@@ -33,6 +33,25 @@ enum Command {
         #[command(subcommand)]
         command: ImagesCommand,
     },
+    /// Manage the package cache (images of installed package sets).
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Remove cached package images beyond the newest N per language, then
+    /// the oldest until the total fits the size bound.
+    Prune {
+        /// Newest images to keep per language [default: MULTILANG_SANDBOX_CACHE_KEEP or 5].
+        #[arg(long)]
+        keep: Option<usize>,
+        /// Total size bound in MiB [default: MULTILANG_SANDBOX_CACHE_MAX_MB or 10240].
+        #[arg(long)]
+        max_mb: Option<u64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -42,6 +61,9 @@ enum ImagesCommand {
         /// Rebuild every image even when it is up to date.
         #[arg(long)]
         force: bool,
+        /// Also build the large data-science Python image (`ml: true`).
+        #[arg(long)]
+        ml: bool,
     },
 }
 
@@ -66,8 +88,11 @@ fn main() -> ExitCode {
         match cli.command.unwrap_or(Command::Serve) {
             Command::Serve => serve(config).await,
             Command::Images {
-                command: ImagesCommand::Build { force },
-            } => build_images(&config, force).await,
+                command: ImagesCommand::Build { force, ml },
+            } => build_images(&config, force, ml).await,
+            Command::Cache {
+                command: CacheCommand::Prune { keep, max_mb },
+            } => prune_cache(config, keep, max_mb).await,
         }
     });
     match result {
@@ -80,8 +105,7 @@ fn main() -> ExitCode {
 }
 
 fn init_logging() {
-    let filter = EnvFilter::try_from_env("MULTILANG_SANDBOX_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
+    let filter = EnvFilter::try_from_env("MULTILANG_SANDBOX_LOG").unwrap_or_else(|_| EnvFilter::new("info,rmcp=warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -106,18 +130,46 @@ async fn serve(config: Arc<Config>) -> Result<(), String> {
     Ok(())
 }
 
-async fn build_images(config: &Config, force: bool) -> Result<(), String> {
+async fn build_images(config: &Config, force: bool, ml: bool) -> Result<(), String> {
     let engine = DockerEngine::new();
     let engine_description = engine.describe().await.map_err(|e| e.to_string())?;
     eprintln!("Building sandbox images on {engine_description}");
     let report = ImageBuilder::new(&engine, config)
-        .build_all(force)
+        .build_all(force, ml)
         .await
         .map_err(|e| e.to_string())?;
     eprintln!(
         "Images ready: {} built, {} already up to date.",
         report.built.len(),
         report.up_to_date.len()
+    );
+    Ok(())
+}
+
+async fn prune_cache(config: Arc<Config>, keep: Option<usize>, max_mb: Option<u64>) -> Result<(), String> {
+    let keep = keep.unwrap_or(config.cache_keep_per_language);
+    let max_bytes = (max_mb.unwrap_or(config.cache_max_mb) * 1024 * 1024) as i64;
+    let engine = Arc::new(DockerEngine::new());
+    let executor = Executor::new(engine, config, uuid::Uuid::new_v4().to_string());
+    let removed = executor
+        .cache()
+        .prune(keep, max_bytes)
+        .await
+        .map_err(|e| e.to_string())?;
+    let stats = executor.cache().stats().await.map_err(|e| e.to_string())?;
+    for entry in &removed {
+        eprintln!(
+            "removed {} ({}: {})",
+            entry.image,
+            entry.language,
+            entry.packages.join(" ")
+        );
+    }
+    eprintln!(
+        "Removed {} cached image(s); {} left, {:.1} MB.",
+        removed.len(),
+        stats.images,
+        stats.total_size_bytes as f64 / 1e6
     );
     Ok(())
 }

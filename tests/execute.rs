@@ -101,19 +101,11 @@ async fn stdin_and_env_reach_the_program() {
 #[tokio::test]
 async fn compile_errors_report_the_compiler_message() {
     let client = start_server().await;
-    let result = execute(
-        &client,
-        "go",
-        "package main\nfunc main() { undefinedThing() }",
-    )
-    .await;
+    let result = execute(&client, "go", "package main\nfunc main() { undefinedThing() }").await;
     assert_ne!(result["exit_code"], 0, "{result}");
     assert_eq!(result["phase"], "build");
     assert!(
-        result["stderr"]
-            .as_str()
-            .unwrap()
-            .contains("undefined: undefinedThing"),
+        result["stderr"].as_str().unwrap().contains("undefined: undefinedThing"),
         "{result}"
     );
 
@@ -128,10 +120,7 @@ async fn compile_errors_report_the_compiler_message() {
     assert_ne!(result["exit_code"], 0, "{result}");
     assert_eq!(result["phase"], "build");
     assert!(
-        result["stderr"]
-            .as_str()
-            .unwrap()
-            .contains("mismatched types"),
+        result["stderr"].as_str().unwrap().contains("mismatched types"),
         "{result}"
     );
     assert!(text_of(&call).contains("compilation failed"));
@@ -147,22 +136,12 @@ async fn python_exceptions_return_the_traceback() {
         json!({"language": "python", "code": "def f():\n    return 1 / 0\nf()"}),
     )
     .await;
-    assert_eq!(
-        call.is_error,
-        Some(true),
-        "a failing program is a tool error"
-    );
+    assert_eq!(call.is_error, Some(true), "a failing program is a tool error");
     let result = call.structured_content.expect("structured result");
     assert_eq!(result["exit_code"], 1);
     let stderr = result["stderr"].as_str().unwrap();
-    assert!(
-        stderr.contains("Traceback (most recent call last)"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("ZeroDivisionError: division by zero"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("Traceback (most recent call last)"), "{stderr}");
+    assert!(stderr.contains("ZeroDivisionError: division by zero"), "{stderr}");
     client.cancel().await.ok();
 }
 
@@ -216,10 +195,6 @@ async fn bad_timeout_and_env_are_clear_tool_errors() {
     )
     .await;
     assert_eq!(result.is_error, Some(true));
-    assert!(
-        text_of(&result).contains("`A=B` is invalid"),
-        "{}",
-        text_of(&result)
-    );
+    assert!(text_of(&result).contains("`A=B` is invalid"), "{}", text_of(&result));
     client.cancel().await.ok();
 }

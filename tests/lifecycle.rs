@@ -23,10 +23,7 @@ async fn wait_for_pool(client: &Client, language: &str, count: u64) -> Value {
         if pool_idle(&state, language) >= count {
             return state;
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "pool never warmed: {state}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "pool never warmed: {state}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -50,13 +47,8 @@ async fn sessions_survive_a_killed_server_and_its_pool_is_removed() {
     let first_instance = instance_filter(&state);
     let name = create_session(&first, "adopt", "python").await;
     execute_in(&first, &name, "python", "x = 41").await;
-    let pooled =
-        sandbox_containers(&docker, &[&first_instance, "multilang-sandbox.kind=pool"]).await;
-    assert_eq!(
-        pooled.len(),
-        3,
-        "expected 3 warm containers before the kill"
-    );
+    let pooled = sandbox_containers(&docker, &[&first_instance, "multilang-sandbox.kind=pool"]).await;
+    assert_eq!(pooled.len(), 3, "expected 3 warm containers before the kill");
 
     let status = std::process::Command::new("kill")
         .args(["-9", &pid.to_string()])
@@ -108,13 +100,7 @@ async fn two_servers_share_sessions_and_keep_their_own_pools() {
 
     let name = create_session(&a, "shared", "python").await;
     execute_in(&a, &name, "python", "shared = ['from a']").await;
-    let result = execute_in(
-        &b,
-        &name,
-        "python",
-        "shared.append('from b'); print(shared)",
-    )
-    .await;
+    let result = execute_in(&b, &name, "python", "shared.append('from b'); print(shared)").await;
     assert_eq!(result["stdout"], "['from a', 'from b']\n", "{result}");
     let result = execute_in(&a, &name, "python", "print(len(shared))").await;
     assert_eq!(result["stdout"], "2\n", "{result}");
@@ -124,11 +110,7 @@ async fn two_servers_share_sessions_and_keep_their_own_pools() {
         assert_eq!(execute(&b, "python", "print(1)").await["stdout"], "1\n");
     }
     wait_for_pool(&b, "python", 1).await;
-    let a_pool = sandbox_containers(
-        &docker,
-        &[&instance_filter(&a_state), "multilang-sandbox.kind=pool"],
-    )
-    .await;
+    let a_pool = sandbox_containers(&docker, &[&instance_filter(&a_state), "multilang-sandbox.kind=pool"]).await;
     assert_eq!(a_pool.len(), 1, "server A lost its warm container");
     let result = execute(&a, "python", "print('a still works')").await;
     assert_eq!(result["stdout"], "a still works\n");
@@ -137,8 +119,7 @@ async fn two_servers_share_sessions_and_keep_their_own_pools() {
     a.cancel().await.ok();
     b.cancel().await.ok();
     for state in [&a_state, &b_state] {
-        let left =
-            wait_for_none(&docker, &[&instance_filter(state)], Duration::from_secs(20)).await;
+        let left = wait_for_none(&docker, &[&instance_filter(state)], Duration::from_secs(20)).await;
         assert!(
             left.is_empty(),
             "a server left containers after a clean shutdown: {left:?}"
@@ -162,11 +143,7 @@ async fn twenty_concurrent_stateless_executes_all_succeed() {
     let results = futures::future::join_all(runs).await;
     for (i, result) in results.iter().enumerate() {
         assert_eq!(result["exit_code"], 0, "execute {i}: {result}");
-        assert_eq!(
-            result["stdout"],
-            format!("{}\n", i * i),
-            "execute {i}: {result}"
-        );
+        assert_eq!(result["stdout"], format!("{}\n", i * i), "execute {i}: {result}");
     }
     let state = inspect(&client, "pool").await;
     let python = state["pool"]

@@ -23,10 +23,7 @@ async fn limits_hold_and_nothing_is_left_behind() {
     .await;
     let elapsed = started.elapsed();
     assert_eq!(result["timed_out"], true, "{result}");
-    assert!(
-        elapsed < Duration::from_secs(15),
-        "timeout took {elapsed:?}"
-    );
+    assert!(elapsed < Duration::from_secs(15), "timeout took {elapsed:?}");
     assert!(
         result["note"]
             .as_str()
@@ -55,10 +52,7 @@ async fn limits_hold_and_nothing_is_left_behind() {
     assert_eq!(result["truncated"], true, "flood not reported as truncated");
     let stdout_len = result["stdout"].as_str().unwrap().len();
     assert!(stdout_len <= 1024 * 1024, "stdout kept {stdout_len} bytes");
-    assert!(
-        stdout_len >= 1_000_000,
-        "stdout kept only {stdout_len} bytes"
-    );
+    assert!(stdout_len >= 1_000_000, "stdout kept only {stdout_len} bytes");
     assert_eq!(result["stderr"], "done\n");
     assert_eq!(result["exit_code"], 0);
     let after = execute(&client, "python", "print('still here')").await;
@@ -72,10 +66,7 @@ async fn limits_hold_and_nothing_is_left_behind() {
     .await;
     assert_ne!(result["exit_code"], 0, "{result}");
     assert!(
-        result["note"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("out of memory"),
+        result["note"].as_str().unwrap_or_default().contains("out of memory"),
         "{result}"
     );
 

@@ -36,10 +36,7 @@ async fn tools_list_shows_six_tools_with_schemas() {
     for field in [
         "language", "code", "session", "timeout", "stdin", "env", "ml", "packages",
     ] {
-        assert!(
-            properties.get(field).is_some(),
-            "input schema lacks `{field}`"
-        );
+        assert!(properties.get(field).is_some(), "input schema lacks `{field}`");
     }
     let mut required: Vec<&str> = execute.input_schema["required"]
         .as_array()
@@ -53,9 +50,7 @@ async fn tools_list_shows_six_tools_with_schemas() {
         .output_schema
         .as_ref()
         .expect("sandbox_execute declares an output schema");
-    let output_properties = output
-        .get("properties")
-        .expect("output schema has properties");
+    let output_properties = output.get("properties").expect("output schema has properties");
     for field in [
         "language",
         "stdout",
@@ -65,10 +60,7 @@ async fn tools_list_shows_six_tools_with_schemas() {
         "timed_out",
         "truncated",
     ] {
-        assert!(
-            output_properties.get(field).is_some(),
-            "output schema lacks `{field}`"
-        );
+        assert!(output_properties.get(field).is_some(), "output schema lacks `{field}`");
     }
     for tool in &tools {
         let description = tool.description.as_deref().unwrap_or_default();
@@ -116,7 +108,12 @@ async fn without_docker_the_server_answers_and_explains() {
 #[tokio::test]
 async fn tools_of_later_versions_say_so() {
     let client = start_server_with_env(&[]).await;
-    let result = call(&client, "sandbox_install", json!({"packages": ["six"]})).await;
+    let result = call(
+        &client,
+        "sandbox_file_ops",
+        json!({"session": "s", "operation": "list", "path": "."}),
+    )
+    .await;
     assert_eq!(result.is_error, Some(true));
     assert!(text_of(&result).contains("not available yet"));
     client.cancel().await.ok();

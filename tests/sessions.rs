@@ -30,13 +30,7 @@ async fn python_state_persists_between_executes() {
     )
     .await;
     assert_eq!(first["exit_code"], 0, "{first}");
-    let second = execute_in(
-        &client,
-        &name,
-        "python",
-        "print(x + 1, double(math.floor(2.5)))",
-    )
-    .await;
+    let second = execute_in(&client, &name, "python", "print(x + 1, double(math.floor(2.5)))").await;
     assert_eq!(second["stdout"], "42 4\n", "{second}");
     assert_eq!(second["session"], name.as_str());
     destroy(&client, &name).await;
@@ -47,7 +41,13 @@ async fn python_state_persists_between_executes() {
 async fn javascript_and_typescript_bindings_persist() {
     let client = server().await;
     let js = create_session(&client, "js", "javascript").await;
-    execute_in(&client, &js, "javascript", "const x = 41;\nlet items = [1, 2];\nfunction sum(a) { return a.reduce((p, c) => p + c, 0) }").await;
+    execute_in(
+        &client,
+        &js,
+        "javascript",
+        "const x = 41;\nlet items = [1, 2];\nfunction sum(a) { return a.reduce((p, c) => p + c, 0) }",
+    )
+    .await;
     let result = execute_in(&client, &js, "javascript", "console.log(x + 1, sum(items))").await;
     assert_eq!(result["stdout"], "42 3\n", "{result}");
     // Re-running a cell that declares the same const works, as in a notebook.
@@ -62,13 +62,7 @@ async fn javascript_and_typescript_bindings_persist() {
         "import { join } from 'path';\ninterface P { n: number }\nconst p: P = { n: 41 };",
     )
     .await;
-    let result = execute_in(
-        &client,
-        &ts,
-        "typescript",
-        "console.log(p.n + 1, join('a', 'b'))",
-    )
-    .await;
+    let result = execute_in(&client, &ts, "typescript", "console.log(p.n + 1, join('a', 'b'))").await;
     assert_eq!(result["stdout"], "42 a/b\n", "{result}");
     destroy(&client, &js).await;
     destroy(&client, &ts).await;
@@ -93,10 +87,7 @@ async fn bash_exports_and_working_directory_persist() {
         "echo $A $(pwd); greet you; bash -c 'echo child sees $A'",
     )
     .await;
-    assert_eq!(
-        result["stdout"], "1 /tmp\nhi you\nchild sees 1\n",
-        "{result}"
-    );
+    assert_eq!(result["stdout"], "1 /tmp\nhi you\nchild sees 1\n", "{result}");
     destroy(&client, &name).await;
     client.cancel().await.ok();
 }
@@ -113,7 +104,13 @@ async fn go_and_rust_sessions_keep_their_files() {
     )
     .await;
     assert_eq!(result["exit_code"], 0, "{result}");
-    let result = execute_in(&client, &go, "go", "import (\n\t\"fmt\"\n\t\"os\"\n)\ndata, err := os.ReadFile(\"notes.txt\")\nfmt.Println(string(data), err)").await;
+    let result = execute_in(
+        &client,
+        &go,
+        "go",
+        "import (\n\t\"fmt\"\n\t\"os\"\n)\ndata, err := os.ReadFile(\"notes.txt\")\nfmt.Println(string(data), err)",
+    )
+    .await;
     assert_eq!(result["stdout"], "from go <nil>\n", "{result}");
 
     let rust = create_session(&client, "rs", "rust").await;
@@ -141,13 +138,7 @@ async fn go_and_rust_sessions_keep_their_files() {
 async fn bash_runs_shell_commands_in_another_languages_session() {
     let client = server().await;
     let name = create_session(&client, "mixed", "python").await;
-    execute_in(
-        &client,
-        &name,
-        "python",
-        "open('data.csv', 'w').write('a,b\\n1,2\\n')",
-    )
-    .await;
+    execute_in(&client, &name, "python", "open('data.csv', 'w').write('a,b\\n1,2\\n')").await;
     let result = execute_in(&client, &name, "bash", "wc -l < data.csv; ls").await;
     assert_eq!(result["stdout"], "2\ndata.csv\n", "{result}");
     let mismatch = call(
@@ -157,11 +148,7 @@ async fn bash_runs_shell_commands_in_another_languages_session() {
     )
     .await;
     assert_eq!(mismatch.is_error, Some(true));
-    assert!(
-        text_of(&mismatch).contains("runs python"),
-        "{}",
-        text_of(&mismatch)
-    );
+    assert!(text_of(&mismatch).contains("runs python"), "{}", text_of(&mismatch));
     destroy(&client, &name).await;
     client.cancel().await.ok();
 }
@@ -177,10 +164,7 @@ async fn pause_and_resume_keep_state() {
     let result = execute_in(&client, &name, "python", "counter += 1\nprint(counter)").await;
     assert_eq!(result["stdout"], "2\n", "{result}");
     assert!(
-        result["note"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("resumed"),
+        result["note"].as_str().unwrap_or_default().contains("resumed"),
         "{result}"
     );
     session(&client, json!({"action": "pause", "name": name})).await;
@@ -203,10 +187,7 @@ async fn a_timeout_interrupts_and_the_session_stays_usable() {
     )
     .await;
     assert_eq!(result["timed_out"], true, "{result}");
-    assert_eq!(
-        result["state_lost"], false,
-        "an interrupt keeps the kernel: {result}"
-    );
+    assert_eq!(result["state_lost"], false, "an interrupt keeps the kernel: {result}");
     let result = execute_in(&client, &name, "python", "print(kept)").await;
     assert_eq!(result["stdout"], "still here\n", "{result}");
 
@@ -220,19 +201,10 @@ async fn a_timeout_interrupts_and_the_session_stays_usable() {
     assert_eq!(result["timed_out"], true, "{result}");
     assert_eq!(result["state_lost"], true, "{result}");
     assert!(
-        result["note"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("restarted"),
+        result["note"].as_str().unwrap_or_default().contains("restarted"),
         "{result}"
     );
-    let result = execute_in(
-        &client,
-        &name,
-        "python",
-        "print('fresh', 'kept' in globals())",
-    )
-    .await;
+    let result = execute_in(&client, &name, "python", "print('fresh', 'kept' in globals())").await;
     assert_eq!(result["stdout"], "fresh False\n", "{result}");
     destroy(&client, &name).await;
     client.cancel().await.ok();
@@ -274,10 +246,7 @@ async fn short_ttl_sessions_are_garbage_collected() {
     );
     let extended = session(&client, json!({"action": "extend", "name": name, "ttl": 1})).await;
     assert!(
-        extended["sessions"][0]["ttl_left_seconds"]
-            .as_u64()
-            .unwrap()
-            >= 2,
+        extended["sessions"][0]["ttl_left_seconds"].as_u64().unwrap() >= 2,
         "{extended}"
     );
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -305,11 +274,7 @@ async fn short_ttl_sessions_are_garbage_collected() {
     )
     .await;
     assert_eq!(gone.is_error, Some(true));
-    assert!(
-        text_of(&gone).contains("no session named"),
-        "{}",
-        text_of(&gone)
-    );
+    assert!(text_of(&gone).contains("no session named"), "{}", text_of(&gone));
     let docker = require_docker().await;
     let left = sandbox_containers(&docker, &[&format!("multilang-sandbox.session={name}")]).await;
     assert!(left.is_empty(), "expired session container left: {left:?}");
@@ -364,11 +329,7 @@ async fn bad_session_requests_are_clear_tool_errors() {
         text_of(&result)
     );
     let result = call(&client, "sandbox_session", json!({"action": "get"})).await;
-    assert!(
-        text_of(&result).contains("`name` is required"),
-        "{}",
-        text_of(&result)
-    );
+    assert!(text_of(&result).contains("`name` is required"), "{}", text_of(&result));
     let name = create_session(&client, "dup", "bash").await;
     let result = call(
         &client,
@@ -376,11 +337,7 @@ async fn bad_session_requests_are_clear_tool_errors() {
         json!({"action": "create", "name": name, "language": "bash"}),
     )
     .await;
-    assert!(
-        text_of(&result).contains("already exists"),
-        "{}",
-        text_of(&result)
-    );
+    assert!(text_of(&result).contains("already exists"), "{}", text_of(&result));
     let result = call(
         &client,
         "sandbox_session",
@@ -399,10 +356,6 @@ async fn bad_session_requests_are_clear_tool_errors() {
         json!({"language": "bash", "code": "echo", "session": name}),
     )
     .await;
-    assert!(
-        text_of(&result).contains("no session named"),
-        "{}",
-        text_of(&result)
-    );
+    assert!(text_of(&result).contains("no session named"), "{}", text_of(&result));
     client.cancel().await.ok();
 }

@@ -539,6 +539,7 @@ def serve(kernel_kind):
 def python_kernel():
     """The Python kernel: runs each request's file in one persistent namespace."""
     import builtins
+    import importlib
 
     control = os.fdopen(int(os.environ.pop("SANDBOX_CTL_FD")), "rb")
     done_fd = int(os.environ.pop("SANDBOX_DONE_FD"))
@@ -563,6 +564,7 @@ def python_kernel():
                 sys.stdin.close()
             sys.stdin = open(request.get("stdin_path") or os.devnull, encoding="utf-8")
             namespace["__file__"] = path
+            importlib.invalidate_caches()  # see packages installed since the last cell
             exec(compile(code, path, "exec"), namespace)
         except SystemExit as stop:
             exit_code = exit_status(stop.code)

@@ -37,12 +37,7 @@ impl RunnerConnection {
         let pending: Pending = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
         let (ready_tx, ready_rx) = oneshot::channel();
-        let reader = tokio::spawn(read_messages(
-            channel.reader,
-            pending.clone(),
-            alive.clone(),
-            ready_tx,
-        ));
+        let reader = tokio::spawn(read_messages(channel.reader, pending.clone(), alive.clone(), ready_tx));
         Self {
             writer: tokio::sync::Mutex::new(channel.writer),
             pending,
@@ -81,12 +76,7 @@ impl RunnerConnection {
 
     /// Sends `payload` (a JSON message whose id is `id`) and waits up to
     /// `limit` for the reply with the same id.
-    pub async fn request(
-        &self,
-        id: &str,
-        payload: &[u8],
-        limit: Duration,
-    ) -> Result<RunnerMessage, RequestFailure> {
+    pub async fn request(&self, id: &str, payload: &[u8], limit: Duration) -> Result<RunnerMessage, RequestFailure> {
         let (sender, receiver) = oneshot::channel();
         if let Ok(mut pending) = self.pending.lock() {
             pending.insert(id.to_string(), sender);
@@ -157,10 +147,7 @@ async fn read_messages(
             tracing::debug!(?message, "runner message without id");
             continue;
         };
-        let waiter = pending
-            .lock()
-            .ok()
-            .and_then(|mut pending| pending.remove(&id));
+        let waiter = pending.lock().ok().and_then(|mut pending| pending.remove(&id));
         match waiter {
             Some(waiter) => {
                 let _ = waiter.send(message);

@@ -3,25 +3,42 @@
 //! in a session. Owns the pool and the session manager and their
 //! background tasks.
 
-use super::launcher::Launcher;
+use super::cache::{CachedImage, PackageCache};
+use super::launcher::{Launcher, Purpose};
 use super::pool::ContainerPool;
-use super::run::{
-    ExecuteRequest, ExecutionOutcome, RunFailure, host_timeout_outcome, outcome, run_program,
-};
-use super::session::SessionManager;
+use super::run::{ExecuteRequest, ExecutionOutcome, RunFailure, host_timeout_outcome, outcome, run_program};
+use super::session::{SessionInfo, SessionManager};
 use crate::config::Config;
 use crate::docker::DockerEngine;
-use crate::error::{DockerError, ExecuteError};
+use crate::error::{DockerError, ExecuteError, PackageError, SessionError};
+use crate::images;
+use crate::runtime::Language;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::task::TaskTracker;
+
+/// What an install did.
+#[derive(Debug, Clone)]
+pub struct InstallReport {
+    pub language: Language,
+    pub packages: Vec<String>,
+    pub session: Option<String>,
+    /// The cached image (installs without a session).
+    pub image: Option<String>,
+    pub cache_hit: bool,
+    pub elapsed: std::time::Duration,
+    /// The package manager's output (the end of it).
+    pub output: String,
+}
 
 /// Runs code in sandbox containers.
 pub struct Executor {
     engine: Arc<DockerEngine>,
     config: Arc<Config>,
+    launcher: Arc<Launcher>,
     pool: Arc<ContainerPool>,
     sessions: Arc<SessionManager>,
+    cache: Arc<PackageCache>,
     background: TaskTracker,
 }
 
@@ -32,7 +49,9 @@ impl Executor {
             engine,
             config,
             pool: ContainerPool::new(launcher.clone()),
-            sessions: SessionManager::new(launcher),
+            sessions: SessionManager::new(launcher.clone()),
+            cache: PackageCache::new(launcher.clone()),
+            launcher,
             background: TaskTracker::new(),
         }
     }
@@ -55,6 +74,26 @@ impl Executor {
         &self.sessions
     }
 
+    pub fn cache(&self) -> &PackageCache {
+        &self.cache
+    }
+
+    /// The image to start `language` from: the standard one, or the
+    /// data-science image with `ml` (Python only; it must have been built).
+    pub async fn base_image(&self, language: Language, ml: bool) -> Result<String, PackageError> {
+        if !ml {
+            return Ok(images::tag_for(language, &self.config));
+        }
+        if language != Language::Python {
+            return Err(PackageError::MlNotPython);
+        }
+        let image = images::ml_tag(&self.config);
+        if !self.engine.image_exists(&image).await? {
+            return Err(PackageError::MlImageMissing);
+        }
+        Ok(image)
+    }
+
     /// Validates a caller's timeout (milliseconds), applying the default.
     pub fn timeout_ms(&self, requested: Option<u64>) -> Result<u64, ExecuteError> {
         let timeout = requested.unwrap_or(self.config.default_timeout_ms);
@@ -68,18 +107,95 @@ impl Executor {
         Ok(timeout)
     }
 
-    /// Runs `request` in its session, or in a fresh pooled container.
-    pub async fn execute(
+    /// Creates a session, from the cached image of `packages` when given
+    /// (installing them on a cache miss) and the data-science image with `ml`.
+    pub async fn create_session(
         &self,
-        request: &ExecuteRequest,
-    ) -> Result<ExecutionOutcome, ExecuteError> {
+        name: &str,
+        language: Language,
+        ttl: Option<u64>,
+        packages: &[String],
+        ml: bool,
+    ) -> Result<(SessionInfo, Option<CachedImage>), ExecuteError> {
+        self.sessions.check_create(name, ttl).await?;
+        let mut image = self.base_image(language, ml).await?;
+        let mut cached = None;
+        if !packages.is_empty() {
+            let found = self.cache.image_for(language, &image, packages).await?;
+            image = found.image.clone();
+            cached = Some(found);
+        }
+        let session = self.sessions.create(name, language, &image, ttl).await?;
+        Ok((session, cached))
+    }
+
+    /// Installs packages into a session, or prepares the cached image of
+    /// (`language`, `packages`) when no session is given.
+    pub async fn install(
+        &self,
+        packages: &[String],
+        session: Option<&str>,
+        language: Option<Language>,
+        ml: bool,
+    ) -> Result<InstallReport, ExecuteError> {
+        match session {
+            Some(name) => {
+                let (session_language, image, volume) = self.sessions.install_target(name).await?;
+                if let Some(language) = language
+                    && language != session_language
+                {
+                    return Err(SessionError::LanguageMismatch {
+                        name: name.to_string(),
+                        session_language: session_language.name().to_string(),
+                    }
+                    .into());
+                }
+                let installed = self
+                    .cache
+                    .install_into_session(session_language, &image, &volume, packages)
+                    .await?;
+                Ok(InstallReport {
+                    language: session_language,
+                    packages: installed.packages,
+                    session: Some(name.to_string()),
+                    image: None,
+                    cache_hit: false,
+                    elapsed: installed.elapsed,
+                    output: installed.output,
+                })
+            }
+            None => {
+                let language = language.ok_or(PackageError::LanguageRequired)?;
+                let base = self.base_image(language, ml).await?;
+                let cached = self.cache.image_for(language, &base, packages).await?;
+                Ok(InstallReport {
+                    language,
+                    packages: cached.packages,
+                    session: None,
+                    image: Some(cached.image),
+                    cache_hit: cached.hit,
+                    elapsed: cached.elapsed,
+                    output: cached.output.unwrap_or_default(),
+                })
+            }
+        }
+    }
+
+    /// Runs `request` in its session, or in a fresh pooled container.
+    pub async fn execute(&self, request: &ExecuteRequest) -> Result<ExecutionOutcome, ExecuteError> {
         if request.code.trim().is_empty() {
             return Err(ExecuteError::EmptyCode);
         }
-        for name in request.env.keys() {
+        for (name, value) in &request.env {
             if !valid_env_name(name) {
                 return Err(ExecuteError::InvalidEnvName(name.clone()));
             }
+            if value.contains('\0') {
+                return Err(ExecuteError::InvalidEnvValue(name.clone()));
+            }
+        }
+        if request.session.is_some() && (!request.packages.is_empty() || request.ml) {
+            return Err(PackageError::SessionPackages.into());
         }
         let result = match &request.session {
             Some(session) => self.sessions.execute(session, request).await,
@@ -91,25 +207,37 @@ impl Executor {
         result
     }
 
-    async fn execute_stateless(
-        &self,
-        request: &ExecuteRequest,
-    ) -> Result<ExecutionOutcome, ExecuteError> {
+    async fn execute_stateless(&self, request: &ExecuteRequest) -> Result<ExecutionOutcome, ExecuteError> {
         let started = Instant::now();
-        let sandbox = self.pool.acquire(request.language).await?;
+        let mut notes = Vec::new();
+        let sandbox = if request.packages.is_empty() && !request.ml {
+            self.pool.acquire(request.language).await?
+        } else {
+            let mut image = self.base_image(request.language, request.ml).await?;
+            if !request.packages.is_empty() {
+                let cached = self
+                    .cache
+                    .image_for(request.language, &image, &request.packages)
+                    .await?;
+                if !cached.hit {
+                    notes.push(format!(
+                        "Installed {} in {:.1} s; the set is cached, so the next execute with the same packages starts at once.",
+                        cached.packages.join(", "),
+                        cached.elapsed.as_secs_f64()
+                    ));
+                }
+                image = cached.image;
+            }
+            self.launcher
+                .launch_from(request.language, &image, Purpose::Pool)
+                .await?
+        };
         let acquired = started.elapsed();
         let program = match sandbox.kernel {
             Some(_) => request.language.prepare_cell(&request.code),
             None => request.language.prepare(&request.code),
         };
-        let result = run_program(
-            &sandbox.connection,
-            &program,
-            sandbox.kernel,
-            request,
-            &self.config,
-        )
-        .await;
+        let result = run_program(&sandbox.connection, &program, sandbox.kernel, request, &self.config).await;
         let container_id = sandbox.container.id().to_string();
         self.background.spawn(sandbox.container.remove());
         tracing::debug!(
@@ -119,7 +247,7 @@ impl Executor {
             "stateless execute finished"
         );
         match result {
-            Ok(run) => Ok(outcome(&self.config, request, run, Vec::new())),
+            Ok(run) => Ok(outcome(&self.config, request, run, notes)),
             Err(RunFailure::HostTimeout) => Ok(host_timeout_outcome(request, false)),
             Err(RunFailure::Gone(error)) => Err(ExecuteError::Docker(error)),
         }

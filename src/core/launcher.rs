@@ -33,8 +33,16 @@ pub enum Purpose<'a> {
     Session {
         name: &'a str,
         container_name: &'a str,
-        volume: &'a str,
+        /// (volume, mount point) pairs: the workspace and the packages.
+        volumes: Vec<(String, String)>,
         extra_labels: HashMap<String, String>,
+    },
+    /// A short-lived container with network that installs packages, either
+    /// into a session's packages volume or into its own filesystem (to be
+    /// committed as a cache image).
+    Install {
+        packages_volume: Option<&'a str>,
+        as_root: bool,
     },
 }
 
@@ -66,13 +74,22 @@ impl Launcher {
         &self.instance_id
     }
 
-    /// Starts a container for `language` and waits for its runner.
-    pub async fn launch(
+    /// Starts a container for `language` from its standard image and waits
+    /// for its runner.
+    pub async fn launch(&self, language: Language, purpose: Purpose<'_>) -> Result<Sandbox, DockerError> {
+        self.launch_from(language, &images::tag_for(language, &self.config), purpose)
+            .await
+    }
+
+    /// Starts a container for `language` from `image` (a cached package
+    /// image, or the data-science image) and waits for its runner.
+    pub async fn launch_from(
         &self,
         language: Language,
+        image: &str,
         purpose: Purpose<'_>,
     ) -> Result<Sandbox, DockerError> {
-        let (kernel, spec) = self.spec(language, purpose);
+        let (kernel, spec) = self.spec(language, image, purpose);
         let (container, channel) = match self.engine.start_sandbox(&spec).await {
             Ok(started) => started,
             Err(error) => {
@@ -90,42 +107,16 @@ impl Launcher {
         })
     }
 
-    fn spec(&self, language: Language, purpose: Purpose<'_>) -> (Option<Kernel>, SandboxSpec) {
+    fn spec(&self, language: Language, image: &str, purpose: Purpose<'_>) -> (Option<Kernel>, SandboxSpec) {
         let mut labels = HashMap::from([
             (labels::INSTANCE.to_string(), self.instance_id.clone()),
             (labels::LANGUAGE.to_string(), language.name().to_string()),
         ]);
-        let (kernel, name, volume, one_shot) = match purpose {
-            Purpose::Pool => {
-                labels.insert(labels::KIND.to_string(), "pool".to_string());
-                (language.pool_kernel(), None, None, true)
-            }
-            Purpose::Session {
-                name,
-                container_name,
-                volume,
-                extra_labels,
-            } => {
-                labels.insert(labels::KIND.to_string(), "session".to_string());
-                labels.insert(labels::SESSION.to_string(), name.to_string());
-                labels.extend(extra_labels);
-                (
-                    language.kernel(),
-                    Some(container_name.to_string()),
-                    Some(volume.to_string()),
-                    false,
-                )
-            }
-        };
-        let mut command = vec!["python3".to_string(), "/opt/sandbox/runner.py".to_string()];
-        if let Some(kernel) = kernel {
-            command.extend(["--kernel".to_string(), kernel.name().to_string()]);
-        }
-        let spec = SandboxSpec {
-            image: images::tag_for(language, &self.config),
-            command,
-            name,
-            labels,
+        let mut spec = SandboxSpec {
+            image: image.to_string(),
+            command: Vec::new(),
+            name: None,
+            labels: HashMap::new(),
             limits: ContainerLimits {
                 memory_bytes: (self.config.memory_mb * 1024 * 1024) as i64,
                 pids: self.config.pids_limit,
@@ -133,9 +124,54 @@ impl Launcher {
                 tmpfs_mb: self.config.tmpfs_mb,
             },
             runtime: self.config.runtime.clone(),
-            workspace_volume: volume,
-            one_shot,
+            volumes: Vec::new(),
+            one_shot: true,
+            network: false,
+            writable_root: false,
+            run_as_root: false,
         };
+        let kernel = match purpose {
+            Purpose::Pool => {
+                labels.insert(labels::KIND.to_string(), "pool".to_string());
+                language.pool_kernel()
+            }
+            Purpose::Session {
+                name,
+                container_name,
+                volumes,
+                extra_labels,
+            } => {
+                labels.insert(labels::KIND.to_string(), "session".to_string());
+                labels.insert(labels::SESSION.to_string(), name.to_string());
+                labels.extend(extra_labels);
+                spec.name = Some(container_name.to_string());
+                spec.volumes = volumes;
+                spec.one_shot = false;
+                language.kernel()
+            }
+            Purpose::Install {
+                packages_volume,
+                as_root,
+            } => {
+                labels.insert(labels::KIND.to_string(), "install".to_string());
+                spec.network = true;
+                spec.run_as_root = as_root;
+                match packages_volume {
+                    Some(volume) => spec.volumes = vec![(volume.to_string(), "/packages".to_string())],
+                    None => spec.writable_root = true,
+                }
+                // Package managers need more room and time than a program.
+                spec.limits.memory_bytes = spec.limits.memory_bytes.max(2048 * 1024 * 1024);
+                spec.limits.pids = spec.limits.pids.max(1024);
+                None
+            }
+        };
+        let mut command = vec!["python3".to_string(), "/opt/sandbox/runner.py".to_string()];
+        if let Some(kernel) = kernel {
+            command.extend(["--kernel".to_string(), kernel.name().to_string()]);
+        }
+        spec.command = command;
+        spec.labels = labels;
         (kernel, spec)
     }
 }

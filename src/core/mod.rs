@@ -2,6 +2,7 @@
 //! starts sandbox containers, the warm pool, sessions, and the executor that
 //! ties them together.
 
+pub mod cache;
 pub mod connection;
 pub mod executor;
 pub mod launcher;
@@ -11,6 +12,7 @@ pub mod run;
 pub mod session;
 pub mod session_store;
 
+pub use cache::{CacheEntry, CacheStats};
 pub use executor::Executor;
 pub use pool::PoolLanguageStats;
 pub use run::{ExecuteRequest, ExecutionOutcome};

@@ -166,9 +166,7 @@ impl ContainerPool {
         self.refill.notify_one();
         futures::future::join_all(idle.into_iter().map(|sandbox| sandbox.container.remove())).await;
         let deadline = Instant::now() + Duration::from_secs(15);
-        while self.with_state(|state| state.starting.values().sum::<usize>()) > 0
-            && Instant::now() < deadline
-        {
+        while self.with_state(|state| state.starting.values().sum::<usize>()) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -259,7 +257,8 @@ impl ContainerPool {
                         Ok(sandbox) => Some(sandbox),
                         Err(error) => {
                             tracing::warn!(language = %language, %error, "could not warm a pooled container");
-                            state.stats.entry(*language).or_default().last_error = Some((Instant::now(), error.to_string()));
+                            state.stats.entry(*language).or_default().last_error =
+                                Some((Instant::now(), error.to_string()));
                             None
                         }
                     }
@@ -272,10 +271,7 @@ impl ContainerPool {
     }
 
     fn with_state<T>(&self, f: impl FnOnce(&mut PoolState) -> T) -> T {
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&mut state)
     }
 }

@@ -32,12 +32,7 @@ pub struct RunRequest<'a> {
 }
 
 impl<'a> RunRequest<'a> {
-    pub fn new(
-        id: &'a str,
-        program: &'a Program,
-        kernel: Option<Kernel>,
-        env: &'a BTreeMap<String, String>,
-    ) -> Self {
+    pub fn new(id: &'a str, program: &'a Program, kernel: Option<Kernel>, env: &'a BTreeMap<String, String>) -> Self {
         let uses_kernel = program.uses_kernel() && kernel.is_some();
         Self {
             kind: "run",
@@ -127,8 +122,7 @@ mod tests {
 
     #[test]
     fn parses_runner_messages() {
-        let ready: RunnerMessage =
-            serde_json::from_str(r#"{"type":"ready","protocol":2,"kernel":null}"#).unwrap();
+        let ready: RunnerMessage = serde_json::from_str(r#"{"type":"ready","protocol":2,"kernel":null}"#).unwrap();
         assert_eq!(
             ready,
             RunnerMessage::Ready {

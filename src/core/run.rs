@@ -23,6 +23,10 @@ pub struct ExecuteRequest {
     pub env: BTreeMap<String, String>,
     /// Run in this session instead of a fresh container.
     pub session: Option<String>,
+    /// Packages the code needs (stateless only: sessions install with sandbox_install).
+    pub packages: Vec<String>,
+    /// Use the data-science Python image.
+    pub ml: bool,
 }
 
 /// What happened to the code.
@@ -86,15 +90,12 @@ pub async fn run_program(
     run.stdin = request.stdin.as_deref();
     run.timeout_ms = request.timeout_ms;
     run.max_output_bytes = config.max_output_bytes;
-    let payload = serde_json::to_vec(&run).map_err(|e| {
-        RunFailure::Gone(DockerError::Protocol(format!("cannot encode request: {e}")))
-    })?;
+    let payload = serde_json::to_vec(&run)
+        .map_err(|e| RunFailure::Gone(DockerError::Protocol(format!("cannot encode request: {e}"))))?;
     let limit = Duration::from_millis(request.timeout_ms) + HOST_GRACE;
     match connection.request(&id, &payload, limit).await {
         Ok(RunnerMessage::Result(result)) => Ok(result),
-        Ok(RunnerMessage::Error { message, .. }) => {
-            Err(RunFailure::Gone(DockerError::Protocol(message)))
-        }
+        Ok(RunnerMessage::Error { message, .. }) => Err(RunFailure::Gone(DockerError::Protocol(message))),
         Ok(other) => Err(RunFailure::Gone(DockerError::Protocol(format!(
             "expected a result, got {other:?}"
         )))),
@@ -104,12 +105,7 @@ pub async fn run_program(
 }
 
 /// The outcome of a runner's reply, with notes in plain words.
-pub fn outcome(
-    config: &Config,
-    request: &ExecuteRequest,
-    run: RunResult,
-    mut notes: Vec<String>,
-) -> ExecutionOutcome {
+pub fn outcome(config: &Config, request: &ExecuteRequest, run: RunResult, mut notes: Vec<String>) -> ExecutionOutcome {
     if run.timed_out {
         notes.push(format!(
             "Timed out after {} ms: the program was stopped. Make it faster or pass a larger `timeout` (milliseconds, up to {}).",

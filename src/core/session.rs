@@ -10,9 +10,7 @@
 
 use super::connection::RunnerConnection;
 use super::launcher::{Launcher, Purpose, READY_TIMEOUT};
-use super::run::{
-    ExecuteRequest, ExecutionOutcome, RunFailure, host_timeout_outcome, outcome, run_program,
-};
+use super::run::{ExecuteRequest, ExecutionOutcome, RunFailure, host_timeout_outcome, outcome, run_program};
 use super::session_store::{SessionRecord, SessionStore};
 use crate::docker::{ContainerState, SandboxInfo, labels};
 use crate::error::{DockerError, ExecuteError, SessionError};
@@ -66,10 +64,7 @@ struct SessionFacts {
 
 impl SessionFacts {
     fn last_used(&self) -> u64 {
-        self.record
-            .last_used
-            .unwrap_or(self.created)
-            .max(self.created)
+        self.record.last_used.unwrap_or(self.created).max(self.created)
     }
 
     fn expires_at(&self) -> u64 {
@@ -125,13 +120,9 @@ impl SessionManager {
         })
     }
 
-    /// Creates a session and starts its kernel.
-    pub async fn create(
-        &self,
-        name: &str,
-        language: Language,
-        ttl: Option<u64>,
-    ) -> Result<SessionInfo, SessionError> {
+    /// Checks a create request before any work (such as a package install)
+    /// is done for it. Returns the ttl to use.
+    pub async fn check_create(&self, name: &str, ttl: Option<u64>) -> Result<u64, SessionError> {
         validate_name(name)?;
         let config = self.launcher.config();
         let ttl = ttl.unwrap_or(config.session_ttl_s);
@@ -141,11 +132,30 @@ impl SessionManager {
                 max: config.max_session_ttl_s,
             });
         }
-        let engine = self.launcher.engine();
-        let container_name = format!("{NAME_PREFIX}{name}");
-        if engine.inspect_sandbox(&container_name).await?.is_some() {
+        if self
+            .launcher
+            .engine()
+            .inspect_sandbox(&format!("{NAME_PREFIX}{name}"))
+            .await?
+            .is_some()
+        {
             return Err(SessionError::Exists(name.to_string()));
         }
+        Ok(ttl)
+    }
+
+    /// Creates a session from `image` and starts its kernel.
+    pub async fn create(
+        &self,
+        name: &str,
+        language: Language,
+        image: &str,
+        ttl: Option<u64>,
+    ) -> Result<SessionInfo, SessionError> {
+        let ttl = self.check_create(name, ttl).await?;
+        let config = self.launcher.config();
+        let engine = self.launcher.engine();
+        let container_name = format!("{NAME_PREFIX}{name}");
         let existing = engine.list_sandboxes(&[(labels::KIND, "session")]).await?;
         if existing.len() >= config.max_sessions {
             return Err(SessionError::TooMany {
@@ -157,23 +167,26 @@ impl SessionManager {
             (labels::KIND.to_string(), "session-workspace".to_string()),
             (labels::SESSION.to_string(), name.to_string()),
         ]);
-        engine
-            .create_volume(&container_name, &volume_labels)
-            .await?;
+        engine.create_volume(&container_name, &volume_labels).await?;
+        engine.create_volume(&packages_volume(name), &volume_labels).await?;
         let purpose = Purpose::Session {
             name,
             container_name: &container_name,
-            volume: &container_name,
+            volumes: vec![
+                (container_name.clone(), "/workspace".to_string()),
+                (packages_volume(name), "/packages".to_string()),
+            ],
             extra_labels: HashMap::from([
                 (labels::CREATED.to_string(), created.to_string()),
                 (labels::TTL.to_string(), ttl.to_string()),
             ]),
         };
-        let sandbox = match self.launcher.launch(language, purpose).await {
+        let sandbox = match self.launcher.launch_from(language, image, purpose).await {
             Ok(sandbox) => sandbox,
             Err(DockerError::NameInUse(_)) => return Err(SessionError::Exists(name.to_string())),
             Err(error) => {
                 let _ = engine.remove_volume(&container_name).await;
+                let _ = engine.remove_volume(&packages_volume(name)).await;
                 return Err(error.into());
             }
         };
@@ -227,28 +240,18 @@ impl SessionManager {
     pub async fn resume(&self, name: &str) -> Result<SessionInfo, SessionError> {
         let facts = self.lookup(name).await?;
         if facts.info.state == ContainerState::Paused {
-            self.launcher
-                .engine()
-                .unpause_sandbox(&facts.info.id)
-                .await?;
+            self.launcher.engine().unpause_sandbox(&facts.info.id).await?;
         }
         self.get(name).await
     }
 
     /// Pushes the expiry `seconds` further (default: the session's ttl).
-    pub async fn extend(
-        &self,
-        name: &str,
-        seconds: Option<u64>,
-    ) -> Result<SessionInfo, SessionError> {
+    pub async fn extend(&self, name: &str, seconds: Option<u64>) -> Result<SessionInfo, SessionError> {
         let facts = self.lookup(name).await?;
         let max = self.launcher.config().max_session_ttl_s;
         let seconds = seconds.unwrap_or(facts.ttl);
         if seconds == 0 || seconds > max {
-            return Err(SessionError::InvalidTtl {
-                given: seconds,
-                max,
-            });
+            return Err(SessionError::InvalidTtl { given: seconds, max });
         }
         let now = unix_now();
         let until = (facts.expires_at().max(now) + seconds).min(now + max);
@@ -266,12 +269,19 @@ impl SessionManager {
         Ok(info)
     }
 
+    /// What an install into this session needs: its language, the image its
+    /// container runs, and its packages volume.
+    pub async fn install_target(&self, name: &str) -> Result<(Language, String, String), SessionError> {
+        let facts = self.lookup(name).await?;
+        let image = facts.info.image.clone().ok_or_else(|| SessionError::Unusable {
+            name: name.to_string(),
+            state: "without a known image".into(),
+        })?;
+        Ok((facts.language, image, packages_volume(&facts.name)))
+    }
+
     /// Runs code in a session (serialized with its other executes).
-    pub async fn execute(
-        &self,
-        name: &str,
-        request: &ExecuteRequest,
-    ) -> Result<ExecutionOutcome, ExecuteError> {
+    pub async fn execute(&self, name: &str, request: &ExecuteRequest) -> Result<ExecutionOutcome, ExecuteError> {
         let handle = self.handle(name).await?;
         let program = if request.language == handle.language {
             request.language.prepare_cell(&request.code)
@@ -288,9 +298,7 @@ impl SessionManager {
         let wait = Duration::from_millis(request.timeout_ms);
         let mut connection = tokio::time::timeout(wait, handle.connection.lock())
             .await
-            .map_err(|_| SessionError::Busy {
-                name: name.to_string(),
-            })?;
+            .map_err(|_| SessionError::Busy { name: name.to_string() })?;
         let mut notes = Vec::new();
         let facts = self.lookup(name).await?;
         if facts.info.id != handle.container_id {
@@ -322,10 +330,7 @@ impl SessionManager {
                     .restart_sandbox(&facts.info.id)
                     .await
                     .map_err(SessionError::from)?;
-                fresh
-                    .wait_ready(READY_TIMEOUT)
-                    .await
-                    .map_err(SessionError::from)?;
+                fresh.wait_ready(READY_TIMEOUT).await.map_err(SessionError::from)?;
                 *connection = Some(fresh);
                 notes.push(
                     "The session's container had stopped (for example the Docker engine restarted); it was started again: variables were lost, files in /workspace were kept."
@@ -367,12 +372,7 @@ impl SessionManager {
             }
             Err(failure @ RunFailure::Gone(_)) => {
                 *connection = None;
-                let still_there = engine
-                    .inspect_sandbox(&facts.info.id)
-                    .await
-                    .ok()
-                    .flatten()
-                    .is_some();
+                let still_there = engine.inspect_sandbox(&facts.info.id).await.ok().flatten().is_some();
                 if !still_there {
                     self.lock_handles().remove(name);
                     return Err(SessionError::Unknown(name.to_string()).into());
@@ -407,9 +407,8 @@ impl SessionManager {
         self.lock_handles().remove(&facts.name);
         let engine = self.launcher.engine();
         engine.remove_sandbox(&facts.info.id).await?;
-        engine
-            .remove_volume(&format!("{NAME_PREFIX}{}", facts.name))
-            .await?;
+        engine.remove_volume(&format!("{NAME_PREFIX}{}", facts.name)).await?;
+        engine.remove_volume(&packages_volume(&facts.name)).await?;
         self.store.remove(&facts.info.id);
         Ok(())
     }
@@ -426,11 +425,7 @@ impl SessionManager {
             language: facts.language,
             connection: tokio::sync::Mutex::new(None),
         });
-        Ok(self
-            .lock_handles()
-            .entry(name.to_string())
-            .or_insert(handle)
-            .clone())
+        Ok(self.lock_handles().entry(name.to_string()).or_insert(handle).clone())
     }
 
     async fn lookup(&self, name: &str) -> Result<SessionFacts, SessionError> {
@@ -441,8 +436,7 @@ impl SessionManager {
             .inspect_sandbox(&format!("{NAME_PREFIX}{name}"))
             .await?
             .ok_or_else(|| SessionError::Unknown(name.to_string()))?;
-        self.facts(info)
-            .ok_or_else(|| SessionError::Unknown(name.to_string()))
+        self.facts(info).ok_or_else(|| SessionError::Unknown(name.to_string()))
     }
 
     fn facts(&self, info: SandboxInfo) -> Option<SessionFacts> {
@@ -465,10 +459,13 @@ impl SessionManager {
     }
 
     fn lock_handles(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SessionHandle>>> {
-        self.handles
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.handles.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// The volume holding a session's installed packages (mounted at `/packages`).
+pub fn packages_volume(name: &str) -> String {
+    format!("{NAME_PREFIX}{name}-packages")
 }
 
 /// Session names: 1–63 of `[A-Za-z0-9_-]`, starting with a letter or digit

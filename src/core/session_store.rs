@@ -71,10 +71,7 @@ impl SessionStore {
     }
 
     fn path(&self, container_id: &str) -> PathBuf {
-        let safe: String = container_id
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .collect();
+        let safe: String = container_id.chars().filter(char::is_ascii_alphanumeric).collect();
         self.dir.join(format!("{safe}.json"))
     }
 }

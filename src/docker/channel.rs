@@ -40,9 +40,7 @@ pub struct RunnerWriter {
 impl RunnerWriter {
     /// Sends one message; a newline is appended.
     pub async fn send_line(&mut self, message: &[u8]) -> Result<(), DockerError> {
-        let gone = |e: std::io::Error| {
-            DockerError::ContainerGone(format!("writing to the runner failed: {e}"))
-        };
+        let gone = |e: std::io::Error| DockerError::ContainerGone(format!("writing to the runner failed: {e}"));
         let mut framed = Vec::with_capacity(message.len() + 1);
         framed.extend_from_slice(message);
         framed.push(b'\n');

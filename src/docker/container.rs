@@ -8,8 +8,7 @@ use crate::error::DockerError;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
-    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder,
-    StartContainerOptions,
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
 };
 use std::collections::HashMap;
 
@@ -50,39 +49,52 @@ pub struct SandboxSpec {
     pub labels: HashMap<String, String>,
     pub limits: ContainerLimits,
     pub runtime: Option<String>,
-    /// Named volume mounted at `/workspace` (sessions); a tmpfs otherwise.
-    pub workspace_volume: Option<String>,
+    /// Named volumes and where they are mounted (sessions: `/workspace` and
+    /// `/packages`). `/workspace` is a tmpfs unless a volume is mounted there.
+    pub volumes: Vec<(String, String)>,
     /// One-shot containers: stdin closes when our attach ends (so the runner
     /// exits if this server dies) and the engine removes the exited container.
     pub one_shot: bool,
+    /// Network access (only install containers: the default bridge network).
+    pub network: bool,
+    /// Writable root filesystem (only install containers, whose result is committed).
+    pub writable_root: bool,
+    /// Run as root (only apt installs into a cached image).
+    pub run_as_root: bool,
 }
 
 impl SandboxSpec {
     fn container_body(&self) -> ContainerCreateBody {
-        let tmpfs =
-            |extra: &str| format!("rw,exec,nosuid,nodev,size={}m{extra}", self.limits.tmpfs_mb);
+        let tmpfs = |extra: &str| format!("rw,exec,nosuid,nodev,size={}m{extra}", self.limits.tmpfs_mb);
         let owned = ",uid=1000,gid=1000,mode=0755";
         let mut tmpfs_mounts = HashMap::from([
             ("/tmp".to_string(), tmpfs(",mode=1777")),
             ("/outputs".to_string(), tmpfs(owned)),
         ]);
-        let mut mounts = Vec::new();
-        match &self.workspace_volume {
-            Some(volume) => mounts.push(Mount {
-                target: Some("/workspace".into()),
+        let mounts: Vec<Mount> = self
+            .volumes
+            .iter()
+            .map(|(volume, target)| Mount {
+                target: Some(target.clone()),
                 source: Some(volume.clone()),
                 typ: Some(MountType::VOLUME),
                 ..Default::default()
-            }),
-            None => {
-                tmpfs_mounts.insert("/workspace".to_string(), tmpfs(owned));
-            }
+            })
+            .collect();
+        if !self.volumes.iter().any(|(_, target)| target == "/workspace") {
+            tmpfs_mounts.insert("/workspace".to_string(), tmpfs(owned));
+        }
+        let mut capabilities_added = Vec::new();
+        if self.run_as_root {
+            // apt needs to change file ownership and drop to its own user.
+            capabilities_added.extend(["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"].map(String::from));
         }
         let host_config = HostConfig {
-            network_mode: Some("none".into()),
+            network_mode: Some(if self.network { "bridge" } else { "none" }.into()),
             cap_drop: Some(vec!["ALL".into()]),
+            cap_add: (!capabilities_added.is_empty()).then_some(capabilities_added),
             security_opt: Some(vec!["no-new-privileges:true".into()]),
-            readonly_rootfs: Some(true),
+            readonly_rootfs: Some(!self.writable_root),
             tmpfs: Some(tmpfs_mounts),
             mounts: (!mounts.is_empty()).then_some(mounts),
             memory: Some(self.limits.memory_bytes),
@@ -96,10 +108,10 @@ impl SandboxSpec {
         ContainerCreateBody {
             image: Some(self.image.clone()),
             cmd: Some(self.command.clone()),
-            user: Some("1000:1000".into()),
+            user: Some(if self.run_as_root { "0:0" } else { "1000:1000" }.into()),
             working_dir: Some("/workspace".into()),
             labels: Some(self.labels.clone()),
-            network_disabled: Some(true),
+            network_disabled: Some(!self.network),
             attach_stdin: Some(true),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
@@ -149,10 +161,7 @@ impl Drop for SandboxContainer {
 
 impl DockerEngine {
     /// Creates, attaches and starts a sandbox container.
-    pub async fn start_sandbox(
-        &self,
-        spec: &SandboxSpec,
-    ) -> Result<(SandboxContainer, RunnerChannel), DockerError> {
+    pub async fn start_sandbox(&self, spec: &SandboxSpec) -> Result<(SandboxContainer, RunnerChannel), DockerError> {
         let client = self.client().await?;
         let mut options = CreateContainerOptionsBuilder::default();
         if let Some(name) = &spec.name {
@@ -165,9 +174,9 @@ impl DockerEngine {
                 error if is_not_found(&error) => DockerError::ImageMissing {
                     image: spec.image.clone(),
                 },
-                bollard::errors::Error::DockerResponseServerError {
-                    status_code: 409, ..
-                } => DockerError::NameInUse(spec.name.clone().unwrap_or_default()),
+                bollard::errors::Error::DockerResponseServerError { status_code: 409, .. } => {
+                    DockerError::NameInUse(spec.name.clone().unwrap_or_default())
+                }
                 error => DockerError::Api(error),
             })?;
         let container = SandboxContainer {
@@ -217,17 +226,12 @@ fn spawn_remove(client: Docker, id: String) {
 }
 
 async fn remove_container(client: &Docker, id: &str) {
-    let options = RemoveContainerOptionsBuilder::default()
-        .force(true)
-        .v(true)
-        .build();
+    let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
     match client.remove_container(id, Some(options)).await {
         Ok(()) => tracing::debug!(container = %id, "removed container"),
         Err(error) if is_not_found(&error) => {}
         // 409: the engine is already removing it (auto-remove of a one-shot container).
-        Err(bollard::errors::Error::DockerResponseServerError {
-            status_code: 409, ..
-        }) => {}
+        Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => {}
         Err(error) => tracing::warn!(container = %id, %error, "failed to remove container"),
     }
 }

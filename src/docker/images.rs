@@ -3,7 +3,11 @@
 
 use super::{DockerEngine, is_not_found};
 use crate::error::DockerError;
-use bollard::query_parameters::{BuildImageOptionsBuilder, CreateImageOptionsBuilder};
+use bollard::models::ContainerConfig;
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CommitContainerOptionsBuilder, CreateImageOptionsBuilder, ListImagesOptionsBuilder,
+    RemoveImageOptionsBuilder,
+};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use std::collections::HashMap;
@@ -31,6 +35,17 @@ impl BuildContext {
         }
         builder.into_inner()
     }
+}
+
+/// A local image, as listed.
+#[derive(Debug, Clone)]
+pub struct ImageInfo {
+    pub id: String,
+    pub tags: Vec<String>,
+    /// Unix seconds.
+    pub created: i64,
+    pub size_bytes: i64,
+    pub labels: HashMap<String, String>,
 }
 
 /// Progress of a build, as the engine reports it.
@@ -61,12 +76,63 @@ impl DockerEngine {
         }
     }
 
+    /// Commits a container's filesystem as `repository:tag`, with labels.
+    pub async fn commit(
+        &self,
+        container_id: &str,
+        repository: &str,
+        tag: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<String, DockerError> {
+        let client = self.client().await?;
+        let options = CommitContainerOptionsBuilder::default()
+            .container(container_id)
+            .repo(repository)
+            .tag(tag)
+            .pause(true)
+            .build();
+        let config = ContainerConfig {
+            labels: Some(labels.clone()),
+            ..Default::default()
+        };
+        Ok(client.commit_container(options, config).await?.id)
+    }
+
+    /// Local images whose reference matches `reference` (e.g. `repo/*`).
+    pub async fn list_images(&self, reference: &str) -> Result<Vec<ImageInfo>, DockerError> {
+        let client = self.client().await?;
+        let options = ListImagesOptionsBuilder::default()
+            .filters(&HashMap::from([("reference".to_string(), vec![reference.to_string()])]))
+            .build();
+        Ok(client
+            .list_images(Some(options))
+            .await?
+            .into_iter()
+            .map(|image| ImageInfo {
+                id: image.id,
+                tags: image.repo_tags,
+                created: image.created,
+                size_bytes: image.size,
+                labels: image.labels,
+            })
+            .collect())
+    }
+
+    /// Removes an image by tag or id; an absent image is fine.
+    pub async fn remove_image(&self, image: &str) -> Result<(), DockerError> {
+        let client = self.client().await?;
+        let options = RemoveImageOptionsBuilder::default().force(true).build();
+        match client.remove_image(image, Some(options), None).await {
+            Ok(_) => Ok(()),
+            Err(error) if is_not_found(&error) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// Pulls an image from its registry.
     pub async fn pull(&self, image: &str) -> Result<(), DockerError> {
         let client = self.client().await?;
-        let options = CreateImageOptionsBuilder::default()
-            .from_image(image)
-            .build();
+        let options = CreateImageOptionsBuilder::default().from_image(image).build();
         let mut stream = client.create_image(Some(options), None, None);
         while let Some(item) = stream.next().await {
             item?;
@@ -94,14 +160,11 @@ impl DockerEngine {
             .buildargs(build_args)
             .labels(labels)
             .build();
-        let mut stream =
-            client.build_image(options, None, Some(bollard::body_full(Bytes::from(tar))));
+        let mut stream = client.build_image(options, None, Some(bollard::body_full(Bytes::from(tar))));
         while let Some(item) = stream.next().await {
             let info = item?;
             if let Some(detail) = info.error_detail {
-                let message = detail
-                    .message
-                    .unwrap_or_else(|| "unknown build error".into());
+                let message = detail.message.unwrap_or_else(|| "unknown build error".into());
                 return Err(DockerError::Protocol(message));
             }
             if let Some(text) = info.stream {
@@ -114,12 +177,7 @@ impl DockerEngine {
     }
 
     /// Imports a root filesystem tarball as `repository:tag` (`docker import`).
-    pub async fn import_rootfs<S>(
-        &self,
-        repository: &str,
-        tag: &str,
-        tarball: S,
-    ) -> Result<(), DockerError>
+    pub async fn import_rootfs<S>(&self, repository: &str, tag: &str, tarball: S) -> Result<(), DockerError>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     {
@@ -129,8 +187,7 @@ impl DockerEngine {
             .repo(repository)
             .tag(tag)
             .build();
-        let mut stream =
-            client.create_image(Some(options), Some(bollard::body_try_stream(tarball)), None);
+        let mut stream = client.create_image(Some(options), Some(bollard::body_try_stream(tarball)), None);
         while let Some(item) = stream.next().await {
             let info = item?;
             if let Some(detail) = info.error_detail {

@@ -4,9 +4,7 @@
 use super::{DockerEngine, is_not_found};
 use crate::error::DockerError;
 use bollard::models::{ContainerStateStatusEnum, ContainerSummaryStateEnum, VolumeCreateRequest};
-use bollard::query_parameters::{
-    ListContainersOptionsBuilder, RemoveVolumeOptionsBuilder, StartContainerOptions,
-};
+use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveVolumeOptionsBuilder, StartContainerOptions};
 use std::collections::HashMap;
 
 /// Run state of a container, as the engine reports it.
@@ -45,19 +43,15 @@ pub struct SandboxInfo {
     pub labels: HashMap<String, String>,
     /// Creation time in Unix seconds (listings only).
     pub created: Option<i64>,
+    /// The image the container was created from.
+    pub image: Option<String>,
 }
 
 impl DockerEngine {
     /// Containers (any state) carrying every `key=value` label given.
-    pub async fn list_sandboxes(
-        &self,
-        labels: &[(&str, &str)],
-    ) -> Result<Vec<SandboxInfo>, DockerError> {
+    pub async fn list_sandboxes(&self, labels: &[(&str, &str)]) -> Result<Vec<SandboxInfo>, DockerError> {
         let client = self.client().await?;
-        let filters: Vec<String> = labels
-            .iter()
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect();
+        let filters: Vec<String> = labels.iter().map(|(key, value)| format!("{key}={value}")).collect();
         let options = ListContainersOptionsBuilder::default()
             .all(true)
             .filters(&HashMap::from([("label".to_string(), filters)]))
@@ -68,35 +62,28 @@ impl DockerEngine {
             .filter_map(|summary| {
                 Some(SandboxInfo {
                     id: summary.id?,
-                    state: summary
-                        .state
-                        .map(summary_state)
-                        .unwrap_or(ContainerState::Unknown),
+                    state: summary.state.map(summary_state).unwrap_or(ContainerState::Unknown),
                     labels: summary.labels.unwrap_or_default(),
                     created: summary.created,
+                    image: summary.image,
                 })
             })
             .collect())
     }
 
     /// One container by id or name, or `None` when it does not exist.
-    pub async fn inspect_sandbox(
-        &self,
-        id_or_name: &str,
-    ) -> Result<Option<SandboxInfo>, DockerError> {
+    pub async fn inspect_sandbox(&self, id_or_name: &str) -> Result<Option<SandboxInfo>, DockerError> {
         let client = self.client().await?;
         match client.inspect_container(id_or_name, None).await {
             Ok(inspect) => Ok(Some(SandboxInfo {
+                image: inspect.config.as_ref().and_then(|config| config.image.clone()),
                 id: inspect.id.unwrap_or_default(),
                 state: inspect
                     .state
                     .and_then(|state| state.status)
                     .map(inspect_state)
                     .unwrap_or(ContainerState::Unknown),
-                labels: inspect
-                    .config
-                    .and_then(|config| config.labels)
-                    .unwrap_or_default(),
+                labels: inspect.config.and_then(|config| config.labels).unwrap_or_default(),
                 created: None,
             })),
             Err(error) if is_not_found(&error) => Ok(None),
@@ -115,17 +102,11 @@ impl DockerEngine {
     /// Starts a stopped container again.
     pub async fn restart_sandbox(&self, id: &str) -> Result<(), DockerError> {
         let client = self.client().await?;
-        Ok(client
-            .start_container(id, None::<StartContainerOptions>)
-            .await?)
+        Ok(client.start_container(id, None::<StartContainerOptions>).await?)
     }
 
     /// Creates a labelled named volume (idempotent).
-    pub async fn create_volume(
-        &self,
-        name: &str,
-        labels: &HashMap<String, String>,
-    ) -> Result<(), DockerError> {
+    pub async fn create_volume(&self, name: &str, labels: &HashMap<String, String>) -> Result<(), DockerError> {
         let client = self.client().await?;
         client
             .create_volume(VolumeCreateRequest {

@@ -10,7 +10,7 @@ mod inventory;
 
 pub use channel::{RunnerChannel, RunnerReader, RunnerWriter};
 pub use container::{ContainerLimits, SandboxContainer, SandboxSpec, labels};
-pub use images::{BuildContext, BuildEvent};
+pub use images::{BuildContext, BuildEvent, ImageInfo};
 pub use inventory::{ContainerState, SandboxInfo};
 
 use crate::error::DockerError;
@@ -76,8 +76,7 @@ impl DockerEngine {
 }
 
 fn describe_unreachable(error: &bollard::errors::Error) -> String {
-    let host =
-        std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
     format!("{error} (at {host})")
 }
 
@@ -102,9 +101,6 @@ fn is_connection_failure(error: &DockerError) -> bool {
 pub(crate) fn is_not_found(error: &bollard::errors::Error) -> bool {
     matches!(
         error,
-        bollard::errors::Error::DockerResponseServerError {
-            status_code: 404,
-            ..
-        }
+        bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }
     )
 }

@@ -15,8 +15,7 @@ const SUITE: &str = "trixie";
 /// Builds `image` (`repository:tag`) with debootstrap and imports it.
 pub async fn bootstrap_base(engine: &DockerEngine, image: &str) -> Result<(), ImageError> {
     let (repository, tag) = split_reference(image);
-    let root =
-        std::env::temp_dir().join(format!("multilang-sandbox-rootfs-{}", uuid::Uuid::new_v4()));
+    let root = std::env::temp_dir().join(format!("multilang-sandbox-rootfs-{}", uuid::Uuid::new_v4()));
     let result = bootstrap_into(engine, &root, repository, tag).await;
     if let Err(error) = tokio::fs::remove_dir_all(&root).await
         && error.kind() != std::io::ErrorKind::NotFound
@@ -26,12 +25,7 @@ pub async fn bootstrap_base(engine: &DockerEngine, image: &str) -> Result<(), Im
     result
 }
 
-async fn bootstrap_into(
-    engine: &DockerEngine,
-    root: &Path,
-    repository: &str,
-    tag: &str,
-) -> Result<(), ImageError> {
+async fn bootstrap_into(engine: &DockerEngine, root: &Path, repository: &str, tag: &str) -> Result<(), ImageError> {
     let output = Command::new("debootstrap")
         .args(["--variant=minbase", SUITE])
         .arg(root)
@@ -68,9 +62,7 @@ async fn bootstrap_into(
         .stdout
         .take()
         .ok_or_else(|| ImageError::Bootstrap("tar produced no output stream".into()))?;
-    engine
-        .import_rootfs(repository, tag, ReaderStream::new(stdout))
-        .await?;
+    engine.import_rootfs(repository, tag, ReaderStream::new(stdout)).await?;
     let status = tar.wait().await?;
     if !status.success() {
         return Err(ImageError::Bootstrap(format!(
@@ -109,10 +101,7 @@ mod tests {
 
     #[test]
     fn splits_image_references() {
-        assert_eq!(
-            split_reference("debian:trixie-slim"),
-            ("debian", "trixie-slim")
-        );
+        assert_eq!(split_reference("debian:trixie-slim"), ("debian", "trixie-slim"));
         assert_eq!(split_reference("debian"), ("debian", "latest"));
         assert_eq!(
             split_reference("localhost:5000/debian"),

@@ -3,7 +3,7 @@
 //! shared sandbox base and one image per language, skipping images whose
 //! content hash is already present. Progress goes to stderr.
 
-use super::{BASE, HASH_LABEL, ImageDefinition, bootstrap, content_hash, definition_for, tag};
+use super::{BASE, HASH_LABEL, ImageDefinition, PYTHON_ML, bootstrap, content_hash, definition_for, parent_of, tag};
 use crate::config::Config;
 use crate::docker::{BuildContext, BuildEvent, DockerEngine};
 use crate::error::ImageError;
@@ -34,20 +34,17 @@ impl<'a> ImageBuilder<'a> {
         Self { engine, config }
     }
 
-    /// Builds every image that is missing or stale (all of them with `force`).
-    pub async fn build_all(&self, force: bool) -> Result<BuildReport, ImageError> {
+    /// Builds every image that is missing or stale (all of them with
+    /// `force`), and the data-science image with `ml`.
+    pub async fn build_all(&self, force: bool, ml: bool) -> Result<BuildReport, ImageError> {
         let mut report = BuildReport::default();
         let mut definitions: Vec<&ImageDefinition> = vec![&BASE];
-        definitions.extend(
-            Language::ALL
-                .iter()
-                .map(|language| definition_for(*language)),
-        );
+        definitions.extend(Language::ALL.iter().map(|language| definition_for(*language)));
+        if ml {
+            definitions.push(&PYTHON_ML);
+        }
         let missing = self.missing(&definitions, force).await?;
-        if missing
-            .iter()
-            .any(|definition| definition.name == BASE.name)
-        {
+        if missing.iter().any(|definition| definition.name == BASE.name) {
             self.ensure_base_image().await?;
         }
         for definition in definitions {
@@ -72,12 +69,7 @@ impl<'a> ImageBuilder<'a> {
     ) -> Result<Vec<&'static ImageDefinition>, ImageError> {
         let mut missing = Vec::new();
         for definition in definitions {
-            if force
-                || !self
-                    .engine
-                    .image_exists(&tag(definition, self.config))
-                    .await?
-            {
+            if force || !self.engine.image_exists(&tag(definition, self.config)).await? {
                 missing.push(*definition);
             }
         }
@@ -99,24 +91,18 @@ impl<'a> ImageBuilder<'a> {
             return Err(ImageError::BaseUnavailable {
                 image: base.clone(),
                 pull_error,
-                bootstrap_hint:
-                    "Only a Debian trixie base can be built offline; pull or load the image, \
+                bootstrap_hint: "Only a Debian trixie base can be built offline; pull or load the image, \
                                  or unset MULTILANG_SANDBOX_BASE_IMAGE"
-                        .into(),
+                    .into(),
             });
         }
-        eprintln!(
-            "  pull failed ({pull_error}); building {base} offline with debootstrap (about a minute)"
-        );
+        eprintln!("  pull failed ({pull_error}); building {base} offline with debootstrap (about a minute)");
         let spinner = spinner("debootstrap --variant=minbase trixie");
         let started = Instant::now();
         let result = bootstrap::bootstrap_base(self.engine, base).await;
         spinner.finish_and_clear();
         result?;
-        eprintln!(
-            "  built {base} with debootstrap in {:.0?}",
-            started.elapsed()
-        );
+        eprintln!("  built {base} with debootstrap in {:.0?}", started.elapsed());
         Ok(())
     }
 
@@ -129,18 +115,12 @@ impl<'a> ImageBuilder<'a> {
         let parent = if definition.name == BASE.name {
             self.config.base_image.clone()
         } else {
-            tag(&BASE, self.config)
+            tag(parent_of(definition), self.config)
         };
         let build_args = HashMap::from([("BASE".to_string(), parent)]);
         let labels = HashMap::from([
-            (
-                HASH_LABEL.to_string(),
-                content_hash(definition, self.config),
-            ),
-            (
-                "multilang-sandbox.image".to_string(),
-                definition.name.to_string(),
-            ),
+            (HASH_LABEL.to_string(), content_hash(definition, self.config)),
+            ("multilang-sandbox.image".to_string(), definition.name.to_string()),
         ]);
         let started = Instant::now();
         let spinner = spinner(&format!("{:<11} building", definition.name));
@@ -148,32 +128,22 @@ impl<'a> ImageBuilder<'a> {
         let name = definition.name;
         let result = self
             .engine
-            .build(
-                image,
-                &context,
-                &build_args,
-                &labels,
-                |BuildEvent::Output(line)| {
-                    if line.starts_with("Step ") {
-                        if interactive {
-                            spinner.set_message(format!("{name:<11} {}", truncate(&line, 90)));
-                        } else {
-                            eprintln!("  {name:<11} {}", truncate(&line, 120));
-                        }
+            .build(image, &context, &build_args, &labels, |BuildEvent::Output(line)| {
+                if line.starts_with("Step ") {
+                    if interactive {
+                        spinner.set_message(format!("{name:<11} {}", truncate(&line, 90)));
+                    } else {
+                        eprintln!("  {name:<11} {}", truncate(&line, 120));
                     }
-                },
-            )
+                }
+            })
             .await;
         spinner.finish_and_clear();
         result.map_err(|error| ImageError::BuildFailed {
             image: image.to_string(),
             message: error.to_string(),
         })?;
-        eprintln!(
-            "  {:<11} built {image} in {:.1?}",
-            definition.name,
-            started.elapsed()
-        );
+        eprintln!("  {:<11} built {image} in {:.1?}", definition.name, started.elapsed());
         Ok(())
     }
 }

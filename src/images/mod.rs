@@ -52,11 +52,21 @@ const TYPESCRIPT: ImageDefinition = ImageDefinition {
 const GO: ImageDefinition = ImageDefinition {
     name: "go",
     dockerfile: include_str!("../../images/go/Dockerfile"),
-    files: &[("warm.go", include_str!("../../images/go/warm.go"))],
+    files: &[
+        ("warm.go", include_str!("../../images/go/warm.go")),
+        ("go-install.sh", include_str!("../../images/go/go-install.sh")),
+    ],
 };
 const RUST: ImageDefinition = ImageDefinition {
     name: "rust",
     dockerfile: include_str!("../../images/rust/Dockerfile"),
+    files: &[("cargo-install.sh", include_str!("../../images/rust/cargo-install.sh"))],
+};
+
+/// The data-science Python image (`ml: true`), built on the Python image.
+pub const PYTHON_ML: ImageDefinition = ImageDefinition {
+    name: "python-ml",
+    dockerfile: include_str!("../../images/python-ml/Dockerfile"),
     files: &[],
 };
 const BASH: ImageDefinition = ImageDefinition {
@@ -94,9 +104,24 @@ pub fn content_hash(definition: &ImageDefinition, config: &Config) -> String {
     if definition.name == BASE.name {
         feed(&config.base_image);
     } else {
-        feed(&content_hash(&BASE, config));
+        feed(&content_hash(parent_of(definition), config));
     }
     hex::encode(hasher.finalize())[..16].to_string()
+}
+
+/// The image a definition builds on: the data-science image on the Python
+/// image, every other language image on the shared base.
+pub fn parent_of(definition: &ImageDefinition) -> &'static ImageDefinition {
+    if definition.name == PYTHON_ML.name {
+        &PYTHON
+    } else {
+        &BASE
+    }
+}
+
+/// The data-science image's tag.
+pub fn ml_tag(config: &Config) -> String {
+    tag(&PYTHON_ML, config)
 }
 
 /// The tag an image definition is built and run as: `<prefix>/<name>:<hash>`.
@@ -135,9 +160,6 @@ mod tests {
             base_image: "example/other:1".into(),
             ..Config::default()
         };
-        assert_ne!(
-            tag_for(Language::Go, &Config::default()),
-            tag_for(Language::Go, &other)
-        );
+        assert_ne!(tag_for(Language::Go, &Config::default()), tag_for(Language::Go, &other));
     }
 }

@@ -5,9 +5,7 @@ use super::tools::validate_arguments;
 use crate::core::Executor;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
-use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, ServerCapabilities, ServerConfig,
-};
+use rmcp::model::{CallToolRequestParams, CallToolResponse, Implementation, ServerCapabilities, ServerConfig};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
 use std::sync::Arc;
@@ -46,10 +44,7 @@ impl SandboxServer {
 impl ServerHandler for SandboxServer {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new(
-                "multilang-sandbox",
-                env!("CARGO_PKG_VERSION"),
-            ))
+            .with_server_info(Implementation::new("multilang-sandbox", env!("CARGO_PKG_VERSION")))
             .with_instructions(INSTRUCTIONS)
     }
 

@@ -9,9 +9,5 @@ pub(super) fn prepare_cell(code: &str) -> Program {
 
 pub(super) fn prepare(code: &str) -> Program {
     let path = source_path("main.sh");
-    Program::single_file(
-        "main.sh",
-        code.to_string(),
-        vec![step(Phase::Run, &["bash", &path])],
-    )
+    Program::single_file("main.sh", code.to_string(), vec![step(Phase::Run, &["bash", &path])])
 }

@@ -15,9 +15,7 @@ pub(super) fn prepare(code: &str) -> Program {
 }
 
 fn wrap(code: &str) -> String {
-    let has_package = code
-        .lines()
-        .any(|line| line.trim_start().starts_with("package "));
+    let has_package = code.lines().any(|line| line.trim_start().starts_with("package "));
     let has_main = code.contains("func main()");
     match (has_package, has_main) {
         (true, true) => code.to_string(),

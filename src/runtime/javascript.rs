@@ -17,18 +17,13 @@ pub(super) fn prepare(code: &str) -> Program {
         "main.js"
     };
     let path = source_path(file_name);
-    Program::single_file(
-        file_name,
-        code.to_string(),
-        vec![step(Phase::Run, &["node", &path])],
-    )
+    Program::single_file(file_name, code.to_string(), vec![step(Phase::Run, &["node", &path])])
 }
 
 /// True when the code needs to run as an ES module.
 pub(super) fn uses_module_syntax(code: &str) -> bool {
     code.lines().map(str::trim_start).any(|line| {
-        (line.starts_with("import ")
-            && (line.contains(" from ") || line.contains('"') || line.contains('\'')))
+        (line.starts_with("import ") && (line.contains(" from ") || line.contains('"') || line.contains('\'')))
             || line.starts_with("import{")
             || line.starts_with("export ")
             || line.starts_with("await ")
@@ -50,8 +45,6 @@ mod tests {
     fn module_code_runs_as_mjs() {
         assert!(uses_module_syntax("import fs from 'node:fs';"));
         assert!(uses_module_syntax("const r = await fetch(x)"));
-        assert!(!uses_module_syntax(
-            "// import nothing\nconsole.log('import me')"
-        ));
+        assert!(!uses_module_syntax("// import nothing\nconsole.log('import me')"));
     }
 }

@@ -5,6 +5,7 @@
 mod bash;
 mod go;
 mod javascript;
+pub mod packages;
 mod python;
 mod rust;
 mod typescript;
@@ -261,11 +262,7 @@ mod tests {
     fn kernel_cells_name_the_file_the_kernel_runs() {
         for language in Language::ALL {
             let cell = language.prepare_cell("x");
-            assert_eq!(
-                cell.uses_kernel(),
-                language.kernel().is_some(),
-                "{language}"
-            );
+            assert_eq!(cell.uses_kernel(), language.kernel().is_some(), "{language}");
             if let Some(source) = &cell.kernel_source {
                 assert!(source.starts_with(SOURCE_DIR));
                 assert!(cell.steps.iter().all(|step| step.phase == Phase::Build));

@@ -10,9 +10,5 @@ pub(super) fn prepare_cell(code: &str) -> Program {
 
 pub(super) fn prepare(code: &str) -> Program {
     let path = source_path("main.py");
-    Program::single_file(
-        "main.py",
-        code.to_string(),
-        vec![step(Phase::Run, &["python3", &path])],
-    )
+    Program::single_file("main.py", code.to_string(), vec![step(Phase::Run, &["python3", &path])])
 }

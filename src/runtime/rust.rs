@@ -1,4 +1,5 @@
-//! Rust: `rustc` (edition 2021, debug build for fast compiles) then run. Code
+//! Rust: `rustc` (edition 2021, debug build for fast compiles) then run;
+//! installed crates are linked with `--extern`. Code
 //! without `fn main` is treated as the body of `main` (`use` lines and inner
 //! attributes are kept at the top).
 
@@ -8,23 +9,16 @@ pub(super) fn prepare(code: &str) -> Program {
     let source = source_path("main.rs");
     let binary = source_path("main");
     let steps = vec![
-        step(
-            Phase::Build,
-            &[
-                "rustc",
-                "--edition",
-                "2021",
-                "-C",
-                "opt-level=0",
-                "-o",
-                &binary,
-                &source,
-            ],
-        ),
+        step(Phase::Build, &["sh", "-c", BUILD, &binary, &source]),
         step(Phase::Run, &[&binary]),
     ];
     Program::single_file("main.rs", wrap(code), steps)
 }
+
+/// Compiles `$1` to `$0`, linking crates installed with sandbox_install
+/// (`/packages/rust/rustc-flags`, written by `images/rust/cargo-install.sh`).
+const BUILD: &str = "exec rustc --edition 2021 -C opt-level=0 \
+    $(cat /packages/rust/rustc-flags 2>/dev/null) -o \"$0\" \"$1\"";
 
 fn wrap(code: &str) -> String {
     if code.contains("fn main(") {

@@ -17,8 +17,7 @@ pub type Client = RunningService<RoleClient, ()>;
 
 /// Connects to Docker or fails the test with a message saying how to fix it.
 pub async fn require_docker() -> Docker {
-    let docker = Docker::connect_with_defaults()
-        .expect("Docker client configuration is invalid (check DOCKER_HOST)");
+    let docker = Docker::connect_with_defaults().expect("Docker client configuration is invalid (check DOCKER_HOST)");
     match docker.negotiate_version().await {
         Ok(docker) => docker,
         Err(error) => panic!(
@@ -40,8 +39,7 @@ pub async fn start_server_process(env: &[(&str, &str)]) -> (Client, u32) {
     for (key, value) in env {
         command.env(key, value);
     }
-    let transport =
-        TokioChildProcess::new(command).expect("cannot start the multilang-sandbox binary");
+    let transport = TokioChildProcess::new(command).expect("cannot start the multilang-sandbox binary");
     let pid = transport.id().expect("the server has a pid");
     let client = ().serve(transport).await.expect("MCP initialize failed");
     (client, pid)
@@ -63,10 +61,7 @@ pub async fn session(client: &Client, arguments: Value) -> Value {
 
 /// Creates a session (the name is made unique per test run) and returns its name.
 pub async fn create_session(client: &Client, prefix: &str, language: &str) -> String {
-    let name = format!(
-        "{prefix}-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..8]
-    );
+    let name = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     session(
         client,
         serde_json::json!({"action": "create", "name": name, "language": language}),
@@ -86,12 +81,7 @@ pub async fn execute_in(client: &Client, session: &str, language: &str, code: &s
 
 /// `sandbox_inspect` with a target; returns the structured result.
 pub async fn inspect(client: &Client, target: &str) -> Value {
-    let result = call(
-        client,
-        "sandbox_inspect",
-        serde_json::json!({"target": target}),
-    )
-    .await;
+    let result = call(client, "sandbox_inspect", serde_json::json!({"target": target})).await;
     result
         .structured_content
         .expect("sandbox_inspect returns structured content")
@@ -111,11 +101,7 @@ pub async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResu
 }
 
 /// Calls a tool, returning protocol errors.
-pub async fn try_call(
-    client: &Client,
-    tool: &str,
-    arguments: Value,
-) -> Result<CallToolResult, ServiceError> {
+pub async fn try_call(client: &Client, tool: &str, arguments: Value) -> Result<CallToolResult, ServiceError> {
     let arguments: Map<String, Value> = match arguments {
         Value::Object(map) => map,
         other => panic!("tool arguments must be an object, got {other}"),
@@ -127,11 +113,7 @@ pub async fn try_call(
 
 /// `sandbox_execute` with language and code; returns the structured result.
 pub async fn execute(client: &Client, language: &str, code: &str) -> Value {
-    execute_with(
-        client,
-        serde_json::json!({"language": language, "code": code}),
-    )
-    .await
+    execute_with(client, serde_json::json!({"language": language, "code": code})).await
 }
 
 /// `sandbox_execute` with arbitrary arguments; returns the structured result.

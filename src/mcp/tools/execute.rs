@@ -41,11 +41,13 @@ pub struct ExecuteParams {
     #[serde(default)]
     pub env: Option<BTreeMap<String, String>>,
     /// Python only: run in the data-science image (numpy, pandas, scipy, scikit-learn,
-    /// matplotlib, seaborn, pillow, statsmodels).
+    /// matplotlib, seaborn, pillow, statsmodels). Not for sessions created without it.
     #[serde(default)]
     pub ml: Option<bool>,
-    /// Packages the code needs, installed before it runs, for example `["requests"]`
-    /// (pip names for Python, npm names for JavaScript/TypeScript, crate names for Rust).
+    /// Packages the code needs, for example `["requests"]`: pip names for Python, npm names for
+    /// JavaScript/TypeScript, crates for Rust (`serde@1`), Debian packages for Bash. The first
+    /// use of a set installs it (seconds to minutes) and caches it; later uses start at once.
+    /// Stateless executes only: for a session use sandbox_install with `session`.
     #[serde(default)]
     pub packages: Option<Vec<String>>,
 }
@@ -164,12 +166,6 @@ with `session` (create one with sandbox_session) variables and files persist bet
 impl SandboxServer {
     async fn run_execute(&self, params: ExecuteParams) -> Result<ExecutionOutcome, ExecuteError> {
         let language = Language::parse(&params.language)?;
-        if params.ml == Some(true) || params.packages.as_ref().is_some_and(|p| !p.is_empty()) {
-            return Err(ExecuteError::NotAvailable {
-                feature: "`packages` and `ml`",
-                hint: "omit them and use the standard library",
-            });
-        }
         let request = ExecuteRequest {
             language,
             code: params.code,
@@ -177,6 +173,8 @@ impl SandboxServer {
             stdin: params.stdin,
             env: params.env.unwrap_or_default(),
             session: params.session,
+            packages: params.packages.unwrap_or_default(),
+            ml: params.ml.unwrap_or(false),
         };
         self.executor.execute(&request).await
     }

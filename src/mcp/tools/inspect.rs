@@ -1,7 +1,7 @@
 //! `sandbox_inspect`: the warm pool and the sessions.
 
 use super::{structured_result, tool_error};
-use crate::core::{PoolLanguageStats, SessionInfo};
+use crate::core::{CacheStats, PoolLanguageStats, SessionInfo};
 use crate::mcp::SandboxServer;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
@@ -25,7 +25,7 @@ pub enum InspectTarget {
 /// Arguments of `sandbox_inspect`.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct InspectParams {
-    /// all (default), pool, sessions; cache and audit arrive in later versions.
+    /// all (default), pool, cache, sessions; audit arrives in a later version.
     #[serde(default)]
     pub target: Option<InspectTarget>,
 }
@@ -39,6 +39,9 @@ pub struct InspectOutput {
     /// Every session on the Docker engine (target all or sessions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sessions: Option<Vec<SessionInfo>>,
+    /// The package cache (target all or cache).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<CacheStats>,
     /// Id of this server instance (labels its pooled containers).
     pub instance: String,
 }
@@ -48,7 +51,8 @@ impl SandboxServer {
     #[tool(
         name = "sandbox_inspect",
         description = "Show the sandbox's state: `pool` (warm containers per language, hits, misses, \
-average acquire time), `sessions` (name, language, state, created, last used, ttl left), or `all` (default).",
+average acquire time), `cache` (cached package images, hits, misses, size), `sessions` (name, language, \
+state, created, last used, ttl left), or `all` (default).",
         output_schema = schema_for_output::<InspectOutput>()
     )]
     async fn sandbox_inspect(
@@ -56,13 +60,12 @@ average acquire time), `sessions` (name, language, state, created, last used, tt
         Parameters(params): Parameters<InspectParams>,
     ) -> Result<CallToolResult, ErrorData> {
         let target = params.target.unwrap_or_default();
-        if matches!(target, InspectTarget::Cache | InspectTarget::Audit) {
+        if target == InspectTarget::Audit {
             return Ok(tool_error(
-                "the package cache and the audit log cannot be inspected in this version; use target pool, sessions or all",
+                "the audit log cannot be inspected in this version; use target pool, cache, sessions or all",
             ));
         }
-        let pool = matches!(target, InspectTarget::All | InspectTarget::Pool)
-            .then(|| self.executor.pool().stats());
+        let pool = matches!(target, InspectTarget::All | InspectTarget::Pool).then(|| self.executor.pool().stats());
         let sessions = if matches!(target, InspectTarget::All | InspectTarget::Sessions) {
             match self.executor.sessions().list().await {
                 Ok(sessions) => Some(sessions),
@@ -71,9 +74,18 @@ average acquire time), `sessions` (name, language, state, created, last used, tt
         } else {
             None
         };
+        let cache = if matches!(target, InspectTarget::All | InspectTarget::Cache) {
+            match self.executor.cache().stats().await {
+                Ok(cache) => Some(cache),
+                Err(error) => return Ok(tool_error(error.to_string())),
+            }
+        } else {
+            None
+        };
         let output = InspectOutput {
             pool,
             sessions,
+            cache,
             instance: self.instance_id.clone(),
         };
         let text = render(&output);
@@ -114,6 +126,24 @@ fn render(output: &InspectOutput) -> String {
                 session.created,
                 session.last_used,
                 session.ttl_left_seconds
+            ));
+        }
+    }
+    if let Some(cache) = &output.cache {
+        text.push_str(&format!(
+            "Package cache: {} images, {:.1} MB, {} hits, {} misses (hit rate {:.0}%)\n",
+            cache.images,
+            cache.total_size_bytes as f64 / 1e6,
+            cache.hits,
+            cache.misses,
+            cache.hit_rate * 100.0
+        ));
+        for entry in &cache.entries {
+            text.push_str(&format!(
+                "- {} [{}]: {}\n",
+                entry.image,
+                entry.language,
+                entry.packages.join(", ")
             ));
         }
     }

@@ -1,40 +1,137 @@
-//! `sandbox_install`: packages into a session or the package cache (arrives with the packages feature).
+//! `sandbox_install`: packages into a session, or into the package cache.
 
-use super::tool_error;
+use super::{structured_result, tool_error};
+use crate::core::executor::InstallReport;
+use crate::error::ExecuteError;
 use crate::mcp::SandboxServer;
+use crate::runtime::Language;
+use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::{ErrorData, tool, tool_router};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 /// Arguments of `sandbox_install`.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct InstallParams {
-    /// Package specs, for example `["requests==2.32.3", "rich"]` (pip), `["lodash"]` (npm).
+    /// Package specs: pip for Python (`requests==2.32.3`, `rich`), npm for JavaScript and
+    /// TypeScript (`lodash@4`), crates for Rust (`serde@1`), Go modules for Go, Debian packages
+    /// for Bash (cache only). Names from the registry with an optional version; options, URLs
+    /// and paths are refused.
     pub packages: Vec<String>,
-    /// Session to install into. Without it, the package set is prepared in the cache.
+    /// Session to install into: the session keeps its variables and files, and its code still
+    /// has no network (only the install step does). Without it, the package set is prepared in
+    /// the cache for later `sandbox_execute`/`sandbox_session create` calls with `packages`.
     #[serde(default)]
     pub session: Option<String>,
-    /// Language whose package manager to use (python, javascript, typescript, go, rust, bash).
+    /// Language whose package manager to use; required without `session` (python,
+    /// javascript, typescript, go, rust, bash).
     #[serde(default)]
     pub language: Option<String>,
+    /// Without `session`, Python only: prepare the set on the data-science image.
+    #[serde(default)]
+    pub ml: Option<bool>,
+}
+
+/// Result of `sandbox_install`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct InstallOutput {
+    pub language: String,
+    /// The packages, normalized and sorted.
+    pub packages: Vec<String>,
+    /// The session installed into, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// The cached image holding the set (without a session).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// True when the set was already cached: nothing was installed.
+    pub cache_hit: bool,
+    pub duration_ms: u64,
+    /// The end of the package manager's output.
+    pub output: String,
+}
+
+impl From<InstallReport> for InstallOutput {
+    fn from(report: InstallReport) -> Self {
+        Self {
+            language: report.language.name().to_string(),
+            packages: report.packages,
+            session: report.session,
+            image: report.image,
+            cache_hit: report.cache_hit,
+            duration_ms: report.elapsed.as_millis() as u64,
+            output: report.output,
+        }
+    }
 }
 
 #[tool_router(router = install_router, vis = "pub(crate)")]
 impl SandboxServer {
     #[tool(
         name = "sandbox_install",
-        description = "Install packages (pip, npm, cargo, go modules, apt) into a session or into the \
-package cache. Not available yet in this version: use the standard library."
+        description = "Install packages: with `session`, into that session (it keeps its state; only the \
+install step has network). Without `session`, prepare the cached image for `language` + `packages`, so \
+later sandbox_execute / sandbox_session create calls with the same `packages` start at once. \
+Managers: pip (python), npm (javascript, typescript), cargo (rust), go modules (go), apt (bash, cache only).",
+        output_schema = schema_for_output::<InstallOutput>()
     )]
     async fn sandbox_install(
         &self,
-        Parameters(_params): Parameters<InstallParams>,
+        Parameters(params): Parameters<InstallParams>,
     ) -> Result<CallToolResult, ErrorData> {
-        Ok(tool_error(
-            "sandbox_install is not available yet in this version of multilang-sandbox. \
-Write code that uses only the language's standard library.",
-        ))
+        let span = tracing::info_span!("sandbox_install", session = ?params.session, language = ?params.language);
+        async move {
+            match self.run_install(&params).await {
+                Ok(report) => {
+                    let output = InstallOutput::from(report);
+                    let text = render(&output);
+                    Ok(structured_result(&output, text, false))
+                }
+                Err(error) => Ok(tool_error(error.to_string())),
+            }
+        }
+        .instrument(span)
+        .await
     }
+}
+
+impl SandboxServer {
+    async fn run_install(&self, params: &InstallParams) -> Result<InstallReport, ExecuteError> {
+        let language = params.language.as_deref().map(Language::parse).transpose()?;
+        self.executor
+            .install(
+                &params.packages,
+                params.session.as_deref(),
+                language,
+                params.ml.unwrap_or(false),
+            )
+            .await
+    }
+}
+
+fn render(output: &InstallOutput) -> String {
+    let place = match (&output.session, &output.image) {
+        (Some(session), _) => format!("into session {session}"),
+        (None, Some(image)) => format!("into the cached image {image}"),
+        (None, None) => "into the cache".to_string(),
+    };
+    let what = if output.cache_hit {
+        "Already cached"
+    } else {
+        "Installed"
+    };
+    let mut text = format!(
+        "{what}: {} ({}) {place} in {} ms.",
+        output.packages.join(", "),
+        output.language,
+        output.duration_ms
+    );
+    if !output.output.trim().is_empty() {
+        text.push_str("\n--- output ---\n");
+        text.push_str(output.output.trim_end());
+    }
+    text
 }

@@ -19,11 +19,7 @@ pub(crate) fn tool_error(message: impl Into<String>) -> CallToolResult {
 }
 
 /// A result with `structuredContent` and a text rendering.
-pub(crate) fn structured_result<T: Serialize>(
-    output: &T,
-    text: String,
-    is_error: bool,
-) -> CallToolResult {
+pub(crate) fn structured_result<T: Serialize>(output: &T, text: String, is_error: bool) -> CallToolResult {
     let mut result = if is_error {
         CallToolResult::error(vec![ContentBlock::text(text)])
     } else {
@@ -35,10 +31,7 @@ pub(crate) fn structured_result<T: Serialize>(
 
 /// Checks a tool call's arguments against the tool's argument struct.
 /// Unknown tool names pass through (the router reports them).
-pub(crate) fn validate_arguments(
-    tool: &str,
-    arguments: Option<&JsonObject>,
-) -> Result<(), ErrorData> {
+pub(crate) fn validate_arguments(tool: &str, arguments: Option<&JsonObject>) -> Result<(), ErrorData> {
     match tool {
         "sandbox_execute" => check::<execute::ExecuteParams>(tool, arguments),
         "sandbox_session" => check::<session::SessionParams>(tool, arguments),
@@ -71,35 +64,18 @@ mod tests {
 
     #[test]
     fn missing_required_fields_are_invalid_params() {
-        let error = validate_arguments(
-            "sandbox_execute",
-            Some(&object(json!({"language": "python"}))),
-        )
-        .unwrap_err();
+        let error = validate_arguments("sandbox_execute", Some(&object(json!({"language": "python"})))).unwrap_err();
         assert_eq!(error.code, rmcp::model::ErrorCode::INVALID_PARAMS);
-        assert!(
-            error.message.contains("missing field `code`"),
-            "{}",
-            error.message
-        );
+        assert!(error.message.contains("missing field `code`"), "{}", error.message);
         assert!(validate_arguments("sandbox_execute", None).is_err());
     }
 
     #[test]
     fn well_formed_arguments_pass() {
-        let arguments =
-            object(json!({"language": "go", "code": "x", "timeout": 5, "env": {"A": "1"}}));
+        let arguments = object(json!({"language": "go", "code": "x", "timeout": 5, "env": {"A": "1"}}));
         assert!(validate_arguments("sandbox_execute", Some(&arguments)).is_ok());
-        assert!(
-            validate_arguments("sandbox_session", Some(&object(json!({"action": "list"})))).is_ok()
-        );
-        assert!(
-            validate_arguments(
-                "sandbox_session",
-                Some(&object(json!({"action": "explode"})))
-            )
-            .is_err()
-        );
+        assert!(validate_arguments("sandbox_session", Some(&object(json!({"action": "list"})))).is_ok());
+        assert!(validate_arguments("sandbox_session", Some(&object(json!({"action": "explode"})))).is_err());
         assert!(validate_arguments("no_such_tool", None).is_ok());
     }
 }

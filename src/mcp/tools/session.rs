@@ -2,7 +2,7 @@
 
 use super::{structured_result, tool_error};
 use crate::core::SessionInfo;
-use crate::error::SessionError;
+use crate::error::{ExecuteError, SessionError};
 use crate::mcp::SandboxServer;
 use crate::runtime::Language;
 use rmcp::handler::server::common::schema_for_output;
@@ -42,9 +42,14 @@ pub struct SessionParams {
     /// most 604800). extend: seconds to add (default: the session's ttl).
     #[serde(default)]
     pub ttl: Option<u64>,
-    /// Packages to install when creating the session, for example `["pandas"]`.
+    /// create: packages to start with, for example `["pandas"]` (pip, npm, crates, or Debian
+    /// packages for bash). The set is installed once and cached; later sessions with the same
+    /// set start from the cache at once.
     #[serde(default)]
     pub packages: Option<Vec<String>>,
+    /// create, Python only: start from the data-science image (numpy, pandas, matplotlib, …).
+    #[serde(default)]
+    pub ml: Option<bool>,
 }
 
 /// Result of `sandbox_session`.
@@ -73,8 +78,7 @@ destroy {name}. Sessions expire after `ttl` seconds without use (default 3600)."
         &self,
         Parameters(params): Parameters<SessionParams>,
     ) -> Result<CallToolResult, ErrorData> {
-        let span =
-            tracing::info_span!("sandbox_session", action = ?params.action, name = ?params.name);
+        let span = tracing::info_span!("sandbox_session", action = ?params.action, name = ?params.name);
         async move {
             match self.run_session_action(&params).await {
                 Ok(output) => {
@@ -90,10 +94,7 @@ destroy {name}. Sessions expire after `ttl` seconds without use (default 3600)."
 }
 
 impl SandboxServer {
-    async fn run_session_action(
-        &self,
-        params: &SessionParams,
-    ) -> Result<SessionOutput, SessionError> {
+    async fn run_session_action(&self, params: &SessionParams) -> Result<SessionOutput, ExecuteError> {
         let sessions = self.executor.sessions();
         let name = || params.name.as_deref().ok_or(SessionError::NameRequired);
         let (sessions, message) = match params.action {
@@ -104,29 +105,29 @@ impl SandboxServer {
             }
             SessionAction::Create => {
                 let name = name()?;
-                if params
-                    .packages
-                    .as_ref()
-                    .is_some_and(|packages| !packages.is_empty())
-                {
-                    return Err(SessionError::PackagesNotAvailable);
+                let language = Language::parse(params.language.as_deref().ok_or(SessionError::LanguageRequired)?)?;
+                let packages = params.packages.clone().unwrap_or_default();
+                let (session, cached) = self
+                    .executor
+                    .create_session(name, language, params.ttl, &packages, params.ml.unwrap_or(false))
+                    .await?;
+                let mut message =
+                    format!("Created session {name} ({language}). Pass `session: \"{name}\"` to sandbox_execute.");
+                if let Some(cached) = cached {
+                    message.push_str(&format!(
+                        " Packages {} {} ({:.1} s).",
+                        cached.packages.join(", "),
+                        if cached.hit {
+                            "came from the cache"
+                        } else {
+                            "were installed and cached"
+                        },
+                        cached.elapsed.as_secs_f64()
+                    ));
                 }
-                let language = Language::parse(
-                    params
-                        .language
-                        .as_deref()
-                        .ok_or(SessionError::LanguageRequired)?,
-                )?;
-                let session = sessions.create(name, language, params.ttl).await?;
-                let message = format!(
-                    "Created session {name} ({language}). Pass `session: \"{name}\"` to sandbox_execute."
-                );
                 (vec![session], message)
             }
-            SessionAction::Get => (
-                vec![sessions.get(name()?).await?],
-                format!("Session {}.", name()?),
-            ),
+            SessionAction::Get => (vec![sessions.get(name()?).await?], format!("Session {}.", name()?)),
             SessionAction::Pause => (
                 vec![sessions.pause(name()?).await?],
                 format!("Paused session {}; executing in it resumes it.", name()?),

@@ -1,0 +1,245 @@
+//! Package managers: which one serves a language, how package specs are
+//! validated and normalized (so the cache key is stable and no spec can
+//! smuggle in options or shell syntax), and the commands that install them
+//! into `/packages` inside an install container.
+//!
+//! Where packages land (the images point their tools there):
+//! - pip: `/packages/python` (on `PYTHONPATH`)
+//! - npm: `/packages/node/node_modules` (`NODE_PATH`, and `/node_modules` links to it for ES modules)
+//! - cargo: `/packages/rust` (a library crate whose build outputs `rustc` is pointed at)
+//! - go modules: `/packages/go` (module cache; needs the Go module proxy)
+//! - apt: the image itself (root, only when preparing a cached image)
+
+use super::{Language, Phase, Step, step};
+use crate::error::PackageError;
+
+/// Longest accepted package spec.
+const MAX_SPEC_LEN: usize = 200;
+/// Most packages in one request.
+const MAX_PACKAGES: usize = 50;
+
+/// The package manager that installs packages for a language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackageManager {
+    Pip,
+    Npm,
+    Cargo,
+    GoModules,
+    Apt,
+}
+
+impl PackageManager {
+    pub fn for_language(language: Language) -> PackageManager {
+        match language {
+            Language::Python => PackageManager::Pip,
+            Language::JavaScript | Language::TypeScript => PackageManager::Npm,
+            Language::Rust => PackageManager::Cargo,
+            Language::Go => PackageManager::GoModules,
+            Language::Bash => PackageManager::Apt,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PackageManager::Pip => "pip",
+            PackageManager::Npm => "npm",
+            PackageManager::Cargo => "cargo",
+            PackageManager::GoModules => "go modules",
+            PackageManager::Apt => "apt",
+        }
+    }
+
+    /// True when installing needs root and changes the image itself, so it
+    /// cannot be done into a running session (only into a cached image).
+    pub fn needs_root(self) -> bool {
+        self == PackageManager::Apt
+    }
+
+    /// Validates and normalizes specs: trimmed, deduplicated, sorted, and
+    /// lower-cased where the manager is case-insensitive (pip, apt).
+    pub fn normalize(self, specs: &[String]) -> Result<Vec<String>, PackageError> {
+        if specs.is_empty() {
+            return Err(PackageError::NoPackages);
+        }
+        if specs.len() > MAX_PACKAGES {
+            return Err(PackageError::TooMany { max: MAX_PACKAGES });
+        }
+        let mut normalized = Vec::with_capacity(specs.len());
+        for spec in specs {
+            let spec = spec.trim();
+            validate_spec(spec, self == PackageManager::GoModules)?;
+            let spec = match self {
+                PackageManager::Pip | PackageManager::Apt => spec.to_ascii_lowercase(),
+                _ => spec.to_string(),
+            };
+            normalized.push(spec);
+        }
+        normalized.sort();
+        normalized.dedup();
+        Ok(normalized)
+    }
+
+    /// The steps that install `specs` (already normalized) into `/packages`.
+    pub fn install_steps(self, specs: &[String]) -> Vec<Step> {
+        let with = |prefix: &[&str]| {
+            let mut argv: Vec<String> = prefix.iter().map(|arg| arg.to_string()).collect();
+            argv.extend(specs.iter().cloned());
+            Step {
+                phase: Phase::Run,
+                argv,
+            }
+        };
+        match self {
+            PackageManager::Pip => vec![with(&[
+                "python3",
+                "-m",
+                "pip",
+                "install",
+                "--no-cache-dir",
+                "--disable-pip-version-check",
+                "--break-system-packages",
+                "--upgrade",
+                "--target",
+                "/packages/python",
+                "--",
+            ])],
+            PackageManager::Npm => vec![
+                step(Phase::Run, &["mkdir", "-p", "/packages/node"]),
+                with(&[
+                    "npm",
+                    "install",
+                    "--no-audit",
+                    "--no-fund",
+                    "--no-update-notifier",
+                    "--prefix",
+                    "/packages/node",
+                    "--",
+                ]),
+            ],
+            PackageManager::Cargo => vec![with(&["sh", "/opt/sandbox/cargo-install.sh"])],
+            PackageManager::GoModules => vec![with(&["sh", "/opt/sandbox/go-install.sh"])],
+            PackageManager::Apt => vec![
+                step(Phase::Run, &["apt-get", "update", "-qq"]),
+                with(&["apt-get", "install", "-y", "-qq", "--no-install-recommends"]),
+                step(Phase::Run, &["sh", "-c", "rm -rf /var/lib/apt/lists/*"]),
+            ],
+        }
+    }
+}
+
+/// A spec is a package name with an optional version constraint, extras or
+/// npm scope: letters, digits and `. _ - @ / = < > ! ~ [ ] , + : * ^`. It
+/// must start with a letter, digit or `@` (so never an option), and may not
+/// be a URL or a path. `/` is allowed in npm scopes (`@scope/name`) and in Go
+/// module paths (`example.com/mod@v1`).
+fn validate_spec(spec: &str, module_path: bool) -> Result<(), PackageError> {
+    let invalid = |reason: &str| PackageError::InvalidSpec {
+        spec: spec.to_string(),
+        reason: reason.to_string(),
+    };
+    if spec.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if spec.len() > MAX_SPEC_LEN {
+        return Err(invalid("it is too long"));
+    }
+    let first = spec.chars().next().unwrap_or('-');
+    if !(first.is_ascii_alphanumeric() || first == '@') {
+        return Err(invalid(
+            "it must start with a letter, digit or @ (options are not allowed)",
+        ));
+    }
+    if let Some(bad) = spec
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._-@/=<>!~[],+:*^".contains(*c)))
+    {
+        return Err(invalid(&format!("the character {bad:?} is not allowed")));
+    }
+    if spec.contains("://") || spec.contains("..") || spec.contains(" -") {
+        return Err(invalid(
+            "URLs and paths are not allowed; name a package from the registry",
+        ));
+    }
+    let scoped = spec.starts_with('@') && spec.matches('/').count() == 1;
+    if spec.contains('/') && !scoped && !module_path {
+        return Err(invalid(
+            "only npm scopes (@scope/name) and Go module paths may contain `/`",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn specs(items: &[&str]) -> Vec<String> {
+        items.iter().map(|item| item.to_string()).collect()
+    }
+
+    #[test]
+    fn common_specs_are_accepted_and_normalized() {
+        let pip = PackageManager::Pip
+            .normalize(&specs(&[
+                "Requests==2.32.3",
+                " six",
+                "numpy<2",
+                "rich[jupyter]>=13",
+                "six",
+            ]))
+            .unwrap();
+        assert_eq!(pip, ["numpy<2", "requests==2.32.3", "rich[jupyter]>=13", "six"]);
+        let npm = PackageManager::Npm
+            .normalize(&specs(&["lodash@4.17.21", "@types/node@^20", "left-pad"]))
+            .unwrap();
+        assert_eq!(npm, ["@types/node@^20", "left-pad", "lodash@4.17.21"]);
+        assert!(PackageManager::Cargo.normalize(&specs(&["serde@1.0", "rand"])).is_ok());
+        assert!(PackageManager::Apt.normalize(&specs(&["jq", "libxml2-utils"])).is_ok());
+        assert!(
+            PackageManager::GoModules
+                .normalize(&specs(&["github.com/google/uuid@v1.6.0"]))
+                .is_ok()
+        );
+        assert!(PackageManager::Npm.normalize(&specs(&["@a/b/c"])).is_err());
+    }
+
+    #[test]
+    fn injection_and_options_are_rejected() {
+        for bad in [
+            "six; rm -rf /",
+            "--index-url=http://evil",
+            "-e .",
+            "six && curl x",
+            "$(id)",
+            "`id`",
+            "git+https://example.com/x.git",
+            "../local",
+            "/abs/path",
+            "a b",
+            "six\n--pre",
+            "requests @ file:///tmp/x",
+            "evil/pkg",
+            "",
+        ] {
+            assert!(
+                PackageManager::Pip.normalize(&specs(&[bad])).is_err(),
+                "{bad:?} was accepted"
+            );
+        }
+        assert!(matches!(
+            PackageManager::Pip.normalize(&[]),
+            Err(PackageError::NoPackages)
+        ));
+    }
+
+    #[test]
+    fn install_steps_end_options_before_the_specs() {
+        let steps = PackageManager::Pip.install_steps(&specs(&["six"]));
+        let argv = &steps[0].argv;
+        assert_eq!(argv.last().map(String::as_str), Some("six"));
+        assert_eq!(argv[argv.len() - 2], "--");
+        assert!(argv.contains(&"/packages/python".to_string()));
+        let npm = PackageManager::Npm.install_steps(&specs(&["lodash"]));
+        assert_eq!(npm.last().map(|s| s.argv[s.argv.len() - 2].as_str()), Some("--"));
+    }
+}
