@@ -4,6 +4,8 @@
 # its CLI is present and prints the Claude Desktop and LM Studio configs.
 # Safe to run again: every step skips what is already done.
 #
+# Options:
+#   --no-ml   skip the data-science Python image (numpy, pandas, matplotlib, …; about 1 GB)
 # Environment:
 #   MULTILANG_SANDBOX_BIN_DIR   where to install the binary (default ~/.local/bin)
 #   MULTILANG_SANDBOX_NO_REGISTER=1   do not run `claude mcp add`
@@ -13,6 +15,13 @@ cd "$(dirname "$0")"
 BIN_DIR="${MULTILANG_SANDBOX_BIN_DIR:-$HOME/.local/bin}"
 BIN="$BIN_DIR/multilang-sandbox"
 BASE_IMAGE="${MULTILANG_SANDBOX_BASE_IMAGE:-debian:trixie-slim}"
+ML_FLAG="--ml"
+for argument in "$@"; do
+    case "$argument" in
+        --no-ml) ML_FLAG="" ;;
+        *) echo "install.sh: unknown option $argument (known: --no-ml)" >&2; exit 2 ;;
+    esac
+done
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
@@ -79,10 +88,10 @@ build_binary() {
 build_images() {
     say "building the sandbox images (first time: a few minutes)"
     if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || [ -z "$SUDO" ]; then
-        "$BIN" images build
+        "$BIN" images build $ML_FLAG
     else
         # The base image may have to be made with debootstrap, which needs root.
-        $SUDO env "PATH=$PATH" ${DOCKER_HOST:+DOCKER_HOST="$DOCKER_HOST"} "$BIN" images build
+        $SUDO env "PATH=$PATH" ${DOCKER_HOST:+DOCKER_HOST="$DOCKER_HOST"} "$BIN" images build $ML_FLAG
     fi
 }
 

@@ -27,6 +27,10 @@ pub enum DockerError {
     Protocol(String),
     #[error("a container named `{0}` already exists")]
     NameInUse(String),
+    #[error(
+        "the sandbox runner could not run the request ({0}); try again, and in a session destroy and recreate it if this repeats"
+    )]
+    RunnerFailed(String),
 }
 
 /// A request named a language this server does not run.

@@ -155,6 +155,28 @@ async fn the_filesystem_is_read_only_outside_the_workspace() {
 }
 
 #[tokio::test]
+async fn programs_behave_as_if_run_as_a_file() {
+    let client = start_server().await;
+    // Pickling classes defined by the code works (a real __main__ module),
+    // and threads the code starts finish before the result.
+    let code = "import pickle, threading, time\nclass Point:\n    pass\nprint(len(pickle.dumps(Point())) > 0)\ndef later():\n    time.sleep(0.3)\n    print('thread done')\nthreading.Thread(target=later).start()";
+    let result = execute(&client, "python", code).await;
+    assert_eq!(result["stdout"], "True\nthread done\n", "{result}");
+    // A program that closes its output keeps running to its own exit code.
+    let result = execute(&client, "bash", "exec >/dev/null 2>&1\nsleep 0.5\nexit 3").await;
+    assert_eq!(result["exit_code"], 3, "{result}");
+    assert!(result.get("note").is_none(), "{result}");
+    // Output is cut on a character boundary.
+    let result = execute_with(&client, json!({"language": "python", "code": "print('é' * 2_000_000)"})).await;
+    assert_eq!(result["truncated"], true);
+    assert!(
+        !result["stdout"].as_str().unwrap().contains('\u{FFFD}'),
+        "a character was split"
+    );
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
 async fn unknown_language_is_a_clear_tool_error() {
     let client = start_server().await;
     let result = call(

@@ -43,6 +43,7 @@ async fn sessions_survive_a_killed_server_and_its_pool_is_removed() {
         "python=2,bash=1,javascript=0,typescript=0,go=0,rust=0",
     )])
     .await;
+    wait_for_pool(&first, "bash", 1).await;
     let state = wait_for_pool(&first, "python", 2).await;
     let first_instance = instance_filter(&state);
     let name = create_session(&first, "adopt", "python").await;

@@ -1,7 +1,5 @@
-//! Timeouts, output floods and cleanup. These tests count pooled sandbox
-//! containers on the engine, so they live in their own test binary and run
-//! one at a time (cargo runs test binaries one after another). The pool is
-//! off here, so any container still there after an execute is a leak.
+//! Timeouts, output floods, memory and cleanup. The pool is off here, so
+//! any container of this server still there after an execute is a leak.
 
 mod common;
 
@@ -13,6 +11,7 @@ use std::time::{Duration, Instant};
 async fn limits_hold_and_nothing_is_left_behind() {
     let docker = require_docker().await;
     let client = start_server_with_env(&[("MULTILANG_SANDBOX_POOL_SIZE", "0")]).await;
+    let ours = instance_label(&client).await;
 
     // An endless loop is killed at its timeout and reported as timed out.
     let started = Instant::now();
@@ -31,7 +30,7 @@ async fn limits_hold_and_nothing_is_left_behind() {
             .contains("Timed out after 2000 ms"),
         "{result}"
     );
-    let left = wait_for_no_containers(&docker, Duration::from_secs(10)).await;
+    let left = wait_for_none(&docker, &[&ours], Duration::from_secs(10)).await;
     assert!(left.is_empty(), "containers left after a timeout: {left:?}");
 
     // A background process that outlives the program does not hold the result.
@@ -71,6 +70,6 @@ async fn limits_hold_and_nothing_is_left_behind() {
     );
 
     client.cancel().await.ok();
-    let left = wait_for_no_containers(&docker, Duration::from_secs(10)).await;
+    let left = wait_for_none(&docker, &[&ours], Duration::from_secs(10)).await;
     assert!(left.is_empty(), "containers left behind: {left:?}");
 }

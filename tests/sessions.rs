@@ -70,6 +70,31 @@ async fn javascript_and_typescript_bindings_persist() {
 }
 
 #[tokio::test]
+async fn stdin_and_multiline_env_reach_session_kernels() {
+    let client = server().await;
+    let js = create_session(&client, "jsin", "javascript").await;
+    let result = execute_with(
+        &client,
+        json!({"language": "javascript", "session": js, "stdin": "from stdin",
+               "code": "let text = ''; for await (const chunk of process.stdin) text += chunk; console.log(text.toUpperCase())"}),
+    )
+    .await;
+    assert_eq!(result["stdout"], "FROM STDIN\n", "{result}");
+    let sh = create_session(&client, "shenv", "bash").await;
+    let result = execute_with(
+        &client,
+        json!({"language": "bash", "session": sh, "code": "printf '%s|' \"$LINES2\"; echo", "env": {"LINES2": "one\ntwo 'quoted'"}}),
+    )
+    .await;
+    assert_eq!(result["stdout"], "one\ntwo 'quoted'|\n", "{result}");
+    let result = execute_in(&client, &sh, "bash", "echo next").await;
+    assert_eq!(result["stdout"], "next\n", "the session stays in step: {result}");
+    destroy(&client, &js).await;
+    destroy(&client, &sh).await;
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
 async fn bash_exports_and_working_directory_persist() {
     let client = server().await;
     let name = create_session(&client, "sh", "bash").await;

@@ -100,9 +100,16 @@ function rewrite(code) {
   return asyncMode ? { code: `(async () => {\n${body}\n})()`, offset: 1 } : { code: body, offset: 0 };
 }
 
+// Each request's stdin (a file written by the runner) becomes process.stdin.
+function setStdin(path) {
+  const stream = fs.createReadStream(path || '/dev/null');
+  Object.defineProperty(process, 'stdin', { configurable: true, enumerable: true, get: () => stream });
+}
+
 async function run(request) {
   exitCode = 0;
   Object.assign(process.env, request.env || {});
+  setStdin(request.stdin_path);
   const source = fs.readFileSync(request.path, 'utf8');
   const { code, offset } = rewrite(source);
   try {

@@ -108,13 +108,30 @@ class Capture:
             self.truncated = True
             return
         if len(data) > room:
-            data = data[:room]
+            data = utf8_prefix(data, room)
             self.truncated = True
         self.chunks.append(data)
         self.size += len(data)
 
     def text(self):
         return b"".join(self.chunks).decode("utf-8", "replace")
+
+
+def utf8_prefix(data, limit):
+    """The longest prefix of `data` of at most `limit` bytes that does not
+    end inside a UTF-8 character."""
+    cut = limit
+    # Step back over continuation bytes (10xxxxxx) to the start of a character,
+    # then drop that character if it does not fit whole.
+    start = cut
+    while start > 0 and start > cut - 4 and (data[start - 1] & 0xC0) == 0x80:
+        start -= 1
+    if start > 0:
+        lead = data[start - 1]
+        need = 1 if lead < 0x80 else 2 if lead >= 0xC0 and lead < 0xE0 else 3 if lead < 0xF0 else 4
+        if (start - 1) + need > cut:
+            cut = start - 1
+    return data[:cut]
 
 
 class Stop:
@@ -186,13 +203,15 @@ def pump(streams, stop, until_done=None, process=None):
     """
     open_fds = set(streams)
     drain_deadline = None
-    while open_fds:
+    while open_fds or (process is not None and process.poll() is None):
         now = time.monotonic()
         if stop.due(now):
             return True
         if process is not None and drain_deadline is None and process.poll() is not None:
             drain_deadline = now + DRAIN_AFTER_EXIT_S
         if drain_deadline is not None and now >= drain_deadline:
+            return False
+        if not open_fds and drain_deadline is not None:
             return False
         wait = min(stop.deadline, drain_deadline or stop.deadline) - now
         watched = list(open_fds) + ([] if host_closed else [0])
@@ -217,9 +236,11 @@ def pump(streams, stop, until_done=None, process=None):
 
 
 def drain_now(streams):
-    """Reads whatever is already buffered in non-blocking pipes."""
+    """Reads what is already buffered in non-blocking pipes, for at most
+    DRAIN_AFTER_EXIT_S (a background writer could otherwise keep it busy)."""
+    deadline = time.monotonic() + DRAIN_AFTER_EXIT_S
     for fd, capture in streams.items():
-        while True:
+        while time.monotonic() < deadline:
             try:
                 data = os.read(fd, READ_CHUNK)
             except (BlockingIOError, OSError):
@@ -314,6 +335,23 @@ class DoneChannel:
         return self.closed
 
 
+def ansi_c_quote(value):
+    """Quotes for bash as $'...', so newlines stay inside one command line."""
+    escaped = []
+    for char in value:
+        if char in "\\'":
+            escaped.append("\\" + char)
+        elif char == "\n":
+            escaped.append("\\n")
+        elif char == "\r":
+            escaped.append("\\r")
+        elif ord(char) < 32 or ord(char) == 127:
+            escaped.append("\\x%02x" % ord(char))
+        else:
+            escaped.append(char)
+    return "$'" + "".join(escaped) + "'"
+
+
 KERNEL_COMMANDS = {
     "python": [sys.executable, os.path.join(SANDBOX_DIR, "runner.py"), "--python-kernel"],
     "node": ["node", os.path.join(SANDBOX_DIR, "kernel.js")],
@@ -399,9 +437,7 @@ class Kernel:
                 handle.write(request["stdin"])
         env = request.get("env") or {}
         if self.kind == "bash":
-            exports = "".join(
-                "export %s=%s; " % (name, shlex.quote(value)) for name, value in env.items()
-            )
+            exports = "".join("export %s=%s; " % (name, ansi_c_quote(value)) for name, value in env.items())
             line = "%s__msb_script=%s; __msb_stdin=%s" % (
                 exports,
                 shlex.quote(source),
@@ -413,23 +449,26 @@ class Kernel:
 
     def run(self, source, request, stop, stdout, stderr):
         """Returns (exit_code, signal, state_lost)."""
+        restarted = False
         if not self.alive():
             self.restart()
+            restarted = True
         try:
             os.write(self.control, self.command(source, request))
         except OSError:
             self.restart()
+            restarted = True
             os.write(self.control, self.command(source, request))
         streams = {self.out: stdout, self.err: stderr}
         done = DoneChannel(self.done)
-        interrupted = pump(streams, stop, until_done=done)
+        interrupted = pump(streams, stop, until_done=done, process=self.process)
         if interrupted:
             kill_group(self.process.pid, signal.SIGINT)
             grace = Stop(stop.request_id, time.monotonic() + INTERRUPT_GRACE_S)
             if pump(streams, grace, until_done=done) or done.message is None:
                 self.restart()
                 return 137, signal.SIGKILL, True
-            return 130, signal.SIGINT, False
+            return 130, signal.SIGINT, restarted
         if done.message is None:  # the kernel died (exit() in user code, a crash)
             drain_now(streams)
             returncode = self.process.wait()
@@ -437,7 +476,7 @@ class Kernel:
             if returncode < 0:
                 return 128 - returncode, -returncode, True
             return returncode, None, True
-        return int(done.message.get("exit_code", 1)), None, False
+        return int(done.message.get("exit_code", 1)), None, restarted
 
 
 kernel = None
@@ -541,9 +580,17 @@ def python_kernel():
     import builtins
     import importlib
 
+    import threading as threads
+    import types
+
     control = os.fdopen(int(os.environ.pop("SANDBOX_CTL_FD")), "rb")
     done_fd = int(os.environ.pop("SANDBOX_DONE_FD"))
-    namespace = {"__name__": "__main__", "__builtins__": builtins}
+    # User code runs in a real `__main__` module, so pickling and
+    # multiprocessing find what it defines.
+    main_module = types.ModuleType("__main__")
+    main_module.__dict__["__builtins__"] = builtins
+    sys.modules["__main__"] = main_module
+    namespace = main_module.__dict__
     sys.argv = ["main.py"]
     os.write(done_fd, b'{"ready": true}\n')
     while True:
@@ -566,6 +613,10 @@ def python_kernel():
             namespace["__file__"] = path
             importlib.invalidate_caches()  # see packages installed since the last cell
             exec(compile(code, path, "exec"), namespace)
+            # Like the end of a program: wait for threads the code started.
+            for thread in threads.enumerate():
+                if thread is not threads.main_thread() and not thread.daemon:
+                    thread.join()
         except SystemExit as stop:
             exit_code = exit_status(stop.code)
         except BaseException as error:  # the user's exception, or an interrupt

@@ -81,6 +81,12 @@ impl RunnerConnection {
         if let Ok(mut pending) = self.pending.lock() {
             pending.insert(id.to_string(), sender);
         }
+        if !self.is_alive() {
+            self.forget(id);
+            return Err(RequestFailure::Gone(DockerError::ContainerGone(
+                "its output stream closed (the container exited or was removed)".into(),
+            )));
+        }
         if let Err(error) = self.send(payload).await {
             self.forget(id);
             return Err(RequestFailure::Gone(error));

@@ -248,7 +248,7 @@ impl Executor {
         );
         match result {
             Ok(run) => Ok(outcome(&self.config, request, run, notes)),
-            Err(RunFailure::HostTimeout) => Ok(host_timeout_outcome(request, false)),
+            Err(RunFailure::HostTimeout) => Ok(host_timeout_outcome(request)),
             Err(RunFailure::Gone(error)) => Err(ExecuteError::Docker(error)),
         }
     }

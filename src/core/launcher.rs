@@ -98,7 +98,10 @@ impl Launcher {
             }
         };
         let connection = RunnerConnection::new(channel);
-        connection.wait_ready(READY_TIMEOUT).await?;
+        if let Err(error) = connection.wait_ready(READY_TIMEOUT).await {
+            container.remove().await;
+            return Err(error);
+        }
         Ok(Sandbox {
             container,
             connection,

@@ -2,7 +2,7 @@
 //! [`ExecutionOutcome`]: shared by stateless executes and sessions.
 
 use super::connection::{RequestFailure, RunnerConnection};
-use super::protocol::{RunRequest, RunResult, RunnerMessage};
+use super::protocol::{CancelRequest, RunRequest, RunResult, RunnerMessage};
 use crate::config::Config;
 use crate::error::{DockerError, ExecuteError};
 use crate::runtime::{Kernel, Language, Program};
@@ -95,11 +95,22 @@ pub async fn run_program(
     let limit = Duration::from_millis(request.timeout_ms) + HOST_GRACE;
     match connection.request(&id, &payload, limit).await {
         Ok(RunnerMessage::Result(result)) => Ok(result),
-        Ok(RunnerMessage::Error { message, .. }) => Err(RunFailure::Gone(DockerError::Protocol(message))),
+        Ok(RunnerMessage::Error { message, .. }) => Err(RunFailure::Gone(DockerError::RunnerFailed(message))),
         Ok(other) => Err(RunFailure::Gone(DockerError::Protocol(format!(
             "expected a result, got {other:?}"
         )))),
-        Err(RequestFailure::Timeout) => Err(RunFailure::HostTimeout),
+        Err(RequestFailure::Timeout) => {
+            // Ask the runner to stop it (it normally enforces the timeout
+            // itself; this covers a runner that fell behind).
+            let cancel = CancelRequest {
+                kind: "cancel",
+                id: &id,
+            };
+            if let Ok(payload) = serde_json::to_vec(&cancel) {
+                let _ = connection.send(&payload).await;
+            }
+            Err(RunFailure::HostTimeout)
+        }
         Err(RequestFailure::Gone(error)) => Err(RunFailure::Gone(error)),
     }
 }
@@ -146,8 +157,8 @@ pub fn outcome(config: &Config, request: &ExecuteRequest, run: RunResult, mut no
     }
 }
 
-/// The outcome when the runner never answered and its container was dropped.
-pub fn host_timeout_outcome(request: &ExecuteRequest, state_lost: bool) -> ExecutionOutcome {
+/// The outcome when the runner never answered in time.
+pub fn host_timeout_outcome(request: &ExecuteRequest) -> ExecutionOutcome {
     ExecutionOutcome {
         language: request.language,
         session: request.session.clone(),
@@ -158,9 +169,10 @@ pub fn host_timeout_outcome(request: &ExecuteRequest, state_lost: bool) -> Execu
         timed_out: true,
         truncated: false,
         phase: "run".into(),
-        state_lost,
+        state_lost: false,
         notes: vec![format!(
-            "Timed out after {} ms and the sandbox stopped answering; no output could be recovered.",
+            "Timed out after {} ms and the sandbox did not answer in time, so no output could be recovered. \
+             In a session, if the next execute times out as well, destroy and recreate the session.",
             request.timeout_ms
         )],
     }

@@ -360,15 +360,14 @@ impl SessionManager {
             .into());
         };
         let config = self.launcher.config();
+        self.touch(&facts.info.id);
         let result = run_program(live, &program, kernel, request, config).await;
-        let mut record = facts.record;
-        record.last_used = Some(unix_now());
-        self.store.save(&facts.info.id, &record);
+        self.touch(&facts.info.id);
         match result {
             Ok(run) => Ok(outcome(config, request, run, notes)),
             Err(RunFailure::HostTimeout) => {
                 *connection = None;
-                Ok(host_timeout_outcome(request, kernel.is_some()))
+                Ok(host_timeout_outcome(request))
             }
             Err(failure @ RunFailure::Gone(_)) => {
                 *connection = None;
@@ -393,7 +392,7 @@ impl SessionManager {
         let ids: Vec<String> = all.iter().map(|info| info.id.clone()).collect();
         let mut removed = 0;
         for facts in all.into_iter().filter_map(|info| self.facts(info)) {
-            if facts.expires_at() <= now {
+            if facts.expires_at() <= now && !self.is_busy(&facts.name) {
                 tracing::info!(session = %facts.name, "session expired");
                 self.remove(&facts).await?;
                 removed += 1;
@@ -401,6 +400,22 @@ impl SessionManager {
         }
         self.store.retain(&ids);
         Ok(removed)
+    }
+
+    /// Records activity now (before a run, so a long run is not collected
+    /// as idle, and after it). Reloads the record so concurrent extensions
+    /// are kept.
+    fn touch(&self, container_id: &str) {
+        let mut record = self.store.load(container_id);
+        record.last_used = Some(unix_now());
+        self.store.save(container_id, &record);
+    }
+
+    /// True when this server is running code in the session right now.
+    fn is_busy(&self, name: &str) -> bool {
+        self.lock_handles()
+            .get(name)
+            .is_some_and(|handle| handle.connection.try_lock().is_err())
     }
 
     async fn remove(&self, facts: &SessionFacts) -> Result<(), SessionError> {

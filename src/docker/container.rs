@@ -6,7 +6,7 @@
 use super::{DockerEngine, RunnerChannel, is_not_found};
 use crate::error::DockerError;
 use bollard::Docker;
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
 };
@@ -103,6 +103,14 @@ impl SandboxSpec {
             nano_cpus: Some(self.limits.nano_cpus),
             runtime: self.runtime.clone(),
             auto_remove: Some(self.one_shot),
+            // A real init as PID 1 reaps orphaned processes (zombies count
+            // against the pids limit in long sessions).
+            init: Some(true),
+            // Runner messages are the protocol, not logs: keep none on disk.
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("none".into()),
+                config: None,
+            }),
             ..Default::default()
         };
         ContainerCreateBody {
@@ -184,11 +192,21 @@ impl DockerEngine {
             client: client.clone(),
             removed: false,
         };
-        let channel = attach(&client, &container.id).await?;
-        client
-            .start_container(&container.id, None::<StartContainerOptions>)
-            .await?;
-        Ok((container, channel))
+        let started = async {
+            let channel = attach(&client, &container.id).await?;
+            client
+                .start_container(&container.id, None::<StartContainerOptions>)
+                .await?;
+            Ok::<_, DockerError>(channel)
+        }
+        .await;
+        match started {
+            Ok(channel) => Ok((container, channel)),
+            Err(error) => {
+                container.remove().await;
+                Err(error)
+            }
+        }
     }
 
     /// Attaches to an existing container's stdin/stdout (new output only).

@@ -18,9 +18,10 @@ use bollard::Docker;
 use std::time::Duration;
 use tokio::sync::Mutex;
 
-/// How long one Docker API request may take before it is abandoned. Attached
-/// streams are not bound by it. Image builds run for minutes and are.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30 * 60);
+/// How long the engine may take to start answering one API request (a
+/// commit of a large image is the slowest). Attached streams and build
+/// output, once started, are not bound by it.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 /// A lazily connected, self-healing handle on the Docker engine.
 #[derive(Default)]

@@ -87,10 +87,11 @@ pub async fn inspect(client: &Client, target: &str) -> Value {
         .expect("sandbox_inspect returns structured content")
 }
 
-/// Checks Docker, then starts the server.
+/// Checks Docker, then starts a server without a warm pool (tests run many
+/// servers in parallel; the pool has tests of its own in `lifecycle.rs`).
 pub async fn start_server() -> Client {
     require_docker().await;
-    start_server_with_env(&[]).await
+    start_server_with_env(&[("MULTILANG_SANDBOX_POOL_SIZE", "0")]).await
 }
 
 /// Calls a tool; panics on protocol errors.
@@ -164,7 +165,13 @@ pub async fn wait_for_none(docker: &Docker, filters: &[&str], limit: Duration) -
     }
 }
 
-/// Waits up to `limit` for no pooled (stateless) container to exist.
-pub async fn wait_for_no_containers(docker: &Docker, limit: Duration) -> Vec<String> {
-    wait_for_none(docker, &["multilang-sandbox.kind=pool"], limit).await
+/// This server's instance label filter (`multilang-sandbox.instance=<id>`).
+pub async fn instance_label(client: &Client) -> String {
+    let state = inspect(client, "pool").await;
+    format!(
+        "multilang-sandbox.instance={}",
+        state["instance"]
+            .as_str()
+            .expect("sandbox_inspect reports the instance id")
+    )
 }
