@@ -130,6 +130,40 @@ async fn start_server(env: &[(&str, &str)]) -> Result<Client, BoxError> {
     Ok(().serve(TokioChildProcess::new(command)?).await?)
 }
 
+/// Session create with a package set: the first install of the set (a
+/// spec unique to each run forces a cache miss) against creating a session
+/// from the cached set.
+async fn package_cases(client: &Client, package: &str, runs: usize) -> Result<Vec<Case>, BoxError> {
+    let mut installs = Vec::new();
+    let mut cached = Vec::new();
+    let stamp = std::process::id();
+    for run in 0..runs {
+        let spec = format!("{package}!=0.0.{stamp}{run}");
+        for (attempt, samples) in [(0, &mut installs), (1, &mut cached)] {
+            let name = format!("bench-pkg-{stamp}-{run}-{attempt}");
+            let started = Instant::now();
+            call(
+                client,
+                "sandbox_session",
+                json!({"action": "create", "name": name, "language": "python", "packages": [spec]}),
+            )
+            .await?;
+            samples.push(started.elapsed());
+            call(client, "sandbox_session", json!({"action": "destroy", "name": name})).await?;
+        }
+    }
+    Ok(vec![
+        Case {
+            name: format!("session create with `{package}`, first install (cache miss)"),
+            samples: installs,
+        },
+        Case {
+            name: format!("session create with `{package}`, from the package cache (hit)"),
+            samples: cached,
+        },
+    ])
+}
+
 async fn mcp_cases(runs: usize) -> Result<Vec<Case>, BoxError> {
     let python = json!({"language": "python", "code": "print(1)"});
     let pool = "python=2,bash=1,javascript=0,typescript=0,go=0,rust=0";
@@ -167,6 +201,9 @@ async fn mcp_cases(runs: usize) -> Result<Vec<Case>, BoxError> {
         json!({"action": "destroy", "name": session}),
     )
     .await?;
+    for package in ["requests", "pandas"] {
+        cases.extend(package_cases(&client, package, runs.clamp(1, 3)).await?);
+    }
     client.cancel().await?;
 
     let cold = start_server(&[("MULTILANG_SANDBOX_POOL_SIZE", "0")]).await?;

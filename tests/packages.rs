@@ -237,3 +237,19 @@ async fn without_the_data_science_image_the_error_names_the_build_command() {
     );
     client.cancel().await.ok();
 }
+
+#[tokio::test]
+async fn a_rust_session_links_an_installed_crate() {
+    let client = start_server().await;
+    let name = create_session(&client, "crate", "rust").await;
+    let installed = install(&client, json!({"session": name, "packages": ["itoa@1"]})).await;
+    assert!(
+        installed["output"].as_str().unwrap().contains("crates ready: itoa"),
+        "{installed}"
+    );
+    let code = "let mut buffer = itoa::Buffer::new();\nprintln!(\"{}\", buffer.format(1234567u64));";
+    let result = execute_in(&client, &name, "rust", code).await;
+    assert_eq!(result["stdout"], "1234567\n", "{result}");
+    session(&client, json!({"action": "destroy", "name": name})).await;
+    client.cancel().await.ok();
+}

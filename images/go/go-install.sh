@@ -1,12 +1,14 @@
 #!/bin/sh
-# Fetches Go modules (`go get` specs, e.g. `golang.org/x/exp@latest`) into
-# the module in /packages/go; programs are then built inside that module.
-# Needs the Go module proxy (or direct VCS access) to be reachable.
+# Usage: go-install.sh ROOT SPEC... Fetches Go modules (`go get` specs, e.g.
+# `example.com/mod@v1`) into the module cache under ROOT/go. Needs the Go
+# module proxy (or direct VCS access) to be reachable.
 set -eu
+root=$1
+shift
 unset GOPROXY GOFLAGS
-export GOPATH=/packages/go GOMODCACHE=/packages/go/pkg/mod
-mkdir -p /packages/go/mod
-cd /packages/go/mod
+export GOPATH="$root/go" GOMODCACHE="$root/go/pkg/mod"
+mkdir -p "$root/go/mod"
+cd "$root/go/mod"
 if [ ! -f go.mod ]; then
     go mod init sandbox >/dev/null 2>&1
 fi

@@ -578,7 +578,6 @@ def serve(kernel_kind):
 def python_kernel():
     """The Python kernel: runs each request's file in one persistent namespace."""
     import builtins
-    import importlib
 
     import threading as threads
     import types
@@ -611,7 +610,7 @@ def python_kernel():
                 sys.stdin.close()
             sys.stdin = open(request.get("stdin_path") or os.devnull, encoding="utf-8")
             namespace["__file__"] = path
-            importlib.invalidate_caches()  # see packages installed since the last cell
+            refresh_package_paths()
             exec(compile(code, path, "exec"), namespace)
             # Like the end of a program: wait for threads the code started.
             for thread in threads.enumerate():
@@ -628,6 +627,18 @@ def python_kernel():
             except Exception:
                 pass
         os.write(done_fd, (json.dumps({"exit_code": exit_code}) + "\n").encode())
+
+
+def refresh_package_paths():
+    """Makes packages installed since the last cell importable. Only the
+    PYTHONPATH entries (/packages/python) are refreshed: a full
+    importlib.invalidate_caches() costs ~15 ms on its first call."""
+    for entry in filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)):
+        finder = sys.path_importer_cache.get(entry)
+        if finder is None:
+            sys.path_importer_cache.pop(entry, None)
+        else:
+            finder.invalidate_caches()
 
 
 def exit_status(code):

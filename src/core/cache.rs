@@ -11,7 +11,7 @@ use super::run::{ExecuteRequest, RunFailure, run_program};
 use crate::config::Config;
 use crate::docker::ImageInfo;
 use crate::error::{DockerError, PackageError};
-use crate::runtime::packages::PackageManager;
+use crate::runtime::packages::{CACHE_ROOT, PackageManager, SESSION_ROOT};
 use crate::runtime::{Language, Program, SourceFile};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -135,7 +135,9 @@ impl PackageCache {
             as_root: manager.needs_root(),
         };
         let sandbox = self.launcher.launch_from(language, base_image, purpose).await?;
-        let result = self.install(&sandbox.connection, language, manager, &packages).await;
+        let result = self
+            .install(&sandbox.connection, language, manager, &packages, CACHE_ROOT)
+            .await;
         let committed = match result {
             Ok(output) => {
                 let labels = HashMap::from([
@@ -184,7 +186,9 @@ impl PackageCache {
             as_root: false,
         };
         let sandbox = self.launcher.launch_from(language, session_image, purpose).await?;
-        let result = self.install(&sandbox.connection, language, manager, &packages).await;
+        let result = self
+            .install(&sandbox.connection, language, manager, &packages, SESSION_ROOT)
+            .await;
         sandbox.container.remove().await;
         Ok(SessionInstall {
             output: result?,
@@ -255,11 +259,12 @@ impl PackageCache {
         language: Language,
         manager: PackageManager,
         packages: &[String],
+        root: &str,
     ) -> Result<String, PackageError> {
         let config = self.launcher.config();
         let mut program = Program {
             files: Vec::new(),
-            steps: manager.install_steps(packages),
+            steps: manager.install_steps(packages, root),
             kernel_source: None,
         };
         let mut env = BTreeMap::new();

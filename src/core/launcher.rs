@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::docker::{ContainerLimits, DockerEngine, SandboxContainer, SandboxSpec, labels};
 use crate::error::DockerError;
 use crate::images;
+use crate::runtime::packages::SESSION_ROOT;
 use crate::runtime::{Kernel, Language};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -160,7 +161,7 @@ impl Launcher {
                 spec.network = true;
                 spec.run_as_root = as_root;
                 match packages_volume {
-                    Some(volume) => spec.volumes = vec![(volume.to_string(), "/packages".to_string())],
+                    Some(volume) => spec.volumes = vec![(volume.to_string(), SESSION_ROOT.to_string())],
                     None => spec.writable_root = true,
                 }
                 // Package managers need more room and time than a program.

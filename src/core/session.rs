@@ -15,6 +15,7 @@ use super::session_store::{SessionRecord, SessionStore};
 use crate::docker::{ContainerState, SandboxInfo, labels};
 use crate::error::{DockerError, ExecuteError, SessionError};
 use crate::runtime::Language;
+use crate::runtime::packages::SESSION_ROOT;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -174,7 +175,7 @@ impl SessionManager {
             container_name: &container_name,
             volumes: vec![
                 (container_name.clone(), "/workspace".to_string()),
-                (packages_volume(name), "/packages".to_string()),
+                (packages_volume(name), SESSION_ROOT.to_string()),
             ],
             extra_labels: HashMap::from([
                 (labels::CREATED.to_string(), created.to_string()),
@@ -478,7 +479,8 @@ impl SessionManager {
     }
 }
 
-/// The volume holding a session's installed packages (mounted at `/packages`).
+/// The volume holding a session's own installed packages (mounted at
+/// `/packages/session`; packages from a cached image stay in the image).
 pub fn packages_volume(name: &str) -> String {
     format!("{NAME_PREFIX}{name}-packages")
 }

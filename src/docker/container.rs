@@ -50,7 +50,8 @@ pub struct SandboxSpec {
     pub limits: ContainerLimits,
     pub runtime: Option<String>,
     /// Named volumes and where they are mounted (sessions: `/workspace` and
-    /// `/packages`). `/workspace` is a tmpfs unless a volume is mounted there.
+    /// `/packages/session`). A new volume takes the ownership of the image's
+    /// (empty) folder. `/workspace` is a tmpfs unless a volume is mounted there.
     pub volumes: Vec<(String, String)>,
     /// One-shot containers: stdin closes when our attach ends (so the runner
     /// exits if this server dies) and the engine removes the exited container.

@@ -3,15 +3,23 @@
 //! smuggle in options or shell syntax), and the commands that install them
 //! into `/packages` inside an install container.
 //!
-//! Where packages land (the images point their tools there):
-//! - pip: `/packages/python` (on `PYTHONPATH`)
-//! - npm: `/packages/node/node_modules` (`NODE_PATH`, and `/node_modules` links to it for ES modules)
-//! - cargo: `/packages/rust` (a library crate whose build outputs `rustc` is pointed at)
-//! - go modules: `/packages/go` (module cache; needs the Go module proxy)
+//! Where packages land (the images point their tools there), under
+//! `/packages` in a cached image and `/packages/session` (a volume) in a
+//! session, so a session made from a cached image never copies the cached
+//! packages:
+//! - pip: `<root>/python` (on `PYTHONPATH`)
+//! - npm: `<root>/node/node_modules` (`NODE_PATH`; `/node_modules` links to the cached one for ES modules)
+//! - cargo: `<root>/rust` (a library crate whose build outputs `rustc` is pointed at)
+//! - go modules: `<root>/go` (module cache; needs the Go module proxy)
 //! - apt: the image itself (root, only when preparing a cached image)
 
 use super::{Language, Phase, Step, step};
 use crate::error::PackageError;
+
+/// Where a cached image's packages are installed.
+pub const CACHE_ROOT: &str = "/packages";
+/// Where a session's own installs go (its packages volume).
+pub const SESSION_ROOT: &str = "/packages/session";
 
 /// Longest accepted package spec.
 const MAX_SPEC_LEN: usize = 200;
@@ -79,8 +87,11 @@ impl PackageManager {
         Ok(normalized)
     }
 
-    /// The steps that install `specs` (already normalized) into `/packages`.
-    pub fn install_steps(self, specs: &[String]) -> Vec<Step> {
+    /// The steps that install `specs` (already normalized) under `root`:
+    /// [`CACHE_ROOT`] for a cached image, [`SESSION_ROOT`] for a session.
+    pub fn install_steps(self, specs: &[String], root: &str) -> Vec<Step> {
+        let python_target = format!("{root}/python");
+        let node_prefix = format!("{root}/node");
         let with = |prefix: &[&str]| {
             let mut argv: Vec<String> = prefix.iter().map(|arg| arg.to_string()).collect();
             argv.extend(specs.iter().cloned());
@@ -100,11 +111,11 @@ impl PackageManager {
                 "--break-system-packages",
                 "--upgrade",
                 "--target",
-                "/packages/python",
+                &python_target,
                 "--",
             ])],
             PackageManager::Npm => vec![
-                step(Phase::Run, &["mkdir", "-p", "/packages/node"]),
+                step(Phase::Run, &["mkdir", "-p", &node_prefix]),
                 with(&[
                     "npm",
                     "install",
@@ -112,12 +123,12 @@ impl PackageManager {
                     "--no-fund",
                     "--no-update-notifier",
                     "--prefix",
-                    "/packages/node",
+                    &node_prefix,
                     "--",
                 ]),
             ],
-            PackageManager::Cargo => vec![with(&["sh", "/opt/sandbox/cargo-install.sh"])],
-            PackageManager::GoModules => vec![with(&["sh", "/opt/sandbox/go-install.sh"])],
+            PackageManager::Cargo => vec![with(&["sh", "/opt/sandbox/cargo-install.sh", root])],
+            PackageManager::GoModules => vec![with(&["sh", "/opt/sandbox/go-install.sh", root])],
             PackageManager::Apt => vec![
                 step(Phase::Run, &["apt-get", "update", "-qq"]),
                 with(&["apt-get", "install", "-y", "-qq", "--no-install-recommends"]),
@@ -234,12 +245,14 @@ mod tests {
 
     #[test]
     fn install_steps_end_options_before_the_specs() {
-        let steps = PackageManager::Pip.install_steps(&specs(&["six"]));
+        let steps = PackageManager::Pip.install_steps(&specs(&["six"]), CACHE_ROOT);
         let argv = &steps[0].argv;
         assert_eq!(argv.last().map(String::as_str), Some("six"));
         assert_eq!(argv[argv.len() - 2], "--");
         assert!(argv.contains(&"/packages/python".to_string()));
-        let npm = PackageManager::Npm.install_steps(&specs(&["lodash"]));
+        let session = PackageManager::Pip.install_steps(&specs(&["six"]), SESSION_ROOT);
+        assert!(session[0].argv.contains(&"/packages/session/python".to_string()));
+        let npm = PackageManager::Npm.install_steps(&specs(&["lodash"]), CACHE_ROOT);
         assert_eq!(npm.last().map(|s| s.argv[s.argv.len() - 2].as_str()), Some("--"));
     }
 }

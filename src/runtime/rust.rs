@@ -16,9 +16,10 @@ pub(super) fn prepare(code: &str) -> Program {
 }
 
 /// Compiles `$1` to `$0`, linking crates installed with sandbox_install
-/// (`/packages/rust/rustc-flags`, written by `images/rust/cargo-install.sh`).
+/// (the `rustc-flags` files written by `images/rust/cargo-install.sh`, for
+/// the cached image's crates and the session's own).
 const BUILD: &str = "exec rustc --edition 2021 -C opt-level=0 \
-    $(cat /packages/rust/rustc-flags 2>/dev/null) -o \"$0\" \"$1\"";
+    $(cat /packages/rust/rustc-flags /packages/session/rust/rustc-flags 2>/dev/null) -o \"$0\" \"$1\"";
 
 fn wrap(code: &str) -> String {
     if code.contains("fn main(") {
