@@ -69,6 +69,38 @@ pub struct Config {
     /// else the system bundle (`/etc/ssl/certs/ca-certificates.crt`,
     /// `/etc/pki/tls/certs/ca-bundle.crt` or `/etc/ssl/cert.pem`) when present.
     pub ca_bundle: Option<PathBuf>,
+    /// Most files from `/outputs` returned with one execute.
+    /// Env: `MULTILANG_SANDBOX_MAX_ARTIFACTS`. Default 10.
+    pub max_artifacts: usize,
+    /// Most bytes of images returned with one execute.
+    /// Env: `MULTILANG_SANDBOX_MAX_ARTIFACT_BYTES`. Default 8 MiB.
+    pub max_artifact_bytes: u64,
+    /// Largest file `sandbox_file_ops` reads or writes, in bytes.
+    /// Env: `MULTILANG_SANDBOX_MAX_FILE_BYTES`. Default 10 MiB.
+    pub max_file_bytes: u64,
+    /// Host folders sessions may mount (`mounts` on session create), each at
+    /// `/mnt/<name>`, read-only unless marked `:rw`. Nothing else on the host
+    /// is reachable from a sandbox. Env: `MULTILANG_SANDBOX_HOST_FOLDERS`,
+    /// for example `data=/home/me/data,results=/home/me/results:rw`. Default none.
+    pub host_folders: Vec<HostFolder>,
+}
+
+/// A host folder that sessions may mount.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct HostFolder {
+    /// Name the session asks for; the folder appears at `/mnt/<name>`.
+    pub name: String,
+    /// Absolute path on the host (or on the Docker engine's machine).
+    pub host_path: PathBuf,
+    /// Code may change files in it (`:rw`); otherwise it is read-only.
+    pub writable: bool,
+}
+
+impl HostFolder {
+    /// Where the folder appears inside a session.
+    pub fn mount_point(&self) -> String {
+        format!("/mnt/{}", self.name)
+    }
 }
 
 impl Default for Config {
@@ -96,6 +128,10 @@ impl Default for Config {
             cache_keep_per_language: 5,
             cache_max_mb: 10 * 1024,
             ca_bundle: default_ca_bundle(|key| std::env::var(key).ok(), |path| path.is_file()),
+            max_artifacts: 10,
+            max_artifact_bytes: 8 * 1024 * 1024,
+            max_file_bytes: 10 * 1024 * 1024,
+            host_folders: Vec::new(),
         }
     }
 }
@@ -155,6 +191,52 @@ fn parse_pool_sizes(
         sizes.insert(language, size);
     }
     Ok(sizes)
+}
+
+/// Parses `data=/srv/data,results=/srv/results:rw`. Names are 1–32 of
+/// `[a-z0-9_-]` (they become `/mnt/<name>`); paths must be absolute.
+fn parse_host_folders(key: &str, value: &str) -> Result<Vec<HostFolder>, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        key: key.to_string(),
+        reason,
+    };
+    let mut folders: Vec<HostFolder> = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
+        let (name, path) = entry.split_once('=').ok_or_else(|| {
+            invalid(format!(
+                "`{entry}` should look like `data=/home/me/data` or `out=/srv/out:rw`"
+            ))
+        })?;
+        let name = name.trim();
+        let valid_name = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !valid_name {
+            return Err(invalid(format!(
+                "folder name `{name}` must be 1 to 32 of a-z, 0-9, `-` or `_`"
+            )));
+        }
+        let (path, writable) = match path.trim().rsplit_once(':') {
+            Some((path, "rw")) => (path, true),
+            Some((path, "ro")) => (path, false),
+            _ => (path.trim(), false),
+        };
+        let host_path = PathBuf::from(path);
+        if !host_path.is_absolute() {
+            return Err(invalid(format!("`{path}` for `{name}` must be an absolute path")));
+        }
+        if folders.iter().any(|folder| folder.name == name) {
+            return Err(invalid(format!("folder name `{name}` is given twice")));
+        }
+        folders.push(HostFolder {
+            name: name.to_string(),
+            host_path,
+            writable,
+        });
+    }
+    Ok(folders)
 }
 
 impl Config {
@@ -222,6 +304,18 @@ impl Config {
         }
         if let Some((key, value)) = get("CACHE_MAX_MB") {
             config.cache_max_mb = parse(&key, &value)?;
+        }
+        if let Some((key, value)) = get("MAX_ARTIFACTS") {
+            config.max_artifacts = parse(&key, &value)?;
+        }
+        if let Some((key, value)) = get("MAX_FILE_BYTES") {
+            config.max_file_bytes = parse(&key, &value)?;
+        }
+        if let Some((key, value)) = get("MAX_ARTIFACT_BYTES") {
+            config.max_artifact_bytes = parse(&key, &value)?;
+        }
+        if let Some((key, value)) = get("HOST_FOLDERS") {
+            config.host_folders = parse_host_folders(&key, &value)?;
         }
         config.ca_bundle = match get("CA_BUNDLE") {
             Some((_, value)) if value == "none" => None,
@@ -346,6 +440,28 @@ mod tests {
         assert_eq!(config.memory_mb, 256);
         assert_eq!(config.cpus, 0.5);
         assert_eq!(config.runtime.as_deref(), Some("runsc"));
+    }
+
+    #[test]
+    fn host_folders_parse_with_read_only_default() {
+        let config = from(&[(
+            "MULTILANG_SANDBOX_HOST_FOLDERS",
+            "data=/srv/data, results=/srv/out:rw,logs=/var/log:ro",
+        )])
+        .unwrap();
+        let folders = &config.host_folders;
+        assert_eq!(folders.len(), 3);
+        assert_eq!(folders[0].name, "data");
+        assert_eq!(folders[0].host_path, PathBuf::from("/srv/data"));
+        assert!(!folders[0].writable);
+        assert!(folders[1].writable);
+        assert_eq!(folders[1].host_path, PathBuf::from("/srv/out"));
+        assert!(!folders[2].writable);
+        assert_eq!(folders[1].mount_point(), "/mnt/results");
+        for bad in ["data", "data=relative/path", "Bad Name=/x", "../x=/x", "a=/x,a=/y"] {
+            let error = from(&[("MULTILANG_SANDBOX_HOST_FOLDERS", bad)]).unwrap_err();
+            assert!(error.to_string().contains("HOST_FOLDERS"), "{bad}: {error}");
+        }
     }
 
     #[test]

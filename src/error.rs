@@ -91,6 +91,14 @@ pub enum SessionError {
     LanguageMismatch { name: String, session_language: String },
     #[error("session `{name}` is {state} and cannot run code; destroy it and create a new one")]
     Unusable { name: String, state: String },
+    #[error(
+        "no host folder named `{name}` is configured; configured: {configured}. The user adds folders with MULTILANG_SANDBOX_HOST_FOLDERS (for example `data=/home/me/data`)"
+    )]
+    UnknownHostFolder { name: String, configured: String },
+    #[error(
+        "host folder `{name}` ({path}) does not exist or is not a folder; create it on the host or fix MULTILANG_SANDBOX_HOST_FOLDERS"
+    )]
+    HostFolderMissing { name: String, path: String },
     #[error(transparent)]
     UnknownLanguage(#[from] UnknownLanguage),
     #[error(transparent)]
@@ -132,6 +140,43 @@ pub enum PackageError {
         "`packages` and `ml` apply to stateless executes and session create; to add packages to a session use sandbox_install with `session`"
     )]
     SessionPackages,
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+}
+
+/// Failures of file operations in a session.
+#[derive(Debug, Error)]
+pub enum FileError {
+    #[error("path `{0}` contains `..`; give a path inside /workspace (relative paths start there) or /outputs")]
+    Traversal(String),
+    #[error(
+        "path `{0}` is outside the session's folders; use a path relative to /workspace, or one under /workspace or /outputs"
+    )]
+    Outside(String),
+    #[error("`{path}` is a symbolic link to `{target}`, outside /workspace and /outputs; it cannot be followed")]
+    SymlinkEscape { path: String, target: String },
+    #[error("`{0}` does not exist; see what is there with operation list")]
+    NotFound(String),
+    #[error("`{0}` is a folder; use operation list to see its content")]
+    IsFolder(String),
+    #[error("`{0}` is not a folder")]
+    NotFolder(String),
+    #[error("`{path}` is {size} bytes, over the {max}-byte limit for one file")]
+    TooLarge { path: String, size: u64, max: u64 },
+    #[error("`{0}` is not UTF-8 text; read it with encoding base64")]
+    NotUtf8(String),
+    #[error("`content` is not valid base64: {0}")]
+    BadBase64(String),
+    #[error("`content` is required for write")]
+    ContentRequired,
+    #[error("`{0}` is one of the session's root folders and cannot be deleted; delete what is inside it instead")]
+    RootFolder(String),
+    #[error("the folder is too large to list at once; list a sub-folder")]
+    ListTooLarge,
+    #[error("deleting `{path}` failed: {message}")]
+    DeleteFailed { path: String, message: String },
+    #[error(transparent)]
+    Session(#[from] SessionError),
     #[error(transparent)]
     Docker(#[from] DockerError),
 }

@@ -108,12 +108,7 @@ async fn without_docker_the_server_answers_and_explains() {
 #[tokio::test]
 async fn tools_of_later_versions_say_so() {
     let client = start_server_with_env(&[]).await;
-    let result = call(
-        &client,
-        "sandbox_file_ops",
-        json!({"session": "s", "operation": "list", "path": "."}),
-    )
-    .await;
+    let result = call(&client, "sandbox_security", json!({"action": "events"})).await;
     assert_eq!(result.is_error, Some(true));
     assert!(text_of(&result).contains("not available yet"));
     client.cancel().await.ok();

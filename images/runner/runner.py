@@ -482,7 +482,58 @@ class Kernel:
 kernel = None
 
 
+IMAGE_TYPES = {
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".jpeg": "image/jpeg",
+    ".gif": "image/gif",
+    ".webp": "image/webp",
+    ".svg": "image/svg+xml",
+}
+
+
+def collect_artifacts(spec, since_ns):
+    """Files written to the outputs folder since `since_ns`: images with
+    their bytes (base64) up to the caps, everything else listed."""
+    import base64
+
+    folder = spec.get("dir", "/outputs")
+    max_files = int(spec.get("max_files", 10))
+    max_bytes = int(spec.get("max_bytes", 8 << 20))
+    found = []
+    for directory, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(directory, name)
+            try:
+                info = os.lstat(path)
+            except OSError:
+                continue
+            if stat_is_file(info.st_mode) and info.st_mtime_ns >= since_ns:
+                found.append((path, info.st_size))
+    found.sort()
+    artifacts, used, omitted = [], 0, max(0, len(found) - max_files)
+    for path, size in found[:max_files]:
+        mime = IMAGE_TYPES.get(os.path.splitext(path)[1].lower())
+        entry = {"path": path, "size": size, "mime": mime or "application/octet-stream"}
+        if mime and used + size <= max_bytes:
+            try:
+                with open(path, "rb") as handle:
+                    entry["data_base64"] = base64.b64encode(handle.read(max_bytes)).decode("ascii")
+                used += size
+            except OSError:
+                pass
+        artifacts.append(entry)
+    return artifacts, omitted
+
+
+def stat_is_file(mode):
+    import stat
+
+    return stat.S_ISREG(mode)
+
+
 def handle(request):
+    started_ns = time.time_ns() - 1_000_000
     started = time.monotonic()
     timeout_s = max(1, int(request.get("timeout_ms", 30000))) / 1000.0
     stop = Stop(request.get("id"), started + timeout_s)
@@ -505,9 +556,17 @@ def handle(request):
         if request.get("mode") == "kernel" and source and exit_code == 0 and not stopped:
             phase = "run"
             exit_code, signal_number, state_lost = kernel.run(source, request, stop, stdout, stderr)
+    artifacts, omitted = [], 0
+    if request.get("collect_outputs"):
+        try:
+            artifacts, omitted = collect_artifacts(request["collect_outputs"], started_ns)
+        except OSError as error:
+            log("cannot collect outputs: %r" % error)
     return {
         "type": "result",
         "id": request.get("id"),
+        "artifacts": artifacts,
+        "artifacts_omitted": omitted,
         "exit_code": exit_code,
         "signal": signal_number,
         "stdout": stdout.text(),
@@ -616,6 +675,7 @@ def python_kernel():
             for thread in threads.enumerate():
                 if thread is not threads.main_thread() and not thread.daemon:
                     thread.join()
+            save_figures()
         except SystemExit as stop:
             exit_code = exit_status(stop.code)
         except BaseException as error:  # the user's exception, or an interrupt
@@ -627,6 +687,18 @@ def python_kernel():
             except Exception:
                 pass
         os.write(done_fd, (json.dumps({"exit_code": exit_code}) + "\n").encode())
+
+
+def save_figures():
+    """Saves matplotlib figures still open at the end of a cell to /outputs."""
+    if "matplotlib.pyplot" not in sys.modules:
+        return
+    try:
+        import sandbox_mpl
+
+        sandbox_mpl.save_open_figures()
+    except Exception as error:  # a broken figure must not fail the cell
+        print("could not save figures: %s" % error, file=sys.stderr)
 
 
 def refresh_package_paths():

@@ -8,7 +8,7 @@ use super::launcher::{Launcher, Purpose};
 use super::pool::ContainerPool;
 use super::run::{ExecuteRequest, ExecutionOutcome, RunFailure, host_timeout_outcome, outcome, run_program};
 use super::session::{SessionInfo, SessionManager};
-use crate::config::Config;
+use crate::config::{Config, HostFolder};
 use crate::docker::DockerEngine;
 use crate::error::{DockerError, ExecuteError, PackageError, SessionError};
 use crate::images;
@@ -78,6 +78,15 @@ impl Executor {
         &self.cache
     }
 
+    /// File operations on sessions.
+    pub fn files(&self) -> super::files::Files<'_> {
+        super::files::Files {
+            engine: &self.engine,
+            sessions: &self.sessions,
+            max_file_bytes: self.config.max_file_bytes,
+        }
+    }
+
     /// The image to start `language` from: the standard one, or the
     /// data-science image with `ml` (Python only; it must have been built).
     pub async fn base_image(&self, language: Language, ml: bool) -> Result<String, PackageError> {
@@ -116,8 +125,10 @@ impl Executor {
         ttl: Option<u64>,
         packages: &[String],
         ml: bool,
+        mounts: &[String],
     ) -> Result<(SessionInfo, Option<CachedImage>), ExecuteError> {
         self.sessions.check_create(name, ttl).await?;
+        let folders = self.host_folders(mounts)?;
         let mut image = self.base_image(language, ml).await?;
         let mut cached = None;
         if !packages.is_empty() {
@@ -125,8 +136,45 @@ impl Executor {
             image = found.image.clone();
             cached = Some(found);
         }
-        let session = self.sessions.create(name, language, &image, ttl).await?;
+        let session = self.sessions.create(name, language, &image, ttl, &folders).await?;
         Ok((session, cached))
+    }
+
+    /// The configured host folders named in `names`, each checked to exist.
+    fn host_folders(&self, names: &[String]) -> Result<Vec<HostFolder>, SessionError> {
+        let mut folders: Vec<HostFolder> = Vec::new();
+        for name in names {
+            let folder = self
+                .config
+                .host_folders
+                .iter()
+                .find(|folder| &folder.name == name)
+                .ok_or_else(|| SessionError::UnknownHostFolder {
+                    name: name.clone(),
+                    configured: if self.config.host_folders.is_empty() {
+                        "none".to_string()
+                    } else {
+                        self.config
+                            .host_folders
+                            .iter()
+                            .map(|folder| folder.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                })?;
+            // Checked here, on this machine, when the engine is local: the
+            // engine would otherwise fail with a less helpful message.
+            if self.engine.is_local() && !folder.host_path.is_dir() {
+                return Err(SessionError::HostFolderMissing {
+                    name: name.clone(),
+                    path: folder.host_path.display().to_string(),
+                });
+            }
+            if !folders.iter().any(|known| known.name == folder.name) {
+                folders.push(folder.clone());
+            }
+        }
+        Ok(folders)
     }
 
     /// Installs packages into a session, or prepares the cached image of

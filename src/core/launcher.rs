@@ -4,7 +4,7 @@
 
 use super::connection::RunnerConnection;
 use crate::config::Config;
-use crate::docker::{ContainerLimits, DockerEngine, SandboxContainer, SandboxSpec, labels};
+use crate::docker::{BindMount, ContainerLimits, DockerEngine, SandboxContainer, SandboxSpec, labels};
 use crate::error::DockerError;
 use crate::images;
 use crate::runtime::packages::SESSION_ROOT;
@@ -36,6 +36,8 @@ pub enum Purpose<'a> {
         container_name: &'a str,
         /// (volume, mount point) pairs: the workspace and the packages.
         volumes: Vec<(String, String)>,
+        /// Configured host folders the session asked for.
+        binds: Vec<BindMount>,
         extra_labels: HashMap<String, String>,
     },
     /// A short-lived container with network that installs packages, either
@@ -129,6 +131,7 @@ impl Launcher {
             },
             runtime: self.config.runtime.clone(),
             volumes: Vec::new(),
+            binds: Vec::new(),
             one_shot: true,
             network: false,
             writable_root: false,
@@ -143,6 +146,7 @@ impl Launcher {
                 name,
                 container_name,
                 volumes,
+                binds,
                 extra_labels,
             } => {
                 labels.insert(labels::KIND.to_string(), "session".to_string());
@@ -150,6 +154,7 @@ impl Launcher {
                 labels.extend(extra_labels);
                 spec.name = Some(container_name.to_string());
                 spec.volumes = volumes;
+                spec.binds = binds;
                 spec.one_shot = false;
                 language.kernel()
             }

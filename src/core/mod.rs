@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod connection;
 pub mod executor;
+pub mod files;
 pub mod launcher;
 pub mod pool;
 pub mod protocol;

@@ -29,6 +29,17 @@ pub struct RunRequest<'a> {
     pub cwd: &'static str,
     pub timeout_ms: u64,
     pub max_output_bytes: u64,
+    /// Return files written to this folder during the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub collect_outputs: Option<CollectOutputs>,
+}
+
+/// Which new files the runner returns after a request, and how many bytes.
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectOutputs {
+    pub dir: &'static str,
+    pub max_files: usize,
+    pub max_bytes: u64,
 }
 
 impl<'a> RunRequest<'a> {
@@ -47,6 +58,7 @@ impl<'a> RunRequest<'a> {
             cwd: "/workspace",
             timeout_ms: 30_000,
             max_output_bytes: 1024 * 1024,
+            collect_outputs: None,
         }
     }
 }
@@ -113,6 +125,23 @@ pub struct RunResult {
     /// The kernel had to be restarted: variables and imports are gone.
     #[serde(default)]
     pub state_lost: bool,
+    /// Files written to the outputs folder during the request.
+    #[serde(default)]
+    pub artifacts: Vec<RunArtifact>,
+    /// New files beyond the count cap, not listed.
+    #[serde(default)]
+    pub artifacts_omitted: u64,
+}
+
+/// One file the program wrote to the outputs folder.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct RunArtifact {
+    pub path: String,
+    pub size: u64,
+    pub mime: String,
+    /// The bytes, base64, for images within the byte cap.
+    #[serde(default)]
+    pub data_base64: Option<String>,
 }
 
 #[cfg(test)]

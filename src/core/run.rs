@@ -2,7 +2,7 @@
 //! [`ExecutionOutcome`]: shared by stateless executes and sessions.
 
 use super::connection::{RequestFailure, RunnerConnection};
-use super::protocol::{CancelRequest, RunRequest, RunResult, RunnerMessage};
+use super::protocol::{CancelRequest, CollectOutputs, RunArtifact, RunRequest, RunResult, RunnerMessage};
 use crate::config::Config;
 use crate::error::{DockerError, ExecuteError};
 use crate::runtime::{Kernel, Language, Program};
@@ -49,6 +49,8 @@ pub struct ExecutionOutcome {
     /// Plain-words explanations of anything unusual (timeout, out of memory,
     /// a resumed or restarted session).
     pub notes: Vec<String>,
+    /// Files the code wrote to `/outputs` (images with their bytes).
+    pub artifacts: Vec<RunArtifact>,
 }
 
 impl ExecutionOutcome {
@@ -90,6 +92,13 @@ pub async fn run_program(
     run.stdin = request.stdin.as_deref();
     run.timeout_ms = request.timeout_ms;
     run.max_output_bytes = config.max_output_bytes;
+    if !request.code.is_empty() {
+        run.collect_outputs = Some(CollectOutputs {
+            dir: "/outputs",
+            max_files: config.max_artifacts,
+            max_bytes: config.max_artifact_bytes,
+        });
+    }
     let payload = serde_json::to_vec(&run)
         .map_err(|e| RunFailure::Gone(DockerError::Protocol(format!("cannot encode request: {e}"))))?;
     let limit = Duration::from_millis(request.timeout_ms) + HOST_GRACE;
@@ -142,6 +151,20 @@ pub fn outcome(config: &Config, request: &ExecuteRequest, run: RunResult, mut no
             config.max_output_bytes
         ));
     }
+    if run.artifacts_omitted > 0 {
+        notes.push(format!(
+            "{} more files in /outputs were not returned (at most {} per execute).",
+            run.artifacts_omitted, config.max_artifacts
+        ));
+    }
+    if run.artifacts.iter().any(|artifact| artifact.data_base64.is_none()) {
+        notes.push(match &request.session {
+            Some(session) => format!(
+                "Files listed under artifacts without content can be read with sandbox_file_ops {{\"session\": \"{session}\", \"operation\": \"read\", \"path\": <path>}}."
+            ),
+            None => "Files listed under artifacts without content are gone with this sandbox; run in a session (sandbox_session) to read them with sandbox_file_ops, or print them.".to_string(),
+        });
+    }
     ExecutionOutcome {
         language: request.language,
         session: request.session.clone(),
@@ -154,6 +177,7 @@ pub fn outcome(config: &Config, request: &ExecuteRequest, run: RunResult, mut no
         phase: run.phase,
         state_lost: run.state_lost,
         notes,
+        artifacts: run.artifacts,
     }
 }
 
@@ -170,6 +194,7 @@ pub fn host_timeout_outcome(request: &ExecuteRequest) -> ExecutionOutcome {
         truncated: false,
         phase: "run".into(),
         state_lost: false,
+        artifacts: Vec::new(),
         notes: vec![format!(
             "Timed out after {} ms and the sandbox did not answer in time, so no output could be recovered. \
              In a session, if the next execute times out as well, destroy and recreate the session.",

@@ -12,11 +12,13 @@ use super::connection::RunnerConnection;
 use super::launcher::{Launcher, Purpose, READY_TIMEOUT};
 use super::run::{ExecuteRequest, ExecutionOutcome, RunFailure, host_timeout_outcome, outcome, run_program};
 use super::session_store::{SessionRecord, SessionStore};
+use crate::config::HostFolder;
+use crate::docker::BindMount;
 use crate::docker::{ContainerState, SandboxInfo, labels};
 use crate::error::{DockerError, ExecuteError, SessionError};
 use crate::runtime::Language;
 use crate::runtime::packages::SESSION_ROOT;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -43,6 +45,33 @@ pub struct SessionInfo {
     pub ttl_left_seconds: u64,
     /// Docker container id (first 12 characters).
     pub container: String,
+    /// Host folders mounted into the session (see `mounts` on create).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<SessionMount>,
+}
+
+/// A host folder mounted into a session.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
+pub struct SessionMount {
+    /// The configured folder's name.
+    pub name: String,
+    /// Where code sees it, for example "/mnt/data".
+    pub path: String,
+    /// The folder on the host.
+    pub host_path: String,
+    /// False: code can read but not change it.
+    pub writable: bool,
+}
+
+impl SessionMount {
+    pub fn from_folder(folder: &HostFolder) -> Self {
+        Self {
+            name: folder.name.clone(),
+            path: folder.mount_point(),
+            host_path: folder.host_path.display().to_string(),
+            writable: folder.writable,
+        }
+    }
 }
 
 struct SessionHandle {
@@ -60,6 +89,7 @@ struct SessionFacts {
     language: Language,
     created: u64,
     ttl: u64,
+    mounts: Vec<SessionMount>,
     record: SessionRecord,
 }
 
@@ -84,6 +114,7 @@ impl SessionFacts {
             ttl_seconds: self.ttl,
             ttl_left_seconds: expires_at.saturating_sub(now),
             container: self.info.id.chars().take(12).collect(),
+            mounts: self.mounts.clone(),
         }
     }
 }
@@ -145,13 +176,14 @@ impl SessionManager {
         Ok(ttl)
     }
 
-    /// Creates a session from `image` and starts its kernel.
+    /// Creates a session from `image` with `folders` mounted, and starts its kernel.
     pub async fn create(
         &self,
         name: &str,
         language: Language,
         image: &str,
         ttl: Option<u64>,
+        folders: &[HostFolder],
     ) -> Result<SessionInfo, SessionError> {
         let ttl = self.check_create(name, ttl).await?;
         let config = self.launcher.config();
@@ -170,16 +202,27 @@ impl SessionManager {
         ]);
         engine.create_volume(&container_name, &volume_labels).await?;
         engine.create_volume(&packages_volume(name), &volume_labels).await?;
+        engine.create_volume(&outputs_volume(name), &volume_labels).await?;
         let purpose = Purpose::Session {
             name,
             container_name: &container_name,
             volumes: vec![
                 (container_name.clone(), "/workspace".to_string()),
                 (packages_volume(name), SESSION_ROOT.to_string()),
+                (outputs_volume(name), "/outputs".to_string()),
             ],
+            binds: folders
+                .iter()
+                .map(|folder| BindMount {
+                    source: folder.host_path.display().to_string(),
+                    target: folder.mount_point(),
+                    read_only: !folder.writable,
+                })
+                .collect(),
             extra_labels: HashMap::from([
                 (labels::CREATED.to_string(), created.to_string()),
                 (labels::TTL.to_string(), ttl.to_string()),
+                (labels::MOUNTS.to_string(), mounts_label(folders)),
             ]),
         };
         let sandbox = match self.launcher.launch_from(language, image, purpose).await {
@@ -188,6 +231,7 @@ impl SessionManager {
             Err(error) => {
                 let _ = engine.remove_volume(&container_name).await;
                 let _ = engine.remove_volume(&packages_volume(name)).await;
+                let _ = engine.remove_volume(&outputs_volume(name)).await;
                 return Err(error.into());
             }
         };
@@ -268,6 +312,21 @@ impl SessionManager {
         let info = facts.to_info(unix_now());
         self.remove(&facts).await?;
         Ok(info)
+    }
+
+    /// The container id of a session.
+    pub async fn container_id(&self, name: &str) -> Result<String, SessionError> {
+        Ok(self.lookup(name).await?.info.id)
+    }
+
+    /// The host folders mounted into a session.
+    pub async fn mounts(&self, name: &str) -> Result<Vec<SessionMount>, SessionError> {
+        Ok(self.lookup(name).await?.mounts)
+    }
+
+    /// True when the session is paused.
+    pub async fn is_paused(&self, name: &str) -> Result<bool, SessionError> {
+        Ok(self.lookup(name).await?.info.state == ContainerState::Paused)
     }
 
     /// What an install into this session needs: its language, the image its
@@ -425,6 +484,7 @@ impl SessionManager {
         engine.remove_sandbox(&facts.info.id).await?;
         engine.remove_volume(&format!("{NAME_PREFIX}{}", facts.name)).await?;
         engine.remove_volume(&packages_volume(&facts.name)).await?;
+        engine.remove_volume(&outputs_volume(&facts.name)).await?;
         self.store.remove(&facts.info.id);
         Ok(())
     }
@@ -463,6 +523,11 @@ impl SessionManager {
         let language = Language::parse(info.labels.get(labels::LANGUAGE)?).ok()?;
         let created = info.labels.get(labels::CREATED)?.parse().ok()?;
         let ttl = info.labels.get(labels::TTL)?.parse().ok()?;
+        let mounts = info
+            .labels
+            .get(labels::MOUNTS)
+            .and_then(|label| serde_json::from_str(label).ok())
+            .unwrap_or_default();
         let record = self.store.load(&info.id);
         Some(SessionFacts {
             info,
@@ -470,6 +535,7 @@ impl SessionManager {
             language,
             created,
             ttl,
+            mounts,
             record,
         })
     }
@@ -483,6 +549,19 @@ impl SessionManager {
 /// `/packages/session`; packages from a cached image stay in the image).
 pub fn packages_volume(name: &str) -> String {
     format!("{NAME_PREFIX}{name}-packages")
+}
+
+/// The volume holding a session's `/outputs` (so files there can be read
+/// with the archive API, which cannot see into a tmpfs).
+pub fn outputs_volume(name: &str) -> String {
+    format!("{NAME_PREFIX}{name}-outputs")
+}
+
+/// The label recording a session's host folders (JSON, so paths with any
+/// characters survive).
+fn mounts_label(folders: &[HostFolder]) -> String {
+    let mounts: Vec<SessionMount> = folders.iter().map(SessionMount::from_folder).collect();
+    serde_json::to_string(&mounts).unwrap_or_else(|_| "[]".to_string())
 }
 
 /// Session names: 1–63 of `[A-Za-z0-9_-]`, starting with a letter or digit

@@ -27,6 +27,18 @@ pub mod labels {
     pub const CREATED: &str = "multilang-sandbox.created";
     /// Idle time to live in seconds (sessions only).
     pub const TTL: &str = "multilang-sandbox.ttl";
+    /// Host folders mounted into a session (JSON list; sessions only).
+    pub const MOUNTS: &str = "multilang-sandbox.mounts";
+}
+
+/// A host folder bind-mounted into a container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BindMount {
+    /// Absolute path on the engine's machine.
+    pub source: String,
+    /// Mount point inside the container.
+    pub target: String,
+    pub read_only: bool,
 }
 
 /// Resource limits of one container.
@@ -50,9 +62,12 @@ pub struct SandboxSpec {
     pub limits: ContainerLimits,
     pub runtime: Option<String>,
     /// Named volumes and where they are mounted (sessions: `/workspace` and
-    /// `/packages/session`). A new volume takes the ownership of the image's
-    /// (empty) folder. `/workspace` is a tmpfs unless a volume is mounted there.
+    /// `/packages/session`, `/outputs`). A new volume takes the ownership of the
+    /// image's (empty) folder. `/workspace` and `/outputs` are tmpfs unless a
+    /// volume is mounted there.
     pub volumes: Vec<(String, String)>,
+    /// Host folders (sessions with configured host folders only).
+    pub binds: Vec<BindMount>,
     /// One-shot containers: stdin closes when our attach ends (so the runner
     /// exits if this server dies) and the engine removes the exited container.
     pub one_shot: bool,
@@ -68,23 +83,26 @@ impl SandboxSpec {
     fn container_body(&self) -> ContainerCreateBody {
         let tmpfs = |extra: &str| format!("rw,exec,nosuid,nodev,size={}m{extra}", self.limits.tmpfs_mb);
         let owned = ",uid=1000,gid=1000,mode=0755";
-        let mut tmpfs_mounts = HashMap::from([
-            ("/tmp".to_string(), tmpfs(",mode=1777")),
-            ("/outputs".to_string(), tmpfs(owned)),
-        ]);
-        let mounts: Vec<Mount> = self
-            .volumes
-            .iter()
-            .map(|(volume, target)| Mount {
-                target: Some(target.clone()),
-                source: Some(volume.clone()),
-                typ: Some(MountType::VOLUME),
-                ..Default::default()
-            })
-            .collect();
-        if !self.volumes.iter().any(|(_, target)| target == "/workspace") {
-            tmpfs_mounts.insert("/workspace".to_string(), tmpfs(owned));
+        let mut tmpfs_mounts = HashMap::from([("/tmp".to_string(), tmpfs(",mode=1777"))]);
+        for folder in ["/workspace", "/outputs"] {
+            if !self.volumes.iter().any(|(_, target)| target == folder) {
+                tmpfs_mounts.insert(folder.to_string(), tmpfs(owned));
+            }
         }
+        let volumes = self.volumes.iter().map(|(volume, target)| Mount {
+            target: Some(target.clone()),
+            source: Some(volume.clone()),
+            typ: Some(MountType::VOLUME),
+            ..Default::default()
+        });
+        let binds = self.binds.iter().map(|bind| Mount {
+            target: Some(bind.target.clone()),
+            source: Some(bind.source.clone()),
+            typ: Some(MountType::BIND),
+            read_only: Some(bind.read_only),
+            ..Default::default()
+        });
+        let mounts: Vec<Mount> = volumes.chain(binds).collect();
         let mut capabilities_added = Vec::new();
         if self.run_as_root {
             // apt needs to change file ownership and drop to its own user.

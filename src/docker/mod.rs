@@ -3,13 +3,15 @@
 //! negotiates the API version (Debian's engine speaks 1.41), and reconnects
 //! after the engine comes back.
 
+mod archive;
 mod channel;
 mod container;
 mod images;
 mod inventory;
 
+pub use archive::{ArchiveEntry, ArchiveRead, EntryKind, Upload};
 pub use channel::{RunnerChannel, RunnerReader, RunnerWriter};
-pub use container::{ContainerLimits, SandboxContainer, SandboxSpec, labels};
+pub use container::{BindMount, ContainerLimits, SandboxContainer, SandboxSpec, labels};
 pub use images::{BuildContext, BuildEvent, ImageInfo};
 pub use inventory::{ContainerState, SandboxInfo};
 
@@ -60,6 +62,12 @@ impl DockerEngine {
         }
     }
 
+    /// True when the engine runs on this machine (a Unix socket or named
+    /// pipe), so host paths here are host paths there.
+    pub fn is_local(&self) -> bool {
+        engine_is_local(std::env::var("DOCKER_HOST").ok().as_deref())
+    }
+
     /// Engine version and API version, for diagnostics.
     pub async fn describe(&self) -> Result<String, DockerError> {
         let client = self.client().await?;
@@ -73,6 +81,13 @@ impl DockerEngine {
             version.api_version.unwrap_or_default(),
             client.client_version()
         ))
+    }
+}
+
+fn engine_is_local(docker_host: Option<&str>) -> bool {
+    match docker_host {
+        None | Some("") => true,
+        Some(host) => host.starts_with("unix://") || host.starts_with("npipe://"),
     }
 }
 
@@ -104,4 +119,17 @@ pub(crate) fn is_not_found(error: &bollard::errors::Error) -> bool {
         error,
         bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_socket_engines_are_local() {
+        assert!(engine_is_local(None));
+        assert!(engine_is_local(Some("unix:///var/run/docker.sock")));
+        assert!(!engine_is_local(Some("tcp://10.0.0.5:2376")));
+        assert!(!engine_is_local(Some("ssh://me@big-box")));
+    }
 }

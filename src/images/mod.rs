@@ -31,6 +31,10 @@ pub const BASE: ImageDefinition = ImageDefinition {
         ("runner.py", include_str!("../../images/runner/runner.py")),
         ("kernel.js", include_str!("../../images/runner/kernel.js")),
         ("kernel.sh", include_str!("../../images/runner/kernel.sh")),
+        (
+            "sandbox_mpl.py",
+            include_str!("../../images/runner/python/sandbox_mpl.py"),
+        ),
     ],
 };
 

@@ -7,7 +7,7 @@ use crate::mcp::SandboxServer;
 use crate::runtime::Language;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::CallToolResult;
+use rmcp::model::{CallToolResult, ContentBlock};
 use rmcp::{ErrorData, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -80,11 +80,39 @@ pub struct ExecuteOutput {
     /// A plain-words explanation when something unusual happened.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Files the code wrote to /outputs during this execute. Images (PNG, JPEG, GIF, WebP,
+    /// SVG) also come back as image content; matplotlib figures are saved there automatically.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<ArtifactInfo>,
+}
+
+/// A file the code wrote to /outputs.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ArtifactInfo {
+    /// Path inside the sandbox, for example "/outputs/figure-1.png".
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Media type, for example "image/png".
+    pub mime: String,
+    /// True when the file is included in this result as image content.
+    pub returned_as_image: bool,
 }
 
 impl From<ExecutionOutcome> for ExecuteOutput {
     fn from(outcome: ExecutionOutcome) -> Self {
+        let artifacts = outcome
+            .artifacts
+            .iter()
+            .map(|artifact| ArtifactInfo {
+                path: artifact.path.clone(),
+                size: artifact.size,
+                mime: artifact.mime.clone(),
+                returned_as_image: artifact.data_base64.is_some(),
+            })
+            .collect();
         Self {
+            artifacts,
             language: outcome.language.name().to_string(),
             stdout: outcome.stdout,
             stderr: outcome.stderr,
@@ -124,6 +152,20 @@ impl ExecuteOutput {
         if !self.stderr.is_empty() {
             text.push_str("\n--- stderr ---\n");
             text.push_str(&self.stderr);
+        }
+        if !self.artifacts.is_empty() {
+            text.push_str("\n--- files in /outputs ---");
+            for artifact in &self.artifacts {
+                let shown = if artifact.returned_as_image {
+                    " (image attached)"
+                } else {
+                    ""
+                };
+                text.push_str(&format!(
+                    "\n{} ({} bytes, {}){shown}",
+                    artifact.path, artifact.size, artifact.mime
+                ));
+            }
         }
         if let Some(note) = &self.note {
             text.push_str("\n--- note ---\n");
@@ -182,7 +224,17 @@ impl SandboxServer {
 
 fn success_or_code_error(outcome: ExecutionOutcome) -> CallToolResult {
     let failed = !outcome.succeeded();
+    let images: Vec<ContentBlock> = outcome
+        .artifacts
+        .iter()
+        .filter_map(|artifact| {
+            let data = artifact.data_base64.clone()?;
+            Some(ContentBlock::image(data, artifact.mime.clone()))
+        })
+        .collect();
     let output = ExecuteOutput::from(outcome);
     let text = output.render();
-    structured_result(&output, text, failed)
+    let mut result = structured_result(&output, text, failed);
+    result.content.extend(images);
+    result
 }

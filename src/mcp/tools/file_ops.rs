@@ -1,15 +1,21 @@
-//! `sandbox_file_ops`: files in a session's workspace (arrives with the files feature).
+//! `sandbox_file_ops`: files in a session's /workspace and /outputs.
 
-use super::tool_error;
+use super::{structured_result, tool_error};
+use crate::core::files::FileEntry;
+use crate::error::FileError;
 use crate::mcp::SandboxServer;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::{ErrorData, tool, tool_router};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 
 /// A file operation.
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "lowercase")]
 pub enum FileOperation {
     Read,
@@ -20,7 +26,7 @@ pub enum FileOperation {
 }
 
 /// How `content` is encoded.
-#[derive(Debug, Clone, Copy, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "lowercase")]
 pub enum ContentEncoding {
     #[default]
@@ -35,30 +41,147 @@ pub struct FileOpsParams {
     pub session: String,
     /// read, write, list, delete or mkdir.
     pub operation: FileOperation,
-    /// Path relative to the session workspace (`/workspace`), for example `data/input.csv`.
+    /// Path relative to the session's /workspace (for example `data/input.csv`), or an absolute
+    /// path under /workspace or /outputs. `..` is refused. Use "." to list /workspace.
     pub path: String,
-    /// Content to write (write only).
+    /// write: the content (text, or base64 with `encoding: base64`). At most 10 MiB by default.
     #[serde(default)]
     pub content: Option<String>,
-    /// utf8 (default) or base64 for binary content.
+    /// utf8 (default) or base64 (binary files such as images, archives, spreadsheets).
     #[serde(default)]
     pub encoding: Option<ContentEncoding>,
+}
+
+/// Result of `sandbox_file_ops`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct FileOpsOutput {
+    pub operation: FileOperation,
+    /// The absolute path acted on.
+    pub path: String,
+    /// list: the entries; write, mkdir, delete: the entry acted on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub entries: Vec<FileEntry>,
+    /// read: the content, in `encoding`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoding: Option<ContentEncoding>,
+    /// read: size in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
 }
 
 #[tool_router(router = file_ops_router, vis = "pub(crate)")]
 impl SandboxServer {
     #[tool(
         name = "sandbox_file_ops",
-        description = "Read, write, list, delete files and make folders in a session's workspace. \
-Not available yet in this version: sessions come first."
+        description = "Files in a session (create one with sandbox_session): read, write, list, delete, mkdir \
+in /workspace (relative paths start there) and /outputs. Works in paused sessions. Text is utf8 by default; \
+pass encoding base64 for binary content. write creates missing folders. Files up to 10 MiB.",
+        output_schema = schema_for_output::<FileOpsOutput>()
     )]
     async fn sandbox_file_ops(
         &self,
-        Parameters(_params): Parameters<FileOpsParams>,
+        Parameters(params): Parameters<FileOpsParams>,
     ) -> Result<CallToolResult, ErrorData> {
-        Ok(tool_error(
-            "sandbox_file_ops is not available yet in this version of multilang-sandbox. \
-Within one sandbox_execute call, code can write and read files under /workspace and /tmp.",
-        ))
+        let span = tracing::info_span!("sandbox_file_ops", session = %params.session, operation = ?params.operation);
+        async move {
+            match self.run_file_op(&params).await {
+                Ok(output) => {
+                    let text = render(&output);
+                    Ok(structured_result(&output, text, false))
+                }
+                Err(error) => Ok(tool_error(error.to_string())),
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+impl SandboxServer {
+    async fn run_file_op(&self, params: &FileOpsParams) -> Result<FileOpsOutput, FileError> {
+        let files = self.executor.files();
+        let encoding = params.encoding.unwrap_or_default();
+        let session = params.session.as_str();
+        let mut output = FileOpsOutput {
+            operation: params.operation,
+            path: params.path.clone(),
+            entries: Vec::new(),
+            content: None,
+            encoding: None,
+            size: None,
+        };
+        match params.operation {
+            FileOperation::Read => {
+                let read = files.read(session, &params.path).await?;
+                output.size = Some(read.bytes.len() as u64);
+                output.content = Some(match encoding {
+                    ContentEncoding::Base64 => STANDARD.encode(&read.bytes),
+                    ContentEncoding::Utf8 => {
+                        String::from_utf8(read.bytes).map_err(|_| FileError::NotUtf8(read.path.clone()))?
+                    }
+                });
+                output.encoding = Some(encoding);
+                output.path = read.path;
+            }
+            FileOperation::Write => {
+                let content = params.content.as_deref().ok_or(FileError::ContentRequired)?;
+                let bytes = match encoding {
+                    ContentEncoding::Utf8 => content.as_bytes().to_vec(),
+                    ContentEncoding::Base64 => STANDARD
+                        .decode(content.trim())
+                        .map_err(|error| FileError::BadBase64(error.to_string()))?,
+                };
+                let entry = files.write(session, &params.path, &bytes).await?;
+                output.path = entry.path.clone();
+                output.entries = vec![entry];
+            }
+            FileOperation::List => {
+                output.entries = files.list(session, &params.path).await?;
+            }
+            FileOperation::Mkdir => {
+                let entry = files.mkdir(session, &params.path).await?;
+                output.path = entry.path.clone();
+                output.entries = vec![entry];
+            }
+            FileOperation::Delete => {
+                let entry = files.delete(session, &params.path).await?;
+                output.path = entry.path.clone();
+                output.entries = vec![entry];
+            }
+        }
+        Ok(output)
+    }
+}
+
+fn render(output: &FileOpsOutput) -> String {
+    match output.operation {
+        FileOperation::Read => {
+            let mut text = format!("{} ({} bytes", output.path, output.size.unwrap_or(0));
+            if output.encoding == Some(ContentEncoding::Base64) {
+                text.push_str(", base64");
+            }
+            text.push_str("):\n");
+            text.push_str(output.content.as_deref().unwrap_or_default());
+            text
+        }
+        FileOperation::List => {
+            let mut text = format!("{} entries:", output.entries.len());
+            for entry in &output.entries {
+                text.push_str(&format!(
+                    "\n{} {} {} bytes {}",
+                    entry.kind, entry.name, entry.size, entry.modified
+                ));
+            }
+            text
+        }
+        FileOperation::Write => format!(
+            "Wrote {} ({} bytes).",
+            output.path,
+            output.entries.first().map_or(0, |entry| entry.size)
+        ),
+        FileOperation::Mkdir => format!("Folder {} exists.", output.path),
+        FileOperation::Delete => format!("Deleted {}.", output.path),
     }
 }

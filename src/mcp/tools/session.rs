@@ -50,6 +50,11 @@ pub struct SessionParams {
     /// create, Python only: start from the data-science image (numpy, pandas, matplotlib, …).
     #[serde(default)]
     pub ml: Option<bool>,
+    /// create: names of host folders the user configured (MULTILANG_SANDBOX_HOST_FOLDERS) to
+    /// mount, for example `["data"]`; each appears at /mnt/<name>, read-only unless the user
+    /// made it writable. `list` shows each session's mounts.
+    #[serde(default)]
+    pub mounts: Option<Vec<String>>,
 }
 
 /// Result of `sandbox_session`.
@@ -71,7 +76,9 @@ impl SandboxServer {
 then pass `session: name` to sandbox_execute and variables, imports, functions (Python, JavaScript, \
 TypeScript, Bash) and files in /workspace (every language) persist between calls. \
 list, get {name}, pause {name} (freezes it), resume {name}, extend {name, ttl?} (more time), \
-destroy {name}. Sessions expire after `ttl` seconds without use (default 3600).",
+destroy {name}. Sessions expire after `ttl` seconds without use (default 3600). \
+create also takes `packages` (installed once, then cached), `ml` (Python data-science image) and \
+`mounts` (host folders the user configured, seen at /mnt/<name>).",
         output_schema = schema_for_output::<SessionOutput>()
     )]
     async fn sandbox_session(
@@ -107,9 +114,17 @@ impl SandboxServer {
                 let name = name()?;
                 let language = Language::parse(params.language.as_deref().ok_or(SessionError::LanguageRequired)?)?;
                 let packages = params.packages.clone().unwrap_or_default();
+                let mounts = params.mounts.clone().unwrap_or_default();
                 let (session, cached) = self
                     .executor
-                    .create_session(name, language, params.ttl, &packages, params.ml.unwrap_or(false))
+                    .create_session(
+                        name,
+                        language,
+                        params.ttl,
+                        &packages,
+                        params.ml.unwrap_or(false),
+                        &mounts,
+                    )
                     .await?;
                 let mut message =
                     format!("Created session {name} ({language}). Pass `session: \"{name}\"` to sandbox_execute.");
@@ -165,6 +180,14 @@ fn render(output: &SessionOutput) -> String {
             session.expires_at,
             session.ttl_left_seconds
         ));
+        for mount in &session.mounts {
+            text.push_str(&format!(
+                "\n    {} ← host folder {} ({})",
+                mount.path,
+                mount.host_path,
+                if mount.writable { "read-write" } else { "read-only" }
+            ));
+        }
     }
     text
 }

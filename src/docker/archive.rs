@@ -1,0 +1,232 @@
+//! Files inside a container through the Docker archive API (tar over HTTP),
+//! which works whether or not the container has network and without running
+//! anything in it. Everything is packed and unpacked in memory: nothing from
+//! a container is ever extracted onto a host path.
+
+use super::{DockerEngine, is_not_found};
+use crate::error::DockerError;
+use bollard::query_parameters::{DownloadFromContainerOptionsBuilder, UploadToContainerOptionsBuilder};
+use bytes::Bytes;
+use futures::StreamExt;
+use std::io::Read;
+
+/// What a path in a container is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Directory,
+    Symlink { target: String },
+    Other,
+}
+
+/// One entry of a container archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchiveEntry {
+    /// Path inside the archive (relative to the requested path's parent).
+    pub path: String,
+    pub kind: EntryKind,
+    pub size: u64,
+    /// Unix seconds.
+    pub modified: u64,
+}
+
+/// A file or folder to put into a container.
+pub enum Upload<'a> {
+    Directory { path: &'a str },
+    File { path: &'a str, content: &'a [u8] },
+}
+
+/// Why reading from an archive stopped.
+#[derive(Debug)]
+pub enum ArchiveRead {
+    /// The archive was larger than allowed; nothing is returned.
+    TooLarge,
+    Entries(Vec<(ArchiveEntry, Option<Vec<u8>>)>),
+}
+
+impl DockerEngine {
+    /// The first entry of the archive of `path`: what `path` itself is, or
+    /// `None` when it does not exist. Reads only the first header.
+    pub async fn stat_in_container(&self, id: &str, path: &str) -> Result<Option<ArchiveEntry>, DockerError> {
+        match self.read_archive(id, path, 256 * 1024, false).await? {
+            None => Ok(None),
+            Some(ArchiveRead::TooLarge) => Err(DockerError::Protocol(format!("cannot read the header of {path}"))),
+            Some(ArchiveRead::Entries(entries)) => Ok(entries.into_iter().next().map(|(entry, _)| entry)),
+        }
+    }
+
+    /// The archive of `path` (all entries), reading at most `max_bytes` of
+    /// archive; with `contents`, the bytes of regular files are kept.
+    /// `None` when `path` does not exist.
+    pub async fn read_archive(
+        &self,
+        id: &str,
+        path: &str,
+        max_bytes: usize,
+        contents: bool,
+    ) -> Result<Option<ArchiveRead>, DockerError> {
+        let client = self.client().await?;
+        let options = DownloadFromContainerOptionsBuilder::default().path(path).build();
+        let mut stream = client.download_from_container(id, Some(options));
+        let mut buffer: Vec<u8> = Vec::new();
+        let mut complete = true;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => buffer.extend_from_slice(&bytes),
+                Err(error) if is_not_found(&error) => return Ok(None),
+                Err(error) => return Err(error.into()),
+            }
+            if buffer.len() > max_bytes {
+                complete = false;
+                break;
+            }
+        }
+        let entries = parse_entries(&buffer, contents, complete);
+        if entries.is_empty() && !complete {
+            return Ok(Some(ArchiveRead::TooLarge));
+        }
+        if contents && !complete {
+            return Ok(Some(ArchiveRead::TooLarge));
+        }
+        Ok(Some(ArchiveRead::Entries(entries)))
+    }
+
+    /// Puts folders and files under `parent` (which must exist), owned by the
+    /// sandbox user (uid/gid 1000, set in the tar headers: the engine keeps
+    /// header ownership, while its `copyUIDGID` option cannot resolve a numeric
+    /// `uid:gid` user on Docker 20.10).
+    pub async fn write_archive(&self, id: &str, parent: &str, items: &[Upload<'_>]) -> Result<(), DockerError> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs())
+            .unwrap_or(0);
+        let packed: std::io::Result<()> = items.iter().try_for_each(|item| {
+            let mut header = tar::Header::new_gnu();
+            header.set_uid(1000);
+            header.set_gid(1000);
+            header.set_mtime(now);
+            match item {
+                Upload::Directory { path } => {
+                    header.set_entry_type(tar::EntryType::Directory);
+                    header.set_mode(0o755);
+                    header.set_size(0);
+                    builder.append_data(&mut header, path, std::io::empty())
+                }
+                Upload::File { path, content } => {
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_mode(0o644);
+                    header.set_size(content.len() as u64);
+                    builder.append_data(&mut header, path, *content)
+                }
+            }
+        });
+        let tar = packed
+            .and_then(|()| builder.into_inner())
+            .map_err(|e| DockerError::Protocol(format!("cannot pack the upload: {e}")))?;
+        let client = self.client().await?;
+        let options = UploadToContainerOptionsBuilder::default().path(parent).build();
+        client
+            .upload_to_container(id, Some(options), bollard::body_full(Bytes::from(tar)))
+            .await?;
+        Ok(())
+    }
+}
+
+/// Entries of a (possibly truncated) tar buffer. Stops at the first entry
+/// that is not complete in the buffer.
+fn parse_entries(buffer: &[u8], contents: bool, complete: bool) -> Vec<(ArchiveEntry, Option<Vec<u8>>)> {
+    let mut archive = tar::Archive::new(buffer);
+    let mut found = Vec::new();
+    let Ok(entries) = archive.entries() else {
+        return found;
+    };
+    for entry in entries {
+        let Ok(mut entry) = entry else { break };
+        let header = entry.header();
+        let kind = match header.entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
+            tar::EntryType::Directory => EntryKind::Directory,
+            tar::EntryType::Symlink => EntryKind::Symlink {
+                target: entry
+                    .link_name()
+                    .ok()
+                    .flatten()
+                    .map(|target| target.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            },
+            _ => EntryKind::Other,
+        };
+        let size = header.size().unwrap_or(0);
+        let modified = header.mtime().unwrap_or(0);
+        let path = entry
+            .path()
+            .map(|path| path.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let data = if contents && kind == EntryKind::File {
+            let mut data = Vec::with_capacity(size as usize);
+            if entry.read_to_end(&mut data).is_err() || (data.len() as u64) < size {
+                if !complete {
+                    break;
+                }
+                continue;
+            }
+            Some(data)
+        } else {
+            None
+        };
+        found.push((
+            ArchiveEntry {
+                path,
+                kind,
+                size,
+                modified,
+            },
+            data,
+        ));
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut dir = tar::Header::new_gnu();
+        dir.set_entry_type(tar::EntryType::Directory);
+        dir.set_size(0);
+        dir.set_mode(0o755);
+        builder.append_data(&mut dir, "data", std::io::empty()).unwrap();
+        let mut file = tar::Header::new_gnu();
+        file.set_size(5);
+        file.set_mode(0o644);
+        file.set_mtime(42);
+        builder.append_data(&mut file, "data/a.txt", &b"hello"[..]).unwrap();
+        let mut link = tar::Header::new_gnu();
+        link.set_entry_type(tar::EntryType::Symlink);
+        link.set_size(0);
+        builder.append_link(&mut link, "data/out", "/etc").unwrap();
+        builder.into_inner().unwrap()
+    }
+
+    #[test]
+    fn parses_kinds_sizes_contents_and_links() {
+        let entries = parse_entries(&sample(), true, true);
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[0].0.kind, EntryKind::Directory);
+        assert_eq!(entries[1].0.path, "data/a.txt");
+        assert_eq!(entries[1].0.size, 5);
+        assert_eq!(entries[1].0.modified, 42);
+        assert_eq!(entries[1].1.as_deref(), Some(&b"hello"[..]));
+        assert_eq!(entries[2].0.kind, EntryKind::Symlink { target: "/etc".into() });
+    }
+
+    #[test]
+    fn a_truncated_archive_yields_the_complete_entries() {
+        let whole = sample();
+        let entries = parse_entries(&whole[..1024], false, false);
+        assert_eq!(entries[0].0.path, "data");
+    }
+}

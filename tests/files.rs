@@ -1,0 +1,313 @@
+//! Files and artifacts: sandbox_file_ops round trips through the archive
+//! API (text and binary, in running and paused sessions), escapes refused,
+//! size caps, and files written to /outputs returned with the result
+//! (matplotlib plots as PNG image content).
+
+mod common;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::*;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+async fn file_op(client: &Client, arguments: Value) -> Value {
+    let result = call(client, "sandbox_file_ops", arguments.clone()).await;
+    assert_ne!(
+        result.is_error,
+        Some(true),
+        "sandbox_file_ops {arguments} failed: {}",
+        text_of(&result)
+    );
+    result.structured_content.expect("structured result")
+}
+
+async fn file_error(client: &Client, arguments: Value) -> String {
+    let result = call(client, "sandbox_file_ops", arguments.clone()).await;
+    assert_eq!(result.is_error, Some(true), "sandbox_file_ops {arguments} should fail");
+    text_of(&result)
+}
+
+fn names(listing: &Value) -> Vec<String> {
+    listing["entries"]
+        .as_array()
+        .map(|entries| {
+            entries
+                .iter()
+                .filter_map(|e| e["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn text_and_binary_files_round_trip() {
+    let client = start_server().await;
+    let name = create_session(&client, "files", "python").await;
+    let written = file_op(
+        &client,
+        json!({"session": name, "operation": "write", "path": "data/notes.txt", "content": "héllo\nwörld\n"}),
+    )
+    .await;
+    assert_eq!(written["path"], "/workspace/data/notes.txt");
+    let read = file_op(
+        &client,
+        json!({"session": name, "operation": "read", "path": "data/notes.txt"}),
+    )
+    .await;
+    assert_eq!(read["content"], "héllo\nwörld\n");
+
+    let bytes: Vec<u8> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let encoded = STANDARD.encode(&bytes);
+    file_op(&client, json!({"session": name, "operation": "write", "path": "/workspace/blob.bin", "content": encoded, "encoding": "base64"})).await;
+    let read = file_op(
+        &client,
+        json!({"session": name, "operation": "read", "path": "blob.bin", "encoding": "base64"}),
+    )
+    .await;
+    let back = STANDARD.decode(read["content"].as_str().unwrap()).unwrap();
+    assert_eq!(Sha256::digest(&back), Sha256::digest(&bytes), "binary content changed");
+    let refused = file_error(
+        &client,
+        json!({"session": name, "operation": "read", "path": "blob.bin"}),
+    )
+    .await;
+    assert!(refused.contains("not UTF-8") && refused.contains("base64"), "{refused}");
+
+    // Code sees files written through file_ops, and the reverse.
+    let result = execute_in(
+        &client,
+        &name,
+        "python",
+        "print(open('data/notes.txt').read().split()[1])\nopen('from_code.csv', 'w').write('a,b\\n1,2\\n')",
+    )
+    .await;
+    assert_eq!(result["stdout"], "wörld\n", "{result}");
+    let read = file_op(
+        &client,
+        json!({"session": name, "operation": "read", "path": "from_code.csv"}),
+    )
+    .await;
+    assert_eq!(read["content"], "a,b\n1,2\n");
+    session(&client, json!({"action": "destroy", "name": name})).await;
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn list_mkdir_and_delete() {
+    let client = start_server().await;
+    let name = create_session(&client, "tree", "bash").await;
+    file_op(&client, json!({"session": name, "operation": "mkdir", "path": "a/b/c"})).await;
+    file_op(
+        &client,
+        json!({"session": name, "operation": "write", "path": "a/b/file.txt", "content": "12345"}),
+    )
+    .await;
+    let listing = file_op(&client, json!({"session": name, "operation": "list", "path": "a/b"})).await;
+    assert_eq!(names(&listing), ["c", "file.txt"]);
+    let file = listing["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "file.txt")
+        .unwrap()
+        .clone();
+    assert_eq!(file["kind"], "file");
+    assert_eq!(file["size"], 5);
+    assert!(file["modified"].as_str().unwrap().ends_with('Z'));
+    let result = execute_in(
+        &client,
+        &name,
+        "bash",
+        "ls -ld a/b/c | cut -c1; stat -c %U a/b/file.txt",
+    )
+    .await;
+    assert_eq!(result["stdout"], "d\nsandbox\n", "{result}");
+    file_op(&client, json!({"session": name, "operation": "delete", "path": "a"})).await;
+    let listing = file_op(&client, json!({"session": name, "operation": "list", "path": "."})).await;
+    assert!(!names(&listing).contains(&"a".to_string()), "{listing}");
+    let missing = file_error(
+        &client,
+        json!({"session": name, "operation": "read", "path": "a/b/file.txt"}),
+    )
+    .await;
+    assert!(missing.contains("does not exist"), "{missing}");
+    let root = file_error(
+        &client,
+        json!({"session": name, "operation": "delete", "path": "/workspace"}),
+    )
+    .await;
+    assert!(root.contains("cannot be deleted"), "{root}");
+    session(&client, json!({"action": "destroy", "name": name})).await;
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn escapes_are_refused() {
+    let client = start_server().await;
+    let name = create_session(&client, "escape", "bash").await;
+    for path in [
+        "../etc/passwd",
+        "data/../../etc/passwd",
+        "/etc/passwd",
+        "/tmp/x",
+        "/workspace/../etc/shadow",
+    ] {
+        let refused = file_error(&client, json!({"session": name, "operation": "read", "path": path})).await;
+        assert!(
+            refused.contains("`..`") || refused.contains("outside"),
+            "{path}: {refused}"
+        );
+    }
+    execute_in(&client, &name, "bash", "mkdir -p data && echo inside > data/x.txt && ln -s /etc etc_link && ln -s data inner_link && ln -s ../../etc/passwd data/up").await;
+    let refused = file_error(
+        &client,
+        json!({"session": name, "operation": "read", "path": "etc_link/passwd"}),
+    )
+    .await;
+    assert!(refused.contains("symbolic link"), "{refused}");
+    let refused = file_error(
+        &client,
+        json!({"session": name, "operation": "write", "path": "etc_link/evil", "content": "x"}),
+    )
+    .await;
+    assert!(refused.contains("symbolic link"), "{refused}");
+    let refused = file_error(
+        &client,
+        json!({"session": name, "operation": "read", "path": "data/up"}),
+    )
+    .await;
+    assert!(refused.contains("symbolic link"), "{refused}");
+    // A link that stays inside the workspace is followed.
+    let read = file_op(
+        &client,
+        json!({"session": name, "operation": "read", "path": "inner_link/x.txt"}),
+    )
+    .await;
+    assert_eq!(read["content"], "inside\n");
+    session(&client, json!({"action": "destroy", "name": name})).await;
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn size_caps_and_paused_sessions() {
+    require_docker().await;
+    let client = start_server_with_env(&[
+        ("MULTILANG_SANDBOX_POOL_SIZE", "0"),
+        ("MULTILANG_SANDBOX_MAX_FILE_BYTES", "100000"),
+    ])
+    .await;
+    let name = create_session(&client, "caps", "python").await;
+    let big = "x".repeat(150_000);
+    let refused = file_error(
+        &client,
+        json!({"session": name, "operation": "write", "path": "big.txt", "content": big}),
+    )
+    .await;
+    assert!(refused.contains("over the 100000-byte limit"), "{refused}");
+    execute_in(
+        &client,
+        &name,
+        "python",
+        "open('made_by_code.txt', 'w').write('y' * 150000)",
+    )
+    .await;
+    let refused = file_error(
+        &client,
+        json!({"session": name, "operation": "read", "path": "made_by_code.txt"}),
+    )
+    .await;
+    assert!(refused.contains("over the 100000-byte limit"), "{refused}");
+
+    session(&client, json!({"action": "pause", "name": name})).await;
+    file_op(
+        &client,
+        json!({"session": name, "operation": "write", "path": "while_paused.txt", "content": "frozen"}),
+    )
+    .await;
+    let read = file_op(
+        &client,
+        json!({"session": name, "operation": "read", "path": "while_paused.txt"}),
+    )
+    .await;
+    assert_eq!(read["content"], "frozen");
+    file_op(
+        &client,
+        json!({"session": name, "operation": "delete", "path": "while_paused.txt"}),
+    )
+    .await;
+    let state = session(&client, json!({"action": "get", "name": name})).await;
+    assert_eq!(
+        state["sessions"][0]["state"], "paused",
+        "file operations keep a session paused: {state}"
+    );
+    session(&client, json!({"action": "destroy", "name": name})).await;
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn outputs_come_back_as_artifacts_and_plots_as_png_images() {
+    let client = start_server().await;
+    let code = "import matplotlib.pyplot as plt\nplt.plot([1, 4, 9, 16])\nplt.title('squares')\nplt.show()\nplt.figure()\nplt.bar(['a', 'b'], [3, 5])\nopen('/outputs/report.csv', 'w').write('k,v\\n')";
+    let result = call(
+        &client,
+        "sandbox_execute",
+        json!({"language": "python", "code": code, "ml": true}),
+    )
+    .await;
+    assert_ne!(result.is_error, Some(true), "{}", text_of(&result));
+    let images: Vec<(String, Vec<u8>)> = result
+        .content
+        .iter()
+        .filter_map(|content| content.as_image())
+        .map(|image| {
+            (
+                image.mime_type.clone(),
+                STANDARD.decode(&image.data).expect("base64 image"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        images.len(),
+        2,
+        "the shown figure and the one left open: {}",
+        text_of(&result)
+    );
+    for (mime, bytes) in &images {
+        assert_eq!(mime, "image/png");
+        assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+        // IHDR: width and height of matplotlib's default 6.4 x 4.8 in figure at 100 dpi.
+        let width = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+        let height = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+        assert_eq!((width, height), (640, 480), "unexpected plot size");
+        assert!(bytes.len() > 3_000, "suspiciously small plot: {} bytes", bytes.len());
+    }
+    let artifacts = result.structured_content.unwrap()["artifacts"].clone();
+    let csv = artifacts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["path"] == "/outputs/report.csv")
+        .cloned()
+        .unwrap();
+    assert_eq!(csv["returned_as_image"], false);
+    assert_eq!(csv["size"], 4);
+
+    // In a session, /outputs files can be read back with sandbox_file_ops.
+    let name = create_session(&client, "out", "python").await;
+    let result = execute_in(&client, &name, "python", "open('/outputs/table.txt', 'w').write('t')").await;
+    assert!(
+        result["note"].as_str().unwrap_or_default().contains("sandbox_file_ops"),
+        "{result}"
+    );
+    let read = file_op(
+        &client,
+        json!({"session": name, "operation": "read", "path": "/outputs/table.txt"}),
+    )
+    .await;
+    assert_eq!(read["content"], "t");
+    session(&client, json!({"action": "destroy", "name": name})).await;
+    client.cancel().await.ok();
+}
