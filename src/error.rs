@@ -150,9 +150,11 @@ pub enum FileError {
     #[error("path `{0}` contains `..`; give a path inside /workspace (relative paths start there) or /outputs")]
     Traversal(String),
     #[error(
-        "path `{0}` is outside the session's folders; use a path relative to /workspace, or one under /workspace or /outputs"
+        "path `{0}` is outside the session's folders; use a path relative to /workspace, or one under /workspace, /outputs or a mounted host folder (/mnt/<name>, see sandbox_session get)"
     )]
     Outside(String),
+    #[error("`{0}` is in a read-only host folder; write under /workspace or /outputs instead")]
+    ReadOnly(String),
     #[error("`{path}` is a symbolic link to `{target}`, outside /workspace and /outputs; it cannot be followed")]
     SymlinkEscape { path: String, target: String },
     #[error("`{0}` does not exist; see what is there with operation list")]
@@ -169,7 +171,7 @@ pub enum FileError {
     BadBase64(String),
     #[error("`content` is required for write")]
     ContentRequired,
-    #[error("`{0}` is one of the session's root folders and cannot be deleted; delete what is inside it instead")]
+    #[error("`{0}` is one of the session's top folders and cannot be deleted; delete what is inside it instead")]
     RootFolder(String),
     #[error("the folder is too large to list at once; list a sub-folder")]
     ListTooLarge,

@@ -311,3 +311,108 @@ async fn outputs_come_back_as_artifacts_and_plots_as_png_images() {
     session(&client, json!({"action": "destroy", "name": name})).await;
     client.cancel().await.ok();
 }
+
+#[tokio::test]
+async fn host_folders_are_mounted_read_only_unless_configured_writable() {
+    require_docker().await;
+    let base = std::env::temp_dir().join(format!("multilang-sandbox-host-{}", uuid::Uuid::new_v4().simple()));
+    let data = base.join("data");
+    let out = base.join("out");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(data.join("input.csv"), "a,b\n1,2\n").unwrap();
+    // The sandbox user (uid 1000) must be able to write the read-write folder.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let folders = format!(
+        "data={},out={}:rw,gone={}",
+        data.display(),
+        out.display(),
+        base.join("missing").display()
+    );
+    let client = start_server_with_env(&[
+        ("MULTILANG_SANDBOX_POOL_SIZE", "0"),
+        ("MULTILANG_SANDBOX_HOST_FOLDERS", &folders),
+    ])
+    .await;
+
+    let unknown = call(
+        &client,
+        "sandbox_session",
+        json!({"action": "create", "name": "mnt-unknown", "language": "python", "mounts": ["secrets"]}),
+    )
+    .await;
+    assert_eq!(unknown.is_error, Some(true));
+    let text = text_of(&unknown);
+    assert!(text.contains("`secrets`") && text.contains("data, out, gone"), "{text}");
+    let missing = call(
+        &client,
+        "sandbox_session",
+        json!({"action": "create", "name": "mnt-missing", "language": "python", "mounts": ["gone"]}),
+    )
+    .await;
+    assert_eq!(missing.is_error, Some(true));
+    assert!(text_of(&missing).contains("does not exist"), "{}", text_of(&missing));
+
+    let name = format!("mnt-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let created = session(
+        &client,
+        json!({"action": "create", "name": name, "language": "python", "mounts": ["data", "out"]}),
+    )
+    .await;
+    let mounts = created["sessions"][0]["mounts"].as_array().unwrap().clone();
+    assert_eq!(mounts.len(), 2, "{created}");
+    assert_eq!(mounts[0]["path"], "/mnt/data");
+    assert_eq!(mounts[0]["writable"], false);
+    assert_eq!(mounts[1]["writable"], true);
+
+    let code = "print(open('/mnt/data/input.csv').read().splitlines()[1])\n\
+try:\n    open('/mnt/data/new.txt', 'w')\nexcept OSError as error:\n    print('refused', error.errno)\n\
+open('/mnt/out/result.txt', 'w').write('42')\n\
+import os\nprint(sorted(os.listdir('/mnt')))";
+    let result = execute_in(&client, &name, "python", code).await;
+    assert_eq!(result["stdout"], "1,2\nrefused 30\n['data', 'out']\n", "{result}");
+    assert_eq!(std::fs::read_to_string(out.join("result.txt")).unwrap(), "42");
+    assert!(!data.join("new.txt").exists());
+
+    let listing = file_op(
+        &client,
+        json!({"session": name, "operation": "list", "path": "/mnt/data"}),
+    )
+    .await;
+    assert_eq!(names(&listing), ["input.csv"]);
+    let refused = file_error(
+        &client,
+        json!({"session": name, "operation": "write", "path": "/mnt/data/evil.txt", "content": "x"}),
+    )
+    .await;
+    assert!(refused.contains("read-only"), "{refused}");
+    let refused = file_error(
+        &client,
+        json!({"session": name, "operation": "delete", "path": "/mnt/data/input.csv"}),
+    )
+    .await;
+    assert!(refused.contains("read-only"), "{refused}");
+    assert!(data.join("input.csv").exists());
+    file_op(
+        &client,
+        json!({"session": name, "operation": "write", "path": "/mnt/out/notes/n.txt", "content": "from file_ops"}),
+    )
+    .await;
+    assert_eq!(
+        std::fs::read_to_string(out.join("notes/n.txt")).unwrap(),
+        "from file_ops"
+    );
+    let read = file_op(
+        &client,
+        json!({"session": name, "operation": "read", "path": "/mnt/out/result.txt"}),
+    )
+    .await;
+    assert_eq!(read["content"], "42");
+    for path in ["/mnt", "/mnt/../etc/passwd", "/mnt/gone"] {
+        file_error(&client, json!({"session": name, "operation": "list", "path": path})).await;
+    }
+    session(&client, json!({"action": "destroy", "name": name})).await;
+    client.cancel().await.ok();
+    let _ = std::fs::remove_dir_all(&base);
+}

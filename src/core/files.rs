@@ -1,23 +1,69 @@
-//! File operations in a session's `/workspace` and `/outputs`, through the
-//! Docker archive API (so they work in network-less and paused sessions).
-//! Paths are relative to `/workspace`; absolute paths must stay inside the
-//! two folders; `..` is refused, and symbolic links are followed only while
-//! they point inside the folders.
+//! File operations in a session's `/workspace`, `/outputs` and mounted host
+//! folders (`/mnt/<name>`), through the Docker archive API (so they work in
+//! network-less and paused sessions). Paths are relative to `/workspace`;
+//! absolute paths must stay inside the session's folders; `..` is refused,
+//! symbolic links are followed only while they point inside the folders, and
+//! read-only host folders are never written.
 
 use super::run::ExecuteRequest;
-use super::session::{SessionManager, rfc3339};
+use super::session::{SessionManager, SessionMount, rfc3339};
 use crate::docker::{ArchiveRead, DockerEngine, EntryKind, Upload};
 use crate::error::{ExecuteError, FileError};
 use crate::runtime::Language;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-/// The folders file operations may touch.
+/// The folders every session has; file operations may touch them.
 pub const ROOTS: [&str; 2] = ["/workspace", "/outputs"];
 /// Most symbolic links followed while resolving one path.
 const MAX_LINKS: usize = 8;
 /// Most archive bytes read to list one folder.
 const LIST_ARCHIVE_LIMIT: usize = 64 * 1024 * 1024;
+
+/// The folders of one session that file operations may touch, and whether
+/// each may be written.
+#[derive(Debug, Clone)]
+pub struct Roots {
+    roots: Vec<(String, bool)>,
+}
+
+impl Roots {
+    /// `/workspace` and `/outputs` (writable) plus the session's host folders.
+    pub fn for_session(mounts: &[SessionMount]) -> Self {
+        let mut roots: Vec<(String, bool)> = ROOTS.iter().map(|root| (root.to_string(), true)).collect();
+        roots.extend(mounts.iter().map(|mount| (mount.path.clone(), mount.writable)));
+        Self { roots }
+    }
+
+    fn find(&self, path: &str) -> Option<&(String, bool)> {
+        self.roots.iter().find(|(root, _)| {
+            path == root
+                || path
+                    .strip_prefix(root.as_str())
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+    }
+
+    fn contains(&self, path: &str) -> bool {
+        self.find(path).is_some()
+    }
+
+    fn writable(&self, path: &str) -> bool {
+        self.find(path).is_some_and(|(_, writable)| *writable)
+    }
+
+    fn is_root(&self, path: &str) -> bool {
+        self.roots.iter().any(|(root, _)| root == path)
+    }
+
+    /// Splits a normalized path into its root and the part below it.
+    fn split<'a>(&'a self, path: &'a str) -> (&'a str, &'a str) {
+        match self.find(path) {
+            Some((root, _)) => (root.as_str(), path[root.len()..].trim_start_matches('/')),
+            None => ("/workspace", path.trim_start_matches('/')),
+        }
+    }
+}
 
 /// One entry of a listing.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema, PartialEq)]
@@ -49,8 +95,8 @@ pub struct Files<'a> {
 
 impl Files<'_> {
     pub async fn read(&self, session: &str, path: &str) -> Result<FileRead, FileError> {
-        let id = self.sessions.container_id(session).await?;
-        let path = self.resolve(&id, path).await?;
+        let (id, roots) = self.target(session).await?;
+        let path = self.resolve(&id, &roots, path).await?;
         let entry = self
             .engine
             .stat_in_container(&id, &path)
@@ -95,9 +141,12 @@ impl Files<'_> {
                 max: self.max_file_bytes,
             });
         }
-        let id = self.sessions.container_id(session).await?;
-        let path = self.resolve(&id, path).await?;
-        let (root, relative) = split_root(&path);
+        let (id, roots) = self.target(session).await?;
+        let path = self.resolve(&id, &roots, path).await?;
+        if !roots.writable(&path) {
+            return Err(FileError::ReadOnly(path));
+        }
+        let (root, relative) = roots.split(&path);
         if relative.is_empty() {
             return Err(FileError::IsFolder(path));
         }
@@ -121,10 +170,13 @@ impl Files<'_> {
 
     /// Creates a folder and any missing parents.
     pub async fn mkdir(&self, session: &str, path: &str) -> Result<FileEntry, FileError> {
-        let id = self.sessions.container_id(session).await?;
-        let path = self.resolve(&id, path).await?;
-        let (root, relative) = split_root(&path);
+        let (id, roots) = self.target(session).await?;
+        let path = self.resolve(&id, &roots, path).await?;
+        let (root, relative) = roots.split(&path);
         if !relative.is_empty() {
+            if !roots.writable(&path) {
+                return Err(FileError::ReadOnly(path));
+            }
             let mut folders = parent_folders(relative);
             folders.push(relative.to_string());
             let items: Vec<Upload<'_>> = folders
@@ -138,8 +190,8 @@ impl Files<'_> {
 
     /// The entries directly inside a folder.
     pub async fn list(&self, session: &str, path: &str) -> Result<Vec<FileEntry>, FileError> {
-        let id = self.sessions.container_id(session).await?;
-        let path = self.resolve(&id, path).await?;
+        let (id, roots) = self.target(session).await?;
+        let path = self.resolve(&id, &roots, path).await?;
         let entries = match self.engine.read_archive(&id, &path, LIST_ARCHIVE_LIMIT, false).await? {
             None => return Err(FileError::NotFound(path)),
             Some(ArchiveRead::TooLarge) => return Err(FileError::ListTooLarge),
@@ -167,10 +219,13 @@ impl Files<'_> {
     /// delete, so this runs `rm` in the session (resuming a paused session
     /// for the moment it takes).
     pub async fn delete(&self, session: &str, path: &str) -> Result<FileEntry, FileError> {
-        let id = self.sessions.container_id(session).await?;
-        let path = self.resolve(&id, path).await?;
-        if ROOTS.contains(&path.as_str()) {
+        let (id, roots) = self.target(session).await?;
+        let path = self.resolve(&id, &roots, path).await?;
+        if roots.is_root(&path) {
             return Err(FileError::RootFolder(path));
+        }
+        if !roots.writable(&path) {
+            return Err(FileError::ReadOnly(path));
         }
         let entry = self.entry(&id, &path).await?;
         let was_paused = self.sessions.is_paused(session).await?;
@@ -208,6 +263,12 @@ impl Files<'_> {
         Ok(entry)
     }
 
+    /// The session's container and the folders file operations may touch.
+    async fn target(&self, session: &str) -> Result<(String, Roots), FileError> {
+        let (id, mounts) = self.sessions.file_target(session).await?;
+        Ok((id, Roots::for_session(&mounts)))
+    }
+
     async fn entry(&self, id: &str, path: &str) -> Result<FileEntry, FileError> {
         let entry = self
             .engine
@@ -220,11 +281,11 @@ impl Files<'_> {
 
     /// The absolute path `path` refers to, following symbolic links that
     /// stay inside the session's folders and refusing the others.
-    async fn resolve(&self, id: &str, path: &str) -> Result<String, FileError> {
-        let mut current = normalize(path)?;
+    async fn resolve(&self, id: &str, roots: &Roots, path: &str) -> Result<String, FileError> {
+        let mut current = normalize(path, roots)?;
         let mut hops = 0;
         'walk: loop {
-            let (root, relative) = split_root(&current);
+            let (root, relative) = roots.split(&current);
             let mut prefix = root.to_string();
             let components: Vec<&str> = relative.split('/').filter(|part| !part.is_empty()).collect();
             for (index, component) in components.iter().enumerate() {
@@ -246,7 +307,7 @@ impl Files<'_> {
                     } else {
                         format!("{joined}/{rest}")
                     };
-                    current = match normalize_absolute(&next) {
+                    current = match normalize_absolute(&next, roots) {
                         Some(inside) if hops <= MAX_LINKS => inside,
                         _ => {
                             return Err(FileError::SymlinkEscape { path: prefix, target });
@@ -262,8 +323,8 @@ impl Files<'_> {
 }
 
 /// Lexical normalization: relative paths start at /workspace; `..` is
-/// refused; the result must be inside one of [`ROOTS`].
-pub fn normalize(path: &str) -> Result<String, FileError> {
+/// refused; the result must be inside one of the session's `roots`.
+pub fn normalize(path: &str, roots: &Roots) -> Result<String, FileError> {
     let trimmed = path.trim();
     let absolute = if trimmed.starts_with('/') {
         trimmed.to_string()
@@ -279,7 +340,7 @@ pub fn normalize(path: &str) -> Result<String, FileError> {
         }
     }
     let joined = format!("/{}", parts.join("/"));
-    if inside_roots(&joined) {
+    if roots.contains(&joined) {
         Ok(joined)
     } else {
         Err(FileError::Outside(path.to_string()))
@@ -288,7 +349,7 @@ pub fn normalize(path: &str) -> Result<String, FileError> {
 
 /// Normalizes an absolute path that may contain `..` (a link target);
 /// `None` when it leaves the session's folders.
-fn normalize_absolute(path: &str) -> Option<String> {
+fn normalize_absolute(path: &str, roots: &Roots) -> Option<String> {
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {
         match part {
@@ -300,26 +361,7 @@ fn normalize_absolute(path: &str) -> Option<String> {
         }
     }
     let joined = format!("/{}", parts.join("/"));
-    inside_roots(&joined).then_some(joined)
-}
-
-fn inside_roots(path: &str) -> bool {
-    ROOTS
-        .iter()
-        .any(|root| path == *root || path.strip_prefix(root).is_some_and(|rest| rest.starts_with('/')))
-}
-
-/// Splits a normalized path into its root and the part below it.
-fn split_root(path: &str) -> (&'static str, &str) {
-    for root in ROOTS {
-        if path == root {
-            return (root, "");
-        }
-        if let Some(rest) = path.strip_prefix(root).and_then(|rest| rest.strip_prefix('/')) {
-            return (root, rest);
-        }
-    }
-    ("/workspace", path.trim_start_matches('/'))
+    roots.contains(&joined).then_some(joined)
 }
 
 /// `a/b/c.txt` → `["a", "a/b"]`.
@@ -348,36 +390,86 @@ fn to_entry(parent: &str, name: &str, entry: &crate::docker::ArchiveEntry) -> Fi
 mod tests {
     use super::*;
 
+    fn plain() -> Roots {
+        Roots::for_session(&[])
+    }
+
+    fn with_mounts() -> Roots {
+        Roots::for_session(&[
+            SessionMount {
+                name: "data".into(),
+                path: "/mnt/data".into(),
+                host_path: "/srv/data".into(),
+                writable: false,
+            },
+            SessionMount {
+                name: "out".into(),
+                path: "/mnt/out".into(),
+                host_path: "/srv/out".into(),
+                writable: true,
+            },
+        ])
+    }
+
     #[test]
     fn relative_paths_start_in_the_workspace() {
-        assert_eq!(normalize("data/a.csv").unwrap(), "/workspace/data/a.csv");
-        assert_eq!(normalize("./a//b/").unwrap(), "/workspace/a/b");
-        assert_eq!(normalize("").unwrap(), "/workspace");
-        assert_eq!(normalize("/outputs/plot.png").unwrap(), "/outputs/plot.png");
-        assert_eq!(normalize("/workspace").unwrap(), "/workspace");
+        let roots = plain();
+        assert_eq!(normalize("data/a.csv", &roots).unwrap(), "/workspace/data/a.csv");
+        assert_eq!(normalize("./a//b/", &roots).unwrap(), "/workspace/a/b");
+        assert_eq!(normalize("", &roots).unwrap(), "/workspace");
+        assert_eq!(normalize("/outputs/plot.png", &roots).unwrap(), "/outputs/plot.png");
+        assert_eq!(normalize("/workspace", &roots).unwrap(), "/workspace");
     }
 
     #[test]
     fn escapes_are_refused() {
-        assert!(matches!(normalize("../etc/passwd"), Err(FileError::Traversal(_))));
-        assert!(matches!(normalize("a/../../etc"), Err(FileError::Traversal(_))));
-        assert!(matches!(normalize("/etc/passwd"), Err(FileError::Outside(_))));
-        assert!(matches!(normalize("/workspaces/x"), Err(FileError::Outside(_))));
-        assert!(matches!(normalize("/tmp"), Err(FileError::Outside(_))));
+        let roots = plain();
+        assert!(matches!(
+            normalize("../etc/passwd", &roots),
+            Err(FileError::Traversal(_))
+        ));
+        assert!(matches!(normalize("a/../../etc", &roots), Err(FileError::Traversal(_))));
+        assert!(matches!(normalize("/etc/passwd", &roots), Err(FileError::Outside(_))));
+        assert!(matches!(normalize("/workspaces/x", &roots), Err(FileError::Outside(_))));
+        assert!(matches!(normalize("/tmp", &roots), Err(FileError::Outside(_))));
+        assert!(matches!(normalize("/mnt/data/x", &roots), Err(FileError::Outside(_))));
+    }
+
+    #[test]
+    fn mounted_folders_are_roots_with_their_own_access() {
+        let roots = with_mounts();
+        assert_eq!(normalize("/mnt/data/a.csv", &roots).unwrap(), "/mnt/data/a.csv");
+        assert!(matches!(normalize("/mnt/database", &roots), Err(FileError::Outside(_))));
+        assert!(matches!(normalize("/mnt", &roots), Err(FileError::Outside(_))));
+        assert!(!roots.writable("/mnt/data/a.csv"));
+        assert!(roots.writable("/mnt/out/b.csv"));
+        assert!(roots.writable("/workspace/c"));
+        assert!(roots.is_root("/mnt/out"));
+        assert_eq!(roots.split("/mnt/out/x/y"), ("/mnt/out", "x/y"));
     }
 
     #[test]
     fn link_targets_are_checked_after_normalization() {
-        assert_eq!(normalize_absolute("/workspace/a/../b"), Some("/workspace/b".into()));
-        assert_eq!(normalize_absolute("/workspace/../etc"), None);
-        assert_eq!(normalize_absolute("/etc"), None);
+        let roots = with_mounts();
+        assert_eq!(
+            normalize_absolute("/workspace/a/../b", &roots),
+            Some("/workspace/b".into())
+        );
+        assert_eq!(normalize_absolute("/workspace/../etc", &roots), None);
+        assert_eq!(normalize_absolute("/etc", &roots), None);
+        assert_eq!(
+            normalize_absolute("/mnt/data/../out/x", &roots),
+            Some("/mnt/out/x".into())
+        );
+        assert_eq!(normalize_absolute("/mnt/data/../../etc", &roots), None);
     }
 
     #[test]
     fn parents_and_roots_split() {
+        let roots = plain();
         assert_eq!(parent_folders("a/b/c.txt"), ["a", "a/b"]);
         assert!(parent_folders("c.txt").is_empty());
-        assert_eq!(split_root("/outputs/x/y"), ("/outputs", "x/y"));
-        assert_eq!(split_root("/workspace"), ("/workspace", ""));
+        assert_eq!(roots.split("/outputs/x/y"), ("/outputs", "x/y"));
+        assert_eq!(roots.split("/workspace"), ("/workspace", ""));
     }
 }

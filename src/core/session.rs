@@ -314,14 +314,10 @@ impl SessionManager {
         Ok(info)
     }
 
-    /// The container id of a session.
-    pub async fn container_id(&self, name: &str) -> Result<String, SessionError> {
-        Ok(self.lookup(name).await?.info.id)
-    }
-
-    /// The host folders mounted into a session.
-    pub async fn mounts(&self, name: &str) -> Result<Vec<SessionMount>, SessionError> {
-        Ok(self.lookup(name).await?.mounts)
+    /// What file operations need: the container id and the host folders.
+    pub async fn file_target(&self, name: &str) -> Result<(String, Vec<SessionMount>), SessionError> {
+        let facts = self.lookup(name).await?;
+        Ok((facts.info.id, facts.mounts))
     }
 
     /// True when the session is paused.

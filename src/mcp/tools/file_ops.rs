@@ -42,7 +42,8 @@ pub struct FileOpsParams {
     /// read, write, list, delete or mkdir.
     pub operation: FileOperation,
     /// Path relative to the session's /workspace (for example `data/input.csv`), or an absolute
-    /// path under /workspace or /outputs. `..` is refused. Use "." to list /workspace.
+    /// path under /workspace, /outputs or a mounted host folder (/mnt/<name>; read-only unless
+    /// the user made it writable). `..` is refused. Use "." to list /workspace.
     pub path: String,
     /// write: the content (text, or base64 with `encoding: base64`). At most 10 MiB by default.
     #[serde(default)]
@@ -76,7 +77,8 @@ impl SandboxServer {
     #[tool(
         name = "sandbox_file_ops",
         description = "Files in a session (create one with sandbox_session): read, write, list, delete, mkdir \
-in /workspace (relative paths start there) and /outputs. Works in paused sessions. Text is utf8 by default; \
+in /workspace (relative paths start there), /outputs and the session's mounted host folders \
+(/mnt/<name>). Works in paused sessions. Text is utf8 by default; \
 pass encoding base64 for binary content. write creates missing folders. Files up to 10 MiB.",
         output_schema = schema_for_output::<FileOpsOutput>()
     )]
