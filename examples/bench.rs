@@ -3,6 +3,7 @@
 //! Prints medians and p95 and writes them to `BENCHMARKS.md`.
 //!
 //! ```text
+//! cargo build --release     # the server binary the benchmark starts
 //! cargo run --release --example bench -- [RUNS]     # default 30 runs per case
 //! ```
 
@@ -164,6 +165,56 @@ async fn package_cases(client: &Client, package: &str, runs: usize) -> Result<Ve
     ])
 }
 
+/// `sandbox_file_ops` write and read of a 100 KB binary file in a session.
+async fn file_cases(client: &Client, session: &str, runs: usize) -> Result<Vec<Case>, BoxError> {
+    use base64::Engine;
+    let content = base64::engine::general_purpose::STANDARD.encode(vec![7u8; 100 * 1024]);
+    let write = json!({"session": session, "operation": "write", "path": "bench/blob.bin", "content": content, "encoding": "base64"});
+    let read = json!({"session": session, "operation": "read", "path": "bench/blob.bin", "encoding": "base64"});
+    let mut cases = Vec::new();
+    for (name, arguments) in [
+        ("`sandbox_file_ops` write of 100 KB (base64) in a session", write),
+        ("`sandbox_file_ops` read of 100 KB (base64) in a session", read),
+    ] {
+        call(client, "sandbox_file_ops", arguments.clone()).await?; // warm-up
+        let mut samples = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let started = Instant::now();
+            call(client, "sandbox_file_ops", arguments.clone()).await?;
+            samples.push(started.elapsed());
+        }
+        cases.push(Case {
+            name: name.to_string(),
+            samples,
+        });
+    }
+    Ok(cases)
+}
+
+/// A matplotlib line plot returned as PNG image content, in a data-science
+/// session (matplotlib already imported, so this is the plot and its return).
+async fn plot_case(client: &Client, runs: usize) -> Result<Case, BoxError> {
+    let session = format!("bench-plot-{}", std::process::id());
+    call(
+        client,
+        "sandbox_session",
+        json!({"action": "create", "name": session, "language": "python", "ml": true}),
+    )
+    .await?;
+    let plot = json!({"language": "python", "session": session,
+        "code": "import matplotlib.pyplot as plt\nplt.plot([1, 4, 9, 16])\nplt.show()"});
+    let case = time_execute(
+        client,
+        "matplotlib plot returned as a PNG image, in an `ml` python session",
+        runs,
+        plot,
+        None,
+    )
+    .await;
+    call(client, "sandbox_session", json!({"action": "destroy", "name": session})).await?;
+    case
+}
+
 async fn mcp_cases(runs: usize) -> Result<Vec<Case>, BoxError> {
     let python = json!({"language": "python", "code": "print(1)"});
     let pool = "python=2,bash=1,javascript=0,typescript=0,go=0,rust=0";
@@ -195,12 +246,14 @@ async fn mcp_cases(runs: usize) -> Result<Vec<Case>, BoxError> {
     .await?;
     let in_session = json!({"language": "python", "code": "print(1)", "session": session});
     cases.push(time_execute(&client, "`print(1)` in a python session", runs, in_session, None).await?);
+    cases.extend(file_cases(&client, &session, runs).await?);
     call(
         &client,
         "sandbox_session",
         json!({"action": "destroy", "name": session}),
     )
     .await?;
+    cases.push(plot_case(&client, runs).await?);
     for package in ["requests", "pandas"] {
         cases.extend(package_cases(&client, package, runs.clamp(1, 3)).await?);
     }
@@ -317,7 +370,7 @@ async fn main() -> Result<(), BoxError> {
     }
     println!("{table}");
     let report = format!(
-        "# Benchmarks\n\nProduced by `cargo run --release --example bench -- {runs}` on {} \
+        "# Benchmarks\n\nProduced by `cargo build --release && cargo run --release --example bench -- {runs}` on {} \
          ({} cores; Docker {} API {}). Every figure is wall time seen by the caller: \
          MCP cases through rmcp's client over stdio to the release binary (pool-hit cases wait \
          until the pool is refilled before each run, so each run is a hit); baselines through \

@@ -218,10 +218,11 @@ fn parse_host_folders(key: &str, value: &str) -> Result<Vec<HostFolder>, ConfigE
                 "folder name `{name}` must be 1 to 32 of a-z, 0-9, `-` or `_`"
             )));
         }
-        let (path, writable) = match path.trim().rsplit_once(':') {
-            Some((path, "rw")) => (path, true),
-            Some((path, "ro")) => (path, false),
-            _ => (path.trim(), false),
+        let path = path.trim();
+        let (path, writable) = match path.rsplit_once(':') {
+            Some((folder, access)) if access.eq_ignore_ascii_case("rw") => (folder.trim(), true),
+            Some((folder, access)) if access.eq_ignore_ascii_case("ro") => (folder.trim(), false),
+            _ => (path, false),
         };
         let host_path = PathBuf::from(path);
         if !host_path.is_absolute() {
@@ -446,7 +447,7 @@ mod tests {
     fn host_folders_parse_with_read_only_default() {
         let config = from(&[(
             "MULTILANG_SANDBOX_HOST_FOLDERS",
-            "data=/srv/data, results=/srv/out:rw,logs=/var/log:ro",
+            "data=/srv/data, results=/srv/out :RW,logs=/var/log:ro",
         )])
         .unwrap();
         let folders = &config.host_folders;

@@ -155,15 +155,19 @@ pub enum FileError {
     Outside(String),
     #[error("`{0}` is in a read-only host folder; write under /workspace or /outputs instead")]
     ReadOnly(String),
-    #[error("`{path}` is a symbolic link to `{target}`, outside /workspace and /outputs; it cannot be followed")]
+    #[error(
+        "`{path}` is a symbolic link to `{target}`, outside the session's folders (/workspace, /outputs, /mnt/<name>) or in a loop of links; it cannot be followed. Use the path it points to, if that is inside"
+    )]
     SymlinkEscape { path: String, target: String },
     #[error("`{0}` does not exist; see what is there with operation list")]
     NotFound(String),
     #[error("`{0}` is a folder; use operation list to see its content")]
     IsFolder(String),
-    #[error("`{0}` is not a folder")]
+    #[error("`{0}` is not a folder; list the folder that holds it")]
     NotFolder(String),
-    #[error("`{path}` is {size} bytes, over the {max}-byte limit for one file")]
+    #[error(
+        "`{path}` is {size} bytes, over the {max}-byte limit for one file; split it, compress it, or have code print the part you need"
+    )]
     TooLarge { path: String, size: u64, max: u64 },
     #[error("`{0}` is not UTF-8 text; read it with encoding base64")]
     NotUtf8(String),
@@ -173,8 +177,8 @@ pub enum FileError {
     ContentRequired,
     #[error("`{0}` is one of the session's top folders and cannot be deleted; delete what is inside it instead")]
     RootFolder(String),
-    #[error("the folder is too large to list at once; list a sub-folder")]
-    ListTooLarge,
+    #[error("the folder holds more than {max} files and folders in all; list a sub-folder")]
+    ListTooLarge { max: usize },
     #[error("deleting `{path}` failed: {message}")]
     DeleteFailed { path: String, message: String },
     #[error(transparent)]

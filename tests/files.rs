@@ -125,6 +125,39 @@ async fn list_mkdir_and_delete() {
     )
     .await;
     assert_eq!(result["stdout"], "d\nsandbox\n", "{result}");
+    // A folder code made private keeps its mode when file_ops writes into it,
+    // mkdir never replaces a file, and deleting a link removes the link only.
+    execute_in(
+        &client,
+        &name,
+        "bash",
+        "mkdir -m 700 private && echo keep > a/b/kept.txt && ln -s a/b linked",
+    )
+    .await;
+    file_op(
+        &client,
+        json!({"session": name, "operation": "write", "path": "private/x.txt", "content": "x"}),
+    )
+    .await;
+    let refused = file_error(
+        &client,
+        json!({"session": name, "operation": "mkdir", "path": "a/b/file.txt"}),
+    )
+    .await;
+    assert!(refused.contains("not a folder"), "{refused}");
+    file_op(
+        &client,
+        json!({"session": name, "operation": "delete", "path": "linked"}),
+    )
+    .await;
+    let result = execute_in(
+        &client,
+        &name,
+        "bash",
+        "stat -c %a private; cat a/b/file.txt; echo; cat a/b/kept.txt; test -e linked || echo link-gone",
+    )
+    .await;
+    assert_eq!(result["stdout"], "700\n12345\nkeep\nlink-gone\n", "{result}");
     file_op(&client, json!({"session": name, "operation": "delete", "path": "a"})).await;
     let listing = file_op(&client, json!({"session": name, "operation": "list", "path": "."})).await;
     assert!(!names(&listing).contains(&"a".to_string()), "{listing}");
@@ -292,7 +325,26 @@ async fn outputs_come_back_as_artifacts_and_plots_as_png_images() {
         .find(|a| a["path"] == "/outputs/report.csv")
         .cloned()
         .unwrap();
-    assert_eq!(csv["returned_as_image"], false);
+    assert_eq!(csv["returned"], false);
+    let svg = call(
+        &client,
+        "sandbox_execute",
+        json!({"language": "bash", "code": "echo '<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"4\" height=\"4\"/>' > /outputs/dot.svg; printf 'not a png' > /outputs/fake.png"}),
+    )
+    .await;
+    let resource = svg
+        .content
+        .iter()
+        .find_map(|content| content.as_resource())
+        .unwrap_or_else(|| panic!("the SVG comes back as an embedded resource: {}", text_of(&svg)));
+    let text = serde_json::to_value(&resource.resource).unwrap();
+    assert_eq!(text["mimeType"], "image/svg+xml");
+    assert!(text["text"].as_str().unwrap().contains("<svg"));
+    assert!(
+        svg.content.iter().all(|content| content.as_image().is_none()),
+        "a file that is not a PNG is not sent as one"
+    );
+    assert_eq!(csv["mime"], "text/csv");
     assert_eq!(csv["size"], 4);
 
     // In a session, /outputs files can be read back with sandbox_file_ops.

@@ -492,44 +492,75 @@ IMAGE_TYPES = {
 }
 
 
+MAX_OUTPUTS_SCANNED = 10000
+
+
 def collect_artifacts(spec, since_ns):
     """Files written to the outputs folder since `since_ns`: images with
-    their bytes (base64) up to the caps, everything else listed."""
+    their bytes (base64) up to the caps, everything else listed. Links and
+    special files are skipped (opened without following links and without
+    blocking), and at most MAX_OUTPUTS_SCANNED entries are looked at."""
     import base64
+    import stat
 
     folder = spec.get("dir", "/outputs")
     max_files = int(spec.get("max_files", 10))
     max_bytes = int(spec.get("max_bytes", 8 << 20))
-    found = []
+    found, scanned = [], 0
     for directory, _, names in os.walk(folder):
         for name in names:
+            scanned += 1
+            if scanned > MAX_OUTPUTS_SCANNED:
+                break
             path = os.path.join(directory, name)
             try:
                 info = os.lstat(path)
             except OSError:
                 continue
-            if stat_is_file(info.st_mode) and info.st_mtime_ns >= since_ns:
+            if stat.S_ISREG(info.st_mode) and info.st_mtime_ns >= since_ns:
                 found.append((path, info.st_size))
+        if scanned > MAX_OUTPUTS_SCANNED:
+            break
     found.sort()
     artifacts, used, omitted = [], 0, max(0, len(found) - max_files)
     for path, size in found[:max_files]:
         mime = IMAGE_TYPES.get(os.path.splitext(path)[1].lower())
         entry = {"path": path, "size": size, "mime": mime or "application/octet-stream"}
         if mime and used + size <= max_bytes:
-            try:
-                with open(path, "rb") as handle:
-                    entry["data_base64"] = base64.b64encode(handle.read(max_bytes)).decode("ascii")
-                used += size
-            except OSError:
-                pass
+            data = read_regular_file(path, max_bytes - used)
+            if data is not None:
+                entry["data_base64"] = base64.b64encode(data).decode("ascii")
+                used += len(data)
         artifacts.append(entry)
     return artifacts, omitted
 
 
-def stat_is_file(mode):
+def read_regular_file(path, limit):
+    """The bytes of a regular file if it holds at most `limit` bytes, else
+    None. Never follows a link, never blocks on a FIFO."""
     import stat
 
-    return stat.S_ISREG(mode)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks, total = [], 0
+        while True:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                return None
+        return b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def handle(request):
@@ -675,12 +706,17 @@ def python_kernel():
             for thread in threads.enumerate():
                 if thread is not threads.main_thread() and not thread.daemon:
                     thread.join()
-            save_figures()
         except SystemExit as stop:
             exit_code = exit_status(stop.code)
         except BaseException as error:  # the user's exception, or an interrupt
             exit_code = 130 if isinstance(error, KeyboardInterrupt) else 1
             print_user_traceback(error)
+        if exit_code != 130:
+            # Figures drawn before an error are returned too (not with the next cell).
+            try:
+                save_figures()
+            except KeyboardInterrupt:
+                pass
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()

@@ -17,8 +17,15 @@ use std::collections::BTreeMap;
 pub const ROOTS: [&str; 2] = ["/workspace", "/outputs"];
 /// Most symbolic links followed while resolving one path.
 const MAX_LINKS: usize = 8;
-/// Most archive bytes read to list one folder.
-const LIST_ARCHIVE_LIMIT: usize = 64 * 1024 * 1024;
+/// Most entries (the folder's whole tree) streamed to list one folder.
+const LIST_MAX_ENTRIES: usize = 200_000;
+
+/// A path after following symbolic links.
+struct Resolved {
+    path: String,
+    /// How many components below its root exist (the rest would be created).
+    existing: usize,
+}
 
 /// The folders of one session that file operations may touch, and whether
 /// each may be written.
@@ -96,7 +103,7 @@ pub struct Files<'a> {
 impl Files<'_> {
     pub async fn read(&self, session: &str, path: &str) -> Result<FileRead, FileError> {
         let (id, roots) = self.target(session).await?;
-        let path = self.resolve(&id, &roots, path).await?;
+        let path = self.resolve(&id, &roots, path).await?.path;
         let entry = self
             .engine
             .stat_in_container(&id, &path)
@@ -142,7 +149,7 @@ impl Files<'_> {
             });
         }
         let (id, roots) = self.target(session).await?;
-        let path = self.resolve(&id, &roots, path).await?;
+        let Resolved { path, existing } = self.resolve(&id, &roots, path).await?;
         if !roots.writable(&path) {
             return Err(FileError::ReadOnly(path));
         }
@@ -150,12 +157,13 @@ impl Files<'_> {
         if relative.is_empty() {
             return Err(FileError::IsFolder(path));
         }
-        if let Some(existing) = self.engine.stat_in_container(&id, &path).await?
-            && existing.kind == EntryKind::Directory
+        if let Some(found) = self.engine.stat_in_container(&id, &path).await?
+            && found.kind == EntryKind::Directory
         {
             return Err(FileError::IsFolder(path));
         }
-        let parents = parent_folders(relative);
+        // Only missing folders are uploaded: existing ones keep their owner and mode.
+        let parents = missing_folders(parent_folders(relative), existing);
         let mut items: Vec<Upload<'_>> = parents
             .iter()
             .map(|folder| Upload::Directory { path: folder })
@@ -171,33 +179,41 @@ impl Files<'_> {
     /// Creates a folder and any missing parents.
     pub async fn mkdir(&self, session: &str, path: &str) -> Result<FileEntry, FileError> {
         let (id, roots) = self.target(session).await?;
-        let path = self.resolve(&id, &roots, path).await?;
+        let Resolved { path, existing } = self.resolve(&id, &roots, path).await?;
         let (root, relative) = roots.split(&path);
+        let mut folders = parent_folders(relative);
         if !relative.is_empty() {
-            if !roots.writable(&path) {
-                return Err(FileError::ReadOnly(path));
-            }
-            let mut folders = parent_folders(relative);
             folders.push(relative.to_string());
-            let items: Vec<Upload<'_>> = folders
-                .iter()
-                .map(|folder| Upload::Directory { path: folder })
-                .collect();
-            self.engine.write_archive(&id, root, &items).await?;
         }
+        let missing = missing_folders(folders, existing);
+        if missing.is_empty() {
+            let entry = self.entry(&id, &path).await?;
+            return match entry.kind.as_str() {
+                "folder" => Ok(entry),
+                _ => Err(FileError::NotFolder(path)),
+            };
+        }
+        if !roots.writable(&path) {
+            return Err(FileError::ReadOnly(path));
+        }
+        let items: Vec<Upload<'_>> = missing
+            .iter()
+            .map(|folder| Upload::Directory { path: folder })
+            .collect();
+        self.engine.write_archive(&id, root, &items).await?;
         self.entry(&id, &path).await
     }
 
     /// The entries directly inside a folder.
     pub async fn list(&self, session: &str, path: &str) -> Result<Vec<FileEntry>, FileError> {
         let (id, roots) = self.target(session).await?;
-        let path = self.resolve(&id, &roots, path).await?;
-        let entries = match self.engine.read_archive(&id, &path, LIST_ARCHIVE_LIMIT, false).await? {
+        let path = self.resolve(&id, &roots, path).await?.path;
+        let entries = match self.engine.list_archive(&id, &path, LIST_MAX_ENTRIES).await? {
             None => return Err(FileError::NotFound(path)),
-            Some(ArchiveRead::TooLarge) => return Err(FileError::ListTooLarge),
-            Some(ArchiveRead::Entries(entries)) => entries,
+            Some((_, false)) => return Err(FileError::ListTooLarge { max: LIST_MAX_ENTRIES }),
+            Some((entries, true)) => entries,
         };
-        let Some((first, _)) = entries.first() else {
+        let Some(first) = entries.first() else {
             return Err(FileError::NotFound(path));
         };
         if first.kind != EntryKind::Directory {
@@ -206,7 +222,7 @@ impl Files<'_> {
         let top = first.path.trim_end_matches('/').to_string();
         let mut listed: Vec<FileEntry> = entries
             .iter()
-            .filter_map(|(entry, _)| {
+            .filter_map(|entry| {
                 let inner = entry.path.trim_end_matches('/').strip_prefix(&top)?.strip_prefix('/')?;
                 (!inner.is_empty() && !inner.contains('/')).then(|| to_entry(&path, inner, entry))
             })
@@ -215,12 +231,20 @@ impl Files<'_> {
         Ok(listed)
     }
 
-    /// Deletes a file or a folder with its content. The archive API cannot
+    /// Deletes a file or a folder with its content; a symbolic link is
+    /// removed itself, never what it points to. The archive API cannot
     /// delete, so this runs `rm` in the session (resuming a paused session
     /// for the moment it takes).
     pub async fn delete(&self, session: &str, path: &str) -> Result<FileEntry, FileError> {
         let (id, roots) = self.target(session).await?;
-        let path = self.resolve(&id, &roots, path).await?;
+        let normalized = normalize(path, &roots)?;
+        if roots.is_root(&normalized) {
+            return Err(FileError::RootFolder(normalized));
+        }
+        // Follow links in the folders above, not in the last component.
+        let (parent, name) = normalized.rsplit_once('/').unwrap_or(("/workspace", &normalized));
+        let parent = self.resolve(&id, &roots, parent).await?.path;
+        let path = format!("{parent}/{name}");
         if roots.is_root(&path) {
             return Err(FileError::RootFolder(path));
         }
@@ -239,21 +263,18 @@ impl Files<'_> {
             packages: Vec::new(),
             ml: false,
         };
-        let outcome = self
-            .sessions
-            .execute(session, &request)
-            .await
-            .map_err(|error| match error {
-                ExecuteError::Session(error) => FileError::Session(error),
-                ExecuteError::Docker(error) => FileError::Docker(error),
-                other => FileError::DeleteFailed {
-                    path: path.clone(),
-                    message: other.to_string(),
-                },
-            })?;
+        let outcome = self.sessions.execute(session, &request).await;
         if was_paused {
             self.sessions.pause(session).await?;
         }
+        let outcome = outcome.map_err(|error| match error {
+            ExecuteError::Session(error) => FileError::Session(error),
+            ExecuteError::Docker(error) => FileError::Docker(error),
+            other => FileError::DeleteFailed {
+                path: path.clone(),
+                message: other.to_string(),
+            },
+        })?;
         if outcome.exit_code != 0 {
             return Err(FileError::DeleteFailed {
                 path,
@@ -281,9 +302,10 @@ impl Files<'_> {
 
     /// The absolute path `path` refers to, following symbolic links that
     /// stay inside the session's folders and refusing the others.
-    async fn resolve(&self, id: &str, roots: &Roots, path: &str) -> Result<String, FileError> {
+    async fn resolve(&self, id: &str, roots: &Roots, path: &str) -> Result<Resolved, FileError> {
         let mut current = normalize(path, roots)?;
         let mut hops = 0;
+        let existing;
         'walk: loop {
             let (root, relative) = roots.split(&current);
             let mut prefix = root.to_string();
@@ -291,7 +313,8 @@ impl Files<'_> {
             for (index, component) in components.iter().enumerate() {
                 prefix = format!("{prefix}/{component}");
                 let Some(entry) = self.engine.stat_in_container(id, &prefix).await? else {
-                    break 'walk; // the rest does not exist yet
+                    existing = index; // the rest does not exist yet
+                    break 'walk;
                 };
                 if let EntryKind::Symlink { target } = entry.kind {
                     hops += 1;
@@ -316,9 +339,13 @@ impl Files<'_> {
                     continue 'walk;
                 }
             }
+            existing = components.len();
             break;
         }
-        Ok(current)
+        Ok(Resolved {
+            path: current,
+            existing,
+        })
     }
 }
 
@@ -362,6 +389,12 @@ fn normalize_absolute(path: &str, roots: &Roots) -> Option<String> {
     }
     let joined = format!("/{}", parts.join("/"));
     roots.contains(&joined).then_some(joined)
+}
+
+/// The folders of `folders` (as from [`parent_folders`], shallowest first)
+/// deeper than the `existing` components that are already there.
+fn missing_folders(folders: Vec<String>, existing: usize) -> Vec<String> {
+    folders.into_iter().skip(existing).collect()
 }
 
 /// `a/b/c.txt` → `["a", "a/b"]`.
@@ -469,6 +502,8 @@ mod tests {
         let roots = plain();
         assert_eq!(parent_folders("a/b/c.txt"), ["a", "a/b"]);
         assert!(parent_folders("c.txt").is_empty());
+        assert_eq!(missing_folders(parent_folders("a/b/c/d.txt"), 1), ["a/b", "a/b/c"]);
+        assert!(missing_folders(parent_folders("a/b.txt"), 2).is_empty());
         assert_eq!(roots.split("/outputs/x/y"), ("/outputs", "x/y"));
         assert_eq!(roots.split("/workspace"), ("/workspace", ""));
     }

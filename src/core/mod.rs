@@ -2,6 +2,7 @@
 //! starts sandbox containers, the warm pool, sessions, and the executor that
 //! ties them together.
 
+pub mod artifacts;
 pub mod cache;
 pub mod connection;
 pub mod executor;

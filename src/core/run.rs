@@ -1,8 +1,9 @@
 //! Sends one program to a connected runner and turns the reply into an
 //! [`ExecutionOutcome`]: shared by stateless executes and sessions.
 
+use super::artifacts::{self, Artifact};
 use super::connection::{RequestFailure, RunnerConnection};
-use super::protocol::{CancelRequest, CollectOutputs, RunArtifact, RunRequest, RunResult, RunnerMessage};
+use super::protocol::{CancelRequest, CollectOutputs, RunRequest, RunResult, RunnerMessage};
 use crate::config::Config;
 use crate::error::{DockerError, ExecuteError};
 use crate::runtime::{Kernel, Language, Program};
@@ -50,7 +51,7 @@ pub struct ExecutionOutcome {
     /// a resumed or restarted session).
     pub notes: Vec<String>,
     /// Files the code wrote to `/outputs` (images with their bytes).
-    pub artifacts: Vec<RunArtifact>,
+    pub artifacts: Vec<Artifact>,
 }
 
 impl ExecutionOutcome {
@@ -157,7 +158,8 @@ pub fn outcome(config: &Config, request: &ExecuteRequest, run: RunResult, mut no
             run.artifacts_omitted, config.max_artifacts
         ));
     }
-    if run.artifacts.iter().any(|artifact| artifact.data_base64.is_none()) {
+    let artifacts = artifacts::check(run.artifacts, config.max_artifacts, config.max_artifact_bytes);
+    if artifacts.iter().any(|artifact| artifact.content.is_none()) {
         notes.push(match &request.session {
             Some(session) => format!(
                 "Files listed under artifacts without content can be read with sandbox_file_ops {{\"session\": \"{session}\", \"operation\": \"read\", \"path\": <path>}}."
@@ -177,7 +179,7 @@ pub fn outcome(config: &Config, request: &ExecuteRequest, run: RunResult, mut no
         phase: run.phase,
         state_lost: run.state_lost,
         notes,
-        artifacts: run.artifacts,
+        artifacts,
     }
 }
 

@@ -91,6 +91,37 @@ impl DockerEngine {
         Ok(Some(ArchiveRead::Entries(entries)))
     }
 
+    /// The entries of the archive of `path` (itself first, then everything
+    /// below it), without keeping any file content: the archive is streamed
+    /// through a tar reader, so memory stays small whatever the folder holds.
+    /// Stops after `max_entries` (the bool says whether the listing is
+    /// complete). `None` when `path` does not exist.
+    pub async fn list_archive(
+        &self,
+        id: &str,
+        path: &str,
+        max_entries: usize,
+    ) -> Result<Option<(Vec<ArchiveEntry>, bool)>, DockerError> {
+        let client = self.client().await?;
+        let options = DownloadFromContainerOptionsBuilder::default().path(path).build();
+        let mut stream = client.download_from_container(id, Some(options)).peekable();
+        // A missing path fails on the first chunk.
+        if let Some(Err(error)) = std::pin::Pin::new(&mut stream).peek().await
+            && is_not_found(error)
+        {
+            return Ok(None);
+        }
+        let reader = tokio_util::io::StreamReader::new(
+            stream.map(|chunk| chunk.map_err(|error| std::io::Error::other(error.to_string()))),
+        );
+        let bridge = tokio_util::io::SyncIoBridge::new(reader);
+        let listed = tokio::task::spawn_blocking(move || list_entries(bridge, max_entries))
+            .await
+            .map_err(|error| DockerError::Protocol(format!("listing stopped: {error}")))?
+            .map_err(|error| DockerError::Protocol(format!("cannot read the folder listing: {error}")))?;
+        Ok(Some(listed))
+    }
+
     /// Puts folders and files under `parent` (which must exist), owned by the
     /// sandbox user (uid/gid 1000, set in the tar headers: the engine keeps
     /// header ownership, while its `copyUIDGID` option cannot resolve a numeric
@@ -125,11 +156,55 @@ impl DockerEngine {
             .and_then(|()| builder.into_inner())
             .map_err(|e| DockerError::Protocol(format!("cannot pack the upload: {e}")))?;
         let client = self.client().await?;
-        let options = UploadToContainerOptionsBuilder::default().path(parent).build();
+        // Never replace a file by a folder or a folder by a file.
+        let options = UploadToContainerOptionsBuilder::default()
+            .path(parent)
+            .no_overwrite_dir_non_dir("true")
+            .build();
         client
             .upload_to_container(id, Some(options), bollard::body_full(Bytes::from(tar)))
             .await?;
         Ok(())
+    }
+}
+
+/// Reads entry headers from a tar stream, skipping contents.
+fn list_entries(reader: impl Read, max_entries: usize) -> std::io::Result<(Vec<ArchiveEntry>, bool)> {
+    let mut archive = tar::Archive::new(reader);
+    let mut found = Vec::new();
+    for entry in archive.entries()? {
+        if found.len() >= max_entries {
+            return Ok((found, false));
+        }
+        found.push(describe(&entry?));
+    }
+    Ok((found, true))
+}
+
+/// What one tar entry is.
+fn describe<R: Read>(entry: &tar::Entry<'_, R>) -> ArchiveEntry {
+    let header = entry.header();
+    let kind = match header.entry_type() {
+        tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
+        tar::EntryType::Directory => EntryKind::Directory,
+        tar::EntryType::Symlink => EntryKind::Symlink {
+            target: entry
+                .link_name()
+                .ok()
+                .flatten()
+                .map(|target| target.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        },
+        _ => EntryKind::Other,
+    };
+    ArchiveEntry {
+        path: entry
+            .path()
+            .map(|path| path.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        kind,
+        size: header.size().unwrap_or(0),
+        modified: header.mtime().unwrap_or(0),
     }
 }
 
@@ -143,28 +218,12 @@ fn parse_entries(buffer: &[u8], contents: bool, complete: bool) -> Vec<(ArchiveE
     };
     for entry in entries {
         let Ok(mut entry) = entry else { break };
-        let header = entry.header();
-        let kind = match header.entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
-            tar::EntryType::Directory => EntryKind::Directory,
-            tar::EntryType::Symlink => EntryKind::Symlink {
-                target: entry
-                    .link_name()
-                    .ok()
-                    .flatten()
-                    .map(|target| target.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            },
-            _ => EntryKind::Other,
-        };
-        let size = header.size().unwrap_or(0);
-        let modified = header.mtime().unwrap_or(0);
-        let path = entry
-            .path()
-            .map(|path| path.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let data = if contents && kind == EntryKind::File {
-            let mut data = Vec::with_capacity(size as usize);
+        let described = describe(&entry);
+        let size = described.size;
+        let data = if contents && described.kind == EntryKind::File {
+            // The header's size comes from the container: never trust it
+            // for an allocation beyond what was actually received.
+            let mut data = Vec::with_capacity((size as usize).min(buffer.len()));
             if entry.read_to_end(&mut data).is_err() || (data.len() as u64) < size {
                 if !complete {
                     break;
@@ -175,15 +234,7 @@ fn parse_entries(buffer: &[u8], contents: bool, complete: bool) -> Vec<(ArchiveE
         } else {
             None
         };
-        found.push((
-            ArchiveEntry {
-                path,
-                kind,
-                size,
-                modified,
-            },
-            data,
-        ));
+        found.push((described, data));
     }
     found
 }
@@ -221,6 +272,30 @@ mod tests {
         assert_eq!(entries[1].0.modified, 42);
         assert_eq!(entries[1].1.as_deref(), Some(&b"hello"[..]));
         assert_eq!(entries[2].0.kind, EntryKind::Symlink { target: "/etc".into() });
+    }
+
+    #[test]
+    fn streamed_listings_skip_contents_and_stop_at_the_cap() {
+        let (entries, complete) = list_entries(&sample()[..], 10).unwrap();
+        assert!(complete);
+        assert_eq!(entries.len(), 3);
+        assert_eq!(entries[1].size, 5);
+        let (entries, complete) = list_entries(&sample()[..], 2).unwrap();
+        assert!(!complete);
+        assert_eq!(entries.len(), 2);
+    }
+
+    #[test]
+    fn a_huge_declared_size_does_not_allocate_it() {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(1 << 40);
+        header.set_mode(0o644);
+        header.set_path("huge.bin").unwrap();
+        header.set_cksum();
+        let mut bytes = header.as_bytes().to_vec();
+        bytes.extend_from_slice(&[0u8; 4096]);
+        let entries = parse_entries(&bytes, true, false);
+        assert!(entries.iter().all(|(_, data)| data.is_none()));
     }
 
     #[test]

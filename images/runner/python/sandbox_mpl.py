@@ -24,16 +24,25 @@ def save_open_figures():
     managers = Gcf.get_all_fig_managers()
     if not managers:
         return []
-    os.makedirs(OUTPUTS, exist_ok=True)
-    saved = []
-    for manager in managers:
-        while True:
-            path = os.path.join(OUTPUTS, "figure-%d.png" % next(_numbers))
-            if not os.path.exists(path):
-                break
-        manager.canvas.figure.savefig(path, format="png", dpi=100)
-        saved.append(path)
-    pyplot.close("all")
+    saved, failures = [], []
+    try:
+        os.makedirs(OUTPUTS, exist_ok=True)
+        for manager in managers:
+            while True:
+                path = os.path.join(OUTPUTS, "figure-%d.png" % next(_numbers))
+                if not os.path.exists(path):
+                    break
+            try:
+                manager.canvas.figure.savefig(path, format="png", dpi=100)
+                saved.append(path)
+            except Exception as error:  # one bad figure must not stop the others
+                failures.append("figure %s: %s" % (manager.num, error))
+    finally:
+        # Closed even when saving failed, so a bad figure is not retried
+        # (and the good ones not saved again) after every later cell.
+        pyplot.close("all")
+    if failures:
+        raise RuntimeError("; ".join(failures))
     return saved
 
 

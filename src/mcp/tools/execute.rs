@@ -1,13 +1,14 @@
 //! `sandbox_execute`: run code in a fresh sandbox.
 
 use super::{structured_result, tool_error};
+use crate::core::artifacts::ArtifactContent;
 use crate::core::{ExecuteRequest, ExecutionOutcome};
 use crate::error::ExecuteError;
 use crate::mcp::SandboxServer;
 use crate::runtime::Language;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock};
+use rmcp::model::{CallToolResult, ContentBlock, ResourceContents};
 use rmcp::{ErrorData, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -80,8 +81,9 @@ pub struct ExecuteOutput {
     /// A plain-words explanation when something unusual happened.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
-    /// Files the code wrote to /outputs during this execute. Images (PNG, JPEG, GIF, WebP,
-    /// SVG) also come back as image content; matplotlib figures are saved there automatically.
+    /// Files the code wrote to /outputs during this execute. PNG, JPEG, GIF and WebP images also
+    /// come back as image content, SVG as an embedded resource; matplotlib figures are saved
+    /// there automatically.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<ArtifactInfo>,
 }
@@ -95,8 +97,9 @@ pub struct ArtifactInfo {
     pub size: u64,
     /// Media type, for example "image/png".
     pub mime: String,
-    /// True when the file is included in this result as image content.
-    pub returned_as_image: bool,
+    /// True when the file's content is included in this result (image content, or an
+    /// embedded resource for SVG).
+    pub returned: bool,
 }
 
 impl From<ExecutionOutcome> for ExecuteOutput {
@@ -107,8 +110,8 @@ impl From<ExecutionOutcome> for ExecuteOutput {
             .map(|artifact| ArtifactInfo {
                 path: artifact.path.clone(),
                 size: artifact.size,
-                mime: artifact.mime.clone(),
-                returned_as_image: artifact.data_base64.is_some(),
+                mime: artifact.mime.to_string(),
+                returned: artifact.content.is_some(),
             })
             .collect();
         Self {
@@ -156,11 +159,7 @@ impl ExecuteOutput {
         if !self.artifacts.is_empty() {
             text.push_str("\n--- files in /outputs ---");
             for artifact in &self.artifacts {
-                let shown = if artifact.returned_as_image {
-                    " (image attached)"
-                } else {
-                    ""
-                };
+                let shown = if artifact.returned { " (attached)" } else { "" };
                 text.push_str(&format!(
                     "\n{} ({} bytes, {}){shown}",
                     artifact.path, artifact.size, artifact.mime
@@ -224,17 +223,22 @@ impl SandboxServer {
 
 fn success_or_code_error(outcome: ExecutionOutcome) -> CallToolResult {
     let failed = !outcome.succeeded();
-    let images: Vec<ContentBlock> = outcome
+    let attached: Vec<ContentBlock> = outcome
         .artifacts
         .iter()
-        .filter_map(|artifact| {
-            let data = artifact.data_base64.clone()?;
-            Some(ContentBlock::image(data, artifact.mime.clone()))
+        .filter_map(|artifact| match artifact.content.clone()? {
+            ArtifactContent::Image(data) => Some(ContentBlock::image(data, artifact.mime)),
+            ArtifactContent::Svg(text) => Some(ContentBlock::resource(ResourceContents::TextResourceContents {
+                uri: format!("file://{}", artifact.path),
+                mime_type: Some(artifact.mime.to_string()),
+                text,
+                meta: None,
+            })),
         })
         .collect();
     let output = ExecuteOutput::from(outcome);
     let text = output.render();
     let mut result = structured_result(&output, text, failed);
-    result.content.extend(images);
+    result.content.extend(attached);
     result
 }
