@@ -3,6 +3,7 @@
 
 use crate::error::ConfigError;
 use crate::runtime::Language;
+use crate::security::seccomp::SeccompProfile;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -83,6 +84,11 @@ pub struct Config {
     /// is reachable from a sandbox. Env: `MULTILANG_SANDBOX_HOST_FOLDERS`,
     /// for example `data=/home/me/data,results=/home/me/results:rw`. Default none.
     pub host_folders: Vec<HostFolder>,
+    /// Seccomp profile of sandbox containers: `standard`, `strict`,
+    /// `permissive`, `engine-default` (Docker's own) or the path of a profile
+    /// file. Sessions may ask for a stricter one. Env: `MULTILANG_SANDBOX_SECCOMP`.
+    /// Default `standard`.
+    pub seccomp: SeccompProfile,
 }
 
 /// A host folder that sessions may mount.
@@ -132,6 +138,7 @@ impl Default for Config {
             max_artifact_bytes: 8 * 1024 * 1024,
             max_file_bytes: 10 * 1024 * 1024,
             host_folders: Vec::new(),
+            seccomp: SeccompProfile::Standard,
         }
     }
 }
@@ -314,6 +321,9 @@ impl Config {
         }
         if let Some((key, value)) = get("MAX_ARTIFACT_BYTES") {
             config.max_artifact_bytes = parse(&key, &value)?;
+        }
+        if let Some((key, value)) = get("SECCOMP") {
+            config.seccomp = SeccompProfile::from_config(&key, &value)?;
         }
         if let Some((key, value)) = get("HOST_FOLDERS") {
             config.host_folders = parse_host_folders(&key, &value)?;

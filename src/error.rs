@@ -96,6 +96,14 @@ pub enum SessionError {
     )]
     UnknownHostFolder { name: String, configured: String },
     #[error(
+        "unknown seccomp profile `{0}`: use standard or strict (or permissive, when the server is configured with it)"
+    )]
+    UnknownSeccomp(String),
+    #[error(
+        "seccomp profile `{asked}` is weaker than this server's `{configured}`, and a session may only tighten it; leave `seccomp` out, or ask for strict"
+    )]
+    WeakerSeccomp { asked: String, configured: String },
+    #[error(
         "host folder `{name}` ({path}) does not exist or is not a folder; create it on the host or fix MULTILANG_SANDBOX_HOST_FOLDERS"
     )]
     HostFolderMissing { name: String, path: String },

@@ -12,3 +12,4 @@ pub mod error;
 pub mod images;
 pub mod mcp;
 pub mod runtime;
+pub mod security;

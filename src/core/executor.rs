@@ -7,15 +7,32 @@ use super::cache::{CachedImage, PackageCache};
 use super::launcher::{Launcher, Purpose};
 use super::pool::ContainerPool;
 use super::run::{ExecuteRequest, ExecutionOutcome, RunFailure, host_timeout_outcome, outcome, run_program};
-use super::session::{SessionInfo, SessionManager};
+use super::session::{NewSession, SessionInfo, SessionManager};
 use crate::config::{Config, HostFolder};
 use crate::docker::DockerEngine;
 use crate::error::{DockerError, ExecuteError, PackageError, SessionError};
 use crate::images;
 use crate::runtime::Language;
+use crate::security::seccomp::SeccompProfile;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::task::TaskTracker;
+
+/// A `sandbox_session create` request.
+#[derive(Debug, Clone)]
+pub struct SessionRequest {
+    pub name: String,
+    pub language: Language,
+    pub ttl: Option<u64>,
+    /// Packages to start with (served from the package cache).
+    pub packages: Vec<String>,
+    /// Python: the data-science image.
+    pub ml: bool,
+    /// Names of configured host folders to mount.
+    pub mounts: Vec<String>,
+    /// A built-in seccomp profile name; `None` keeps the configured one.
+    pub seccomp: Option<String>,
+}
 
 /// What an install did.
 #[derive(Debug, Clone)]
@@ -120,24 +137,51 @@ impl Executor {
     /// (installing them on a cache miss) and the data-science image with `ml`.
     pub async fn create_session(
         &self,
-        name: &str,
-        language: Language,
-        ttl: Option<u64>,
-        packages: &[String],
-        ml: bool,
-        mounts: &[String],
+        request: &SessionRequest,
     ) -> Result<(SessionInfo, Option<CachedImage>), ExecuteError> {
-        self.sessions.check_create(name, ttl).await?;
-        let folders = self.host_folders(mounts)?;
-        let mut image = self.base_image(language, ml).await?;
+        let name = request.name.as_str();
+        self.sessions.check_create(name, request.ttl).await?;
+        let folders = self.host_folders(&request.mounts)?;
+        let seccomp = self.session_seccomp(request.seccomp.as_deref())?;
+        let mut image = self.base_image(request.language, request.ml).await?;
         let mut cached = None;
-        if !packages.is_empty() {
-            let found = self.cache.image_for(language, &image, packages).await?;
+        if !request.packages.is_empty() {
+            let found = self
+                .cache
+                .image_for(request.language, &image, &request.packages)
+                .await?;
             image = found.image.clone();
             cached = Some(found);
         }
-        let session = self.sessions.create(name, language, &image, ttl, &folders).await?;
+        let session = self
+            .sessions
+            .create(NewSession {
+                name,
+                language: request.language,
+                image: &image,
+                ttl: request.ttl,
+                folders: &folders,
+                seccomp,
+            })
+            .await?;
         Ok((session, cached))
+    }
+
+    /// The seccomp profile a session asked for: a built-in one no weaker
+    /// than the configured profile (a model must not loosen the sandbox).
+    fn session_seccomp(&self, asked: Option<&str>) -> Result<SeccompProfile, SessionError> {
+        let configured = &self.config.seccomp;
+        let Some(name) = asked else {
+            return Ok(configured.clone());
+        };
+        let profile = SeccompProfile::built_in(name).ok_or_else(|| SessionError::UnknownSeccomp(name.to_string()))?;
+        if profile.strictness() < configured.strictness() {
+            return Err(SessionError::WeakerSeccomp {
+                asked: name.to_string(),
+                configured: configured.name(),
+            });
+        }
+        Ok(profile)
     }
 
     /// The configured host folders named in `names`, each checked to exist.

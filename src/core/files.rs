@@ -7,7 +7,7 @@
 
 use super::run::ExecuteRequest;
 use super::session::{SessionManager, SessionMount, rfc3339};
-use crate::docker::{ArchiveRead, DockerEngine, EntryKind, Upload};
+use crate::docker::{ArchiveEntry, ArchiveRead, DockerEngine, EntryKind, Upload};
 use crate::error::{ExecuteError, FileError};
 use crate::runtime::Language;
 use serde::Serialize;
@@ -25,6 +25,8 @@ struct Resolved {
     path: String,
     /// How many components below its root exist (the rest would be created).
     existing: usize,
+    /// What the path is, when it exists (never a link: links are followed).
+    found: Option<ArchiveEntry>,
 }
 
 /// The folders of one session that file operations may touch, and whether
@@ -103,12 +105,8 @@ pub struct Files<'a> {
 impl Files<'_> {
     pub async fn read(&self, session: &str, path: &str) -> Result<FileRead, FileError> {
         let (id, roots) = self.target(session).await?;
-        let path = self.resolve(&id, &roots, path).await?.path;
-        let entry = self
-            .engine
-            .stat_in_container(&id, &path)
-            .await?
-            .ok_or_else(|| FileError::NotFound(path.clone()))?;
+        let Resolved { path, found, .. } = self.resolve(&id, &roots, path).await?;
+        let entry = found.ok_or_else(|| FileError::NotFound(path.clone()))?;
         match entry.kind {
             EntryKind::Directory => return Err(FileError::IsFolder(path)),
             EntryKind::File => {}
@@ -149,17 +147,12 @@ impl Files<'_> {
             });
         }
         let (id, roots) = self.target(session).await?;
-        let Resolved { path, existing } = self.resolve(&id, &roots, path).await?;
+        let Resolved { path, existing, found } = self.resolve(&id, &roots, path).await?;
         if !roots.writable(&path) {
             return Err(FileError::ReadOnly(path));
         }
         let (root, relative) = roots.split(&path);
-        if relative.is_empty() {
-            return Err(FileError::IsFolder(path));
-        }
-        if let Some(found) = self.engine.stat_in_container(&id, &path).await?
-            && found.kind == EntryKind::Directory
-        {
+        if relative.is_empty() || found.is_some_and(|entry| entry.kind == EntryKind::Directory) {
             return Err(FileError::IsFolder(path));
         }
         // Only missing folders are uploaded: existing ones keep their owner and mode.
@@ -179,7 +172,7 @@ impl Files<'_> {
     /// Creates a folder and any missing parents.
     pub async fn mkdir(&self, session: &str, path: &str) -> Result<FileEntry, FileError> {
         let (id, roots) = self.target(session).await?;
-        let Resolved { path, existing } = self.resolve(&id, &roots, path).await?;
+        let Resolved { path, existing, .. } = self.resolve(&id, &roots, path).await?;
         let (root, relative) = roots.split(&path);
         let mut folders = parent_folders(relative);
         if !relative.is_empty() {
@@ -306,6 +299,7 @@ impl Files<'_> {
         let mut current = normalize(path, roots)?;
         let mut hops = 0;
         let existing;
+        let mut found = None;
         'walk: loop {
             let (root, relative) = roots.split(&current);
             let mut prefix = root.to_string();
@@ -314,6 +308,7 @@ impl Files<'_> {
                 prefix = format!("{prefix}/{component}");
                 let Some(entry) = self.engine.stat_in_container(id, &prefix).await? else {
                     existing = index; // the rest does not exist yet
+                    found = None;
                     break 'walk;
                 };
                 if let EntryKind::Symlink { target } = entry.kind {
@@ -338,6 +333,10 @@ impl Files<'_> {
                     };
                     continue 'walk;
                 }
+                found = Some(entry);
+            }
+            if components.is_empty() {
+                found = self.engine.stat_in_container(id, &current).await?;
             }
             existing = components.len();
             break;
@@ -345,6 +344,7 @@ impl Files<'_> {
         Ok(Resolved {
             path: current,
             existing,
+            found,
         })
     }
 }

@@ -9,6 +9,7 @@ use crate::error::DockerError;
 use crate::images;
 use crate::runtime::packages::SESSION_ROOT;
 use crate::runtime::{Kernel, Language};
+use crate::security::seccomp::SeccompProfile;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,6 +39,8 @@ pub enum Purpose<'a> {
         volumes: Vec<(String, String)>,
         /// Configured host folders the session asked for.
         binds: Vec<BindMount>,
+        /// The session's seccomp profile (checked to be no weaker than the configured one).
+        seccomp: SeccompProfile,
         extra_labels: HashMap<String, String>,
     },
     /// A short-lived container with network that installs packages, either
@@ -132,11 +135,13 @@ impl Launcher {
             runtime: self.config.runtime.clone(),
             volumes: Vec::new(),
             binds: Vec::new(),
+            seccomp: None,
             one_shot: true,
             network: false,
             writable_root: false,
             run_as_root: false,
         };
+        let mut profile = self.config.seccomp.clone();
         let kernel = match purpose {
             Purpose::Pool => {
                 labels.insert(labels::KIND.to_string(), "pool".to_string());
@@ -147,8 +152,10 @@ impl Launcher {
                 container_name,
                 volumes,
                 binds,
+                seccomp,
                 extra_labels,
             } => {
+                profile = seccomp;
                 labels.insert(labels::KIND.to_string(), "session".to_string());
                 labels.insert(labels::SESSION.to_string(), name.to_string());
                 labels.extend(extra_labels);
@@ -180,6 +187,8 @@ impl Launcher {
             command.extend(["--kernel".to_string(), kernel.name().to_string()]);
         }
         spec.command = command;
+        spec.seccomp = profile.security_opt();
+        labels.insert(labels::SECCOMP.to_string(), profile.name());
         spec.labels = labels;
         (kernel, spec)
     }

@@ -18,6 +18,7 @@ use crate::docker::{ContainerState, SandboxInfo, labels};
 use crate::error::{DockerError, ExecuteError, SessionError};
 use crate::runtime::Language;
 use crate::runtime::packages::SESSION_ROOT;
+use crate::security::seccomp::SeccompProfile;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -45,6 +46,8 @@ pub struct SessionInfo {
     pub ttl_left_seconds: u64,
     /// Docker container id (first 12 characters).
     pub container: String,
+    /// Seccomp profile the session runs under (standard, strict, …).
+    pub seccomp: String,
     /// Host folders mounted into the session (see `mounts` on create).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<SessionMount>,
@@ -114,9 +117,27 @@ impl SessionFacts {
             ttl_seconds: self.ttl,
             ttl_left_seconds: expires_at.saturating_sub(now),
             container: self.info.id.chars().take(12).collect(),
+            seccomp: self
+                .info
+                .labels
+                .get(labels::SECCOMP)
+                .cloned()
+                .unwrap_or_else(|| "engine-default".to_string()),
             mounts: self.mounts.clone(),
         }
     }
+}
+
+/// What a new session is made of.
+pub struct NewSession<'a> {
+    pub name: &'a str,
+    pub language: Language,
+    /// The standard image, the data-science one, or a cached package image.
+    pub image: &'a str,
+    pub ttl: Option<u64>,
+    /// Configured host folders to mount.
+    pub folders: &'a [HostFolder],
+    pub seccomp: SeccompProfile,
 }
 
 /// Creates, finds, runs code in, and garbage-collects sessions.
@@ -176,15 +197,16 @@ impl SessionManager {
         Ok(ttl)
     }
 
-    /// Creates a session from `image` with `folders` mounted, and starts its kernel.
-    pub async fn create(
-        &self,
-        name: &str,
-        language: Language,
-        image: &str,
-        ttl: Option<u64>,
-        folders: &[HostFolder],
-    ) -> Result<SessionInfo, SessionError> {
+    /// Creates a session and starts its kernel.
+    pub async fn create(&self, new: NewSession<'_>) -> Result<SessionInfo, SessionError> {
+        let NewSession {
+            name,
+            language,
+            image,
+            ttl,
+            folders,
+            seccomp,
+        } = new;
         let ttl = self.check_create(name, ttl).await?;
         let config = self.launcher.config();
         let engine = self.launcher.engine();
@@ -224,6 +246,7 @@ impl SessionManager {
                 (labels::TTL.to_string(), ttl.to_string()),
                 (labels::MOUNTS.to_string(), mounts_label(folders)),
             ]),
+            seccomp,
         };
         let sandbox = match self.launcher.launch_from(language, image, purpose).await {
             Ok(sandbox) => sandbox,

@@ -5,7 +5,9 @@
 
 use super::{DockerEngine, is_not_found};
 use crate::error::DockerError;
-use bollard::query_parameters::{DownloadFromContainerOptionsBuilder, UploadToContainerOptionsBuilder};
+use bollard::query_parameters::{
+    ContainerArchiveInfoOptionsBuilder, DownloadFromContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+};
 use bytes::Bytes;
 use futures::StreamExt;
 use std::io::Read;
@@ -45,13 +47,21 @@ pub enum ArchiveRead {
 }
 
 impl DockerEngine {
-    /// The first entry of the archive of `path`: what `path` itself is, or
-    /// `None` when it does not exist. Reads only the first header.
+    /// What `path` is (a link is reported as a link, not followed), or
+    /// `None` when it does not exist. A `HEAD` of the archive endpoint: the
+    /// engine stats the path without packing anything.
     pub async fn stat_in_container(&self, id: &str, path: &str) -> Result<Option<ArchiveEntry>, DockerError> {
-        match self.read_archive(id, path, 256 * 1024, false).await? {
-            None => Ok(None),
-            Some(ArchiveRead::TooLarge) => Err(DockerError::Protocol(format!("cannot read the header of {path}"))),
-            Some(ArchiveRead::Entries(entries)) => Ok(entries.into_iter().next().map(|(entry, _)| entry)),
+        let client = self.client().await?;
+        let options = ContainerArchiveInfoOptionsBuilder::default().path(path).build();
+        match client.get_container_archive_info(id, Some(options)).await {
+            Ok(stat) => Ok(Some(ArchiveEntry {
+                kind: kind_from_mode(stat.file_mode, &stat.link_target),
+                path: stat.name,
+                size: u64::try_from(stat.size).unwrap_or(0),
+                modified: stat.modification_time.as_deref().and_then(parse_rfc3339).unwrap_or(0),
+            })),
+            Err(error) if is_not_found(&error) => Ok(None),
+            Err(error) => Err(error.into()),
         }
     }
 
@@ -168,6 +178,52 @@ impl DockerEngine {
     }
 }
 
+/// The kind of a path from its Go `os.FileMode` bits (as the engine reports them).
+fn kind_from_mode(mode: u32, link_target: &str) -> EntryKind {
+    const DIRECTORY: u32 = 1 << 31;
+    const SYMLINK: u32 = 1 << 27;
+    const OTHER: u32 = (1 << 26) | (1 << 25) | (1 << 24) | (1 << 21) | (1 << 19); // device, pipe, socket, char device, irregular
+    if mode & DIRECTORY != 0 {
+        EntryKind::Directory
+    } else if mode & SYMLINK != 0 {
+        EntryKind::Symlink {
+            target: link_target.to_string(),
+        }
+    } else if mode & OTHER != 0 {
+        EntryKind::Other
+    } else {
+        EntryKind::File
+    }
+}
+
+/// Unix seconds of an RFC 3339 time such as `2026-11-27T22:54:44.27374214Z`
+/// or `2026-11-27T23:54:44+01:00`.
+fn parse_rfc3339(text: &str) -> Option<u64> {
+    let number = |range: std::ops::Range<usize>| -> Option<i64> { text.get(range)?.parse().ok() };
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    let zone = text
+        .get(19..)?
+        .trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+    let offset = match zone {
+        "Z" | "z" => 0,
+        _ => {
+            let sign = if zone.starts_with('-') { -1 } else { 1 };
+            let hours: i64 = zone.get(1..3)?.parse().ok()?;
+            let minutes: i64 = zone.get(4..6)?.parse().ok()?;
+            sign * (hours * 3600 + minutes * 60)
+        }
+    };
+    // Days from the civil date (Howard Hinnant's algorithm).
+    let shifted = if month <= 2 { year - 1 } else { year };
+    let era = shifted.div_euclid(400);
+    let year_of_era = shifted - era * 400;
+    let day_of_year = (153 * (month + if month > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    u64::try_from(days * 86_400 + hour * 3600 + minute * 60 + second - offset).ok()
+}
+
 /// Reads entry headers from a tar stream, skipping contents.
 fn list_entries(reader: impl Read, max_entries: usize) -> std::io::Result<(Vec<ArchiveEntry>, bool)> {
     let mut archive = tar::Archive::new(reader);
@@ -272,6 +328,22 @@ mod tests {
         assert_eq!(entries[1].0.modified, 42);
         assert_eq!(entries[1].1.as_deref(), Some(&b"hello"[..]));
         assert_eq!(entries[2].0.kind, EntryKind::Symlink { target: "/etc".into() });
+    }
+
+    #[test]
+    fn engine_stats_map_to_kinds_and_times() {
+        assert_eq!(kind_from_mode(2147484141, ""), EntryKind::Directory);
+        assert_eq!(
+            kind_from_mode(134218239, "/etc"),
+            EntryKind::Symlink { target: "/etc".into() }
+        );
+        assert_eq!(kind_from_mode(420, ""), EntryKind::File);
+        assert_eq!(kind_from_mode((1 << 25) | 0o644, ""), EntryKind::Other);
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2026-11-27T22:54:44.27374214Z"), Some(1_795_820_084));
+        assert_eq!(parse_rfc3339("2026-11-27T23:54:44+01:00"), Some(1_795_820_084));
+        assert_eq!(parse_rfc3339("2000-02-29T12:00:00Z"), Some(951_825_600));
+        assert_eq!(parse_rfc3339("not a time"), None);
     }
 
     #[test]

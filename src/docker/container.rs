@@ -29,6 +29,8 @@ pub mod labels {
     pub const TTL: &str = "multilang-sandbox.ttl";
     /// Host folders mounted into a session (JSON list; sessions only).
     pub const MOUNTS: &str = "multilang-sandbox.mounts";
+    /// Name of the seccomp profile the container runs under.
+    pub const SECCOMP: &str = "multilang-sandbox.seccomp";
 }
 
 /// A host folder bind-mounted into a container.
@@ -68,6 +70,8 @@ pub struct SandboxSpec {
     pub volumes: Vec<(String, String)>,
     /// Host folders (sessions with configured host folders only).
     pub binds: Vec<BindMount>,
+    /// A `seccomp=<profile JSON>` security option; `None` keeps the engine's default.
+    pub seccomp: Option<String>,
     /// One-shot containers: stdin closes when our attach ends (so the runner
     /// exits if this server dies) and the engine removes the exited container.
     pub one_shot: bool,
@@ -112,7 +116,11 @@ impl SandboxSpec {
             network_mode: Some(if self.network { "bridge" } else { "none" }.into()),
             cap_drop: Some(vec!["ALL".into()]),
             cap_add: (!capabilities_added.is_empty()).then_some(capabilities_added),
-            security_opt: Some(vec!["no-new-privileges:true".into()]),
+            security_opt: Some(
+                std::iter::once("no-new-privileges:true".to_string())
+                    .chain(self.seccomp.clone())
+                    .collect(),
+            ),
             readonly_rootfs: Some(!self.writable_root),
             tmpfs: Some(tmpfs_mounts),
             mounts: (!mounts.is_empty()).then_some(mounts),

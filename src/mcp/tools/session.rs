@@ -2,6 +2,7 @@
 
 use super::{structured_result, tool_error};
 use crate::core::SessionInfo;
+use crate::core::executor::SessionRequest;
 use crate::error::{ExecuteError, SessionError};
 use crate::mcp::SandboxServer;
 use crate::runtime::Language;
@@ -55,6 +56,11 @@ pub struct SessionParams {
     /// made it writable. `list` shows each session's mounts.
     #[serde(default)]
     pub mounts: Option<Vec<String>>,
+    /// create: seccomp profile, "standard" (the usual default) or "strict" (also refuses
+    /// system calls none of the languages needs). A session may tighten the server's profile,
+    /// never loosen it.
+    #[serde(default)]
+    pub seccomp: Option<String>,
 }
 
 /// Result of `sandbox_session`.
@@ -78,7 +84,8 @@ TypeScript, Bash) and files in /workspace (every language) persist between calls
 list, get {name}, pause {name} (freezes it), resume {name}, extend {name, ttl?} (more time), \
 destroy {name}. Sessions expire after `ttl` seconds without use (default 3600). \
 create also takes `packages` (installed once, then cached), `ml` (Python data-science image) and \
-`mounts` (host folders the user configured, seen at /mnt/<name>).",
+`mounts` (host folders the user configured, seen at /mnt/<name>) and `seccomp` (\"strict\" to \
+tighten the system-call filter).",
         output_schema = schema_for_output::<SessionOutput>()
     )]
     async fn sandbox_session(
@@ -113,19 +120,16 @@ impl SandboxServer {
             SessionAction::Create => {
                 let name = name()?;
                 let language = Language::parse(params.language.as_deref().ok_or(SessionError::LanguageRequired)?)?;
-                let packages = params.packages.clone().unwrap_or_default();
-                let mounts = params.mounts.clone().unwrap_or_default();
-                let (session, cached) = self
-                    .executor
-                    .create_session(
-                        name,
-                        language,
-                        params.ttl,
-                        &packages,
-                        params.ml.unwrap_or(false),
-                        &mounts,
-                    )
-                    .await?;
+                let request = SessionRequest {
+                    name: name.to_string(),
+                    language,
+                    ttl: params.ttl,
+                    packages: params.packages.clone().unwrap_or_default(),
+                    ml: params.ml.unwrap_or(false),
+                    mounts: params.mounts.clone().unwrap_or_default(),
+                    seccomp: params.seccomp.clone(),
+                };
+                let (session, cached) = self.executor.create_session(&request).await?;
                 let mut message =
                     format!("Created session {name} ({language}). Pass `session: \"{name}\"` to sandbox_execute.");
                 if let Some(cached) = cached {
@@ -172,10 +176,11 @@ fn render(output: &SessionOutput) -> String {
     let mut text = output.message.clone();
     for session in &output.sessions {
         text.push_str(&format!(
-            "\n- {} ({}, {}): last used {}, expires {} ({} s left)",
+            "\n- {} ({}, {}, seccomp {}): last used {}, expires {} ({} s left)",
             session.name,
             session.language,
             session.state,
+            session.seccomp,
             session.last_used,
             session.expires_at,
             session.ttl_left_seconds

@@ -1,0 +1,3 @@
+//! Security layers around the container boundary: seccomp profiles.
+
+pub mod seccomp;
