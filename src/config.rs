@@ -3,6 +3,8 @@
 
 use crate::error::ConfigError;
 use crate::runtime::Language;
+use crate::security::audit::AuditSettings;
+use crate::security::policy::PolicyMode;
 use crate::security::seccomp::SeccompProfile;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -89,6 +91,17 @@ pub struct Config {
     /// file. Sessions may ask for a stricter one. Env: `MULTILANG_SANDBOX_SECCOMP`.
     /// Default `standard`.
     pub seccomp: SeccompProfile,
+    /// The audit log. Env: `MULTILANG_SANDBOX_AUDIT_LOG` (a file, or `off`;
+    /// default `$XDG_DATA_HOME/multilang-sandbox/audit/audit.jsonl`, that is
+    /// `~/.local/share/...`), `MULTILANG_SANDBOX_AUDIT_MAX_MB` (rotation size,
+    /// default 10), `MULTILANG_SANDBOX_AUDIT_KEEP` (rotated files kept,
+    /// default 10), `MULTILANG_SANDBOX_AUDIT_LOG_CODE` (`1` records the code
+    /// itself, default only its SHA-256 and size).
+    pub audit: AuditSettings,
+    /// What the code policy does with a match: `audit` (record a violation,
+    /// run the code), `block` (refuse), `off`. Env: `MULTILANG_SANDBOX_POLICY`.
+    /// Default `audit`.
+    pub policy: PolicyMode,
 }
 
 /// A host folder that sessions may mount.
@@ -139,6 +152,13 @@ impl Default for Config {
             max_file_bytes: 10 * 1024 * 1024,
             host_folders: Vec::new(),
             seccomp: SeccompProfile::Standard,
+            audit: AuditSettings {
+                path: Some(default_audit_path(|key| std::env::var(key).ok())),
+                max_bytes: 10 * 1024 * 1024,
+                keep_files: 10,
+                log_code: false,
+            },
+            policy: PolicyMode::Audit,
         }
     }
 }
@@ -161,6 +181,15 @@ fn default_ca_bundle(
             .map(PathBuf::from),
         )
         .find(|path| exists(path))
+}
+
+fn default_audit_path(lookup: impl Fn(&str) -> Option<String>) -> PathBuf {
+    let base = lookup("XDG_DATA_HOME")
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| lookup("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("multilang-sandbox/audit/audit.jsonl")
 }
 
 fn default_state_dir(lookup: impl Fn(&str) -> Option<String>) -> PathBuf {
@@ -324,6 +353,26 @@ impl Config {
         }
         if let Some((key, value)) = get("SECCOMP") {
             config.seccomp = SeccompProfile::from_config(&key, &value)?;
+        }
+        config.audit.path = match get("AUDIT_LOG") {
+            Some((_, value)) if value == "off" || value == "none" => None,
+            Some((_, value)) => Some(PathBuf::from(value)),
+            None => Some(default_audit_path(&lookup)),
+        };
+        if let Some((key, value)) = get("AUDIT_MAX_MB") {
+            config.audit.max_bytes = parse::<u64>(&key, &value)?.max(1) * 1024 * 1024;
+        }
+        if let Some((key, value)) = get("AUDIT_KEEP") {
+            config.audit.keep_files = parse(&key, &value)?;
+        }
+        if let Some((_, value)) = get("AUDIT_LOG_CODE") {
+            config.audit.log_code = matches!(value.as_str(), "1" | "true" | "yes");
+        }
+        if let Some((key, value)) = get("POLICY") {
+            config.policy = PolicyMode::parse(&value).ok_or_else(|| ConfigError::Invalid {
+                key,
+                reason: format!("`{value}` is not a policy mode: use audit, block or off"),
+            })?;
         }
         if let Some((key, value)) = get("HOST_FOLDERS") {
             config.host_folders = parse_host_folders(&key, &value)?;

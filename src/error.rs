@@ -54,6 +54,13 @@ pub enum ExecuteError {
     InvalidEnvName(String),
     #[error("environment variable `{0}` contains a NUL character, which no program can receive")]
     InvalidEnvValue(String),
+    #[error(
+        "refused by the code policy: rule `{rule}` ({description}). This server blocks such code; if it is legitimate, write it without that pattern, or the user can set MULTILANG_SANDBOX_POLICY=audit"
+    )]
+    PolicyBlocked {
+        rule: &'static str,
+        description: &'static str,
+    },
     #[error(transparent)]
     Docker(#[from] DockerError),
     #[error(transparent)]
@@ -193,6 +200,26 @@ pub enum FileError {
     Session(#[from] SessionError),
     #[error(transparent)]
     Docker(#[from] DockerError),
+}
+
+/// Failures of the audit log.
+#[derive(Debug, Error)]
+pub enum AuditError {
+    #[error(
+        "audit log {path}: {source}. Make the folder writable, or choose another file with MULTILANG_SANDBOX_AUDIT_LOG (`off` disables the log)"
+    )]
+    Io { path: String, source: std::io::Error },
+    #[error("the audit log is damaged: {0}")]
+    Corrupt(String),
+}
+
+impl AuditError {
+    pub fn io(path: &std::path::Path, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
 }
 
 /// Failures while building the sandbox images.

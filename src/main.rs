@@ -8,6 +8,7 @@ use multilang_sandbox::core::Executor;
 use multilang_sandbox::docker::DockerEngine;
 use multilang_sandbox::images::ImageBuilder;
 use multilang_sandbox::mcp::SandboxServer;
+use multilang_sandbox::security::audit::AuditLog;
 use rmcp::ServiceExt;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -38,6 +39,18 @@ enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the hash chain; exits non-zero and names the first bad line
+    /// when any line was edited, removed or reordered.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -93,6 +106,9 @@ fn main() -> ExitCode {
             Command::Cache {
                 command: CacheCommand::Prune { keep, max_mb },
             } => prune_cache(config, keep, max_mb).await,
+            Command::Audit {
+                command: AuditCommand::Verify,
+            } => verify_audit(&config),
         }
     });
     match result {
@@ -117,8 +133,19 @@ async fn serve(config: Arc<Config>) -> Result<(), String> {
     let instance_id = uuid::Uuid::new_v4().to_string();
     tracing::info!(instance = %instance_id, version = env!("CARGO_PKG_VERSION"), "multilang-sandbox starting");
     let engine = Arc::new(DockerEngine::new());
-    let executor = Arc::new(Executor::new(engine, config, instance_id.clone()));
+    let executor = Arc::new(Executor::new(engine, config.clone(), instance_id.clone()));
+    executor.audit().record(
+        "server_start",
+        serde_json::json!({
+            "instance": instance_id,
+            "version": env!("CARGO_PKG_VERSION"),
+            "seccomp": config.seccomp.name(),
+            "policy": config.policy.name(),
+            "pid": std::process::id(),
+        }),
+    );
     executor.start_background_tasks();
+    let stopped_instance = instance_id.clone();
     let server = SandboxServer::new(executor.clone(), instance_id);
     let service = server
         .serve(rmcp::transport::stdio())
@@ -127,7 +154,35 @@ async fn serve(config: Arc<Config>) -> Result<(), String> {
     let reason = service.waiting().await;
     tracing::info!(?reason, "MCP session ended");
     executor.shutdown().await;
+    executor
+        .audit()
+        .record("server_stop", serde_json::json!({"instance": stopped_instance}));
     Ok(())
+}
+
+fn verify_audit(config: &Config) -> Result<(), String> {
+    let Some(path) = config.audit.path.as_ref() else {
+        return Err("the audit log is off (MULTILANG_SANDBOX_AUDIT_LOG=off); nothing to verify".into());
+    };
+    let log = AuditLog::new(config.audit.clone());
+    let report = log.verify().map_err(|error| error.to_string())?;
+    match report.first_bad {
+        None => {
+            eprintln!(
+                "audit log {}: intact, {} lines in {} file(s), sequence {} to {}",
+                path.display(),
+                report.lines,
+                report.files.len(),
+                report.first_seq.unwrap_or(0),
+                report.last_seq.unwrap_or(0)
+            );
+            Ok(())
+        }
+        Some(bad) => Err(format!(
+            "audit log is BROKEN at {} line {}: {}",
+            bad.file, bad.line, bad.reason
+        )),
+    }
 }
 
 async fn build_images(config: &Config, force: bool, ml: bool) -> Result<(), String> {

@@ -13,6 +13,8 @@ use crate::docker::DockerEngine;
 use crate::error::{DockerError, ExecuteError, PackageError, SessionError};
 use crate::images;
 use crate::runtime::Language;
+use crate::security::audit::{AuditLog, hash_hex};
+use crate::security::policy::{self, PolicyMode};
 use crate::security::seccomp::SeccompProfile;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,17 +58,20 @@ pub struct Executor {
     pool: Arc<ContainerPool>,
     sessions: Arc<SessionManager>,
     cache: Arc<PackageCache>,
+    audit: Arc<AuditLog>,
     background: TaskTracker,
 }
 
 impl Executor {
     pub fn new(engine: Arc<DockerEngine>, config: Arc<Config>, instance_id: String) -> Self {
         let launcher = Arc::new(Launcher::new(engine.clone(), config.clone(), instance_id));
+        let audit = Arc::new(AuditLog::new(config.audit.clone()));
         Self {
             engine,
             config,
             pool: ContainerPool::new(launcher.clone()),
-            sessions: SessionManager::new(launcher.clone()),
+            sessions: SessionManager::new(launcher.clone(), audit.clone()),
+            audit,
             cache: PackageCache::new(launcher.clone()),
             launcher,
             background: TaskTracker::new(),
@@ -93,6 +98,44 @@ impl Executor {
 
     pub fn cache(&self) -> &PackageCache {
         &self.cache
+    }
+
+    /// The audit log (shared by every server on this machine).
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// Runs the code policy: records each match as a violation and, in
+    /// block mode, refuses the code.
+    fn check_policy(&self, request: &ExecuteRequest) -> Result<(), ExecuteError> {
+        let mode = self.config.policy;
+        if mode == PolicyMode::Off {
+            return Ok(());
+        }
+        let violations = policy::check(request.language, &request.code);
+        for violation in &violations {
+            tracing::warn!(rule = violation.rule, "code policy violation");
+            self.audit.record(
+                "violation",
+                serde_json::json!({
+                    "rule": violation.rule,
+                    "description": violation.description,
+                    "matched": violation.matched,
+                    "language": request.language.name(),
+                    "session": request.session,
+                    "code_sha256": hash_hex(request.code.as_bytes()),
+                    "mode": mode.name(),
+                    "blocked": mode == PolicyMode::Block,
+                }),
+            );
+        }
+        match violations.into_iter().next() {
+            Some(violation) if mode == PolicyMode::Block => Err(ExecuteError::PolicyBlocked {
+                rule: violation.rule,
+                description: violation.description,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// File operations on sessions.
@@ -289,6 +332,7 @@ impl Executor {
         if request.session.is_some() && (!request.packages.is_empty() || request.ml) {
             return Err(PackageError::SessionPackages.into());
         }
+        self.check_policy(request)?;
         let result = match &request.session {
             Some(session) => self.sessions.execute(session, request).await,
             None => self.execute_stateless(request).await,

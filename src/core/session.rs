@@ -18,6 +18,7 @@ use crate::docker::{ContainerState, SandboxInfo, labels};
 use crate::error::{DockerError, ExecuteError, SessionError};
 use crate::runtime::Language;
 use crate::runtime::packages::SESSION_ROOT;
+use crate::security::audit::AuditLog;
 use crate::security::seccomp::SeccompProfile;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -143,15 +144,17 @@ pub struct NewSession<'a> {
 /// Creates, finds, runs code in, and garbage-collects sessions.
 pub struct SessionManager {
     launcher: Arc<Launcher>,
+    audit: Arc<AuditLog>,
     store: SessionStore,
     handles: Mutex<HashMap<String, Arc<SessionHandle>>>,
 }
 
 impl SessionManager {
-    pub fn new(launcher: Arc<Launcher>) -> Arc<Self> {
+    pub fn new(launcher: Arc<Launcher>, audit: Arc<AuditLog>) -> Arc<Self> {
         let store = SessionStore::new(&launcher.config().state_dir);
         Arc::new(Self {
             launcher,
+            audit,
             store,
             handles: Mutex::new(HashMap::new()),
         })
@@ -272,7 +275,19 @@ impl SessionManager {
             connection: tokio::sync::Mutex::new(Some(sandbox.connection)),
         });
         self.lock_handles().insert(name.to_string(), handle);
-        self.get(name).await
+        let info = self.get(name).await?;
+        self.audit.record(
+            "session",
+            serde_json::json!({
+                "action": "created",
+                "name": name,
+                "language": language.name(),
+                "image": image,
+                "seccomp": info.seccomp,
+                "mounts": info.mounts,
+            }),
+        );
+        Ok(info)
     }
 
     /// Every session on the engine, newest first.
@@ -334,6 +349,10 @@ impl SessionManager {
         let facts = self.lookup(name).await?;
         let info = facts.to_info(unix_now());
         self.remove(&facts).await?;
+        self.audit.record(
+            "session",
+            serde_json::json!({"action": "destroyed", "name": name, "language": info.language}),
+        );
         Ok(info)
     }
 
@@ -474,6 +493,10 @@ impl SessionManager {
             if facts.expires_at() <= now && !self.is_busy(&facts.name) {
                 tracing::info!(session = %facts.name, "session expired");
                 self.remove(&facts).await?;
+                self.audit.record(
+                    "session",
+                    serde_json::json!({"action": "expired", "name": facts.name, "language": facts.language.name()}),
+                );
                 removed += 1;
             }
         }

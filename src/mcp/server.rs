@@ -3,19 +3,24 @@
 
 use super::tools::validate_arguments;
 use crate::core::Executor;
+use crate::security::audit::hash_hex;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
-use rmcp::model::{CallToolRequestParams, CallToolResponse, Implementation, ServerCapabilities, ServerConfig};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, Implementation, JsonObject, ServerCapabilities, ServerConfig,
+};
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
+use serde_json::{Map, Value};
 use std::sync::Arc;
 
 const INSTRUCTIONS: &str = "Runs code safely in Docker sandboxes (no network, non-root, resource limits). \
 Use sandbox_execute with `language` (python, javascript, typescript, go, rust, bash) and `code`; \
 the result has stdout, stderr, exit_code, duration_ms, timed_out and truncated. \
 Without `session` each execute gets a fresh container and nothing persists; create a session with \
-sandbox_session (action create) to keep variables and files between executes. sandbox_inspect shows \
-the warm pool and the sessions.";
+sandbox_session (action create) to keep variables and files between executes; sandbox_file_ops reads \
+and writes files in a session; sandbox_install adds packages. sandbox_inspect shows the warm pool, \
+package cache and sessions; sandbox_security shows the audit log.";
 
 /// The MCP server state shared by all tool handlers.
 #[derive(Clone)]
@@ -55,8 +60,90 @@ impl ServerHandler for SandboxServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        validate_arguments(&request.name, request.arguments.as_ref())?;
-        let call = ToolCallContext::new(self, request, context);
-        self.tool_router.call(call).await
+        let started = std::time::Instant::now();
+        let tool = request.name.to_string();
+        let mut event = describe_call(&tool, request.arguments.as_ref(), self.executor.audit().logs_code());
+        let response = match validate_arguments(&request.name, request.arguments.as_ref()) {
+            Ok(()) => {
+                let call = ToolCallContext::new(self, request, context);
+                self.tool_router.call(call).await
+            }
+            Err(error) => Err(error),
+        };
+        event.insert("instance".into(), Value::from(self.instance_id.clone()));
+        event.insert("duration_ms".into(), Value::from(started.elapsed().as_millis() as u64));
+        let outcome = match &response {
+            Ok(CallToolResponse::Complete(result)) if result.is_error != Some(true) => "ok",
+            Ok(CallToolResponse::Complete(result)) => {
+                let structured = result.structured_content.as_ref();
+                if let Some(exit_code) = structured.and_then(|value| value.get("exit_code")) {
+                    event.insert("exit_code".into(), exit_code.clone());
+                    event.insert(
+                        "timed_out".into(),
+                        structured
+                            .and_then(|value| value.get("timed_out"))
+                            .cloned()
+                            .unwrap_or_default(),
+                    );
+                    "code_error"
+                } else {
+                    let message = result
+                        .content
+                        .iter()
+                        .find_map(|content| content.as_text().map(|text| text.text.clone()))
+                        .unwrap_or_default();
+                    event.insert(
+                        "error".into(),
+                        Value::from(message.chars().take(500).collect::<String>()),
+                    );
+                    "tool_error"
+                }
+            }
+            Ok(_) => "ok",
+            Err(error) => {
+                event.insert("error".into(), Value::from(error.message.to_string()));
+                "invalid_request"
+            }
+        };
+        event.insert("outcome".into(), Value::from(outcome));
+        self.executor.audit().record("tool_call", Value::Object(event));
+        response
     }
+}
+
+/// The audit fields of a tool call: which tool, and the arguments that say
+/// what it did (the code as its SHA-256 and size unless code logging is on).
+fn describe_call(tool: &str, arguments: Option<&JsonObject>, log_code: bool) -> Map<String, Value> {
+    let mut event = Map::new();
+    event.insert("tool".into(), Value::from(tool));
+    let Some(arguments) = arguments else {
+        return event;
+    };
+    for key in [
+        "action",
+        "operation",
+        "session",
+        "name",
+        "language",
+        "path",
+        "packages",
+        "target",
+        "ml",
+        "timeout",
+    ] {
+        if let Some(value) = arguments.get(key) {
+            event.insert(key.into(), value.clone());
+        }
+    }
+    if let Some(code) = arguments.get("code").and_then(Value::as_str) {
+        event.insert("code_sha256".into(), Value::from(hash_hex(code.as_bytes())));
+        event.insert("code_bytes".into(), Value::from(code.len()));
+        if log_code {
+            event.insert("code".into(), Value::from(code));
+        }
+    }
+    if let Some(content) = arguments.get("content").and_then(Value::as_str) {
+        event.insert("content_bytes".into(), Value::from(content.len()));
+    }
+    event
 }

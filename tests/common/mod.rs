@@ -36,6 +36,8 @@ pub async fn start_server_with_env(env: &[(&str, &str)]) -> Client {
 pub async fn start_server_process(env: &[(&str, &str)]) -> (Client, u32) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_multilang-sandbox"));
     command.env("MULTILANG_SANDBOX_LOG", "warn");
+    // Test servers keep their audit events out of the user's own log.
+    command.env("MULTILANG_SANDBOX_AUDIT_LOG", test_audit_log());
     for (key, value) in env {
         command.env(key, value);
     }
@@ -43,6 +45,14 @@ pub async fn start_server_process(env: &[(&str, &str)]) -> (Client, u32) {
     let pid = transport.id().expect("the server has a pid");
     let client = ().serve(transport).await.expect("MCP initialize failed");
     (client, pid)
+}
+
+/// An audit log for this test process (shared by its servers).
+pub fn test_audit_log() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!(
+        "multilang-sandbox-test-audit-{}/audit.jsonl",
+        std::process::id()
+    ))
 }
 
 /// `sandbox_session` with arbitrary arguments; panics on tool errors.

@@ -1,8 +1,10 @@
-//! `sandbox_inspect`: the warm pool and the sessions.
+//! `sandbox_inspect`: the warm pool, the package cache, the sessions and a
+//! summary of the audit log.
 
 use super::{structured_result, tool_error};
 use crate::core::{CacheStats, PoolLanguageStats, SessionInfo};
 use crate::mcp::SandboxServer;
+use crate::security::audit::AuditStats;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
@@ -25,7 +27,8 @@ pub enum InspectTarget {
 /// Arguments of `sandbox_inspect`.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct InspectParams {
-    /// all (default), pool, cache, sessions; audit arrives in a later version.
+    /// all (default), pool, cache, sessions or audit (the audit log's file, policy mode, seccomp
+    /// profile and event counts; sandbox_security has the events themselves).
     #[serde(default)]
     pub target: Option<InspectTarget>,
 }
@@ -42,8 +45,24 @@ pub struct InspectOutput {
     /// The package cache (target all or cache).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheStats>,
+    /// The audit log and security settings (target all or audit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audit: Option<AuditSummary>,
     /// Id of this server instance (labels its pooled containers).
     pub instance: String,
+}
+
+/// The audit log and security settings in brief.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct AuditSummary {
+    /// The audit log file ("off" when disabled).
+    pub log: String,
+    /// Code-policy mode: audit, block or off.
+    pub policy: String,
+    /// Seccomp profile of new sandboxes.
+    pub seccomp: String,
+    /// Event counts over the retained log.
+    pub stats: AuditStats,
 }
 
 #[tool_router(router = inspect_router, vis = "pub(crate)")]
@@ -52,7 +71,8 @@ impl SandboxServer {
         name = "sandbox_inspect",
         description = "Show the sandbox's state: `pool` (warm containers per language, hits, misses, \
 average acquire time), `cache` (cached package images, hits, misses, size), `sessions` (name, language, \
-state, created, last used, ttl left), or `all` (default).",
+state, created, last used, ttl left), `audit` (audit log file, policy mode, seccomp profile, event \
+counts), or `all` (default).",
         output_schema = schema_for_output::<InspectOutput>()
     )]
     async fn sandbox_inspect(
@@ -60,11 +80,14 @@ state, created, last used, ttl left), or `all` (default).",
         Parameters(params): Parameters<InspectParams>,
     ) -> Result<CallToolResult, ErrorData> {
         let target = params.target.unwrap_or_default();
-        if target == InspectTarget::Audit {
-            return Ok(tool_error(
-                "the audit log cannot be inspected in this version; use target pool, cache, sessions or all",
-            ));
-        }
+        let audit = if matches!(target, InspectTarget::All | InspectTarget::Audit) {
+            match self.audit_summary().await {
+                Ok(summary) => Some(summary),
+                Err(error) => return Ok(tool_error(error)),
+            }
+        } else {
+            None
+        };
         let pool = matches!(target, InspectTarget::All | InspectTarget::Pool).then(|| self.executor.pool().stats());
         let sessions = if matches!(target, InspectTarget::All | InspectTarget::Sessions) {
             match self.executor.sessions().list().await {
@@ -86,10 +109,32 @@ state, created, last used, ttl left), or `all` (default).",
             pool,
             sessions,
             cache,
+            audit,
             instance: self.instance_id.clone(),
         };
         let text = render(&output);
         Ok(structured_result(&output, text, false))
+    }
+}
+
+impl SandboxServer {
+    async fn audit_summary(&self) -> Result<AuditSummary, String> {
+        let config = self.executor.config();
+        let executor = self.executor.clone();
+        let stats = tokio::task::spawn_blocking(move || executor.audit().stats())
+            .await
+            .map_err(|error| format!("reading the audit log stopped: {error}"))?
+            .map_err(|error| error.to_string())?;
+        Ok(AuditSummary {
+            log: config
+                .audit
+                .path
+                .as_ref()
+                .map_or_else(|| "off".to_string(), |path| path.display().to_string()),
+            policy: config.policy.name().to_string(),
+            seccomp: config.seccomp.name(),
+            stats,
+        })
     }
 }
 
@@ -128,6 +173,12 @@ fn render(output: &InspectOutput) -> String {
                 session.ttl_left_seconds
             ));
         }
+    }
+    if let Some(audit) = &output.audit {
+        text.push_str(&format!(
+            "Audit log {}: {} events (policy {}, seccomp {})\n",
+            audit.log, audit.stats.events, audit.policy, audit.seccomp
+        ));
     }
     if let Some(cache) = &output.cache {
         text.push_str(&format!(

