@@ -147,8 +147,9 @@ async fn serve(config: Arc<Config>) -> Result<(), String> {
     executor.start_background_tasks();
     let stopped_instance = instance_id.clone();
     let server = SandboxServer::new(executor.clone(), instance_id);
+    let transport = multilang_sandbox::mcp::stdio::front(tokio::io::stdin(), tokio::io::stdout());
     let service = server
-        .serve(rmcp::transport::stdio())
+        .serve(transport)
         .await
         .map_err(|error| format!("MCP session failed to start: {error}"))?;
     let reason = service.waiting().await;

@@ -2,6 +2,7 @@
 //! core, shape the result). Nothing here talks to Docker directly.
 
 mod server;
+pub mod stdio;
 pub mod tools;
 
 pub use server::SandboxServer;

@@ -1,0 +1,278 @@
+//! The stdio front of the MCP server. Every line from stdin is checked
+//! before rmcp sees it: a line that is not JSON gets a JSON-RPC parse error
+//! (-32700), a line over the size limit is drained without being kept and
+//! gets an invalid-request error (-32600) carrying the request's id when it
+//! can be read from the line's start, so the client is never left waiting.
+//! Good lines go on to rmcp through an in-memory pipe; rmcp's output and
+//! these errors are merged onto stdout one whole line at a time.
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, DuplexStream};
+use tokio::sync::mpsc;
+
+/// Largest request line accepted (rmcp's own limit is 16 MiB).
+pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+/// Bytes of an oversized line kept to find its id.
+const ID_PREFIX_BYTES: usize = 4096;
+/// Buffer of the pipes between this front and rmcp.
+const PIPE_BYTES: usize = 1024 * 1024;
+
+/// Starts the front over `input` and `output`; returns the reader and
+/// writer to give rmcp as its transport.
+pub fn front<R, W>(input: R, output: W) -> (DuplexStream, DuplexStream)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (to_rmcp, rmcp_reads) = tokio::io::duplex(PIPE_BYTES);
+    let (rmcp_writes, from_rmcp) = tokio::io::duplex(PIPE_BYTES);
+    let (errors, error_lines) = mpsc::channel::<String>(64);
+    tokio::spawn(filter_input(input, to_rmcp, errors));
+    tokio::spawn(merge_output(from_rmcp, error_lines, output));
+    (rmcp_reads, rmcp_writes)
+}
+
+/// One line read with the size cap.
+enum Line {
+    Complete(Vec<u8>),
+    /// Over the cap: its first bytes and its whole size.
+    TooLong {
+        prefix: Vec<u8>,
+        size: usize,
+    },
+    End,
+}
+
+async fn read_line<R: AsyncBufReadExt + Unpin>(reader: &mut R, max: usize) -> std::io::Result<Line> {
+    let mut line = Vec::new();
+    let mut size = 0usize;
+    let mut too_long = false;
+    loop {
+        let buffer = reader.fill_buf().await?;
+        if buffer.is_empty() {
+            return Ok(match (size, too_long) {
+                (0, _) => Line::End,
+                (_, false) => Line::Complete(line),
+                (_, true) => Line::TooLong { prefix: line, size },
+            });
+        }
+        let (chunk, done) = match buffer.iter().position(|byte| *byte == b'\n') {
+            Some(at) => (&buffer[..at], Some(at + 1)),
+            None => (buffer, None),
+        };
+        size += chunk.len();
+        if !too_long && size > max {
+            too_long = true;
+            line.truncate(ID_PREFIX_BYTES);
+        }
+        if !too_long {
+            line.extend_from_slice(chunk);
+        } else if line.len() < ID_PREFIX_BYTES {
+            let room = ID_PREFIX_BYTES - line.len();
+            line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+        let consumed = done.unwrap_or(buffer.len());
+        reader.consume(consumed);
+        if done.is_some() {
+            return Ok(if too_long {
+                Line::TooLong { prefix: line, size }
+            } else {
+                Line::Complete(line)
+            });
+        }
+    }
+}
+
+async fn filter_input<R: AsyncRead + Unpin>(input: R, mut to_rmcp: DuplexStream, errors: mpsc::Sender<String>) {
+    let mut reader = BufReader::with_capacity(64 * 1024, input);
+    loop {
+        let line = match read_line(&mut reader, MAX_LINE_BYTES).await {
+            Ok(line) => line,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read stdin; ending the session");
+                return;
+            }
+        };
+        let reply = match line {
+            Line::End => return,
+            Line::Complete(bytes) if bytes.iter().all(u8::is_ascii_whitespace) => continue,
+            Line::Complete(bytes) => match serde_json::from_slice::<serde::de::IgnoredAny>(&bytes) {
+                Ok(_) => {
+                    let forwarded = async {
+                        to_rmcp.write_all(&bytes).await?;
+                        to_rmcp.write_all(b"\n").await
+                    };
+                    if forwarded.await.is_err() {
+                        return; // rmcp has stopped
+                    }
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "malformed JSON-RPC message");
+                    error_response(
+                        Value::Null,
+                        -32700,
+                        &format!("parse error: the message is not valid JSON ({error})"),
+                    )
+                }
+            },
+            Line::TooLong { prefix, size } => {
+                tracing::warn!(size, "oversized JSON-RPC message discarded");
+                error_response(
+                    top_level_id(&prefix).unwrap_or(Value::Null),
+                    -32600,
+                    &format!(
+                        "request too large: {size} bytes, over the {MAX_LINE_BYTES}-byte limit for one message. \
+                         Send less code or data per call (sandbox_file_ops writes files up to its own limit)"
+                    ),
+                )
+            }
+        };
+        if errors.send(reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn merge_output<W: AsyncWrite + Unpin>(
+    from_rmcp: DuplexStream,
+    mut errors: mpsc::Receiver<String>,
+    mut output: W,
+) {
+    let mut rmcp_lines = BufReader::new(from_rmcp);
+    let mut line = Vec::new();
+    let mut rmcp_open = true;
+    let mut errors_open = true;
+    loop {
+        tokio::select! {
+            read = rmcp_lines.read_until(b'\n', &mut line), if rmcp_open => {
+                match read {
+                    Ok(0) | Err(_) => rmcp_open = false,
+                    Ok(_) => {
+                        if output.write_all(&line).await.is_err() || output.flush().await.is_err() {
+                            return;
+                        }
+                        line.clear();
+                    }
+                }
+            }
+            reply = errors.recv(), if errors_open => {
+                let Some(reply) = reply else {
+                    errors_open = false;
+                    continue;
+                };
+                if output.write_all(format!("{reply}\n").as_bytes()).await.is_err() || output.flush().await.is_err() {
+                    return;
+                }
+            }
+            else => return,
+        }
+    }
+}
+
+fn error_response(id: Value, code: i64, message: &str) -> String {
+    serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string()
+}
+
+/// The top-level `"id"` of a JSON object from the start of its text (a
+/// number or a string), if it appears there.
+pub fn top_level_id(prefix: &[u8]) -> Option<Value> {
+    let text = String::from_utf8_lossy(prefix);
+    let bytes = text.as_bytes();
+    let mut depth = 0usize;
+    let mut index = 0usize;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b'"' => {
+                let end = string_end(bytes, index)?;
+                if depth == 1 && &bytes[index..=end] == b"\"id\"" {
+                    let rest = text[end + 1..].trim_start().strip_prefix(':')?.trim_start();
+                    return parse_scalar(rest);
+                }
+                index = end;
+            }
+            _ => {}
+        }
+        index += 1;
+    }
+    None
+}
+
+/// Index of the quote that closes the string opening at `start`.
+fn string_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut index = start + 1;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'\\' => index += 2,
+            b'"' => return Some(index),
+            _ => index += 1,
+        }
+    }
+    None
+}
+
+fn parse_scalar(text: &str) -> Option<Value> {
+    let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
+    match stream.next()?.ok()? {
+        value @ (Value::Number(_) | Value::String(_)) => Some(value),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ids_are_found_at_the_top_level_only() {
+        assert_eq!(top_level_id(br#"{"jsonrpc":"2.0","id":7,"method":"x"#), Some(json!(7)));
+        assert_eq!(top_level_id(br#"{"id":"a\"b","params":{"#), Some(json!("a\"b")));
+        assert_eq!(
+            top_level_id(br#"{"params":{"id":1,"arguments":{"x":"y"}},"id":9,"#),
+            Some(json!(9))
+        );
+        assert_eq!(top_level_id(br#"{"params":{"id":1,"code":"xxxx"#), None);
+    }
+
+    #[tokio::test]
+    async fn bad_lines_get_errors_and_good_ones_pass() {
+        let (mut client, server_side) = tokio::io::duplex(64 * 1024);
+        let (server_in, server_out) = tokio::io::split(server_side);
+        let (mut rmcp_reads, mut rmcp_writes) = front(server_in, server_out);
+        let big = format!(
+            "{{\"jsonrpc\":\"2.0\",\"id\":5,\"params\":\"{}\"}}\n",
+            "x".repeat(MAX_LINE_BYTES)
+        );
+        let writer = tokio::spawn(async move {
+            client.write_all(b"{not json\n").await.unwrap();
+            client.write_all(big.as_bytes()).await.unwrap();
+            client
+                .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"ping\"}\n")
+                .await
+                .unwrap();
+            let mut replies = BufReader::new(client);
+            let mut first = String::new();
+            replies.read_line(&mut first).await.unwrap();
+            let mut second = String::new();
+            replies.read_line(&mut second).await.unwrap();
+            (first, second, replies)
+        });
+        let mut forwarded = String::new();
+        BufReader::new(&mut rmcp_reads).read_line(&mut forwarded).await.unwrap();
+        assert_eq!(forwarded, "{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"ping\"}\n");
+        let (first, second, mut replies) = writer.await.unwrap();
+        let first: Value = serde_json::from_str(&first).unwrap();
+        assert_eq!(first["error"]["code"], -32700);
+        assert_eq!(first["id"], Value::Null);
+        let second: Value = serde_json::from_str(&second).unwrap();
+        assert_eq!(second["error"]["code"], -32600);
+        assert_eq!(second["id"], 5);
+        rmcp_writes.write_all(b"{\"reply\":1}\n").await.unwrap();
+        let mut third = String::new();
+        replies.read_line(&mut third).await.unwrap();
+        assert_eq!(third, "{\"reply\":1}\n");
+    }
+}
