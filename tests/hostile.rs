@@ -1,0 +1,321 @@
+//! The hostile suite: code a prompt-injected model might send, and
+//! malformed traffic a broken client might send. Each test says what is
+//! tried and checks what held: the limits, the missing network, the
+//! read-only root, the seccomp profile, the server's survival. Counts are
+//! summarized in SECURITY.md.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+async fn run(client: &Client, language: &str, code: &str, timeout_ms: u64) -> Value {
+    execute_with(
+        client,
+        json!({"language": language, "code": code, "timeout": timeout_ms}),
+    )
+    .await
+}
+
+async fn still_answers(client: &Client) {
+    let started = Instant::now();
+    let result = execute(client, "bash", "echo alive").await;
+    assert_eq!(result["stdout"], "alive\n", "{result}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the server took {:?} to answer",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_fork_bomb_hits_the_process_limit_and_the_server_stays_responsive() {
+    let docker = require_docker().await;
+    let client = start_server().await;
+    let ours = instance_label(&client).await;
+    let result = run(&client, "bash", ":(){ :|:& };:", 5000).await;
+    let stderr = result["stderr"].as_str().unwrap_or_default();
+    assert!(
+        result["timed_out"] == true || stderr.contains("Resource temporarily unavailable"),
+        "the bomb should run into the process limit: {result}"
+    );
+    let python = run(
+        &client,
+        "python",
+        "import os\ncount = 0\ntry:\n    while True:\n        if os.fork() == 0:\n            import time; time.sleep(30)\n        count += 1\nexcept OSError as error:\n    print('stopped at', count, 'children:', error.strerror)",
+        10_000,
+    )
+    .await;
+    let stdout = python["stdout"].as_str().unwrap_or_default();
+    assert!(stdout.contains("stopped at"), "{python}");
+    let count: u64 = stdout
+        .split_whitespace()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX);
+    assert!(count < 256, "the pids limit (256) should stop the forks, got {count}");
+    still_answers(&client).await;
+    let left = wait_for_none(&docker, &[&ours], Duration::from_secs(20)).await;
+    assert!(left.is_empty(), "containers left behind: {left:?}");
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn disk_fills_stop_at_the_tmpfs_size() {
+    require_docker().await;
+    let client = start_server_with_env(&[
+        ("MULTILANG_SANDBOX_POOL_SIZE", "0"),
+        ("MULTILANG_SANDBOX_TMPFS_MB", "64"),
+    ])
+    .await;
+    let code = "for dir in /tmp /workspace /outputs; do \
+                  dd if=/dev/zero of=$dir/fill bs=1M count=200 2>/dev/null; \
+                  echo \"$dir $(( $(stat -c %s $dir/fill) / 1048576 ))\"; \
+                done";
+    let result = run(&client, "bash", code, 20_000).await;
+    let stdout = result["stdout"].as_str().unwrap_or_default();
+    for line in stdout.lines() {
+        let megabytes: u64 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(999);
+        assert!(megabytes <= 64, "{line}: the fill should stop at 64 MiB");
+    }
+    assert_eq!(stdout.lines().count(), 3, "{result}");
+    // In a session /tmp is bounded the same way.
+    let name = create_session(&client, "fill", "bash").await;
+    let result = execute_in(
+        &client,
+        &name,
+        "bash",
+        "dd if=/dev/zero of=/tmp/fill bs=1M count=200 2>&1 | tail -1; echo $(( $(stat -c %s /tmp/fill) / 1048576 ))",
+    )
+    .await;
+    let stdout = result["stdout"].as_str().unwrap_or_default();
+    let last: u64 = stdout.lines().last().and_then(|n| n.trim().parse().ok()).unwrap_or(999);
+    assert!(last <= 64, "{result}");
+    session(&client, json!({"action": "destroy", "name": name})).await;
+    still_answers(&client).await;
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn sleeping_code_times_out() {
+    require_docker().await;
+    let client = start_server().await;
+    let started = Instant::now();
+    let result = run(&client, "bash", "sleep 600", 2000).await;
+    assert_eq!(result["timed_out"], true, "{result}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+    let result = run(&client, "javascript", "setInterval(() => {}, 1000)", 2000).await;
+    assert_eq!(result["timed_out"], true, "{result}");
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn there_is_no_network() {
+    require_docker().await;
+    let client = start_server().await;
+    let code = r#"import socket
+for target in [('1.1.1.1', 53), ('8.8.8.8', 443)]:
+    try:
+        socket.create_connection(target, timeout=3)
+        print('connected', target)
+    except OSError as error:
+        print('refused', error.errno)
+try:
+    socket.getaddrinfo('pypi.org', 443)
+    print('resolved')
+except OSError:
+    print('no dns')
+print(sorted(name for _, name in socket.if_nameindex()))"#;
+    let result = run(&client, "python", code, 20_000).await;
+    let stdout = result["stdout"].as_str().unwrap_or_default();
+    assert!(
+        !stdout.contains("connected") && !stdout.contains("resolved"),
+        "{result}"
+    );
+    assert_eq!(stdout.matches("refused").count(), 2, "{result}");
+    assert!(stdout.contains("no dns"), "{result}");
+    assert!(stdout.trim_end().ends_with("['lo']"), "only loopback: {result}");
+    let result = run(
+        &client,
+        "bash",
+        "(echo > /dev/tcp/1.1.1.1/80) 2>/dev/null && echo open || echo closed",
+        10_000,
+    )
+    .await;
+    assert_eq!(result["stdout"], "closed\n", "{result}");
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn privileged_operations_are_refused() {
+    require_docker().await;
+    let client = start_server().await;
+    let code = "mount -t tmpfs none /mnt 2>/dev/null && echo mounted || echo no-mount\n\
+unshare -r true 2>/dev/null && echo unshared || echo no-unshare\n\
+unshare -n true 2>/dev/null && echo netns || echo no-netns\n\
+chroot / true 2>/dev/null && echo chrooted || echo no-chroot\n\
+su -c true 2>/dev/null </dev/null && echo root || echo no-root\n\
+touch /etc/evil /usr/bin/evil /evil 2>/dev/null && echo wrote-root || echo read-only-root\n\
+id -u; grep -E '^Cap(Eff|Prm|Bnd)' /proc/self/status | awk '{print $2}' | sort -u\n\
+grep NoNewPrivs /proc/self/status | awk '{print $2}'\n\
+grep Seccomp: /proc/self/status | awk '{print $2}'";
+    let result = run(&client, "bash", code, 20_000).await;
+    assert_eq!(
+        result["stdout"],
+        "no-mount\nno-unshare\nno-netns\nno-chroot\nno-root\nread-only-root\n1000\n0000000000000000\n1\n2\n",
+        "{result}"
+    );
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn host_files_and_processes_are_not_visible() {
+    require_docker().await;
+    let client = start_server().await;
+    let marker = std::env::temp_dir().join(format!("host-marker-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&marker, "secret").unwrap();
+    let code = format!(
+        "test -e {} && echo sees-host-tmp || echo no-host-tmp\n\
+         test -e /var/run/docker.sock -o -e /run/docker.sock && echo socket || echo no-socket\n\
+         test -e /root/.cargo && echo host-root || echo no-host-root\n\
+         ps -e --no-headers | wc -l",
+        marker.display()
+    );
+    let result = run(&client, "bash", &code, 10_000).await;
+    let stdout = result["stdout"].as_str().unwrap_or_default().to_string();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[..3], ["no-host-tmp", "no-socket", "no-host-root"], "{result}");
+    let processes: u32 = lines[3].trim().parse().unwrap_or(999);
+    assert!(processes < 10, "only the sandbox's own processes: {result}");
+    std::fs::remove_file(marker).ok();
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn session_names_with_shell_or_label_syntax_are_refused() {
+    require_docker().await;
+    let client = start_server().await;
+    let long = "a".repeat(64);
+    for name in [
+        "a;rm -rf /",
+        "$(id)",
+        "`id`",
+        "x\ny",
+        "../etc",
+        "a=b,c=d",
+        "name with space",
+        "-leading-dash",
+        "ünïcode",
+        long.as_str(),
+        "",
+    ] {
+        let result = call(
+            &client,
+            "sandbox_session",
+            json!({"action": "create", "name": name, "language": "bash"}),
+        )
+        .await;
+        assert_eq!(result.is_error, Some(true), "{name:?} was accepted");
+        let text = text_of(&result);
+        assert!(
+            text.contains("invalid session name") || text.contains("`name` is required"),
+            "{name:?}: {text}"
+        );
+    }
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn destroying_a_session_during_an_execute_ends_both_cleanly() {
+    let docker = require_docker().await;
+    let client = std::sync::Arc::new(start_server().await);
+    let name = create_session(&client, "busy", "python").await;
+    let runner = {
+        let client = client.clone();
+        let name = name.clone();
+        tokio::spawn(async move {
+            call(
+                &client,
+                "sandbox_execute",
+                json!({"language": "python", "code": "import time\ntime.sleep(60)", "session": name, "timeout": 90000}),
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    session(&client, json!({"action": "destroy", "name": name})).await;
+    let execute = tokio::time::timeout(Duration::from_secs(30), runner)
+        .await
+        .expect("the execute returns once its session is gone")
+        .expect("the execute task did not panic");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_eq!(execute.is_error, Some(true), "{}", text_of(&execute));
+    let left = sandbox_containers(&docker, &[&format!("multilang-sandbox.session={name}")]).await;
+    assert!(left.is_empty(), "{left:?}");
+    still_answers(&client).await;
+    if let Ok(client) = std::sync::Arc::try_unwrap(client) {
+        client.cancel().await.ok();
+    }
+}
+
+/// Raw JSON-RPC over the binary's stdio, without an MCP client library.
+#[tokio::test]
+async fn huge_and_malformed_messages_get_errors_and_the_server_survives() {
+    require_docker().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_multilang-sandbox"))
+        .env("MULTILANG_SANDBOX_LOG", "error")
+        .env("MULTILANG_SANDBOX_POOL_SIZE", "0")
+        .env("MULTILANG_SANDBOX_AUDIT_LOG", test_audit_log())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the server");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut reply = async || -> Value {
+        let mut line = String::new();
+        tokio::time::timeout(Duration::from_secs(60), stdout.read_line(&mut line))
+            .await
+            .expect("the server answers")
+            .expect("read a reply");
+        serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"))
+    };
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "hostile", "version": "1"}}});
+    stdin.write_all(format!("{initialize}\n").as_bytes()).await.unwrap();
+    assert_eq!(reply().await["id"], 1);
+    stdin
+        .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n")
+        .await
+        .unwrap();
+
+    stdin.write_all(b"{this is not json\n").await.unwrap();
+    let parse_error = reply().await;
+    assert_eq!(parse_error["error"]["code"], -32700, "{parse_error}");
+
+    let huge = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "sandbox_execute", "arguments": {"language": "python", "code": format!("print(len('{}'))", "x".repeat(20 * 1024 * 1024))}}});
+    stdin.write_all(format!("{huge}\n").as_bytes()).await.unwrap();
+    let too_large = reply().await;
+    assert_eq!(too_large["id"], 2, "{too_large}");
+    assert_eq!(too_large["error"]["code"], -32600);
+    assert!(too_large["error"]["message"].as_str().unwrap().contains("too large"));
+
+    let ok = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "sandbox_execute", "arguments": {"language": "python", "code": "print(6 * 7)"}}});
+    stdin.write_all(format!("{ok}\n").as_bytes()).await.unwrap();
+    let answer = reply().await;
+    assert_eq!(answer["id"], 3);
+    assert_eq!(answer["result"]["structuredContent"]["stdout"], "42\n", "{answer}");
+    drop(stdin);
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the server exits when stdin closes")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
