@@ -28,6 +28,10 @@ pub enum DockerError {
     #[error("a container named `{0}` already exists")]
     NameInUse(String),
     #[error(
+        "the Docker engine cannot use the OCI runtime `{runtime}` ({message}). Register it in /etc/docker/daemon.json (for gVisor: {{\"runtimes\": {{\"runsc\": {{\"path\": \"/usr/bin/runsc\", \"runtimeArgs\": [\"--network=none\"]}}}}}}) and reload Docker, or unset MULTILANG_SANDBOX_RUNTIME"
+    )]
+    RuntimeMissing { runtime: String, message: String },
+    #[error(
         "the sandbox runner could not run the request ({0}); try again, and in a session destroy and recreate it if this repeats"
     )]
     RunnerFailed(String),

@@ -146,3 +146,26 @@ async fn the_configured_profile_is_what_the_engine_applies() {
     assert_eq!(found["init_module"], 1, "{found:?}");
     client.cancel().await.ok();
 }
+
+#[tokio::test]
+async fn a_configured_runtime_the_engine_lacks_is_a_clear_error() {
+    require_docker().await;
+    let client = start_server_with_env(&[
+        ("MULTILANG_SANDBOX_POOL_SIZE", "0"),
+        ("MULTILANG_SANDBOX_RUNTIME", "no-such-runtime"),
+    ])
+    .await;
+    let result = call(
+        &client,
+        "sandbox_execute",
+        json!({"language": "python", "code": "print(1)"}),
+    )
+    .await;
+    assert_eq!(result.is_error, Some(true));
+    let text = text_of(&result);
+    assert!(
+        text.contains("no-such-runtime") && text.contains("daemon.json"),
+        "{text}"
+    );
+    client.cancel().await.ok();
+}

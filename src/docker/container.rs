@@ -212,6 +212,14 @@ impl DockerEngine {
                 bollard::errors::Error::DockerResponseServerError { status_code: 409, .. } => {
                     DockerError::NameInUse(spec.name.clone().unwrap_or_default())
                 }
+                bollard::errors::Error::DockerResponseServerError { ref message, .. }
+                    if message.contains("runtime") && spec.runtime.is_some() =>
+                {
+                    DockerError::RuntimeMissing {
+                        runtime: spec.runtime.clone().unwrap_or_default(),
+                        message: message.clone(),
+                    }
+                }
                 error => DockerError::Api(error),
             })?;
         let container = SandboxContainer {
