@@ -147,13 +147,15 @@ async fn serve(config: Arc<Config>) -> Result<(), String> {
     executor.start_background_tasks();
     let stopped_instance = instance_id.clone();
     let server = SandboxServer::new(executor.clone(), instance_id);
-    let transport = multilang_sandbox::mcp::stdio::front(tokio::io::stdin(), tokio::io::stdout());
+    let front = multilang_sandbox::mcp::stdio::front(tokio::io::stdin(), tokio::io::stdout());
     let service = server
-        .serve(transport)
+        .serve((front.rmcp_reads, front.rmcp_writes))
         .await
         .map_err(|error| format!("MCP session failed to start: {error}"))?;
     let reason = service.waiting().await;
     tracing::info!(?reason, "MCP session ended");
+    // rmcp has dropped its writer: let the last replies reach stdout.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), front.output_task).await;
     executor.shutdown().await;
     executor
         .audit()

@@ -13,7 +13,7 @@ use crate::docker::DockerEngine;
 use crate::error::{DockerError, ExecuteError, PackageError, SessionError};
 use crate::images;
 use crate::runtime::Language;
-use crate::security::audit::{AuditLog, hash_hex};
+use crate::security::audit::{AuditLog, MAX_FIELD_CHARS, hash_hex};
 use crate::security::policy::{self, PolicyMode};
 use crate::security::seccomp::SeccompProfile;
 use std::sync::Arc;
@@ -122,7 +122,7 @@ impl Executor {
                     "description": violation.description,
                     "matched": violation.matched,
                     "language": request.language.name(),
-                    "session": request.session,
+                    "session": request.session.as_deref().map(|name| name.chars().take(MAX_FIELD_CHARS).collect::<String>()),
                     "code_sha256": hash_hex(request.code.as_bytes()),
                     "mode": mode.name(),
                     "blocked": mode == PolicyMode::Block,

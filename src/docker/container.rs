@@ -213,7 +213,8 @@ impl DockerEngine {
                     DockerError::NameInUse(spec.name.clone().unwrap_or_default())
                 }
                 bollard::errors::Error::DockerResponseServerError { ref message, .. }
-                    if message.contains("runtime") && spec.runtime.is_some() =>
+                    if spec.runtime.is_some()
+                        && (message.contains("Unknown runtime") || message.contains("unknown or invalid runtime")) =>
                 {
                     DockerError::RuntimeMissing {
                         runtime: spec.runtime.clone().unwrap_or_default(),

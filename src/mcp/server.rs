@@ -3,7 +3,7 @@
 
 use super::tools::validate_arguments;
 use crate::core::Executor;
-use crate::security::audit::hash_hex;
+use crate::security::audit::{MAX_CODE_CHARS, MAX_FIELD_CHARS, clip, hash_hex};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
@@ -132,14 +132,14 @@ fn describe_call(tool: &str, arguments: Option<&JsonObject>, log_code: bool) -> 
         "timeout",
     ] {
         if let Some(value) = arguments.get(key) {
-            event.insert(key.into(), value.clone());
+            event.insert(key.into(), clip(value, MAX_FIELD_CHARS));
         }
     }
     if let Some(code) = arguments.get("code").and_then(Value::as_str) {
         event.insert("code_sha256".into(), Value::from(hash_hex(code.as_bytes())));
         event.insert("code_bytes".into(), Value::from(code.len()));
         if log_code {
-            event.insert("code".into(), Value::from(code));
+            event.insert("code".into(), clip(&Value::from(code), MAX_CODE_CHARS));
         }
     }
     if let Some(content) = arguments.get("content").and_then(Value::as_str) {

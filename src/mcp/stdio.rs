@@ -10,16 +10,25 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, DuplexStream};
 use tokio::sync::mpsc;
 
-/// Largest request line accepted (rmcp's own limit is 16 MiB).
-pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+/// Largest request line accepted, without its newline (rmcp's own limit
+/// is 16 MiB with the newline).
+pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024 - 1;
 /// Bytes of an oversized line kept to find its id.
 const ID_PREFIX_BYTES: usize = 4096;
 /// Buffer of the pipes between this front and rmcp.
 const PIPE_BYTES: usize = 1024 * 1024;
 
-/// Starts the front over `input` and `output`; returns the reader and
-/// writer to give rmcp as its transport.
-pub fn front<R, W>(input: R, output: W) -> (DuplexStream, DuplexStream)
+/// The front's two halves: what rmcp reads and writes, and the task that
+/// writes to the real output (await it after rmcp stops, so the last
+/// replies are flushed).
+pub struct Front {
+    pub rmcp_reads: DuplexStream,
+    pub rmcp_writes: DuplexStream,
+    pub output_task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts the front over `input` and `output`.
+pub fn front<R, W>(input: R, output: W) -> Front
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -28,8 +37,12 @@ where
     let (rmcp_writes, from_rmcp) = tokio::io::duplex(PIPE_BYTES);
     let (errors, error_lines) = mpsc::channel::<String>(64);
     tokio::spawn(filter_input(input, to_rmcp, errors));
-    tokio::spawn(merge_output(from_rmcp, error_lines, output));
-    (rmcp_reads, rmcp_writes)
+    let output_task = tokio::spawn(merge_output(from_rmcp, error_lines, output));
+    Front {
+        rmcp_reads,
+        rmcp_writes,
+        output_task,
+    }
 }
 
 /// One line read with the size cap.
@@ -188,8 +201,10 @@ pub fn top_level_id(prefix: &[u8]) -> Option<Value> {
             b'"' => {
                 let end = string_end(bytes, index)?;
                 if depth == 1 && &bytes[index..=end] == b"\"id\"" {
-                    let rest = text[end + 1..].trim_start().strip_prefix(':')?.trim_start();
-                    return parse_scalar(rest);
+                    // A key is followed by `:`; the same text as a value is not.
+                    if let Some(rest) = text[end + 1..].trim_start().strip_prefix(':') {
+                        return parse_scalar(rest.trim_start());
+                    }
                 }
                 index = end;
             }
@@ -235,13 +250,18 @@ mod tests {
             Some(json!(9))
         );
         assert_eq!(top_level_id(br#"{"params":{"id":1,"code":"xxxx"#), None);
+        assert_eq!(top_level_id(br#"{"method":"id","id":4,"#), Some(json!(4)));
     }
 
     #[tokio::test]
     async fn bad_lines_get_errors_and_good_ones_pass() {
         let (mut client, server_side) = tokio::io::duplex(64 * 1024);
         let (server_in, server_out) = tokio::io::split(server_side);
-        let (mut rmcp_reads, mut rmcp_writes) = front(server_in, server_out);
+        let Front {
+            mut rmcp_reads,
+            mut rmcp_writes,
+            ..
+        } = front(server_in, server_out);
         let big = format!(
             "{{\"jsonrpc\":\"2.0\",\"id\":5,\"params\":\"{}\"}}\n",
             "x".repeat(MAX_LINE_BYTES)

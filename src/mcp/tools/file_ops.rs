@@ -1,6 +1,6 @@
 //! `sandbox_file_ops`: files in a session's /workspace and /outputs.
 
-use super::{structured_result, tool_error};
+use super::answer;
 use crate::core::files::FileEntry;
 use crate::error::FileError;
 use crate::mcp::SandboxServer;
@@ -87,17 +87,9 @@ pass encoding base64 for binary content. write creates missing folders. Files up
         Parameters(params): Parameters<FileOpsParams>,
     ) -> Result<CallToolResult, ErrorData> {
         let span = tracing::info_span!("sandbox_file_ops", session = %params.session, operation = ?params.operation);
-        async move {
-            match self.run_file_op(&params).await {
-                Ok(output) => {
-                    let text = render(&output);
-                    Ok(structured_result(&output, text, false))
-                }
-                Err(error) => Ok(tool_error(error.to_string())),
-            }
-        }
-        .instrument(span)
-        .await
+        async move { Ok(answer(self.run_file_op(&params).await, render)) }
+            .instrument(span)
+            .await
     }
 }
 

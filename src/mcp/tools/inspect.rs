@@ -27,8 +27,8 @@ pub enum InspectTarget {
 /// Arguments of `sandbox_inspect`.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct InspectParams {
-    /// all (default), pool, cache, sessions or audit (the audit log's file, policy mode, seccomp
-    /// profile and event counts; sandbox_security has the events themselves).
+    /// all (default: pool, cache and sessions), pool, cache, sessions or audit (the audit log's
+    /// file, policy mode, seccomp profile and event counts; sandbox_security has the events).
     #[serde(default)]
     pub target: Option<InspectTarget>,
 }
@@ -45,7 +45,7 @@ pub struct InspectOutput {
     /// The package cache (target all or cache).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheStats>,
-    /// The audit log and security settings (target all or audit).
+    /// The audit log and security settings (target audit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub audit: Option<AuditSummary>,
     /// Id of this server instance (labels its pooled containers).
@@ -72,7 +72,7 @@ impl SandboxServer {
         description = "Show the sandbox's state: `pool` (warm containers per language, hits, misses, \
 average acquire time), `cache` (cached package images, hits, misses, size), `sessions` (name, language, \
 state, created, last used, ttl left), `audit` (audit log file, policy mode, seccomp profile, event \
-counts), or `all` (default).",
+counts), or `all` (default: pool, cache and sessions).",
         output_schema = schema_for_output::<InspectOutput>()
     )]
     async fn sandbox_inspect(
@@ -80,7 +80,8 @@ counts), or `all` (default).",
         Parameters(params): Parameters<InspectParams>,
     ) -> Result<CallToolResult, ErrorData> {
         let target = params.target.unwrap_or_default();
-        let audit = if matches!(target, InspectTarget::All | InspectTarget::Audit) {
+        // Counting events reads the whole retained log: only on request.
+        let audit = if target == InspectTarget::Audit {
             match self.audit_summary().await {
                 Ok(summary) => Some(summary),
                 Err(error) => return Ok(tool_error(error)),
@@ -126,11 +127,7 @@ impl SandboxServer {
             .map_err(|error| format!("reading the audit log stopped: {error}"))?
             .map_err(|error| error.to_string())?;
         Ok(AuditSummary {
-            log: config
-                .audit
-                .path
-                .as_ref()
-                .map_or_else(|| "off".to_string(), |path| path.display().to_string()),
+            log: config.audit.location(),
             policy: config.policy.name().to_string(),
             seccomp: config.seccomp.name(),
             stats,

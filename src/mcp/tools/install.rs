@@ -1,6 +1,6 @@
 //! `sandbox_install`: packages into a session, or into the package cache.
 
-use super::{structured_result, tool_error};
+use super::answer;
 use crate::core::executor::InstallReport;
 use crate::error::ExecuteError;
 use crate::mcp::SandboxServer;
@@ -84,14 +84,8 @@ Managers: pip (python), npm (javascript, typescript), cargo (rust), go modules (
     ) -> Result<CallToolResult, ErrorData> {
         let span = tracing::info_span!("sandbox_install", session = ?params.session, language = ?params.language);
         async move {
-            match self.run_install(&params).await {
-                Ok(report) => {
-                    let output = InstallOutput::from(report);
-                    let text = render(&output);
-                    Ok(structured_result(&output, text, false))
-                }
-                Err(error) => Ok(tool_error(error.to_string())),
-            }
+            let result = self.run_install(&params).await.map(InstallOutput::from);
+            Ok(answer(result, render))
         }
         .instrument(span)
         .await

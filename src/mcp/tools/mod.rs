@@ -13,6 +13,21 @@ use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+/// The answer of a tool: its output with a text rendering, or its error
+/// (whose message says what to do next) as a tool error.
+pub(crate) fn answer<T: Serialize, E: std::fmt::Display>(
+    result: Result<T, E>,
+    render: impl Fn(&T) -> String,
+) -> CallToolResult {
+    match result {
+        Ok(output) => {
+            let text = render(&output);
+            structured_result(&output, text, false)
+        }
+        Err(error) => tool_error(error.to_string()),
+    }
+}
+
 /// A tool-level failure the model can act on (`isError: true`).
 pub(crate) fn tool_error(message: impl Into<String>) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(message.into())])

@@ -98,11 +98,7 @@ impl SandboxServer {
         let config = self.executor.config();
         let mut output = SecurityOutput {
             action: params.action,
-            log: config
-                .audit
-                .path
-                .as_ref()
-                .map_or_else(|| "off".to_string(), |path| path.display().to_string()),
+            log: config.audit.location(),
             policy: config.policy.name().to_string(),
             seccomp: config.seccomp.name(),
             events: Vec::new(),

@@ -1,6 +1,6 @@
 //! `sandbox_session`: named, stateful sandboxes.
 
-use super::{structured_result, tool_error};
+use super::answer;
 use crate::core::SessionInfo;
 use crate::core::executor::SessionRequest;
 use crate::error::{ExecuteError, SessionError};
@@ -93,17 +93,9 @@ tighten the system-call filter).",
         Parameters(params): Parameters<SessionParams>,
     ) -> Result<CallToolResult, ErrorData> {
         let span = tracing::info_span!("sandbox_session", action = ?params.action, name = ?params.name);
-        async move {
-            match self.run_session_action(&params).await {
-                Ok(output) => {
-                    let text = render(&output);
-                    Ok(structured_result(&output, text, false))
-                }
-                Err(error) => Ok(tool_error(error.to_string())),
-            }
-        }
-        .instrument(span)
-        .await
+        async move { Ok(answer(self.run_session_action(&params).await, render)) }
+            .instrument(span)
+            .await
     }
 }
 
