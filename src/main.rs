@@ -160,6 +160,7 @@ async fn serve(config: Arc<Config>) -> Result<(), String> {
     executor
         .audit()
         .record("server_stop", serde_json::json!({"instance": stopped_instance}));
+    executor.audit().flush();
     Ok(())
 }
 

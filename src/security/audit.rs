@@ -22,6 +22,7 @@ pub const MAX_FIELD_CHARS: usize = 1024;
 /// Longest code text kept in an event.
 pub const MAX_CODE_CHARS: usize = 64 * 1024;
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Sender, SyncSender};
 
 /// `prev` of the very first line.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -54,6 +55,15 @@ impl AuditSettings {
 pub struct AuditLog {
     settings: AuditSettings,
     guard: std::sync::Mutex<()>,
+    /// The writer thread's queue, started by the first [`AuditLog::record`].
+    queue: std::sync::Mutex<Option<Sender<Job>>>,
+}
+
+/// Work for the writer thread.
+enum Job {
+    Append(String, Value),
+    /// Answered once every event queued before it is written.
+    Flush(SyncSender<()>),
 }
 
 /// The first line that breaks the chain.
@@ -93,6 +103,7 @@ impl AuditLog {
         Self {
             settings,
             guard: std::sync::Mutex::new(()),
+            queue: std::sync::Mutex::new(None),
         }
     }
 
@@ -105,21 +116,71 @@ impl AuditLog {
         self.settings.log_code
     }
 
-    /// Appends an event of `kind` with `fields` (an object). Failures are
-    /// logged to stderr and otherwise ignored: the audit log must never stop
-    /// a sandbox from answering.
+    /// Queues an event of `kind` with `fields` (an object) for the writer
+    /// thread, so file IO and the cross-process lock stay off the request's
+    /// path; events keep their order. Failures are logged to stderr and
+    /// otherwise ignored: the audit log must never stop a sandbox from
+    /// answering. Readers of this log ([`AuditLog::recent`], `stats`,
+    /// `verify`) first wait for the queue to drain.
     pub fn record(&self, kind: &str, fields: Value) {
-        // File IO and the cross-process lock may wait: on a multi-threaded
-        // runtime, let the other tasks move off this worker meanwhile.
-        let appended = match tokio::runtime::Handle::try_current() {
-            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-                tokio::task::block_in_place(|| self.append(kind, fields))
-            }
-            _ => self.append(kind, fields),
+        if self.settings.path.is_none() {
+            return;
+        }
+        let job = Job::Append(kind.to_string(), fields);
+        let unsent = match self.writer() {
+            Some(queue) => queue.send(job).err().map(|returned| returned.0),
+            None => Some(job),
         };
-        if let Err(error) = appended {
+        // No writer thread: write here.
+        if let Some(Job::Append(kind, fields)) = unsent {
+            self.append_or_warn(&kind, fields);
+        }
+    }
+
+    /// Waits (up to 10 s) until every queued event is written.
+    pub fn flush(&self) {
+        let Some(queue) = self.lock_queue().clone() else {
+            return;
+        };
+        let (done, written) = std::sync::mpsc::sync_channel(1);
+        if queue.send(Job::Flush(done)).is_ok() {
+            let _ = written.recv_timeout(std::time::Duration::from_secs(10));
+        }
+    }
+
+    fn append_or_warn(&self, kind: &str, fields: Value) {
+        if let Err(error) = self.append(kind, fields) {
             tracing::warn!(%error, "could not write the audit log");
         }
+    }
+
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Option<Sender<Job>>> {
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The writer thread's queue, starting the thread on first use.
+    fn writer(&self) -> Option<Sender<Job>> {
+        let mut slot = self.lock_queue();
+        if slot.is_none() {
+            let (queue, jobs) = std::sync::mpsc::channel::<Job>();
+            let log = AuditLog::new(self.settings.clone());
+            let started = std::thread::Builder::new().name("audit-writer".into()).spawn(move || {
+                for job in jobs {
+                    match job {
+                        Job::Append(kind, fields) => log.append_or_warn(&kind, fields),
+                        Job::Flush(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            });
+            if let Err(error) = started {
+                tracing::warn!(%error, "cannot start the audit writer; writing in line");
+                return None;
+            }
+            *slot = Some(queue);
+        }
+        slot.clone()
     }
 
     /// Appends an event, returning its sequence number.
@@ -243,6 +304,7 @@ impl AuditLog {
     /// of the line before it, sequence numbers follow each other, and the
     /// head file matches the last line.
     pub fn verify(&self) -> Result<VerifyReport, AuditError> {
+        self.flush();
         let _shared = self.shared_lock()?;
         let files = self.files();
         let mut report = VerifyReport {
@@ -342,6 +404,7 @@ impl AuditLog {
     }
 
     fn scan(&self, mut visit: impl FnMut(Value)) -> Result<(), AuditError> {
+        self.flush();
         let _shared = self.shared_lock()?;
         for file in self.files() {
             let reader = BufReader::new(File::open(&file).map_err(|e| AuditError::io(&file, e))?);
@@ -446,10 +509,20 @@ fn last_line(path: &Path) -> Result<Option<LastLine>, AuditError> {
     if size == 0 {
         return Ok(None);
     }
-    let start = size.saturating_sub(TAIL_BYTES);
-    file.seek(SeekFrom::Start(start)).map_err(|e| AuditError::io(path, e))?;
-    let mut tail = Vec::new();
-    file.read_to_end(&mut tail).map_err(|e| AuditError::io(path, e))?;
+    // Read backwards, a little at a time, until the line before the last
+    // one ends (events are small, so one read usually does).
+    let mut window: u64 = 8 * 1024;
+    let tail = loop {
+        let start = size.saturating_sub(window);
+        file.seek(SeekFrom::Start(start)).map_err(|e| AuditError::io(path, e))?;
+        let mut tail = Vec::with_capacity((size - start) as usize);
+        file.read_to_end(&mut tail).map_err(|e| AuditError::io(path, e))?;
+        let body = tail.strip_suffix(b"\n").unwrap_or(&tail);
+        if start == 0 || window >= TAIL_BYTES || body.contains(&b'\n') {
+            break tail;
+        }
+        window *= 4;
+    };
     let terminated = tail.ends_with(b"\n");
     let trimmed = tail.strip_suffix(b"\n").unwrap_or(&tail);
     let line = match trimmed.iter().rposition(|byte| *byte == b'\n') {
