@@ -127,7 +127,7 @@ for target in [('1.1.1.1', 53), ('8.8.8.8', 443)]:
     except OSError as error:
         print('refused', error.errno)
 try:
-    socket.getaddrinfo('pypi.org', 443)
+    socket.getaddrinfo('example.com', 443)
     print('resolved')
 except OSError:
     print('no dns')
