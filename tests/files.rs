@@ -23,9 +23,7 @@ async fn file_op(client: &Client, arguments: Value) -> Value {
 }
 
 async fn file_error(client: &Client, arguments: Value) -> String {
-    let result = call(client, "sandbox_file_ops", arguments.clone()).await;
-    assert_eq!(result.is_error, Some(true), "sandbox_file_ops {arguments} should fail");
-    text_of(&result)
+    tool_error_text(client, "sandbox_file_ops", arguments).await
 }
 
 fn names(listing: &Value) -> Vec<String> {
@@ -388,23 +386,20 @@ async fn host_folders_are_mounted_read_only_unless_configured_writable() {
     ])
     .await;
 
-    let unknown = call(
+    let text = tool_error_text(
         &client,
         "sandbox_session",
         json!({"action": "create", "name": "mnt-unknown", "language": "python", "mounts": ["secrets"]}),
     )
     .await;
-    assert_eq!(unknown.is_error, Some(true));
-    let text = text_of(&unknown);
     assert!(text.contains("`secrets`") && text.contains("data, out, gone"), "{text}");
-    let missing = call(
+    let missing = tool_error_text(
         &client,
         "sandbox_session",
         json!({"action": "create", "name": "mnt-missing", "language": "python", "mounts": ["gone"]}),
     )
     .await;
-    assert_eq!(missing.is_error, Some(true));
-    assert!(text_of(&missing).contains("does not exist"), "{}", text_of(&missing));
+    assert!(missing.contains("does not exist"), "{missing}");
 
     let name = format!("mnt-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let created = session(

@@ -104,7 +104,7 @@ pub struct Files<'a> {
 
 impl Files<'_> {
     pub async fn read(&self, session: &str, path: &str) -> Result<FileRead, FileError> {
-        let (id, roots) = self.target(session).await?;
+        let (id, roots, _) = self.target(session).await?;
         let Resolved { path, found, .. } = self.resolve(&id, &roots, path).await?;
         let entry = found.ok_or_else(|| FileError::NotFound(path.clone()))?;
         match entry.kind {
@@ -120,7 +120,7 @@ impl Files<'_> {
             });
         }
         let limit = self.max_file_bytes as usize + 64 * 1024;
-        match self.engine.read_archive(&id, &path, limit, true).await? {
+        match self.engine.read_archive(&id, &path, limit).await? {
             Some(ArchiveRead::Entries(entries)) => {
                 let bytes = entries
                     .into_iter()
@@ -146,7 +146,7 @@ impl Files<'_> {
                 max: self.max_file_bytes,
             });
         }
-        let (id, roots) = self.target(session).await?;
+        let (id, roots, _) = self.target(session).await?;
         let Resolved { path, existing, found } = self.resolve(&id, &roots, path).await?;
         if !roots.writable(&path) {
             return Err(FileError::ReadOnly(path));
@@ -171,8 +171,8 @@ impl Files<'_> {
 
     /// Creates a folder and any missing parents.
     pub async fn mkdir(&self, session: &str, path: &str) -> Result<FileEntry, FileError> {
-        let (id, roots) = self.target(session).await?;
-        let Resolved { path, existing, .. } = self.resolve(&id, &roots, path).await?;
+        let (id, roots, _) = self.target(session).await?;
+        let Resolved { path, existing, found } = self.resolve(&id, &roots, path).await?;
         let (root, relative) = roots.split(&path);
         let mut folders = parent_folders(relative);
         if !relative.is_empty() {
@@ -180,10 +180,10 @@ impl Files<'_> {
         }
         let missing = missing_folders(folders, existing);
         if missing.is_empty() {
-            let entry = self.entry(&id, &path).await?;
-            return match entry.kind.as_str() {
-                "folder" => Ok(entry),
-                _ => Err(FileError::NotFolder(path)),
+            return match found {
+                Some(entry) if entry.kind == EntryKind::Directory => Ok(entry_at(&path, &entry)),
+                Some(_) => Err(FileError::NotFolder(path)),
+                None => Err(FileError::NotFound(path)),
             };
         }
         if !roots.writable(&path) {
@@ -199,7 +199,7 @@ impl Files<'_> {
 
     /// The entries directly inside a folder.
     pub async fn list(&self, session: &str, path: &str) -> Result<Vec<FileEntry>, FileError> {
-        let (id, roots) = self.target(session).await?;
+        let (id, roots, _) = self.target(session).await?;
         let path = self.resolve(&id, &roots, path).await?.path;
         let entries = match self.engine.list_archive(&id, &path, LIST_MAX_ENTRIES).await? {
             None => return Err(FileError::NotFound(path)),
@@ -229,7 +229,7 @@ impl Files<'_> {
     /// delete, so this runs `rm` in the session (resuming a paused session
     /// for the moment it takes).
     pub async fn delete(&self, session: &str, path: &str) -> Result<FileEntry, FileError> {
-        let (id, roots) = self.target(session).await?;
+        let (id, roots, was_paused) = self.target(session).await?;
         let normalized = normalize(path, &roots)?;
         if roots.is_root(&normalized) {
             return Err(FileError::RootFolder(normalized));
@@ -245,7 +245,6 @@ impl Files<'_> {
             return Err(FileError::ReadOnly(path));
         }
         let entry = self.entry(&id, &path).await?;
-        let was_paused = self.sessions.is_paused(session).await?;
         let request = ExecuteRequest {
             language: Language::Bash,
             code: format!("rm -rf -- '{}'", path.replace('\'', "'\\''")),
@@ -277,10 +276,11 @@ impl Files<'_> {
         Ok(entry)
     }
 
-    /// The session's container and the folders file operations may touch.
-    async fn target(&self, session: &str) -> Result<(String, Roots), FileError> {
-        let (id, mounts) = self.sessions.file_target(session).await?;
-        Ok((id, Roots::for_session(&mounts)))
+    /// The session's container, the folders file operations may touch, and
+    /// whether the session is paused.
+    async fn target(&self, session: &str) -> Result<(String, Roots, bool), FileError> {
+        let target = self.sessions.file_target(session).await?;
+        Ok((target.container_id, Roots::for_session(&target.mounts), target.paused))
     }
 
     async fn entry(&self, id: &str, path: &str) -> Result<FileEntry, FileError> {
@@ -289,8 +289,7 @@ impl Files<'_> {
             .stat_in_container(id, path)
             .await?
             .ok_or_else(|| FileError::NotFound(path.to_string()))?;
-        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
-        Ok(to_entry(if parent.is_empty() { "/" } else { parent }, name, &entry))
+        Ok(entry_at(path, &entry))
     }
 
     /// The absolute path `path` refers to, following symbolic links that
@@ -403,7 +402,13 @@ fn parent_folders(relative: &str) -> Vec<String> {
     (1..parts.len()).map(|end| parts[..end].join("/")).collect()
 }
 
-fn to_entry(parent: &str, name: &str, entry: &crate::docker::ArchiveEntry) -> FileEntry {
+/// The listing entry of the absolute `path`.
+fn entry_at(path: &str, entry: &ArchiveEntry) -> FileEntry {
+    let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+    to_entry(if parent.is_empty() { "/" } else { parent }, name, entry)
+}
+
+fn to_entry(parent: &str, name: &str, entry: &ArchiveEntry) -> FileEntry {
     FileEntry {
         name: name.to_string(),
         path: format!("{}/{name}", parent.trim_end_matches('/')),

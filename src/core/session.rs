@@ -129,6 +129,13 @@ impl SessionFacts {
     }
 }
 
+/// A session as file operations see it.
+pub struct FileTarget {
+    pub container_id: String,
+    pub mounts: Vec<SessionMount>,
+    pub paused: bool,
+}
+
 /// What a new session is made of.
 pub struct NewSession<'a> {
     pub name: &'a str,
@@ -356,15 +363,15 @@ impl SessionManager {
         Ok(info)
     }
 
-    /// What file operations need: the container id and the host folders.
-    pub async fn file_target(&self, name: &str) -> Result<(String, Vec<SessionMount>), SessionError> {
+    /// What file operations need, from one lookup: the container, the host
+    /// folders, and whether the session is paused.
+    pub async fn file_target(&self, name: &str) -> Result<FileTarget, SessionError> {
         let facts = self.lookup(name).await?;
-        Ok((facts.info.id, facts.mounts))
-    }
-
-    /// True when the session is paused.
-    pub async fn is_paused(&self, name: &str) -> Result<bool, SessionError> {
-        Ok(self.lookup(name).await?.info.state == ContainerState::Paused)
+        Ok(FileTarget {
+            paused: facts.info.state == ContainerState::Paused,
+            container_id: facts.info.id,
+            mounts: facts.mounts,
+        })
     }
 
     /// What an install into this session needs: its language, the image its

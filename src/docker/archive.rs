@@ -65,15 +65,14 @@ impl DockerEngine {
         }
     }
 
-    /// The archive of `path` (all entries), reading at most `max_bytes` of
-    /// archive; with `contents`, the bytes of regular files are kept.
-    /// `None` when `path` does not exist.
+    /// The archive of `path` (all entries, with the bytes of regular files),
+    /// reading at most `max_bytes` of archive. `None` when `path` does not
+    /// exist.
     pub async fn read_archive(
         &self,
         id: &str,
         path: &str,
         max_bytes: usize,
-        contents: bool,
     ) -> Result<Option<ArchiveRead>, DockerError> {
         let client = self.client().await?;
         let options = DownloadFromContainerOptionsBuilder::default().path(path).build();
@@ -91,13 +90,10 @@ impl DockerEngine {
                 break;
             }
         }
-        let entries = parse_entries(&buffer, contents, complete);
-        if entries.is_empty() && !complete {
+        if !complete {
             return Ok(Some(ArchiveRead::TooLarge));
         }
-        if contents && !complete {
-            return Ok(Some(ArchiveRead::TooLarge));
-        }
+        let entries = parse_entries(&buffer);
         Ok(Some(ArchiveRead::Entries(entries)))
     }
 
@@ -264,9 +260,9 @@ fn describe<R: Read>(entry: &tar::Entry<'_, R>) -> ArchiveEntry {
     }
 }
 
-/// Entries of a (possibly truncated) tar buffer. Stops at the first entry
-/// that is not complete in the buffer.
-fn parse_entries(buffer: &[u8], contents: bool, complete: bool) -> Vec<(ArchiveEntry, Option<Vec<u8>>)> {
+/// Entries of a (possibly truncated) tar buffer, with the bytes of regular
+/// files. Stops at the first entry that is not complete in the buffer.
+fn parse_entries(buffer: &[u8]) -> Vec<(ArchiveEntry, Option<Vec<u8>>)> {
     let mut archive = tar::Archive::new(buffer);
     let mut found = Vec::new();
     let Ok(entries) = archive.entries() else {
@@ -276,15 +272,12 @@ fn parse_entries(buffer: &[u8], contents: bool, complete: bool) -> Vec<(ArchiveE
         let Ok(mut entry) = entry else { break };
         let described = describe(&entry);
         let size = described.size;
-        let data = if contents && described.kind == EntryKind::File {
+        let data = if described.kind == EntryKind::File {
             // The header's size comes from the container: never trust it
             // for an allocation beyond what was actually received.
             let mut data = Vec::with_capacity((size as usize).min(buffer.len()));
             if entry.read_to_end(&mut data).is_err() || (data.len() as u64) < size {
-                if !complete {
-                    break;
-                }
-                continue;
+                break;
             }
             Some(data)
         } else {
@@ -320,7 +313,7 @@ mod tests {
 
     #[test]
     fn parses_kinds_sizes_contents_and_links() {
-        let entries = parse_entries(&sample(), true, true);
+        let entries = parse_entries(&sample());
         assert_eq!(entries.len(), 3);
         assert_eq!(entries[0].0.kind, EntryKind::Directory);
         assert_eq!(entries[1].0.path, "data/a.txt");
@@ -366,14 +359,14 @@ mod tests {
         header.set_cksum();
         let mut bytes = header.as_bytes().to_vec();
         bytes.extend_from_slice(&[0u8; 4096]);
-        let entries = parse_entries(&bytes, true, false);
+        let entries = parse_entries(&bytes);
         assert!(entries.iter().all(|(_, data)| data.is_none()));
     }
 
     #[test]
     fn a_truncated_archive_yields_the_complete_entries() {
         let whole = sample();
-        let entries = parse_entries(&whole[..1024], false, false);
+        let entries = parse_entries(&whole[..1024]);
         assert_eq!(entries[0].0.path, "data");
     }
 }

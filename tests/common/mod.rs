@@ -104,6 +104,15 @@ pub async fn start_server() -> Client {
     start_server_with_env(&[("MULTILANG_SANDBOX_POOL_SIZE", "0")]).await
 }
 
+/// Calls a tool that must answer with a tool error (`isError: true`);
+/// returns the error's text.
+pub async fn tool_error_text(client: &Client, tool: &str, arguments: Value) -> String {
+    let result = call(client, tool, arguments.clone()).await;
+    let text = text_of(&result);
+    assert_eq!(result.is_error, Some(true), "{tool} {arguments} should fail: {text}");
+    text
+}
+
 /// Calls a tool; panics on protocol errors.
 pub async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
     try_call(client, tool, arguments)

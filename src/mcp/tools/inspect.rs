@@ -1,6 +1,7 @@
 //! `sandbox_inspect`: the warm pool, the package cache, the sessions and a
 //! summary of the audit log.
 
+use super::security::SecurityPosture;
 use super::{structured_result, tool_error};
 use crate::core::{CacheStats, PoolLanguageStats, SessionInfo};
 use crate::mcp::SandboxServer;
@@ -55,12 +56,8 @@ pub struct InspectOutput {
 /// The audit log and security settings in brief.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct AuditSummary {
-    /// The audit log file ("off" when disabled).
-    pub log: String,
-    /// Code-policy mode: audit, block or off.
-    pub policy: String,
-    /// Seccomp profile of new sandboxes.
-    pub seccomp: String,
+    #[serde(flatten)]
+    pub posture: SecurityPosture,
     /// Event counts over the retained log.
     pub stats: AuditStats,
 }
@@ -127,9 +124,7 @@ impl SandboxServer {
             .map_err(|error| format!("reading the audit log stopped: {error}"))?
             .map_err(|error| error.to_string())?;
         Ok(AuditSummary {
-            log: config.audit.location(),
-            policy: config.policy.name().to_string(),
-            seccomp: config.seccomp.name(),
+            posture: SecurityPosture::of(config),
             stats,
         })
     }
@@ -174,7 +169,7 @@ fn render(output: &InspectOutput) -> String {
     if let Some(audit) = &output.audit {
         text.push_str(&format!(
             "Audit log {}: {} events (policy {}, seccomp {})\n",
-            audit.log, audit.stats.events, audit.policy, audit.seccomp
+            audit.posture.log, audit.stats.events, audit.posture.policy, audit.posture.seccomp
         ));
     }
     if let Some(cache) = &output.cache {

@@ -2,6 +2,7 @@
 //! counts, and verification of its tamper-evident chain.
 
 use super::{structured_result, tool_error};
+use crate::config::Config;
 use crate::error::AuditError;
 use crate::mcp::SandboxServer;
 use crate::security::audit::{AuditStats, VerifyReport};
@@ -43,16 +44,33 @@ pub struct SecurityParams {
     pub event_type: Option<String>,
 }
 
-/// Result of `sandbox_security`.
+/// The security settings in effect (also shown by `sandbox_inspect target=audit`).
 #[derive(Debug, Serialize, JsonSchema)]
-pub struct SecurityOutput {
-    pub action: SecurityAction,
+pub struct SecurityPosture {
     /// The audit log file ("off" when disabled).
     pub log: String,
     /// Code-policy mode: audit (record and run), block (refuse) or off.
     pub policy: String,
     /// Seccomp profile of new sandboxes.
     pub seccomp: String,
+}
+
+impl SecurityPosture {
+    pub fn of(config: &Config) -> Self {
+        Self {
+            log: config.audit.location(),
+            policy: config.policy.name().to_string(),
+            seccomp: config.seccomp.name(),
+        }
+    }
+}
+
+/// Result of `sandbox_security`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct SecurityOutput {
+    pub action: SecurityAction,
+    #[serde(flatten)]
+    pub posture: SecurityPosture,
     /// events, violations: oldest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<Value>,
@@ -98,9 +116,7 @@ impl SandboxServer {
         let config = self.executor.config();
         let mut output = SecurityOutput {
             action: params.action,
-            log: config.audit.location(),
-            policy: config.policy.name().to_string(),
-            seccomp: config.seccomp.name(),
+            posture: SecurityPosture::of(config),
             events: Vec::new(),
             stats: None,
             verify: None,
@@ -135,7 +151,7 @@ impl SandboxServer {
 fn render(output: &SecurityOutput) -> String {
     let mut text = format!(
         "Audit log {} (policy {}, seccomp {}).",
-        output.log, output.policy, output.seccomp
+        output.posture.log, output.posture.policy, output.posture.seccomp
     );
     match output.action {
         SecurityAction::Events | SecurityAction::Violations => {
