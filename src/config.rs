@@ -34,9 +34,20 @@ pub struct Config {
     pub pids_limit: i64,
     /// CPUs per container (fractions allowed). Env: `MULTILANG_SANDBOX_CPUS`. Default 1.
     pub cpus: f64,
-    /// Size of the writable tmpfs mounts `/tmp` and `/workspace`, in MiB each.
+    /// Size of the writable tmpfs mounts (`/tmp`, and a stateless run's
+    /// `/workspace` and `/outputs`; a session's `/outputs` too), in MiB each.
     /// Env: `MULTILANG_SANDBOX_TMPFS_MB`. Default 256.
     pub tmpfs_mb: u64,
+    /// Where a session's `/workspace` and `/outputs` live: `memory` (tmpfs
+    /// volumes with a hard size limit; files survive pause, resume and server
+    /// restarts, not a Docker engine restart) or `disk` (Docker volumes with
+    /// no size limit of their own: a session can fill the engine's disk).
+    /// Env: `MULTILANG_SANDBOX_SESSION_STORAGE`. Default `memory`.
+    pub session_storage: SessionStorage,
+    /// Size of a session's `/workspace` in MiB when storage is `memory`. Its
+    /// files count as the container's memory, so the session's memory limit
+    /// grows by this much. Env: `MULTILANG_SANDBOX_SESSION_STORAGE_MB`. Default 512.
+    pub session_storage_mb: u64,
     /// OCI runtime for sandbox containers (for example `runsc` for gVisor);
     /// empty means the engine's default. Env: `MULTILANG_SANDBOX_RUNTIME`. Default empty.
     pub runtime: Option<String>,
@@ -104,6 +115,30 @@ pub struct Config {
     pub policy: PolicyMode,
 }
 
+/// Where a session's files live (see [`Config::session_storage`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStorage {
+    Memory,
+    Disk,
+}
+
+impl SessionStorage {
+    pub fn name(self) -> &'static str {
+        match self {
+            SessionStorage::Memory => "memory",
+            SessionStorage::Disk => "disk",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "memory" | "tmpfs" => Some(SessionStorage::Memory),
+            "disk" | "volume" => Some(SessionStorage::Disk),
+            _ => None,
+        }
+    }
+}
+
 /// A host folder that sessions may mount.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct HostFolder {
@@ -134,6 +169,8 @@ impl Default for Config {
             pids_limit: 256,
             cpus: 1.0,
             tmpfs_mb: 256,
+            session_storage: SessionStorage::Memory,
+            session_storage_mb: 512,
             runtime: None,
             pool_sizes: Language::ALL
                 .iter()
@@ -318,6 +355,15 @@ impl Config {
         if let Some((key, value)) = get("TMPFS_MB") {
             config.tmpfs_mb = parse(&key, &value)?;
         }
+        if let Some((key, value)) = get("SESSION_STORAGE") {
+            config.session_storage = SessionStorage::parse(&value).ok_or_else(|| ConfigError::Invalid {
+                key,
+                reason: format!("`{value}` is not a session storage: use memory or disk"),
+            })?;
+        }
+        if let Some((key, value)) = get("SESSION_STORAGE_MB") {
+            config.session_storage_mb = parse(&key, &value)?;
+        }
         if let Some((_, value)) = get("RUNTIME") {
             config.runtime = Some(value);
         }
@@ -403,6 +449,9 @@ impl Config {
         }
         if self.memory_mb < 16 {
             return Err(invalid("MEMORY_MB", "must be at least 16"));
+        }
+        if self.session_storage_mb < 16 {
+            return Err(invalid("SESSION_STORAGE_MB", "must be at least 16"));
         }
         if self.pids_limit < 8 {
             return Err(invalid("PIDS_LIMIT", "must be at least 8"));

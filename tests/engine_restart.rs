@@ -1,6 +1,7 @@
 //! The Docker engine restarted under a live session: the server reconnects,
 //! the session's container is started again, and the result says what was
-//! lost (variables) and what was kept (files). This test restarts the
+//! lost (variables; files kept in memory) and what was kept (files on disk,
+//! packages). This test restarts the
 //! machine's Docker engine, so it is `#[ignore]`d in a plain `cargo test`;
 //! `.ci/run` runs it on its own with `-- --ignored` (it needs root or a
 //! systemd-managed engine).
@@ -41,50 +42,66 @@ fn restart_engine() {
     }
 }
 
-#[tokio::test]
-#[ignore = "restarts the machine's Docker engine; run with -- --ignored (CI does)"]
-async fn a_session_survives_an_engine_restart_and_says_what_was_lost() {
-    require_docker().await;
-    let client = start_server().await;
-    let name = create_session(&client, "restart", "python").await;
-    let setup = execute_in(
-        &client,
-        &name,
-        "python",
-        "x = 41\nopen('kept.txt', 'w').write('files survive')",
-    )
-    .await;
-    assert_eq!(setup["exit_code"], 0, "{setup}");
-
-    tokio::task::spawn_blocking(restart_engine).await.unwrap();
-
-    // The first call after the restart may find the engine still settling;
-    // the server must answer every call and recover within a few tries.
+/// Runs `code` in the session until an execute succeeds (the first calls
+/// after the restart may find the engine still settling; the server must
+/// answer every call and recover within a few tries).
+async fn first_success(client: &Client, name: &str, code: &str) -> serde_json::Value {
     let mut last = json!(null);
     for _ in 0..10 {
         let result = call(
-            &client,
+            client,
             "sandbox_execute",
-            json!({"language": "python", "session": name, "code": "print(open('kept.txt').read())\nprint('x' in globals())"}),
+            json!({"language": "python", "session": name, "code": code}),
         )
         .await;
         if let Some(structured) = result.structured_content.clone()
             && structured["exit_code"] == 0
         {
-            last = structured;
-            break;
+            return structured;
         }
         last = json!({"error": text_of(&result)});
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    assert_eq!(last["stdout"], "files survive\nFalse\n", "{last}");
-    let note = last["note"].as_str().unwrap_or_default();
+    panic!("the session did not recover: {last}");
+}
+
+#[tokio::test]
+#[ignore = "restarts the machine's Docker engine; run with -- --ignored (CI does)"]
+async fn a_session_survives_an_engine_restart_and_says_what_was_lost() {
+    require_docker().await;
+    // One server keeps session files in memory (the default), one on disk.
+    let memory = start_server().await;
+    let disk = start_server_with_env(&[("MULTILANG_SANDBOX_SESSION_STORAGE", "disk")]).await;
+    let in_memory = create_session(&memory, "restart-memory", "python").await;
+    let on_disk = create_session(&disk, "restart-disk", "python").await;
+    let setup = "x = 41\nopen('kept.txt', 'w').write('files survive')";
+    for (client, name) in [(&memory, &in_memory), (&disk, &on_disk)] {
+        let result = execute_in(client, name, "python", setup).await;
+        assert_eq!(result["exit_code"], 0, "{result}");
+    }
+
+    tokio::task::spawn_blocking(restart_engine).await.unwrap();
+
+    let check = "import os\nprint(os.path.exists('kept.txt'))\nprint('x' in globals())";
+    let result = first_success(&disk, &on_disk, check).await;
+    assert_eq!(result["stdout"], "True\nFalse\n", "{result}");
+    let note = result["note"].as_str().unwrap_or_default();
     assert!(
-        note.contains("variables were lost") && note.contains("files in /workspace were kept"),
-        "the result says what was lost: {last}"
+        note.contains("variables were lost") && note.contains("files in /workspace and installed packages were kept"),
+        "the result says what was lost: {result}"
     );
-    let again = execute_in(&client, &name, "python", "y = 1\nprint(y + 1)").await;
-    assert_eq!(again["stdout"], "2\n", "{again}");
-    session(&client, json!({"action": "destroy", "name": name})).await;
-    client.cancel().await.ok();
+    let result = first_success(&memory, &in_memory, check).await;
+    assert_eq!(result["stdout"], "False\nFalse\n", "{result}");
+    let note = result["note"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("variables were lost") && note.contains("files in /workspace and /outputs were lost"),
+        "the result says what was lost: {result}"
+    );
+    for (client, name) in [(&memory, &in_memory), (&disk, &on_disk)] {
+        let again = execute_in(client, name, "python", "y = 1\nprint(y + 1)").await;
+        assert_eq!(again["stdout"], "2\n", "{again}");
+        session(client, json!({"action": "destroy", "name": name})).await;
+    }
+    memory.cancel().await.ok();
+    disk.cancel().await.ok();
 }

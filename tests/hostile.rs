@@ -63,7 +63,7 @@ async fn a_fork_bomb_hits_the_process_limit_and_the_server_stays_responsive() {
 }
 
 #[tokio::test]
-async fn disk_fills_stop_at_the_tmpfs_size() {
+async fn disk_fills_stop_at_their_size_limits() {
     require_docker().await;
     let client = start_server_with_env(&[
         ("MULTILANG_SANDBOX_POOL_SIZE", "0"),
@@ -85,18 +85,52 @@ async fn disk_fills_stop_at_the_tmpfs_size() {
         assert!(megabytes <= 64, "{line}: the fill should stop at 64 MiB");
     }
     assert_eq!(stdout.lines().count(), 3, "{result}");
-    // In a session /tmp is bounded the same way.
+    client.cancel().await.ok();
+    // In a session /tmp and /outputs are bounded by the tmpfs size,
+    // /workspace by the session storage size, and code cannot write into the
+    // (disk-backed) packages volume at all.
+    let client = start_server_with_env(&[
+        ("MULTILANG_SANDBOX_POOL_SIZE", "0"),
+        ("MULTILANG_SANDBOX_TMPFS_MB", "64"),
+        ("MULTILANG_SANDBOX_SESSION_STORAGE_MB", "96"),
+    ])
+    .await;
     let name = create_session(&client, "fill", "bash").await;
+    let code = "for dir in /tmp /outputs /workspace /packages/session; do \
+                  dd if=/dev/zero of=$dir/fill bs=1M count=300 2>/dev/null; \
+                  echo \"$dir $(( $(stat -c %s $dir/fill 2>/dev/null || echo 0) / 1048576 ))\"; \
+                done; rm -f /outputs/fill";
+    let result = execute_in(&client, &name, "bash", code).await;
+    let stdout = result["stdout"].as_str().unwrap_or_default();
+    let sizes: Vec<(String, u64)> = stdout
+        .lines()
+        .filter_map(|line| line.split_once(' '))
+        .map(|(dir, size)| (dir.to_string(), size.trim().parse().unwrap_or(999)))
+        .collect();
+    let expected = [
+        ("/tmp", 64),
+        ("/outputs", 64),
+        ("/workspace", 96),
+        ("/packages/session", 0),
+    ];
+    assert_eq!(sizes.len(), expected.len(), "{result}");
+    for ((dir, size), (expected_dir, limit)) in sizes.iter().zip(expected) {
+        assert_eq!(dir, expected_dir, "{result}");
+        // Full up to the limit (less what the runner keeps in /tmp), never past it.
+        assert!(
+            *size <= limit && *size + 4 >= limit,
+            "{dir} took {size} MiB, limit {limit}: {result}"
+        );
+    }
+    // The full workspace did not cost the programs their memory.
     let result = execute_in(
         &client,
         &name,
         "bash",
-        "dd if=/dev/zero of=/tmp/fill bs=1M count=200 2>&1 | tail -1; echo $(( $(stat -c %s /tmp/fill) / 1048576 ))",
+        "python3 -c 'x = bytearray(300 * 1024 * 1024); print(len(x) // 1048576)'",
     )
     .await;
-    let stdout = result["stdout"].as_str().unwrap_or_default();
-    let last: u64 = stdout.lines().last().and_then(|n| n.trim().parse().ok()).unwrap_or(999);
-    assert!(last <= 64, "{result}");
+    assert_eq!(result["stdout"].as_str().map(str::trim), Some("300"), "{result}");
     session(&client, json!({"action": "destroy", "name": name})).await;
     still_answers(&client).await;
     client.cancel().await.ok();

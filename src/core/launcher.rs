@@ -4,7 +4,7 @@
 
 use super::connection::RunnerConnection;
 use crate::config::Config;
-use crate::docker::{BindMount, ContainerLimits, DockerEngine, SandboxContainer, SandboxSpec, labels};
+use crate::docker::{BindMount, ContainerLimits, DockerEngine, SandboxContainer, SandboxSpec, VolumeMount, labels};
 use crate::error::DockerError;
 use crate::images;
 use crate::runtime::packages::SESSION_ROOT;
@@ -35,8 +35,12 @@ pub enum Purpose<'a> {
     Session {
         name: &'a str,
         container_name: &'a str,
-        /// (volume, mount point) pairs: the workspace and the packages.
-        volumes: Vec<(String, String)>,
+        /// The workspace, outputs and packages volumes.
+        volumes: Vec<VolumeMount>,
+        /// Memory on top of the configured limit: the session's files when
+        /// they live in memory-backed volumes (their pages count as the
+        /// container's memory).
+        extra_memory_mb: u64,
         /// Configured host folders the session asked for.
         binds: Vec<BindMount>,
         /// The session's seccomp profile (checked to be no weaker than the configured one).
@@ -151,10 +155,12 @@ impl Launcher {
                 name,
                 container_name,
                 volumes,
+                extra_memory_mb,
                 binds,
                 seccomp,
                 extra_labels,
             } => {
+                spec.limits.memory_bytes += (extra_memory_mb * 1024 * 1024) as i64;
                 profile = seccomp;
                 labels.insert(labels::KIND.to_string(), "session".to_string());
                 labels.insert(labels::SESSION.to_string(), name.to_string());
@@ -173,7 +179,13 @@ impl Launcher {
                 spec.network = true;
                 spec.run_as_root = as_root;
                 match packages_volume {
-                    Some(volume) => spec.volumes = vec![(volume.to_string(), SESSION_ROOT.to_string())],
+                    Some(volume) => {
+                        spec.volumes = vec![VolumeMount {
+                            volume: volume.to_string(),
+                            target: SESSION_ROOT.to_string(),
+                            read_only: false,
+                        }]
+                    }
                     None => spec.writable_root = true,
                 }
                 // Package managers need more room and time than a program.

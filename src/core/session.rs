@@ -12,9 +12,8 @@ use super::connection::RunnerConnection;
 use super::launcher::{Launcher, Purpose, READY_TIMEOUT};
 use super::run::{ExecuteRequest, ExecutionOutcome, RunFailure, host_timeout_outcome, outcome, run_program};
 use super::session_store::{SessionRecord, SessionStore};
-use crate::config::HostFolder;
-use crate::docker::BindMount;
-use crate::docker::{ContainerState, SandboxInfo, labels};
+use crate::config::{HostFolder, SessionStorage};
+use crate::docker::{BindMount, ContainerState, SandboxInfo, VolumeBacking, VolumeMount, labels};
 use crate::error::{DockerError, ExecuteError, SessionError};
 use crate::runtime::Language;
 use crate::runtime::packages::SESSION_ROOT;
@@ -49,6 +48,9 @@ pub struct SessionInfo {
     pub container: String,
     /// Seccomp profile the session runs under (standard, strict, …).
     pub seccomp: String,
+    /// Where `/workspace` and `/outputs` live: "memory" (size-limited; lost
+    /// if the Docker engine restarts) or "disk".
+    pub storage: String,
     /// Host folders mounted into the session (see `mounts` on create).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<SessionMount>,
@@ -124,6 +126,12 @@ impl SessionFacts {
                 .get(labels::SECCOMP)
                 .cloned()
                 .unwrap_or_else(|| "engine-default".to_string()),
+            storage: self
+                .info
+                .labels
+                .get(labels::STORAGE)
+                .cloned()
+                .unwrap_or_else(|| SessionStorage::Disk.name().to_string()),
             mounts: self.mounts.clone(),
         }
     }
@@ -232,17 +240,44 @@ impl SessionManager {
             (labels::KIND.to_string(), "session-workspace".to_string()),
             (labels::SESSION.to_string(), name.to_string()),
         ]);
-        engine.create_volume(&container_name, &volume_labels).await?;
-        engine.create_volume(&packages_volume(name), &volume_labels).await?;
-        engine.create_volume(&outputs_volume(name), &volume_labels).await?;
+        let storage = config.session_storage;
+        let (files_backing, outputs_backing, extra_memory_mb) = match storage {
+            SessionStorage::Memory => (
+                VolumeBacking::Memory {
+                    size_mb: config.session_storage_mb,
+                },
+                VolumeBacking::Memory {
+                    size_mb: config.tmpfs_mb,
+                },
+                config.session_storage_mb,
+            ),
+            SessionStorage::Disk => (VolumeBacking::Disk, VolumeBacking::Disk, 0),
+        };
+        engine
+            .create_volume(&container_name, &volume_labels, files_backing)
+            .await?;
+        engine
+            .create_volume(&packages_volume(name), &volume_labels, VolumeBacking::Disk)
+            .await?;
+        engine
+            .create_volume(&outputs_volume(name), &volume_labels, outputs_backing)
+            .await?;
+        let mount = |volume: String, target: &str, read_only: bool| VolumeMount {
+            volume,
+            target: target.to_string(),
+            read_only,
+        };
         let purpose = Purpose::Session {
             name,
             container_name: &container_name,
             volumes: vec![
-                (container_name.clone(), "/workspace".to_string()),
-                (packages_volume(name), SESSION_ROOT.to_string()),
-                (outputs_volume(name), "/outputs".to_string()),
+                mount(container_name.clone(), "/workspace", false),
+                // Only install containers write packages: code cannot fill
+                // this disk-backed volume.
+                mount(packages_volume(name), SESSION_ROOT, true),
+                mount(outputs_volume(name), "/outputs", false),
             ],
+            extra_memory_mb,
             binds: folders
                 .iter()
                 .map(|folder| BindMount {
@@ -255,6 +290,7 @@ impl SessionManager {
                 (labels::CREATED.to_string(), created.to_string()),
                 (labels::TTL.to_string(), ttl.to_string()),
                 (labels::MOUNTS.to_string(), mounts_label(folders)),
+                (labels::STORAGE.to_string(), storage.name().to_string()),
             ]),
             seccomp,
         };
@@ -437,10 +473,15 @@ impl SessionManager {
                     .map_err(SessionError::from)?;
                 fresh.wait_ready(READY_TIMEOUT).await.map_err(SessionError::from)?;
                 *connection = Some(fresh);
-                notes.push(
-                    "The session's container had stopped (for example the Docker engine restarted); it was started again: variables were lost, files in /workspace were kept."
-                        .to_string(),
-                );
+                let files = match facts.info.labels.get(labels::STORAGE).map(String::as_str) {
+                    Some("memory") => {
+                        "files in /workspace and /outputs were lost (they live in memory); installed packages were kept"
+                    }
+                    _ => "files in /workspace and installed packages were kept",
+                };
+                notes.push(format!(
+                    "The session's container had stopped (for example the Docker engine restarted); it was started again: variables were lost, {files}."
+                ));
             }
             state => {
                 return Err(SessionError::Unusable {

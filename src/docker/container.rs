@@ -31,6 +31,18 @@ pub mod labels {
     pub const MOUNTS: &str = "multilang-sandbox.mounts";
     /// Name of the seccomp profile the container runs under.
     pub const SECCOMP: &str = "multilang-sandbox.seccomp";
+    /// Where a session's files live: `memory` (bounded tmpfs volumes) or
+    /// `disk` (plain volumes); sessions only.
+    pub const STORAGE: &str = "multilang-sandbox.storage";
+}
+
+/// A named volume mounted into a container.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeMount {
+    pub volume: String,
+    /// Mount point inside the container.
+    pub target: String,
+    pub read_only: bool,
 }
 
 /// A host folder bind-mounted into a container.
@@ -63,11 +75,11 @@ pub struct SandboxSpec {
     pub labels: HashMap<String, String>,
     pub limits: ContainerLimits,
     pub runtime: Option<String>,
-    /// Named volumes and where they are mounted (sessions: `/workspace` and
-    /// `/packages/session`, `/outputs`). A new volume takes the ownership of the
-    /// image's (empty) folder. `/workspace` and `/outputs` are tmpfs unless a
-    /// volume is mounted there.
-    pub volumes: Vec<(String, String)>,
+    /// Named volumes (sessions: `/workspace`, `/outputs` and, read-only,
+    /// `/packages/session`). A new volume takes the ownership of the image's
+    /// (empty) folder. `/workspace` and `/outputs` are tmpfs unless a volume
+    /// is mounted there.
+    pub volumes: Vec<VolumeMount>,
     /// Host folders (sessions with configured host folders only).
     pub binds: Vec<BindMount>,
     /// A `seccomp=<profile JSON>` security option; `None` keeps the engine's default.
@@ -89,14 +101,15 @@ impl SandboxSpec {
         let owned = ",uid=1000,gid=1000,mode=0755";
         let mut tmpfs_mounts = HashMap::from([("/tmp".to_string(), tmpfs(",mode=1777"))]);
         for folder in ["/workspace", "/outputs"] {
-            if !self.volumes.iter().any(|(_, target)| target == folder) {
+            if !self.volumes.iter().any(|mount| mount.target == folder) {
                 tmpfs_mounts.insert(folder.to_string(), tmpfs(owned));
             }
         }
-        let volumes = self.volumes.iter().map(|(volume, target)| Mount {
-            target: Some(target.clone()),
-            source: Some(volume.clone()),
+        let volumes = self.volumes.iter().map(|mount| Mount {
+            target: Some(mount.target.clone()),
+            source: Some(mount.volume.clone()),
             typ: Some(MountType::VOLUME),
+            read_only: Some(mount.read_only),
             ..Default::default()
         });
         let binds = self.binds.iter().map(|bind| Mount {

@@ -47,6 +47,34 @@ pub struct SandboxInfo {
     pub image: Option<String>,
 }
 
+/// What a volume's files are stored on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeBacking {
+    /// The engine's disk (no size limit of its own).
+    Disk,
+    /// A tmpfs of at most `size_mb` MiB owned by the sandbox user. Docker
+    /// mounts it when a container using it starts, so its files last as long
+    /// as the container runs or is paused, and are gone after an engine restart.
+    Memory { size_mb: u64 },
+}
+
+impl VolumeBacking {
+    /// Options of Docker's `local` volume driver.
+    fn driver_options(self) -> Option<HashMap<String, String>> {
+        match self {
+            VolumeBacking::Disk => None,
+            VolumeBacking::Memory { size_mb } => Some(HashMap::from([
+                ("type".to_string(), "tmpfs".to_string()),
+                ("device".to_string(), "tmpfs".to_string()),
+                (
+                    "o".to_string(),
+                    format!("size={size_mb}m,uid=1000,gid=1000,mode=0755,nosuid,nodev"),
+                ),
+            ])),
+        }
+    }
+}
+
 impl DockerEngine {
     /// Containers (any state) carrying every `key=value` label given.
     pub async fn list_sandboxes(&self, labels: &[(&str, &str)]) -> Result<Vec<SandboxInfo>, DockerError> {
@@ -106,12 +134,19 @@ impl DockerEngine {
     }
 
     /// Creates a labelled named volume (idempotent).
-    pub async fn create_volume(&self, name: &str, labels: &HashMap<String, String>) -> Result<(), DockerError> {
+    pub async fn create_volume(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+        backing: VolumeBacking,
+    ) -> Result<(), DockerError> {
         let client = self.client().await?;
         client
             .create_volume(VolumeCreateRequest {
                 name: Some(name.to_string()),
                 labels: Some(labels.clone()),
+                driver: Some("local".to_string()),
+                driver_opts: backing.driver_options(),
                 ..Default::default()
             })
             .await?;

@@ -11,9 +11,9 @@ mod inventory;
 
 pub use archive::{ArchiveEntry, ArchiveRead, EntryKind, Upload};
 pub use channel::{RunnerChannel, RunnerReader, RunnerWriter};
-pub use container::{BindMount, ContainerLimits, SandboxContainer, SandboxSpec, labels};
+pub use container::{BindMount, ContainerLimits, SandboxContainer, SandboxSpec, VolumeMount, labels};
 pub use images::{BuildContext, BuildEvent, ImageInfo};
-pub use inventory::{ContainerState, SandboxInfo};
+pub use inventory::{ContainerState, SandboxInfo, VolumeBacking};
 
 use crate::error::DockerError;
 use bollard::Docker;
