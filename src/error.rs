@@ -7,6 +7,10 @@ use thiserror::Error;
 pub enum ConfigError {
     #[error("invalid configuration {key}: {reason}")]
     Invalid { key: String, reason: String },
+    #[error(
+        "cannot use the config file {path}: {reason}. Fix or remove it (the README's Configuration section lists every key)"
+    )]
+    File { path: std::path::PathBuf, reason: String },
 }
 
 /// Failures talking to the Docker engine.

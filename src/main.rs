@@ -44,6 +44,18 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The configuration (config file and MULTILANG_SANDBOX_* variables).
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration as TOML, each value with where it
+    /// came from (environment, config file or default).
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -83,13 +95,21 @@ enum ImagesCommand {
 fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
-    let config = match Config::from_env() {
-        Ok(config) => Arc::new(config),
+    let loaded = match Config::load(&|key| std::env::var(key).ok()) {
+        Ok(loaded) => loaded,
         Err(error) => {
             eprintln!("multilang-sandbox: {error}");
             return ExitCode::from(2);
         }
     };
+    if let Some(Command::Config {
+        command: ConfigCommand::Show,
+    }) = cli.command
+    {
+        print!("{}", loaded.render());
+        return ExitCode::SUCCESS;
+    }
+    let config = Arc::new(loaded.config);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -109,6 +129,7 @@ fn main() -> ExitCode {
             Command::Audit {
                 command: AuditCommand::Verify,
             } => verify_audit(&config),
+            Command::Config { .. } => Ok(()),
         }
     });
     match result {

@@ -1,5 +1,13 @@
-//! One `Config` for the whole server: documented defaults overridden by
-//! `MULTILANG_SANDBOX_*` environment variables.
+//! One `Config` for the whole server: documented defaults, overridden by
+//! the TOML config file, overridden by `MULTILANG_SANDBOX_*` environment
+//! variables.
+
+mod layers;
+mod show;
+
+use layers::Layers;
+pub use layers::{ConfigFile, KEYS, Source, config_file_path, env_name};
+pub use show::Loaded;
 
 use crate::error::ConfigError;
 use crate::runtime::Language;
@@ -314,162 +322,177 @@ fn parse_host_folders(key: &str, value: &str) -> Result<Vec<HostFolder>, ConfigE
 }
 
 impl Config {
-    /// Defaults overridden by the process environment.
+    /// Defaults, overridden by the config file, overridden by the process
+    /// environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|key| std::env::var(key).ok())
+        Self::load(&|key| std::env::var(key).ok()).map(|loaded| loaded.config)
     }
 
-    /// Defaults overridden by `lookup` (the environment, or a map in tests).
+    /// Reads the config file `lookup` points at (see [`config_file_path`])
+    /// and applies `lookup`'s `MULTILANG_SANDBOX_*` variables over it.
+    pub fn load(lookup: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError> {
+        let (path, required) = config_file_path(lookup);
+        let file = ConfigFile::read(&path, required)?;
+        let layers = Layers::new(lookup, file.as_ref());
+        let config = Self::from_layers(&layers, lookup)?;
+        Ok(Loaded {
+            config,
+            sources: layers.into_sources(),
+            file: path,
+            file_found: file.is_some(),
+        })
+    }
+
+    /// Defaults overridden by `lookup` alone (tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let layers = Layers::new(&lookup, None);
+        Self::from_layers(&layers, &lookup)
+    }
+
+    fn from_layers(layers: &Layers<'_>, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let mut config = Self::default();
-        let get = |name: &str| {
-            let key = format!("MULTILANG_SANDBOX_{name}");
-            lookup(&key)
-                .map(|value| (key, value.trim().to_string()))
-                .filter(|(_, value)| !value.is_empty())
-        };
-        if let Some((_, value)) = get("IMAGE_PREFIX") {
+        if let Some((_, value)) = layers.get("image_prefix") {
             config.image_prefix = value;
         }
-        if let Some((_, value)) = get("BASE_IMAGE") {
+        if let Some((_, value)) = layers.get("base_image") {
             config.base_image = value;
         }
-        if let Some((key, value)) = get("TIMEOUT_MS") {
+        if let Some((key, value)) = layers.get("timeout_ms") {
             config.default_timeout_ms = parse(&key, &value)?;
         }
-        if let Some((key, value)) = get("MAX_TIMEOUT_MS") {
+        if let Some((key, value)) = layers.get("max_timeout_ms") {
             config.max_timeout_ms = parse(&key, &value)?;
         }
-        if let Some((key, value)) = get("MAX_OUTPUT_BYTES") {
+        if let Some((key, value)) = layers.get("max_output_bytes") {
             config.max_output_bytes = parse(&key, &value)?;
         }
-        if let Some((key, value)) = get("MEMORY_MB") {
+        if let Some((key, value)) = layers.get("memory_mb") {
             config.memory_mb = parse(&key, &value)?;
         }
-        if let Some((key, value)) = get("PIDS_LIMIT") {
+        if let Some((key, value)) = layers.get("pids_limit") {
             config.pids_limit = parse(&key, &value)?;
         }
-        if let Some((key, value)) = get("CPUS") {
+        if let Some((key, value)) = layers.get("cpus") {
             config.cpus = parse(&key, &value)?;
         }
-        if let Some((key, value)) = get("TMPFS_MB") {
+        if let Some((key, value)) = layers.get("tmpfs_mb") {
             config.tmpfs_mb = parse(&key, &value)?;
         }
-        if let Some((key, value)) = get("SESSION_STORAGE") {
+        if let Some((key, value)) = layers.get("session_storage") {
             config.session_storage = SessionStorage::parse(&value).ok_or_else(|| ConfigError::Invalid {
                 key,
                 reason: format!("`{value}` is not a session storage: use memory or disk"),
             })?;
         }
-        if let Some((key, value)) = get("SESSION_STORAGE_MB") {
+        if let Some((key, value)) = layers.get("session_storage_mb") {
             config.session_storage_mb = parse(&key, &value)?;
         }
-        if let Some((_, value)) = get("RUNTIME") {
+        if let Some((_, value)) = layers.get("runtime") {
             config.runtime = Some(value);
         }
-        if let Some((key, value)) = get("POOL_SIZE") {
+        if let Some((key, value)) = layers.get("pool_size") {
             config.pool_sizes = parse_pool_sizes(&key, &value, &config.pool_sizes)?;
         }
-        if let Some((key, value)) = get("SESSION_TTL_S") {
+        if let Some((key, value)) = layers.get("session_ttl_s") {
             config.session_ttl_s = parse(&key, &value)?;
         }
-        if let Some((key, value)) = get("MAX_SESSION_TTL_S") {
+        if let Some((key, value)) = layers.get("max_session_ttl_s") {
             config.max_session_ttl_s = parse(&key, &value)?;
         }
-        if let Some((key, value)) = get("MAX_SESSIONS") {
+        if let Some((key, value)) = layers.get("max_sessions") {
             config.max_sessions = parse(&key, &value)?;
         }
-        if let Some((key, value)) = get("GC_INTERVAL_S") {
+        if let Some((key, value)) = layers.get("gc_interval_s") {
             config.gc_interval_s = parse(&key, &value)?;
         }
-        if let Some((key, value)) = get("CACHE_KEEP") {
+        if let Some((key, value)) = layers.get("cache_keep") {
             config.cache_keep_per_language = parse(&key, &value)?;
         }
-        if let Some((key, value)) = get("CACHE_MAX_MB") {
+        if let Some((key, value)) = layers.get("cache_max_mb") {
             config.cache_max_mb = parse(&key, &value)?;
         }
-        if let Some((key, value)) = get("MAX_ARTIFACTS") {
+        if let Some((key, value)) = layers.get("max_artifacts") {
             config.max_artifacts = parse(&key, &value)?;
         }
-        if let Some((key, value)) = get("MAX_FILE_BYTES") {
+        if let Some((key, value)) = layers.get("max_file_bytes") {
             config.max_file_bytes = parse(&key, &value)?;
         }
-        if let Some((key, value)) = get("MAX_ARTIFACT_BYTES") {
+        if let Some((key, value)) = layers.get("max_artifact_bytes") {
             config.max_artifact_bytes = parse(&key, &value)?;
         }
-        if let Some((key, value)) = get("SECCOMP") {
+        if let Some((key, value)) = layers.get("seccomp") {
             config.seccomp = SeccompProfile::from_config(&key, &value)?;
         }
-        config.audit.path = match get("AUDIT_LOG") {
+        config.audit.path = match layers.get("audit_log") {
             Some((_, value)) if value == "off" || value == "none" => None,
             Some((_, value)) => Some(PathBuf::from(value)),
-            None => Some(default_audit_path(&lookup)),
+            None => Some(default_audit_path(lookup)),
         };
-        if let Some((key, value)) = get("AUDIT_MAX_MB") {
+        if let Some((key, value)) = layers.get("audit_max_mb") {
             config.audit.max_bytes = parse::<u64>(&key, &value)?.max(1) * 1024 * 1024;
         }
-        if let Some((key, value)) = get("AUDIT_KEEP") {
+        if let Some((key, value)) = layers.get("audit_keep") {
             config.audit.keep_files = parse(&key, &value)?;
         }
-        if let Some((_, value)) = get("AUDIT_LOG_CODE") {
+        if let Some((_, value)) = layers.get("audit_log_code") {
             config.audit.log_code = matches!(value.as_str(), "1" | "true" | "yes");
         }
-        if let Some((key, value)) = get("POLICY") {
+        if let Some((key, value)) = layers.get("policy") {
             config.policy = PolicyMode::parse(&value).ok_or_else(|| ConfigError::Invalid {
                 key,
                 reason: format!("`{value}` is not a policy mode: use audit, block or off"),
             })?;
         }
-        if let Some((key, value)) = get("HOST_FOLDERS") {
+        if let Some((key, value)) = layers.get("host_folders") {
             config.host_folders = parse_host_folders(&key, &value)?;
         }
-        config.ca_bundle = match get("CA_BUNDLE") {
+        config.ca_bundle = match layers.get("ca_bundle") {
             Some((_, value)) if value == "none" => None,
             Some((_, value)) => Some(PathBuf::from(value)),
-            None => default_ca_bundle(&lookup, |path| path.is_file()),
+            None => default_ca_bundle(lookup, |path| path.is_file()),
         };
-        config.state_dir = match get("STATE_DIR") {
+        config.state_dir = match layers.get("state_dir") {
             Some((_, value)) => PathBuf::from(value),
-            None => default_state_dir(&lookup),
+            None => default_state_dir(lookup),
         };
-        config.validate()?;
+        config.validate(layers)?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, reason: &str| ConfigError::Invalid {
-            key: format!("MULTILANG_SANDBOX_{key}"),
+    fn validate(&self, layers: &Layers<'_>) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, reason: &str| ConfigError::Invalid {
+            key: layers.label(key),
             reason: reason.to_string(),
         };
         if self.default_timeout_ms == 0 || self.default_timeout_ms > self.max_timeout_ms {
             return Err(invalid(
-                "TIMEOUT_MS",
+                "timeout_ms",
                 "must be at least 1 and at most MULTILANG_SANDBOX_MAX_TIMEOUT_MS",
             ));
         }
         if self.memory_mb < 16 {
-            return Err(invalid("MEMORY_MB", "must be at least 16"));
+            return Err(invalid("memory_mb", "must be at least 16"));
         }
         if self.session_storage_mb < 16 {
-            return Err(invalid("SESSION_STORAGE_MB", "must be at least 16"));
+            return Err(invalid("session_storage_mb", "must be at least 16"));
         }
         if self.pids_limit < 8 {
-            return Err(invalid("PIDS_LIMIT", "must be at least 8"));
+            return Err(invalid("pids_limit", "must be at least 8"));
         }
         if !(self.cpus > 0.0 && self.cpus <= 64.0) {
-            return Err(invalid("CPUS", "must be greater than 0 and at most 64"));
+            return Err(invalid("cpus", "must be greater than 0 and at most 64"));
         }
         if self.max_output_bytes < 1024 {
-            return Err(invalid("MAX_OUTPUT_BYTES", "must be at least 1024"));
+            return Err(invalid("max_output_bytes", "must be at least 1024"));
         }
         if self.session_ttl_s == 0 || self.session_ttl_s > self.max_session_ttl_s {
             return Err(invalid(
-                "SESSION_TTL_S",
+                "session_ttl_s",
                 "must be at least 1 and at most MULTILANG_SANDBOX_MAX_SESSION_TTL_S",
             ));
         }
         if self.gc_interval_s == 0 {
-            return Err(invalid("GC_INTERVAL_S", "must be at least 1"));
+            return Err(invalid("gc_interval_s", "must be at least 1"));
         }
         Ok(())
     }

@@ -1,0 +1,266 @@
+//! Where each configuration value comes from: a `MULTILANG_SANDBOX_*`
+//! environment variable, else the TOML config file, else the default.
+
+use crate::error::ConfigError;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Every configuration key, as written in the config file (the environment
+/// variable is `MULTILANG_SANDBOX_` + the key in upper case).
+pub const KEYS: &[&str] = &[
+    "image_prefix",
+    "base_image",
+    "timeout_ms",
+    "max_timeout_ms",
+    "max_output_bytes",
+    "memory_mb",
+    "pids_limit",
+    "cpus",
+    "tmpfs_mb",
+    "session_storage",
+    "session_storage_mb",
+    "runtime",
+    "pool_size",
+    "session_ttl_s",
+    "max_session_ttl_s",
+    "max_sessions",
+    "gc_interval_s",
+    "state_dir",
+    "cache_keep",
+    "cache_max_mb",
+    "ca_bundle",
+    "max_artifacts",
+    "max_artifact_bytes",
+    "max_file_bytes",
+    "host_folders",
+    "seccomp",
+    "audit_log",
+    "audit_max_mb",
+    "audit_keep",
+    "audit_log_code",
+    "policy",
+];
+
+/// The environment variable of a key.
+pub fn env_name(key: &str) -> String {
+    format!("MULTILANG_SANDBOX_{}", key.to_ascii_uppercase())
+}
+
+/// Where a value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    File(PathBuf),
+    Environment,
+}
+
+impl Source {
+    /// For `config show`: "default", "file <path>", "env MULTILANG_SANDBOX_X".
+    pub fn describe(&self, key: &str) -> String {
+        match self {
+            Source::Default => "default".to_string(),
+            Source::File(path) => format!("file {}", path.display()),
+            Source::Environment => format!("env {}", env_name(key)),
+        }
+    }
+}
+
+/// The config file's values, each turned into the text an environment
+/// variable would hold (`[a, b]` → `a,b`; `{python = 2}` → `python=2`).
+#[derive(Debug, Clone, Default)]
+pub struct ConfigFile {
+    pub path: PathBuf,
+    values: BTreeMap<String, String>,
+}
+
+impl ConfigFile {
+    /// Reads `path`; a missing file is `Ok(None)` unless `required`.
+    pub fn read(path: &Path, required: bool) -> Result<Option<Self>, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Self::parse(path, &text).map(Some),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound && !required => Ok(None),
+            Err(error) => Err(ConfigError::File {
+                path: path.to_path_buf(),
+                reason: error.to_string(),
+            }),
+        }
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let file_error = |reason: String| ConfigError::File {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let table: toml::Table = text
+            .parse()
+            .map_err(|error: toml::de::Error| file_error(error.to_string()))?;
+        let mut values = BTreeMap::new();
+        for (key, value) in table {
+            if !KEYS.contains(&key.as_str()) {
+                return Err(file_error(format!(
+                    "unknown key `{key}`; the keys are: {}",
+                    KEYS.join(", ")
+                )));
+            }
+            let text = value_text(&value).ok_or_else(|| {
+                file_error(format!(
+                    "`{key}` should be a string, a number, a boolean, a list or (pool_size) a table of numbers"
+                ))
+            })?;
+            values.insert(key, text);
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            values,
+        })
+    }
+}
+
+fn value_text(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(text) => Some(text.clone()),
+        toml::Value::Integer(number) => Some(number.to_string()),
+        toml::Value::Float(number) => Some(number.to_string()),
+        toml::Value::Boolean(flag) => Some(flag.to_string()),
+        toml::Value::Array(items) => {
+            let parts: Option<Vec<String>> = items.iter().map(value_text).collect();
+            Some(parts?.join(","))
+        }
+        toml::Value::Table(table) => {
+            let parts: Option<Vec<String>> = table
+                .iter()
+                .map(|(name, item)| match item {
+                    toml::Value::Integer(number) => Some(format!("{name}={number}")),
+                    _ => None,
+                })
+                .collect();
+            Some(parts?.join(","))
+        }
+        toml::Value::Datetime(_) => None,
+    }
+}
+
+/// Looks values up, environment first, and remembers where each came from.
+pub struct Layers<'a> {
+    environment: &'a dyn Fn(&str) -> Option<String>,
+    file: Option<&'a ConfigFile>,
+    sources: RefCell<BTreeMap<&'static str, Source>>,
+}
+
+impl<'a> Layers<'a> {
+    pub fn new(environment: &'a dyn Fn(&str) -> Option<String>, file: Option<&'a ConfigFile>) -> Self {
+        Self {
+            environment,
+            file,
+            sources: RefCell::default(),
+        }
+    }
+
+    /// The value of `key` (a name from [`KEYS`]) and how to name it in an
+    /// error: the environment variable, or the key and the file.
+    pub fn get(&self, key: &'static str) -> Option<(String, String)> {
+        debug_assert!(KEYS.contains(&key), "{key} is not in KEYS");
+        let variable = env_name(key);
+        if let Some(value) = (self.environment)(&variable)
+            .map(|value| value.trim().to_string())
+            .filter(|value| !value.is_empty())
+        {
+            self.sources.borrow_mut().insert(key, Source::Environment);
+            return Some((variable, value));
+        }
+        let file = self.file?;
+        let value = file.values.get(key)?.trim().to_string();
+        if value.is_empty() {
+            return None;
+        }
+        self.sources.borrow_mut().insert(key, Source::File(file.path.clone()));
+        Some((format!("`{key}` in {}", file.path.display()), value))
+    }
+
+    /// How to name `key` in an error about its (validated) value.
+    pub fn label(&self, key: &'static str) -> String {
+        match self.sources.borrow().get(key) {
+            Some(Source::File(path)) => format!("`{key}` in {}", path.display()),
+            _ => env_name(key),
+        }
+    }
+
+    /// Where every key's value came from.
+    pub fn into_sources(self) -> BTreeMap<&'static str, Source> {
+        let mut sources = self.sources.into_inner();
+        for key in KEYS {
+            sources.entry(key).or_insert(Source::Default);
+        }
+        sources
+    }
+}
+
+/// The config file to read: `MULTILANG_SANDBOX_CONFIG` (which must exist),
+/// else `$XDG_CONFIG_HOME/multilang-sandbox/config.toml`
+/// (`~/.config/multilang-sandbox/config.toml`), which may be absent.
+pub fn config_file_path(lookup: &dyn Fn(&str) -> Option<String>) -> (PathBuf, bool) {
+    if let Some(path) = lookup("MULTILANG_SANDBOX_CONFIG").filter(|value| !value.trim().is_empty()) {
+        return (PathBuf::from(path.trim()), true);
+    }
+    let base = lookup("XDG_CONFIG_HOME")
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| lookup("HOME").map(|home| PathBuf::from(home).join(".config")))
+        .unwrap_or_else(std::env::temp_dir);
+    (base.join("multilang-sandbox/config.toml"), false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_values_become_environment_text() {
+        let file = ConfigFile::parse(
+            Path::new("/c.toml"),
+            "memory_mb = 256\ncpus = 0.5\npool_size = { python = 3, go = 0 }\n\
+             host_folders = [\"data=/srv/data\", \"out=/srv/out:rw\"]\naudit_log_code = true\n",
+        )
+        .unwrap();
+        assert_eq!(file.values["memory_mb"], "256");
+        assert_eq!(file.values["cpus"], "0.5");
+        assert_eq!(file.values["pool_size"], "go=0,python=3");
+        assert_eq!(file.values["host_folders"], "data=/srv/data,out=/srv/out:rw");
+        assert_eq!(file.values["audit_log_code"], "true");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_syntax_are_errors_naming_the_file() {
+        let error = ConfigFile::parse(Path::new("/c.toml"), "memory = 1").unwrap_err();
+        assert!(error.to_string().contains("/c.toml") && error.to_string().contains("unknown key `memory`"));
+        let error = ConfigFile::parse(Path::new("/c.toml"), "memory_mb = ").unwrap_err();
+        assert!(error.to_string().contains("/c.toml"), "{error}");
+    }
+
+    #[test]
+    fn the_environment_wins_over_the_file() {
+        let file = ConfigFile::parse(Path::new("/c.toml"), "memory_mb = 256\ncpus = 2").unwrap();
+        let environment = |key: &str| (key == "MULTILANG_SANDBOX_CPUS").then(|| "0.5".to_string());
+        let layers = Layers::new(&environment, Some(&file));
+        assert_eq!(layers.get("cpus").map(|(_, value)| value).as_deref(), Some("0.5"));
+        let (label, value) = layers.get("memory_mb").unwrap();
+        assert_eq!((label.as_str(), value.as_str()), ("`memory_mb` in /c.toml", "256"));
+        assert_eq!(layers.get("tmpfs_mb"), None);
+        let sources = layers.into_sources();
+        assert_eq!(sources["cpus"], Source::Environment);
+        assert_eq!(sources["memory_mb"], Source::File(PathBuf::from("/c.toml")));
+        assert_eq!(sources["tmpfs_mb"], Source::Default);
+    }
+
+    #[test]
+    fn config_file_path_follows_the_variable_then_xdg() {
+        let explicit = |key: &str| (key == "MULTILANG_SANDBOX_CONFIG").then(|| "/etc/ms.toml".to_string());
+        assert_eq!(config_file_path(&explicit), (PathBuf::from("/etc/ms.toml"), true));
+        let home = |key: &str| (key == "HOME").then(|| "/home/u".to_string());
+        assert_eq!(
+            config_file_path(&home),
+            (PathBuf::from("/home/u/.config/multilang-sandbox/config.toml"), false)
+        );
+    }
+}

@@ -1,0 +1,114 @@
+//! Configuration precedence through the real binary: environment over the
+//! config file over defaults, as `config show` reports it, and clear errors
+//! for a broken file.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn config_dir(test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("multilang-sandbox-config-{test}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp folder");
+    dir
+}
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_multilang-sandbox"));
+    command.args(args);
+    // Only what the test sets counts.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("MULTILANG_SANDBOX_") || key == "XDG_CONFIG_HOME" {
+            command.env_remove(key);
+        }
+    }
+    command.envs(env.iter().copied());
+    command.output().expect("the binary runs")
+}
+
+fn line_of<'a>(text: &'a str, key: &str) -> &'a str {
+    text.lines()
+        .find(|line| line.starts_with(&format!("{key} = ")))
+        .unwrap_or_else(|| panic!("no {key} in:\n{text}"))
+}
+
+#[test]
+fn environment_beats_file_beats_default() {
+    let dir = config_dir("precedence");
+    let file = dir.join("multilang-sandbox/config.toml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(
+        &file,
+        "memory_mb = 384\ncpus = 0.5\npool_size = { python = 3 }\nhost_folders = [\"data=/srv/data\"]\n",
+    )
+    .unwrap();
+    let xdg = dir.display().to_string();
+    let output = run(
+        &["config", "show"],
+        &[("XDG_CONFIG_HOME", &xdg), ("MULTILANG_SANDBOX_CPUS", "2")],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout);
+    let shown = file.display().to_string();
+    assert_eq!(
+        line_of(&text, "cpus"),
+        "cpus = 2  # env MULTILANG_SANDBOX_CPUS (default 1)"
+    );
+    assert_eq!(
+        line_of(&text, "memory_mb"),
+        format!("memory_mb = 384  # file {shown} (default 512)")
+    );
+    assert!(line_of(&text, "pool_size").starts_with("pool_size = \"python=3,javascript=1,"));
+    assert!(line_of(&text, "host_folders").contains("\"data=/srv/data\"  # file"));
+    assert_eq!(line_of(&text, "tmpfs_mb"), "tmpfs_mb = 256  # default");
+    assert!(text.contains(&format!("# {shown} over defaults")), "{text}");
+    // MULTILANG_SANDBOX_CONFIG names another file, which must exist.
+    let other = dir.join("other.toml");
+    std::fs::write(&other, "timeout_ms = 5000\n").unwrap();
+    let output = run(
+        &["config", "show"],
+        &[("MULTILANG_SANDBOX_CONFIG", other.to_str().unwrap())],
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        line_of(&text, "timeout_ms").starts_with("timeout_ms = 5000  # file"),
+        "{text}"
+    );
+    assert_eq!(line_of(&text, "memory_mb"), "memory_mb = 512  # default");
+    let missing = dir.join("missing.toml");
+    let output = run(
+        &["config", "show"],
+        &[("MULTILANG_SANDBOX_CONFIG", missing.to_str().unwrap())],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("missing.toml"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn a_broken_file_or_value_is_refused_with_its_place() {
+    let dir = config_dir("broken");
+    let file = dir.join("config.toml");
+    let path = file.to_str().unwrap().to_string();
+    for (content, expected) in [
+        ("memory = 512\n", "unknown key `memory`"),
+        ("memory_mb = [\n", "config.toml"),
+        ("memory_mb = 8\n", "`memory_mb` in"),
+        ("pids_limit = \"lots\"\n", "`pids_limit` in"),
+    ] {
+        std::fs::write(&file, content).unwrap();
+        let output = run(&["config", "show"], &[("MULTILANG_SANDBOX_CONFIG", &path)]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{content}: {stderr}");
+        assert!(stderr.contains(expected), "{content}: {stderr}");
+    }
+    // The same bad value from the environment names the variable.
+    std::fs::write(&file, "").unwrap();
+    let output = run(
+        &["config", "show"],
+        &[
+            ("MULTILANG_SANDBOX_CONFIG", &path),
+            ("MULTILANG_SANDBOX_MEMORY_MB", "8"),
+        ],
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("MULTILANG_SANDBOX_MEMORY_MB"));
+    std::fs::remove_dir_all(&dir).ok();
+}
