@@ -56,6 +56,8 @@ pub enum ExecuteError {
     UnknownLanguage(#[from] UnknownLanguage),
     #[error("`code` is empty: pass the program to run in `code`")]
     EmptyCode,
+    #[error("cancelled: the program was stopped before it answered")]
+    Cancelled,
     #[error("timeout {given} ms is out of range: use 1 to {max} milliseconds (default {default})")]
     InvalidTimeout { given: u64, max: u64, default: u64 },
     #[error("environment variable name `{0}` is invalid: use letters, digits and `_`, not starting with a digit")]
@@ -135,6 +137,8 @@ pub enum SessionError {
 pub enum PackageError {
     #[error("`packages` is empty: list the packages to install, for example [\"requests\"]")]
     NoPackages,
+    #[error("the install was cancelled; nothing was kept")]
+    Cancelled,
     #[error("too many packages in one request (at most {max})")]
     TooMany { max: usize },
     #[error(

@@ -7,7 +7,7 @@ use multilang_sandbox::config::Config;
 use multilang_sandbox::core::Executor;
 use multilang_sandbox::docker::DockerEngine;
 use multilang_sandbox::images::ImageBuilder;
-use multilang_sandbox::mcp::SandboxServer;
+use multilang_sandbox::mcp::{SandboxServer, http};
 use multilang_sandbox::security::audit::AuditLog;
 use rmcp::ServiceExt;
 use std::process::ExitCode;
@@ -27,8 +27,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve MCP over stdin/stdout (what MCP clients start; the default).
-    Serve,
+    /// Serve MCP over stdin/stdout (what MCP clients start; the default),
+    /// or over streamable HTTP with --http.
+    Serve {
+        /// Serve MCP over HTTP at http://ADDRESS/mcp instead of stdio
+        /// [default address: 127.0.0.1:8765]. Clients must send
+        /// `Authorization: Bearer $MULTILANG_SANDBOX_HTTP_TOKEN`.
+        #[arg(long, value_name = "ADDRESS", num_args = 0..=1, default_missing_value = http::DEFAULT_ADDRESS)]
+        http: Option<std::net::SocketAddr>,
+        /// Serve HTTP without a token (development only; loopback addresses only).
+        #[arg(long, requires = "http")]
+        no_auth: bool,
+    },
     /// Manage the sandbox images.
     Images {
         #[command(subcommand)]
@@ -118,8 +128,24 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command.unwrap_or(Command::Serve) {
-            Command::Serve => serve(config).await,
+        match cli.command.unwrap_or(Command::Serve {
+            http: None,
+            no_auth: false,
+        }) {
+            Command::Serve { http: None, .. } => serve(config).await,
+            Command::Serve {
+                http: Some(address),
+                no_auth,
+            } => {
+                let options = http::HttpOptions {
+                    address,
+                    token: std::env::var(http::TOKEN_VARIABLE)
+                        .ok()
+                        .filter(|token| !token.trim().is_empty()),
+                    no_auth,
+                };
+                serve_over_http(config, options).await
+            }
             Command::Images {
                 command: ImagesCommand::Build { force, ml },
             } => build_images(&config, force, ml).await,
@@ -150,9 +176,10 @@ fn init_logging() {
         .init();
 }
 
-async fn serve(config: Arc<Config>) -> Result<(), String> {
+/// Creates the executor, records the start and starts background work.
+fn start_executor(config: &Arc<Config>, transport: &str) -> (Arc<Executor>, String) {
     let instance_id = uuid::Uuid::new_v4().to_string();
-    tracing::info!(instance = %instance_id, version = env!("CARGO_PKG_VERSION"), "multilang-sandbox starting");
+    tracing::info!(instance = %instance_id, version = env!("CARGO_PKG_VERSION"), transport, "multilang-sandbox starting");
     let engine = Arc::new(DockerEngine::new());
     let executor = Arc::new(Executor::new(engine, config.clone(), instance_id.clone()));
     executor.audit().record(
@@ -160,12 +187,61 @@ async fn serve(config: Arc<Config>) -> Result<(), String> {
         serde_json::json!({
             "instance": instance_id,
             "version": env!("CARGO_PKG_VERSION"),
+            "transport": transport,
             "seccomp": config.seccomp.name(),
             "policy": config.policy.name(),
             "pid": std::process::id(),
         }),
     );
     executor.start_background_tasks();
+    (executor, instance_id)
+}
+
+/// Stops background work, removes idle pooled containers, records the stop.
+async fn stop_executor(executor: &Executor, instance_id: &str) {
+    executor.shutdown().await;
+    executor
+        .audit()
+        .record("server_stop", serde_json::json!({"instance": instance_id}));
+    executor.audit().flush();
+}
+
+async fn serve_over_http(config: Arc<Config>, options: http::HttpOptions) -> Result<(), String> {
+    options.validate().map_err(|error| error.to_string())?;
+    let (executor, instance_id) = start_executor(&config, "http");
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_stop_signal().await;
+        signal.cancel();
+    });
+    let make_server = {
+        let executor = executor.clone();
+        let instance_id = instance_id.clone();
+        move || SandboxServer::new(executor.clone(), instance_id.clone())
+    };
+    let served = http::serve_http(options, make_server, shutdown).await;
+    stop_executor(&executor, &instance_id).await;
+    served.map_err(|error| error.to_string())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        if let Ok(mut terminate) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+async fn serve(config: Arc<Config>) -> Result<(), String> {
+    let (executor, instance_id) = start_executor(&config, "stdio");
     let stopped_instance = instance_id.clone();
     let server = SandboxServer::new(executor.clone(), instance_id);
     let front = multilang_sandbox::mcp::stdio::front(tokio::io::stdin(), tokio::io::stdout());
@@ -177,11 +253,7 @@ async fn serve(config: Arc<Config>) -> Result<(), String> {
     tracing::info!(?reason, "MCP session ended");
     // rmcp has dropped its writer: let the last replies reach stdout.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), front.output_task).await;
-    executor.shutdown().await;
-    executor
-        .audit()
-        .record("server_stop", serde_json::json!({"instance": stopped_instance}));
-    executor.audit().flush();
+    stop_executor(&executor, &stopped_instance).await;
     Ok(())
 }
 

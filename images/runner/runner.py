@@ -11,7 +11,12 @@ attached stream), so no `docker exec` is ever needed to run code:
                    "steps": [{"phase": "build"|"run", "argv": [...]}],
                    "kernel_source": "/tmp/run/cell.py",      (kernel mode)
                    "stdin": "...", "env": {...}, "cwd": "/workspace",
-                   "timeout_ms": 30000, "max_output_bytes": 1048576}
+                   "timeout_ms": 30000, "max_output_bytes": 1048576,
+                   "progress": false}
+  runner -> host  {"type": "progress", "id": "...", "elapsed_ms": 1000,
+                   "phase": "run", "stdout_bytes": 10, "stderr_bytes": 0,
+                   "tail": "last lines of output"}      (each second, when
+                                                        the run asked for it)
   runner -> host  {"type": "result", "id": "...", "exit_code": 0,
                    "signal": null, "stdout": "...", "stderr": "...",
                    "duration_ms": 12, "timed_out": false, "truncated": false,
@@ -50,6 +55,11 @@ READ_CHUNK = 65536
 DRAIN_AFTER_EXIT_S = 0.2
 # How long an interrupted kernel may take to stop before it is killed.
 INTERRUPT_GRACE_S = 2.0
+# How often a run that asked for progress reports it.
+PROGRESS_INTERVAL_S = 1.0
+# Most lines and bytes of output a progress report carries.
+PROGRESS_TAIL_LINES = 5
+PROGRESS_TAIL_BYTES = 1024
 # How long a kernel may take to load before the runner reports ready anyway.
 KERNEL_START_TIMEOUT_S = 30
 SANDBOX_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -116,6 +126,16 @@ class Capture:
     def text(self):
         return b"".join(self.chunks).decode("utf-8", "replace")
 
+    def tail(self, limit):
+        """The last `limit` bytes or so (whole chunks from the end)."""
+        taken, size = [], 0
+        for chunk in reversed(self.chunks):
+            taken.append(chunk)
+            size += len(chunk)
+            if size >= limit:
+                break
+        return b"".join(reversed(taken))[-limit:]
+
 
 def utf8_prefix(data, limit):
     """The longest prefix of `data` of at most `limit` bytes that does not
@@ -134,14 +154,44 @@ def utf8_prefix(data, limit):
     return data[:cut]
 
 
-class Stop:
-    """Why a wait ended early: the deadline passed or the host cancelled."""
+class Progress:
+    """Reports a long run's progress: elapsed time, phase, latest output."""
 
-    def __init__(self, request_id, deadline):
+    def __init__(self, request_id, started, stdout, stderr):
+        self.request_id = request_id
+        self.started = started
+        self.stdout = stdout
+        self.stderr = stderr
+        self.phase = "run"
+        self.next_at = started + PROGRESS_INTERVAL_S
+
+    def tick(self, now):
+        if now < self.next_at:
+            return
+        self.next_at = now + PROGRESS_INTERVAL_S
+        newest = self.stdout if self.stdout.size >= self.stderr.size or not self.stderr.size else self.stderr
+        lines = newest.tail(PROGRESS_TAIL_BYTES).decode("utf-8", "replace").splitlines()
+        send({
+            "type": "progress",
+            "id": self.request_id,
+            "elapsed_ms": int((now - self.started) * 1000),
+            "phase": self.phase,
+            "stdout_bytes": self.stdout.size,
+            "stderr_bytes": self.stderr.size,
+            "tail": "\n".join(line for line in lines[-PROGRESS_TAIL_LINES:]),
+        })
+
+
+class Stop:
+    """Why a wait ended early: the deadline passed or the host cancelled.
+    Also carries the run's progress reporter, if it asked for one."""
+
+    def __init__(self, request_id, deadline, progress=None):
         self.request_id = request_id
         self.deadline = deadline
         self.cancelled = False
         self.expired = False
+        self.progress = progress
 
     def due(self, now):
         if self.cancelled:
@@ -207,6 +257,8 @@ def pump(streams, stop, until_done=None, process=None):
         now = time.monotonic()
         if stop.due(now):
             return True
+        if stop.progress is not None:
+            stop.progress.tick(now)
         if process is not None and drain_deadline is None and process.poll() is not None:
             drain_deadline = now + DRAIN_AFTER_EXIT_S
         if drain_deadline is not None and now >= drain_deadline:
@@ -567,9 +619,10 @@ def handle(request):
     started_ns = time.time_ns() - 1_000_000
     started = time.monotonic()
     timeout_s = max(1, int(request.get("timeout_ms", 30000))) / 1000.0
-    stop = Stop(request.get("id"), started + timeout_s)
     limit = int(request.get("max_output_bytes", 1 << 20))
     stdout, stderr = Capture(limit), Capture(limit)
+    progress = Progress(request.get("id"), started, stdout, stderr) if request.get("progress") else None
+    stop = Stop(request.get("id"), started + timeout_s, progress)
     exit_code, signal_number, phase, state_lost = 0, None, "run", False
     try:
         write_files(request.get("files") or [])
@@ -579,6 +632,8 @@ def handle(request):
     else:
         for step in request.get("steps") or []:
             phase = step.get("phase", "run")
+            if progress is not None:
+                progress.phase = phase
             exit_code, signal_number = run_step(step["argv"], request, stop, stdout, stderr)
             if stop.expired or stop.cancelled or exit_code != 0:
                 break
@@ -586,6 +641,8 @@ def handle(request):
         stopped = stop.expired or stop.cancelled
         if request.get("mode") == "kernel" and source and exit_code == 0 and not stopped:
             phase = "run"
+            if progress is not None:
+                progress.phase = phase
             exit_code, signal_number, state_lost = kernel.run(source, request, stop, stdout, stderr)
     artifacts, omitted = [], 0
     if request.get("collect_outputs"):

@@ -8,6 +8,7 @@
 
 use super::launcher::{Launcher, Purpose};
 use super::run::{ExecuteRequest, RunFailure, run_program};
+use super::watch::Watch;
 use crate::config::Config;
 use crate::docker::ImageInfo;
 use crate::error::{DockerError, PackageError};
@@ -102,6 +103,7 @@ impl PackageCache {
         language: Language,
         base_image: &str,
         specs: &[String],
+        watch: &Watch,
     ) -> Result<CachedImage, PackageError> {
         let started = Instant::now();
         let manager = PackageManager::for_language(language);
@@ -130,16 +132,22 @@ impl PackageCache {
         }
         self.count(false);
         tracing::info!(%language, packages = %packages.join(" "), "installing packages for the cache");
+        watch.progress(format!(
+            "installing {} with {} into a new cached image",
+            packages.join(", "),
+            manager.name()
+        ));
         let purpose = Purpose::Install {
             packages_volume: None,
             as_root: manager.needs_root(),
         };
         let sandbox = self.launcher.launch_from(language, base_image, purpose).await?;
         let result = self
-            .install(&sandbox.connection, language, manager, &packages, CACHE_ROOT)
+            .install(&sandbox.connection, language, manager, &packages, CACHE_ROOT, watch)
             .await;
         let committed = match result {
             Ok(output) => {
+                watch.progress("saving the installed packages as a cached image");
                 let labels = HashMap::from([
                     (LABEL_LANGUAGE.to_string(), language.name().to_string()),
                     (LABEL_PACKAGES.to_string(), packages.join(" ")),
@@ -172,6 +180,7 @@ impl PackageCache {
         session_image: &str,
         packages_volume: &str,
         specs: &[String],
+        watch: &Watch,
     ) -> Result<SessionInstall, PackageError> {
         let started = Instant::now();
         let manager = PackageManager::for_language(language);
@@ -185,9 +194,14 @@ impl PackageCache {
             packages_volume: Some(packages_volume),
             as_root: false,
         };
+        watch.progress(format!(
+            "installing {} with {} into the session",
+            packages.join(", "),
+            manager.name()
+        ));
         let sandbox = self.launcher.launch_from(language, session_image, purpose).await?;
         let result = self
-            .install(&sandbox.connection, language, manager, &packages, SESSION_ROOT)
+            .install(&sandbox.connection, language, manager, &packages, SESSION_ROOT, watch)
             .await;
         sandbox.container.remove().await;
         Ok(SessionInstall {
@@ -260,6 +274,7 @@ impl PackageCache {
         manager: PackageManager,
         packages: &[String],
         root: &str,
+        watch: &Watch,
     ) -> Result<String, PackageError> {
         let config = self.launcher.config();
         let mut program = Program {
@@ -286,6 +301,7 @@ impl PackageCache {
             session: None,
             packages: Vec::new(),
             ml: false,
+            watch: watch.clone(),
         };
         let run = run_program(connection, &program, None, &request, config)
             .await
@@ -295,8 +311,12 @@ impl PackageCache {
                     packages: packages.join(" "),
                     output: format!("no answer within {} minutes", INSTALL_TIMEOUT.as_secs() / 60),
                 },
+                RunFailure::Cancelled => PackageError::Cancelled,
                 RunFailure::Gone(error) => PackageError::Docker(error),
             })?;
+        if run.cancelled {
+            return Err(PackageError::Cancelled);
+        }
         let mut output = run.stdout;
         if !run.stderr.is_empty() {
             output.push_str(&run.stderr);

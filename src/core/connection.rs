@@ -4,6 +4,7 @@
 //! (a second server attached to the same session sees, and ignores, ours).
 
 use super::protocol::{PROTOCOL, RunnerMessage};
+use super::watch::Watch;
 use crate::docker::{RunnerChannel, RunnerReader, RunnerWriter};
 use crate::error::DockerError;
 use std::collections::HashMap;
@@ -12,7 +13,40 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<RunnerMessage>>>>;
+/// Who waits for a request's reply, and who hears its progress.
+struct Waiter {
+    reply: oneshot::Sender<RunnerMessage>,
+    progress: Option<Watch>,
+}
+
+type Pending = Arc<Mutex<HashMap<String, Waiter>>>;
+
+/// A request sent to the runner whose reply has not come yet.
+pub struct PendingReply<'a> {
+    connection: &'a RunnerConnection,
+    id: String,
+    receiver: oneshot::Receiver<RunnerMessage>,
+}
+
+impl PendingReply<'_> {
+    /// Waits up to `limit` for the reply. A timeout leaves the request
+    /// pending (wait again, for example after sending a cancel).
+    pub async fn wait(&mut self, limit: Duration) -> Result<RunnerMessage, RequestFailure> {
+        match tokio::time::timeout(limit, &mut self.receiver).await {
+            Ok(Ok(message)) => Ok(message),
+            Ok(Err(_)) => Err(RequestFailure::Gone(DockerError::ContainerGone(
+                "the container stopped while the code ran (it was destroyed, or the engine stopped)".into(),
+            ))),
+            Err(_) => Err(RequestFailure::Timeout),
+        }
+    }
+}
+
+impl Drop for PendingReply<'_> {
+    fn drop(&mut self) {
+        self.connection.forget(&self.id);
+    }
+}
 
 /// Why a request got no reply.
 #[derive(Debug)]
@@ -77,30 +111,39 @@ impl RunnerConnection {
     /// Sends `payload` (a JSON message whose id is `id`) and waits up to
     /// `limit` for the reply with the same id.
     pub async fn request(&self, id: &str, payload: &[u8], limit: Duration) -> Result<RunnerMessage, RequestFailure> {
+        self.start(id, payload, None).await?.wait(limit).await
+    }
+
+    /// Sends `payload` (a JSON message whose id is `id`); its progress
+    /// messages go to `progress`, its reply to the returned [`PendingReply`].
+    pub async fn start(
+        &self,
+        id: &str,
+        payload: &[u8],
+        progress: Option<Watch>,
+    ) -> Result<PendingReply<'_>, RequestFailure> {
         let (sender, receiver) = oneshot::channel();
         if let Ok(mut pending) = self.pending.lock() {
-            pending.insert(id.to_string(), sender);
+            pending.insert(
+                id.to_string(),
+                Waiter {
+                    reply: sender,
+                    progress,
+                },
+            );
         }
+        let reply = PendingReply {
+            connection: self,
+            id: id.to_string(),
+            receiver,
+        };
         if !self.is_alive() {
-            self.forget(id);
             return Err(RequestFailure::Gone(DockerError::ContainerGone(
                 "its output stream closed (the container exited or was removed)".into(),
             )));
         }
-        if let Err(error) = self.send(payload).await {
-            self.forget(id);
-            return Err(RequestFailure::Gone(error));
-        }
-        match tokio::time::timeout(limit, receiver).await {
-            Ok(Ok(message)) => Ok(message),
-            Ok(Err(_)) => Err(RequestFailure::Gone(DockerError::ContainerGone(
-                "the container stopped while the code ran (it was destroyed, or the engine stopped)".into(),
-            ))),
-            Err(_) => {
-                self.forget(id);
-                Err(RequestFailure::Timeout)
-            }
-        }
+        self.send(payload).await.map_err(RequestFailure::Gone)?;
+        Ok(reply)
     }
 
     /// Sends a message that expects no reply (a cancel).
@@ -153,10 +196,20 @@ async fn read_messages(
             tracing::debug!(?message, "runner message without id");
             continue;
         };
+        if let RunnerMessage::Progress(progress) = &message {
+            let watch = pending
+                .lock()
+                .ok()
+                .and_then(|pending| pending.get(&id).and_then(|waiter| waiter.progress.clone()));
+            if let Some(watch) = watch {
+                watch.progress(progress.describe());
+            }
+            continue;
+        }
         let waiter = pending.lock().ok().and_then(|mut pending| pending.remove(&id));
         match waiter {
             Some(waiter) => {
-                let _ = waiter.send(message);
+                let _ = waiter.reply.send(message);
             }
             None => tracing::trace!(%id, "reply for another client or an abandoned request"),
         }

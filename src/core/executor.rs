@@ -6,8 +6,11 @@
 use super::cache::{CachedImage, PackageCache};
 use super::launcher::{Launcher, Purpose};
 use super::pool::ContainerPool;
-use super::run::{ExecuteRequest, ExecutionOutcome, RunFailure, host_timeout_outcome, outcome, run_program};
+use super::run::{
+    ExecuteRequest, ExecutionOutcome, RunFailure, cancelled_outcome, host_timeout_outcome, outcome, run_program,
+};
 use super::session::{NewSession, SessionInfo, SessionManager};
+use super::watch::Watch;
 use crate::config::{Config, HostFolder};
 use crate::docker::DockerEngine;
 use crate::error::{DockerError, ExecuteError, PackageError, SessionError};
@@ -181,6 +184,7 @@ impl Executor {
     pub async fn create_session(
         &self,
         request: &SessionRequest,
+        watch: &Watch,
     ) -> Result<(SessionInfo, Option<CachedImage>), ExecuteError> {
         let name = request.name.as_str();
         self.sessions.check_create(name, request.ttl).await?;
@@ -191,7 +195,7 @@ impl Executor {
         if !request.packages.is_empty() {
             let found = self
                 .cache
-                .image_for(request.language, &image, &request.packages)
+                .image_for(request.language, &image, &request.packages, watch)
                 .await?;
             image = found.image.clone();
             cached = Some(found);
@@ -272,6 +276,7 @@ impl Executor {
         session: Option<&str>,
         language: Option<Language>,
         ml: bool,
+        watch: &Watch,
     ) -> Result<InstallReport, ExecuteError> {
         match session {
             Some(name) => {
@@ -287,7 +292,7 @@ impl Executor {
                 }
                 let installed = self
                     .cache
-                    .install_into_session(session_language, &image, &volume, packages)
+                    .install_into_session(session_language, &image, &volume, packages, watch)
                     .await?;
                 Ok(InstallReport {
                     language: session_language,
@@ -302,7 +307,7 @@ impl Executor {
             None => {
                 let language = language.ok_or(PackageError::LanguageRequired)?;
                 let base = self.base_image(language, ml).await?;
-                let cached = self.cache.image_for(language, &base, packages).await?;
+                let cached = self.cache.image_for(language, &base, packages, watch).await?;
                 Ok(InstallReport {
                     language,
                     packages: cached.packages,
@@ -353,7 +358,7 @@ impl Executor {
             if !request.packages.is_empty() {
                 let cached = self
                     .cache
-                    .image_for(request.language, &image, &request.packages)
+                    .image_for(request.language, &image, &request.packages, &request.watch)
                     .await?;
                 if !cached.hit {
                     notes.push(format!(
@@ -385,6 +390,7 @@ impl Executor {
         match result {
             Ok(run) => Ok(outcome(&self.config, request, run, notes)),
             Err(RunFailure::HostTimeout) => Ok(host_timeout_outcome(request)),
+            Err(RunFailure::Cancelled) => Ok(cancelled_outcome(request)),
             Err(RunFailure::Gone(error)) => Err(ExecuteError::Docker(error)),
         }
     }

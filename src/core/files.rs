@@ -7,6 +7,7 @@
 
 use super::run::ExecuteRequest;
 use super::session::{SessionManager, SessionMount, rfc3339};
+use super::watch::Watch;
 use crate::docker::{ArchiveEntry, ArchiveRead, DockerEngine, EntryKind, Upload};
 use crate::error::{ExecuteError, FileError};
 use crate::runtime::Language;
@@ -254,6 +255,7 @@ impl Files<'_> {
             session: Some(session.to_string()),
             packages: Vec::new(),
             ml: false,
+            watch: Watch::default(),
         };
         let outcome = self.sessions.execute(session, &request).await;
         if was_paused {

@@ -13,9 +13,11 @@ pub mod protocol;
 pub mod run;
 pub mod session;
 pub mod session_store;
+pub mod watch;
 
 pub use cache::{CacheEntry, CacheStats};
 pub use executor::Executor;
 pub use pool::PoolLanguageStats;
 pub use run::{ExecuteRequest, ExecutionOutcome};
 pub use session::SessionInfo;
+pub use watch::{Update, Watch};

@@ -32,6 +32,9 @@ pub struct RunRequest<'a> {
     /// Return files written to this folder during the request.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub collect_outputs: Option<CollectOutputs>,
+    /// Send `progress` messages while the request runs.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub progress: bool,
 }
 
 /// Which new files the runner returns after a request, and how many bytes.
@@ -59,6 +62,7 @@ impl<'a> RunRequest<'a> {
             timeout_ms: 30_000,
             max_output_bytes: 1024 * 1024,
             collect_outputs: None,
+            progress: false,
         }
     }
 }
@@ -83,6 +87,8 @@ pub enum RunnerMessage {
     },
     /// The outcome of a run request.
     Result(RunResult),
+    /// A running request's progress (when it asked for it).
+    Progress(RunProgress),
     /// The runner could not handle a request.
     Error {
         #[serde(default)]
@@ -102,8 +108,38 @@ impl RunnerMessage {
         match self {
             RunnerMessage::Ready { .. } => None,
             RunnerMessage::Result(result) => result.id.as_deref(),
+            RunnerMessage::Progress(progress) => progress.id.as_deref(),
             RunnerMessage::Error { id, .. } | RunnerMessage::Pong { id } => id.as_deref(),
         }
+    }
+}
+
+/// How far a running program got.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct RunProgress {
+    pub id: Option<String>,
+    pub elapsed_ms: u64,
+    /// `build` or `run`.
+    pub phase: String,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    /// The last few lines of output.
+    #[serde(default)]
+    pub tail: String,
+}
+
+impl RunProgress {
+    /// One line for a progress notification, then the latest output.
+    pub fn describe(&self) -> String {
+        let doing = if self.phase == "build" { "compiling" } else { "running" };
+        let seconds = self.elapsed_ms / 1000;
+        let bytes = self.stdout_bytes + self.stderr_bytes;
+        let mut text = format!("{doing} for {seconds} s, {bytes} bytes of output");
+        if !self.tail.trim().is_empty() {
+            text.push_str("; latest:\n");
+            text.push_str(&self.tail);
+        }
+        text
     }
 }
 
@@ -167,6 +203,19 @@ mod tests {
         assert_eq!(result.id(), Some("a"));
         match result {
             RunnerMessage::Result(run) => assert_eq!(run.stdout, "hi\n"),
+            other => panic!("unexpected {other:?}"),
+        }
+        let progress: RunnerMessage = serde_json::from_str(
+            r#"{"type":"progress","id":"a","elapsed_ms":2100,"phase":"build","stdout_bytes":3,
+                "stderr_bytes":4,"tail":"Compiling x"}"#,
+        )
+        .unwrap();
+        assert_eq!(progress.id(), Some("a"));
+        match progress {
+            RunnerMessage::Progress(progress) => assert_eq!(
+                progress.describe(),
+                "compiling for 2 s, 7 bytes of output; latest:\nCompiling x"
+            ),
             other => panic!("unexpected {other:?}"),
         }
     }

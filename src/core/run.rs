@@ -4,6 +4,7 @@
 use super::artifacts::{self, Artifact};
 use super::connection::{RequestFailure, RunnerConnection};
 use super::protocol::{CancelRequest, CollectOutputs, RunRequest, RunResult, RunnerMessage};
+use super::watch::Watch;
 use crate::config::Config;
 use crate::error::{DockerError, ExecuteError};
 use crate::runtime::{Kernel, Language, Program};
@@ -13,6 +14,9 @@ use std::time::Duration;
 /// Slack on top of the caller's timeout before the host gives up on the
 /// runner (which enforces the timeout itself, interrupting first).
 const HOST_GRACE: Duration = Duration::from_secs(5);
+/// How long a cancelled run may take to stop (the runner interrupts a
+/// kernel, then kills it after its own 2 s grace).
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
 
 /// One execute, validated.
 #[derive(Debug, Clone)]
@@ -28,6 +32,8 @@ pub struct ExecuteRequest {
     pub packages: Vec<String>,
     /// Use the data-science Python image.
     pub ml: bool,
+    /// Cancellation and progress of this execute.
+    pub watch: Watch,
 }
 
 /// What happened to the code.
@@ -65,6 +71,8 @@ impl ExecutionOutcome {
 pub enum RunFailure {
     /// The runner did not answer within the timeout plus grace.
     HostTimeout,
+    /// The caller cancelled and the runner did not confirm in time.
+    Cancelled,
     /// The container or the engine went away.
     Gone(DockerError),
 }
@@ -75,6 +83,7 @@ impl From<RunFailure> for ExecuteError {
             RunFailure::HostTimeout => ExecuteError::Docker(DockerError::ContainerGone(
                 "the sandbox stopped answering after the timeout".into(),
             )),
+            RunFailure::Cancelled => ExecuteError::Cancelled,
             RunFailure::Gone(error) => ExecuteError::Docker(error),
         }
     }
@@ -100,10 +109,31 @@ pub async fn run_program(
             max_bytes: config.max_artifact_bytes,
         });
     }
+    run.progress = request.watch.wants_progress();
     let payload = serde_json::to_vec(&run)
         .map_err(|e| RunFailure::Gone(DockerError::Protocol(format!("cannot encode request: {e}"))))?;
+    if request.watch.is_cancelled() {
+        return Err(RunFailure::Cancelled);
+    }
     let limit = Duration::from_millis(request.timeout_ms) + HOST_GRACE;
-    match connection.request(&id, &payload, limit).await {
+    let watch = &request.watch;
+    let mut reply = connection
+        .start(&id, &payload, watch.wants_progress().then(|| watch.clone()))
+        .await
+        .map_err(failure_of)?;
+    let answer = tokio::select! {
+        answer = reply.wait(limit) => answer,
+        () = watch.cancel.cancelled() => {
+            // The runner stops the program (a kernel is interrupted and
+            // kept) and answers with what it printed so far.
+            send_cancel(connection, &id).await;
+            match reply.wait(CANCEL_GRACE).await {
+                Err(RequestFailure::Timeout) => return Err(RunFailure::Cancelled),
+                answer => answer,
+            }
+        }
+    };
+    match answer {
         Ok(RunnerMessage::Result(result)) => Ok(result),
         Ok(RunnerMessage::Error { message, .. }) => Err(RunFailure::Gone(DockerError::RunnerFailed(message))),
         Ok(other) => Err(RunFailure::Gone(DockerError::Protocol(format!(
@@ -112,16 +142,24 @@ pub async fn run_program(
         Err(RequestFailure::Timeout) => {
             // Ask the runner to stop it (it normally enforces the timeout
             // itself; this covers a runner that fell behind).
-            let cancel = CancelRequest {
-                kind: "cancel",
-                id: &id,
-            };
-            if let Ok(payload) = serde_json::to_vec(&cancel) {
-                let _ = connection.send(&payload).await;
-            }
+            send_cancel(connection, &id).await;
             Err(RunFailure::HostTimeout)
         }
         Err(RequestFailure::Gone(error)) => Err(RunFailure::Gone(error)),
+    }
+}
+
+fn failure_of(failure: RequestFailure) -> RunFailure {
+    match failure {
+        RequestFailure::Timeout => RunFailure::HostTimeout,
+        RequestFailure::Gone(error) => RunFailure::Gone(error),
+    }
+}
+
+async fn send_cancel(connection: &RunnerConnection, id: &str) {
+    let cancel = CancelRequest { kind: "cancel", id };
+    if let Ok(payload) = serde_json::to_vec(&cancel) {
+        let _ = connection.send(&payload).await;
     }
 }
 
@@ -141,10 +179,11 @@ pub fn outcome(config: &Config, request: &ExecuteRequest, run: RunResult, mut no
         ));
     }
     if run.state_lost {
-        notes.push(
-            "The session's interpreter had to be restarted: variables, imports and functions defined earlier are gone; files in /workspace are kept."
-                .into(),
-        );
+        let note = "The session's interpreter had to be restarted: variables, imports and functions defined earlier are gone; files in /workspace are kept.";
+        if let Some(session) = &request.session {
+            request.watch.warn(format!("Session {session}: {note}"));
+        }
+        notes.push(note.into());
     }
     if run.truncated {
         notes.push(format!(
@@ -180,6 +219,25 @@ pub fn outcome(config: &Config, request: &ExecuteRequest, run: RunResult, mut no
         state_lost: run.state_lost,
         notes,
         artifacts,
+    }
+}
+
+/// The outcome when the caller cancelled and the runner did not confirm
+/// the stop in time.
+pub fn cancelled_outcome(request: &ExecuteRequest) -> ExecutionOutcome {
+    ExecutionOutcome {
+        language: request.language,
+        session: request.session.clone(),
+        stdout: String::new(),
+        stderr: String::new(),
+        exit_code: 130,
+        duration_ms: 0,
+        timed_out: false,
+        truncated: false,
+        phase: "run".into(),
+        state_lost: false,
+        artifacts: Vec::new(),
+        notes: vec!["Cancelled: the program was asked to stop; its output could not be recovered.".into()],
     }
 }
 

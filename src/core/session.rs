@@ -10,7 +10,9 @@
 
 use super::connection::RunnerConnection;
 use super::launcher::{Launcher, Purpose, READY_TIMEOUT};
-use super::run::{ExecuteRequest, ExecutionOutcome, RunFailure, host_timeout_outcome, outcome, run_program};
+use super::run::{
+    ExecuteRequest, ExecutionOutcome, RunFailure, cancelled_outcome, host_timeout_outcome, outcome, run_program,
+};
 use super::session_store::{SessionRecord, SessionStore};
 use crate::config::{HostFolder, SessionStorage};
 use crate::docker::{BindMount, ContainerState, SandboxInfo, VolumeBacking, VolumeMount, labels};
@@ -479,9 +481,11 @@ impl SessionManager {
                     }
                     _ => "files in /workspace and installed packages were kept",
                 };
-                notes.push(format!(
+                let note = format!(
                     "The session's container had stopped (for example the Docker engine restarted); it was started again: variables were lost, {files}."
-                ));
+                );
+                request.watch.warn(format!("Session {name}: {note}"));
+                notes.push(note);
             }
             state => {
                 return Err(SessionError::Unusable {
@@ -514,6 +518,10 @@ impl SessionManager {
             Err(RunFailure::HostTimeout) => {
                 *connection = None;
                 Ok(host_timeout_outcome(request))
+            }
+            Err(RunFailure::Cancelled) => {
+                *connection = None;
+                Ok(cancelled_outcome(request))
             }
             Err(failure @ RunFailure::Gone(_)) => {
                 *connection = None;

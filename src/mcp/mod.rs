@@ -1,6 +1,8 @@
 //! The MCP surface: six tools as thin adapters (parse arguments, call the
 //! core, shape the result). Nothing here talks to Docker directly.
 
+pub mod http;
+pub mod progress;
 mod server;
 pub mod stdio;
 pub mod tools;

@@ -1,6 +1,7 @@
 //! The MCP server: tool routing and the `initialize` answer (given at once,
 //! whatever the state of Docker).
 
+use super::progress::LogLevel;
 use super::tools::validate_arguments;
 use crate::core::Executor;
 use crate::security::audit::{MAX_CODE_CHARS, MAX_FIELD_CHARS, clip, hash_hex};
@@ -27,6 +28,8 @@ package cache and sessions; sandbox_security shows the audit log.";
 pub struct SandboxServer {
     pub(crate) executor: Arc<Executor>,
     pub(crate) instance_id: String,
+    /// The lowest level of logging notifications this client wants.
+    pub(crate) log_level: LogLevel,
     tool_router: ToolRouter<Self>,
 }
 
@@ -35,6 +38,7 @@ impl SandboxServer {
         Self {
             executor,
             instance_id,
+            log_level: LogLevel::default(),
             tool_router: Self::execute_router()
                 + Self::session_router()
                 + Self::install_router()
@@ -47,10 +51,25 @@ impl SandboxServer {
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for SandboxServer {
+    // Logging is deprecated by SEP-2577, yet it is how clients show a
+    // server's warnings today.
+    #[allow(deprecated)]
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_logging().build())
             .with_server_info(Implementation::new("multilang-sandbox", env!("CARGO_PKG_VERSION")))
             .with_instructions(INSTRUCTIONS)
+    }
+
+    /// Warnings (lost session state, a restarted container) are sent as
+    /// logging notifications at or above this level.
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        request: rmcp::model::SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.log_level.set(request.level);
+        Ok(())
     }
 
     /// Arguments that do not match a tool's schema are a malformed request:

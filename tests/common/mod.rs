@@ -5,7 +5,7 @@
 use bollard::Docker;
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::{RunningService, ServiceError};
+use rmcp::service::{Peer, RunningService, ServiceError};
 use rmcp::transport::TokioChildProcess;
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Map, Value};
@@ -34,6 +34,15 @@ pub async fn start_server_with_env(env: &[(&str, &str)]) -> Client {
 
 /// Starts the server binary and returns the client and the server's pid.
 pub async fn start_server_process(env: &[(&str, &str)]) -> (Client, u32) {
+    start_server_with_handler((), env).await
+}
+
+/// Starts the server binary and connects `handler` (a client that listens
+/// for notifications) to it; returns the client and the server's pid.
+pub async fn start_server_with_handler<H: rmcp::ClientHandler>(
+    handler: H,
+    env: &[(&str, &str)],
+) -> (RunningService<RoleClient, H>, u32) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_multilang-sandbox"));
     command.env("MULTILANG_SANDBOX_LOG", "warn");
     // Test servers keep their audit events out of the user's own log.
@@ -43,7 +52,7 @@ pub async fn start_server_process(env: &[(&str, &str)]) -> (Client, u32) {
     }
     let transport = TokioChildProcess::new(command).expect("cannot start the multilang-sandbox binary");
     let pid = transport.id().expect("the server has a pid");
-    let client = ().serve(transport).await.expect("MCP initialize failed");
+    let client = handler.serve(transport).await.expect("MCP initialize failed");
     (client, pid)
 }
 
@@ -56,7 +65,7 @@ pub fn test_audit_log() -> std::path::PathBuf {
 }
 
 /// `sandbox_session` with arbitrary arguments; panics on tool errors.
-pub async fn session(client: &Client, arguments: Value) -> Value {
+pub async fn session(client: &Peer<RoleClient>, arguments: Value) -> Value {
     let result = call(client, "sandbox_session", arguments.clone()).await;
     assert_ne!(
         result.is_error,
@@ -70,7 +79,7 @@ pub async fn session(client: &Client, arguments: Value) -> Value {
 }
 
 /// Creates a session (the name is made unique per test run) and returns its name.
-pub async fn create_session(client: &Client, prefix: &str, language: &str) -> String {
+pub async fn create_session(client: &Peer<RoleClient>, prefix: &str, language: &str) -> String {
     let name = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     session(
         client,
@@ -81,7 +90,7 @@ pub async fn create_session(client: &Client, prefix: &str, language: &str) -> St
 }
 
 /// Runs code in a session; returns the structured result.
-pub async fn execute_in(client: &Client, session: &str, language: &str, code: &str) -> Value {
+pub async fn execute_in(client: &Peer<RoleClient>, session: &str, language: &str, code: &str) -> Value {
     execute_with(
         client,
         serde_json::json!({"language": language, "code": code, "session": session}),
@@ -90,7 +99,7 @@ pub async fn execute_in(client: &Client, session: &str, language: &str, code: &s
 }
 
 /// `sandbox_inspect` with a target; returns the structured result.
-pub async fn inspect(client: &Client, target: &str) -> Value {
+pub async fn inspect(client: &Peer<RoleClient>, target: &str) -> Value {
     let result = call(client, "sandbox_inspect", serde_json::json!({"target": target})).await;
     result
         .structured_content
@@ -106,7 +115,7 @@ pub async fn start_server() -> Client {
 
 /// Calls a tool that must answer with a tool error (`isError: true`);
 /// returns the error's text.
-pub async fn tool_error_text(client: &Client, tool: &str, arguments: Value) -> String {
+pub async fn tool_error_text(client: &Peer<RoleClient>, tool: &str, arguments: Value) -> String {
     let result = call(client, tool, arguments.clone()).await;
     let text = text_of(&result);
     assert_eq!(result.is_error, Some(true), "{tool} {arguments} should fail: {text}");
@@ -114,14 +123,14 @@ pub async fn tool_error_text(client: &Client, tool: &str, arguments: Value) -> S
 }
 
 /// Calls a tool; panics on protocol errors.
-pub async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
+pub async fn call(client: &Peer<RoleClient>, tool: &str, arguments: Value) -> CallToolResult {
     try_call(client, tool, arguments)
         .await
         .unwrap_or_else(|error| panic!("{tool} failed at the protocol level: {error}"))
 }
 
 /// Calls a tool, returning protocol errors.
-pub async fn try_call(client: &Client, tool: &str, arguments: Value) -> Result<CallToolResult, ServiceError> {
+pub async fn try_call(client: &Peer<RoleClient>, tool: &str, arguments: Value) -> Result<CallToolResult, ServiceError> {
     let arguments: Map<String, Value> = match arguments {
         Value::Object(map) => map,
         other => panic!("tool arguments must be an object, got {other}"),
@@ -132,12 +141,12 @@ pub async fn try_call(client: &Client, tool: &str, arguments: Value) -> Result<C
 }
 
 /// `sandbox_execute` with language and code; returns the structured result.
-pub async fn execute(client: &Client, language: &str, code: &str) -> Value {
+pub async fn execute(client: &Peer<RoleClient>, language: &str, code: &str) -> Value {
     execute_with(client, serde_json::json!({"language": language, "code": code})).await
 }
 
 /// `sandbox_execute` with arbitrary arguments; returns the structured result.
-pub async fn execute_with(client: &Client, arguments: Value) -> Value {
+pub async fn execute_with(client: &Peer<RoleClient>, arguments: Value) -> Value {
     let result = call(client, "sandbox_execute", arguments).await;
     result
         .structured_content
@@ -185,7 +194,7 @@ pub async fn wait_for_none(docker: &Docker, filters: &[&str], limit: Duration) -
 }
 
 /// This server's instance label filter (`multilang-sandbox.instance=<id>`).
-pub async fn instance_label(client: &Client) -> String {
+pub async fn instance_label(client: &Peer<RoleClient>) -> String {
     let state = inspect(client, "pool").await;
     format!(
         "multilang-sandbox.instance={}",

@@ -2,14 +2,16 @@
 
 use super::{structured_result, tool_error};
 use crate::core::artifacts::ArtifactContent;
-use crate::core::{ExecuteRequest, ExecutionOutcome};
+use crate::core::{ExecuteRequest, ExecutionOutcome, Watch};
 use crate::error::ExecuteError;
 use crate::mcp::SandboxServer;
+use crate::mcp::progress::Reporter;
 use crate::runtime::Language;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, ResourceContents};
-use rmcp::{ErrorData, tool, tool_router};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -188,10 +190,14 @@ with `session` (create one with sandbox_session) variables and files persist bet
     async fn sandbox_execute(
         &self,
         Parameters(params): Parameters<ExecuteParams>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let span = tracing::info_span!("sandbox_execute", language = %params.language);
         async move {
-            match self.run_execute(params).await {
+            let (watch, reporter) = Reporter::start(&context, &self.log_level);
+            let result = self.run_execute(params, watch).await;
+            reporter.finish().await;
+            match result {
                 Ok(outcome) => Ok(success_or_code_error(outcome)),
                 Err(error) => {
                     tracing::info!(%error, "execute refused or failed");
@@ -205,7 +211,7 @@ with `session` (create one with sandbox_session) variables and files persist bet
 }
 
 impl SandboxServer {
-    async fn run_execute(&self, params: ExecuteParams) -> Result<ExecutionOutcome, ExecuteError> {
+    async fn run_execute(&self, params: ExecuteParams, watch: Watch) -> Result<ExecutionOutcome, ExecuteError> {
         let language = Language::parse(&params.language)?;
         let request = ExecuteRequest {
             language,
@@ -216,6 +222,7 @@ impl SandboxServer {
             session: params.session,
             packages: params.packages.unwrap_or_default(),
             ml: params.ml.unwrap_or(false),
+            watch,
         };
         self.executor.execute(&request).await
     }

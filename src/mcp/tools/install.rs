@@ -1,14 +1,17 @@
 //! `sandbox_install`: packages into a session, or into the package cache.
 
 use super::answer;
+use crate::core::Watch;
 use crate::core::executor::InstallReport;
 use crate::error::ExecuteError;
 use crate::mcp::SandboxServer;
+use crate::mcp::progress::Reporter;
 use crate::runtime::Language;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
-use rmcp::{ErrorData, tool, tool_router};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -81,10 +84,13 @@ Managers: pip (python), npm (javascript, typescript), cargo (rust), go modules (
     async fn sandbox_install(
         &self,
         Parameters(params): Parameters<InstallParams>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let span = tracing::info_span!("sandbox_install", session = ?params.session, language = ?params.language);
         async move {
-            let result = self.run_install(&params).await.map(InstallOutput::from);
+            let (watch, reporter) = Reporter::start(&context, &self.log_level);
+            let result = self.run_install(&params, watch).await.map(InstallOutput::from);
+            reporter.finish().await;
             Ok(answer(result, render))
         }
         .instrument(span)
@@ -93,7 +99,7 @@ Managers: pip (python), npm (javascript, typescript), cargo (rust), go modules (
 }
 
 impl SandboxServer {
-    async fn run_install(&self, params: &InstallParams) -> Result<InstallReport, ExecuteError> {
+    async fn run_install(&self, params: &InstallParams, watch: Watch) -> Result<InstallReport, ExecuteError> {
         let language = params.language.as_deref().map(Language::parse).transpose()?;
         self.executor
             .install(
@@ -101,6 +107,7 @@ impl SandboxServer {
                 params.session.as_deref(),
                 language,
                 params.ml.unwrap_or(false),
+                &watch,
             )
             .await
     }

@@ -1,15 +1,17 @@
 //! `sandbox_session`: named, stateful sandboxes.
 
 use super::answer;
-use crate::core::SessionInfo;
 use crate::core::executor::SessionRequest;
+use crate::core::{SessionInfo, Watch};
 use crate::error::{ExecuteError, SessionError};
 use crate::mcp::SandboxServer;
+use crate::mcp::progress::Reporter;
 use crate::runtime::Language;
 use rmcp::handler::server::common::schema_for_output;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
-use rmcp::{ErrorData, tool, tool_router};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData, RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -91,16 +93,22 @@ tighten the system-call filter).",
     async fn sandbox_session(
         &self,
         Parameters(params): Parameters<SessionParams>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         let span = tracing::info_span!("sandbox_session", action = ?params.action, name = ?params.name);
-        async move { Ok(answer(self.run_session_action(&params).await, render)) }
-            .instrument(span)
-            .await
+        async move {
+            let (watch, reporter) = Reporter::start(&context, &self.log_level);
+            let result = self.run_session_action(&params, watch).await;
+            reporter.finish().await;
+            Ok(answer(result, render))
+        }
+        .instrument(span)
+        .await
     }
 }
 
 impl SandboxServer {
-    async fn run_session_action(&self, params: &SessionParams) -> Result<SessionOutput, ExecuteError> {
+    async fn run_session_action(&self, params: &SessionParams, watch: Watch) -> Result<SessionOutput, ExecuteError> {
         let sessions = self.executor.sessions();
         let name = || params.name.as_deref().ok_or(SessionError::NameRequired);
         let (sessions, message) = match params.action {
@@ -121,7 +129,7 @@ impl SandboxServer {
                     mounts: params.mounts.clone().unwrap_or_default(),
                     seccomp: params.seccomp.clone(),
                 };
-                let (session, cached) = self.executor.create_session(&request).await?;
+                let (session, cached) = self.executor.create_session(&request, &watch).await?;
                 let mut message =
                     format!("Created session {name} ({language}). Pass `session: \"{name}\"` to sandbox_execute.");
                 if let Some(cached) = cached {

@@ -1,0 +1,92 @@
+//! How a caller follows a long operation: a cancellation token it may
+//! fire, and a channel of progress updates and warnings it may listen to.
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Something the caller should hear about while an operation runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    /// A step or the latest output of a long run.
+    Progress(String),
+    /// Something the user should see (for example lost session state).
+    Warning(String),
+}
+
+/// Cancellation and updates of one operation. The default is never
+/// cancelled and reports to nobody.
+#[derive(Debug, Clone, Default)]
+pub struct Watch {
+    pub cancel: CancellationToken,
+    updates: Option<mpsc::UnboundedSender<Update>>,
+    /// The caller asked for progress (not only warnings).
+    reports_progress: bool,
+}
+
+impl Watch {
+    /// A watch whose updates go to `updates`; progress only when
+    /// `reports_progress`.
+    pub fn new(
+        cancel: CancellationToken,
+        updates: Option<mpsc::UnboundedSender<Update>>,
+        reports_progress: bool,
+    ) -> Self {
+        Self {
+            cancel,
+            updates,
+            reports_progress,
+        }
+    }
+
+    /// True when someone listens for progress (the runner then reports it).
+    pub fn wants_progress(&self) -> bool {
+        self.reports_progress && self.updates.as_ref().is_some_and(|updates| !updates.is_closed())
+    }
+
+    pub fn progress(&self, message: impl Into<String>) {
+        if self.reports_progress {
+            self.send(Update::Progress(message.into()));
+        }
+    }
+
+    pub fn warn(&self, message: impl Into<String>) {
+        self.send(Update::Warning(message.into()));
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    fn send(&self, update: Update) {
+        if let Some(updates) = &self.updates {
+            let _ = updates.send(update);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn updates_reach_the_listener_and_nobody_is_fine() {
+        let (sender, mut receiver) = mpsc::unbounded_channel();
+        let watch = Watch::new(CancellationToken::new(), Some(sender), true);
+        assert!(watch.wants_progress());
+        watch.progress("step 1");
+        watch.warn("careful");
+        assert_eq!(receiver.try_recv().ok(), Some(Update::Progress("step 1".into())));
+        assert_eq!(receiver.try_recv().ok(), Some(Update::Warning("careful".into())));
+        drop(receiver);
+        assert!(!watch.wants_progress());
+        let silent = Watch::default();
+        assert!(!silent.wants_progress());
+        silent.progress("nobody hears this");
+        let (sender, mut receiver) = mpsc::unbounded_channel();
+        let warnings_only = Watch::new(CancellationToken::new(), Some(sender), false);
+        assert!(!warnings_only.wants_progress());
+        warnings_only.progress("not asked for");
+        warnings_only.warn("heard");
+        assert_eq!(receiver.try_recv().ok(), Some(Update::Warning("heard".into())));
+    }
+}
