@@ -8,6 +8,7 @@
 pub mod config;
 pub mod core;
 pub mod docker;
+pub mod doctor;
 pub mod error;
 pub mod images;
 pub mod mcp;

@@ -54,6 +54,10 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Check Docker, the images, seccomp, the runtime, the audit log and the
+    /// MCP client configurations; print each problem with its fix. Exits 0
+    /// only when all is well.
+    Doctor,
     /// The configuration (config file and MULTILANG_SANDBOX_* variables).
     Config {
         #[command(subcommand)]
@@ -156,6 +160,7 @@ fn main() -> ExitCode {
                 command: AuditCommand::Verify,
             } => verify_audit(&config),
             Command::Config { .. } => Ok(()),
+            Command::Doctor => run_doctor(&config).await,
         }
     });
     match result {
@@ -255,6 +260,19 @@ async fn serve(config: Arc<Config>) -> Result<(), String> {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), front.output_task).await;
     stop_executor(&executor, &stopped_instance).await;
     Ok(())
+}
+
+async fn run_doctor(config: &Config) -> Result<(), String> {
+    let binary = std::env::current_exe()
+        .map(|path| path.display().to_string())
+        .unwrap_or_else(|_| "multilang-sandbox".into());
+    let report = multilang_sandbox::doctor::run(config, &binary).await;
+    print!("{}", report.render());
+    if report.healthy() {
+        Ok(())
+    } else {
+        Err("doctor found problems (see above)".into())
+    }
 }
 
 fn verify_audit(config: &Config) -> Result<(), String> {

@@ -1,7 +1,8 @@
 //! The Docker engine restarted under a live session: the server reconnects,
 //! the session's container is started again, and the result says what was
 //! lost (variables; files kept in memory) and what was kept (files on disk,
-//! packages). This test restarts the
+//! packages), and `doctor` run while the engine is down names the problem
+//! and its fix. This test restarts the
 //! machine's Docker engine, so it is `#[ignore]`d in a plain `cargo test`;
 //! `.ci/run` runs it on its own with `-- --ignored` (it needs root or a
 //! systemd-managed engine).
@@ -22,24 +23,53 @@ fn shell(script: &str) -> bool {
         .unwrap_or(false)
 }
 
-/// Restarts the engine: through systemd when it manages Docker, otherwise
-/// by stopping `dockerd` and starting it again detached.
-fn restart_engine() {
-    let restarted = if shell("systemctl is-active --quiet docker 2>/dev/null") {
-        shell("systemctl restart docker")
+fn systemd_manages_docker() -> bool {
+    shell("systemctl is-active --quiet docker 2>/dev/null")
+}
+
+/// Stops the engine: through systemd when it manages Docker, otherwise by
+/// stopping `dockerd`. Returns whether systemd manages it.
+fn stop_engine() -> bool {
+    let systemd = systemd_manages_docker();
+    let stopped = if systemd {
+        shell("systemctl stop docker docker.socket")
     } else {
         shell(
             "pid=$(pgrep -x dockerd) || exit 1; kill -TERM $pid; \
-             for i in $(seq 1 60); do kill -0 $pid 2>/dev/null || break; sleep 0.5; done; \
-             setsid dockerd >>/var/log/dockerd.log 2>&1 </dev/null & exit 0",
+             for i in $(seq 1 60); do kill -0 $pid 2>/dev/null || exit 0; sleep 0.5; done; exit 1",
         )
     };
-    assert!(restarted, "could not restart the Docker engine (needs root or systemd)");
+    assert!(stopped, "could not stop the Docker engine (needs root or systemd)");
+    systemd
+}
+
+/// Starts the engine again and waits until it answers.
+fn start_engine(systemd: bool) {
+    let started = if systemd {
+        shell("systemctl start docker")
+    } else {
+        shell("setsid dockerd >>/var/log/dockerd.log 2>&1 </dev/null & exit 0")
+    };
+    assert!(started, "could not start the Docker engine again");
     let deadline = Instant::now() + Duration::from_secs(90);
     while !shell("docker info >/dev/null 2>&1") {
         assert!(Instant::now() < deadline, "the Docker engine did not come back");
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// `multilang-sandbox doctor` while the engine is down: it must fail and
+/// say how to start the engine.
+fn doctor_while_stopped() -> (Option<i32>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_multilang-sandbox"))
+        .arg("doctor")
+        .env("MULTILANG_SANDBOX_AUDIT_LOG", "off")
+        .output()
+        .expect("doctor runs");
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+    )
 }
 
 /// Runs `code` in the session until an execute succeeds (the first calls
@@ -80,7 +110,23 @@ async fn a_session_survives_an_engine_restart_and_says_what_was_lost() {
         assert_eq!(result["exit_code"], 0, "{result}");
     }
 
-    tokio::task::spawn_blocking(restart_engine).await.unwrap();
+    let (doctor_code, doctor_report) = tokio::task::spawn_blocking(|| {
+        let systemd = stop_engine();
+        let doctor = doctor_while_stopped();
+        start_engine(systemd);
+        doctor
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        doctor_code,
+        Some(1),
+        "doctor fails while the engine is stopped:\n{doctor_report}"
+    );
+    assert!(
+        doctor_report.contains("PROBLEM  Docker engine") && doctor_report.contains("fix: start Docker"),
+        "{doctor_report}"
+    );
 
     let check = "import os\nprint(os.path.exists('kept.txt'))\nprint('x' in globals())";
     let result = first_success(&disk, &on_disk, check).await;

@@ -84,6 +84,44 @@ impl DockerEngine {
     }
 }
 
+/// What `doctor` reports about the engine.
+#[derive(Debug, Clone, Default)]
+pub struct EngineFacts {
+    pub version: String,
+    pub api_version: String,
+    pub negotiated_api: String,
+    /// Where the engine is (`DOCKER_HOST`, or the default socket).
+    pub host: String,
+    pub os: String,
+    /// `name=seccomp,profile=default`, `name=apparmor`, …
+    pub security_options: Vec<String>,
+    /// OCI runtimes the engine knows (runc, runsc, …).
+    pub runtimes: Vec<String>,
+}
+
+impl DockerEngine {
+    /// The engine's version, security options and runtimes.
+    pub async fn facts(&self) -> Result<EngineFacts, DockerError> {
+        let client = self.client().await?;
+        let version = client
+            .version()
+            .await
+            .map_err(|e| DockerError::Unreachable(e.to_string()))?;
+        let info = client.info().await?;
+        let mut runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
+        runtimes.sort();
+        Ok(EngineFacts {
+            version: version.version.unwrap_or_default(),
+            api_version: version.api_version.unwrap_or_default(),
+            negotiated_api: client.client_version().to_string(),
+            host: std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into()),
+            os: info.operating_system.unwrap_or_default(),
+            security_options: info.security_options.unwrap_or_default(),
+            runtimes,
+        })
+    }
+}
+
 fn engine_is_local(docker_host: Option<&str>) -> bool {
     match docker_host {
         None | Some("") => true,

@@ -1,0 +1,388 @@
+//! `multilang-sandbox doctor`: checks everything the server depends on
+//! (the Docker engine, the images, seccomp, the optional runtime, the audit
+//! log and state folders, the MCP client configurations), runs one program
+//! end to end, and names the command that fixes each problem.
+
+mod clients;
+
+use crate::config::Config;
+use crate::core::{ExecuteRequest, Executor, Watch};
+use crate::docker::{DockerEngine, EngineFacts};
+use crate::images;
+use crate::runtime::Language;
+use crate::security::audit::AuditLog;
+use crate::security::seccomp::SeccompProfile;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    /// Optional, or worth knowing; not a failure.
+    Note,
+    /// Something the server needs is broken: doctor exits non-zero.
+    Problem,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: String,
+    pub status: Status,
+    pub detail: String,
+    /// The command (or change) that fixes it.
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn new(name: &str, status: Status, detail: impl Into<String>, fix: Option<String>) -> Self {
+        Self {
+            name: name.to_string(),
+            status,
+            detail: detail.into(),
+            fix,
+        }
+    }
+}
+
+/// Every check's outcome.
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    /// True when nothing is a [`Status::Problem`].
+    pub fn healthy(&self) -> bool {
+        self.checks.iter().all(|check| check.status != Status::Problem)
+    }
+
+    pub fn render(&self) -> String {
+        let width = self.checks.iter().map(|check| check.name.len()).max().unwrap_or(0);
+        let mut text = String::new();
+        for check in &self.checks {
+            let label = match check.status {
+                Status::Ok => "ok",
+                Status::Note => "note",
+                Status::Problem => "PROBLEM",
+            };
+            text.push_str(&format!("{label:<8} {:<width$}  {}\n", check.name, check.detail));
+            if let Some(fix) = &check.fix {
+                text.push_str(&format!("{:<8} {:<width$}  fix: {fix}\n", "", ""));
+            }
+        }
+        let problems = self
+            .checks
+            .iter()
+            .filter(|check| check.status == Status::Problem)
+            .count();
+        text.push_str(&match problems {
+            0 => "\nAll is well.\n".to_string(),
+            1 => "\n1 problem.\n".to_string(),
+            n => format!("\n{n} problems.\n"),
+        });
+        text
+    }
+}
+
+/// Runs every check against `config`. `binary` is this program's path
+/// (what client configurations should start).
+pub async fn run(config: &Config, binary: &str) -> Report {
+    let lookup = |key: &str| std::env::var(key).ok();
+    let mut report = Report::default();
+    let engine = Arc::new(DockerEngine::new());
+    match engine.facts().await {
+        Ok(facts) => {
+            report.checks.push(engine_check(&facts, engine.is_local()));
+            report.checks.push(seccomp_check(&facts, config));
+            report.checks.push(runtime_check(&facts, config));
+            let images_ok = image_checks(&engine, config, &mut report).await;
+            if images_ok {
+                report.checks.push(smoke_test(engine.clone(), config).await);
+            }
+        }
+        Err(error) => report.checks.push(Check::new(
+            "Docker engine",
+            Status::Problem,
+            error.to_string(),
+            Some(engine_fix()),
+        )),
+    }
+    report.checks.push(audit_check(config));
+    report.checks.push(folder_check(
+        "state folder",
+        &config.state_dir,
+        "MULTILANG_SANDBOX_STATE_DIR",
+    ));
+    let home = lookup("HOME").map(PathBuf::from).unwrap_or_default();
+    let clients = clients::check_clients(&home, &lookup, binary);
+    if clients.is_empty() {
+        report.checks.push(Check::new(
+            "MCP clients",
+            Status::Note,
+            "no Claude Desktop, Claude Code or LM Studio configuration found",
+            Some("./install.sh prints the configuration to add to your client".to_string()),
+        ));
+    }
+    report.checks.extend(clients);
+    report
+}
+
+fn engine_fix() -> String {
+    if std::env::var("DOCKER_HOST").is_ok_and(|host| !host.starts_with("unix://")) {
+        "check that the engine at DOCKER_HOST is up and reachable (see README, Remote engines)".to_string()
+    } else {
+        "start Docker: `sudo systemctl start docker` (or open Docker Desktop)".to_string()
+    }
+}
+
+fn engine_check(facts: &EngineFacts, local: bool) -> Check {
+    let place = if local { "local" } else { "remote" };
+    Check::new(
+        "Docker engine",
+        Status::Ok,
+        format!(
+            "Docker {} on {} (API {}, negotiated {}) at {} ({place})",
+            facts.version, facts.os, facts.api_version, facts.negotiated_api, facts.host
+        ),
+        None,
+    )
+}
+
+fn seccomp_check(facts: &EngineFacts, config: &Config) -> Check {
+    let supported = facts
+        .security_options
+        .iter()
+        .any(|option| option.contains("name=seccomp"));
+    if !supported {
+        return Check::new(
+            "seccomp",
+            Status::Problem,
+            "the engine has no seccomp support, so sandboxes would run without a system call filter",
+            Some("use a Docker engine built with seccomp (Docker on Linux and Docker Desktop have it)".into()),
+        );
+    }
+    match &config.seccomp {
+        SeccompProfile::Permissive => Check::new(
+            "seccomp",
+            Status::Note,
+            "supported; the configured profile is `permissive` (weaker than the default)",
+            Some("unset MULTILANG_SANDBOX_SECCOMP to use `standard`".into()),
+        ),
+        profile => Check::new(
+            "seccomp",
+            Status::Ok,
+            format!("supported; sandboxes use the `{}` profile", profile.name()),
+            None,
+        ),
+    }
+}
+
+fn runtime_check(facts: &EngineFacts, config: &Config) -> Check {
+    let known = facts.runtimes.join(", ");
+    match &config.runtime {
+        None => Check::new(
+            "OCI runtime",
+            Status::Ok,
+            format!("engine default (available: {known}); gVisor (`runsc`) is optional"),
+            None,
+        ),
+        Some(runtime) if facts.runtimes.contains(runtime) => Check::new(
+            "OCI runtime",
+            Status::Ok,
+            format!("`{runtime}` is configured and the engine has it"),
+            None,
+        ),
+        Some(runtime) => Check::new(
+            "OCI runtime",
+            Status::Problem,
+            format!("`{runtime}` is configured but the engine only has: {known}"),
+            Some(format!(
+                "install {runtime} and register it in /etc/docker/daemon.json (\"runtimes\"), then restart Docker; or unset MULTILANG_SANDBOX_RUNTIME"
+            )),
+        ),
+    }
+}
+
+/// One check per image; true when every language image is present and current.
+async fn image_checks(engine: &DockerEngine, config: &Config, report: &mut Report) -> bool {
+    let mut states: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut all_ok = true;
+    for language in Language::ALL {
+        let state = image_state(engine, &images::tag_for(language, config)).await;
+        all_ok &= state == "up to date";
+        states.entry(state).or_default().push(language.name());
+    }
+    let build = "multilang-sandbox images build".to_string();
+    for (state, languages) in &states {
+        let status = if *state == "up to date" {
+            Status::Ok
+        } else {
+            Status::Problem
+        };
+        let fix = (status == Status::Problem).then(|| build.clone());
+        report.checks.push(Check::new(
+            "sandbox images",
+            status,
+            format!("{state}: {}", languages.join(", ")),
+            fix,
+        ));
+    }
+    let ml = image_state(engine, &images::ml_tag(config)).await;
+    report.checks.push(match ml {
+        "up to date" => Check::new("data-science image", Status::Ok, "up to date", None),
+        state => Check::new(
+            "data-science image",
+            Status::Note,
+            format!("{state} (only needed for `ml: true`)"),
+            Some(format!("{build} --ml")),
+        ),
+    });
+    all_ok
+}
+
+/// "up to date", "out of date" (an older build exists) or "missing".
+async fn image_state(engine: &DockerEngine, tag: &str) -> &'static str {
+    if engine.image_exists(tag).await.unwrap_or(false) {
+        return "up to date";
+    }
+    let repository = tag.rsplit_once(':').map(|(repository, _)| repository).unwrap_or(tag);
+    match engine.list_images(repository).await {
+        Ok(older) if !older.is_empty() => "out of date",
+        _ => "missing",
+    }
+}
+
+/// Runs `print("ok")` in a fresh Python sandbox, as the server would.
+async fn smoke_test(engine: Arc<DockerEngine>, config: &Config) -> Check {
+    let mut config = config.clone();
+    config.audit.path = None;
+    for size in config.pool_sizes.values_mut() {
+        *size = 0;
+    }
+    let executor = Executor::new(engine, Arc::new(config), format!("doctor-{}", uuid::Uuid::new_v4()));
+    let request = ExecuteRequest {
+        language: Language::Python,
+        code: "print('ok')".into(),
+        timeout_ms: 30_000,
+        stdin: None,
+        env: BTreeMap::new(),
+        session: None,
+        packages: Vec::new(),
+        ml: false,
+        watch: Watch::default(),
+    };
+    let started = Instant::now();
+    let result = executor.execute(&request).await;
+    let elapsed = started.elapsed();
+    executor.shutdown().await;
+    match result {
+        Ok(outcome) if outcome.stdout == "ok\n" => Check::new(
+            "sandbox run",
+            Status::Ok,
+            format!(
+                "python printed \"ok\" in a fresh locked-down container ({} ms, cold start)",
+                elapsed.as_millis()
+            ),
+            None,
+        ),
+        Ok(outcome) => Check::new(
+            "sandbox run",
+            Status::Problem,
+            format!(
+                "python exited {} with stdout {:?} stderr {:?}",
+                outcome.exit_code, outcome.stdout, outcome.stderr
+            ),
+            Some("multilang-sandbox images build --force".into()),
+        ),
+        Err(error) => Check::new(
+            "sandbox run",
+            Status::Problem,
+            error.to_string(),
+            Some("multilang-sandbox images build --force".into()),
+        ),
+    }
+}
+
+fn audit_check(config: &Config) -> Check {
+    let Some(path) = &config.audit.path else {
+        return Check::new(
+            "audit log",
+            Status::Note,
+            "off (MULTILANG_SANDBOX_AUDIT_LOG=off)",
+            Some("unset MULTILANG_SANDBOX_AUDIT_LOG to record tool calls".into()),
+        );
+    };
+    let folder = path.parent().unwrap_or(Path::new("."));
+    if let Err(problem) = writable_folder(folder) {
+        return Check::new(
+            "audit log",
+            Status::Problem,
+            format!("{}: {problem}", folder.display()),
+            Some(format!(
+                "make {} writable, or set MULTILANG_SANDBOX_AUDIT_LOG to a writable file",
+                folder.display()
+            )),
+        );
+    }
+    if !path.exists() {
+        return Check::new(
+            "audit log",
+            Status::Ok,
+            format!("{} (not written yet; its folder is writable)", path.display()),
+            None,
+        );
+    }
+    match AuditLog::new(config.audit.clone()).verify() {
+        Ok(report) => match report.first_bad {
+            None => Check::new(
+                "audit log",
+                Status::Ok,
+                format!("{}: intact, {} lines", path.display(), report.lines),
+                None,
+            ),
+            Some(bad) => Check::new(
+                "audit log",
+                Status::Problem,
+                format!(
+                    "{}: broken at {} line {}: {}",
+                    path.display(),
+                    bad.file,
+                    bad.line,
+                    bad.reason
+                ),
+                Some("keep the log as evidence; run `multilang-sandbox audit verify` for details".into()),
+            ),
+        },
+        Err(error) => Check::new(
+            "audit log",
+            Status::Problem,
+            error.to_string(),
+            Some("multilang-sandbox audit verify".into()),
+        ),
+    }
+}
+
+fn folder_check(name: &str, folder: &Path, variable: &str) -> Check {
+    match writable_folder(folder) {
+        Ok(()) => Check::new(name, Status::Ok, format!("{} is writable", folder.display()), None),
+        Err(problem) => Check::new(
+            name,
+            Status::Problem,
+            format!("{}: {problem}", folder.display()),
+            Some(format!("make it writable, or set {variable} to a writable folder")),
+        ),
+    }
+}
+
+/// Creates `folder` if needed and proves a file can be written in it.
+fn writable_folder(folder: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(folder).map_err(|error| format!("cannot create it: {error}"))?;
+    let probe = folder.join(format!(".doctor-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|error| format!("cannot write in it: {error}"))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
