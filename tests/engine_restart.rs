@@ -95,9 +95,13 @@ async fn first_success(client: &Client, name: &str, code: &str) -> serde_json::V
     panic!("the session did not recover: {last}");
 }
 
+/// The tests here stop the one engine of the machine: one at a time.
+static ENGINE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 #[ignore = "restarts the machine's Docker engine; run with -- --ignored (CI does)"]
 async fn a_session_survives_an_engine_restart_and_says_what_was_lost() {
+    let _engine = ENGINE.lock().await;
     require_docker().await;
     // One server keeps session files in memory (the default), one on disk.
     let memory = start_server().await;
@@ -150,4 +154,91 @@ async fn a_session_survives_an_engine_restart_and_says_what_was_lost() {
     }
     memory.cancel().await.ok();
     disk.cancel().await.ok();
+}
+
+/// Makes a CA, a server certificate for 127.0.0.1 and a client certificate
+/// (Docker's `ca.pem`, `cert.pem`, `key.pem` names) with the openssl CLI.
+fn make_certificates(dir: &std::path::Path) {
+    let script = format!(
+        "set -e; cd {dir}; \
+         openssl req -x509 -newkey rsa:2048 -nodes -keyout ca-key.pem -out ca.pem -days 1 -subj /CN=test-ca; \
+         openssl req -newkey rsa:2048 -nodes -keyout server-key.pem -out server.csr -subj /CN=localhost; \
+         printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth\\n' > server.ext; \
+         openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out server-cert.pem -days 1 -extfile server.ext; \
+         openssl req -newkey rsa:2048 -nodes -keyout key.pem -out client.csr -subj /CN=client; \
+         printf 'extendedKeyUsage=clientAuth\\n' > client.ext; \
+         openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out cert.pem -days 1 -extfile client.ext",
+        dir = dir.display()
+    );
+    assert!(
+        shell(&format!("({script}) >/dev/null 2>&1")),
+        "cannot make test certificates (is openssl installed?)"
+    );
+}
+
+#[tokio::test]
+#[ignore = "restarts the machine's Docker engine with a TLS listener; run with -- --ignored (CI does)"]
+async fn a_remote_engine_over_tls_runs_code_and_sessions() {
+    let _engine = ENGINE.lock().await;
+    require_docker().await;
+    let dir = std::env::temp_dir().join(format!("multilang-sandbox-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    make_certificates(&dir);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port");
+    let d = dir.display().to_string();
+    let tls_engine = format!(
+        "setsid dockerd -H unix:///var/run/docker.sock -H tcp://127.0.0.1:{port} --tlsverify \
+         --tlscacert {d}/ca.pem --tlscert {d}/server-cert.pem --tlskey {d}/server-key.pem \
+         >>/var/log/dockerd.log 2>&1 </dev/null & exit 0"
+    );
+    let systemd = tokio::task::spawn_blocking(move || {
+        let systemd = stop_engine();
+        assert!(shell(&tls_engine), "could not start dockerd with a TLS listener");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !shell("docker info >/dev/null 2>&1") {
+            assert!(Instant::now() < deadline, "the TLS engine did not come up");
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        systemd
+    })
+    .await
+    .unwrap();
+
+    let host = format!("tcp://127.0.0.1:{port}");
+    let client = start_server_with_env(&[
+        ("DOCKER_HOST", &host),
+        ("DOCKER_TLS_VERIFY", "1"),
+        ("DOCKER_CERT_PATH", &d),
+        ("MULTILANG_SANDBOX_POOL_SIZE", "0"),
+    ])
+    .await;
+    let result = execute(&client, "python", "print(6 * 7)").await;
+    let name = create_session(&client, "tls", "bash").await;
+    let in_session = execute_in(&client, &name, "bash", "cd /tmp && echo over tls").await;
+    session(&client, json!({"action": "destroy", "name": name})).await;
+    client.cancel().await.ok();
+    // Without the client certificate the engine refuses the server.
+    let refused = Command::new(env!("CARGO_BIN_EXE_multilang-sandbox"))
+        .arg("doctor")
+        .env("DOCKER_HOST", &host)
+        .env("DOCKER_TLS_VERIFY", "1")
+        .env("DOCKER_CERT_PATH", "/nonexistent")
+        .env("MULTILANG_SANDBOX_AUDIT_LOG", "off")
+        .output()
+        .expect("doctor runs");
+
+    tokio::task::spawn_blocking(move || {
+        stop_engine();
+        start_engine(systemd);
+    })
+    .await
+    .unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(result["stdout"], "42\n", "{result}");
+    assert_eq!(in_session["stdout"], "over tls\n", "{in_session}");
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("PROBLEM  Docker engine"));
 }
