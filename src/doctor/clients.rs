@@ -20,7 +20,7 @@ fn clients(home: &Path, lookup: &dyn Fn(&str) -> Option<String>, binary: &str) -
         .map(PathBuf::from)
         .unwrap_or_else(|| home.join(".config"));
     let snippet = format!(
-        "add to its \"mcpServers\": {{\"multilang-sandbox\": {{\"command\": \"{binary}\", \"args\": [\"serve\"]}}}}"
+        "add to its \"mcpServers\": {{\"multilang-sandbox\": {{\"command\": \"{binary}\", \"args\": []}}}}"
     );
     let mut desktop = vec![
         config_home.join("Claude/claude_desktop_config.json"),
