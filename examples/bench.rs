@@ -191,6 +191,84 @@ async fn file_cases(client: &Client, session: &str, runs: usize) -> Result<Vec<C
     Ok(cases)
 }
 
+/// From `notifications/cancelled` for a busy session execute to the answer
+/// of the next execute in that session (the interpreter is interrupted and
+/// keeps its state).
+async fn cancel_case(client: &Client, session: &str, runs: usize) -> Result<Case, BoxError> {
+    use rmcp::model::{CallToolRequest, ClientRequest};
+    use rmcp::service::PeerRequestOptions;
+    let busy = json!({"language": "python", "session": session, "code": "import time\nwhile True: time.sleep(0.05)"});
+    let next = json!({"language": "python", "session": session, "code": "print(1)"});
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let arguments = busy.as_object().cloned().unwrap_or_default();
+        let request = CallToolRequest::new(CallToolRequestParams::new("sandbox_execute").with_arguments(arguments));
+        let handle = client
+            .send_cancellable_request(
+                ClientRequest::CallToolRequest(request),
+                PeerRequestOptions::no_options(),
+            )
+            .await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = Instant::now();
+        handle.cancel(None).await?;
+        execute(client, next.clone()).await?;
+        samples.push(started.elapsed());
+    }
+    Ok(Case {
+        name: "cancel a busy session execute, then `print(1)` answered in that session".to_string(),
+        samples,
+    })
+}
+
+/// Stateless `print(1)` on a pool hit through the streamable HTTP transport.
+async fn http_case(runs: usize) -> Result<Case, BoxError> {
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let token = "bench-token-0123456789abcdef";
+    let mut server = Command::new(server_binary())
+        .args(["serve", "--http", "127.0.0.1:0"])
+        .env("MULTILANG_SANDBOX_LOG", "info,rmcp=warn")
+        .env("MULTILANG_SANDBOX_HTTP_TOKEN", token)
+        .env(
+            "MULTILANG_SANDBOX_POOL_SIZE",
+            "python=2,bash=0,javascript=0,typescript=0,go=0,rust=0",
+        )
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = BufReader::new(server.stderr.take().ok_or("no stderr")?).lines();
+    let mut address = None;
+    while let Some(line) = lines.next_line().await? {
+        if let Some(rest) = line
+            .split("address=")
+            .nth(1)
+            .filter(|_| line.contains("serving MCP over HTTP"))
+        {
+            address = rest.split_whitespace().next().map(str::to_string);
+            break;
+        }
+    }
+    let address = address.ok_or("the HTTP server did not say where it listens")?;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(format!("http://{address}/mcp")).auth_header(token),
+    );
+    let client = ().serve(transport).await?;
+    let case = time_execute(
+        &client,
+        "stateless `print(1)` (python), pool hit, over streamable HTTP",
+        runs,
+        json!({"language": "python", "code": "print(1)"}),
+        Some(("python", 2)),
+    )
+    .await;
+    client.cancel().await?;
+    server.kill().await?;
+    case
+}
+
 /// A matplotlib line plot returned as PNG image content, in a data-science
 /// session (matplotlib already imported, so this is the plot and its return).
 async fn plot_case(client: &Client, runs: usize) -> Result<Case, BoxError> {
@@ -247,6 +325,7 @@ async fn mcp_cases(runs: usize) -> Result<Vec<Case>, BoxError> {
     let in_session = json!({"language": "python", "code": "print(1)", "session": session});
     cases.push(time_execute(&client, "`print(1)` in a python session", runs, in_session, None).await?);
     cases.extend(file_cases(&client, &session, runs).await?);
+    cases.push(cancel_case(&client, &session, runs).await?);
     call(
         &client,
         "sandbox_session",
@@ -258,6 +337,7 @@ async fn mcp_cases(runs: usize) -> Result<Vec<Case>, BoxError> {
         cases.extend(package_cases(&client, package, runs.clamp(1, 3)).await?);
     }
     client.cancel().await?;
+    cases.push(http_case(runs).await?);
 
     let cold = start_server(&[("MULTILANG_SANDBOX_POOL_SIZE", "0")]).await?;
     cases.push(
@@ -372,7 +452,7 @@ async fn main() -> Result<(), BoxError> {
     let report = format!(
         "# Benchmarks\n\nProduced by `cargo build --release && cargo run --release --example bench -- {runs}` on {} \
          ({} cores; Docker {} API {}). Every figure is wall time seen by the caller: \
-         MCP cases through rmcp's client over stdio to the release binary (pool-hit cases wait \
+         MCP cases through rmcp's client over stdio (HTTP where it says so) to the release binary (pool-hit cases wait \
          until the pool is refilled before each run, so each run is a hit); baselines through \
          the Docker API on the same engine in the same run.\n\n{table}",
         std::env::consts::ARCH,

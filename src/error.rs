@@ -109,6 +109,10 @@ pub enum SessionError {
     #[error("session `{name}` is {state} and cannot run code; destroy it and create a new one")]
     Unusable { name: String, state: String },
     #[error(
+        "session `{name}` has stopped (for example the Docker engine restarted) and its files lived in memory, so they are gone; run any sandbox_execute in it to start it again, then use sandbox_file_ops"
+    )]
+    StoppedInMemory { name: String },
+    #[error(
         "no host folder named `{name}` is configured; configured: {configured}. The user adds folders with MULTILANG_SANDBOX_HOST_FOLDERS (for example `data=/home/me/data`)"
     )]
     UnknownHostFolder { name: String, configured: String },
@@ -137,7 +141,9 @@ pub enum SessionError {
 pub enum PackageError {
     #[error("`packages` is empty: list the packages to install, for example [\"requests\"]")]
     NoPackages,
-    #[error("the install was cancelled; nothing was kept")]
+    #[error(
+        "the install was cancelled: a cached image keeps nothing; in a session, packages installed before the cancel may remain"
+    )]
     Cancelled,
     #[error("too many packages in one request (at most {max})")]
     TooMany { max: usize },

@@ -141,12 +141,16 @@ fn main() -> ExitCode {
                 http: Some(address),
                 no_auth,
             } => {
+                let longest_call = std::time::Duration::from_millis(config.max_timeout_ms)
+                    .max(multilang_sandbox::core::cache::INSTALL_TIMEOUT);
                 let options = http::HttpOptions {
                     address,
                     token: std::env::var(http::TOKEN_VARIABLE)
                         .ok()
-                        .filter(|token| !token.trim().is_empty()),
+                        .map(|token| token.trim().to_string())
+                        .filter(|token| !token.is_empty()),
                     no_auth,
+                    session_idle: longest_call + std::time::Duration::from_secs(5 * 60),
                 };
                 serve_over_http(config, options).await
             }

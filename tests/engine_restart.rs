@@ -58,6 +58,29 @@ fn start_engine(systemd: bool) {
     }
 }
 
+/// Puts the machine's engine back as it was (plain `dockerd`, or systemd's)
+/// when dropped, also when the test fails half-way.
+struct RestoreEngine(bool);
+
+impl Drop for RestoreEngine {
+    fn drop(&mut self) {
+        // No panics here: this may run while a failed test unwinds.
+        shell(
+            "pid=$(pgrep -x dockerd) || exit 0; kill -TERM $pid; \
+             for i in $(seq 1 60); do kill -0 $pid 2>/dev/null || exit 0; sleep 0.5; done",
+        );
+        if self.0 {
+            shell("systemctl start docker");
+        } else {
+            shell("setsid dockerd >>/var/log/dockerd.log 2>&1 </dev/null & exit 0");
+        }
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !shell("docker info >/dev/null 2>&1") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
 /// `multilang-sandbox doctor` while the engine is down: it must fail and
 /// say how to start the engine.
 fn doctor_while_stopped() -> (Option<i32>, String) {
@@ -157,7 +180,8 @@ async fn a_session_survives_an_engine_restart_and_says_what_was_lost() {
 }
 
 /// Makes a CA, a server certificate for 127.0.0.1 and a client certificate
-/// (Docker's `ca.pem`, `cert.pem`, `key.pem` names) with the openssl CLI.
+/// (Docker's `ca.pem`, `cert.pem`, `key.pem` names) with the openssl CLI;
+/// `dir/foreign` gets the same CA but a client certificate from another CA.
 fn make_certificates(dir: &std::path::Path) {
     let script = format!(
         "set -e; cd {dir}; \
@@ -167,7 +191,11 @@ fn make_certificates(dir: &std::path::Path) {
          openssl x509 -req -in server.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out server-cert.pem -days 1 -extfile server.ext; \
          openssl req -newkey rsa:2048 -nodes -keyout key.pem -out client.csr -subj /CN=client; \
          printf 'extendedKeyUsage=clientAuth\\n' > client.ext; \
-         openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out cert.pem -days 1 -extfile client.ext",
+         openssl x509 -req -in client.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -out cert.pem -days 1 -extfile client.ext; \
+         mkdir foreign; cp ca.pem foreign/ca.pem; \
+         openssl req -x509 -newkey rsa:2048 -nodes -keyout foreign/other-ca-key.pem -out foreign/other-ca.pem -days 1 -subj /CN=other-ca; \
+         openssl req -newkey rsa:2048 -nodes -keyout foreign/key.pem -out foreign/client.csr -subj /CN=intruder; \
+         openssl x509 -req -in foreign/client.csr -CA foreign/other-ca.pem -CAkey foreign/other-ca-key.pem -CAcreateserial -out foreign/cert.pem -days 1 -extfile client.ext",
         dir = dir.display()
     );
     assert!(
@@ -194,15 +222,15 @@ async fn a_remote_engine_over_tls_runs_code_and_sessions() {
          --tlscacert {d}/ca.pem --tlscert {d}/server-cert.pem --tlskey {d}/server-key.pem \
          >>/var/log/dockerd.log 2>&1 </dev/null & exit 0"
     );
-    let systemd = tokio::task::spawn_blocking(move || {
-        let systemd = stop_engine();
+    let restore = tokio::task::spawn_blocking(move || {
+        let restore = RestoreEngine(stop_engine());
         assert!(shell(&tls_engine), "could not start dockerd with a TLS listener");
         let deadline = Instant::now() + Duration::from_secs(90);
         while !shell("docker info >/dev/null 2>&1") {
             assert!(Instant::now() < deadline, "the TLS engine did not come up");
             std::thread::sleep(Duration::from_millis(500));
         }
-        systemd
+        restore
     })
     .await
     .unwrap();
@@ -220,22 +248,17 @@ async fn a_remote_engine_over_tls_runs_code_and_sessions() {
     let in_session = execute_in(&client, &name, "bash", "cd /tmp && echo over tls").await;
     session(&client, json!({"action": "destroy", "name": name})).await;
     client.cancel().await.ok();
-    // Without the client certificate the engine refuses the server.
+    // A client certificate the engine's CA did not sign is refused.
     let refused = Command::new(env!("CARGO_BIN_EXE_multilang-sandbox"))
         .arg("doctor")
         .env("DOCKER_HOST", &host)
         .env("DOCKER_TLS_VERIFY", "1")
-        .env("DOCKER_CERT_PATH", "/nonexistent")
+        .env("DOCKER_CERT_PATH", format!("{d}/foreign"))
         .env("MULTILANG_SANDBOX_AUDIT_LOG", "off")
         .output()
         .expect("doctor runs");
 
-    tokio::task::spawn_blocking(move || {
-        stop_engine();
-        start_engine(systemd);
-    })
-    .await
-    .unwrap();
+    tokio::task::spawn_blocking(move || drop(restore)).await.unwrap();
     std::fs::remove_dir_all(&dir).ok();
     assert_eq!(result["stdout"], "42\n", "{result}");
     assert_eq!(in_session["stdout"], "over tls\n", "{in_session}");

@@ -187,6 +187,32 @@ async fn cancelling_stops_a_session_execute_and_the_session_stays_usable() {
 }
 
 #[tokio::test]
+async fn a_cancel_sent_right_after_the_request_is_not_lost() {
+    let (client, _listener) = start(&[]).await;
+    let name = create_session(&client, "cancel-at-once", "python").await;
+    execute_in(&client, &name, "python", "x = 7").await;
+    for _ in 0..3 {
+        let handle = send(
+            &client,
+            "sandbox_execute",
+            json!({"language": "python", "session": name, "code": "import time\nwhile True: time.sleep(1)", "timeout": 120000}),
+        )
+        .await;
+        handle.cancel(None).await.expect("cancel sent");
+        let started = Instant::now();
+        let next = execute_in(&client, &name, "python", "print(x)").await;
+        assert_eq!(next["stdout"], "7\n", "{next}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the cancelled code kept the session busy for {} ms",
+            started.elapsed().as_millis()
+        );
+    }
+    session(&client, json!({"action": "destroy", "name": name})).await;
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
 async fn code_that_ignores_the_interrupt_is_killed_and_the_user_is_warned() {
     let (client, listener) = start(&[]).await;
     let name = create_session(&client, "cancel-stubborn", "python").await;

@@ -164,13 +164,20 @@ class Progress:
         self.stderr = stderr
         self.phase = "run"
         self.next_at = started + PROGRESS_INTERVAL_S
+        self.newest = stdout
+        self.sizes = (0, 0)
 
     def tick(self, now):
         if now < self.next_at:
             return
         self.next_at = now + PROGRESS_INTERVAL_S
-        newest = self.stdout if self.stdout.size >= self.stderr.size or not self.stderr.size else self.stderr
-        lines = newest.tail(PROGRESS_TAIL_BYTES).decode("utf-8", "replace").splitlines()
+        # Show the stream that grew since the last report (stdout if both did).
+        if self.stderr.size > self.sizes[1] and self.stdout.size == self.sizes[0]:
+            self.newest = self.stderr
+        elif self.stdout.size > self.sizes[0]:
+            self.newest = self.stdout
+        self.sizes = (self.stdout.size, self.stderr.size)
+        lines = self.newest.tail(PROGRESS_TAIL_BYTES).decode("utf-8", "replace").splitlines()
         send({
             "type": "progress",
             "id": self.request_id,
@@ -228,7 +235,7 @@ def watch_host(stop):
         except ValueError:
             pending_lines.append(line)
             continue
-        if message.get("type") == "cancel" and message.get("id") == stop.request_id:
+        if message.get("type") == "cancel" and stop.request_id is not None and message.get("id") == stop.request_id:
             stop.cancelled = True
         else:
             pending_lines.append(line)
@@ -253,6 +260,8 @@ def pump(streams, stop, until_done=None, process=None):
     """
     open_fds = set(streams)
     drain_deadline = None
+    # A cancel may already sit in the buffer (read together with its run).
+    watch_host(stop)
     while open_fds or (process is not None and process.poll() is None):
         now = time.monotonic()
         if stop.due(now):
@@ -516,7 +525,8 @@ class Kernel:
         interrupted = pump(streams, stop, until_done=done, process=self.process)
         if interrupted:
             kill_group(self.process.pid, signal.SIGINT)
-            grace = Stop(stop.request_id, time.monotonic() + INTERRUPT_GRACE_S)
+            # Further cancels of this request must not cut the grace short.
+            grace = Stop(None, time.monotonic() + INTERRUPT_GRACE_S)
             if pump(streams, grace, until_done=done) or done.message is None:
                 self.restart()
                 return 137, signal.SIGKILL, True
@@ -623,6 +633,7 @@ def handle(request):
     stdout, stderr = Capture(limit), Capture(limit)
     progress = Progress(request.get("id"), started, stdout, stderr) if request.get("progress") else None
     stop = Stop(request.get("id"), started + timeout_s, progress)
+    stop.cancelled = take_queued_cancel(request.get("id"))
     exit_code, signal_number, phase, state_lost = 0, None, "run", False
     try:
         write_files(request.get("files") or [])
@@ -666,6 +677,20 @@ def handle(request):
         "phase": phase,
         "state_lost": state_lost,
     }
+
+
+def take_queued_cancel(request_id):
+    """True when a cancel for `request_id` arrived while an earlier request
+    ran (it waits among the queued lines); removes it."""
+    for index, line in enumerate(pending_lines):
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if message.get("type") == "cancel" and message.get("id") == request_id:
+            del pending_lines[index]
+            return True
+    return False
 
 
 def next_line():

@@ -48,7 +48,7 @@ pub struct Config {
     pub tmpfs_mb: u64,
     /// Where a session's `/workspace` and `/outputs` live: `memory` (tmpfs
     /// volumes with a hard size limit; files survive pause, resume and server
-    /// restarts, not a Docker engine restart) or `disk` (Docker volumes with
+    /// restarts, not the container stopping, as on an engine restart) or `disk` (Docker volumes with
     /// no size limit of their own: a session can fill the engine's disk).
     /// Env: `MULTILANG_SANDBOX_SESSION_STORAGE`. Default `memory`.
     pub session_storage: SessionStorage,
@@ -470,11 +470,17 @@ impl Config {
                 "must be at least 1 and at most MULTILANG_SANDBOX_MAX_TIMEOUT_MS",
             ));
         }
-        if self.memory_mb < 16 {
-            return Err(invalid("memory_mb", "must be at least 16"));
+        if !(16..=MAX_MB).contains(&self.memory_mb) {
+            return Err(invalid("memory_mb", "must be at least 16 and at most 1048576 (1 TiB)"));
         }
-        if self.session_storage_mb < 16 {
-            return Err(invalid("session_storage_mb", "must be at least 16"));
+        if !(16..=MAX_MB).contains(&self.session_storage_mb) {
+            return Err(invalid(
+                "session_storage_mb",
+                "must be at least 16 and at most 1048576 (1 TiB)",
+            ));
+        }
+        if !(1..=MAX_MB).contains(&self.tmpfs_mb) {
+            return Err(invalid("tmpfs_mb", "must be at least 1 and at most 1048576 (1 TiB)"));
         }
         if self.pids_limit < 8 {
             return Err(invalid("pids_limit", "must be at least 8"));
@@ -497,6 +503,9 @@ impl Config {
         Ok(())
     }
 }
+
+/// Largest memory or storage size in MiB (1 TiB), so byte counts never overflow.
+const MAX_MB: u64 = 1024 * 1024;
 
 fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
     value.parse().map_err(|_| ConfigError::Invalid {

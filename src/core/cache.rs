@@ -27,7 +27,7 @@ const LABEL_LANGUAGE: &str = "multilang-sandbox.cache.language";
 const LABEL_PACKAGES: &str = "multilang-sandbox.cache.packages";
 const LABEL_BASE: &str = "multilang-sandbox.cache.base";
 /// How long one install may take.
-const INSTALL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+pub const INSTALL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// Most characters of a package manager's output kept in a report.
 const OUTPUT_TAIL: usize = 6000;
 
@@ -311,7 +311,7 @@ impl PackageCache {
                     packages: packages.join(" "),
                     output: format!("no answer within {} minutes", INSTALL_TIMEOUT.as_secs() / 60),
                 },
-                RunFailure::Cancelled => PackageError::Cancelled,
+                RunFailure::Cancelled | RunFailure::NotStarted => PackageError::Cancelled,
                 RunFailure::Gone(error) => PackageError::Docker(error),
             })?;
         if run.cancelled {

@@ -7,7 +7,8 @@ use super::cache::{CachedImage, PackageCache};
 use super::launcher::{Launcher, Purpose};
 use super::pool::ContainerPool;
 use super::run::{
-    ExecuteRequest, ExecutionOutcome, RunFailure, cancelled_outcome, host_timeout_outcome, outcome, run_program,
+    ExecuteRequest, ExecutionOutcome, RunFailure, cancelled_outcome, host_timeout_outcome, not_started_outcome,
+    outcome, run_program,
 };
 use super::session::{NewSession, SessionInfo, SessionManager};
 use super::watch::Watch;
@@ -391,6 +392,7 @@ impl Executor {
             Ok(run) => Ok(outcome(&self.config, request, run, notes)),
             Err(RunFailure::HostTimeout) => Ok(host_timeout_outcome(request)),
             Err(RunFailure::Cancelled) => Ok(cancelled_outcome(request)),
+            Err(RunFailure::NotStarted) => Ok(not_started_outcome(request)),
             Err(RunFailure::Gone(error)) => Err(ExecuteError::Docker(error)),
         }
     }

@@ -14,9 +14,9 @@ use std::time::Duration;
 /// Slack on top of the caller's timeout before the host gives up on the
 /// runner (which enforces the timeout itself, interrupting first).
 const HOST_GRACE: Duration = Duration::from_secs(5);
-/// How long a cancelled run may take to stop (the runner interrupts a
-/// kernel, then kills it after its own 2 s grace).
-const CANCEL_GRACE: Duration = Duration::from_secs(5);
+/// How long a cancelled run may take to stop: the runner interrupts a
+/// kernel, kills it after its own 2 s grace and starts a new one.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(10);
 
 /// One execute, validated.
 #[derive(Debug, Clone)]
@@ -73,6 +73,8 @@ pub enum RunFailure {
     HostTimeout,
     /// The caller cancelled and the runner did not confirm in time.
     Cancelled,
+    /// The caller cancelled before the program was sent: nothing ran.
+    NotStarted,
     /// The container or the engine went away.
     Gone(DockerError),
 }
@@ -83,7 +85,7 @@ impl From<RunFailure> for ExecuteError {
             RunFailure::HostTimeout => ExecuteError::Docker(DockerError::ContainerGone(
                 "the sandbox stopped answering after the timeout".into(),
             )),
-            RunFailure::Cancelled => ExecuteError::Cancelled,
+            RunFailure::Cancelled | RunFailure::NotStarted => ExecuteError::Cancelled,
             RunFailure::Gone(error) => ExecuteError::Docker(error),
         }
     }
@@ -113,7 +115,7 @@ pub async fn run_program(
     let payload = serde_json::to_vec(&run)
         .map_err(|e| RunFailure::Gone(DockerError::Protocol(format!("cannot encode request: {e}"))))?;
     if request.watch.is_cancelled() {
-        return Err(RunFailure::Cancelled);
+        return Err(RunFailure::NotStarted);
     }
     let limit = Duration::from_millis(request.timeout_ms) + HOST_GRACE;
     let watch = &request.watch;
@@ -238,6 +240,14 @@ pub fn cancelled_outcome(request: &ExecuteRequest) -> ExecutionOutcome {
         state_lost: false,
         artifacts: Vec::new(),
         notes: vec!["Cancelled: the program was asked to stop; its output could not be recovered.".into()],
+    }
+}
+
+/// The outcome when the caller cancelled before anything ran.
+pub fn not_started_outcome(request: &ExecuteRequest) -> ExecutionOutcome {
+    ExecutionOutcome {
+        notes: vec!["Cancelled before it started: nothing ran.".into()],
+        ..cancelled_outcome(request)
     }
 }
 

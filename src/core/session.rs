@@ -11,7 +11,8 @@
 use super::connection::RunnerConnection;
 use super::launcher::{Launcher, Purpose, READY_TIMEOUT};
 use super::run::{
-    ExecuteRequest, ExecutionOutcome, RunFailure, cancelled_outcome, host_timeout_outcome, outcome, run_program,
+    CANCEL_GRACE, ExecuteRequest, ExecutionOutcome, RunFailure, cancelled_outcome, host_timeout_outcome,
+    not_started_outcome, outcome, run_program,
 };
 use super::session_store::{SessionRecord, SessionStore};
 use crate::config::{HostFolder, SessionStorage};
@@ -51,7 +52,7 @@ pub struct SessionInfo {
     /// Seccomp profile the session runs under (standard, strict, …).
     pub seccomp: String,
     /// Where `/workspace` and `/outputs` live: "memory" (size-limited; lost
-    /// if the Docker engine restarts) or "disk".
+    /// when the container stops, as on an engine restart) or "disk".
     pub storage: String,
     /// Host folders mounted into the session (see `mounts` on create).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -255,15 +256,24 @@ impl SessionManager {
             ),
             SessionStorage::Disk => (VolumeBacking::Disk, VolumeBacking::Disk, 0),
         };
-        engine
-            .create_volume(&container_name, &volume_labels, files_backing)
-            .await?;
-        engine
-            .create_volume(&packages_volume(name), &volume_labels, VolumeBacking::Disk)
-            .await?;
-        engine
-            .create_volume(&outputs_volume(name), &volume_labels, outputs_backing)
-            .await?;
+        // Volumes left by an earlier session of this name (a failed removal)
+        // would be reused with their old options: start from none.
+        remove_session_volumes(engine, name).await?;
+        let volumes_made = async {
+            engine
+                .create_volume(&container_name, &volume_labels, files_backing)
+                .await?;
+            engine
+                .create_volume(&packages_volume(name), &volume_labels, VolumeBacking::Disk)
+                .await?;
+            engine
+                .create_volume(&outputs_volume(name), &volume_labels, outputs_backing)
+                .await
+        };
+        if let Err(error) = volumes_made.await {
+            let _ = remove_session_volumes(engine, name).await;
+            return Err(error.into());
+        }
         let mount = |volume: String, target: &str, read_only: bool| VolumeMount {
             volume,
             target: target.to_string(),
@@ -300,9 +310,7 @@ impl SessionManager {
             Ok(sandbox) => sandbox,
             Err(DockerError::NameInUse(_)) => return Err(SessionError::Exists(name.to_string())),
             Err(error) => {
-                let _ = engine.remove_volume(&container_name).await;
-                let _ = engine.remove_volume(&packages_volume(name)).await;
-                let _ = engine.remove_volume(&outputs_volume(name)).await;
+                let _ = remove_session_volumes(engine, name).await;
                 return Err(error.into());
             }
         };
@@ -405,6 +413,15 @@ impl SessionManager {
     /// folders, and whether the session is paused.
     pub async fn file_target(&self, name: &str) -> Result<FileTarget, SessionError> {
         let facts = self.lookup(name).await?;
+        let stopped = matches!(
+            facts.info.state,
+            ContainerState::Exited | ContainerState::Created | ContainerState::Dead
+        );
+        if stopped && facts.info.labels.get(labels::STORAGE).map(String::as_str) == Some("memory") {
+            // The engine would mount a fresh, empty tmpfs for the copy and
+            // drop it right after: writes would vanish, reads show nothing.
+            return Err(SessionError::StoppedInMemory { name: name.to_string() });
+        }
         Ok(FileTarget {
             paused: facts.info.state == ContainerState::Paused,
             container_id: facts.info.id,
@@ -520,9 +537,16 @@ impl SessionManager {
                 Ok(host_timeout_outcome(request))
             }
             Err(RunFailure::Cancelled) => {
+                // The runner did not confirm the stop in time: it may be
+                // restarting the interpreter.
                 *connection = None;
+                request.watch.warn(format!(
+                    "Session {name}: the cancelled code did not stop within {} s; its interpreter may be restarting, and variables may be lost.",
+                    CANCEL_GRACE.as_secs()
+                ));
                 Ok(cancelled_outcome(request))
             }
+            Err(RunFailure::NotStarted) => Ok(not_started_outcome(request)),
             Err(failure @ RunFailure::Gone(_)) => {
                 *connection = None;
                 let still_there = engine.inspect_sandbox(&facts.info.id).await.ok().flatten().is_some();
@@ -580,9 +604,7 @@ impl SessionManager {
         self.lock_handles().remove(&facts.name);
         let engine = self.launcher.engine();
         engine.remove_sandbox(&facts.info.id).await?;
-        engine.remove_volume(&format!("{NAME_PREFIX}{}", facts.name)).await?;
-        engine.remove_volume(&packages_volume(&facts.name)).await?;
-        engine.remove_volume(&outputs_volume(&facts.name)).await?;
+        remove_session_volumes(engine, &facts.name).await?;
         self.store.remove(&facts.info.id);
         Ok(())
     }
@@ -641,6 +663,14 @@ impl SessionManager {
     fn lock_handles(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SessionHandle>>> {
         self.handles.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Removes a session's workspace, packages and outputs volumes (absent
+/// ones are fine).
+async fn remove_session_volumes(engine: &crate::docker::DockerEngine, name: &str) -> Result<(), DockerError> {
+    engine.remove_volume(&format!("{NAME_PREFIX}{name}")).await?;
+    engine.remove_volume(&packages_volume(name)).await?;
+    engine.remove_volume(&outputs_volume(name)).await
 }
 
 /// The volume holding a session's own installed packages (mounted at

@@ -19,9 +19,8 @@ fn clients(home: &Path, lookup: &dyn Fn(&str) -> Option<String>, binary: &str) -
         .filter(|value| !value.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| home.join(".config"));
-    let snippet = format!(
-        "add to its \"mcpServers\": {{\"multilang-sandbox\": {{\"command\": \"{binary}\", \"args\": []}}}}"
-    );
+    let snippet =
+        format!("add to its \"mcpServers\": {{\"multilang-sandbox\": {{\"command\": \"{binary}\", \"args\": []}}}}");
     let mut desktop = vec![
         config_home.join("Claude/claude_desktop_config.json"),
         home.join("Library/Application Support/Claude/claude_desktop_config.json"),

@@ -5,7 +5,7 @@
 
 mod clients;
 
-use crate::config::Config;
+use crate::config::{Config, SessionStorage};
 use crate::core::{ExecuteRequest, Executor, Watch};
 use crate::docker::{DockerEngine, EngineFacts};
 use crate::images;
@@ -99,6 +99,9 @@ pub async fn run(config: &Config, binary: &str) -> Report {
             report.checks.push(engine_check(&facts, engine.is_local()));
             report.checks.push(seccomp_check(&facts, config));
             report.checks.push(runtime_check(&facts, config));
+            if let Some(check) = userns_check(&facts, config) {
+                report.checks.push(check);
+            }
             let images_ok = image_checks(&engine, config, &mut report).await;
             if images_ok {
                 report.checks.push(smoke_test(engine.clone(), config).await);
@@ -179,6 +182,23 @@ fn seccomp_check(facts: &EngineFacts, config: &Config) -> Check {
             None,
         ),
     }
+}
+
+/// With userns-remap the engine mounts a session's in-memory volumes owned
+/// by the host's uid 1000, which the sandbox user cannot write.
+fn userns_check(facts: &EngineFacts, config: &Config) -> Option<Check> {
+    let remapped = facts
+        .security_options
+        .iter()
+        .any(|option| option.contains("name=userns"));
+    (remapped && config.session_storage == SessionStorage::Memory).then(|| {
+        Check::new(
+            "user namespaces",
+            Status::Problem,
+            "the engine remaps user ids (userns-remap), so in-memory session folders would not be writable",
+            Some("set MULTILANG_SANDBOX_SESSION_STORAGE=disk".into()),
+        )
+    })
 }
 
 fn runtime_check(facts: &EngineFacts, config: &Config) -> Check {

@@ -12,6 +12,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 
@@ -30,6 +31,10 @@ pub struct HttpOptions {
     pub token: Option<String>,
     /// Serve without a token (development; loopback only).
     pub no_auth: bool,
+    /// How long an MCP session may go without any message before it is
+    /// closed: longer than the longest execute or install, which may send
+    /// nothing while it runs.
+    pub session_idle: Duration,
 }
 
 #[derive(Debug, Error)]
@@ -81,11 +86,13 @@ pub async fn serve_http(
         // Reached by other names than localhost; the token is what protects it.
         config = config.disable_allowed_hosts();
     }
-    let service = StreamableHttpService::new(
-        move || Ok(make_server()),
-        Arc::new(LocalSessionManager::default()),
-        config,
-    );
+    if options.token.is_none() {
+        // Without a token, refuse every request a web page could make.
+        config = config.enforce_origin_validation();
+    }
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(options.session_idle);
+    let service = StreamableHttpService::new(move || Ok(make_server()), Arc::new(sessions), config);
     let token = Arc::new(options.token.clone());
     let app = axum::Router::new()
         .nest_service("/mcp", service)
@@ -113,9 +120,9 @@ async fn require_bearer(State(token): State<Arc<Option<String>>>, request: Reque
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
+        .and_then(bearer_token);
     match given {
-        Some(given) if same_secret(given.trim().as_bytes(), expected.as_bytes()) => next.run(request).await,
+        Some(given) if same_secret(given.as_bytes(), expected.as_bytes()) => next.run(request).await,
         _ => {
             let mut response = (
                 StatusCode::UNAUTHORIZED,
@@ -129,6 +136,13 @@ async fn require_bearer(State(token): State<Arc<Option<String>>>, request: Reque
             response
         }
     }
+}
+
+/// The token of an `Authorization: Bearer <token>` value (the scheme is
+/// case-insensitive).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 /// Compares two secrets in time that does not depend on where they differ.
@@ -147,6 +161,7 @@ mod tests {
             address: address.parse().unwrap(),
             token: token.map(str::to_string),
             no_auth,
+            session_idle: Duration::from_secs(60),
         }
     }
 
@@ -172,6 +187,14 @@ mod tests {
             options("127.0.0.1:1", Some("short"), false).validate(),
             Err(HttpError::WeakToken)
         ));
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("abc"), None);
     }
 
     #[test]
