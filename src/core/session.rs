@@ -456,9 +456,13 @@ impl SessionManager {
         };
         let kernel = handle.language.kernel().filter(|_| program.uses_kernel());
         let wait = Duration::from_millis(request.timeout_ms);
-        let mut connection = tokio::time::timeout(wait, handle.connection.lock())
-            .await
-            .map_err(|_| SessionError::Busy { name: name.to_string() })?;
+        let mut connection = tokio::select! {
+            locked = tokio::time::timeout(wait, handle.connection.lock()) => {
+                locked.map_err(|_| SessionError::Busy { name: name.to_string() })?
+            }
+            // Cancelled while waiting for the session's previous execute.
+            () = request.watch.cancel.cancelled() => return Ok(not_started_outcome(request)),
+        };
         let mut notes = Vec::new();
         let facts = self.lookup(name).await?;
         if facts.info.id != handle.container_id {

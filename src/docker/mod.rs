@@ -70,16 +70,10 @@ impl DockerEngine {
 
     /// Engine version and API version, for diagnostics.
     pub async fn describe(&self) -> Result<String, DockerError> {
-        let client = self.client().await?;
-        let version = client
-            .version()
-            .await
-            .map_err(|e| DockerError::Unreachable(e.to_string()))?;
+        let facts = self.facts().await?;
         Ok(format!(
             "Docker {} (API {}, negotiated {})",
-            version.version.unwrap_or_default(),
-            version.api_version.unwrap_or_default(),
-            client.client_version()
+            facts.version, facts.api_version, facts.negotiated_api
         ))
     }
 }
