@@ -21,6 +21,8 @@ pub enum DockerError {
          or open Docker Desktop) and try again; `DOCKER_HOST` selects another engine"
     )]
     Unreachable(String),
+    #[error("cannot use DOCKER_HOST: {0}")]
+    UnusableHost(String),
     #[error("sandbox image `{image}` is missing. Build the images with `multilang-sandbox images build`")]
     ImageMissing { image: String },
     #[error("Docker engine error: {0}")]
@@ -56,7 +58,7 @@ pub enum ExecuteError {
     UnknownLanguage(#[from] UnknownLanguage),
     #[error("`code` is empty: pass the program to run in `code`")]
     EmptyCode,
-    #[error("cancelled: the program was stopped before it answered")]
+    #[error("cancelled: the request was stopped before it finished, and nothing it made was kept")]
     Cancelled,
     #[error("timeout {given} ms is out of range: use 1 to {max} milliseconds (default {default})")]
     InvalidTimeout { given: u64, max: u64, default: u64 },

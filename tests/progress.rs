@@ -262,3 +262,31 @@ async fn cancelling_a_stateless_execute_leaves_no_container() {
     assert_eq!(after["stdout"], "still here\n", "{after}");
     client.cancel().await.ok();
 }
+
+#[tokio::test]
+async fn a_cancelled_session_create_leaves_no_session() {
+    let docker = require_docker().await;
+    let (client, _listener) = start(&[]).await;
+    let name = format!("cancel-create-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let handle = send(
+        &client,
+        "sandbox_session",
+        json!({"action": "create", "name": name, "language": "python"}),
+    )
+    .await;
+    handle.cancel(None).await.expect("cancel sent");
+    // The create goes on (a container start is not interrupted), then sees
+    // the cancel and removes what it made.
+    let label = format!("multilang-sandbox.session={name}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sandbox_containers(&docker, &[&label]).await.is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left = wait_for_none(&docker, &[&label], Duration::from_secs(15)).await;
+    assert!(left.is_empty(), "the cancelled create left a session behind: {left:?}");
+    // The name is free again.
+    let created = session(&client, json!({"action": "create", "name": name, "language": "python"})).await;
+    assert_eq!(created["sessions"][0]["name"], name, "{created}");
+    session(&client, json!({"action": "destroy", "name": name})).await;
+    client.cancel().await.ok();
+}

@@ -212,6 +212,13 @@ impl Executor {
                 seccomp,
             })
             .await?;
+        if watch.is_cancelled() {
+            // The caller gave up and will never learn the name is taken.
+            if let Err(error) = self.sessions.destroy(name).await {
+                tracing::warn!(session = name, %error, "could not remove a session whose create was cancelled");
+            }
+            return Err(ExecuteError::Cancelled);
+        }
         Ok((session, cached))
     }
 

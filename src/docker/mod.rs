@@ -42,6 +42,9 @@ impl DockerEngine {
         if let Some(client) = slot.as_ref() {
             return Ok(client.clone());
         }
+        if let Some(problem) = std::env::var("DOCKER_HOST").ok().as_deref().and_then(ssh_port_problem) {
+            return Err(DockerError::UnusableHost(problem));
+        }
         let client = Docker::connect_with_defaults()
             .map_err(|error| DockerError::Unreachable(error.to_string()))?
             .with_timeout(REQUEST_TIMEOUT)
@@ -116,6 +119,22 @@ impl DockerEngine {
     }
 }
 
+/// bollard hands ssh only `user@host`, so a port in an `ssh://` DOCKER_HOST
+/// would be taken as part of the host name: say how to set it instead.
+fn ssh_port_problem(docker_host: &str) -> Option<String> {
+    let authority = docker_host.strip_prefix("ssh://")?.split('/').next()?;
+    let host_part = authority.rsplit('@').next()?;
+    let (host, port) = host_part.rsplit_once(':')?;
+    if host.ends_with(']') || port.parse::<u16>().is_err() || host.contains(':') {
+        return None;
+    }
+    Some(format!(
+        "{docker_host} names port {port}, which the ssh transport cannot pass on; \
+         add `Host {host}` with `Port {port}` to ~/.ssh/config and use ssh://{} instead",
+        authority.trim_end_matches(&format!(":{port}"))
+    ))
+}
+
 fn engine_is_local(docker_host: Option<&str>) -> bool {
     match docker_host {
         None | Some("") => true,
@@ -156,6 +175,18 @@ pub(crate) fn is_not_found(error: &bollard::errors::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssh_ports_are_refused_with_the_way_out() {
+        let problem = ssh_port_problem("ssh://me@big-box:2222").unwrap();
+        assert!(
+            problem.contains("Port 2222") && problem.contains("ssh://me@big-box instead"),
+            "{problem}"
+        );
+        assert_eq!(ssh_port_problem("ssh://me@big-box"), None);
+        assert_eq!(ssh_port_problem("tcp://big-box:2376"), None);
+        assert_eq!(ssh_port_problem("unix:///var/run/docker.sock"), None);
+    }
 
     #[test]
     fn only_socket_engines_are_local() {
