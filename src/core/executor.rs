@@ -14,7 +14,7 @@ use super::session::{NewSession, SessionInfo, SessionManager};
 use super::watch::Watch;
 use crate::config::{Config, HostFolder};
 use crate::docker::DockerEngine;
-use crate::error::{DockerError, ExecuteError, PackageError, SessionError};
+use crate::error::{ExecuteError, PackageError, SessionError};
 use crate::images;
 use crate::runtime::Language;
 use crate::security::audit::{AuditLog, MAX_FIELD_CHARS, hash_hex};
@@ -415,11 +415,6 @@ impl Executor {
         {
             tracing::warn!("some sandbox containers were still being removed at shutdown");
         }
-    }
-
-    /// Engine description for diagnostics.
-    pub async fn engine_description(&self) -> Result<String, DockerError> {
-        self.engine.describe().await
     }
 }
 

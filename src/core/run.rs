@@ -111,16 +111,17 @@ pub async fn run_program(
             max_bytes: config.max_artifact_bytes,
         });
     }
-    run.progress = request.watch.wants_progress();
+    let watch = &request.watch;
+    let progress = watch.wants_progress();
+    run.progress = progress;
     let payload = serde_json::to_vec(&run)
         .map_err(|e| RunFailure::Gone(DockerError::Protocol(format!("cannot encode request: {e}"))))?;
-    if request.watch.is_cancelled() {
+    if watch.is_cancelled() {
         return Err(RunFailure::NotStarted);
     }
     let limit = Duration::from_millis(request.timeout_ms) + HOST_GRACE;
-    let watch = &request.watch;
     let mut reply = connection
-        .start(&id, &payload, watch.wants_progress().then(|| watch.clone()))
+        .start(&id, &payload, progress.then(|| watch.clone()))
         .await
         .map_err(failure_of)?;
     let answer = tokio::select! {
@@ -224,51 +225,55 @@ pub fn outcome(config: &Config, request: &ExecuteRequest, run: RunResult, mut no
     }
 }
 
-/// The outcome when the caller cancelled and the runner did not confirm
-/// the stop in time.
-pub fn cancelled_outcome(request: &ExecuteRequest) -> ExecutionOutcome {
+/// The outcome of a program whose output could not be recovered: only
+/// its status and the note that says why.
+fn unrecovered_outcome(
+    request: &ExecuteRequest,
+    exit_code: i64,
+    duration_ms: u64,
+    timed_out: bool,
+    note: String,
+) -> ExecutionOutcome {
     ExecutionOutcome {
         language: request.language,
         session: request.session.clone(),
         stdout: String::new(),
         stderr: String::new(),
-        exit_code: 130,
-        duration_ms: 0,
-        timed_out: false,
+        exit_code,
+        duration_ms,
+        timed_out,
         truncated: false,
         phase: "run".into(),
         state_lost: false,
         artifacts: Vec::new(),
-        notes: vec!["Cancelled: the program was asked to stop; its output could not be recovered.".into()],
+        notes: vec![note],
     }
+}
+
+/// The outcome when the caller cancelled and the runner did not confirm
+/// the stop in time.
+pub fn cancelled_outcome(request: &ExecuteRequest) -> ExecutionOutcome {
+    let note = "Cancelled: the program was asked to stop; its output could not be recovered.";
+    unrecovered_outcome(request, 130, 0, false, note.into())
 }
 
 /// The outcome when the caller cancelled before anything ran.
 pub fn not_started_outcome(request: &ExecuteRequest) -> ExecutionOutcome {
-    ExecutionOutcome {
-        notes: vec!["Cancelled before it started: nothing ran.".into()],
-        ..cancelled_outcome(request)
-    }
+    unrecovered_outcome(
+        request,
+        130,
+        0,
+        false,
+        "Cancelled before it started: nothing ran.".into(),
+    )
 }
 
 /// The outcome when the runner never answered in time.
 pub fn host_timeout_outcome(request: &ExecuteRequest) -> ExecutionOutcome {
-    ExecutionOutcome {
-        language: request.language,
-        session: request.session.clone(),
-        stdout: String::new(),
-        stderr: String::new(),
-        exit_code: 137,
-        duration_ms: request.timeout_ms,
-        timed_out: true,
-        truncated: false,
-        phase: "run".into(),
-        state_lost: false,
-        artifacts: Vec::new(),
-        notes: vec![format!(
-            "Timed out after {} ms and the sandbox did not answer in time, so no output could be recovered. \
-             In a session, if the next execute times out as well, destroy and recreate the session.",
-            request.timeout_ms
-        )],
-    }
+    let note = format!(
+        "Timed out after {} ms and the sandbox did not answer in time, so no output could be recovered. \
+         In a session, if the next execute times out as well, destroy and recreate the session.",
+        request.timeout_ms
+    );
+    unrecovered_outcome(request, 137, request.timeout_ms, true, note)
 }

@@ -129,14 +129,19 @@ impl SessionFacts {
                 .get(labels::SECCOMP)
                 .cloned()
                 .unwrap_or_else(|| "engine-default".to_string()),
-            storage: self
-                .info
-                .labels
-                .get(labels::STORAGE)
-                .cloned()
-                .unwrap_or_else(|| SessionStorage::Disk.name().to_string()),
+            storage: self.storage().name().to_string(),
             mounts: self.mounts.clone(),
         }
+    }
+
+    /// Where the session's files live (sessions made before the label
+    /// existed used disk volumes).
+    fn storage(&self) -> SessionStorage {
+        self.info
+            .labels
+            .get(labels::STORAGE)
+            .and_then(|label| SessionStorage::parse(label))
+            .unwrap_or(SessionStorage::Disk)
     }
 }
 
@@ -417,7 +422,7 @@ impl SessionManager {
             facts.info.state,
             ContainerState::Exited | ContainerState::Created | ContainerState::Dead
         );
-        if stopped && facts.info.labels.get(labels::STORAGE).map(String::as_str) == Some("memory") {
+        if stopped && facts.storage() == SessionStorage::Memory {
             // The engine would mount a fresh, empty tmpfs for the copy and
             // drop it right after: writes would vanish, reads show nothing.
             return Err(SessionError::StoppedInMemory { name: name.to_string() });
@@ -496,11 +501,11 @@ impl SessionManager {
                     .map_err(SessionError::from)?;
                 fresh.wait_ready(READY_TIMEOUT).await.map_err(SessionError::from)?;
                 *connection = Some(fresh);
-                let files = match facts.info.labels.get(labels::STORAGE).map(String::as_str) {
-                    Some("memory") => {
+                let files = match facts.storage() {
+                    SessionStorage::Memory => {
                         "files in /workspace and /outputs were lost (they live in memory); installed packages were kept"
                     }
-                    _ => "files in /workspace and installed packages were kept",
+                    SessionStorage::Disk => "files in /workspace and installed packages were kept",
                 };
                 let note = format!(
                     "The session's container had stopped (for example the Docker engine restarted); it was started again: variables were lost, {files}."

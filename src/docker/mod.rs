@@ -111,7 +111,7 @@ impl DockerEngine {
             version: version.version.unwrap_or_default(),
             api_version: version.api_version.unwrap_or_default(),
             negotiated_api: client.client_version().to_string(),
-            host: std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into()),
+            host: docker_host(),
             os: info.operating_system.unwrap_or_default(),
             security_options: info.security_options.unwrap_or_default(),
             runtimes,
@@ -135,6 +135,11 @@ fn ssh_port_problem(docker_host: &str) -> Option<String> {
     ))
 }
 
+/// The engine the client connects to: `DOCKER_HOST`, or the default socket.
+fn docker_host() -> String {
+    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
+}
+
 fn engine_is_local(docker_host: Option<&str>) -> bool {
     match docker_host {
         None | Some("") => true,
@@ -143,8 +148,7 @@ fn engine_is_local(docker_host: Option<&str>) -> bool {
 }
 
 fn describe_unreachable(error: &bollard::errors::Error) -> String {
-    let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
-    format!("{error} (at {host})")
+    format!("{error} (at {})", docker_host())
 }
 
 /// True for errors that mean the engine itself is gone, not a bad request.
