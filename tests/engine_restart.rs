@@ -27,6 +27,15 @@ fn systemd_manages_docker() -> bool {
     shell("systemctl is-active --quiet docker 2>/dev/null")
 }
 
+/// Stops a `dockerd` that systemd does not manage (none running is fine)
+/// and waits until it has exited.
+fn kill_dockerd() -> bool {
+    shell(
+        "pid=$(pgrep -x dockerd) || exit 0; kill -TERM $pid; \
+         for i in $(seq 1 60); do kill -0 $pid 2>/dev/null || exit 0; sleep 0.5; done; exit 1",
+    )
+}
+
 /// Stops the engine: through systemd when it manages Docker, otherwise by
 /// stopping `dockerd`. Returns whether systemd manages it.
 fn stop_engine() -> bool {
@@ -34,27 +43,36 @@ fn stop_engine() -> bool {
     let stopped = if systemd {
         shell("systemctl stop docker docker.socket")
     } else {
-        shell(
-            "pid=$(pgrep -x dockerd) || exit 1; kill -TERM $pid; \
-             for i in $(seq 1 60); do kill -0 $pid 2>/dev/null || exit 0; sleep 0.5; done; exit 1",
-        )
+        shell("pgrep -x dockerd >/dev/null") && kill_dockerd()
     };
     assert!(stopped, "could not stop the Docker engine (needs root or systemd)");
     systemd
 }
 
-/// Starts the engine again and waits until it answers.
-fn start_engine(systemd: bool) {
+/// Starts the engine as it was started before and waits until it answers.
+fn try_start_engine(systemd: bool) -> Result<(), &'static str> {
     let started = if systemd {
         shell("systemctl start docker")
     } else {
         shell("setsid dockerd >>/var/log/dockerd.log 2>&1 </dev/null & exit 0")
     };
-    assert!(started, "could not start the Docker engine again");
+    if !started {
+        return Err("could not start the Docker engine again");
+    }
     let deadline = Instant::now() + Duration::from_secs(90);
     while !shell("docker info >/dev/null 2>&1") {
-        assert!(Instant::now() < deadline, "the Docker engine did not come back");
+        if Instant::now() >= deadline {
+            return Err("the Docker engine did not come back");
+        }
         std::thread::sleep(Duration::from_millis(500));
+    }
+    Ok(())
+}
+
+/// Starts the engine again and waits until it answers.
+fn start_engine(systemd: bool) {
+    if let Err(problem) = try_start_engine(systemd) {
+        panic!("{problem}");
     }
 }
 
@@ -64,20 +82,10 @@ struct RestoreEngine(bool);
 
 impl Drop for RestoreEngine {
     fn drop(&mut self) {
-        // No panics here: this may run while a failed test unwinds.
-        shell(
-            "pid=$(pgrep -x dockerd) || exit 0; kill -TERM $pid; \
-             for i in $(seq 1 60); do kill -0 $pid 2>/dev/null || exit 0; sleep 0.5; done",
-        );
-        if self.0 {
-            shell("systemctl start docker");
-        } else {
-            shell("setsid dockerd >>/var/log/dockerd.log 2>&1 </dev/null & exit 0");
-        }
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while !shell("docker info >/dev/null 2>&1") && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        // No panics here: this may run while a failed test unwinds. The
+        // engine to stop is the hand-started TLS one.
+        kill_dockerd();
+        let _ = try_start_engine(self.0);
     }
 }
 
