@@ -105,6 +105,10 @@ pub enum SessionError {
     )]
     Busy { name: String },
     #[error(
+        "session `{name}` did not answer the file operation within {seconds} s (it may be busy starting an interpreter, or frozen); try again, and check it with sandbox_session get"
+    )]
+    FileTimeout { name: String, seconds: u64 },
+    #[error(
         "session `{name}` runs {session_language}; run {session_language} code in it, or `bash` for a shell command in the same container"
     )]
     LanguageMismatch { name: String, session_language: String },
@@ -212,10 +216,20 @@ pub enum FileError {
     ContentRequired,
     #[error("`{0}` is one of the session's top folders and cannot be deleted; delete what is inside it instead")]
     RootFolder(String),
-    #[error("the folder holds more than {max} files and folders in all; list a sub-folder")]
-    ListTooLarge { max: usize },
-    #[error("deleting `{path}` failed: {message}")]
-    DeleteFailed { path: String, message: String },
+    #[error(
+        "the folder holds more than {max} entries; list a sub-folder, or have code summarize it (for example `ls | head` with sandbox_execute)"
+    )]
+    ListTooLarge { max: u64 },
+    #[error(
+        "`{0}` may not be accessed by the sandbox user (uid 1000): its permissions forbid it, as they would for the code"
+    )]
+    PermissionDenied(String),
+    #[error("`{0}` changed while it was being accessed (a link was swapped in); try again")]
+    Changed(String),
+    #[error("no space left for `{0}`: the session's storage is full; delete files you no longer need")]
+    NoSpace(String),
+    #[error("`{path}`: {message}")]
+    Failed { path: String, message: String },
     #[error(transparent)]
     Session(#[from] SessionError),
     #[error(transparent)]

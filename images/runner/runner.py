@@ -5,7 +5,7 @@ The runner is the main process of every sandbox container. It speaks a
 newline-delimited JSON protocol on its own stdin/stdout (the container's
 attached stream), so no `docker exec` is ever needed to run code:
 
-  runner -> host  {"type": "ready", "protocol": 2, "kernel": "python"|null}
+  runner -> host  {"type": "ready", "protocol": 3, "kernel": "python"|null}
   host -> runner  {"type": "run", "id": "...", "mode": "exec"|"kernel",
                    "files": [{"path", "content"}],
                    "steps": [{"phase": "build"|"run", "argv": [...]}],
@@ -23,6 +23,15 @@ attached stream), so no `docker exec` is ever needed to run code:
                    "phase": "run", "state_lost": false}
   host -> runner  {"type": "cancel", "id": "..."}   stops the running request
   host -> runner  {"type": "ping", "id": "..."}     -> {"type": "pong", ...}
+  host -> runner  {"type": "file", "id": "...", "op": ...}  -> {"type": "file", ...}
+                   a file operation (see fileops.py), answered at once even
+                   while a run is under way
+
+The runner is not dumpable (prctl PR_SET_DUMPABLE 0): code runs as the same
+user, but cannot open its /proc/<pid>/fd, mem or environ, so it can neither
+read the host's requests nor write replies of its own. Everything a kernel
+process sends (output, its "done" line) is untrusted data: it is captured
+within the caps and framed by the runner under the running request's id.
 
 `exec` mode runs each step as a fresh process group (stateless executes, Go
 and Rust builds). `kernel` mode first runs the build steps, then sends the
@@ -37,6 +46,7 @@ program never blocks on a full pipe) and the result says `truncated`. Only the
 Python standard library is used, so the runner works on any host OS.
 """
 
+import ctypes
 import json
 import os
 import select
@@ -48,7 +58,9 @@ import threading
 import time
 import traceback
 
-PROTOCOL = 2
+from fileops import handle_file_request
+
+PROTOCOL = 3
 READ_CHUNK = 65536
 # After the main process of a step exits, how long to keep reading output
 # from background processes it left behind before killing them.
@@ -65,7 +77,24 @@ KERNEL_START_TIMEOUT_S = 30
 SANDBOX_DIR = os.path.dirname(os.path.abspath(__file__))
 STDIN_PATH = "/tmp/run/.stdin"
 
+# Most bytes a kernel's "done" line may have (it carries only an exit code).
+MAX_DONE_LINE_BYTES = 4096
+PR_SET_DUMPABLE = 4
+
 pending_lines = []  # requests that arrived while another one was running
+
+
+def make_undumpable():
+    """Closes /proc/<runner pid>/fd, mem and environ to the code (same uid):
+    a non-dumpable process's /proc entries belong to root. Children get
+    their own dumpable flag back when they exec."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
+    except (OSError, AttributeError) as error:
+        log("cannot make the runner non-dumpable: %r" % error)
+        raise SystemExit(70)
 
 
 def send(message):
@@ -235,8 +264,12 @@ def watch_host(stop):
         except ValueError:
             pending_lines.append(line)
             continue
-        if message.get("type") == "cancel" and stop.request_id is not None and message.get("id") == stop.request_id:
+        if not isinstance(message, dict):
+            pending_lines.append(line)
+        elif message.get("type") == "cancel" and stop.request_id is not None and message.get("id") == stop.request_id:
             stop.cancelled = True
+        elif message.get("type") == "file":
+            send(handle_file_request(message))
         else:
             pending_lines.append(line)
 
@@ -388,12 +421,27 @@ class DoneChannel:
                 self.buffer += data
         if b"\n" in self.buffer:
             line, _, self.buffer = self.buffer.partition(b"\n")
-            try:
-                self.message = json.loads(line)
-            except ValueError:
-                self.message = {"exit_code": 1}
+            self.message = {"exit_code": done_exit_code(line)}
+            return True
+        if len(self.buffer) > MAX_DONE_LINE_BYTES:
+            # Not a kernel's line: code wrote to the channel. The request is
+            # over; what it said is not believed.
+            self.buffer = b""
+            self.message = {"exit_code": 1}
             return True
         return self.closed
+
+
+def done_exit_code(line):
+    """The exit code a kernel's done line carries (0-255), or 1 for any line
+    that is not one (the kernel's code can write to this pipe too)."""
+    try:
+        code = json.loads(line[:MAX_DONE_LINE_BYTES]).get("exit_code", 1)
+    except (ValueError, AttributeError, RecursionError):
+        return 1
+    if isinstance(code, bool) or not isinstance(code, int):
+        return 1
+    return code if 0 <= code <= 255 else 1
 
 
 def ansi_c_quote(value):
@@ -538,7 +586,7 @@ class Kernel:
             if returncode < 0:
                 return 128 - returncode, -returncode, True
             return returncode, None, True
-        return int(done.message.get("exit_code", 1)), None, restarted
+        return done.message["exit_code"], None, restarted
 
 
 kernel = None
@@ -735,6 +783,9 @@ def serve(kernel_kind):
             continue
         if kind == "cancel":
             continue  # nothing is running
+        if kind == "file":
+            send(handle_file_request(request))
+            continue
         if request.get("mode") == "kernel" and kernel is None:
             kernel = Kernel(request.get("kernel") or "python")
         try:
@@ -848,10 +899,39 @@ def print_user_traceback(error):
     traceback.print_exception(type(error), error, tb)
 
 
+def become_init():
+    """When the runner is the container's first process, it forks: the
+    parent stays PID 1, reaps orphaned processes (zombies count against the
+    pids limit) and passes termination signals on; the child serves. Both
+    are non-dumpable (the flag survives fork), so no process the code can
+    open in /proc holds the host's stream. Docker's own --init would be a
+    dumpable process of the code's uid holding it."""
+    child = os.fork()
+    if child == 0:
+        return
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(number, lambda received, _frame: os.kill(child, received))
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            os._exit(0)
+        if pid == child:
+            code = os.waitstatus_to_exitcode(status)
+            os._exit(code if code >= 0 else 128 - code)
+
+
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--python-kernel":
         python_kernel()
     else:
+        make_undumpable()
+        if os.getpid() == 1:
+            become_init()
         kind = None
         if len(sys.argv) > 2 and sys.argv[1] == "--kernel":
             kind = sys.argv[2]

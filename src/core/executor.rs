@@ -145,7 +145,6 @@ impl Executor {
     /// File operations on sessions.
     pub fn files(&self) -> super::files::Files<'_> {
         super::files::Files {
-            engine: &self.engine,
             sessions: &self.sessions,
             max_file_bytes: self.config.max_file_bytes,
         }

@@ -1,34 +1,26 @@
 //! File operations in a session's `/workspace`, `/outputs` and mounted host
-//! folders (`/mnt/<name>`), through the Docker archive API (so they work in
-//! network-less and paused sessions). Paths are relative to `/workspace`;
-//! absolute paths must stay inside the session's folders; `..` is refused,
-//! symbolic links are followed only while they point inside the folders, and
-//! read-only host folders are never written.
+//! folders (`/mnt/<name>`). The host checks the path lexically (relative
+//! paths start at `/workspace`, `..` is refused, the result must lie in one
+//! of the session's folders) and the session's runner does the operation
+//! inside the container, as the sandbox user, opening every path component
+//! without following links (`images/runner/fileops.py`): permissions,
+//! read-only mounts and the read-only root hold as they do for the code, and
+//! code racing the operation with links cannot move it elsewhere. Symbolic
+//! links are followed only while they point inside the folders. Nothing is
+//! copied through the engine's archive API, so no host CPU is spent on a
+//! folder's contents and a huge sparse file costs nothing to list.
 
-use super::run::ExecuteRequest;
+use super::protocol::{FileOp, FileReply, FileReplyError, FileRequest, FileRoot, RunnerEntry, RunnerMessage};
 use super::session::{SessionManager, SessionMount, rfc3339};
-use super::watch::Watch;
-use crate::docker::{ArchiveEntry, ArchiveRead, DockerEngine, EntryKind, Upload};
-use crate::error::{ExecuteError, FileError};
-use crate::runtime::Language;
+use crate::error::{DockerError, FileError};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
-use std::collections::BTreeMap;
 
 /// The folders every session has; file operations may touch them.
 pub const ROOTS: [&str; 2] = ["/workspace", "/outputs"];
-/// Most symbolic links followed while resolving one path.
-const MAX_LINKS: usize = 8;
-/// Most entries (the folder's whole tree) streamed to list one folder.
-const LIST_MAX_ENTRIES: usize = 200_000;
-
-/// A path after following symbolic links.
-struct Resolved {
-    path: String,
-    /// How many components below its root exist (the rest would be created).
-    existing: usize,
-    /// What the path is, when it exists (never a link: links are followed).
-    found: Option<ArchiveEntry>,
-}
+/// Most entries one listing returns.
+const LIST_MAX_ENTRIES: u64 = 20_000;
 
 /// The folders of one session that file operations may touch, and whether
 /// each may be written.
@@ -58,20 +50,18 @@ impl Roots {
         self.find(path).is_some()
     }
 
-    fn writable(&self, path: &str) -> bool {
-        self.find(path).is_some_and(|(_, writable)| *writable)
-    }
-
     fn is_root(&self, path: &str) -> bool {
         self.roots.iter().any(|(root, _)| root == path)
     }
 
-    /// Splits a normalized path into its root and the part below it.
-    fn split<'a>(&'a self, path: &'a str) -> (&'a str, &'a str) {
-        match self.find(path) {
-            Some((root, _)) => (root.as_str(), path[root.len()..].trim_start_matches('/')),
-            None => ("/workspace", path.trim_start_matches('/')),
-        }
+    fn to_request(&self) -> Vec<FileRoot<'_>> {
+        self.roots
+            .iter()
+            .map(|(path, writable)| FileRoot {
+                path,
+                writable: *writable,
+            })
+            .collect()
     }
 }
 
@@ -89,6 +79,18 @@ pub struct FileEntry {
     pub modified: String,
 }
 
+impl From<RunnerEntry> for FileEntry {
+    fn from(entry: RunnerEntry) -> Self {
+        Self {
+            name: entry.name,
+            path: entry.path,
+            kind: entry.kind,
+            size: entry.size,
+            modified: rfc3339(u64::try_from(entry.modified).unwrap_or(0)),
+        }
+    }
+}
+
 /// The content of a file that was read.
 #[derive(Debug, Clone)]
 pub struct FileRead {
@@ -96,50 +98,42 @@ pub struct FileRead {
     pub bytes: Vec<u8>,
 }
 
+/// What a file operation returned, and a note when the session had to be
+/// started again for it (what was lost).
+#[derive(Debug, Clone)]
+pub struct Done<T> {
+    pub value: T,
+    pub note: Option<String>,
+}
+
 /// File operations on sessions.
 pub struct Files<'a> {
-    pub engine: &'a DockerEngine,
     pub sessions: &'a SessionManager,
     pub max_file_bytes: u64,
 }
 
 impl Files<'_> {
-    pub async fn read(&self, session: &str, path: &str) -> Result<FileRead, FileError> {
-        let (id, roots, _) = self.target(session).await?;
-        let Resolved { path, found, .. } = self.resolve(&id, &roots, path).await?;
-        let entry = found.ok_or_else(|| FileError::NotFound(path.clone()))?;
-        match entry.kind {
-            EntryKind::Directory => return Err(FileError::IsFolder(path)),
-            EntryKind::File => {}
-            _ => return Err(FileError::NotFound(path)),
-        }
-        if entry.size > self.max_file_bytes {
+    pub async fn read(&self, session: &str, path: &str) -> Result<Done<FileRead>, FileError> {
+        let (reply, note) = self.call(session, FileOp::Read, path, None).await?;
+        let path = reply_path(&reply, path);
+        let bytes = STANDARD
+            .decode(reply.content_base64.as_deref().unwrap_or_default())
+            .map_err(|error| DockerError::Protocol(format!("file content is not base64: {error}")))?;
+        if bytes.len() as u64 > self.max_file_bytes {
             return Err(FileError::TooLarge {
                 path,
-                size: entry.size,
+                size: bytes.len() as u64,
                 max: self.max_file_bytes,
             });
         }
-        let limit = self.max_file_bytes as usize + 64 * 1024;
-        match self.engine.read_archive(&id, &path, limit).await? {
-            Some(ArchiveRead::Entries(entries)) => {
-                let bytes = entries
-                    .into_iter()
-                    .find_map(|(_, data)| data)
-                    .ok_or_else(|| FileError::NotFound(path.clone()))?;
-                Ok(FileRead { path, bytes })
-            }
-            Some(ArchiveRead::TooLarge) => Err(FileError::TooLarge {
-                path,
-                size: entry.size,
-                max: self.max_file_bytes,
-            }),
-            None => Err(FileError::NotFound(path)),
-        }
+        Ok(Done {
+            value: FileRead { path, bytes },
+            note,
+        })
     }
 
     /// Writes a file, creating missing parent folders.
-    pub async fn write(&self, session: &str, path: &str, content: &[u8]) -> Result<FileEntry, FileError> {
+    pub async fn write(&self, session: &str, path: &str, content: &[u8]) -> Result<Done<FileEntry>, FileError> {
         if content.len() as u64 > self.max_file_bytes {
             return Err(FileError::TooLarge {
                 path: path.to_string(),
@@ -147,206 +141,127 @@ impl Files<'_> {
                 max: self.max_file_bytes,
             });
         }
-        let (id, roots, _) = self.target(session).await?;
-        let Resolved { path, existing, found } = self.resolve(&id, &roots, path).await?;
-        if !roots.writable(&path) {
-            return Err(FileError::ReadOnly(path));
-        }
-        let (root, relative) = roots.split(&path);
-        if relative.is_empty() || found.is_some_and(|entry| entry.kind == EntryKind::Directory) {
-            return Err(FileError::IsFolder(path));
-        }
-        // Only missing folders are uploaded: existing ones keep their owner and mode.
-        let parents = missing_folders(parent_folders(relative), existing);
-        let mut items: Vec<Upload<'_>> = parents
-            .iter()
-            .map(|folder| Upload::Directory { path: folder })
-            .collect();
-        items.push(Upload::File {
-            path: relative,
-            content,
-        });
-        self.engine.write_archive(&id, root, &items).await?;
-        self.entry(&id, &path).await
+        let (reply, note) = self.call(session, FileOp::Write, path, Some(content)).await?;
+        entry_of(reply, path, note)
     }
 
     /// Creates a folder and any missing parents.
-    pub async fn mkdir(&self, session: &str, path: &str) -> Result<FileEntry, FileError> {
-        let (id, roots, _) = self.target(session).await?;
-        let Resolved { path, existing, found } = self.resolve(&id, &roots, path).await?;
-        let (root, relative) = roots.split(&path);
-        let mut folders = parent_folders(relative);
-        if !relative.is_empty() {
-            folders.push(relative.to_string());
-        }
-        let missing = missing_folders(folders, existing);
-        if missing.is_empty() {
-            return match found {
-                Some(entry) if entry.kind == EntryKind::Directory => Ok(entry_at(&path, &entry)),
-                Some(_) => Err(FileError::NotFolder(path)),
-                None => Err(FileError::NotFound(path)),
-            };
-        }
-        if !roots.writable(&path) {
-            return Err(FileError::ReadOnly(path));
-        }
-        let items: Vec<Upload<'_>> = missing
-            .iter()
-            .map(|folder| Upload::Directory { path: folder })
-            .collect();
-        self.engine.write_archive(&id, root, &items).await?;
-        self.entry(&id, &path).await
+    pub async fn mkdir(&self, session: &str, path: &str) -> Result<Done<FileEntry>, FileError> {
+        let (reply, note) = self.call(session, FileOp::Mkdir, path, None).await?;
+        entry_of(reply, path, note)
     }
 
-    /// The entries directly inside a folder.
-    pub async fn list(&self, session: &str, path: &str) -> Result<Vec<FileEntry>, FileError> {
-        let (id, roots, _) = self.target(session).await?;
-        let path = self.resolve(&id, &roots, path).await?.path;
-        let entries = match self.engine.list_archive(&id, &path, LIST_MAX_ENTRIES).await? {
-            None => return Err(FileError::NotFound(path)),
-            Some((_, false)) => return Err(FileError::ListTooLarge { max: LIST_MAX_ENTRIES }),
-            Some((entries, true)) => entries,
-        };
-        let Some(first) = entries.first() else {
-            return Err(FileError::NotFound(path));
-        };
-        if first.kind != EntryKind::Directory {
-            return Err(FileError::NotFolder(path));
-        }
-        let top = first.path.trim_end_matches('/').to_string();
-        let mut listed: Vec<FileEntry> = entries
-            .iter()
-            .filter_map(|entry| {
-                let inner = entry.path.trim_end_matches('/').strip_prefix(&top)?.strip_prefix('/')?;
-                (!inner.is_empty() && !inner.contains('/')).then(|| to_entry(&path, inner, entry))
-            })
-            .collect();
-        listed.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(listed)
+    /// The entries directly inside a folder, sorted by name.
+    pub async fn list(&self, session: &str, path: &str) -> Result<Done<Vec<FileEntry>>, FileError> {
+        let (reply, note) = self.call(session, FileOp::List, path, None).await?;
+        Ok(Done {
+            value: reply.entries.into_iter().map(FileEntry::from).collect(),
+            note,
+        })
     }
 
     /// Deletes a file or a folder with its content; a symbolic link is
-    /// removed itself, never what it points to. The archive API cannot
-    /// delete, so this runs `rm` in the session (resuming a paused session
-    /// for the moment it takes).
-    pub async fn delete(&self, session: &str, path: &str) -> Result<FileEntry, FileError> {
-        let (id, roots, was_paused) = self.target(session).await?;
+    /// removed itself, never what it points to.
+    pub async fn delete(&self, session: &str, path: &str) -> Result<Done<FileEntry>, FileError> {
+        let (reply, note) = self.call(session, FileOp::Delete, path, None).await?;
+        entry_of(reply, path, note)
+    }
+
+    /// Checks `path`, has the session's runner do `op` on it, and turns a
+    /// refusal into the matching error.
+    async fn call(
+        &self,
+        session: &str,
+        op: FileOp,
+        path: &str,
+        content: Option<&[u8]>,
+    ) -> Result<(FileReply, Option<String>), FileError> {
+        let target = self.sessions.file_target(session).await?;
+        let roots = Roots::for_session(&target.mounts);
         let normalized = normalize(path, &roots)?;
-        if roots.is_root(&normalized) {
+        if op == FileOp::Delete && roots.is_root(&normalized) {
             return Err(FileError::RootFolder(normalized));
         }
-        // Follow links in the folders above, not in the last component.
-        let (parent, name) = normalized.rsplit_once('/').unwrap_or(("/workspace", &normalized));
-        let parent = self.resolve(&id, &roots, parent).await?.path;
-        let path = format!("{parent}/{name}");
-        if roots.is_root(&path) {
-            return Err(FileError::RootFolder(path));
-        }
-        if !roots.writable(&path) {
-            return Err(FileError::ReadOnly(path));
-        }
-        let entry = self.entry(&id, &path).await?;
-        let request = ExecuteRequest {
-            language: Language::Bash,
-            code: format!("rm -rf -- '{}'", path.replace('\'', "'\\''")),
-            timeout_ms: 30_000,
-            stdin: None,
-            env: BTreeMap::new(),
-            session: Some(session.to_string()),
-            packages: Vec::new(),
-            ml: false,
-            watch: Watch::default(),
+        let id = uuid::Uuid::new_v4().to_string();
+        let request = FileRequest {
+            kind: "file",
+            id: &id,
+            op,
+            path: &normalized,
+            roots: roots.to_request(),
+            content_base64: content.map(|bytes| STANDARD.encode(bytes)),
+            max_bytes: self.max_file_bytes,
+            max_entries: LIST_MAX_ENTRIES as usize,
         };
-        let outcome = self.sessions.execute(session, &request).await;
-        if was_paused {
-            self.sessions.pause(session).await?;
-        }
-        let outcome = outcome.map_err(|error| match error {
-            ExecuteError::Session(error) => FileError::Session(error),
-            ExecuteError::Docker(error) => FileError::Docker(error),
-            other => FileError::DeleteFailed {
-                path: path.clone(),
-                message: other.to_string(),
-            },
-        })?;
-        if outcome.exit_code != 0 {
-            return Err(FileError::DeleteFailed {
-                path,
-                message: outcome.stderr.trim().to_string(),
-            });
-        }
-        Ok(entry)
-    }
-
-    /// The session's container, the folders file operations may touch, and
-    /// whether the session is paused.
-    async fn target(&self, session: &str) -> Result<(String, Roots, bool), FileError> {
-        let target = self.sessions.file_target(session).await?;
-        Ok((target.container_id, Roots::for_session(&target.mounts), target.paused))
-    }
-
-    async fn entry(&self, id: &str, path: &str) -> Result<FileEntry, FileError> {
-        let entry = self
-            .engine
-            .stat_in_container(id, path)
-            .await?
-            .ok_or_else(|| FileError::NotFound(path.to_string()))?;
-        Ok(entry_at(path, &entry))
-    }
-
-    /// The absolute path `path` refers to, following symbolic links that
-    /// stay inside the session's folders and refusing the others.
-    async fn resolve(&self, id: &str, roots: &Roots, path: &str) -> Result<Resolved, FileError> {
-        let mut current = normalize(path, roots)?;
-        let mut hops = 0;
-        let existing;
-        let mut found = None;
-        'walk: loop {
-            let (root, relative) = roots.split(&current);
-            let mut prefix = root.to_string();
-            let components: Vec<&str> = relative.split('/').filter(|part| !part.is_empty()).collect();
-            for (index, component) in components.iter().enumerate() {
-                prefix = format!("{prefix}/{component}");
-                let Some(entry) = self.engine.stat_in_container(id, &prefix).await? else {
-                    existing = index; // the rest does not exist yet
-                    found = None;
-                    break 'walk;
-                };
-                if let EntryKind::Symlink { target } = entry.kind {
-                    hops += 1;
-                    let parent = prefix.rsplit_once('/').map(|(parent, _)| parent).unwrap_or("/");
-                    let joined = if target.starts_with('/') {
-                        target.clone()
-                    } else {
-                        format!("{parent}/{target}")
-                    };
-                    let rest = components[index + 1..].join("/");
-                    let next = if rest.is_empty() {
-                        joined
-                    } else {
-                        format!("{joined}/{rest}")
-                    };
-                    current = match normalize_absolute(&next, roots) {
-                        Some(inside) if hops <= MAX_LINKS => inside,
-                        _ => {
-                            return Err(FileError::SymlinkEscape { path: prefix, target });
-                        }
-                    };
-                    continue 'walk;
-                }
-                found = Some(entry);
+        let payload = serde_json::to_vec(&request)
+            .map_err(|error| DockerError::Protocol(format!("cannot encode the file request: {error}")))?;
+        let (message, note) = self.sessions.file_request(&target, &id, &payload).await?;
+        let reply = match message {
+            RunnerMessage::File(reply) => reply,
+            RunnerMessage::Error { message, .. } => return Err(DockerError::RunnerFailed(message).into()),
+            other => {
+                return Err(DockerError::Protocol(format!("expected a file answer, got {other:?}")).into());
             }
-            if components.is_empty() {
-                found = self.engine.stat_in_container(id, &current).await?;
-            }
-            existing = components.len();
-            break;
+        };
+        match reply.error {
+            Some(error) => Err(refusal(error, self.max_file_bytes)),
+            None => Ok((reply, note)),
         }
-        Ok(Resolved {
-            path: current,
-            existing,
-            found,
-        })
+    }
+}
+
+/// The path the runner acted on (after following links), or the one asked for.
+fn reply_path(reply: &FileReply, asked: &str) -> String {
+    reply.path.clone().unwrap_or_else(|| asked.to_string())
+}
+
+fn entry_of(reply: FileReply, asked: &str, note: Option<String>) -> Result<Done<FileEntry>, FileError> {
+    let path = reply_path(&reply, asked);
+    let entry = reply
+        .entry
+        .ok_or_else(|| DockerError::Protocol(format!("the file answer for `{path}` has no entry")))?;
+    Ok(Done {
+        value: entry.into(),
+        note,
+    })
+}
+
+/// The error for a runner's refusal.
+fn refusal(error: FileReplyError, max_file_bytes: u64) -> FileError {
+    let FileReplyError {
+        kind,
+        path,
+        target,
+        size,
+        max,
+        message,
+    } = error;
+    match kind.as_str() {
+        "not_found" => FileError::NotFound(path),
+        "is_folder" => FileError::IsFolder(path),
+        "not_folder" => FileError::NotFolder(path),
+        "too_large" => FileError::TooLarge {
+            path,
+            size: size.unwrap_or(0),
+            max: max.unwrap_or(max_file_bytes),
+        },
+        "read_only" => FileError::ReadOnly(path),
+        "root_folder" => FileError::RootFolder(path),
+        "symlink_escape" => FileError::SymlinkEscape {
+            path,
+            target: target.unwrap_or_default(),
+        },
+        "changed" => FileError::Changed(path),
+        "permission_denied" => FileError::PermissionDenied(path),
+        "no_space" => FileError::NoSpace(path),
+        "list_too_large" => FileError::ListTooLarge {
+            max: max.unwrap_or(LIST_MAX_ENTRIES),
+        },
+        "outside" => FileError::Outside(path),
+        _ => FileError::Failed {
+            path,
+            message: message.unwrap_or(kind),
+        },
     }
 }
 
@@ -372,57 +287,6 @@ pub fn normalize(path: &str, roots: &Roots) -> Result<String, FileError> {
         Ok(joined)
     } else {
         Err(FileError::Outside(path.to_string()))
-    }
-}
-
-/// Normalizes an absolute path that may contain `..` (a link target);
-/// `None` when it leaves the session's folders.
-fn normalize_absolute(path: &str, roots: &Roots) -> Option<String> {
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            other => parts.push(other),
-        }
-    }
-    let joined = format!("/{}", parts.join("/"));
-    roots.contains(&joined).then_some(joined)
-}
-
-/// The folders of `folders` (as from [`parent_folders`], shallowest first)
-/// deeper than the `existing` components that are already there.
-fn missing_folders(folders: Vec<String>, existing: usize) -> Vec<String> {
-    folders.into_iter().skip(existing).collect()
-}
-
-/// `a/b/c.txt` → `["a", "a/b"]`.
-fn parent_folders(relative: &str) -> Vec<String> {
-    let parts: Vec<&str> = relative.split('/').collect();
-    (1..parts.len()).map(|end| parts[..end].join("/")).collect()
-}
-
-/// The listing entry of the absolute `path`.
-fn entry_at(path: &str, entry: &ArchiveEntry) -> FileEntry {
-    let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
-    to_entry(if parent.is_empty() { "/" } else { parent }, name, entry)
-}
-
-fn to_entry(parent: &str, name: &str, entry: &ArchiveEntry) -> FileEntry {
-    FileEntry {
-        name: name.to_string(),
-        path: format!("{}/{name}", parent.trim_end_matches('/')),
-        kind: match entry.kind {
-            EntryKind::File => "file",
-            EntryKind::Directory => "folder",
-            EntryKind::Symlink { .. } => "symlink",
-            EntryKind::Other => "other",
-        }
-        .to_string(),
-        size: entry.size,
-        modified: rfc3339(entry.modified),
     }
 }
 
@@ -481,37 +345,55 @@ mod tests {
         assert_eq!(normalize("/mnt/data/a.csv", &roots).unwrap(), "/mnt/data/a.csv");
         assert!(matches!(normalize("/mnt/database", &roots), Err(FileError::Outside(_))));
         assert!(matches!(normalize("/mnt", &roots), Err(FileError::Outside(_))));
-        assert!(!roots.writable("/mnt/data/a.csv"));
-        assert!(roots.writable("/mnt/out/b.csv"));
-        assert!(roots.writable("/workspace/c"));
         assert!(roots.is_root("/mnt/out"));
-        assert_eq!(roots.split("/mnt/out/x/y"), ("/mnt/out", "x/y"));
+        assert!(!roots.is_root("/mnt/out/x"));
+        let sent: Vec<(&str, bool)> = roots
+            .to_request()
+            .iter()
+            .map(|root| (root.path, root.writable))
+            .collect();
+        assert_eq!(
+            sent,
+            [
+                ("/workspace", true),
+                ("/outputs", true),
+                ("/mnt/data", false),
+                ("/mnt/out", true)
+            ]
+        );
     }
 
     #[test]
-    fn link_targets_are_checked_after_normalization() {
-        let roots = with_mounts();
-        assert_eq!(
-            normalize_absolute("/workspace/a/../b", &roots),
-            Some("/workspace/b".into())
-        );
-        assert_eq!(normalize_absolute("/workspace/../etc", &roots), None);
-        assert_eq!(normalize_absolute("/etc", &roots), None);
-        assert_eq!(
-            normalize_absolute("/mnt/data/../out/x", &roots),
-            Some("/mnt/out/x".into())
-        );
-        assert_eq!(normalize_absolute("/mnt/data/../../etc", &roots), None);
-    }
-
-    #[test]
-    fn parents_and_roots_split() {
-        let roots = plain();
-        assert_eq!(parent_folders("a/b/c.txt"), ["a", "a/b"]);
-        assert!(parent_folders("c.txt").is_empty());
-        assert_eq!(missing_folders(parent_folders("a/b/c/d.txt"), 1), ["a/b", "a/b/c"]);
-        assert!(missing_folders(parent_folders("a/b.txt"), 2).is_empty());
-        assert_eq!(roots.split("/outputs/x/y"), ("/outputs", "x/y"));
-        assert_eq!(roots.split("/workspace"), ("/workspace", ""));
+    fn runner_refusals_become_their_errors() {
+        let refused = |kind: &str| FileReplyError {
+            kind: kind.into(),
+            path: "/workspace/a".into(),
+            target: Some("/etc/shadow".into()),
+            size: Some(20),
+            max: Some(10),
+            message: Some("Input/output error".into()),
+        };
+        assert!(matches!(refusal(refused("not_found"), 10), FileError::NotFound(path) if path == "/workspace/a"));
+        assert!(matches!(
+            refusal(refused("symlink_escape"), 10),
+            FileError::SymlinkEscape { target, .. } if target == "/etc/shadow"
+        ));
+        assert!(matches!(
+            refusal(refused("too_large"), 10),
+            FileError::TooLarge { size: 20, max: 10, .. }
+        ));
+        assert!(matches!(refusal(refused("changed"), 10), FileError::Changed(_)));
+        assert!(matches!(
+            refusal(refused("permission_denied"), 10),
+            FileError::PermissionDenied(_)
+        ));
+        assert!(matches!(
+            refusal(refused("list_too_large"), 10),
+            FileError::ListTooLarge { max: 10 }
+        ));
+        assert!(matches!(
+            refusal(refused("something new"), 10),
+            FileError::Failed { message, .. } if message == "Input/output error"
+        ));
     }
 }

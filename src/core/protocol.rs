@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Protocol version this server speaks; the runner announces its own.
-pub const PROTOCOL: u32 = 2;
+pub const PROTOCOL: u32 = 3;
 
 /// Host → runner: run a program.
 #[derive(Debug, Serialize)]
@@ -75,6 +75,97 @@ pub struct CancelRequest<'a> {
     pub id: &'a str,
 }
 
+/// Host → runner: a file operation, done by the runner as the sandbox user
+/// with every path component opened without following links (see
+/// `images/runner/fileops.py`). Answered with [`RunnerMessage::File`], at
+/// once even while code runs.
+#[derive(Debug, Serialize)]
+pub struct FileRequest<'a> {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: &'a str,
+    pub op: FileOp,
+    /// Absolute, lexically normalized path inside one of `roots`.
+    pub path: &'a str,
+    /// The folders the operation may touch, and whether each may be written.
+    pub roots: Vec<FileRoot<'a>>,
+    /// write: the new content.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_base64: Option<String>,
+    /// read: the largest file returned.
+    pub max_bytes: u64,
+    /// list: the most entries returned.
+    pub max_entries: usize,
+}
+
+/// The operation of a [`FileRequest`].
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum FileOp {
+    Read,
+    Write,
+    Mkdir,
+    List,
+    Delete,
+}
+
+/// One folder a [`FileRequest`] may touch.
+#[derive(Debug, Serialize)]
+pub struct FileRoot<'a> {
+    pub path: &'a str,
+    pub writable: bool,
+}
+
+/// Runner → host: the answer to a [`FileRequest`].
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct FileReply {
+    pub id: Option<String>,
+    /// The path acted on, after following links.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// write, mkdir, delete: the entry acted on.
+    #[serde(default)]
+    pub entry: Option<RunnerEntry>,
+    /// list: the folder's entries, sorted by name.
+    #[serde(default)]
+    pub entries: Vec<RunnerEntry>,
+    /// read: the content.
+    #[serde(default)]
+    pub content_base64: Option<String>,
+    #[serde(default)]
+    pub error: Option<FileReplyError>,
+}
+
+/// A file or folder as the runner reports it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct RunnerEntry {
+    pub name: String,
+    pub path: String,
+    /// file, folder, symlink or other.
+    pub kind: String,
+    pub size: u64,
+    /// Unix seconds (negative for files dated before 1970).
+    pub modified: i64,
+}
+
+/// Why the runner refused or failed a file operation.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct FileReplyError {
+    /// not_found, is_folder, not_folder, too_large, read_only, root_folder,
+    /// symlink_escape, changed, permission_denied, no_space, list_too_large,
+    /// outside or failed.
+    pub kind: String,
+    pub path: String,
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub size: Option<u64>,
+    #[serde(default)]
+    pub max: Option<u64>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
 /// Runner → host.
 #[derive(Debug, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "lowercase")]
@@ -100,6 +191,8 @@ pub enum RunnerMessage {
         #[serde(default)]
         id: Option<String>,
     },
+    /// Answer to a file operation.
+    File(FileReply),
 }
 
 impl RunnerMessage {
@@ -110,6 +203,7 @@ impl RunnerMessage {
             RunnerMessage::Result(result) => result.id.as_deref(),
             RunnerMessage::Progress(progress) => progress.id.as_deref(),
             RunnerMessage::Error { id, .. } | RunnerMessage::Pong { id } => id.as_deref(),
+            RunnerMessage::File(reply) => reply.id.as_deref(),
         }
     }
 }

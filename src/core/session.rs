@@ -8,15 +8,16 @@
 //! (name, language, created, ttl); the [`SessionStore`] holds activity and
 //! extensions. Executes in one session are serialized.
 
-use super::connection::RunnerConnection;
+use super::connection::{RequestFailure, RunnerConnection};
 use super::launcher::{Launcher, Purpose, READY_TIMEOUT};
+use super::protocol::RunnerMessage;
 use super::run::{
     CANCEL_GRACE, ExecuteRequest, ExecutionOutcome, RunFailure, cancelled_outcome, host_timeout_outcome,
     not_started_outcome, outcome, run_program,
 };
 use super::session_store::{SessionRecord, SessionStore};
 use crate::config::{HostFolder, SessionStorage};
-use crate::docker::{BindMount, ContainerState, SandboxInfo, VolumeBacking, VolumeMount, labels};
+use crate::docker::{BindMount, ContainerState, DockerEngine, SandboxInfo, VolumeBacking, VolumeMount, labels};
 use crate::error::{DockerError, ExecuteError, SessionError};
 use crate::runtime::Language;
 use crate::runtime::packages::SESSION_ROOT;
@@ -27,8 +28,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// How long a file operation may wait for the session's runner (and for
+/// the session's turn, when it must be resumed or started first).
+const FILE_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Prefix of session container and volume names.
 const NAME_PREFIX: &str = "multilang-sandbox-session-";
+/// The kind label of a session's volumes.
+const VOLUME_KIND: &str = "session-workspace";
 
 /// A session as `sandbox_session` and `sandbox_inspect` show it.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema, PartialEq)]
@@ -86,9 +93,49 @@ impl SessionMount {
 struct SessionHandle {
     container_id: String,
     language: Language,
-    /// This server's connection to the session's runner; the lock also
-    /// serializes executes.
-    connection: tokio::sync::Mutex<Option<RunnerConnection>>,
+    /// Serializes executes, and file operations that must resume or start
+    /// the container first.
+    turn: tokio::sync::Mutex<()>,
+    /// This server's connection to the session's runner (file operations
+    /// use it while an execute runs).
+    connection: Mutex<Option<Arc<RunnerConnection>>>,
+}
+
+impl SessionHandle {
+    fn new(container_id: String, language: Language, connection: Option<RunnerConnection>) -> Self {
+        Self {
+            container_id,
+            language,
+            turn: tokio::sync::Mutex::new(()),
+            connection: Mutex::new(connection.map(Arc::new)),
+        }
+    }
+
+    /// The connection, while its stream is open.
+    fn live(&self) -> Option<Arc<RunnerConnection>> {
+        self.lock_connection()
+            .as_ref()
+            .filter(|connection| connection.is_alive())
+            .cloned()
+    }
+
+    fn set_connection(&self, connection: Option<RunnerConnection>) {
+        *self.lock_connection() = connection.map(Arc::new);
+    }
+
+    /// The live connection, attaching a new one when there is none.
+    async fn connect(&self, engine: &DockerEngine) -> Result<Arc<RunnerConnection>, SessionError> {
+        if let Some(live) = self.live() {
+            return Ok(live);
+        }
+        let fresh = Arc::new(RunnerConnection::new(engine.attach_sandbox(&self.container_id).await?));
+        *self.lock_connection() = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    fn lock_connection(&self) -> std::sync::MutexGuard<'_, Option<Arc<RunnerConnection>>> {
+        self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// Facts read from a session container's labels plus its record.
@@ -147,9 +194,10 @@ impl SessionFacts {
 
 /// A session as file operations see it.
 pub struct FileTarget {
+    pub name: String,
     pub container_id: String,
     pub mounts: Vec<SessionMount>,
-    pub paused: bool,
+    pub state: ContainerState,
 }
 
 /// What a new session is made of.
@@ -245,7 +293,7 @@ impl SessionManager {
         }
         let created = unix_now();
         let volume_labels = HashMap::from([
-            (labels::KIND.to_string(), "session-workspace".to_string()),
+            (labels::KIND.to_string(), VOLUME_KIND.to_string()),
             (labels::SESSION.to_string(), name.to_string()),
         ]);
         let storage = config.session_storage;
@@ -266,7 +314,7 @@ impl SessionManager {
         remove_session_volumes(engine, name).await?;
         let volumes_made = async {
             engine
-                .create_volume(&container_name, &volume_labels, files_backing)
+                .create_volume(&workspace_volume(name), &volume_labels, files_backing)
                 .await?;
             engine
                 .create_volume(&packages_volume(name), &volume_labels, VolumeBacking::Disk)
@@ -288,7 +336,7 @@ impl SessionManager {
             name,
             container_name: &container_name,
             volumes: vec![
-                mount(container_name.clone(), "/workspace", false),
+                mount(workspace_volume(name), "/workspace", false),
                 // Only install containers write packages: code cannot fill
                 // this disk-backed volume.
                 mount(packages_volume(name), SESSION_ROOT, true),
@@ -327,11 +375,11 @@ impl SessionManager {
                 extended_until: None,
             },
         );
-        let handle = Arc::new(SessionHandle {
-            container_id: container_id.clone(),
+        let handle = Arc::new(SessionHandle::new(
+            container_id.clone(),
             language,
-            connection: tokio::sync::Mutex::new(Some(sandbox.connection)),
-        });
+            Some(sandbox.connection),
+        ));
         self.lock_handles().insert(name.to_string(), handle);
         let info = self.get(name).await?;
         self.audit.record(
@@ -428,7 +476,8 @@ impl SessionManager {
             return Err(SessionError::StoppedInMemory { name: name.to_string() });
         }
         Ok(FileTarget {
-            paused: facts.info.state == ContainerState::Paused,
+            name: facts.name,
+            state: facts.info.state,
             container_id: facts.info.id,
             mounts: facts.mounts,
         })
@@ -461,8 +510,8 @@ impl SessionManager {
         };
         let kernel = handle.language.kernel().filter(|_| program.uses_kernel());
         let wait = Duration::from_millis(request.timeout_ms);
-        let mut connection = tokio::select! {
-            locked = tokio::time::timeout(wait, handle.connection.lock()) => {
+        let _turn = tokio::select! {
+            locked = tokio::time::timeout(wait, handle.turn.lock()) => {
                 locked.map_err(|_| SessionError::Busy { name: name.to_string() })?
             }
             // Cancelled while waiting for the session's previous execute.
@@ -481,7 +530,6 @@ impl SessionManager {
         }
         let engine = self.launcher.engine();
         match facts.info.state {
-            ContainerState::Running => {}
             ContainerState::Paused => {
                 engine
                     .unpause_sandbox(&facts.info.id)
@@ -489,66 +537,28 @@ impl SessionManager {
                     .map_err(SessionError::from)?;
                 notes.push("The session was paused; it was resumed to run this code.".to_string());
             }
-            ContainerState::Exited | ContainerState::Created | ContainerState::Dead => {
-                let channel = engine
-                    .attach_sandbox(&facts.info.id)
-                    .await
-                    .map_err(SessionError::from)?;
-                let fresh = RunnerConnection::new(channel);
-                engine
-                    .restart_sandbox(&facts.info.id)
-                    .await
-                    .map_err(SessionError::from)?;
-                fresh.wait_ready(READY_TIMEOUT).await.map_err(SessionError::from)?;
-                *connection = Some(fresh);
-                let files = match facts.storage() {
-                    SessionStorage::Memory => {
-                        "files in /workspace and /outputs were lost (they live in memory); installed packages were kept"
-                    }
-                    SessionStorage::Disk => "files in /workspace and installed packages were kept",
-                };
-                let note = format!(
-                    "The session's container had stopped (for example the Docker engine restarted); it was started again: variables were lost, {files}."
-                );
-                request.watch.warn(format!("Session {name}: {note}"));
-                notes.push(note);
-            }
             state => {
-                return Err(SessionError::Unusable {
-                    name: name.to_string(),
-                    state: state.name().to_string(),
+                if let Some(note) = self.start_if_stopped(&handle, &facts, state).await? {
+                    request.watch.warn(format!("Session {name}: {note}"));
+                    notes.push(note);
                 }
-                .into());
             }
         }
-        if !connection.as_ref().is_some_and(RunnerConnection::is_alive) {
-            let channel = engine
-                .attach_sandbox(&facts.info.id)
-                .await
-                .map_err(SessionError::from)?;
-            *connection = Some(RunnerConnection::new(channel));
-        }
-        let Some(live) = connection.as_ref() else {
-            return Err(SessionError::Unusable {
-                name: name.to_string(),
-                state: "unreachable".into(),
-            }
-            .into());
-        };
+        let live = handle.connect(engine).await?;
         let config = self.launcher.config();
         self.touch(&facts.info.id);
-        let result = run_program(live, &program, kernel, request, config).await;
+        let result = run_program(&live, &program, kernel, request, config).await;
         self.touch(&facts.info.id);
         match result {
             Ok(run) => Ok(outcome(config, request, run, notes)),
             Err(RunFailure::HostTimeout) => {
-                *connection = None;
+                handle.set_connection(None);
                 Ok(host_timeout_outcome(request))
             }
             Err(RunFailure::Cancelled) => {
                 // The runner did not confirm the stop in time: it may be
                 // restarting the interpreter.
-                *connection = None;
+                handle.set_connection(None);
                 request.watch.warn(format!(
                     "Session {name}: the cancelled code did not stop within {} s; its interpreter may be restarting, and variables may be lost.",
                     CANCEL_GRACE.as_secs()
@@ -557,7 +567,7 @@ impl SessionManager {
             }
             Err(RunFailure::NotStarted) => Ok(not_started_outcome(request)),
             Err(failure @ RunFailure::Gone(_)) => {
-                *connection = None;
+                handle.set_connection(None);
                 let still_there = engine.inspect_sandbox(&facts.info.id).await.ok().flatten().is_some();
                 if !still_there {
                     self.lock_handles().remove(name);
@@ -566,6 +576,84 @@ impl SessionManager {
                 Err(failure.into())
             }
         }
+    }
+
+    /// Starts the session's container again when it has stopped (for
+    /// example the engine restarted), with a fresh connection; returns the
+    /// note saying what was lost. Running containers are left alone;
+    /// paused ones are the caller's to resume.
+    async fn start_if_stopped(
+        &self,
+        handle: &SessionHandle,
+        facts: &SessionFacts,
+        state: ContainerState,
+    ) -> Result<Option<String>, SessionError> {
+        match state {
+            ContainerState::Running | ContainerState::Paused => Ok(None),
+            ContainerState::Exited | ContainerState::Created | ContainerState::Dead => {
+                let engine = self.launcher.engine();
+                let fresh = RunnerConnection::new(engine.attach_sandbox(&facts.info.id).await?);
+                engine.restart_sandbox(&facts.info.id).await?;
+                fresh.wait_ready(READY_TIMEOUT).await?;
+                handle.set_connection(Some(fresh));
+                let files = match facts.storage() {
+                    SessionStorage::Memory => {
+                        "files in /workspace and /outputs were lost (they live in memory); installed packages were kept"
+                    }
+                    SessionStorage::Disk => "files in /workspace and installed packages were kept",
+                };
+                Ok(Some(format!(
+                    "The session's container had stopped (for example the Docker engine restarted); it was started again: variables were lost, {files}."
+                )))
+            }
+            state => Err(SessionError::Unusable {
+                name: facts.name.clone(),
+                state: state.name().to_string(),
+            }),
+        }
+    }
+
+    /// Sends a file operation (`payload`, whose id is `id`) to the session's
+    /// runner and waits for its answer. A running session answers at once,
+    /// even while code runs; a paused one is resumed for the moment it
+    /// takes and paused again; a stopped one is started (the note says what
+    /// was lost).
+    pub async fn file_request(
+        &self,
+        target: &FileTarget,
+        id: &str,
+        payload: &[u8],
+    ) -> Result<(RunnerMessage, Option<String>), SessionError> {
+        let name = target.name.as_str();
+        let mut handle = self.handle(name).await?;
+        if handle.container_id != target.container_id {
+            // The session was destroyed and created again by another server.
+            self.lock_handles().remove(name);
+            handle = self.handle(name).await?;
+        }
+        let engine = self.launcher.engine();
+        if target.state == ContainerState::Running {
+            let live = handle.connect(engine).await?;
+            return Ok((send_file_request(&live, name, id, payload).await?, None));
+        }
+        let _turn = tokio::time::timeout(FILE_REQUEST_TIMEOUT, handle.turn.lock())
+            .await
+            .map_err(|_| SessionError::Busy { name: name.to_string() })?;
+        let facts = self.lookup(name).await?;
+        let paused = facts.info.state == ContainerState::Paused;
+        if paused {
+            engine.unpause_sandbox(&facts.info.id).await?;
+        }
+        let started = async {
+            let note = self.start_if_stopped(&handle, &facts, facts.info.state).await?;
+            let live = handle.connect(engine).await?;
+            Ok::<_, SessionError>((send_file_request(&live, name, id, payload).await?, note))
+        }
+        .await;
+        if paused {
+            engine.pause_sandbox(&facts.info.id).await?;
+        }
+        started
     }
 
     /// Destroys every expired session; returns how many.
@@ -606,7 +694,7 @@ impl SessionManager {
     fn is_busy(&self, name: &str) -> bool {
         self.lock_handles()
             .get(name)
-            .is_some_and(|handle| handle.connection.try_lock().is_err())
+            .is_some_and(|handle| handle.turn.try_lock().is_err())
     }
 
     async fn remove(&self, facts: &SessionFacts) -> Result<(), SessionError> {
@@ -625,11 +713,7 @@ impl SessionManager {
             return Ok(handle.clone());
         }
         let facts = self.lookup(name).await?;
-        let handle = Arc::new(SessionHandle {
-            container_id: facts.info.id.clone(),
-            language: facts.language,
-            connection: tokio::sync::Mutex::new(None),
-        });
+        let handle = Arc::new(SessionHandle::new(facts.info.id.clone(), facts.language, None));
         Ok(self.lock_handles().entry(name.to_string()).or_insert(handle).clone())
     }
 
@@ -674,24 +758,36 @@ impl SessionManager {
     }
 }
 
-/// Removes a session's workspace, packages and outputs volumes (absent
-/// ones are fine).
-async fn remove_session_volumes(engine: &crate::docker::DockerEngine, name: &str) -> Result<(), DockerError> {
-    engine.remove_volume(&format!("{NAME_PREFIX}{name}")).await?;
-    engine.remove_volume(&packages_volume(name)).await?;
-    engine.remove_volume(&outputs_volume(name)).await
+/// Removes a session's workspace, packages and outputs volumes: the ones
+/// labelled with its name, whatever they are called (sessions made before
+/// the `.` separator named them `<prefix><name>-outputs` and the like).
+async fn remove_session_volumes(engine: &DockerEngine, name: &str) -> Result<(), DockerError> {
+    engine
+        .remove_volumes_labelled(&[(labels::KIND, VOLUME_KIND), (labels::SESSION, name)])
+        .await
+}
+
+/// The volume of one of a session's folders. The `.` before `folder` cannot
+/// appear in a session name, so no session's volume can be another's
+/// (`x` with `x-outputs`) or be squatted by a session named after it.
+fn session_volume(name: &str, folder: &str) -> String {
+    format!("{NAME_PREFIX}{name}.{folder}")
+}
+
+/// The volume holding a session's `/workspace`.
+fn workspace_volume(name: &str) -> String {
+    session_volume(name, "workspace")
 }
 
 /// The volume holding a session's own installed packages (mounted at
 /// `/packages/session`; packages from a cached image stay in the image).
 pub fn packages_volume(name: &str) -> String {
-    format!("{NAME_PREFIX}{name}-packages")
+    session_volume(name, "packages")
 }
 
-/// The volume holding a session's `/outputs` (so files there can be read
-/// with the archive API, which cannot see into a tmpfs).
+/// The volume holding a session's `/outputs`.
 pub fn outputs_volume(name: &str) -> String {
-    format!("{NAME_PREFIX}{name}-outputs")
+    session_volume(name, "outputs")
 }
 
 /// The label recording a session's host folders (JSON, so paths with any
@@ -712,6 +808,23 @@ pub fn validate_name(name: &str) -> Result<(), SessionError> {
         Ok(())
     } else {
         Err(SessionError::InvalidName(name.to_string()))
+    }
+}
+
+/// Sends one file request on `connection` and waits for its answer.
+async fn send_file_request(
+    connection: &RunnerConnection,
+    name: &str,
+    id: &str,
+    payload: &[u8],
+) -> Result<RunnerMessage, SessionError> {
+    match connection.request(id, payload, FILE_REQUEST_TIMEOUT).await {
+        Ok(message) => Ok(message),
+        Err(RequestFailure::Timeout) => Err(SessionError::FileTimeout {
+            name: name.to_string(),
+            seconds: FILE_REQUEST_TIMEOUT.as_secs(),
+        }),
+        Err(RequestFailure::Gone(error)) => Err(error.into()),
     }
 }
 

@@ -143,9 +143,11 @@ impl SandboxSpec {
             nano_cpus: Some(self.limits.nano_cpus),
             runtime: self.runtime.clone(),
             auto_remove: Some(self.one_shot),
-            // A real init as PID 1 reaps orphaned processes (zombies count
-            // against the pids limit in long sessions).
-            init: Some(true),
+            // No engine init: the runner is PID 1 and forks its own reaper
+            // (images/runner/runner.py `become_init`). Docker's init would
+            // be a dumpable process of the code's uid holding the runner's
+            // stream, which code could open through /proc/1/fd.
+            init: Some(false),
             // Runner messages are the protocol, not logs: keep none on disk.
             log_config: Some(HostConfigLogConfig {
                 typ: Some("none".into()),

@@ -4,7 +4,9 @@
 use super::{DockerEngine, is_not_found};
 use crate::error::DockerError;
 use bollard::models::{ContainerStateStatusEnum, ContainerSummaryStateEnum, VolumeCreateRequest};
-use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveVolumeOptionsBuilder, StartContainerOptions};
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder, StartContainerOptions,
+};
 use std::collections::HashMap;
 
 /// Run state of a container, as the engine reports it.
@@ -150,6 +152,20 @@ impl DockerEngine {
                 ..Default::default()
             })
             .await?;
+        Ok(())
+    }
+
+    /// Removes every volume carrying every `key=value` label given.
+    pub async fn remove_volumes_labelled(&self, labels: &[(&str, &str)]) -> Result<(), DockerError> {
+        let client = self.client().await?;
+        let filters: Vec<String> = labels.iter().map(|(key, value)| format!("{key}={value}")).collect();
+        let options = ListVolumesOptionsBuilder::default()
+            .filters(&HashMap::from([("label".to_string(), filters)]))
+            .build();
+        let volumes = client.list_volumes(Some(options)).await?.volumes.unwrap_or_default();
+        for volume in volumes {
+            self.remove_volume(&volume.name).await?;
+        }
         Ok(())
     }
 

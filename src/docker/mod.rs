@@ -3,13 +3,11 @@
 //! negotiates the API version (Debian's engine speaks 1.41), and reconnects
 //! after the engine comes back.
 
-mod archive;
 mod channel;
 mod container;
 mod images;
 mod inventory;
 
-pub use archive::{ArchiveEntry, ArchiveRead, EntryKind, Upload};
 pub use channel::{RunnerChannel, RunnerReader, RunnerWriter};
 pub use container::{BindMount, ContainerLimits, SandboxContainer, SandboxSpec, VolumeMount, labels};
 pub use images::{BuildContext, BuildEvent, ImageInfo};

@@ -29,6 +29,7 @@ pub const BASE: ImageDefinition = ImageDefinition {
     dockerfile: include_str!("../../images/base/Dockerfile"),
     files: &[
         ("runner.py", include_str!("../../images/runner/runner.py")),
+        ("fileops.py", include_str!("../../images/runner/fileops.py")),
         ("kernel.js", include_str!("../../images/runner/kernel.js")),
         ("kernel.sh", include_str!("../../images/runner/kernel.sh")),
         (

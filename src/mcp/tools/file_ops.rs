@@ -1,7 +1,7 @@
 //! `sandbox_file_ops`: files in a session's /workspace and /outputs.
 
 use super::answer;
-use crate::core::files::FileEntry;
+use crate::core::files::{Done, FileEntry};
 use crate::error::FileError;
 use crate::mcp::SandboxServer;
 use base64::Engine;
@@ -70,6 +70,10 @@ pub struct FileOpsOutput {
     /// read: size in bytes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
+    /// Set when the session's container had stopped and was started again
+    /// for this operation: says what was lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[tool_router(router = file_ops_router, vis = "pub(crate)")]
@@ -78,8 +82,10 @@ impl SandboxServer {
         name = "sandbox_file_ops",
         description = "Files in a session (create one with sandbox_session): read, write, list, delete, mkdir \
 in /workspace (relative paths start there), /outputs and the session's mounted host folders \
-(/mnt/<name>). Works in paused sessions. Text is utf8 by default; \
-pass encoding base64 for binary content. write creates missing folders. Files up to 10 MiB.",
+(/mnt/<name>). Works while code runs in the session, and in paused sessions (resumed for the moment \
+it takes). Done as the sandbox user: files the code may not read or write are refused the same way. \
+Text is utf8 by default; pass encoding base64 for binary content. write creates missing folders. \
+Files up to 10 MiB; a listing shows up to 20000 entries.",
         output_schema = schema_for_output::<FileOpsOutput>()
     )]
     async fn sandbox_file_ops(
@@ -105,10 +111,13 @@ impl SandboxServer {
             content: None,
             encoding: None,
             size: None,
+            note: None,
         };
         match params.operation {
             FileOperation::Read => {
-                let read = files.read(session, &params.path).await?;
+                let done = files.read(session, &params.path).await?;
+                output.note = done.note;
+                let read = done.value;
                 output.size = Some(read.bytes.len() as u64);
                 output.content = Some(match encoding {
                     ContentEncoding::Base64 => STANDARD.encode(&read.bytes),
@@ -127,29 +136,42 @@ impl SandboxServer {
                         .decode(content.trim())
                         .map_err(|error| FileError::BadBase64(error.to_string()))?,
                 };
-                let entry = files.write(session, &params.path, &bytes).await?;
-                output.path = entry.path.clone();
-                output.entries = vec![entry];
+                output.entry(files.write(session, &params.path, &bytes).await?);
             }
             FileOperation::List => {
-                output.entries = files.list(session, &params.path).await?;
+                let done = files.list(session, &params.path).await?;
+                output.note = done.note;
+                output.entries = done.value;
             }
             FileOperation::Mkdir => {
-                let entry = files.mkdir(session, &params.path).await?;
-                output.path = entry.path.clone();
-                output.entries = vec![entry];
+                output.entry(files.mkdir(session, &params.path).await?);
             }
             FileOperation::Delete => {
-                let entry = files.delete(session, &params.path).await?;
-                output.path = entry.path.clone();
-                output.entries = vec![entry];
+                output.entry(files.delete(session, &params.path).await?);
             }
         }
         Ok(output)
     }
 }
 
+impl FileOpsOutput {
+    /// Takes the one entry a write, mkdir or delete acted on.
+    fn entry(&mut self, done: Done<FileEntry>) {
+        self.path = done.value.path.clone();
+        self.entries = vec![done.value];
+        self.note = done.note;
+    }
+}
+
 fn render(output: &FileOpsOutput) -> String {
+    let text = render_operation(output);
+    match &output.note {
+        Some(note) => format!("{note}\n{text}"),
+        None => text,
+    }
+}
+
+fn render_operation(output: &FileOpsOutput) -> String {
     match output.operation {
         FileOperation::Read => {
             let mut text = format!("{} ({} bytes", output.path, output.size.unwrap_or(0));
