@@ -25,7 +25,9 @@ pub enum DockerError {
     UnusableHost(String),
     #[error("sandbox image `{image}` is missing. Build the images with `multilang-sandbox images build`")]
     ImageMissing { image: String },
-    #[error("Docker engine error: {0}")]
+    /// Shown without the engine's own paths (its storage and state folders);
+    /// the full error is logged where a tool call fails.
+    #[error("Docker engine error: {}", crate::docker::engine_message(.0))]
     Api(#[from] bollard::errors::Error),
     #[error("the sandbox container stopped before answering ({0}); try again")]
     ContainerGone(String),
@@ -134,6 +136,10 @@ pub enum SessionError {
         "host folder `{name}` ({path}) does not exist or is not a folder; create it on the host or fix MULTILANG_SANDBOX_HOST_FOLDERS"
     )]
     HostFolderMissing { name: String, path: String },
+    #[error(
+        "host folder `{name}` ({path}) is reached through a symbolic link (its real path is {real}); it is not mounted, because a link can be changed to point anywhere. Configure the real path in MULTILANG_SANDBOX_HOST_FOLDERS"
+    )]
+    HostFolderLinked { name: String, path: String, real: String },
     #[error(transparent)]
     UnknownLanguage(#[from] UnknownLanguage),
     #[error(transparent)]

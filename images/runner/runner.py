@@ -20,7 +20,8 @@ attached stream), so no `docker exec` is ever needed to run code:
   runner -> host  {"type": "result", "id": "...", "exit_code": 0,
                    "signal": null, "stdout": "...", "stderr": "...",
                    "duration_ms": 12, "timed_out": false, "truncated": false,
-                   "phase": "run", "state_lost": false}
+                   "phase": "run", "state_lost": false,
+                   "output_lost": []}   ("stdout"/"stderr": the code closed it)
   host -> runner  {"type": "cancel", "id": "..."}   stops the running request
   host -> runner  {"type": "ping", "id": "..."}     -> {"type": "pong", ...}
   host -> runner  {"type": "file", "id": "...", "op": ...}  -> {"type": "file", ...}
@@ -421,27 +422,32 @@ class DoneChannel:
                 self.buffer += data
         if b"\n" in self.buffer:
             line, _, self.buffer = self.buffer.partition(b"\n")
-            self.message = {"exit_code": done_exit_code(line)}
+            self.message = done_message(line)
             return True
         if len(self.buffer) > MAX_DONE_LINE_BYTES:
             # Not a kernel's line: code wrote to the channel. The request is
             # over; what it said is not believed.
             self.buffer = b""
-            self.message = {"exit_code": 1}
+            self.message = {"exit_code": 1, "lost": []}
             return True
         return self.closed
 
 
-def done_exit_code(line):
-    """The exit code a kernel's done line carries (0-255), or 1 for any line
-    that is not one (the kernel's code can write to this pipe too)."""
+def done_message(line):
+    """What a kernel's done line says: the exit code (0-255; 1 for any line
+    that is not a kernel's, since the kernel's code can write to this pipe
+    too) and which of stdout and stderr the code had closed (`lost`)."""
     try:
-        code = json.loads(line[:MAX_DONE_LINE_BYTES]).get("exit_code", 1)
+        message = json.loads(line[:MAX_DONE_LINE_BYTES])
+        code = message.get("exit_code", 1)
+        lost = message.get("lost") or []
     except (ValueError, AttributeError, RecursionError):
-        return 1
-    if isinstance(code, bool) or not isinstance(code, int):
-        return 1
-    return code if 0 <= code <= 255 else 1
+        return {"exit_code": 1, "lost": []}
+    if isinstance(code, bool) or not isinstance(code, int) or not 0 <= code <= 255:
+        code = 1
+    if not isinstance(lost, list):
+        lost = []
+    return {"exit_code": code, "lost": [name for name in ("stdout", "stderr") if name in lost]}
 
 
 def ansi_c_quote(value):
@@ -557,7 +563,7 @@ class Kernel:
         return (line + "\n").encode("utf-8")
 
     def run(self, source, request, stop, stdout, stderr):
-        """Returns (exit_code, signal, state_lost)."""
+        """Returns (exit_code, signal, state_lost, output_lost)."""
         restarted = False
         if not self.alive():
             self.restart()
@@ -577,16 +583,16 @@ class Kernel:
             grace = Stop(None, time.monotonic() + INTERRUPT_GRACE_S)
             if pump(streams, grace, until_done=done) or done.message is None:
                 self.restart()
-                return 137, signal.SIGKILL, True
-            return 130, signal.SIGINT, restarted
+                return 137, signal.SIGKILL, True, []
+            return 130, signal.SIGINT, restarted, done.message["lost"]
         if done.message is None:  # the kernel died (exit() in user code, a crash)
             drain_now(streams)
             returncode = self.process.wait()
             self.restart()
             if returncode < 0:
-                return 128 - returncode, -returncode, True
-            return returncode, None, True
-        return done.message["exit_code"], None, restarted
+                return 128 - returncode, -returncode, True, []
+            return returncode, None, True, []
+        return done.message["exit_code"], None, restarted, done.message["lost"]
 
 
 kernel = None
@@ -682,7 +688,7 @@ def handle(request):
     progress = Progress(request.get("id"), started, stdout, stderr) if request.get("progress") else None
     stop = Stop(request.get("id"), started + timeout_s, progress)
     stop.cancelled = take_queued_cancel(request.get("id"))
-    exit_code, signal_number, phase, state_lost = 0, None, "run", False
+    exit_code, signal_number, phase, state_lost, output_lost = 0, None, "run", False, []
     try:
         write_files(request.get("files") or [])
     except OSError as error:
@@ -702,7 +708,7 @@ def handle(request):
             phase = "run"
             if progress is not None:
                 progress.phase = phase
-            exit_code, signal_number, state_lost = kernel.run(source, request, stop, stdout, stderr)
+            exit_code, signal_number, state_lost, output_lost = kernel.run(source, request, stop, stdout, stderr)
     artifacts, omitted = [], 0
     if request.get("collect_outputs"):
         try:
@@ -724,6 +730,7 @@ def handle(request):
         "truncated": stdout.truncated or stderr.truncated,
         "phase": phase,
         "state_lost": state_lost,
+        "output_lost": output_lost,
     }
 
 
@@ -814,6 +821,11 @@ def python_kernel():
     sys.modules["__main__"] = main_module
     namespace = main_module.__dict__
     sys.argv = ["main.py"]
+    import fcntl
+
+    # Copies of the output pipes, out of the code's usual way, to reopen
+    # stdout and stderr if a cell closes them.
+    saved_output = {fd: fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 200) for fd in (1, 2)}
     os.write(done_fd, b'{"ready": true}\n')
     while True:
         try:
@@ -855,7 +867,24 @@ def python_kernel():
                 stream.flush()
             except Exception:
                 pass
-        os.write(done_fd, (json.dumps({"exit_code": exit_code}) + "\n").encode())
+        lost = reopen_closed_output(saved_output)
+        os.write(done_fd, (json.dumps({"exit_code": exit_code, "lost": lost}) + "\n").encode())
+
+
+def reopen_closed_output(saved):
+    """Reopens stdout and stderr when the code closed them; returns the
+    names of those it had closed."""
+    lost = []
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            lost.append(name)
+            try:
+                os.dup2(saved[fd], fd)
+            except OSError:
+                pass
+    return lost
 
 
 def save_figures():

@@ -15,7 +15,7 @@ use crate::security::audit::AuditSettings;
 use crate::security::policy::PolicyMode;
 use crate::security::seccomp::SeccompProfile;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Component, PathBuf};
 
 /// Effective configuration. Every field has a default; see [`Config::from_env`].
 #[derive(Debug, Clone, PartialEq)]
@@ -309,6 +309,14 @@ fn parse_host_folders(key: &str, value: &str) -> Result<Vec<HostFolder>, ConfigE
         if !host_path.is_absolute() {
             return Err(invalid(format!("`{path}` for `{name}` must be an absolute path")));
         }
+        if host_path
+            .components()
+            .any(|part| matches!(part, Component::ParentDir | Component::CurDir))
+        {
+            return Err(invalid(format!(
+                "`{path}` for `{name}` contains `.` or `..`; give the folder's plain absolute path"
+            )));
+        }
         if folders.iter().any(|folder| folder.name == name) {
             return Err(invalid(format!("folder name `{name}` is given twice")));
         }
@@ -318,7 +326,31 @@ fn parse_host_folders(key: &str, value: &str) -> Result<Vec<HostFolder>, ConfigE
             writable,
         });
     }
+    if let Some((outer, inner)) = nested_in_writable(&folders) {
+        return Err(invalid(format!(
+            "folder `{}` ({}) lies inside the writable folder `{}` ({}): code in a session that mounts `{}` \
+             could replace part of `{}`'s path with a symbolic link and so mount any host folder. \
+             Make `{}` read-only, or configure folders that do not lie inside writable ones",
+            inner.name,
+            inner.host_path.display(),
+            outer.name,
+            outer.host_path.display(),
+            outer.name,
+            inner.name,
+            outer.name,
+        )));
+    }
     Ok(folders)
+}
+
+/// The first pair (writable folder, another folder inside it), if any.
+pub fn nested_in_writable(folders: &[HostFolder]) -> Option<(&HostFolder, &HostFolder)> {
+    folders.iter().filter(|outer| outer.writable).find_map(|outer| {
+        folders
+            .iter()
+            .find(|inner| inner.host_path != outer.host_path && inner.host_path.starts_with(&outer.host_path))
+            .map(|inner| (outer, inner))
+    })
 }
 
 impl Config {
@@ -603,6 +635,32 @@ mod tests {
             let error = from(&[("MULTILANG_SANDBOX_HOST_FOLDERS", bad)]).unwrap_err();
             assert!(error.to_string().contains("HOST_FOLDERS"), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn folders_inside_writable_folders_are_refused() {
+        for nested in [
+            "proj=/x/proj:rw,inner=/x/proj/inner",
+            "inner=/x/proj/inner:rw,proj=/x/proj:rw",
+            "all=/:rw,data=/srv/data",
+        ] {
+            let error = from(&[("MULTILANG_SANDBOX_HOST_FOLDERS", nested)]).unwrap_err();
+            assert!(
+                error.to_string().contains("lies inside the writable folder"),
+                "{nested}: {error}"
+            );
+        }
+        for fine in [
+            // A writable folder inside a read-only one cannot change the outer's path.
+            "proj=/x/proj,inner=/x/proj/inner:rw",
+            // Siblings sharing a name prefix are not nested.
+            "a=/x/proj:rw,b=/x/project",
+            "a=/x/proj:rw,b=/x/proj",
+        ] {
+            assert!(from(&[("MULTILANG_SANDBOX_HOST_FOLDERS", fine)]).is_ok(), "{fine}");
+        }
+        let error = from(&[("MULTILANG_SANDBOX_HOST_FOLDERS", "a=/x/../etc")]).unwrap_err();
+        assert!(error.to_string().contains("`..`"), "{error}");
     }
 
     #[test]

@@ -261,12 +261,10 @@ impl Executor {
                     },
                 })?;
             // Checked here, on this machine, when the engine is local: the
-            // engine would otherwise fail with a less helpful message.
-            if self.engine.is_local() && !folder.host_path.is_dir() {
-                return Err(SessionError::HostFolderMissing {
-                    name: name.clone(),
-                    path: folder.host_path.display().to_string(),
-                });
+            // engine would otherwise fail with a less helpful message, and
+            // would follow links in the path.
+            if self.engine.is_local() {
+                check_host_folder(folder)?;
             }
             if !folders.iter().any(|known| known.name == folder.name) {
                 folders.push(folder.clone());
@@ -422,6 +420,30 @@ fn valid_env_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A host folder may be mounted when it is a folder whose real path is its
+/// configured path: no component is a symbolic link, so what the engine
+/// mounts is what the session lists (no configured folder lies inside a
+/// writable one, so code cannot plant a link in the path meanwhile).
+fn check_host_folder(folder: &HostFolder) -> Result<(), SessionError> {
+    let path = folder.host_path.display().to_string();
+    let missing = || SessionError::HostFolderMissing {
+        name: folder.name.clone(),
+        path: path.clone(),
+    };
+    let real = std::fs::canonicalize(&folder.host_path).map_err(|_| missing())?;
+    if real != folder.host_path {
+        return Err(SessionError::HostFolderLinked {
+            name: folder.name.clone(),
+            path: path.clone(),
+            real: real.display().to_string(),
+        });
+    }
+    if !real.is_dir() {
+        return Err(missing());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

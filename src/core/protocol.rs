@@ -255,6 +255,10 @@ pub struct RunResult {
     /// The kernel had to be restarted: variables and imports are gone.
     #[serde(default)]
     pub state_lost: bool,
+    /// Output streams the code closed (`stdout`, `stderr`): what it printed
+    /// after that was lost; the kernel reopened them.
+    #[serde(default)]
+    pub output_lost: Vec<String>,
     /// Files written to the outputs folder during the request.
     #[serde(default)]
     pub artifacts: Vec<RunArtifact>,

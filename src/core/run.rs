@@ -167,7 +167,17 @@ async fn send_cancel(connection: &RunnerConnection, id: &str) {
 }
 
 /// The outcome of a runner's reply, with notes in plain words.
-pub fn outcome(config: &Config, request: &ExecuteRequest, run: RunResult, mut notes: Vec<String>) -> ExecutionOutcome {
+pub fn outcome(
+    config: &Config,
+    request: &ExecuteRequest,
+    mut run: RunResult,
+    mut notes: Vec<String>,
+) -> ExecutionOutcome {
+    // The runner caps output, but a reply is data from inside the sandbox:
+    // the caps hold here whatever it says.
+    let stdout_cut = cap_output(&mut run.stdout, config.max_output_bytes);
+    let stderr_cut = cap_output(&mut run.stderr, config.max_output_bytes);
+    run.truncated |= stdout_cut | stderr_cut;
     if run.timed_out {
         notes.push(format!(
             "Timed out after {} ms: the program was stopped. Make it faster or pass a larger `timeout` (milliseconds, up to {}).",
@@ -187,6 +197,13 @@ pub fn outcome(config: &Config, request: &ExecuteRequest, run: RunResult, mut no
             request.watch.warn(format!("Session {session}: {note}"));
         }
         notes.push(note.into());
+    }
+    if !run.output_lost.is_empty() {
+        notes.push(format!(
+            "The code closed {}, so what it printed after that was lost; the interpreter opened {} again for the next executes.",
+            run.output_lost.join(" and "),
+            if run.output_lost.len() > 1 { "them" } else { "it" }
+        ));
     }
     if run.truncated {
         notes.push(format!(
@@ -223,6 +240,21 @@ pub fn outcome(config: &Config, request: &ExecuteRequest, run: RunResult, mut no
         notes,
         artifacts,
     }
+}
+
+/// Cuts `text` to at most `max` bytes (at a character boundary); true when
+/// it was longer.
+fn cap_output(text: &mut String, max: u64) -> bool {
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    if text.len() <= max {
+        return false;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    true
 }
 
 /// The outcome of a program whose output could not be recovered: only
@@ -276,4 +308,62 @@ pub fn host_timeout_outcome(request: &ExecuteRequest) -> ExecutionOutcome {
         request.timeout_ms
     );
     unrecovered_outcome(request, 137, request.timeout_ms, true, note)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forged(stdout: String) -> RunResult {
+        RunResult {
+            id: Some("a".into()),
+            exit_code: 0,
+            signal: None,
+            stdout,
+            stderr: "é".repeat(10),
+            duration_ms: 1,
+            timed_out: false,
+            cancelled: false,
+            truncated: false,
+            phase: "run".into(),
+            state_lost: false,
+            output_lost: Vec::new(),
+            artifacts: Vec::new(),
+            artifacts_omitted: 0,
+        }
+    }
+
+    fn request() -> ExecuteRequest {
+        ExecuteRequest {
+            language: Language::Python,
+            code: "print(1)".into(),
+            timeout_ms: 1000,
+            stdin: None,
+            env: BTreeMap::new(),
+            session: None,
+            packages: Vec::new(),
+            ml: false,
+            watch: Watch::default(),
+        }
+    }
+
+    #[test]
+    fn output_caps_hold_whatever_the_runner_says() {
+        let config = Config {
+            max_output_bytes: 15,
+            ..Config::default()
+        };
+        let result = outcome(&config, &request(), forged("x".repeat(3 << 20)), Vec::new());
+        assert_eq!(result.stdout.len(), 15);
+        // Ten two-byte characters cut at 15 bytes keep seven whole ones.
+        assert_eq!(result.stderr, "é".repeat(7));
+        assert!(result.truncated);
+        assert!(
+            result.notes.iter().any(|note| note.contains("was cut")),
+            "{:?}",
+            result.notes
+        );
+        let small = outcome(&config, &request(), forged("fine".into()), Vec::new());
+        assert_eq!(small.stdout, "fine");
+    }
 }

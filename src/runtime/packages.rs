@@ -76,6 +76,9 @@ impl PackageManager {
         for spec in specs {
             let spec = spec.trim();
             validate_spec(spec, self == PackageManager::GoModules)?;
+            if self == PackageManager::Npm {
+                validate_npm_source(spec)?;
+            }
             let spec = match self {
                 PackageManager::Pip | PackageManager::Apt => spec.to_ascii_lowercase(),
                 _ => spec.to_string(),
@@ -180,6 +183,40 @@ fn validate_spec(spec: &str, module_path: bool) -> Result<(), PackageError> {
     Ok(())
 }
 
+/// npm reads many specs as something other than a registry package:
+/// `x@file:dir`, `x@link:dir`, `x@git+ssh:…`, `x@github:u/r`, `gist:id`,
+/// `x@http:…`, a tarball path. Only names with a version range, a tag, or an
+/// `npm:` alias (another registry package) are accepted.
+fn validate_npm_source(spec: &str) -> Result<(), PackageError> {
+    let invalid = |reason: &str| PackageError::InvalidSpec {
+        spec: spec.to_string(),
+        reason: reason.to_string(),
+    };
+    // The version follows the first `@` that does not start a scope.
+    let version = spec
+        .char_indices()
+        .find(|(at, c)| *c == '@' && *at > 0)
+        .map(|(at, _)| &spec[at + 1..]);
+    let name = match version {
+        Some(version) => &spec[..spec.len() - version.len() - 1],
+        None => spec,
+    };
+    let source = version.unwrap_or_default();
+    let alias = source.strip_prefix("npm:");
+    if name.contains(':') || (source.contains(':') && alias.is_none_or(|target| target.contains(':'))) {
+        return Err(invalid(
+            "npm would fetch it from a file, link, git host, gist or URL; name a package from the registry (an `npm:` alias is fine)",
+        ));
+    }
+    let lower = spec.to_ascii_lowercase();
+    if [".tgz", ".tar", ".tar.gz"].iter().any(|end| lower.ends_with(end)) {
+        return Err(invalid(
+            "npm would read it as a tarball on disk; name a package from the registry",
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,6 +249,40 @@ mod tests {
                 .is_ok()
         );
         assert!(PackageManager::Npm.normalize(&specs(&["@a/b/c"])).is_err());
+    }
+
+    #[test]
+    fn npm_specs_from_anywhere_but_the_registry_are_rejected() {
+        for bad in [
+            "x@file:abc",
+            "x@link:abc",
+            "x@gist:abc123",
+            "gist:abc123",
+            "x@github:user",
+            "x@git+ssh:host",
+            "x@http:host",
+            "x@npm:y@file:z",
+            "@scope/x@file:abc",
+            "x.tgz",
+            "pkg.tar.gz",
+        ] {
+            assert!(
+                PackageManager::Npm.normalize(&specs(&[bad])).is_err(),
+                "{bad:?} was accepted"
+            );
+        }
+        for good in [
+            "lodash",
+            "lodash@^4",
+            "@types/node@20",
+            "x@npm:lodash@4",
+            "react@latest",
+        ] {
+            assert!(
+                PackageManager::Npm.normalize(&specs(&[good])).is_ok(),
+                "{good:?} was refused"
+            );
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 
 /// The answer of a tool: its output with a text rendering, or its error
 /// (whose message says what to do next) as a tool error.
-pub(crate) fn answer<T: Serialize, E: std::fmt::Display>(
+pub(crate) fn answer<T: Serialize, E: std::fmt::Display + std::fmt::Debug>(
     result: Result<T, E>,
     render: impl Fn(&T) -> String,
 ) -> CallToolResult {
@@ -24,7 +24,11 @@ pub(crate) fn answer<T: Serialize, E: std::fmt::Display>(
             let text = render(&output);
             structured_result(&output, text, false)
         }
-        Err(error) => tool_error(error.to_string()),
+        Err(error) => {
+            // The client gets the message; the log keeps every detail.
+            tracing::info!(detail = ?error, "tool call failed");
+            tool_error(error.to_string())
+        }
     }
 }
 
