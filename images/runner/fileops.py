@@ -152,6 +152,10 @@ class Operation:
                 if stat.S_ISLNK(info.st_mode) and (follow_last or not last):
                     try:
                         target = os.readlink(name, dir_fd=fd)
+                    except OSError as error:
+                        if error.errno == errno.EINVAL:  # no longer a link
+                            raise FileOpError("changed", logical + "/" + name)
+                        raise
                     finally:
                         os.close(fd)
                     hops += 1
