@@ -1,6 +1,7 @@
 //! The streamable HTTP transport through the real binary: it refuses to
-//! start without a token, answers 401 without the right bearer token, and
-//! serves a full tool call to rmcp's HTTP client with it.
+//! start without a token, answers 401 without the right bearer token,
+//! answers bodies rmcp cannot read with JSON-RPC errors, and serves a full
+//! tool call to rmcp's HTTP client with it.
 
 mod common;
 
@@ -82,6 +83,147 @@ async fn post_initialize(address: &str, authorization: Option<&str>) -> String {
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await;
     let text = String::from_utf8_lossy(&response).to_string();
     text.split("\r\n\r\n").next().unwrap_or_default().to_string()
+}
+
+/// A raw POST to `/mcp` with the token (and the session, if given);
+/// returns the status line with the headers, and the body.
+async fn post_raw(address: &str, session: Option<&str>, body: &[u8]) -> (String, Vec<u8>) {
+    let session = session
+        .map(|id| format!("Mcp-Session-Id: {id}\r\nMcp-Protocol-Version: 2025-06-18\r\n"))
+        .unwrap_or_default();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nAuthorization: Bearer {TOKEN}\r\n{session}\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let (mut reader, mut writer) = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connects")
+        .into_split();
+    // Write while reading: a refused large body is answered before it is
+    // all sent, and the server may close without reading the rest. The
+    // task keeps the writing half open (closing it would end the request).
+    let mut request = head.into_bytes();
+    request.extend_from_slice(body);
+    let writing = tokio::spawn(async move {
+        let sent = writer.write_all(&request).await.is_ok();
+        (writer, sent)
+    });
+    let mut response = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let read = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match reader.read(&mut chunk).await {
+                Ok(0) => return,
+                Ok(count) => response.extend_from_slice(&chunk[..count]),
+                // A reset after the answer (the unread rest of a refused body).
+                Err(_) if !response.is_empty() => return,
+                Err(error) => panic!("cannot read the answer: {error}"),
+            }
+        }
+    })
+    .await;
+    read.expect("the server answers");
+    writing.abort();
+    let split = response
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .expect("an HTTP response");
+    (
+        String::from_utf8_lossy(&response[..split]).to_string(),
+        response[split + 4..].to_vec(),
+    )
+}
+
+#[tokio::test]
+async fn http_answers_bodies_rmcp_cannot_read_with_json_rpc_errors() {
+    let (mut server, address) = start_http_server().await;
+    let initialize = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "raw", "version": "0"}}
+    });
+    let (head, _) = post_raw(&address, None, initialize.to_string().as_bytes()).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let session = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("mcp-session-id")
+                .then(|| value.trim().to_string())
+        })
+        .expect("initialize gives a session id");
+    let initialized = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    let (head, _) = post_raw(&address, Some(&session), initialized).await;
+    assert!(head.starts_with("HTTP/1.1 202"), "{head}");
+
+    let call = |id: u64, code: &[u8]| {
+        let mut body = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"sandbox_execute","arguments":{{"language":"python","code":"#
+        )
+        .into_bytes();
+        body.extend_from_slice(code);
+        body.extend_from_slice(b"}}}");
+        body
+    };
+    let mut deep = br#"{"jsonrpc":"2.0","id":14,"method":"tools/call","params":"#.to_vec();
+    deep.extend(std::iter::repeat_n(b'[', 100_000));
+    deep.extend(std::iter::repeat_n(b']', 100_000));
+    deep.push(b'}');
+    let large = call(16, format!("\"{}\"", "x".repeat(17 * 1024 * 1024)).as_bytes());
+    let cases: Vec<(&str, Vec<u8>, u16, i64, serde_json::Value)> = vec![
+        ("lone high surrogate", call(10, br#""\ud800""#), 400, -32700, json!(10)),
+        ("lone low surrogate", call(11, br#""\udc00""#), 400, -32700, json!(11)),
+        (
+            "high surrogate before a non-low one",
+            call(12, br#""\ud800\u0041""#),
+            400,
+            -32700,
+            json!(12),
+        ),
+        ("raw invalid UTF-8", call(13, b"\"\xff\xfe\""), 400, -32700, json!(13)),
+        ("100,000 nested [", deep, 400, -32600, json!(14)),
+        ("not JSON", b"{not json".to_vec(), 400, -32700, json!(null)),
+        (
+            "JSON but not JSON-RPC",
+            br#"{"id":15,"hello":"world"}"#.to_vec(),
+            400,
+            -32600,
+            json!(15),
+        ),
+        (
+            "a notification with bad params",
+            br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":5}"#.to_vec(),
+            400,
+            -32600,
+            json!(null),
+        ),
+        ("17 MiB", large, 413, -32600, json!(16)),
+    ];
+    for (index, (name, body, status, code, id)) in cases.into_iter().enumerate() {
+        let (head, answer) = post_raw(&address, Some(&session), &body).await;
+        assert!(head.starts_with(&format!("HTTP/1.1 {status}")), "{name}: {head}");
+        assert!(
+            head.to_ascii_lowercase().contains("content-type: application/json"),
+            "{name}: {head}"
+        );
+        let answer: serde_json::Value = serde_json::from_slice(&answer)
+            .unwrap_or_else(|error| panic!("{name}: not JSON ({error}): {}", String::from_utf8_lossy(&answer)));
+        assert_eq!(answer["jsonrpc"], "2.0", "{name}: {answer}");
+        assert_eq!(answer["id"], id, "{name}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{name}: {answer}");
+        // The session still answers.
+        let ping = json!({"jsonrpc": "2.0", "id": format!("after-{index}"), "method": "ping"});
+        let (head, answer) = post_raw(&address, Some(&session), ping.to_string().as_bytes()).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{name}: {head}");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.contains(&format!(r#""id":"after-{index}","result":{{}}"#)),
+            "{name}: {answer}"
+        );
+    }
+    server.kill().await.ok();
 }
 
 #[tokio::test]

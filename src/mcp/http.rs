@@ -1,13 +1,19 @@
 //! The streamable HTTP transport: MCP at `/mcp` for shared or remote use.
 //! Every request must carry `Authorization: Bearer <token>` (401
 //! otherwise); only a loopback address may go without a token, and only
-//! when told to for development.
+//! when told to for development. A POSTed JSON body rmcp could not read
+//! (rmcp answers those with a plain-text 415) gets the JSON-RPC error the
+//! stdio front gives the same message, with status 400 (413 when too
+//! large).
 
 use super::SandboxServer;
+use super::stdio::{BadMessage, ID_PREFIX_BYTES, Refusal, check_message, top_level_id};
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use std::net::SocketAddr;
@@ -96,6 +102,7 @@ pub async fn serve_http(
     let token = Arc::new(options.token.clone());
     let app = axum::Router::new()
         .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn(check_body))
         .layer(axum::middleware::from_fn_with_state(token, require_bearer));
     let listener = tokio::net::TcpListener::bind(options.address)
         .await
@@ -136,6 +143,96 @@ async fn require_bearer(State(token): State<Arc<Option<String>>>, request: Reque
             response
         }
     }
+}
+
+/// Passes on a POSTed JSON body only if rmcp will read it as a JSON-RPC
+/// message ([`check_message`]); otherwise answers with the JSON-RPC error.
+/// Other requests (and other content types, which rmcp refuses itself)
+/// pass unchanged. Runs after the bearer check.
+async fn check_body(request: Request, next: Next) -> Response {
+    if request.method() != Method::POST || !is_json(request.headers()) {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    let bytes = match read_body(body, declared).await {
+        Ok(bytes) => bytes,
+        Err(BodyError::Refused(refusal)) => return refusal_response(&refusal),
+        Err(BodyError::Read(error)) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the request body: {error}\n"),
+            )
+                .into_response();
+        }
+    };
+    if let Err(refusal) = check_message(&bytes) {
+        return refusal_response(&refusal);
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes))).await
+}
+
+/// Why a body was not read whole.
+#[derive(Debug, Error)]
+enum BodyError {
+    #[error("{0}")]
+    Refused(Refusal),
+    #[error("{0}")]
+    Read(axum::Error),
+}
+
+/// Reads a body of at most [`MAX_BODY_BYTES`]; a longer one is refused
+/// with the id from its first bytes and its declared size (or the bytes
+/// read until the limit was passed, when it declared none).
+async fn read_body(body: Body, declared: Option<usize>) -> Result<Bytes, BodyError> {
+    let mut stream = body.into_data_stream();
+    let mut collected = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(BodyError::Read)?;
+        if chunk.len() > MAX_BODY_BYTES - collected.len() {
+            let size = declared.unwrap_or(collected.len() + chunk.len());
+            collected.truncate(ID_PREFIX_BYTES);
+            let room = ID_PREFIX_BYTES - collected.len();
+            collected.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            return Err(BodyError::Refused(Refusal {
+                id: top_level_id(&collected).unwrap_or(serde_json::Value::Null),
+                reason: BadMessage::TooLarge {
+                    size,
+                    limit: MAX_BODY_BYTES,
+                },
+            }));
+        }
+        collected.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(collected))
+}
+
+/// A `Content-Type` of `application/json` (with any parameters).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The JSON-RPC error of a refused body: 413 when too large, else 400.
+fn refusal_response(refusal: &Refusal) -> Response {
+    tracing::warn!(error = %refusal, "malformed JSON-RPC message");
+    let status = match refusal.reason {
+        BadMessage::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        refusal.response(),
+    )
+        .into_response()
 }
 
 /// The token of an `Authorization: Bearer <token>` value (the scheme is
