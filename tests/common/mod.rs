@@ -203,3 +203,9 @@ pub async fn instance_label(client: &Peer<RoleClient>) -> String {
             .expect("sandbox_inspect reports the instance id")
     )
 }
+
+/// True when the suite runs under gVisor (`MULTILANG_SANDBOX_RUNTIME=runsc`),
+/// where a few behaviours differ as SECURITY.md says.
+pub fn gvisor() -> bool {
+    std::env::var("MULTILANG_SANDBOX_RUNTIME").is_ok_and(|runtime| runtime == "runsc")
+}
