@@ -71,3 +71,27 @@ fn doctor_names_an_unreachable_engine_and_a_broken_client_config_with_fixes() {
     assert!(stdout.contains("2 problems."), "{stdout}");
     std::fs::remove_dir_all(&home).ok();
 }
+
+#[test]
+fn doctor_names_host_folders_that_are_links_or_nested_in_writable_ones() {
+    let home = home("folders");
+    let real = home.join("real");
+    std::fs::create_dir_all(&real).unwrap();
+    let link = home.join("link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let folders = format!("good={},linked={}", real.display(), link.display());
+    let (output, stdout) = doctor(&home, &[("MULTILANG_SANDBOX_HOST_FOLDERS", &folders)]);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("PROBLEM  host folders"), "{stdout}");
+    assert!(
+        stdout.contains("`linked`") && stdout.contains("symbolic link") && !stdout.contains("`good`"),
+        "{stdout}"
+    );
+    // A folder inside a writable one is refused before any check runs.
+    let nested = format!("out={}:rw,inner={}", home.display(), real.display());
+    let (output, stdout) = doctor(&home, &[("MULTILANG_SANDBOX_HOST_FOLDERS", &nested)]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_ne!(output.status.code(), Some(0), "{stdout}");
+    assert!(stderr.contains("lies inside the writable folder `out`"), "{stderr}");
+    std::fs::remove_dir_all(&home).ok();
+}

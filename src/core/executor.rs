@@ -426,7 +426,7 @@ fn valid_env_name(name: &str) -> bool {
 /// configured path: no component is a symbolic link, so what the engine
 /// mounts is what the session lists (no configured folder lies inside a
 /// writable one, so code cannot plant a link in the path meanwhile).
-fn check_host_folder(folder: &HostFolder) -> Result<(), SessionError> {
+pub fn check_host_folder(folder: &HostFolder) -> Result<(), SessionError> {
     let path = folder.host_path.display().to_string();
     let missing = || SessionError::HostFolderMissing {
         name: folder.name.clone(),

@@ -115,6 +115,9 @@ pub async fn run(config: &Config, binary: &str) -> Report {
         )),
     }
     report.checks.push(audit_check(config));
+    if !config.host_folders.is_empty() && DockerEngine::new().is_local() {
+        report.checks.push(host_folders_check(config));
+    }
     report.checks.push(folder_check(
         "state folder",
         &config.state_dir,
@@ -384,6 +387,33 @@ fn audit_check(config: &Config) -> Check {
             Some("multilang-sandbox audit verify".into()),
         ),
     }
+}
+
+/// Each configured host folder exists and is reached without symbolic links
+/// (a folder inside a writable one is already refused when the
+/// configuration loads).
+fn host_folders_check(config: &Config) -> Check {
+    let problems: Vec<String> = config
+        .host_folders
+        .iter()
+        .filter_map(|folder| crate::core::executor::check_host_folder(folder).err())
+        .map(|error| error.to_string())
+        .collect();
+    if problems.is_empty() {
+        let names: Vec<&str> = config.host_folders.iter().map(|folder| folder.name.as_str()).collect();
+        return Check::new(
+            "host folders",
+            Status::Ok,
+            format!("{} exist, reached without symbolic links", names.join(", ")),
+            None,
+        );
+    }
+    Check::new(
+        "host folders",
+        Status::Problem,
+        problems.join("; "),
+        Some("fix MULTILANG_SANDBOX_HOST_FOLDERS (or host_folders in the config file)".to_string()),
+    )
 }
 
 fn folder_check(name: &str, folder: &Path, variable: &str) -> Check {
