@@ -236,6 +236,12 @@ pub enum FileError {
     NoSpace(String),
     #[error("`{path}`: {message}")]
     Failed { path: String, message: String },
+    #[error("path `{0}` contains a NUL character, which no file name can hold")]
+    NulInPath(String),
+    #[error(
+        "session `{0}` was created by an older multilang-sandbox whose runner cannot do file operations; read and write its files with sandbox_execute, or destroy it and create it again"
+    )]
+    OldRunner(String),
     #[error(transparent)]
     Session(#[from] SessionError),
     #[error(transparent)]

@@ -1,5 +1,5 @@
-//! Files and artifacts: sandbox_file_ops round trips through the archive
-//! API (text and binary, in running and paused sessions), escapes refused,
+//! Files and artifacts: sandbox_file_ops round trips through the session's
+//! runner (text and binary, in running and paused sessions), escapes refused,
 //! size caps, and files written to /outputs returned with the result
 //! (matplotlib plots as PNG image content).
 

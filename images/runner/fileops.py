@@ -31,7 +31,6 @@ list_too_large, failed.
 import base64
 import errno
 import os
-import shutil
 import stat
 
 # Most symbolic links followed while resolving one path.
@@ -56,7 +55,10 @@ def handle_file_request(request):
         reply["error"] = dict(error.extra, kind=error.kind, path=error.path)
     except OSError as error:
         path = request.get("path", "")
-        reply["error"] = {"kind": os_error_kind(error), "path": path, "message": os.strerror(error.errno or 0)}
+        message = os.strerror(error.errno) if error.errno else str(error)
+        reply["error"] = {"kind": os_error_kind(error), "path": path, "message": message}
+    except Exception as error:  # a malformed request must not stop the runner
+        reply["error"] = {"kind": "failed", "path": str(request.get("path", "")), "message": str(error)}
     return reply
 
 
@@ -82,8 +84,7 @@ class Walk:
     logical path, and the last component's lstat (None when missing).
     `missing` are the components below `fd` that do not exist yet."""
 
-    def __init__(self, root, path, fd, name, found, missing):
-        self.root = root
+    def __init__(self, path, fd, name, found, missing):
         self.path = path
         self.fd = fd
         self.name = name
@@ -138,14 +139,14 @@ class Operation:
                 raise FileOpError("outside", path)
             fd = open_absolute_directory(root)
             if not parts:
-                return Walk(root, root, fd, None, os.fstat(fd), [])
+                return Walk(root, fd, None, os.fstat(fd), [])
             logical = root
             for index, name in enumerate(parts):
                 last = index == len(parts) - 1
                 try:
                     info = os.stat(name, dir_fd=fd, follow_symlinks=False)
                 except FileNotFoundError:
-                    return Walk(root, path, fd, parts[-1], None, parts[index:])
+                    return Walk(path, fd, parts[-1], None, parts[index:])
                 except BaseException:
                     os.close(fd)
                     raise
@@ -166,7 +167,7 @@ class Operation:
                     path = following
                     break
                 if last:
-                    return Walk(root, path, fd, name, info, [])
+                    return Walk(path, fd, name, info, [])
                 if not stat.S_ISDIR(info.st_mode):
                     os.close(fd)
                     raise FileOpError("not_folder", logical + "/" + name)
@@ -253,10 +254,10 @@ class Operation:
         fd = os.dup(walk.fd)
         for name in names:
             try:
-                os.mkdir(name, 0o755, dir_fd=fd)
-            except FileExistsError:
-                pass  # made meanwhile; opening it below checks what it is
-            try:
+                try:
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass  # made meanwhile; opening it below checks what it is
                 inner = os.open(name, DIRECTORY_FLAGS, dir_fd=fd)
             finally:
                 os.close(fd)
@@ -300,7 +301,14 @@ class Operation:
                 raise FileOpError("read_only", walk.path)
             entry = entry_of(walk.path, walk.found)
             if stat.S_ISDIR(walk.found.st_mode):
-                shutil.rmtree(walk.name, dir_fd=walk.fd)
+                import shutil  # costs milliseconds to import; only delete needs it
+
+                try:
+                    shutil.rmtree(walk.name, dir_fd=walk.fd)
+                except OSError as error:
+                    if error.errno is None:  # "Cannot call rmtree on a symbolic link": swapped meanwhile
+                        raise FileOpError("changed", walk.path)
+                    raise
             else:
                 os.unlink(walk.name, dir_fd=walk.fd)
             return {"path": walk.path, "entry": entry}

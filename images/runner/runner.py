@@ -25,8 +25,9 @@ attached stream), so no `docker exec` is ever needed to run code:
   host -> runner  {"type": "cancel", "id": "..."}   stops the running request
   host -> runner  {"type": "ping", "id": "..."}     -> {"type": "pong", ...}
   host -> runner  {"type": "file", "id": "...", "op": ...}  -> {"type": "file", ...}
-                   a file operation (see fileops.py), answered at once even
-                   while a run is under way
+                   a file operation (see fileops.py), answered between reads
+                   of a running program's output too (not while a kernel
+                   starts or program files are written)
 
 The runner is not dumpable (prctl PR_SET_DUMPABLE 0): code runs as the same
 user, but cannot open its /proc/<pid>/fd, mem or environ, so it can neither
@@ -58,8 +59,6 @@ import sys
 import threading
 import time
 import traceback
-
-from fileops import handle_file_request
 
 PROTOCOL = 3
 READ_CHUNK = 65536
@@ -106,6 +105,14 @@ def send(message):
         view = view[written:]
 
 
+def handle_file_request(request):
+    """Answers a `file` request (fileops.py, imported on first use: it is
+    not needed to start, and the Python kernel never needs it)."""
+    from fileops import handle_file_request as handle
+
+    return handle(request)
+
+
 def log(text):
     sys.stderr.write("runner: %s\n" % text)
     sys.stderr.flush()
@@ -120,7 +127,12 @@ def seed_directories():
     for pair in filter(None, os.environ.get("SANDBOX_SEED_DIRS", "").split(",")):
         source, _, destination = pair.partition(":")
         if os.path.isdir(source) and not os.path.exists(destination):
-            subprocess.run(["cp", "-a", source, destination], check=False)
+            subprocess.run(
+                ["/bin/cp", "-a", source, destination],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                check=False,
+            )
 
 
 def write_files(files):

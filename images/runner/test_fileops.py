@@ -121,6 +121,16 @@ class FileOpsTest(unittest.TestCase):
         self.assertEqual(self.kind(self.op("list", self.workspace + "/many", max_entries=4)), "list_too_large")
         self.assertEqual(len(self.op("list", self.workspace + "/many", max_entries=5)["entries"]), 5)
 
+    def test_bad_requests_are_answered_and_leak_nothing(self):
+        self.assertEqual(self.kind(self.op("read", self.workspace + "/a\0b")), "failed")
+        self.assertEqual(self.kind(self.op("frobnicate", self.workspace)), "failed")
+        before = len(os.listdir("/proc/self/fd"))
+        for _ in range(50):
+            # The parent's name is too long: mkdir fails inside make_folders.
+            self.assertEqual(self.kind(self.write(self.workspace + "/" + "x" * 300 + "/f", "")), "failed")
+            self.assertEqual(self.kind(self.op("mkdir", self.workspace + "/a/" + "y" * 300)), "failed")
+        self.assertEqual(len(os.listdir("/proc/self/fd")), before)
+
     def test_racing_a_file_with_a_link_never_leaves_the_roots(self):
         libc = ctypes.CDLL(None, use_errno=True)
         plain = self.workspace + "/swap"

@@ -147,6 +147,10 @@ impl SessionStorage {
     }
 }
 
+/// Largest `max_file_bytes`: a file read travels base64 (4/3 of its size)
+/// in one message from the runner, which the host bounds at 64 MiB.
+pub const MAX_FILE_BYTES_LIMIT: u64 = 32 * 1024 * 1024;
+
 /// A host folder that sessions may mount.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct HostFolder {
@@ -448,6 +452,13 @@ impl Config {
         }
         if let Some((key, value)) = layers.get("max_file_bytes") {
             config.max_file_bytes = parse(&key, &value)?;
+            // A file travels base64 in one runner message (bounded at 64 MiB).
+            if config.max_file_bytes == 0 || config.max_file_bytes > MAX_FILE_BYTES_LIMIT {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: format!("use 1 to {MAX_FILE_BYTES_LIMIT} bytes (32 MiB)"),
+                });
+            }
         }
         if let Some((key, value)) = layers.get("max_artifact_bytes") {
             config.max_artifact_bytes = parse(&key, &value)?;
@@ -661,6 +672,18 @@ mod tests {
         }
         let error = from(&[("MULTILANG_SANDBOX_HOST_FOLDERS", "a=/x/../etc")]).unwrap_err();
         assert!(error.to_string().contains("`..`"), "{error}");
+    }
+
+    #[test]
+    fn file_sizes_stay_within_one_runner_message() {
+        assert!(from(&[("MULTILANG_SANDBOX_MAX_FILE_BYTES", "33554432")]).is_ok());
+        for bad in ["33554433", "0"] {
+            let error = from(&[("MULTILANG_SANDBOX_MAX_FILE_BYTES", bad)]).unwrap_err();
+            assert!(
+                error.to_string().contains("MULTILANG_SANDBOX_MAX_FILE_BYTES"),
+                "{error}"
+            );
+        }
     }
 
     #[test]

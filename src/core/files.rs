@@ -199,6 +199,8 @@ impl Files<'_> {
         let reply = match message {
             RunnerMessage::File(reply) => reply,
             RunnerMessage::Error { message, .. } => return Err(DockerError::RunnerFailed(message).into()),
+            // A runner from before file operations treats the request as an empty run.
+            RunnerMessage::Result(_) => return Err(FileError::OldRunner(session.to_string())),
             other => {
                 return Err(DockerError::Protocol(format!("expected a file answer, got {other:?}")).into());
             }
@@ -268,6 +270,9 @@ fn refusal(error: FileReplyError, max_file_bytes: u64) -> FileError {
 /// Lexical normalization: relative paths start at /workspace; `..` is
 /// refused; the result must be inside one of the session's `roots`.
 pub fn normalize(path: &str, roots: &Roots) -> Result<String, FileError> {
+    if path.contains('\0') {
+        return Err(FileError::NulInPath(path.replace('\0', "\\0")));
+    }
     let trimmed = path.trim();
     let absolute = if trimmed.starts_with('/') {
         trimmed.to_string()
@@ -336,6 +341,7 @@ mod tests {
         assert!(matches!(normalize("/etc/passwd", &roots), Err(FileError::Outside(_))));
         assert!(matches!(normalize("/workspaces/x", &roots), Err(FileError::Outside(_))));
         assert!(matches!(normalize("/tmp", &roots), Err(FileError::Outside(_))));
+        assert!(matches!(normalize("a\0b", &roots), Err(FileError::NulInPath(_))));
         assert!(matches!(normalize("/mnt/data/x", &roots), Err(FileError::Outside(_))));
     }
 

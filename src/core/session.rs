@@ -25,6 +25,7 @@ use crate::security::audit::AuditLog;
 use crate::security::seccomp::SeccompProfile;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -99,6 +100,8 @@ struct SessionHandle {
     /// This server's connection to the session's runner (file operations
     /// use it while an execute runs).
     connection: Mutex<Option<Arc<RunnerConnection>>>,
+    /// A paused session is resumed for a file operation just now.
+    resumed_for_files: AtomicBool,
 }
 
 impl SessionHandle {
@@ -108,6 +111,7 @@ impl SessionHandle {
             language,
             turn: tokio::sync::Mutex::new(()),
             connection: Mutex::new(connection.map(Arc::new)),
+            resumed_for_files: AtomicBool::new(false),
         }
     }
 
@@ -463,7 +467,7 @@ impl SessionManager {
     }
 
     /// What file operations need, from one lookup: the container, the host
-    /// folders, and whether the session is paused.
+    /// folders, and the container's state.
     pub async fn file_target(&self, name: &str) -> Result<FileTarget, SessionError> {
         let facts = self.lookup(name).await?;
         let stopped = matches!(
@@ -471,8 +475,8 @@ impl SessionManager {
             ContainerState::Exited | ContainerState::Created | ContainerState::Dead
         );
         if stopped && facts.storage() == SessionStorage::Memory {
-            // The engine would mount a fresh, empty tmpfs for the copy and
-            // drop it right after: writes would vanish, reads show nothing.
+            // Its files went with the container's memory; starting it for a
+            // file operation would only show empty folders.
             return Err(SessionError::StoppedInMemory { name: name.to_string() });
         }
         Ok(FileTarget {
@@ -632,28 +636,41 @@ impl SessionManager {
             handle = self.handle(name).await?;
         }
         let engine = self.launcher.engine();
-        if target.state == ContainerState::Running {
+        if target.state == ContainerState::Running && !handle.resumed_for_files.load(Ordering::SeqCst) {
             let live = handle.connect(engine).await?;
             return Ok((send_file_request(&live, name, id, payload).await?, None));
         }
         let _turn = tokio::time::timeout(FILE_REQUEST_TIMEOUT, handle.turn.lock())
             .await
-            .map_err(|_| SessionError::Busy { name: name.to_string() })?;
+            .map_err(|_| SessionError::FileTimeout {
+                name: name.to_string(),
+                seconds: FILE_REQUEST_TIMEOUT.as_secs(),
+            })?;
         let facts = self.lookup(name).await?;
         let paused = facts.info.state == ContainerState::Paused;
         if paused {
-            engine.unpause_sandbox(&facts.info.id).await?;
+            // Other file operations wait for the turn instead of taking the
+            // running session's fast path while it is briefly resumed.
+            handle.resumed_for_files.store(true, Ordering::SeqCst);
+            if let Err(error) = engine.unpause_sandbox(&facts.info.id).await {
+                handle.resumed_for_files.store(false, Ordering::SeqCst);
+                return Err(error.into());
+            }
         }
-        let started = async {
+        let answered = async {
             let note = self.start_if_stopped(&handle, &facts, facts.info.state).await?;
             let live = handle.connect(engine).await?;
             Ok::<_, SessionError>((send_file_request(&live, name, id, payload).await?, note))
         }
         .await;
         if paused {
-            engine.pause_sandbox(&facts.info.id).await?;
+            // The operation's own answer stands whether or not this works.
+            if let Err(error) = engine.pause_sandbox(&facts.info.id).await {
+                tracing::warn!(session = name, %error, "could not pause the session again after a file operation");
+            }
+            handle.resumed_for_files.store(false, Ordering::SeqCst);
         }
-        started
+        answered
     }
 
     /// Destroys every expired session; returns how many.

@@ -27,6 +27,7 @@ impl RunnerChannel {
             reader: RunnerReader {
                 output,
                 buffer: Vec::new(),
+                scanned: 0,
             },
         }
     }
@@ -53,17 +54,23 @@ impl RunnerWriter {
 pub struct RunnerReader {
     output: OutputStream,
     buffer: Vec<u8>,
+    /// How much of `buffer` is known to hold no newline (each chunk is
+    /// searched once, so a large message costs linear time).
+    scanned: usize,
 }
 
 impl RunnerReader {
     /// Receives the next message (without its newline).
     pub async fn read_line(&mut self) -> Result<Vec<u8>, DockerError> {
         loop {
-            if let Some(end) = self.buffer.iter().position(|&byte| byte == b'\n') {
+            if let Some(offset) = self.buffer[self.scanned..].iter().position(|&byte| byte == b'\n') {
+                let end = self.scanned + offset;
                 let mut line: Vec<u8> = self.buffer.drain(..=end).collect();
                 line.pop();
+                self.scanned = 0;
                 return Ok(line);
             }
+            self.scanned = self.buffer.len();
             if self.buffer.len() > MAX_MESSAGE_BYTES {
                 return Err(DockerError::Protocol(format!(
                     "message larger than {MAX_MESSAGE_BYTES} bytes"
