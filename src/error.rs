@@ -27,7 +27,7 @@ pub enum DockerError {
     ImageMissing { image: String },
     /// Shown without the engine's own paths (its storage and state folders);
     /// the full error is logged where a tool call fails.
-    #[error("Docker engine error: {}", crate::docker::engine_message(.0))]
+    #[error("Docker engine error: {}", engine_message(.0))]
     Api(#[from] bollard::errors::Error),
     #[error("the sandbox container stopped before answering ({0}); try again")]
     ContainerGone(String),
@@ -285,4 +285,49 @@ pub enum ImageError {
     Bootstrap(String),
     #[error("I/O error while preparing the image build: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// An engine error in words for the client: the engine's storage and state
+/// paths (`/var/lib/docker/overlay2/<layer>/merged/…`, a runtime's state
+/// under `/run`) say nothing the model can act on and reveal the host's
+/// layout, so they are replaced.
+fn engine_message(error: &bollard::errors::Error) -> String {
+    static ENGINE_PATH: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(
+            r#"(?:/var)?/(?:lib|run)/(?:docker|containerd|containers|podman|runc|runsc)\b[^\s"',;:]*|/run/user/\d+/[^\s"',;:]*|/[^\s"',;:]*overlay2?/[^\s"',;:]*"#,
+        )
+        .ok()
+    });
+    let text = match error {
+        bollard::errors::Error::DockerResponseServerError { status_code, message } => {
+            format!("{message} (HTTP {status_code})")
+        }
+        other => other.to_string(),
+    };
+    match ENGINE_PATH.as_ref() {
+        Some(pattern) => pattern.replace_all(&text, "<engine path>").into_owned(),
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_paths_are_not_shown() {
+        let error = bollard::errors::Error::DockerResponseServerError {
+            status_code: 500,
+            message: "readlink /var/lib/docker/overlay2/4f2a/merged/workspace/x: invalid argument; \
+                      state at /run/containerd/io.containerd.runtime.v2.task/moby/abc, \
+                      bind source path does not exist: /home/me/data"
+                .into(),
+        };
+        let shown = engine_message(&error);
+        assert_eq!(
+            shown,
+            "readlink <engine path>: invalid argument; state at <engine path>, \
+             bind source path does not exist: /home/me/data (HTTP 500)"
+        );
+    }
 }

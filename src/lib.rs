@@ -5,6 +5,7 @@
 //! [`runtime`] (one module per language) → [`docker`] (the only module that
 //! talks to the Docker engine). [`images`] builds the sandbox images.
 
+pub mod clock;
 pub mod config;
 pub mod core;
 pub mod docker;

@@ -11,7 +11,8 @@
 //! folder's contents and a huge sparse file costs nothing to list.
 
 use super::protocol::{FileOp, FileReply, FileReplyError, FileRequest, FileRoot, RunnerEntry, RunnerMessage};
-use super::session::{SessionManager, SessionMount, rfc3339};
+use super::session::{SessionManager, SessionMount};
+use crate::clock::rfc3339;
 use crate::error::{DockerError, FileError};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

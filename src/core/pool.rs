@@ -175,10 +175,7 @@ impl ContainerPool {
     /// started or exited, and older than [`ORPHAN_AGE`].
     pub async fn remove_orphans(&self) -> Result<usize, DockerError> {
         let engine = self.launcher.engine();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|elapsed| elapsed.as_secs() as i64)
-            .unwrap_or(0);
+        let now = i64::try_from(crate::clock::unix_now()).unwrap_or(i64::MAX);
         let mut removed = 0;
         for container in engine.list_sandboxes(&[(labels::KIND, "pool")]).await? {
             let stale = matches!(

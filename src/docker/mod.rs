@@ -166,29 +166,6 @@ fn is_connection_failure(error: &DockerError) -> bool {
     }
 }
 
-/// An engine error in words for the client: the engine's storage and state
-/// paths (`/var/lib/docker/overlay2/<layer>/merged/…`, a runtime's state
-/// under `/run`) say nothing the model can act on and reveal the host's
-/// layout, so they are replaced.
-pub fn engine_message(error: &bollard::errors::Error) -> String {
-    static ENGINE_PATH: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(
-            r#"(?:/var)?/(?:lib|run)/(?:docker|containerd|containers|podman|runc|runsc)\b[^\s"',;:]*|/run/user/\d+/[^\s"',;:]*|/[^\s"',;:]*overlay2?/[^\s"',;:]*"#,
-        )
-        .ok()
-    });
-    let text = match error {
-        bollard::errors::Error::DockerResponseServerError { status_code, message } => {
-            format!("{message} (HTTP {status_code})")
-        }
-        other => other.to_string(),
-    };
-    match ENGINE_PATH.as_ref() {
-        Some(pattern) => pattern.replace_all(&text, "<engine path>").into_owned(),
-        None => text,
-    }
-}
-
 /// True when the engine answered 404 (no such image or container).
 pub(crate) fn is_not_found(error: &bollard::errors::Error) -> bool {
     matches!(
@@ -211,23 +188,6 @@ mod tests {
         assert_eq!(ssh_port_problem("ssh://me@big-box"), None);
         assert_eq!(ssh_port_problem("tcp://big-box:2376"), None);
         assert_eq!(ssh_port_problem("unix:///var/run/docker.sock"), None);
-    }
-
-    #[test]
-    fn engine_paths_are_not_shown() {
-        let error = bollard::errors::Error::DockerResponseServerError {
-            status_code: 500,
-            message: "readlink /var/lib/docker/overlay2/4f2a/merged/workspace/x: invalid argument; \
-                      state at /run/containerd/io.containerd.runtime.v2.task/moby/abc, \
-                      bind source path does not exist: /home/me/data"
-                .into(),
-        };
-        let shown = engine_message(&error);
-        assert_eq!(
-            shown,
-            "readlink <engine path>: invalid argument; state at <engine path>, \
-             bind source path does not exist: /home/me/data (HTTP 500)"
-        );
     }
 
     #[test]

@@ -561,11 +561,7 @@ fn read_head(path: &Path) -> Option<(u64, String)> {
 
 /// Now, RFC 3339 with milliseconds (UTC).
 fn timestamp() -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let seconds = crate::core::session::rfc3339(now.as_secs());
-    format!("{}.{:03}Z", seconds.trim_end_matches('Z'), now.subsec_millis())
+    crate::clock::rfc3339_millis_now()
 }
 
 #[cfg(test)]
