@@ -5,7 +5,7 @@
 //! containers that died. A miss starts a container on demand.
 
 use super::launcher::{Launcher, Purpose, Sandbox};
-use crate::docker::{ContainerState, labels};
+use crate::docker::labels;
 use crate::error::DockerError;
 use crate::runtime::Language;
 use serde::Serialize;
@@ -178,10 +178,7 @@ impl ContainerPool {
         let now = i64::try_from(crate::clock::unix_now()).unwrap_or(i64::MAX);
         let mut removed = 0;
         for container in engine.list_sandboxes(&[(labels::KIND, "pool")]).await? {
-            let stale = matches!(
-                container.state,
-                ContainerState::Created | ContainerState::Exited | ContainerState::Dead
-            );
+            let stale = container.state.is_stopped();
             let old = container
                 .created
                 .is_some_and(|created| now - created > ORPHAN_AGE.as_secs() as i64);

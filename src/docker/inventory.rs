@@ -23,6 +23,14 @@ pub enum ContainerState {
 }
 
 impl ContainerState {
+    /// Created, exited or dead: not running, and can be started (again).
+    pub fn is_stopped(self) -> bool {
+        matches!(
+            self,
+            ContainerState::Created | ContainerState::Exited | ContainerState::Dead
+        )
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             ContainerState::Created => "created",

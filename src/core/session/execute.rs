@@ -1,0 +1,187 @@
+//! Running code in a session: its turn, the container brought to running
+//! (resumed, or started again with a note on what was lost), the program
+//! sent to its runner.
+
+use super::super::connection::RunnerConnection;
+use super::super::launcher::READY_TIMEOUT;
+use super::super::run::{
+    CANCEL_GRACE, ExecuteRequest, ExecutionOutcome, RunFailure, cancelled_outcome, host_timeout_outcome,
+    not_started_outcome, outcome, run_program,
+};
+use super::labels::SessionFacts;
+use super::{SessionHandle, SessionManager};
+use crate::clock::unix_now;
+use crate::config::SessionStorage;
+use crate::docker::ContainerState;
+use crate::error::{ExecuteError, SessionError};
+use crate::runtime::Language;
+use std::time::Duration;
+
+impl SessionManager {
+    /// Runs code in a session (serialized with its other executes).
+    pub async fn execute(&self, name: &str, request: &ExecuteRequest) -> Result<ExecutionOutcome, ExecuteError> {
+        let handle = self.handle(name).await?;
+        let program = if request.language == handle.language {
+            request.language.prepare_cell(&request.code)
+        } else if request.language == Language::Bash {
+            Language::Bash.prepare(&request.code)
+        } else {
+            return Err(SessionError::LanguageMismatch {
+                name: name.to_string(),
+                session_language: handle.language.name().to_string(),
+            }
+            .into());
+        };
+        let kernel = handle.language.kernel().filter(|_| program.uses_kernel());
+        let wait = Duration::from_millis(request.timeout_ms);
+        let _turn = tokio::select! {
+            locked = tokio::time::timeout(wait, handle.turn.lock()) => {
+                locked.map_err(|_| SessionError::Busy { name: name.to_string() })?
+            }
+            // Cancelled while waiting for the session's previous execute.
+            () = request.watch.cancel.cancelled() => return Ok(not_started_outcome(request)),
+        };
+        let mut notes = Vec::new();
+        let facts = self.lookup(name).await?;
+        if facts.info.id != handle.container_id {
+            // The session was destroyed and created again by another server.
+            self.lock_handles().remove(name);
+            return Err(SessionError::Unknown(name.to_string()).into());
+        }
+        if facts.expires_at() <= unix_now() {
+            self.remove(&facts).await?;
+            return Err(SessionError::Expired(name.to_string()).into());
+        }
+        let engine = self.launcher.engine();
+        if readiness(facts.info.state, facts.storage()) == Readiness::Paused {
+            engine
+                .unpause_sandbox(&facts.info.id)
+                .await
+                .map_err(SessionError::from)?;
+            notes.push("The session was paused; it was resumed to run this code.".to_string());
+        } else if let Some(note) = self.start_if_stopped(&handle, &facts).await? {
+            request.watch.warn(format!("Session {name}: {note}"));
+            notes.push(note);
+        }
+        let live = handle.connect(engine).await?;
+        let config = self.launcher.config();
+        self.touch(&facts.info.id);
+        let result = run_program(&live, &program, kernel, request, config).await;
+        self.touch(&facts.info.id);
+        match result {
+            Ok(run) => Ok(outcome(config, request, run, notes)),
+            Err(RunFailure::HostTimeout) => {
+                handle.set_connection(None);
+                Ok(host_timeout_outcome(request))
+            }
+            Err(RunFailure::Cancelled) => {
+                // The runner did not confirm the stop in time: it may be
+                // restarting the interpreter.
+                handle.set_connection(None);
+                request.watch.warn(format!(
+                    "Session {name}: the cancelled code did not stop within {} s; its interpreter may be restarting, and variables may be lost.",
+                    CANCEL_GRACE.as_secs()
+                ));
+                Ok(cancelled_outcome(request))
+            }
+            Err(RunFailure::NotStarted) => Ok(not_started_outcome(request)),
+            Err(failure @ RunFailure::Gone(_)) => {
+                handle.set_connection(None);
+                let still_there = engine.inspect_sandbox(&facts.info.id).await.ok().flatten().is_some();
+                if !still_there {
+                    self.lock_handles().remove(name);
+                    return Err(SessionError::Unknown(name.to_string()).into());
+                }
+                Err(failure.into())
+            }
+        }
+    }
+
+    /// Starts the session's container again when it has stopped (for
+    /// example the engine restarted), with a fresh connection; returns the
+    /// note saying what was lost. Running containers are left alone;
+    /// paused ones are the caller's to resume.
+    pub(super) async fn start_if_stopped(
+        &self,
+        handle: &SessionHandle,
+        facts: &SessionFacts,
+    ) -> Result<Option<String>, SessionError> {
+        match readiness(facts.info.state, facts.storage()) {
+            Readiness::Ready | Readiness::Paused => Ok(None),
+            Readiness::Stopped { files_lost } => {
+                let engine = self.launcher.engine();
+                let fresh = RunnerConnection::new(engine.attach_sandbox(&facts.info.id).await?);
+                engine.restart_sandbox(&facts.info.id).await?;
+                fresh.wait_ready(READY_TIMEOUT).await?;
+                handle.set_connection(Some(fresh));
+                let files = if files_lost {
+                    "files in /workspace and /outputs were lost (they live in memory); installed packages were kept"
+                } else {
+                    "files in /workspace and installed packages were kept"
+                };
+                Ok(Some(format!(
+                    "The session's container had stopped (for example the Docker engine restarted); it was started again: variables were lost, {files}."
+                )))
+            }
+            Readiness::Unusable => Err(SessionError::Unusable {
+                name: facts.name.clone(),
+                state: facts.info.state.name().to_string(),
+            }),
+        }
+    }
+}
+
+/// What must happen before a session's runner can take code, decided from
+/// its container's state and where its files live. (The connection to the
+/// runner is attached on demand by [`SessionHandle::connect`], whatever is
+/// decided here.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Readiness {
+    /// Running: send the code.
+    Ready,
+    /// Paused: resume it first.
+    Paused,
+    /// Stopped (the engine restarted, say): start it again; variables are
+    /// lost, and the files too when they lived in memory.
+    Stopped { files_lost: bool },
+    /// Restarting, being removed, or in a state the engine did not name:
+    /// it cannot take code.
+    Unusable,
+}
+
+pub(super) fn readiness(state: ContainerState, storage: SessionStorage) -> Readiness {
+    match state {
+        ContainerState::Running => Readiness::Ready,
+        ContainerState::Paused => Readiness::Paused,
+        state if state.is_stopped() => Readiness::Stopped {
+            files_lost: storage == SessionStorage::Memory,
+        },
+        _ => Readiness::Unusable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_state_and_storage_has_one_readiness() {
+        use ContainerState::*;
+        for storage in [SessionStorage::Memory, SessionStorage::Disk] {
+            let memory = storage == SessionStorage::Memory;
+            let expected = [
+                (Running, Readiness::Ready),
+                (Paused, Readiness::Paused),
+                (Created, Readiness::Stopped { files_lost: memory }),
+                (Exited, Readiness::Stopped { files_lost: memory }),
+                (Dead, Readiness::Stopped { files_lost: memory }),
+                (Restarting, Readiness::Unusable),
+                (Removing, Readiness::Unusable),
+                (Unknown, Readiness::Unusable),
+            ];
+            for (state, readying) in expected {
+                assert_eq!(readiness(state, storage), readying, "{state:?} with {storage:?}");
+            }
+        }
+    }
+}

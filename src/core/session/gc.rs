@@ -1,0 +1,51 @@
+//! Garbage collection of expired sessions, in the background.
+
+use super::SessionManager;
+use crate::clock::unix_now;
+use crate::docker::labels;
+use crate::error::SessionError;
+use std::sync::Arc;
+use std::time::Duration;
+
+impl SessionManager {
+    /// Starts the background garbage collector of expired sessions.
+    pub fn start_gc(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let manager = self.clone();
+        let interval = Duration::from_secs(manager.launcher.config().gc_interval_s);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                match manager.collect_expired().await {
+                    Ok(0) => {}
+                    Ok(removed) => tracing::info!(removed, "garbage-collected expired sessions"),
+                    Err(error) => tracing::debug!(%error, "session garbage collection skipped"),
+                }
+            }
+        })
+    }
+
+    /// Destroys every expired session; returns how many.
+    pub async fn collect_expired(&self) -> Result<usize, SessionError> {
+        let now = unix_now();
+        let all = self
+            .launcher
+            .engine()
+            .list_sandboxes(&[(labels::KIND, "session")])
+            .await?;
+        let ids: Vec<String> = all.iter().map(|info| info.id.clone()).collect();
+        let mut removed = 0;
+        for facts in all.into_iter().filter_map(|info| self.facts(info)) {
+            if facts.expires_at() <= now && !self.is_busy(&facts.name) {
+                tracing::info!(session = %facts.name, "session expired");
+                self.remove(&facts).await?;
+                self.audit.record(
+                    "session",
+                    serde_json::json!({"action": "expired", "name": facts.name, "language": facts.language.name()}),
+                );
+                removed += 1;
+            }
+        }
+        self.store.retain(&ids);
+        Ok(removed)
+    }
+}

@@ -1,0 +1,60 @@
+//! This server's handle on one session: its connection to the session's
+//! runner, and the turn that serializes executes.
+
+use super::super::connection::RunnerConnection;
+use crate::docker::DockerEngine;
+use crate::error::SessionError;
+use crate::runtime::Language;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+pub(super) struct SessionHandle {
+    pub(super) container_id: String,
+    pub(super) language: Language,
+    /// Serializes executes, and file operations that must resume or start
+    /// the container first.
+    pub(super) turn: tokio::sync::Mutex<()>,
+    /// This server's connection to the session's runner (file operations
+    /// use it while an execute runs).
+    connection: Mutex<Option<Arc<RunnerConnection>>>,
+    /// A paused session is resumed for a file operation just now.
+    pub(super) resumed_for_files: AtomicBool,
+}
+
+impl SessionHandle {
+    pub(super) fn new(container_id: String, language: Language, connection: Option<RunnerConnection>) -> Self {
+        Self {
+            container_id,
+            language,
+            turn: tokio::sync::Mutex::new(()),
+            connection: Mutex::new(connection.map(Arc::new)),
+            resumed_for_files: AtomicBool::new(false),
+        }
+    }
+
+    /// The connection, while its stream is open.
+    pub(super) fn live(&self) -> Option<Arc<RunnerConnection>> {
+        self.lock_connection()
+            .as_ref()
+            .filter(|connection| connection.is_alive())
+            .cloned()
+    }
+
+    pub(super) fn set_connection(&self, connection: Option<RunnerConnection>) {
+        *self.lock_connection() = connection.map(Arc::new);
+    }
+
+    /// The live connection, attaching a new one when there is none.
+    pub(super) async fn connect(&self, engine: &DockerEngine) -> Result<Arc<RunnerConnection>, SessionError> {
+        if let Some(live) = self.live() {
+            return Ok(live);
+        }
+        let fresh = Arc::new(RunnerConnection::new(engine.attach_sandbox(&self.container_id).await?));
+        *self.lock_connection() = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    fn lock_connection(&self) -> std::sync::MutexGuard<'_, Option<Arc<RunnerConnection>>> {
+        self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

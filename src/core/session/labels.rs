@@ -1,0 +1,115 @@
+//! The session label and name format: what a session's container labels
+//! say (read back into [`SessionFacts`]), the mounts label, session names,
+//! and the names of a session's container and volumes.
+
+use super::super::session_store::SessionRecord;
+use super::{SessionInfo, SessionMount};
+use crate::clock::rfc3339;
+use crate::config::{HostFolder, SessionStorage};
+use crate::docker::{SandboxInfo, labels};
+use crate::error::SessionError;
+use crate::runtime::Language;
+
+/// Facts read from a session container's labels plus its record.
+pub(super) struct SessionFacts {
+    pub(super) info: SandboxInfo,
+    pub(super) name: String,
+    pub(super) language: Language,
+    pub(super) created: u64,
+    pub(super) ttl: u64,
+    pub(super) mounts: Vec<SessionMount>,
+    pub(super) record: SessionRecord,
+}
+
+impl SessionFacts {
+    pub(super) fn last_used(&self) -> u64 {
+        self.record.last_used.unwrap_or(self.created).max(self.created)
+    }
+
+    pub(super) fn expires_at(&self) -> u64 {
+        (self.last_used() + self.ttl).max(self.record.extended_until.unwrap_or(0))
+    }
+
+    pub(super) fn to_info(&self, now: u64) -> SessionInfo {
+        let expires_at = self.expires_at();
+        SessionInfo {
+            name: self.name.clone(),
+            language: self.language.name().to_string(),
+            state: self.info.state.name().to_string(),
+            created: rfc3339(self.created),
+            last_used: rfc3339(self.last_used()),
+            expires_at: rfc3339(expires_at),
+            ttl_seconds: self.ttl,
+            ttl_left_seconds: expires_at.saturating_sub(now),
+            container: self.info.id.chars().take(12).collect(),
+            seccomp: self
+                .info
+                .labels
+                .get(labels::SECCOMP)
+                .cloned()
+                .unwrap_or_else(|| "engine-default".to_string()),
+            storage: self.storage().name().to_string(),
+            mounts: self.mounts.clone(),
+        }
+    }
+
+    /// Where the session's files live (sessions made before the label
+    /// existed used disk volumes).
+    pub(super) fn storage(&self) -> SessionStorage {
+        self.info
+            .labels
+            .get(labels::STORAGE)
+            .and_then(|label| SessionStorage::parse(label))
+            .unwrap_or(SessionStorage::Disk)
+    }
+}
+
+/// The label recording a session's host folders (JSON, so paths with any
+/// characters survive).
+pub(super) fn mounts_label(folders: &[HostFolder]) -> String {
+    let mounts: Vec<SessionMount> = folders.iter().map(SessionMount::from_folder).collect();
+    serde_json::to_string(&mounts).unwrap_or_else(|_| "[]".to_string())
+}
+
+/// Session names: 1–63 of `[A-Za-z0-9_-]`, starting with a letter or digit
+/// (safe in container names, labels and file names).
+pub fn validate_name(name: &str) -> Result<(), SessionError> {
+    let mut chars = name.chars();
+    let valid = matches!(chars.next(), Some(c) if c.is_ascii_alphanumeric())
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(())
+    } else {
+        Err(SessionError::InvalidName(name.to_string()))
+    }
+}
+
+/// Prefix of session container and volume names.
+pub(super) const NAME_PREFIX: &str = "multilang-sandbox-session-";
+
+/// The kind label of a session's volumes.
+pub(super) const VOLUME_KIND: &str = "session-workspace";
+
+/// The volume of one of a session's folders. The `.` before `folder` cannot
+/// appear in a session name, so no session's volume can be another's
+/// (`x` with `x-outputs`) or be squatted by a session named after it.
+pub(super) fn session_volume(name: &str, folder: &str) -> String {
+    format!("{NAME_PREFIX}{name}.{folder}")
+}
+
+/// The volume holding a session's `/workspace`.
+pub(super) fn workspace_volume(name: &str) -> String {
+    session_volume(name, "workspace")
+}
+
+/// The volume holding a session's own installed packages (mounted at
+/// `/packages/session`; packages from a cached image stay in the image).
+pub fn packages_volume(name: &str) -> String {
+    session_volume(name, "packages")
+}
+
+/// The volume holding a session's `/outputs`.
+pub fn outputs_volume(name: &str) -> String {
+    session_volume(name, "outputs")
+}

@@ -1,0 +1,327 @@
+//! Named, stateful sessions. A session is a long-lived container whose
+//! kernel keeps interpreter state between executes (Python, JavaScript,
+//! TypeScript, Bash) and whose `/workspace` is a named volume (every
+//! language keeps its files). Docker is the registry: a session exists
+//! exactly when its labelled container `multilang-sandbox-session-<name>`
+//! exists, so a restarted server, or a second server running beside this
+//! one, sees and uses the same sessions. Labels hold what never changes
+//! (name, language, created, ttl); the [`SessionStore`] holds activity and
+//! extensions. Executes in one session are serialized.
+//!
+//! One operation per file: [`create`], [`execute`], [`file_request`],
+//! [`gc`]; the label format in [`labels`], this server's per-session
+//! connection in [`handle`].
+
+mod create;
+mod execute;
+mod file_request;
+mod gc;
+mod handle;
+mod labels;
+
+pub use labels::{outputs_volume, packages_volume, validate_name};
+
+use super::launcher::Launcher;
+use super::session_store::SessionStore;
+use crate::clock::unix_now;
+use crate::config::{HostFolder, SessionStorage};
+use crate::docker::{ContainerState, SandboxInfo, labels as label_keys};
+use crate::error::SessionError;
+use crate::runtime::Language;
+use crate::security::audit::AuditLog;
+use crate::security::seccomp::SeccompProfile;
+use create::remove_session_volumes;
+use handle::SessionHandle;
+use labels::{NAME_PREFIX, SessionFacts};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// A session as `sandbox_session` and `sandbox_inspect` show it.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema, PartialEq)]
+pub struct SessionInfo {
+    pub name: String,
+    pub language: String,
+    /// running, paused, exited, …
+    pub state: String,
+    /// Creation time, RFC 3339 (UTC).
+    pub created: String,
+    /// Time of the last execute (or creation), RFC 3339 (UTC).
+    pub last_used: String,
+    /// When the session will be destroyed if unused, RFC 3339 (UTC).
+    pub expires_at: String,
+    /// Idle time to live in seconds: each execute pushes expiry to now + ttl.
+    pub ttl_seconds: u64,
+    /// Seconds until expiry.
+    pub ttl_left_seconds: u64,
+    /// Docker container id (first 12 characters).
+    pub container: String,
+    /// Seccomp profile the session runs under (standard, strict, …).
+    pub seccomp: String,
+    /// Where `/workspace` and `/outputs` live: "memory" (size-limited; lost
+    /// when the container stops, as on an engine restart) or "disk".
+    pub storage: String,
+    /// Host folders mounted into the session (see `mounts` on create).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<SessionMount>,
+}
+
+/// A host folder mounted into a session.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema, PartialEq)]
+pub struct SessionMount {
+    /// The configured folder's name.
+    pub name: String,
+    /// Where code sees it, for example "/mnt/data".
+    pub path: String,
+    /// The folder on the host.
+    pub host_path: String,
+    /// False: code can read but not change it.
+    pub writable: bool,
+}
+
+impl SessionMount {
+    pub fn from_folder(folder: &HostFolder) -> Self {
+        Self {
+            name: folder.name.clone(),
+            path: folder.mount_point(),
+            host_path: folder.host_path.display().to_string(),
+            writable: folder.writable,
+        }
+    }
+}
+
+/// A session as file operations see it.
+pub struct FileTarget {
+    pub name: String,
+    pub container_id: String,
+    pub mounts: Vec<SessionMount>,
+    pub state: ContainerState,
+}
+
+/// What a new session is made of.
+pub struct NewSession<'a> {
+    pub name: &'a str,
+    pub language: Language,
+    /// The standard image, the data-science one, or a cached package image.
+    pub image: &'a str,
+    pub ttl: Option<u64>,
+    /// Configured host folders to mount.
+    pub folders: &'a [HostFolder],
+    pub seccomp: SeccompProfile,
+}
+
+/// Creates, finds, runs code in, and garbage-collects sessions.
+pub struct SessionManager {
+    launcher: Arc<Launcher>,
+    audit: Arc<AuditLog>,
+    store: SessionStore,
+    handles: Mutex<HashMap<String, Arc<SessionHandle>>>,
+}
+
+impl SessionManager {
+    pub fn new(launcher: Arc<Launcher>, audit: Arc<AuditLog>) -> Arc<Self> {
+        let store = SessionStore::new(&launcher.config().state_dir);
+        Arc::new(Self {
+            launcher,
+            audit,
+            store,
+            handles: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Every session on the engine, newest first.
+    pub async fn list(&self) -> Result<Vec<SessionInfo>, SessionError> {
+        let now = unix_now();
+        let mut sessions: Vec<SessionFacts> = self
+            .launcher
+            .engine()
+            .list_sandboxes(&[(label_keys::KIND, "session")])
+            .await?
+            .into_iter()
+            .filter_map(|info| self.facts(info))
+            .collect();
+        sessions.sort_by(|a, b| b.created.cmp(&a.created).then(a.name.cmp(&b.name)));
+        Ok(sessions.iter().map(|facts| facts.to_info(now)).collect())
+    }
+
+    /// One session.
+    pub async fn get(&self, name: &str) -> Result<SessionInfo, SessionError> {
+        Ok(self.lookup(name).await?.to_info(unix_now()))
+    }
+
+    /// Freezes the session's processes (no CPU use); state is kept.
+    pub async fn pause(&self, name: &str) -> Result<SessionInfo, SessionError> {
+        let facts = self.lookup(name).await?;
+        if facts.info.state == ContainerState::Running {
+            self.launcher.engine().pause_sandbox(&facts.info.id).await?;
+        }
+        self.get(name).await
+    }
+
+    /// Unfreezes a paused session.
+    pub async fn resume(&self, name: &str) -> Result<SessionInfo, SessionError> {
+        let facts = self.lookup(name).await?;
+        if facts.info.state == ContainerState::Paused {
+            self.launcher.engine().unpause_sandbox(&facts.info.id).await?;
+        }
+        self.get(name).await
+    }
+
+    /// Pushes the expiry `seconds` further (default: the session's ttl).
+    pub async fn extend(&self, name: &str, seconds: Option<u64>) -> Result<SessionInfo, SessionError> {
+        let facts = self.lookup(name).await?;
+        let max = self.launcher.config().max_session_ttl_s;
+        let seconds = seconds.unwrap_or(facts.ttl);
+        if seconds == 0 || seconds > max {
+            return Err(SessionError::InvalidTtl { given: seconds, max });
+        }
+        let now = unix_now();
+        let until = (facts.expires_at().max(now) + seconds).min(now + max);
+        let mut record = facts.record;
+        record.extended_until = Some(until);
+        self.store.save(&facts.info.id, &record);
+        self.get(name).await
+    }
+
+    /// Removes the session's container, workspace volume and record.
+    pub async fn destroy(&self, name: &str) -> Result<SessionInfo, SessionError> {
+        let facts = self.lookup(name).await?;
+        let info = facts.to_info(unix_now());
+        self.remove(&facts).await?;
+        self.audit.record(
+            "session",
+            serde_json::json!({"action": "destroyed", "name": name, "language": info.language}),
+        );
+        Ok(info)
+    }
+
+    /// What file operations need, from one lookup: the container, the host
+    /// folders, and the container's state.
+    pub async fn file_target(&self, name: &str) -> Result<FileTarget, SessionError> {
+        let facts = self.lookup(name).await?;
+        if facts.info.state.is_stopped() && facts.storage() == SessionStorage::Memory {
+            // Its files went with the container's memory; starting it for a
+            // file operation would only show empty folders.
+            return Err(SessionError::StoppedInMemory { name: name.to_string() });
+        }
+        Ok(FileTarget {
+            name: facts.name,
+            state: facts.info.state,
+            container_id: facts.info.id,
+            mounts: facts.mounts,
+        })
+    }
+
+    /// What an install into this session needs: its language, the image its
+    /// container runs, and its packages volume.
+    pub async fn install_target(&self, name: &str) -> Result<(Language, String, String), SessionError> {
+        let facts = self.lookup(name).await?;
+        let image = facts.info.image.clone().ok_or_else(|| SessionError::Unusable {
+            name: name.to_string(),
+            state: "without a known image".into(),
+        })?;
+        Ok((facts.language, image, packages_volume(&facts.name)))
+    }
+
+    /// Records activity now (before a run, so a long run is not collected
+    /// as idle, and after it). Reloads the record so concurrent extensions
+    /// are kept.
+    fn touch(&self, container_id: &str) {
+        let mut record = self.store.load(container_id);
+        record.last_used = Some(unix_now());
+        self.store.save(container_id, &record);
+    }
+
+    /// True when this server is running code in the session right now.
+    fn is_busy(&self, name: &str) -> bool {
+        self.lock_handles()
+            .get(name)
+            .is_some_and(|handle| handle.turn.try_lock().is_err())
+    }
+
+    async fn remove(&self, facts: &SessionFacts) -> Result<(), SessionError> {
+        self.lock_handles().remove(&facts.name);
+        let engine = self.launcher.engine();
+        engine.remove_sandbox(&facts.info.id).await?;
+        remove_session_volumes(engine, &facts.name).await?;
+        self.store.remove(&facts.info.id);
+        Ok(())
+    }
+
+    /// This server's handle on a session, adopting it from Docker if needed.
+    async fn handle(&self, name: &str) -> Result<Arc<SessionHandle>, SessionError> {
+        validate_name(name)?;
+        if let Some(handle) = self.lock_handles().get(name) {
+            return Ok(handle.clone());
+        }
+        let facts = self.lookup(name).await?;
+        let handle = Arc::new(SessionHandle::new(facts.info.id.clone(), facts.language, None));
+        Ok(self.lock_handles().entry(name.to_string()).or_insert(handle).clone())
+    }
+
+    async fn lookup(&self, name: &str) -> Result<SessionFacts, SessionError> {
+        validate_name(name)?;
+        let info = self
+            .launcher
+            .engine()
+            .inspect_sandbox(&format!("{NAME_PREFIX}{name}"))
+            .await?
+            .ok_or_else(|| SessionError::Unknown(name.to_string()))?;
+        self.facts(info).ok_or_else(|| SessionError::Unknown(name.to_string()))
+    }
+
+    fn facts(&self, info: SandboxInfo) -> Option<SessionFacts> {
+        if info.labels.get(label_keys::KIND).map(String::as_str) != Some("session") {
+            return None;
+        }
+        let name = info.labels.get(label_keys::SESSION)?.clone();
+        let language = Language::parse(info.labels.get(label_keys::LANGUAGE)?).ok()?;
+        let created = info.labels.get(label_keys::CREATED)?.parse().ok()?;
+        let ttl = info.labels.get(label_keys::TTL)?.parse().ok()?;
+        let mounts = info
+            .labels
+            .get(label_keys::MOUNTS)
+            .and_then(|label| serde_json::from_str(label).ok())
+            .unwrap_or_default();
+        let record = self.store.load(&info.id);
+        Some(SessionFacts {
+            info,
+            name,
+            language,
+            created,
+            ttl,
+            mounts,
+            record,
+        })
+    }
+
+    fn lock_handles(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SessionHandle>>> {
+        self.handles.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_restricted_to_a_safe_set() {
+        for good in ["a", "data-1", "My_Session", "x".repeat(63).as_str()] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            "-a",
+            "_a",
+            "a b",
+            "a;rm -rf /",
+            "a/b",
+            "ä",
+            "a=b",
+            "x".repeat(64).as_str(),
+            "a\n",
+        ] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}
