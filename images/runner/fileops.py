@@ -198,16 +198,10 @@ class Operation:
                 raise FileOpError("not_found", walk.path)
             if info.st_size > limit:
                 raise FileOpError("too_large", walk.path, size=info.st_size, max=limit)
-            chunks, total = [], 0
-            while True:
-                chunk = os.read(fd, min(1 << 20, limit + 1 - total))
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                total += len(chunk)
-                if total > limit:  # it grew while being read
-                    raise FileOpError("too_large", walk.path, size=total, max=limit)
-            return {"path": walk.path, "content_base64": base64.b64encode(b"".join(chunks)).decode("ascii")}
+            data = read_at_most(fd, limit)
+            if data is None:  # it grew while being read
+                raise FileOpError("too_large", walk.path, size=limit + 1, max=limit)
+            return {"path": walk.path, "content_base64": base64.b64encode(data).decode("ascii")}
         finally:
             os.close(fd)
 
@@ -314,6 +308,20 @@ class Operation:
             return {"path": walk.path, "entry": entry}
         finally:
             walk.close()
+
+
+def read_at_most(fd, limit):
+    """The bytes of the open file `fd` when it holds at most `limit` of
+    them; None when it holds more (it may grow while it is read)."""
+    chunks, total = [], 0
+    while True:
+        chunk = os.read(fd, min(1 << 20, limit + 1 - total))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > limit:
+            return None
 
 
 def open_absolute_directory(path):

@@ -675,16 +675,9 @@ def read_regular_file(path, limit):
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        chunks, total = [], 0
-        while True:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-            if total > limit:
-                return None
-        return b"".join(chunks)
+        from fileops import read_at_most
+
+        return read_at_most(fd, limit)
     except OSError:
         return None
     finally:
