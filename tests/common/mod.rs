@@ -129,15 +129,22 @@ pub async fn call(client: &Peer<RoleClient>, tool: &str, arguments: Value) -> Ca
         .unwrap_or_else(|error| panic!("{tool} failed at the protocol level: {error}"))
 }
 
-/// Calls a tool, returning protocol errors.
+/// Longest any one tool call in a test may take (the slowest, a first
+/// install of a large package, takes seconds): a hung server fails the test
+/// here instead of holding CI to its time limit.
+pub const CALL_LIMIT: Duration = Duration::from_secs(300);
+
+/// Calls a tool, returning protocol errors; panics when no answer comes
+/// within [`CALL_LIMIT`].
 pub async fn try_call(client: &Peer<RoleClient>, tool: &str, arguments: Value) -> Result<CallToolResult, ServiceError> {
     let arguments: Map<String, Value> = match arguments {
         Value::Object(map) => map,
         other => panic!("tool arguments must be an object, got {other}"),
     };
-    client
-        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(arguments))
+    let call = client.call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(arguments));
+    tokio::time::timeout(CALL_LIMIT, call)
         .await
+        .unwrap_or_else(|_| panic!("{tool} got no answer within {CALL_LIMIT:?}"))
 }
 
 /// `sandbox_execute` with language and code; returns the structured result.
