@@ -30,6 +30,7 @@ pub const BASE: ImageDefinition = ImageDefinition {
     files: &[
         ("runner.py", include_str!("../../images/runner/runner.py")),
         ("fileops.py", include_str!("../../images/runner/fileops.py")),
+        ("python_kernel.py", include_str!("../../images/runner/python_kernel.py")),
         ("kernel.js", include_str!("../../images/runner/kernel.js")),
         ("kernel.sh", include_str!("../../images/runner/kernel.sh")),
         (
