@@ -8,9 +8,9 @@
 //! (name, language, created, ttl); the [`SessionStore`] holds activity and
 //! extensions. Executes in one session are serialized.
 //!
-//! One operation per file: [`create`], [`execute`], [`file_request`],
-//! [`gc`]; the label format in [`labels`], this server's per-session
-//! connection in [`handle`].
+//! One operation per file: `create.rs`, `execute.rs`, `file_request.rs`,
+//! `gc.rs`; the label format in `labels.rs`, this server's per-session
+//! connection in `handle.rs`.
 
 mod create;
 mod execute;
