@@ -147,6 +147,10 @@ for pid in os.listdir('/proc'):
         runners.append(pid)
 print('runners', len(runners), 'pid1', '1' in runners)
 for pid in runners:
+    # Started with -E -s: no installed package can shadow what it imports.
+    if b'\x00-E\x00-s\x00' not in open('/proc/%s/cmdline' % pid, 'rb').read():
+        print('runner', pid, 'reads PYTHONPATH')
+for pid in runners:
     for what, mode in (('fd/0', 'rb'), ('fd/1', 'wb'), ('environ', 'rb'), ('mem', 'rb')):
         try:
             open('/proc/%s/%s' % (pid, what), mode).close()

@@ -35,7 +35,7 @@ impl PendingReply<'_> {
         match tokio::time::timeout(limit, &mut self.receiver).await {
             Ok(Ok(message)) => Ok(message),
             Ok(Err(_)) => Err(RequestFailure::Gone(DockerError::ContainerGone(
-                "the container stopped before it answered (it was destroyed, or the engine stopped)".into(),
+                "it was destroyed, or the engine stopped".into(),
             ))),
             Err(_) => Err(RequestFailure::Timeout),
         }

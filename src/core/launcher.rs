@@ -194,7 +194,12 @@ impl Launcher {
                 None
             }
         };
-        let mut command = vec!["python3".to_string(), "/opt/sandbox/runner.py".to_string()];
+        // -E -s: the runner ignores PYTHONPATH and user site folders, so no
+        // installed package can shadow a module it imports (it holds the
+        // stream to this server); its kernels still get the environment.
+        let mut command: Vec<String> = ["python3", "-E", "-s", "/opt/sandbox/runner.py"]
+            .map(String::from)
+            .to_vec();
         if let Some(kernel) = kernel {
             command.extend(["--kernel".to_string(), kernel.name().to_string()]);
         }

@@ -6,7 +6,7 @@ use super::super::protocol::RunnerMessage;
 use super::{FileTarget, SessionManager};
 use crate::docker::ContainerState;
 use crate::error::SessionError;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 /// How long a file operation may wait for the session's runner (and for
@@ -45,14 +45,12 @@ impl SessionManager {
             })?;
         let facts = self.lookup(name).await?;
         let paused = facts.info.state == ContainerState::Paused;
+        // Other file operations wait for the turn instead of taking the
+        // running session's fast path while it is briefly resumed (cleared
+        // however this ends, a dropped future included).
+        let _resumed = paused.then(|| ResumedForFiles::mark(&handle.resumed_for_files));
         if paused {
-            // Other file operations wait for the turn instead of taking the
-            // running session's fast path while it is briefly resumed.
-            handle.resumed_for_files.store(true, Ordering::SeqCst);
-            if let Err(error) = engine.unpause_sandbox(&facts.info.id).await {
-                handle.resumed_for_files.store(false, Ordering::SeqCst);
-                return Err(error.into());
-            }
+            engine.unpause_sandbox(&facts.info.id).await?;
         }
         let answered = async {
             let note = self.start_if_stopped(&handle, &facts).await?;
@@ -65,9 +63,24 @@ impl SessionManager {
             if let Err(error) = engine.pause_sandbox(&facts.info.id).await {
                 tracing::warn!(session = name, %error, "could not pause the session again after a file operation");
             }
-            handle.resumed_for_files.store(false, Ordering::SeqCst);
         }
         answered
+    }
+}
+
+/// Marks a session as briefly resumed for a file operation until dropped.
+struct ResumedForFiles<'a>(&'a AtomicBool);
+
+impl<'a> ResumedForFiles<'a> {
+    fn mark(flag: &'a AtomicBool) -> Self {
+        flag.store(true, Ordering::SeqCst);
+        Self(flag)
+    }
+}
+
+impl Drop for ResumedForFiles<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 
