@@ -39,13 +39,18 @@ impl SandboxServer {
             executor,
             instance_id,
             log_level: LogLevel::default(),
-            tool_router: Self::execute_router()
-                + Self::session_router()
-                + Self::install_router()
-                + Self::file_ops_router()
-                + Self::inspect_router()
-                + Self::security_router(),
+            tool_router: Self::tools(),
         }
+    }
+
+    /// Every tool this server serves.
+    pub(crate) fn tools() -> ToolRouter<Self> {
+        Self::execute_router()
+            + Self::session_router()
+            + Self::install_router()
+            + Self::file_ops_router()
+            + Self::inspect_router()
+            + Self::security_router()
     }
 }
 

@@ -51,15 +51,26 @@ pub(crate) fn structured_result<T: Serialize>(output: &T, text: String, is_error
 /// Checks a tool call's arguments against the tool's argument struct.
 /// Unknown tool names pass through (the router reports them).
 pub(crate) fn validate_arguments(tool: &str, arguments: Option<&JsonObject>) -> Result<(), ErrorData> {
-    match tool {
-        "sandbox_execute" => check::<execute::ExecuteParams>(tool, arguments),
-        "sandbox_session" => check::<session::SessionParams>(tool, arguments),
-        "sandbox_install" => check::<install::InstallParams>(tool, arguments),
-        "sandbox_file_ops" => check::<file_ops::FileOpsParams>(tool, arguments),
-        "sandbox_inspect" => check::<inspect::InspectParams>(tool, arguments),
-        "sandbox_security" => check::<security::SecurityParams>(tool, arguments),
-        _ => Ok(()),
+    match argument_check(tool) {
+        Some(check) => check(tool, arguments),
+        None => Ok(()),
     }
+}
+
+/// A check of each tool's arguments against its parameter type (a test
+/// makes sure every served tool has one).
+type ArgumentCheck = fn(&str, Option<&JsonObject>) -> Result<(), ErrorData>;
+
+fn argument_check(tool: &str) -> Option<ArgumentCheck> {
+    Some(match tool {
+        "sandbox_execute" => check::<execute::ExecuteParams>,
+        "sandbox_session" => check::<session::SessionParams>,
+        "sandbox_install" => check::<install::InstallParams>,
+        "sandbox_file_ops" => check::<file_ops::FileOpsParams>,
+        "sandbox_inspect" => check::<inspect::InspectParams>,
+        "sandbox_security" => check::<security::SecurityParams>,
+        _ => return None,
+    })
 }
 
 fn check<T: DeserializeOwned>(tool: &str, arguments: Option<&JsonObject>) -> Result<(), ErrorData> {
@@ -79,6 +90,25 @@ mod tests {
 
     fn object(value: serde_json::Value) -> JsonObject {
         value.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn every_served_tool_has_its_arguments_checked() {
+        let tools = crate::mcp::SandboxServer::tools().list_all();
+        assert_eq!(
+            tools.len(),
+            6,
+            "{:?}",
+            tools.iter().map(|tool| &tool.name).collect::<Vec<_>>()
+        );
+        for tool in tools {
+            assert!(
+                argument_check(&tool.name).is_some(),
+                "{} has no argument check in validate_arguments",
+                tool.name
+            );
+        }
+        assert!(argument_check("no_such_tool").is_none());
     }
 
     #[test]
