@@ -158,31 +158,40 @@ async fn http_answers_bodies_rmcp_cannot_read_with_json_rpc_errors() {
     let (head, _) = post_raw(&address, Some(&session), initialized).await;
     assert!(head.starts_with("HTTP/1.1 202"), "{head}");
 
-    let call = |id: u64, code: &[u8]| {
-        let mut body = format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"sandbox_execute","arguments":{{"language":"python","code":"#
-        )
-        .into_bytes();
-        body.extend_from_slice(code);
-        body.extend_from_slice(b"}}}");
-        body
-    };
     let mut deep = br#"{"jsonrpc":"2.0","id":14,"method":"tools/call","params":"#.to_vec();
     deep.extend(std::iter::repeat_n(b'[', 100_000));
     deep.extend(std::iter::repeat_n(b']', 100_000));
     deep.push(b'}');
-    let large = call(16, format!("\"{}\"", "x".repeat(17 * 1024 * 1024)).as_bytes());
+    let large = execute_call(16, format!("\"{}\"", "x".repeat(17 * 1024 * 1024)).as_bytes());
     let cases: Vec<(&str, Vec<u8>, u16, i64, serde_json::Value)> = vec![
-        ("lone high surrogate", call(10, br#""\ud800""#), 400, -32700, json!(10)),
-        ("lone low surrogate", call(11, br#""\udc00""#), 400, -32700, json!(11)),
+        (
+            "lone high surrogate",
+            execute_call(10, br#""\ud800""#),
+            400,
+            -32700,
+            json!(10),
+        ),
+        (
+            "lone low surrogate",
+            execute_call(11, br#""\udc00""#),
+            400,
+            -32700,
+            json!(11),
+        ),
         (
             "high surrogate before a non-low one",
-            call(12, br#""\ud800\u0041""#),
+            execute_call(12, br#""\ud800\u0041""#),
             400,
             -32700,
             json!(12),
         ),
-        ("raw invalid UTF-8", call(13, b"\"\xff\xfe\""), 400, -32700, json!(13)),
+        (
+            "raw invalid UTF-8",
+            execute_call(13, b"\"\xff\xfe\""),
+            400,
+            -32700,
+            json!(13),
+        ),
         ("100,000 nested [", deep, 400, -32600, json!(14)),
         ("not JSON", b"{not json".to_vec(), 400, -32700, json!(null)),
         (

@@ -114,18 +114,6 @@ impl RawServer {
     }
 }
 
-/// A `tools/call` of `sandbox_execute` whose `code` is `code` (raw JSON
-/// text, quotes included).
-fn execute_call(id: u64, code: &[u8]) -> Vec<u8> {
-    let mut line = format!(
-        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"sandbox_execute","arguments":{{"language":"python","code":"#
-    )
-    .into_bytes();
-    line.extend_from_slice(code);
-    line.extend_from_slice(b"}}}");
-    line
-}
-
 #[tokio::test]
 async fn lines_rmcp_would_drop_are_answered_and_the_next_request_is_not_blocked() {
     let deep = |closed: bool| {

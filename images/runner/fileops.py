@@ -282,7 +282,7 @@ class Operation:
         return {"path": walk.path, "entries": entries}
 
     def delete(self):
-        root, writable = self.root_of(self.path)
+        root, _ = self.root_of(self.path)
         if root is not None and self.path == root:
             raise FileOpError("root_folder", self.path)
         walk = self.resolve(self.path, follow_last=False)

@@ -348,7 +348,7 @@ fn parse_host_folders(key: &str, value: &str) -> Result<Vec<HostFolder>, ConfigE
 }
 
 /// The first pair (writable folder, another folder inside it), if any.
-pub fn nested_in_writable(folders: &[HostFolder]) -> Option<(&HostFolder, &HostFolder)> {
+fn nested_in_writable(folders: &[HostFolder]) -> Option<(&HostFolder, &HostFolder)> {
     folders.iter().filter(|outer| outer.writable).find_map(|outer| {
         folders
             .iter()

@@ -293,15 +293,9 @@ impl PackageCache {
             }
         }
         let request = ExecuteRequest {
-            language,
-            code: String::new(),
-            timeout_ms: INSTALL_TIMEOUT.as_millis() as u64,
-            stdin: None,
             env,
-            session: None,
-            packages: Vec::new(),
-            ml: false,
             watch: watch.clone(),
+            ..ExecuteRequest::stateless(language, String::new(), INSTALL_TIMEOUT.as_millis() as u64)
         };
         let run = run_program(connection, &program, None, &request, config)
             .await

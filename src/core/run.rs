@@ -36,6 +36,23 @@ pub struct ExecuteRequest {
     pub watch: Watch,
 }
 
+impl ExecuteRequest {
+    /// A stateless execute of `code` with no stdin, env or packages.
+    pub fn stateless(language: Language, code: impl Into<String>, timeout_ms: u64) -> Self {
+        Self {
+            language,
+            code: code.into(),
+            timeout_ms,
+            stdin: None,
+            env: BTreeMap::new(),
+            session: None,
+            packages: Vec::new(),
+            ml: false,
+            watch: Watch::default(),
+        }
+    }
+}
+
 /// What happened to the code.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExecutionOutcome {
@@ -334,17 +351,7 @@ mod tests {
     }
 
     fn request() -> ExecuteRequest {
-        ExecuteRequest {
-            language: Language::Python,
-            code: "print(1)".into(),
-            timeout_ms: 1000,
-            stdin: None,
-            env: BTreeMap::new(),
-            session: None,
-            packages: Vec::new(),
-            ml: false,
-            watch: Watch::default(),
-        }
+        ExecuteRequest::stateless(Language::Python, "print(1)", 1000)
     }
 
     #[test]

@@ -6,7 +6,7 @@
 mod clients;
 
 use crate::config::{Config, SessionStorage};
-use crate::core::{ExecuteRequest, Executor, Watch};
+use crate::core::{ExecuteRequest, Executor};
 use crate::docker::{DockerEngine, EngineFacts};
 use crate::images;
 use crate::runtime::Language;
@@ -287,17 +287,7 @@ async fn smoke_test(engine: Arc<DockerEngine>, config: &Config) -> Check {
         *size = 0;
     }
     let executor = Executor::new(engine, Arc::new(config), format!("doctor-{}", uuid::Uuid::new_v4()));
-    let request = ExecuteRequest {
-        language: Language::Python,
-        code: "print('ok')".into(),
-        timeout_ms: 30_000,
-        stdin: None,
-        env: BTreeMap::new(),
-        session: None,
-        packages: Vec::new(),
-        ml: false,
-        watch: Watch::default(),
-    };
+    let request = ExecuteRequest::stateless(Language::Python, "print('ok')", 30_000);
     let started = Instant::now();
     let result = executor.execute(&request).await;
     let elapsed = started.elapsed();

@@ -216,3 +216,16 @@ pub async fn instance_label(client: &Peer<RoleClient>) -> String {
 pub fn gvisor() -> bool {
     std::env::var("MULTILANG_SANDBOX_RUNTIME").is_ok_and(|runtime| runtime == "runsc")
 }
+
+/// The raw JSON-RPC text of a `tools/call` of `sandbox_execute` whose
+/// `code` is `code` (raw JSON text, quotes included: it may be malformed on
+/// purpose).
+pub fn execute_call(id: u64, code: &[u8]) -> Vec<u8> {
+    let mut line = format!(
+        r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"sandbox_execute","arguments":{{"language":"python","code":"#
+    )
+    .into_bytes();
+    line.extend_from_slice(code);
+    line.extend_from_slice(b"}}}");
+    line
+}
