@@ -4,6 +4,12 @@
 //! Layers, top to bottom: [`mcp`] (the six tools) → [`core`] (execution) →
 //! [`runtime`] (one module per language) → [`docker`] (the only module that
 //! talks to the Docker engine). [`images`] builds the sandbox images.
+//!
+//! Locks: state shared between tasks sits behind `parking_lot::Mutex`,
+//! held for a few field updates and never across an `.await`; it does not
+//! poison, so a panic elsewhere never turns every later call into one.
+//! A lock held across an `.await` (a session's turn, the engine client, a
+//! runner stream's writer) is a `tokio::sync::Mutex`.
 
 pub mod clock;
 pub mod config;

@@ -17,7 +17,8 @@ use crate::runtime::{Language, Program, SourceFile};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Repository prefix of cached package images.
@@ -214,7 +215,7 @@ impl PackageCache {
     /// Cache figures and entries.
     pub async fn stats(&self) -> Result<CacheStats, PackageError> {
         let entries = self.entries().await?;
-        let (hits, misses) = *self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        let (hits, misses) = *self.counters.lock();
         let total = hits + misses;
         Ok(CacheStats {
             images: entries.len(),
@@ -331,7 +332,7 @@ impl PackageCache {
     }
 
     fn count(&self, hit: bool) {
-        let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counters = self.counters.lock();
         if hit {
             counters.0 += 1;
         } else {

@@ -3,6 +3,7 @@
 //! in a session. Owns the pool and the session manager and their
 //! background tasks.
 
+use super::background::Background;
 use super::cache::{CachedImage, PackageCache};
 use super::launcher::{Launcher, Purpose};
 use super::pool::ContainerPool;
@@ -22,7 +23,10 @@ use crate::security::policy::{self, PolicyMode};
 use crate::security::seccomp::SeccompProfile;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio_util::task::TaskTracker;
+
+/// How long shutdown waits for background work (container starts and
+/// removals) before giving up on it.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(15);
 
 /// A `sandbox_session create` request.
 #[derive(Debug, Clone)]
@@ -63,7 +67,7 @@ pub struct Executor {
     sessions: Arc<SessionManager>,
     cache: Arc<PackageCache>,
     audit: Arc<AuditLog>,
-    background: TaskTracker,
+    background: Background,
 }
 
 impl Executor {
@@ -78,14 +82,14 @@ impl Executor {
             audit,
             cache: PackageCache::new(launcher.clone()),
             launcher,
-            background: TaskTracker::new(),
+            background: Background::new(),
         }
     }
 
     /// Starts pool warming and session garbage collection in the background.
     pub fn start_background_tasks(&self) {
-        self.pool.start_maintenance();
-        self.sessions.start_gc();
+        self.pool.start_maintenance(&self.background);
+        self.sessions.start_gc(&self.background);
     }
 
     pub fn config(&self) -> &Config {
@@ -401,16 +405,15 @@ impl Executor {
         }
     }
 
-    /// Stops the background tasks' work, removes idle pooled containers, and
-    /// waits for container removals still under way. Sessions are kept.
+    /// Stops the background tasks, removes idle pooled containers, and
+    /// waits for container starts and removals still under way. Sessions
+    /// are kept.
     pub async fn shutdown(&self) {
         self.pool.shutdown().await;
-        self.background.close();
-        if tokio::time::timeout(Duration::from_secs(10), self.background.wait())
-            .await
-            .is_err()
-        {
-            tracing::warn!("some sandbox containers were still being removed at shutdown");
+        let tasks_done = self.background.shutdown(SHUTDOWN_LIMIT).await;
+        let removals_done = self.engine.wait_for_removals(SHUTDOWN_LIMIT).await;
+        if !(tasks_done && removals_done) {
+            tracing::warn!("some sandbox containers were still being started or removed at shutdown");
         }
     }
 }

@@ -3,6 +3,7 @@
 //! ties them together.
 
 pub mod artifacts;
+pub mod background;
 pub mod cache;
 pub mod connection;
 pub mod executor;

@@ -4,13 +4,15 @@
 //! background task keeps each language topped up to its target and drops
 //! containers that died. A miss starts a container on demand.
 
+use super::background::Background;
 use super::launcher::{Launcher, Purpose, Sandbox};
 use crate::docker::labels;
 use crate::error::DockerError;
 use crate::runtime::Language;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use parking_lot::Mutex;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
@@ -80,27 +82,27 @@ impl ContainerPool {
     }
 
     /// Starts the background task that fills the pool and replaces dead
-    /// containers. It never blocks the caller.
-    pub fn start_maintenance(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+    /// containers. It never blocks the caller, and ends when `background`
+    /// shuts down (after finishing a container start under way).
+    pub fn start_maintenance(self: &Arc<Self>, background: &Background) {
         let pool = self.clone();
-        tokio::spawn(async move {
+        let stop = background.clone();
+        background.spawn(async move {
             match pool.remove_orphans().await {
                 Ok(0) => {}
                 Ok(removed) => tracing::info!(removed, "removed orphaned pool containers"),
                 Err(error) => tracing::debug!(%error, "orphan sweep skipped"),
             }
-            loop {
-                if pool.is_closed() {
-                    return;
-                }
+            while !pool.is_closed() && !stop.is_stopping() {
                 pool.drop_dead();
                 pool.fill().await;
                 tokio::select! {
-                    _ = pool.refill.notified() => {}
-                    _ = tokio::time::sleep(CHECK_INTERVAL) => {}
+                    () = pool.refill.notified() => {}
+                    () = tokio::time::sleep(CHECK_INTERVAL) => {}
+                    () = stop.stopping() => {}
                 }
             }
-        })
+        });
     }
 
     /// A ready container for one stateless execute: a warm one if there is
@@ -156,8 +158,9 @@ impl ContainerPool {
         })
     }
 
-    /// Stops refilling, removes every idle container, and waits (briefly)
-    /// for starts under way, which remove their container once done.
+    /// Stops refilling and removes every idle container. A start under way
+    /// removes its container when done; the maintenance task, owned by the
+    /// server's [`Background`], is waited for there.
     pub async fn shutdown(&self) {
         let idle: Vec<Sandbox> = self.with_state(|state| {
             state.closed = true;
@@ -165,10 +168,6 @@ impl ContainerPool {
         });
         self.refill.notify_one();
         futures::future::join_all(idle.into_iter().map(|sandbox| sandbox.container.remove())).await;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while self.with_state(|state| state.starting.values().sum::<usize>()) > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     }
 
     /// Removes pooled containers that no live server can be using: never
@@ -265,7 +264,7 @@ impl ContainerPool {
     }
 
     fn with_state<T>(&self, f: impl FnOnce(&mut PoolState) -> T) -> T {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self.state.lock();
         f(&mut state)
     }
 }

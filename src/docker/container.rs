@@ -11,6 +11,7 @@ use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
 };
 use std::collections::HashMap;
+use tokio_util::task::TaskTracker;
 
 /// Label keys every sandbox container carries; Docker is the registry of
 /// what exists.
@@ -181,6 +182,8 @@ pub struct SandboxContainer {
     id: String,
     client: Docker,
     removed: bool,
+    /// Where a removal started by `Drop` runs, so shutdown waits for it.
+    removals: TaskTracker,
 }
 
 impl SandboxContainer {
@@ -204,7 +207,7 @@ impl SandboxContainer {
 impl Drop for SandboxContainer {
     fn drop(&mut self) {
         if !self.removed {
-            spawn_remove(self.client.clone(), self.id.clone());
+            spawn_remove(&self.removals, self.client.clone(), self.id.clone());
         }
     }
 }
@@ -242,6 +245,7 @@ impl DockerEngine {
             id: created.id,
             client: client.clone(),
             removed: false,
+            removals: self.removals.clone(),
         };
         let started = async {
             let channel = attach(&client, &container.id).await?;
@@ -285,10 +289,10 @@ async fn attach(client: &Docker, id: &str) -> Result<RunnerChannel, DockerError>
     Ok(RunnerChannel::new(attached.input, attached.output))
 }
 
-fn spawn_remove(client: Docker, id: String) {
+fn spawn_remove(removals: &TaskTracker, client: Docker, id: String) {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => {
-            handle.spawn(async move { remove_container(&client, &id).await });
+            removals.spawn_on(async move { remove_container(&client, &id).await }, &handle);
         }
         Err(_) => tracing::warn!(container = %id, "cannot remove container: no async runtime"),
     }

@@ -17,6 +17,7 @@ use crate::error::DockerError;
 use bollard::Docker;
 use std::time::Duration;
 use tokio::sync::Mutex;
+use tokio_util::task::TaskTracker;
 
 /// How long the engine may take to start answering one API request (a
 /// commit of a large image is the slowest). Attached streams and build
@@ -27,11 +28,22 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 #[derive(Default)]
 pub struct DockerEngine {
     client: Mutex<Option<Docker>>,
+    /// Removals of containers whose handle was dropped, still under way.
+    removals: TaskTracker,
 }
 
 impl DockerEngine {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Waits up to `limit` for removals started by dropped container
+    /// handles; false when some were still under way at the limit.
+    pub async fn wait_for_removals(&self, limit: Duration) -> bool {
+        self.removals.close();
+        let finished = tokio::time::timeout(limit, self.removals.wait()).await.is_ok();
+        self.removals.reopen();
+        finished
     }
 
     /// A connected client, negotiating the API version on first use.

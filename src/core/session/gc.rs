@@ -1,6 +1,7 @@
 //! Garbage collection of expired sessions, in the background.
 
 use super::SessionManager;
+use crate::core::background::Background;
 use crate::clock::unix_now;
 use crate::docker::labels;
 use crate::error::SessionError;
@@ -8,20 +9,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 impl SessionManager {
-    /// Starts the background garbage collector of expired sessions.
-    pub fn start_gc(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+    /// Starts the background garbage collector of expired sessions; it ends
+    /// when `background` shuts down (a collection under way finishes first).
+    pub fn start_gc(self: &Arc<Self>, background: &Background) {
         let manager = self.clone();
         let interval = Duration::from_secs(manager.launcher.config().gc_interval_s);
-        tokio::spawn(async move {
+        let stop = background.clone();
+        background.spawn(async move {
             loop {
-                tokio::time::sleep(interval).await;
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = stop.stopping() => return,
+                }
                 match manager.collect_expired().await {
                     Ok(0) => {}
                     Ok(removed) => tracing::info!(removed, "garbage-collected expired sessions"),
                     Err(error) => tracing::debug!(%error, "session garbage collection skipped"),
                 }
             }
-        })
+        });
     }
 
     /// Destroys every expired session; returns how many.

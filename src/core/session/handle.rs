@@ -6,7 +6,8 @@ use crate::docker::DockerEngine;
 use crate::error::SessionError;
 use crate::runtime::Language;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use parking_lot::{Mutex, MutexGuard};
+use std::sync::Arc;
 
 pub(super) struct SessionHandle {
     pub(super) container_id: String,
@@ -54,7 +55,7 @@ impl SessionHandle {
         Ok(fresh)
     }
 
-    fn lock_connection(&self) -> std::sync::MutexGuard<'_, Option<Arc<RunnerConnection>>> {
-        self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock_connection(&self) -> MutexGuard<'_, Option<Arc<RunnerConnection>>> {
+        self.connection.lock()
     }
 }

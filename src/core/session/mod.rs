@@ -35,7 +35,8 @@ use handle::SessionHandle;
 use labels::{NAME_PREFIX, SessionFacts};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use parking_lot::{Mutex, MutexGuard};
+use std::sync::Arc;
 
 /// A session as `sandbox_session` and `sandbox_inspect` show it.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema, PartialEq)]
@@ -295,8 +296,8 @@ impl SessionManager {
         })
     }
 
-    fn lock_handles(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<SessionHandle>>> {
-        self.handles.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock_handles(&self) -> MutexGuard<'_, HashMap<String, Arc<SessionHandle>>> {
+        self.handles.lock()
     }
 }
 
