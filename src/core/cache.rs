@@ -8,16 +8,17 @@
 
 use super::launcher::{Launcher, Purpose};
 use super::run::{ExecuteRequest, RunFailure, run_program};
+use super::session::InstallTarget;
 use super::watch::Watch;
 use crate::config::Config;
 use crate::docker::ImageInfo;
 use crate::error::{DockerError, PackageError};
 use crate::runtime::packages::{CACHE_ROOT, PackageManager, SESSION_ROOT};
 use crate::runtime::{Language, Program, SourceFile};
+use parking_lot::Mutex;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
-use parking_lot::Mutex;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -177,13 +178,12 @@ impl PackageCache {
     /// container with network made from the session's image.
     pub async fn install_into_session(
         &self,
-        language: Language,
-        session_image: &str,
-        packages_volume: &str,
+        target: &InstallTarget,
         specs: &[String],
         watch: &Watch,
     ) -> Result<SessionInstall, PackageError> {
         let started = Instant::now();
+        let language = target.language;
         let manager = PackageManager::for_language(language);
         if manager.needs_root() {
             return Err(PackageError::NotInSession {
@@ -192,7 +192,7 @@ impl PackageCache {
         }
         let packages = manager.normalize(specs)?;
         let purpose = Purpose::Install {
-            packages_volume: Some(packages_volume),
+            packages_volume: Some(&target.packages_volume),
             as_root: false,
         };
         watch.progress(format!(
@@ -200,7 +200,7 @@ impl PackageCache {
             packages.join(", "),
             manager.name()
         ));
-        let sandbox = self.launcher.launch_from(language, session_image, purpose).await?;
+        let sandbox = self.launcher.launch_from(language, &target.image, purpose).await?;
         let result = self
             .install(&sandbox.connection, language, manager, &packages, SESSION_ROOT, watch)
             .await;

@@ -289,22 +289,19 @@ impl Executor {
     ) -> Result<InstallReport, ExecuteError> {
         match session {
             Some(name) => {
-                let (session_language, image, volume) = self.sessions.install_target(name).await?;
+                let target = self.sessions.install_target(name).await?;
                 if let Some(language) = language
-                    && language != session_language
+                    && language != target.language
                 {
                     return Err(SessionError::LanguageMismatch {
                         name: name.to_string(),
-                        session_language: session_language.name().to_string(),
+                        session_language: target.language.name().to_string(),
                     }
                     .into());
                 }
-                let installed = self
-                    .cache
-                    .install_into_session(session_language, &image, &volume, packages, watch)
-                    .await?;
+                let installed = self.cache.install_into_session(&target, packages, watch).await?;
                 Ok(InstallReport {
-                    language: session_language,
+                    language: target.language,
                     packages: installed.packages,
                     session: Some(name.to_string()),
                     image: None,

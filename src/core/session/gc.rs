@@ -1,8 +1,8 @@
 //! Garbage collection of expired sessions, in the background.
 
 use super::SessionManager;
-use crate::core::background::Background;
 use crate::clock::unix_now;
+use crate::core::background::Background;
 use crate::docker::labels;
 use crate::error::SessionError;
 use std::sync::Arc;

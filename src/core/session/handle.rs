@@ -5,9 +5,9 @@ use super::super::connection::RunnerConnection;
 use crate::docker::DockerEngine;
 use crate::error::SessionError;
 use crate::runtime::Language;
-use std::sync::atomic::AtomicBool;
 use parking_lot::{Mutex, MutexGuard};
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 pub(super) struct SessionHandle {
     pub(super) container_id: String,

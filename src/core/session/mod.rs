@@ -33,9 +33,9 @@ use crate::security::seccomp::SeccompProfile;
 use create::remove_session_volumes;
 use handle::SessionHandle;
 use labels::{NAME_PREFIX, SessionFacts};
+use parking_lot::{Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use parking_lot::{Mutex, MutexGuard};
 use std::sync::Arc;
 
 /// A session as `sandbox_session` and `sandbox_inspect` show it.
@@ -97,6 +97,16 @@ pub struct FileTarget {
     pub container_id: String,
     pub mounts: Vec<SessionMount>,
     pub state: ContainerState,
+}
+
+/// What an install into a session needs.
+#[derive(Debug, Clone)]
+pub struct InstallTarget {
+    pub language: Language,
+    /// The image the session's container runs.
+    pub image: String,
+    /// The session's packages volume, which install containers write.
+    pub packages_volume: String,
 }
 
 /// What a new session is made of.
@@ -213,15 +223,18 @@ impl SessionManager {
         })
     }
 
-    /// What an install into this session needs: its language, the image its
-    /// container runs, and its packages volume.
-    pub async fn install_target(&self, name: &str) -> Result<(Language, String, String), SessionError> {
+    /// What an install into this session needs.
+    pub async fn install_target(&self, name: &str) -> Result<InstallTarget, SessionError> {
         let facts = self.lookup(name).await?;
         let image = facts.info.image.clone().ok_or_else(|| SessionError::Unusable {
             name: name.to_string(),
             state: "without a known image".into(),
         })?;
-        Ok((facts.language, image, packages_volume(&facts.name)))
+        Ok(InstallTarget {
+            language: facts.language,
+            image,
+            packages_volume: packages_volume(&facts.name),
+        })
     }
 
     /// Records activity now (before a run, so a long run is not collected
