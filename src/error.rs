@@ -1,5 +1,6 @@
 //! Error enums, one per layer. Every message a user can see says what to do next.
 
+pub use crate::docker::DockerError;
 use thiserror::Error;
 
 /// Configuration could not be read.
@@ -11,38 +12,6 @@ pub enum ConfigError {
         "cannot use the config file {path}: {reason}. Fix or remove it (the README's Configuration section lists every key)"
     )]
     File { path: std::path::PathBuf, reason: String },
-}
-
-/// Failures talking to the Docker engine.
-#[derive(Debug, Error)]
-pub enum DockerError {
-    #[error(
-        "cannot reach the Docker engine: {0}. Start Docker (for example `sudo systemctl start docker`, \
-         or open Docker Desktop) and try again; `DOCKER_HOST` selects another engine"
-    )]
-    Unreachable(String),
-    #[error("cannot use DOCKER_HOST: {0}")]
-    UnusableHost(String),
-    #[error("sandbox image `{image}` is missing. Build the images with `multilang-sandbox images build`")]
-    ImageMissing { image: String },
-    /// Shown without the engine's own paths (its storage and state folders);
-    /// the full error is logged where a tool call fails.
-    #[error("Docker engine error: {}", engine_message(.0))]
-    Api(#[from] bollard::errors::Error),
-    #[error("the sandbox container stopped before answering ({0}); try again")]
-    ContainerGone(String),
-    #[error("the sandbox runner broke protocol: {0}")]
-    Protocol(String),
-    #[error("a container named `{0}` already exists")]
-    NameInUse(String),
-    #[error(
-        "the Docker engine cannot use the OCI runtime `{runtime}` ({message}). Register it in /etc/docker/daemon.json (for gVisor: {{\"runtimes\": {{\"runsc\": {{\"path\": \"/usr/bin/runsc\", \"runtimeArgs\": [\"--network=none\"]}}}}}}) and reload Docker, or unset MULTILANG_SANDBOX_RUNTIME"
-    )]
-    RuntimeMissing { runtime: String, message: String },
-    #[error(
-        "the sandbox runner could not run the request ({0}); try again, and in a session destroy and recreate it if this repeats"
-    )]
-    RunnerFailed(String),
 }
 
 /// A request named a language this server does not run.
@@ -285,49 +254,4 @@ pub enum ImageError {
     Bootstrap(String),
     #[error("I/O error while preparing the image build: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// An engine error in words for the client: the engine's storage and state
-/// paths (`/var/lib/docker/overlay2/<layer>/merged/…`, a runtime's state
-/// under `/run`) say nothing the model can act on and reveal the host's
-/// layout, so they are replaced.
-fn engine_message(error: &bollard::errors::Error) -> String {
-    static ENGINE_PATH: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
-        regex::Regex::new(
-            r#"(?:/var)?/(?:lib|run)/(?:docker|containerd|containers|podman|runc|runsc)\b[^\s"',;:]*|/run/user/\d+/[^\s"',;:]*|/[^\s"',;:]*overlay2?/[^\s"',;:]*"#,
-        )
-        .ok()
-    });
-    let text = match error {
-        bollard::errors::Error::DockerResponseServerError { status_code, message } => {
-            format!("{message} (HTTP {status_code})")
-        }
-        other => other.to_string(),
-    };
-    match ENGINE_PATH.as_ref() {
-        Some(pattern) => pattern.replace_all(&text, "<engine path>").into_owned(),
-        None => text,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn engine_paths_are_not_shown() {
-        let error = bollard::errors::Error::DockerResponseServerError {
-            status_code: 500,
-            message: "readlink /var/lib/docker/overlay2/4f2a/merged/workspace/x: invalid argument; \
-                      state at /run/containerd/io.containerd.runtime.v2.task/moby/abc, \
-                      bind source path does not exist: /home/me/data"
-                .into(),
-        };
-        let shown = engine_message(&error);
-        assert_eq!(
-            shown,
-            "readlink <engine path>: invalid argument; state at <engine path>, \
-             bind source path does not exist: /home/me/data (HTTP 500)"
-        );
-    }
 }

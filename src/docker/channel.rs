@@ -2,7 +2,7 @@
 //! stdin/stdout: the fast path to the runner (no `docker exec`). It splits
 //! into a writer and a reader so one task can read while others write.
 
-use crate::error::DockerError;
+use super::DockerError;
 use bollard::container::LogOutput;
 use futures::{Stream, StreamExt};
 use std::pin::Pin;

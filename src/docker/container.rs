@@ -4,7 +4,7 @@
 //! in the background when the handle is dropped.
 
 use super::{DockerEngine, RunnerChannel, is_not_found};
-use crate::error::DockerError;
+use super::DockerError;
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType};
 use bollard::query_parameters::{
@@ -239,7 +239,7 @@ impl DockerEngine {
                         message: message.clone(),
                     }
                 }
-                error => DockerError::Api(error),
+                error => DockerError::from(error),
             })?;
         let container = SandboxContainer {
             id: created.id,

@@ -2,7 +2,7 @@
 //! context, and import a root filesystem tarball.
 
 use super::{DockerEngine, is_not_found};
-use crate::error::DockerError;
+use super::DockerError;
 use bollard::models::ContainerConfig;
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CommitContainerOptionsBuilder, CreateImageOptionsBuilder, ListImagesOptionsBuilder,

@@ -2,7 +2,7 @@
 //! label, pausing and resuming them, and session workspace volumes.
 
 use super::{DockerEngine, is_not_found};
-use crate::error::DockerError;
+use super::DockerError;
 use bollard::models::{ContainerStateStatusEnum, ContainerSummaryStateEnum, VolumeCreateRequest};
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder, StartContainerOptions,

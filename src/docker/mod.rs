@@ -5,15 +5,16 @@
 
 mod channel;
 mod container;
+mod error;
 mod images;
 mod inventory;
 
 pub use channel::{RunnerChannel, RunnerReader, RunnerWriter};
+pub use error::{DockerError, EngineFailure};
 pub use container::{BindMount, ContainerLimits, SandboxContainer, SandboxSpec, VolumeMount, labels};
 pub use images::{BuildContext, BuildEvent, ImageInfo};
 pub use inventory::{ContainerState, SandboxInfo, VolumeBacking};
 
-use crate::error::DockerError;
 use bollard::Docker;
 use std::time::Duration;
 use tokio::sync::Mutex;
@@ -69,7 +70,7 @@ impl DockerEngine {
     /// Drops the cached client after a connection failure, so the next call
     /// reconnects (and renegotiates) once the engine is back.
     pub async fn reset_if_disconnected(&self, error: &DockerError) {
-        if is_connection_failure(error) {
+        if error.is_connection_failure() {
             tracing::warn!(%error, "lost the Docker engine; will reconnect on next use");
             *self.client.lock().await = None;
         }
@@ -159,23 +160,6 @@ fn engine_is_local(docker_host: Option<&str>) -> bool {
 
 fn describe_unreachable(error: &bollard::errors::Error) -> String {
     format!("{error} (at {})", docker_host())
-}
-
-/// True for errors that mean the engine itself is gone, not a bad request.
-fn is_connection_failure(error: &DockerError) -> bool {
-    use bollard::errors::Error as E;
-    match error {
-        DockerError::Unreachable(_) => true,
-        DockerError::Api(inner) => matches!(
-            inner,
-            E::HyperResponseError { .. }
-                | E::IOError { .. }
-                | E::SocketNotFoundError(_)
-                | E::RequestTimeoutError
-                | E::HyperLegacyError { .. }
-        ),
-        _ => false,
-    }
 }
 
 /// True when the engine answered 404 (no such image or container).
