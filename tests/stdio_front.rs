@@ -8,7 +8,8 @@
 mod common;
 
 use common::*;
-use multilang_sandbox::mcp::stdio::{Front, MAX_DEPTH, front, top_level_id};
+use multilang_sandbox::mcp::message_check::{MAX_DEPTH, top_level_id};
+use multilang_sandbox::mcp::stdio::{Front, front};
 use rmcp::model::ClientJsonRpcMessage;
 use serde_json::{Value, json};
 use std::process::Stdio;

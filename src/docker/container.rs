@@ -3,8 +3,8 @@
 //! with the runner attached, and removed explicitly or, on any error path,
 //! in the background when the handle is dropped.
 
-use super::{DockerEngine, RunnerChannel, is_not_found};
 use super::DockerError;
+use super::{DockerEngine, RunnerChannel, is_not_found};
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType};
 use bollard::query_parameters::{

@@ -1,8 +1,8 @@
 //! Image operations on the engine: inspect, pull, build from an in-memory
 //! context, and import a root filesystem tarball.
 
-use super::{DockerEngine, is_not_found};
 use super::DockerError;
+use super::{DockerEngine, is_not_found};
 use bollard::models::ContainerConfig;
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CommitContainerOptionsBuilder, CreateImageOptionsBuilder, ListImagesOptionsBuilder,

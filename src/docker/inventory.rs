@@ -1,8 +1,8 @@
 //! What exists on the engine: listing and inspecting sandbox containers by
 //! label, pausing and resuming them, and session workspace volumes.
 
-use super::{DockerEngine, is_not_found};
 use super::DockerError;
+use super::{DockerEngine, is_not_found};
 use bollard::models::{ContainerStateStatusEnum, ContainerSummaryStateEnum, VolumeCreateRequest};
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder, StartContainerOptions,

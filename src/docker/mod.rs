@@ -10,8 +10,8 @@ mod images;
 mod inventory;
 
 pub use channel::{RunnerChannel, RunnerReader, RunnerWriter};
-pub use error::{DockerError, EngineFailure};
 pub use container::{BindMount, ContainerLimits, SandboxContainer, SandboxSpec, VolumeMount, labels};
+pub use error::{DockerError, EngineFailure};
 pub use images::{BuildContext, BuildEvent, ImageInfo};
 pub use inventory::{ContainerState, SandboxInfo, VolumeBacking};
 

@@ -7,7 +7,7 @@
 //! large).
 
 use super::SandboxServer;
-use super::stdio::{BadMessage, ID_PREFIX_BYTES, Refusal, check_message, top_level_id};
+use super::message_check::{BadMessage, ID_PREFIX_BYTES, Refusal, check_message, top_level_id};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};

@@ -2,6 +2,7 @@
 //! core, shape the result). Nothing here talks to Docker directly.
 
 pub mod http;
+pub mod message_check;
 pub mod progress;
 mod server;
 pub mod stdio;
