@@ -11,33 +11,6 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
-/// Removes a session's container and volumes when dropped, so a failed
-/// assertion leaves nothing behind.
-struct SessionGuard(String);
-
-impl Drop for SessionGuard {
-    fn drop(&mut self) {
-        use std::process::Command;
-        let _ = Command::new("docker")
-            .args(["rm", "-f", &format!("multilang-sandbox-session-{}", self.0)])
-            .output();
-        let label = format!("label=multilang-sandbox.session={}", self.0);
-        if let Ok(listed) = Command::new("docker")
-            .args(["volume", "ls", "-q", "--filter", &label])
-            .output()
-        {
-            for volume in String::from_utf8_lossy(&listed.stdout).lines() {
-                let _ = Command::new("docker").args(["volume", "rm", "-f", volume]).output();
-            }
-        }
-    }
-}
-
-async fn new_session(client: &Client, prefix: &str, language: &str) -> (String, SessionGuard) {
-    let name = create_session(client, prefix, language).await;
-    (name.clone(), SessionGuard(name))
-}
-
 async fn run_in(client: &Client, name: &str, code: &str) -> Value {
     execute_in(client, name, "python", code).await
 }
@@ -49,7 +22,7 @@ async fn file_call(client: &Client, arguments: Value) -> rmcp::model::CallToolRe
 #[tokio::test]
 async fn file_operations_raced_with_symbolic_links_stay_inside_the_folders() {
     let client = start_server().await;
-    let (name, _guard) = new_session(&client, "race", "python").await;
+    let name = create_session(&client, "race", "python").await;
     let marker = format!("msb-race-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     // A daemon swaps each path with a link out of the folders, as fast as it can.
     let daemon = format!(
@@ -183,7 +156,7 @@ async fn code_cannot_reach_the_runners_channel_through_proc() {
     };
     assert!(held(&stateless), "{stateless}");
 
-    let (name, _guard) = new_session(&client, "proc", "python").await;
+    let name = create_session(&client, "proc", "python").await;
     let in_session = run_in(&client, &name, PROC_PROBE).await;
     assert!(held(&in_session), "{in_session}");
     // A daemon left by one cell cannot read the next cell's request either.
@@ -205,7 +178,7 @@ print('left')";
 #[tokio::test]
 async fn listing_a_terabyte_sparse_file_costs_nothing() {
     let client = start_server().await;
-    let (name, _guard) = new_session(&client, "sparse", "python").await;
+    let name = create_session(&client, "sparse", "python").await;
     let made = run_in(
         &client,
         &name,
@@ -233,7 +206,7 @@ async fn listing_a_terabyte_sparse_file_costs_nothing() {
 #[tokio::test]
 async fn a_kernel_whose_output_was_closed_says_so_and_recovers() {
     let client = start_server().await;
-    let (name, _guard) = new_session(&client, "closed", "python").await;
+    let name = create_session(&client, "closed", "python").await;
     let closed = run_in(
         &client,
         &name,
@@ -260,7 +233,7 @@ async fn session_names_never_share_or_squat_volumes() {
         format!("{base}y-packages"),
         format!("{base}y"),
     ];
-    let _guards: Vec<SessionGuard> = names.iter().map(|name| SessionGuard(name.clone())).collect();
+    let _guards: Vec<TestSession> = names.iter().map(TestSession::adopt).collect();
     for name in &names {
         session(&client, json!({"action": "create", "name": name, "language": "bash"})).await;
     }
@@ -333,8 +306,7 @@ async fn host_folders_reached_through_links_or_nested_in_writable_ones_are_refus
         ("MULTILANG_SANDBOX_HOST_FOLDERS", &folders),
     ])
     .await;
-    let name = format!("lnk-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let _guard = SessionGuard(name.clone());
+    let name = TestSession::adopt(unique_name("lnk"));
     let text = tool_error_text(
         &client,
         "sandbox_session",

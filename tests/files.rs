@@ -401,7 +401,7 @@ async fn host_folders_are_mounted_read_only_unless_configured_writable() {
     .await;
     assert!(missing.contains("does not exist"), "{missing}");
 
-    let name = format!("mnt-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let name = TestSession::adopt(unique_name("mnt"));
     let created = session(
         &client,
         json!({"action": "create", "name": name, "language": "python", "mounts": ["data", "out"]}),

@@ -306,7 +306,7 @@ async fn destroying_a_session_during_an_execute_ends_both_cleanly() {
     let name = create_session(&client, "busy", "python").await;
     let runner = {
         let client = client.clone();
-        let name = name.clone();
+        let name = name.to_string();
         tokio::spawn(async move {
             call(
                 &client,

@@ -70,13 +70,13 @@ async fn a_session_gets_a_package_and_keeps_its_state() {
 async fn the_second_session_with_the_same_packages_is_a_cache_hit() {
     let client = start_server().await;
     let six = unique_six();
-    let first = create_session_with(&client, "cache-a", &six).await;
+    let (_first_session, first) = create_session_with(&client, "cache-a", &six).await;
     assert!(
         first["message"].as_str().unwrap().contains("were installed and cached"),
         "{first}"
     );
     let before = inspect(&client, "cache").await["cache"].clone();
-    let second = create_session_with(&client, "cache-b", &six).await;
+    let (_second_session, second) = create_session_with(&client, "cache-b", &six).await;
     assert!(
         second["message"].as_str().unwrap().contains("came from the cache"),
         "{second}"
@@ -96,13 +96,15 @@ async fn the_second_session_with_the_same_packages_is_a_cache_hit() {
     client.cancel().await.ok();
 }
 
-async fn create_session_with(client: &Client, prefix: &str, package: &str) -> Value {
-    let name = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    session(
+/// Creates a session with `package`; returns the guard and the answer.
+async fn create_session_with(client: &Client, prefix: &str, package: &str) -> (TestSession, Value) {
+    let name = TestSession::adopt(unique_name(prefix));
+    let created = session(
         client,
         json!({"action": "create", "name": name, "language": "python", "packages": [package]}),
     )
-    .await
+    .await;
+    (name, created)
 }
 
 #[tokio::test]

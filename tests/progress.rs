@@ -231,7 +231,7 @@ async fn code_that_ignores_the_interrupt_is_killed_and_the_user_is_warned() {
         listener
             .warnings()
             .iter()
-            .any(|warning| warning.contains(&name) && warning.contains("interpreter had to be restarted"))
+            .any(|warning| warning.contains(name.as_str()) && warning.contains("interpreter had to be restarted"))
     })
     .await;
     assert!(
@@ -267,7 +267,7 @@ async fn cancelling_a_stateless_execute_leaves_no_container() {
 async fn a_cancelled_session_create_leaves_no_session() {
     let docker = require_docker().await;
     let (client, _listener) = start(&[]).await;
-    let name = format!("cancel-create-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let name = TestSession::adopt(unique_name("cancel-create"));
     let handle = send(
         &client,
         "sandbox_session",
@@ -286,7 +286,7 @@ async fn a_cancelled_session_create_leaves_no_session() {
     assert!(left.is_empty(), "the cancelled create left a session behind: {left:?}");
     // The name is free again.
     let created = session(&client, json!({"action": "create", "name": name, "language": "python"})).await;
-    assert_eq!(created["sessions"][0]["name"], name, "{created}");
+    assert_eq!(created["sessions"][0]["name"], name.as_str(), "{created}");
     session(&client, json!({"action": "destroy", "name": name})).await;
     client.cancel().await.ok();
 }

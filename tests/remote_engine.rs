@@ -54,7 +54,7 @@ async fn a_tcp_engine_runs_code_sessions_and_files() {
     let read = execute_in(&client, &name, "python", "print(open('data.txt').read())").await;
     assert_eq!(read["stdout"], "over tcp\n", "{read}");
     let state = inspect(&client, "sessions").await;
-    assert!(state.to_string().contains(&name), "{state}");
+    assert!(state.to_string().contains(name.as_str()), "{state}");
     session(&client, json!({"action": "destroy", "name": name})).await;
     client.cancel().await.ok();
 }

@@ -97,7 +97,7 @@ async fn sessions_may_tighten_the_profile_but_not_loosen_it() {
         ("MULTILANG_SANDBOX_SECCOMP", "standard"),
     ])
     .await;
-    let name = format!("strict-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let name = TestSession::adopt(unique_name("strict"));
     let created = session(
         &client,
         json!({"action": "create", "name": name, "language": "python", "seccomp": "strict"}),

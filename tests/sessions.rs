@@ -259,7 +259,7 @@ async fn concurrent_executes_in_one_session_are_serialized() {
 async fn short_ttl_sessions_are_garbage_collected() {
     require_docker().await;
     let client = start_server_with_env(&[NO_POOL, ("MULTILANG_SANDBOX_GC_INTERVAL_S", "1")]).await;
-    let name = format!("ttl-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let name = TestSession::adopt(unique_name("ttl"));
     let created = session(
         &client,
         json!({"action": "create", "name": name, "language": "bash", "ttl": 2}),

@@ -78,9 +78,68 @@ pub async fn session(client: &Peer<RoleClient>, arguments: Value) -> Value {
         .expect("sandbox_session returns structured content")
 }
 
-/// Creates a session (the name is made unique per test run) and returns its name.
-pub async fn create_session(client: &Peer<RoleClient>, prefix: &str, language: &str) -> String {
-    let name = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+/// A session a test made: its container and volumes are removed when this
+/// is dropped, so a failed assertion leaves nothing behind. Reads as the
+/// session's name.
+pub struct TestSession(String);
+
+impl TestSession {
+    /// Takes charge of removing the session `name`.
+    pub fn adopt(name: impl Into<String>) -> Self {
+        Self(name.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for TestSession {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for TestSession {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.0)
+    }
+}
+
+impl serde::Serialize for TestSession {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl Drop for TestSession {
+    fn drop(&mut self) {
+        use std::process::Command;
+        let _ = Command::new("docker")
+            .args(["rm", "-f", &format!("multilang-sandbox-session-{}", self.0)])
+            .output();
+        let label = format!("label=multilang-sandbox.session={}", self.0);
+        if let Ok(listed) = Command::new("docker")
+            .args(["volume", "ls", "-q", "--filter", &label])
+            .output()
+        {
+            for volume in String::from_utf8_lossy(&listed.stdout).lines() {
+                let _ = Command::new("docker").args(["volume", "rm", "-f", volume]).output();
+            }
+        }
+    }
+}
+
+/// A session name unique to this test run.
+pub fn unique_name(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// Creates a session (the name is made unique per test run); it is removed
+/// when the returned guard is dropped.
+pub async fn create_session(client: &Peer<RoleClient>, prefix: &str, language: &str) -> TestSession {
+    let name = TestSession::adopt(unique_name(prefix));
     session(
         client,
         serde_json::json!({"action": "create", "name": name, "language": language}),
