@@ -3,14 +3,16 @@
 
 use super::DockerError;
 use super::{DockerEngine, is_not_found};
-use bollard::models::{ContainerStateStatusEnum, ContainerSummaryStateEnum, VolumeCreateRequest};
+use bollard::models::VolumeCreateRequest;
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder, StartContainerOptions,
 };
 use std::collections::HashMap;
 
-/// Run state of a container, as the engine reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Run state of a container, as the engine reports it (its name is the
+/// engine's own word: `created`, `running`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "lowercase")]
 pub enum ContainerState {
     Created,
     Running,
@@ -32,16 +34,13 @@ impl ContainerState {
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            ContainerState::Created => "created",
-            ContainerState::Running => "running",
-            ContainerState::Paused => "paused",
-            ContainerState::Restarting => "restarting",
-            ContainerState::Removing => "removing",
-            ContainerState::Exited => "exited",
-            ContainerState::Dead => "dead",
-            ContainerState::Unknown => "unknown",
-        }
+        self.into()
+    }
+
+    /// The state the engine names in `word`; `Unknown` for a word it does
+    /// not use today.
+    fn from_engine(word: impl std::fmt::Display) -> Self {
+        word.to_string().parse().unwrap_or(ContainerState::Unknown)
     }
 }
 
@@ -100,7 +99,10 @@ impl DockerEngine {
             .filter_map(|summary| {
                 Some(SandboxInfo {
                     id: summary.id?,
-                    state: summary.state.map(summary_state).unwrap_or(ContainerState::Unknown),
+                    state: summary
+                        .state
+                        .map(ContainerState::from_engine)
+                        .unwrap_or(ContainerState::Unknown),
                     labels: summary.labels.unwrap_or_default(),
                     created: summary.created,
                     image: summary.image,
@@ -119,7 +121,7 @@ impl DockerEngine {
                 state: inspect
                     .state
                     .and_then(|state| state.status)
-                    .map(inspect_state)
+                    .map(ContainerState::from_engine)
                     .unwrap_or(ContainerState::Unknown),
                 labels: inspect.config.and_then(|config| config.labels).unwrap_or_default(),
                 created: None,
@@ -189,28 +191,26 @@ impl DockerEngine {
     }
 }
 
-fn summary_state(state: ContainerSummaryStateEnum) -> ContainerState {
-    match state {
-        ContainerSummaryStateEnum::CREATED => ContainerState::Created,
-        ContainerSummaryStateEnum::RUNNING => ContainerState::Running,
-        ContainerSummaryStateEnum::PAUSED => ContainerState::Paused,
-        ContainerSummaryStateEnum::RESTARTING => ContainerState::Restarting,
-        ContainerSummaryStateEnum::REMOVING => ContainerState::Removing,
-        ContainerSummaryStateEnum::EXITED => ContainerState::Exited,
-        ContainerSummaryStateEnum::DEAD => ContainerState::Dead,
-        _ => ContainerState::Unknown,
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{ContainerStateStatusEnum, ContainerSummaryStateEnum};
 
-fn inspect_state(state: ContainerStateStatusEnum) -> ContainerState {
-    match state {
-        ContainerStateStatusEnum::CREATED => ContainerState::Created,
-        ContainerStateStatusEnum::RUNNING => ContainerState::Running,
-        ContainerStateStatusEnum::PAUSED => ContainerState::Paused,
-        ContainerStateStatusEnum::RESTARTING => ContainerState::Restarting,
-        ContainerStateStatusEnum::REMOVING => ContainerState::Removing,
-        ContainerStateStatusEnum::EXITED => ContainerState::Exited,
-        ContainerStateStatusEnum::DEAD => ContainerState::Dead,
-        _ => ContainerState::Unknown,
+    #[test]
+    fn engine_states_are_read_from_both_listings_and_inspections() {
+        assert_eq!(
+            ContainerState::from_engine(ContainerSummaryStateEnum::RUNNING),
+            ContainerState::Running
+        );
+        assert_eq!(
+            ContainerState::from_engine(ContainerStateStatusEnum::EXITED),
+            ContainerState::Exited
+        );
+        assert_eq!(
+            ContainerState::from_engine(ContainerStateStatusEnum::PAUSED),
+            ContainerState::Paused
+        );
+        assert_eq!(ContainerState::from_engine("frozen"), ContainerState::Unknown);
+        assert_eq!(ContainerState::Removing.name(), "removing");
     }
 }

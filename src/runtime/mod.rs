@@ -17,14 +17,25 @@ use serde::Serialize;
 /// kept apart from the user's files in `/workspace`).
 pub const SOURCE_DIR: &str = "/tmp/run";
 
-/// A language the sandbox runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A language the sandbox runs. Its name (`python`, …) is the one used in
+/// tool arguments, results and image names; parsing also takes the common
+/// aliases in any letter case.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, strum::IntoStaticStr, strum::EnumString, strum::Display,
+)]
+#[strum(ascii_case_insensitive)]
 pub enum Language {
+    #[strum(to_string = "python", serialize = "python3", serialize = "py")]
     Python,
+    #[strum(to_string = "javascript", serialize = "js", serialize = "node", serialize = "nodejs")]
     JavaScript,
+    #[strum(to_string = "typescript", serialize = "ts")]
     TypeScript,
+    #[strum(to_string = "go", serialize = "golang")]
     Go,
+    #[strum(to_string = "rust", serialize = "rs")]
     Rust,
+    #[strum(to_string = "bash", serialize = "sh", serialize = "shell")]
     Bash,
 }
 
@@ -41,34 +52,16 @@ impl Language {
 
     /// The canonical name used in tool arguments, results and image names.
     pub fn name(self) -> &'static str {
-        match self {
-            Language::Python => "python",
-            Language::JavaScript => "javascript",
-            Language::TypeScript => "typescript",
-            Language::Go => "go",
-            Language::Rust => "rust",
-            Language::Bash => "bash",
-        }
+        self.into()
     }
 
     /// Parses a language name, accepting common aliases (`py`, `js`, `node`,
     /// `ts`, `golang`, `rs`, `sh`, `shell`) in any letter case.
     pub fn parse(given: &str) -> Result<Language, UnknownLanguage> {
-        let language = match given.trim().to_ascii_lowercase().as_str() {
-            "python" | "python3" | "py" => Language::Python,
-            "javascript" | "js" | "node" | "nodejs" => Language::JavaScript,
-            "typescript" | "ts" => Language::TypeScript,
-            "go" | "golang" => Language::Go,
-            "rust" | "rs" => Language::Rust,
-            "bash" | "sh" | "shell" => Language::Bash,
-            _ => {
-                return Err(UnknownLanguage {
-                    given: given.to_string(),
-                    supported: Language::ALL.map(Language::name).join(", "),
-                });
-            }
-        };
-        Ok(language)
+        given.trim().parse().map_err(|_| UnknownLanguage {
+            given: given.to_string(),
+            supported: Language::ALL.map(Language::name).join(", "),
+        })
     }
 
     /// The long-lived interpreter that keeps a session's state, if the
@@ -119,15 +112,10 @@ impl Language {
     }
 }
 
-impl std::fmt::Display for Language {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 /// A long-lived interpreter inside a container (see `images/runner/`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Kernel {
     Python,
     Node,
@@ -136,11 +124,7 @@ pub enum Kernel {
 
 impl Kernel {
     pub fn name(self) -> &'static str {
-        match self {
-            Kernel::Python => "python",
-            Kernel::Node => "node",
-            Kernel::Bash => "bash",
-        }
+        self.into()
     }
 }
 
@@ -249,6 +233,13 @@ mod tests {
         assert_eq!(Language::parse("golang").unwrap(), Language::Go);
         assert_eq!(Language::parse("rs").unwrap(), Language::Rust);
         assert_eq!(Language::parse("sh").unwrap(), Language::Bash);
+        assert_eq!(Language::parse("NodeJS").unwrap(), Language::JavaScript);
+        for language in Language::ALL {
+            assert_eq!(Language::parse(language.name()).unwrap(), language);
+            assert_eq!(language.to_string(), language.name());
+        }
+        let names: Vec<&str> = Language::ALL.map(Language::name).to_vec();
+        assert_eq!(names, ["python", "javascript", "typescript", "go", "rust", "bash"]);
     }
 
     #[test]

@@ -27,11 +27,13 @@ const MAX_SPEC_LEN: usize = 200;
 const MAX_PACKAGES: usize = 50;
 
 /// The package manager that installs packages for a language.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum PackageManager {
     Pip,
     Npm,
     Cargo,
+    #[strum(serialize = "go modules")]
     GoModules,
     Apt,
 }
@@ -48,13 +50,7 @@ impl PackageManager {
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            PackageManager::Pip => "pip",
-            PackageManager::Npm => "npm",
-            PackageManager::Cargo => "cargo",
-            PackageManager::GoModules => "go modules",
-            PackageManager::Apt => "apt",
-        }
+        self.into()
     }
 
     /// True when installing needs root and changes the image itself, so it

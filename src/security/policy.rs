@@ -12,7 +12,8 @@ use regex::bytes::{Regex, RegexBuilder};
 use std::sync::OnceLock;
 
 /// What happens when code matches a rule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
+#[strum(serialize_all = "lowercase")]
 pub enum PolicyMode {
     /// Record a violation; run the code.
     Audit,
@@ -24,20 +25,11 @@ pub enum PolicyMode {
 
 impl PolicyMode {
     pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "audit" => Some(Self::Audit),
-            "block" => Some(Self::Block),
-            "off" => Some(Self::Off),
-            _ => None,
-        }
+        value.parse().ok()
     }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Audit => "audit",
-            Self::Block => "block",
-            Self::Off => "off",
-        }
+        self.into()
     }
 }
 
