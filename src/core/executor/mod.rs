@@ -3,60 +3,34 @@
 //! in a session. Owns the pool and the session manager and their
 //! background tasks.
 
+mod install;
+mod sessions;
+
+pub use install::InstallReport;
+pub use sessions::{SessionRequest, check_host_folder};
+
 use super::background::Background;
-use super::cache::{CachedImage, PackageCache};
+use super::cache::PackageCache;
 use super::launcher::{Launcher, Purpose};
 use super::pool::ContainerPool;
 use super::run::{
     ExecuteRequest, ExecutionOutcome, RunFailure, cancelled_outcome, host_timeout_outcome, not_started_outcome,
     outcome, run_program,
 };
-use super::session::{NewSession, SessionInfo, SessionManager};
-use super::watch::Watch;
-use crate::config::{Config, HostFolder};
+use super::session::SessionManager;
+use crate::config::Config;
 use crate::docker::DockerEngine;
-use crate::error::{ExecuteError, PackageError, SessionError};
+use crate::error::{ExecuteError, PackageError};
 use crate::images;
 use crate::runtime::Language;
 use crate::security::audit::{AuditLog, MAX_FIELD_CHARS, hash_hex};
 use crate::security::policy::{self, PolicyMode};
-use crate::security::seccomp::SeccompProfile;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long shutdown waits for background work (container starts and
 /// removals) before giving up on it.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(15);
-
-/// A `sandbox_session create` request.
-#[derive(Debug, Clone)]
-pub struct SessionRequest {
-    pub name: String,
-    pub language: Language,
-    pub ttl: Option<u64>,
-    /// Packages to start with (served from the package cache).
-    pub packages: Vec<String>,
-    /// Python: the data-science image.
-    pub ml: bool,
-    /// Names of configured host folders to mount.
-    pub mounts: Vec<String>,
-    /// A built-in seccomp profile name; `None` keeps the configured one.
-    pub seccomp: Option<String>,
-}
-
-/// What an install did.
-#[derive(Debug, Clone)]
-pub struct InstallReport {
-    pub language: Language,
-    pub packages: Vec<String>,
-    pub session: Option<String>,
-    /// The cached image (installs without a session).
-    pub image: Option<String>,
-    pub cache_hit: bool,
-    pub elapsed: std::time::Duration,
-    /// The package manager's output (the end of it).
-    pub output: String,
-}
 
 /// Runs code in sandbox containers.
 pub struct Executor {
@@ -183,150 +157,6 @@ impl Executor {
         Ok(timeout)
     }
 
-    /// Creates a session, from the cached image of `packages` when given
-    /// (installing them on a cache miss) and the data-science image with `ml`.
-    pub async fn create_session(
-        &self,
-        request: &SessionRequest,
-        watch: &Watch,
-    ) -> Result<(SessionInfo, Option<CachedImage>), ExecuteError> {
-        let name = request.name.as_str();
-        self.sessions.check_create(name, request.ttl).await?;
-        let folders = self.host_folders(&request.mounts)?;
-        let seccomp = self.session_seccomp(request.seccomp.as_deref())?;
-        let mut image = self.base_image(request.language, request.ml).await?;
-        let mut cached = None;
-        if !request.packages.is_empty() {
-            let found = self
-                .cache
-                .image_for(request.language, &image, &request.packages, watch)
-                .await?;
-            image = found.image.clone();
-            cached = Some(found);
-        }
-        let session = self
-            .sessions
-            .create(NewSession {
-                name,
-                language: request.language,
-                image: &image,
-                ttl: request.ttl,
-                folders: &folders,
-                seccomp,
-            })
-            .await?;
-        if watch.is_cancelled() {
-            // The caller gave up and will never learn the name is taken.
-            if let Err(error) = self.sessions.destroy(name).await {
-                tracing::warn!(session = name, %error, "could not remove a session whose create was cancelled");
-            }
-            return Err(ExecuteError::Cancelled);
-        }
-        Ok((session, cached))
-    }
-
-    /// The seccomp profile a session asked for: a built-in one no weaker
-    /// than the configured profile (a model must not loosen the sandbox).
-    fn session_seccomp(&self, asked: Option<&str>) -> Result<SeccompProfile, SessionError> {
-        let configured = &self.config.seccomp;
-        let Some(name) = asked else {
-            return Ok(configured.clone());
-        };
-        let profile = SeccompProfile::built_in(name).ok_or_else(|| SessionError::UnknownSeccomp(name.to_string()))?;
-        if profile.strictness() < configured.strictness() {
-            return Err(SessionError::WeakerSeccomp {
-                asked: name.to_string(),
-                configured: configured.name(),
-            });
-        }
-        Ok(profile)
-    }
-
-    /// The configured host folders named in `names`, each checked to exist.
-    fn host_folders(&self, names: &[String]) -> Result<Vec<HostFolder>, SessionError> {
-        let mut folders: Vec<HostFolder> = Vec::new();
-        for name in names {
-            let folder = self
-                .config
-                .host_folders
-                .iter()
-                .find(|folder| &folder.name == name)
-                .ok_or_else(|| SessionError::UnknownHostFolder {
-                    name: name.clone(),
-                    configured: if self.config.host_folders.is_empty() {
-                        "none".to_string()
-                    } else {
-                        self.config
-                            .host_folders
-                            .iter()
-                            .map(|folder| folder.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    },
-                })?;
-            // Checked here, on this machine, when the engine is local: the
-            // engine would otherwise fail with a less helpful message, and
-            // would follow links in the path.
-            if self.engine.is_local() {
-                check_host_folder(folder)?;
-            }
-            if !folders.iter().any(|known| known.name == folder.name) {
-                folders.push(folder.clone());
-            }
-        }
-        Ok(folders)
-    }
-
-    /// Installs packages into a session, or prepares the cached image of
-    /// (`language`, `packages`) when no session is given.
-    pub async fn install(
-        &self,
-        packages: &[String],
-        session: Option<&str>,
-        language: Option<Language>,
-        ml: bool,
-        watch: &Watch,
-    ) -> Result<InstallReport, ExecuteError> {
-        match session {
-            Some(name) => {
-                let target = self.sessions.install_target(name).await?;
-                if let Some(language) = language
-                    && language != target.language
-                {
-                    return Err(SessionError::LanguageMismatch {
-                        name: name.to_string(),
-                        session_language: target.language.name().to_string(),
-                    }
-                    .into());
-                }
-                let installed = self.cache.install_into_session(&target, packages, watch).await?;
-                Ok(InstallReport {
-                    language: target.language,
-                    packages: installed.packages,
-                    session: Some(name.to_string()),
-                    image: None,
-                    cache_hit: false,
-                    elapsed: installed.elapsed,
-                    output: installed.output,
-                })
-            }
-            None => {
-                let language = language.ok_or(PackageError::LanguageRequired)?;
-                let base = self.base_image(language, ml).await?;
-                let cached = self.cache.image_for(language, &base, packages, watch).await?;
-                Ok(InstallReport {
-                    language,
-                    packages: cached.packages,
-                    session: None,
-                    image: Some(cached.image),
-                    cache_hit: cached.hit,
-                    elapsed: cached.elapsed,
-                    output: cached.output.unwrap_or_default(),
-                })
-            }
-        }
-    }
-
     /// Runs `request` in its session, or in a fresh pooled container.
     pub async fn execute(&self, request: &ExecuteRequest) -> Result<ExecutionOutcome, ExecuteError> {
         if request.code.trim().is_empty() {
@@ -420,30 +250,6 @@ fn valid_env_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// A host folder may be mounted when it is a folder whose real path is its
-/// configured path: no component is a symbolic link, so what the engine
-/// mounts is what the session lists (no configured folder lies inside a
-/// writable one, so code cannot plant a link in the path meanwhile).
-pub fn check_host_folder(folder: &HostFolder) -> Result<(), SessionError> {
-    let path = folder.host_path.display().to_string();
-    let missing = || SessionError::HostFolderMissing {
-        name: folder.name.clone(),
-        path: path.clone(),
-    };
-    let real = std::fs::canonicalize(&folder.host_path).map_err(|_| missing())?;
-    if real != folder.host_path {
-        return Err(SessionError::HostFolderLinked {
-            name: folder.name.clone(),
-            path: path.clone(),
-            real: real.display().to_string(),
-        });
-    }
-    if !real.is_dir() {
-        return Err(missing());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
