@@ -4,6 +4,9 @@
 
 mod bootstrap;
 mod build;
+mod error;
+
+pub use error::ImageError;
 
 pub use build::{BuildReport, ImageBuilder};
 

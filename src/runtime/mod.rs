@@ -10,12 +10,20 @@ mod python;
 mod rust;
 mod typescript;
 
-use crate::error::UnknownLanguage;
 use serde::Serialize;
+use thiserror::Error;
 
 /// Where the runner writes program sources inside the container (a tmpfs,
 /// kept apart from the user's files in `/workspace`).
 pub const SOURCE_DIR: &str = "/tmp/run";
+
+/// A request named a language this server does not run.
+#[derive(Debug, Error)]
+#[error("unknown language `{given}`. Supported languages: {supported}")]
+pub struct UnknownLanguage {
+    pub given: String,
+    pub supported: String,
+}
 
 /// A language the sandbox runs. Its name (`python`, …) is the one used in
 /// tool arguments, results and image names; parsing also takes the common

@@ -5,6 +5,7 @@ pub mod execute;
 pub mod file_ops;
 pub mod inspect;
 pub mod install;
+mod next_step;
 pub mod security;
 pub mod session;
 
@@ -15,7 +16,7 @@ use serde::de::DeserializeOwned;
 
 /// The answer of a tool: its output with a text rendering, or its error
 /// (whose message says what to do next) as a tool error.
-pub(crate) fn answer<T: Serialize, E: std::fmt::Display + std::fmt::Debug>(
+pub(crate) fn answer<T: Serialize, E: std::error::Error + 'static>(
     result: Result<T, E>,
     render: impl Fn(&T) -> String,
 ) -> CallToolResult {
@@ -27,7 +28,7 @@ pub(crate) fn answer<T: Serialize, E: std::fmt::Display + std::fmt::Debug>(
         Err(error) => {
             // The client gets the message; the log keeps every detail.
             tracing::info!(detail = ?error, "tool call failed");
-            tool_error(error.to_string())
+            tool_error(next_step::explain(&error))
         }
     }
 }
