@@ -4,6 +4,7 @@ use super::SessionManager;
 use crate::clock::unix_now;
 use crate::docker::labels;
 use crate::error::SessionError;
+use crate::security::audit::{AuditEvent, SessionEvent};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,10 +39,10 @@ impl SessionManager {
             if facts.expires_at() <= now && !self.is_busy(&facts.name) {
                 tracing::info!(session = %facts.name, "session expired");
                 self.remove(&facts).await?;
-                self.audit.record(
-                    "session",
-                    serde_json::json!({"action": "expired", "name": facts.name, "language": facts.language.name()}),
-                );
+                self.audit.record(AuditEvent::Session(SessionEvent::Expired {
+                    name: facts.name.clone(),
+                    language: facts.language.name().to_string(),
+                }));
                 removed += 1;
             }
         }

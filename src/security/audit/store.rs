@@ -2,7 +2,7 @@
 //! and the append itself under the cross-process lock, with rotation.
 
 use super::chain::{Tail, last_line, parse_seq, read_head, rotated, sibling, write_head};
-use super::{AuditLog, GENESIS, hash_hex, timestamp};
+use super::{AuditEvent, AuditLog, GENESIS, hash_hex, timestamp};
 use crate::error::AuditError;
 use serde_json::{Map, Value};
 use std::fs::{File, OpenOptions};
@@ -12,30 +12,29 @@ use std::sync::mpsc::{Sender, SyncSender};
 
 /// Work for the writer thread.
 pub(super) enum Job {
-    Append(String, Value),
+    Append(AuditEvent),
     /// Answered once every event queued before it is written.
     Flush(SyncSender<()>),
 }
 
 impl AuditLog {
-    /// Queues an event of `kind` with `fields` (an object) for the writer
-    /// thread, so file IO and the cross-process lock stay off the request's
+    /// Queues an event for the writer thread, so file IO and the cross-process lock stay off the request's
     /// path; events keep their order. Failures are logged to stderr and
     /// otherwise ignored: the audit log must never stop a sandbox from
     /// answering. Readers of this log ([`AuditLog::recent`], `stats`,
     /// `verify`) first wait for the queue to drain.
-    pub fn record(&self, kind: &str, fields: Value) {
+    pub fn record(&self, event: AuditEvent) {
         if self.settings.path.is_none() {
             return;
         }
-        let job = Job::Append(kind.to_string(), fields);
+        let job = Job::Append(event);
         let unsent = match self.writer() {
             Some(queue) => queue.send(job).err().map(|returned| returned.0),
             None => Some(job),
         };
         // No writer thread: write here.
-        if let Some(Job::Append(kind, fields)) = unsent {
-            self.append_or_warn(&kind, fields);
+        if let Some(Job::Append(event)) = unsent {
+            self.append_or_warn(&event);
         }
     }
 
@@ -50,8 +49,8 @@ impl AuditLog {
         }
     }
 
-    fn append_or_warn(&self, kind: &str, fields: Value) {
-        if let Err(error) = self.append(kind, fields) {
+    fn append_or_warn(&self, event: &AuditEvent) {
+        if let Err(error) = self.append(event) {
             tracing::warn!(%error, "could not write the audit log");
         }
     }
@@ -69,7 +68,7 @@ impl AuditLog {
             let started = std::thread::Builder::new().name("audit-writer".into()).spawn(move || {
                 for job in jobs {
                     match job {
-                        Job::Append(kind, fields) => log.append_or_warn(&kind, fields),
+                        Job::Append(event) => log.append_or_warn(&event),
                         Job::Flush(done) => {
                             let _ = done.send(());
                         }
@@ -86,9 +85,14 @@ impl AuditLog {
     }
 
     /// Appends an event, returning its sequence number.
-    pub fn append(&self, kind: &str, fields: Value) -> Result<u64, AuditError> {
+    pub fn append(&self, event: &AuditEvent) -> Result<u64, AuditError> {
         let Some(path) = self.settings.path.as_deref() else {
             return Ok(0);
+        };
+        let fields = match serde_json::to_value(event) {
+            Ok(Value::Object(fields)) => fields,
+            Ok(other) => return Err(AuditError::Corrupt(format!("an event is not a JSON object: {other}"))),
+            Err(error) => return Err(AuditError::Corrupt(error.to_string())),
         };
         let _local = self.guard.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let folder = path.parent().unwrap_or(Path::new("."));
@@ -110,14 +114,7 @@ impl AuditLog {
         let mut object = Map::new();
         object.insert("seq".into(), Value::from(seq + 1));
         object.insert("ts".into(), Value::from(timestamp()));
-        object.insert("type".into(), Value::from(kind));
-        if let Value::Object(fields) = fields {
-            for (key, value) in fields {
-                if !matches!(key.as_str(), "seq" | "ts" | "type" | "prev") {
-                    object.insert(key, value);
-                }
-            }
-        }
+        object.extend(fields);
         object.insert("prev".into(), Value::from(prev));
         let line = serde_json::to_string(&Value::Object(object)).map_err(|e| AuditError::Corrupt(e.to_string()))?;
         if size > 0 && size + line.len() as u64 + 1 > self.settings.max_bytes {
