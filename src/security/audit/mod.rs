@@ -8,8 +8,8 @@
 //! from disk. Evidence, not prevention: a user who rewrites the whole chain
 //! and the head can forge it.
 //!
-//! `event.rs` says what an event holds, `store.rs` writes (the writer
-//! thread, the locked append, rotation), `chain.rs` links lines and
+//! `event.rs` says what an event holds, `store.rs` writes (the one writer,
+//! its thread, the locked append, rotation), `chain.rs` links lines and
 //! keeps the head, `verify.rs` checks the chain, `query.rs` reads events
 //! back (as JSON, so lines of any age read alike).
 
@@ -25,9 +25,9 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::mpsc::Sender;
-use store::Job;
+use std::sync::{Arc, Mutex};
+use store::{Job, Writer};
 
 /// Longest text kept from one string field of an event (code, when code
 /// logging is on, is kept up to [`MAX_CODE_CHARS`]).
@@ -64,8 +64,8 @@ impl AuditSettings {
 
 /// The audit log of this machine (shared by every server on it).
 pub struct AuditLog {
-    settings: AuditSettings,
-    guard: Mutex<()>,
+    /// Every append goes through it, from the writer thread or in line.
+    writer: Arc<Writer>,
     /// The writer thread's queue, started by the first [`AuditLog::record`].
     queue: Mutex<Option<Sender<Job>>>,
 }
@@ -105,14 +105,13 @@ pub struct AuditStats {
 impl AuditLog {
     pub fn new(settings: AuditSettings) -> Self {
         Self {
-            settings,
-            guard: Mutex::new(()),
+            writer: Arc::new(Writer::new(settings)),
             queue: Mutex::new(None),
         }
     }
 
     pub fn settings(&self) -> &AuditSettings {
-        &self.settings
+        &self.writer.settings
     }
 
     /// True when the code itself should be logged.
