@@ -2,7 +2,7 @@
 //! whatever the state of Docker), and the audit event of every tool call.
 
 use super::progress::LogLevel;
-use super::tools::validate_arguments;
+use super::tools::{OutcomeSlot, validate_arguments};
 use crate::core::Executor;
 use crate::security::audit::{
     AuditEvent, CallArguments, MAX_CODE_CHARS, MAX_FIELD_CHARS, Outcome, ToolCall, clip, clip_text, hash_hex,
@@ -81,15 +81,17 @@ impl ServerHandler for SandboxServer {
 
     /// Arguments that do not match a tool's schema are a malformed request:
     /// a JSON-RPC invalid-params error, checked before the tool runs. Every
-    /// call is audited with its outcome.
+    /// call is audited with the outcome its tool reported.
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let started = std::time::Instant::now();
         let tool = request.name.to_string();
         let arguments = describe_call(request.arguments.as_ref(), self.executor.audit().logs_code());
+        let slot = OutcomeSlot::default();
+        context.extensions.insert(slot.clone());
         let response = match validate_arguments(&request.name, request.arguments.as_ref()) {
             Ok(()) => {
                 let call = ToolCallContext::new(self, request, context);
@@ -98,28 +100,15 @@ impl ServerHandler for SandboxServer {
             Err(error) => Err(error),
         };
         let outcome = match &response {
-            Ok(CallToolResponse::Complete(result)) if result.is_error != Some(true) => Outcome::Ok,
-            Ok(CallToolResponse::Complete(result)) => {
-                let structured = result.structured_content.as_ref();
-                match structured.and_then(|value| value["exit_code"].as_i64()) {
-                    Some(exit_code) => Outcome::CodeError {
-                        exit_code,
-                        timed_out: structured.is_some_and(|value| value["timed_out"] == true),
-                    },
-                    None => {
-                        let message = result
-                            .content
-                            .iter()
-                            .find_map(|content| content.as_text().map(|text| text.text.clone()))
-                            .unwrap_or_default();
-                        Outcome::tool_error(&message)
-                    }
-                }
-            }
-            Ok(_) => Outcome::Ok,
+            // No tool ran: an unknown tool, or arguments that do not fit.
             Err(error) => Outcome::InvalidRequest {
                 error: error.message.to_string(),
             },
+            // Every tool handler answers through the slot.
+            Ok(_) => slot.outcome().unwrap_or_else(|| {
+                tracing::warn!(tool, "a tool answered without reporting its outcome");
+                Outcome::tool_error("the tool did not report how the call ended")
+            }),
         };
         self.executor.audit().record(AuditEvent::ToolCall(Box::new(ToolCall {
             tool,
