@@ -8,7 +8,7 @@ use multilang_sandbox::core::Executor;
 use multilang_sandbox::docker::DockerEngine;
 use multilang_sandbox::images::ImageBuilder;
 use multilang_sandbox::mcp::{SandboxServer, http};
-use multilang_sandbox::security::audit::AuditLog;
+use multilang_sandbox::security::audit::{AuditEvent, AuditLog};
 use rmcp::ServiceExt;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -191,17 +191,14 @@ fn start_executor(config: &Arc<Config>, transport: &str) -> (Arc<Executor>, Stri
     tracing::info!(instance = %instance_id, version = env!("CARGO_PKG_VERSION"), transport, "multilang-sandbox starting");
     let engine = Arc::new(DockerEngine::new());
     let executor = Arc::new(Executor::new(engine, config.clone(), instance_id.clone()));
-    executor.audit().record(
-        "server_start",
-        serde_json::json!({
-            "instance": instance_id,
-            "version": env!("CARGO_PKG_VERSION"),
-            "transport": transport,
-            "seccomp": config.seccomp.name(),
-            "policy": config.policy.name(),
-            "pid": std::process::id(),
-        }),
-    );
+    executor.audit().record(AuditEvent::ServerStart {
+        instance: instance_id.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        transport: transport.to_string(),
+        seccomp: config.seccomp.name(),
+        policy: config.policy.name().to_string(),
+        pid: std::process::id(),
+    });
     executor.start_background_tasks();
     (executor, instance_id)
 }
@@ -209,9 +206,9 @@ fn start_executor(config: &Arc<Config>, transport: &str) -> (Arc<Executor>, Stri
 /// Stops background work, removes idle pooled containers, records the stop.
 async fn stop_executor(executor: &Executor, instance_id: &str) {
     executor.shutdown().await;
-    executor
-        .audit()
-        .record("server_stop", serde_json::json!({"instance": instance_id}));
+    executor.audit().record(AuditEvent::ServerStop {
+        instance: instance_id.to_string(),
+    });
     executor.audit().flush();
 }
 

@@ -45,6 +45,12 @@ async fn calls_sessions_and_violations_are_chained_and_tampering_is_found() {
     .await;
     let code = "print('audited')";
     assert_eq!(execute(&client, "python", code).await["stdout"], "audited\n");
+    // Each tool says how its call ended: code that failed, a refusal, and a
+    // request no tool took.
+    assert_eq!(execute(&client, "bash", "exit 3").await["exit_code"], 3);
+    tool_error_text(&client, "sandbox_session", json!({"action": "get", "name": "no-such"})).await;
+    let malformed = try_call(&client, "sandbox_execute", json!({"language": "bash"})).await;
+    assert!(malformed.is_err(), "{malformed:?}");
     let name = create_session(&client, "audit", "bash").await;
     // Audit mode: the tripwire records the match and the code still runs.
     let flagged = execute_in(&client, &name, "bash", "echo probing /var/run/docker.sock").await;
@@ -66,6 +72,26 @@ async fn calls_sessions_and_violations_are_chained_and_tampering_is_found() {
         "code text is logged only when configured"
     );
     assert!(events.iter().any(|e| e["type"] == "server_start"));
+    let ended = |outcome: &str| {
+        events
+            .iter()
+            .find(|e| e["type"] == "tool_call" && e["outcome"] == outcome)
+            .unwrap_or_else(|| panic!("no {outcome} call in {events:?}"))
+    };
+    let failed = ended("code_error");
+    assert_eq!(
+        (&failed["exit_code"], &failed["timed_out"]),
+        (&json!(3), &json!(false)),
+        "{failed}"
+    );
+    let refused = ended("tool_error");
+    assert_eq!(refused["tool"], "sandbox_session");
+    assert!(refused["error"].as_str().unwrap().contains("no-such"), "{refused}");
+    let malformed = ended("invalid_request");
+    assert!(
+        malformed["error"].as_str().unwrap().contains("missing field `code`"),
+        "{malformed}"
+    );
     for action in ["created", "destroyed"] {
         assert!(
             events

@@ -1,10 +1,12 @@
-//! The MCP server: tool routing and the `initialize` answer (given at once,
-//! whatever the state of Docker).
+//! The MCP server: tool routing, the `initialize` answer (given at once,
+//! whatever the state of Docker), and the audit event of every tool call.
 
 use super::progress::LogLevel;
-use super::tools::validate_arguments;
+use super::tools::{OutcomeSlot, validate_arguments};
 use crate::core::Executor;
-use crate::security::audit::{MAX_CODE_CHARS, MAX_FIELD_CHARS, clip, hash_hex};
+use crate::security::audit::{
+    AuditEvent, CallArguments, MAX_CODE_CHARS, MAX_FIELD_CHARS, Outcome, ToolCall, clip, clip_text, hash_hex,
+};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
@@ -12,7 +14,7 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::sync::Arc;
 
 const INSTRUCTIONS: &str = "Runs code safely in Docker sandboxes (no network, non-root, resource limits). \
@@ -78,15 +80,18 @@ impl ServerHandler for SandboxServer {
     }
 
     /// Arguments that do not match a tool's schema are a malformed request:
-    /// a JSON-RPC invalid-params error, checked before the tool runs.
+    /// a JSON-RPC invalid-params error, checked before the tool runs. Every
+    /// call is audited with the outcome its tool reported.
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        context: RequestContext<RoleServer>,
+        mut context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let started = std::time::Instant::now();
         let tool = request.name.to_string();
-        let mut event = describe_call(&tool, request.arguments.as_ref(), self.executor.audit().logs_code());
+        let arguments = describe_call(request.arguments.as_ref(), self.executor.audit().logs_code());
+        let slot = OutcomeSlot::default();
+        context.extensions.insert(slot.clone());
         let response = match validate_arguments(&request.name, request.arguments.as_ref()) {
             Ok(()) => {
                 let call = ToolCallContext::new(self, request, context);
@@ -94,80 +99,51 @@ impl ServerHandler for SandboxServer {
             }
             Err(error) => Err(error),
         };
-        event.insert("instance".into(), Value::from(self.instance_id.clone()));
-        event.insert("duration_ms".into(), Value::from(started.elapsed().as_millis() as u64));
         let outcome = match &response {
-            Ok(CallToolResponse::Complete(result)) if result.is_error != Some(true) => "ok",
-            Ok(CallToolResponse::Complete(result)) => {
-                let structured = result.structured_content.as_ref();
-                if let Some(exit_code) = structured.and_then(|value| value.get("exit_code")) {
-                    event.insert("exit_code".into(), exit_code.clone());
-                    event.insert(
-                        "timed_out".into(),
-                        structured
-                            .and_then(|value| value.get("timed_out"))
-                            .cloned()
-                            .unwrap_or_default(),
-                    );
-                    "code_error"
-                } else {
-                    let message = result
-                        .content
-                        .iter()
-                        .find_map(|content| content.as_text().map(|text| text.text.clone()))
-                        .unwrap_or_default();
-                    event.insert(
-                        "error".into(),
-                        Value::from(message.chars().take(500).collect::<String>()),
-                    );
-                    "tool_error"
-                }
-            }
-            Ok(_) => "ok",
-            Err(error) => {
-                event.insert("error".into(), Value::from(error.message.to_string()));
-                "invalid_request"
-            }
+            // No tool ran: an unknown tool, or arguments that do not fit.
+            Err(error) => Outcome::InvalidRequest {
+                error: error.message.to_string(),
+            },
+            // Every tool handler answers through the slot.
+            Ok(_) => slot.outcome().unwrap_or_else(|| {
+                tracing::warn!(tool, "a tool answered without reporting its outcome");
+                Outcome::tool_error("the tool did not report how the call ended")
+            }),
         };
-        event.insert("outcome".into(), Value::from(outcome));
-        self.executor.audit().record("tool_call", Value::Object(event));
+        self.executor.audit().record(AuditEvent::ToolCall(Box::new(ToolCall {
+            tool,
+            instance: self.instance_id.clone(),
+            duration_ms: started.elapsed().as_millis() as u64,
+            arguments,
+            outcome,
+        })));
         response
     }
 }
 
-/// The audit fields of a tool call: which tool, and the arguments that say
-/// what it did (the code as its SHA-256 and size unless code logging is on).
-fn describe_call(tool: &str, arguments: Option<&JsonObject>, log_code: bool) -> Map<String, Value> {
-    let mut event = Map::new();
-    event.insert("tool".into(), Value::from(tool));
+/// The audit fields of a tool call's arguments: the ones that say what it
+/// did, and the code as its SHA-256 and size (the text too when code
+/// logging is on).
+fn describe_call(arguments: Option<&JsonObject>, log_code: bool) -> CallArguments {
     let Some(arguments) = arguments else {
-        return event;
+        return CallArguments::default();
     };
-    for key in [
-        "action",
-        "operation",
-        "session",
-        "name",
-        "language",
-        "path",
-        "packages",
-        "target",
-        "ml",
-        "timeout",
-    ] {
-        if let Some(value) = arguments.get(key) {
-            event.insert(key.into(), clip(value, MAX_FIELD_CHARS));
-        }
+    let pick = |key: &str| arguments.get(key).map(|value| clip(value, MAX_FIELD_CHARS));
+    let code = arguments.get("code").and_then(Value::as_str);
+    CallArguments {
+        action: pick("action"),
+        operation: pick("operation"),
+        session: pick("session"),
+        name: pick("name"),
+        language: pick("language"),
+        path: pick("path"),
+        packages: pick("packages"),
+        target: pick("target"),
+        ml: pick("ml"),
+        timeout: pick("timeout"),
+        code_sha256: code.map(|code| hash_hex(code.as_bytes())),
+        code_bytes: code.map(str::len),
+        code: code.filter(|_| log_code).map(|code| clip_text(code, MAX_CODE_CHARS)),
+        content_bytes: arguments.get("content").and_then(Value::as_str).map(str::len),
     }
-    if let Some(code) = arguments.get("code").and_then(Value::as_str) {
-        event.insert("code_sha256".into(), Value::from(hash_hex(code.as_bytes())));
-        event.insert("code_bytes".into(), Value::from(code.len()));
-        if log_code {
-            event.insert("code".into(), clip(&Value::from(code), MAX_CODE_CHARS));
-        }
-    }
-    if let Some(content) = arguments.get("content").and_then(Value::as_str) {
-        event.insert("content_bytes".into(), Value::from(content.len()));
-    }
-    event
 }

@@ -23,7 +23,7 @@ use crate::docker::DockerEngine;
 use crate::error::{ExecuteError, PackageError};
 use crate::images;
 use crate::runtime::Language;
-use crate::security::audit::{AuditLog, MAX_FIELD_CHARS, hash_hex};
+use crate::security::audit::{self, AuditEvent, AuditLog, MAX_FIELD_CHARS, hash_hex};
 use crate::security::policy::{self, PolicyMode};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,19 +97,19 @@ impl Executor {
         let violations = policy::check(request.language, &request.code);
         for violation in &violations {
             tracing::warn!(rule = violation.rule, "code policy violation");
-            self.audit.record(
-                "violation",
-                serde_json::json!({
-                    "rule": violation.rule,
-                    "description": violation.description,
-                    "matched": violation.matched,
-                    "language": request.language.name(),
-                    "session": request.session.as_deref().map(|name| name.chars().take(MAX_FIELD_CHARS).collect::<String>()),
-                    "code_sha256": hash_hex(request.code.as_bytes()),
-                    "mode": mode.name(),
-                    "blocked": mode == PolicyMode::Block,
-                }),
-            );
+            self.audit.record(AuditEvent::Violation(audit::Violation {
+                rule: violation.rule.to_string(),
+                description: violation.description.to_string(),
+                matched: violation.matched.clone(),
+                language: request.language.name().to_string(),
+                session: request
+                    .session
+                    .as_deref()
+                    .map(|name| name.chars().take(MAX_FIELD_CHARS).collect()),
+                code_sha256: hash_hex(request.code.as_bytes()),
+                mode: mode.name().to_string(),
+                blocked: mode == PolicyMode::Block,
+            }));
         }
         match violations.into_iter().next() {
             Some(violation) if mode == PolicyMode::Block => Err(ExecuteError::PolicyBlocked {

@@ -11,6 +11,7 @@ use crate::config::SessionStorage;
 use crate::docker::{BindMount, DockerEngine, VolumeBacking, VolumeMount, labels};
 use crate::error::{DockerError, SessionError};
 use crate::runtime::packages::SESSION_ROOT;
+use crate::security::audit::{AuditEvent, MountRecord, SessionEvent};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -150,17 +151,22 @@ impl SessionManager {
         ));
         self.lock_handles().insert(name.to_string(), handle);
         let info = self.get(name).await?;
-        self.audit.record(
-            "session",
-            serde_json::json!({
-                "action": "created",
-                "name": name,
-                "language": language.name(),
-                "image": image,
-                "seccomp": info.seccomp,
-                "mounts": info.mounts,
-            }),
-        );
+        self.audit.record(AuditEvent::Session(SessionEvent::Created {
+            name: name.to_string(),
+            language: language.name().to_string(),
+            image: image.to_string(),
+            seccomp: info.seccomp.clone(),
+            mounts: info
+                .mounts
+                .iter()
+                .map(|mount| MountRecord {
+                    name: mount.name.clone(),
+                    path: mount.path.clone(),
+                    host_path: mount.host_path.clone(),
+                    writable: mount.writable,
+                })
+                .collect(),
+        }));
         Ok(info)
     }
 }

@@ -5,6 +5,7 @@ use crate::clock::unix_now;
 use crate::core::background::Background;
 use crate::docker::labels;
 use crate::error::SessionError;
+use crate::security::audit::{AuditEvent, SessionEvent};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,10 +45,10 @@ impl SessionManager {
             if facts.expires_at() <= now && !self.is_busy(&facts.name) {
                 tracing::info!(session = %facts.name, "session expired");
                 self.remove(&facts).await?;
-                self.audit.record(
-                    "session",
-                    serde_json::json!({"action": "expired", "name": facts.name, "language": facts.language.name()}),
-                );
+                self.audit.record(AuditEvent::Session(SessionEvent::Expired {
+                    name: facts.name.clone(),
+                    language: facts.language.name().to_string(),
+                }));
                 removed += 1;
             }
         }

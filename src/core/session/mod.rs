@@ -28,7 +28,7 @@ use crate::config::{HostFolder, SessionStorage};
 use crate::docker::{ContainerState, SandboxInfo, labels as label_keys};
 use crate::error::SessionError;
 use crate::runtime::Language;
-use crate::security::audit::AuditLog;
+use crate::security::audit::{AuditEvent, AuditLog, SessionEvent};
 use crate::security::seccomp::SeccompProfile;
 use create::remove_session_volumes;
 use handle::SessionHandle;
@@ -199,10 +199,10 @@ impl SessionManager {
         let facts = self.lookup(name).await?;
         let info = facts.to_info(unix_now());
         self.remove(&facts).await?;
-        self.audit.record(
-            "session",
-            serde_json::json!({"action": "destroyed", "name": name, "language": info.language}),
-        );
+        self.audit.record(AuditEvent::Session(SessionEvent::Destroyed {
+            name: name.to_string(),
+            language: info.language.clone(),
+        }));
         Ok(info)
     }
 

@@ -1,17 +1,18 @@
 //! `sandbox_execute`: run code in a fresh sandbox.
 
-use super::{structured_result, tool_error};
+use super::{OutcomeSlot, Reported, ToolAnswer, structured_result, tool_error};
 use crate::core::artifacts::ArtifactContent;
 use crate::core::{ExecuteRequest, ExecutionOutcome, Watch};
 use crate::error::ExecuteError;
 use crate::mcp::SandboxServer;
 use crate::mcp::progress::Reporter;
 use crate::runtime::Language;
-use rmcp::handler::server::common::schema_for_output;
+use crate::security::audit::Outcome;
+use rmcp::handler::server::common::{Extension, schema_for_output};
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, ContentBlock, ResourceContents};
+use rmcp::model::{ContentBlock, ResourceContents};
 use rmcp::service::RequestContext;
-use rmcp::{ErrorData, RoleServer, tool, tool_router};
+use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -190,20 +191,21 @@ with `session` (create one with sandbox_session) variables and files persist bet
     async fn sandbox_execute(
         &self,
         Parameters(params): Parameters<ExecuteParams>,
+        Extension(slot): Extension<OutcomeSlot>,
         context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
+    ) -> Reported {
         let span = tracing::info_span!("sandbox_execute", language = %params.language);
         async move {
             let (watch, reporter) = Reporter::start(&context, &self.log_level);
             let result = self.run_execute(params, watch).await;
             reporter.finish().await;
-            match result {
-                Ok(outcome) => Ok(success_or_code_error(outcome)),
+            slot.report(match result {
+                Ok(execution) => success_or_code_error(execution),
                 Err(error) => {
                     tracing::info!(%error, "execute refused or failed");
-                    Ok(tool_error(error.to_string()))
+                    tool_error(error.to_string())
                 }
-            }
+            })
         }
         .instrument(span)
         .await
@@ -228,9 +230,18 @@ impl SandboxServer {
     }
 }
 
-fn success_or_code_error(outcome: ExecutionOutcome) -> CallToolResult {
-    let failed = !outcome.succeeded();
-    let attached: Vec<ContentBlock> = outcome
+/// The code ran: ok when it exited 0 in time, otherwise a code error with
+/// its exit code (130 when cancelled) and whether the time limit expired.
+fn success_or_code_error(execution: ExecutionOutcome) -> ToolAnswer {
+    let outcome = if execution.succeeded() {
+        Outcome::Ok
+    } else {
+        Outcome::CodeError {
+            exit_code: execution.exit_code,
+            timed_out: execution.timed_out,
+        }
+    };
+    let attached: Vec<ContentBlock> = execution
         .artifacts
         .iter()
         .filter_map(|artifact| match artifact.content.clone()? {
@@ -243,9 +254,57 @@ fn success_or_code_error(outcome: ExecutionOutcome) -> CallToolResult {
             })),
         })
         .collect();
-    let output = ExecuteOutput::from(outcome);
+    let output = ExecuteOutput::from(execution);
     let text = output.render();
-    let mut result = structured_result(&output, text, failed);
-    result.content.extend(attached);
-    result
+    let mut answer = structured_result(&output, text, outcome);
+    answer.result.content.extend(attached);
+    answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ran(exit_code: i64, timed_out: bool) -> ExecutionOutcome {
+        ExecutionOutcome {
+            language: Language::Python,
+            session: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            exit_code,
+            duration_ms: 5,
+            timed_out,
+            truncated: false,
+            phase: "run".into(),
+            state_lost: false,
+            notes: Vec::new(),
+            artifacts: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_outcome_follows_the_exit_code_and_the_time_limit() {
+        let cases = [
+            (ran(0, false), Outcome::Ok),
+            (
+                ran(3, false),
+                Outcome::CodeError {
+                    exit_code: 3,
+                    timed_out: false,
+                },
+            ),
+            (
+                ran(137, true),
+                Outcome::CodeError {
+                    exit_code: 137,
+                    timed_out: true,
+                },
+            ),
+        ];
+        for (execution, expected) in cases {
+            let answer = success_or_code_error(execution);
+            assert_eq!(answer.result.is_error, Some(expected.is_error()));
+            assert_eq!(answer.outcome, expected);
+        }
+    }
 }

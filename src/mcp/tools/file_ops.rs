@@ -1,15 +1,14 @@
 //! `sandbox_file_ops`: files in a session's /workspace and /outputs.
 
-use super::answer;
+use super::{OutcomeSlot, Reported, answer};
 use crate::core::files::{Done, FileEntry};
 use crate::error::FileError;
 use crate::mcp::SandboxServer;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use rmcp::handler::server::common::schema_for_output;
+use rmcp::handler::server::common::{Extension, schema_for_output};
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::CallToolResult;
-use rmcp::{ErrorData, tool, tool_router};
+use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -91,9 +90,10 @@ Files up to 10 MiB; a listing shows up to 20000 entries.",
     async fn sandbox_file_ops(
         &self,
         Parameters(params): Parameters<FileOpsParams>,
-    ) -> Result<CallToolResult, ErrorData> {
+        Extension(slot): Extension<OutcomeSlot>,
+    ) -> Reported {
         let span = tracing::info_span!("sandbox_file_ops", session = %params.session, operation = ?params.operation);
-        async move { Ok(answer(self.run_file_op(&params).await, render)) }
+        async move { slot.report(answer(self.run_file_op(&params).await, render)) }
             .instrument(span)
             .await
     }

@@ -2,14 +2,13 @@
 //! summary of the audit log.
 
 use super::security::SecurityPosture;
-use super::{structured_result, tool_error};
+use super::{OutcomeSlot, Reported, ToolAnswer, structured_result, tool_error};
 use crate::core::{CacheStats, PoolLanguageStats, SessionInfo};
 use crate::mcp::SandboxServer;
-use crate::security::audit::AuditStats;
-use rmcp::handler::server::common::schema_for_output;
+use crate::security::audit::{AuditStats, Outcome};
+use rmcp::handler::server::common::{Extension, schema_for_output};
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::CallToolResult;
-use rmcp::{ErrorData, tool, tool_router};
+use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -75,13 +74,20 @@ counts), or `all` (default: pool, cache and sessions).",
     async fn sandbox_inspect(
         &self,
         Parameters(params): Parameters<InspectParams>,
-    ) -> Result<CallToolResult, ErrorData> {
+        Extension(slot): Extension<OutcomeSlot>,
+    ) -> Reported {
+        slot.report(self.inspect(params).await)
+    }
+}
+
+impl SandboxServer {
+    async fn inspect(&self, params: InspectParams) -> ToolAnswer {
         let target = params.target.unwrap_or_default();
         // Counting events reads the whole retained log: only on request.
         let audit = if target == InspectTarget::Audit {
             match self.audit_summary().await {
                 Ok(summary) => Some(summary),
-                Err(error) => return Ok(tool_error(error)),
+                Err(error) => return tool_error(error),
             }
         } else {
             None
@@ -90,7 +96,7 @@ counts), or `all` (default: pool, cache and sessions).",
         let sessions = if matches!(target, InspectTarget::All | InspectTarget::Sessions) {
             match self.executor.sessions().list().await {
                 Ok(sessions) => Some(sessions),
-                Err(error) => return Ok(tool_error(error.to_string())),
+                Err(error) => return tool_error(error.to_string()),
             }
         } else {
             None
@@ -98,7 +104,7 @@ counts), or `all` (default: pool, cache and sessions).",
         let cache = if matches!(target, InspectTarget::All | InspectTarget::Cache) {
             match self.executor.cache().stats().await {
                 Ok(cache) => Some(cache),
-                Err(error) => return Ok(tool_error(error.to_string())),
+                Err(error) => return tool_error(error.to_string()),
             }
         } else {
             None
@@ -111,11 +117,9 @@ counts), or `all` (default: pool, cache and sessions).",
             instance: self.instance_id.clone(),
         };
         let text = render(&output);
-        Ok(structured_result(&output, text, false))
+        structured_result(&output, text, Outcome::Ok)
     }
-}
 
-impl SandboxServer {
     async fn audit_summary(&self) -> Result<AuditSummary, String> {
         let config = self.executor.config();
         let executor = self.executor.clone();

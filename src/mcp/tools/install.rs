@@ -1,17 +1,16 @@
 //! `sandbox_install`: packages into a session, or into the package cache.
 
-use super::answer;
+use super::{OutcomeSlot, Reported, answer};
 use crate::core::Watch;
 use crate::core::executor::InstallReport;
 use crate::error::ExecuteError;
 use crate::mcp::SandboxServer;
 use crate::mcp::progress::Reporter;
 use crate::runtime::Language;
-use rmcp::handler::server::common::schema_for_output;
+use rmcp::handler::server::common::{Extension, schema_for_output};
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::CallToolResult;
 use rmcp::service::RequestContext;
-use rmcp::{ErrorData, RoleServer, tool, tool_router};
+use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -84,14 +83,15 @@ Managers: pip (python), npm (javascript, typescript), cargo (rust), go modules (
     async fn sandbox_install(
         &self,
         Parameters(params): Parameters<InstallParams>,
+        Extension(slot): Extension<OutcomeSlot>,
         context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
+    ) -> Reported {
         let span = tracing::info_span!("sandbox_install", session = ?params.session, language = ?params.language);
         async move {
             let (watch, reporter) = Reporter::start(&context, &self.log_level);
             let result = self.run_install(&params, watch).await.map(InstallOutput::from);
             reporter.finish().await;
-            Ok(answer(result, render))
+            slot.report(answer(result, render))
         }
         .instrument(span)
         .await

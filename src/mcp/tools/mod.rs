@@ -1,5 +1,7 @@
 //! One module per MCP tool: its argument struct (whose doc comments become
-//! the JSON schema a model reads), its result shape, and its handler.
+//! the JSON schema a model reads), its result shape, and its handler. Each
+//! handler decides how its call ended (an audit [`Outcome`]) where it knows
+//! it, and reports it with its answer through the call's [`OutcomeSlot`].
 
 pub mod execute;
 pub mod file_ops;
@@ -9,21 +11,60 @@ mod next_step;
 pub mod security;
 pub mod session;
 
+use crate::security::audit::Outcome;
 use rmcp::ErrorData;
-use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
+use rmcp::handler::server::tool::IntoCallToolResult;
+use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, JsonObject};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::sync::{Arc, OnceLock};
+
+/// A tool's answer to the client and how its call ended, decided together.
+pub(crate) struct ToolAnswer {
+    result: CallToolResult,
+    outcome: Outcome,
+}
+
+/// Where a tool reports how its call ended: the server puts a fresh one in
+/// each call's extensions and writes the call's audit event from it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct OutcomeSlot(Arc<OnceLock<Outcome>>);
+
+impl OutcomeSlot {
+    /// Records the answer's outcome; the result goes to the client.
+    pub(crate) fn report(&self, answer: ToolAnswer) -> Reported {
+        // A call runs one handler, which answers once: the slot is empty.
+        let _ = self.0.set(answer.outcome);
+        Reported(answer.result)
+    }
+
+    /// What the tool reported, if it ran.
+    pub(crate) fn outcome(&self) -> Option<Outcome> {
+        self.0.get().cloned()
+    }
+}
+
+/// A tool's result with its outcome reported. Tool handlers return this,
+/// which only [`OutcomeSlot::report`] makes, so no tool answers without
+/// saying how its call ended.
+pub(crate) struct Reported(CallToolResult);
+
+impl IntoCallToolResult for Reported {
+    fn into_call_tool_result(self) -> Result<CallToolResponse, ErrorData> {
+        Ok(self.0.into())
+    }
+}
 
 /// The answer of a tool: its output with a text rendering, or its error
 /// (whose message says what to do next) as a tool error.
 pub(crate) fn answer<T: Serialize, E: std::error::Error + 'static>(
     result: Result<T, E>,
     render: impl Fn(&T) -> String,
-) -> CallToolResult {
+) -> ToolAnswer {
     match result {
         Ok(output) => {
             let text = render(&output);
-            structured_result(&output, text, false)
+            structured_result(&output, text, Outcome::Ok)
         }
         Err(error) => {
             // The client gets the message; the log keeps every detail.
@@ -34,19 +75,24 @@ pub(crate) fn answer<T: Serialize, E: std::error::Error + 'static>(
 }
 
 /// A tool-level failure the model can act on (`isError: true`).
-pub(crate) fn tool_error(message: impl Into<String>) -> CallToolResult {
-    CallToolResult::error(vec![ContentBlock::text(message.into())])
+pub(crate) fn tool_error(message: impl Into<String>) -> ToolAnswer {
+    let message = message.into();
+    ToolAnswer {
+        outcome: Outcome::tool_error(&message),
+        result: CallToolResult::error(vec![ContentBlock::text(message)]),
+    }
 }
 
-/// A result with `structuredContent` and a text rendering.
-pub(crate) fn structured_result<T: Serialize>(output: &T, text: String, is_error: bool) -> CallToolResult {
-    let mut result = if is_error {
+/// A result with `structuredContent` and a text rendering; `isError`
+/// unless `outcome` is ok.
+pub(crate) fn structured_result<T: Serialize>(output: &T, text: String, outcome: Outcome) -> ToolAnswer {
+    let mut result = if outcome.is_error() {
         CallToolResult::error(vec![ContentBlock::text(text)])
     } else {
         CallToolResult::success(vec![ContentBlock::text(text)])
     };
     result.structured_content = serde_json::to_value(output).ok();
-    result
+    ToolAnswer { result, outcome }
 }
 
 /// Checks a tool call's arguments against the tool's argument struct.
@@ -127,5 +173,36 @@ mod tests {
         assert!(validate_arguments("sandbox_session", Some(&object(json!({"action": "list"})))).is_ok());
         assert!(validate_arguments("sandbox_session", Some(&object(json!({"action": "explode"})))).is_err());
         assert!(validate_arguments("no_such_tool", None).is_ok());
+    }
+
+    #[test]
+    fn the_slot_holds_what_the_tool_reported_and_is_error_follows_it() {
+        let slot = OutcomeSlot::default();
+        let kept_by_the_server = slot.clone();
+        assert_eq!(kept_by_the_server.outcome(), None);
+        let Reported(result) = slot.report(tool_error("no session named `x`"));
+        assert_eq!(result.is_error, Some(true));
+        assert_eq!(
+            kept_by_the_server.outcome(),
+            Some(Outcome::ToolError {
+                error: "no session named `x`".into()
+            })
+        );
+        let code_error = Outcome::CodeError {
+            exit_code: 1,
+            timed_out: false,
+        };
+        let answer = structured_result(&json!({"exit_code": 1}), "failed".into(), code_error.clone());
+        assert_eq!((answer.result.is_error, answer.outcome), (Some(true), code_error));
+        assert!(answer.result.structured_content.is_some());
+        let answer = answer_of(Ok::<_, String>(json!({"a": 1})));
+        assert_eq!((answer.result.is_error, answer.outcome), (Some(false), Outcome::Ok));
+        let answer = answer_of(Err::<serde_json::Value, _>("x".repeat(900)));
+        assert_eq!(answer.result.is_error, Some(true));
+        assert_eq!(answer.outcome, Outcome::tool_error(&"x".repeat(900)));
+    }
+
+    fn answer_of(result: Result<serde_json::Value, String>) -> ToolAnswer {
+        answer(result, |value| value.to_string())
     }
 }

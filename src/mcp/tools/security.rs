@@ -1,15 +1,14 @@
 //! `sandbox_security`: the audit log's recent events and policy violations,
 //! counts, and verification of its tamper-evident chain.
 
-use super::{structured_result, tool_error};
+use super::{OutcomeSlot, Reported, structured_result, tool_error};
 use crate::config::Config;
 use crate::error::AuditError;
 use crate::mcp::SandboxServer;
-use crate::security::audit::{AuditStats, VerifyReport};
-use rmcp::handler::server::common::schema_for_output;
+use crate::security::audit::{AuditStats, Outcome, VerifyReport};
+use rmcp::handler::server::common::{Extension, schema_for_output};
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::CallToolResult;
-use rmcp::{ErrorData, tool, tool_router};
+use rmcp::{tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -94,17 +93,23 @@ the line if anything was edited, removed or reordered).",
     async fn sandbox_security(
         &self,
         Parameters(params): Parameters<SecurityParams>,
-    ) -> Result<CallToolResult, ErrorData> {
+        Extension(slot): Extension<OutcomeSlot>,
+    ) -> Reported {
         let span = tracing::info_span!("sandbox_security", action = ?params.action);
         async move {
-            match self.security_report(&params).await {
+            slot.report(match self.security_report(&params).await {
                 Ok(output) => {
                     let text = render(&output);
-                    let failed = output.verify.as_ref().is_some_and(|report| !report.ok);
-                    Ok(structured_result(&output, text, failed))
+                    // A broken chain is what the caller must hear about.
+                    let outcome = if output.verify.as_ref().is_some_and(|report| !report.ok) {
+                        Outcome::tool_error(&text)
+                    } else {
+                        Outcome::Ok
+                    };
+                    structured_result(&output, text, outcome)
                 }
-                Err(error) => Ok(tool_error(error.to_string())),
-            }
+                Err(error) => tool_error(error.to_string()),
+            })
         }
         .instrument(span)
         .await

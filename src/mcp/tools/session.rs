@@ -1,17 +1,16 @@
 //! `sandbox_session`: named, stateful sandboxes.
 
-use super::answer;
+use super::{OutcomeSlot, Reported, answer};
 use crate::core::executor::SessionRequest;
 use crate::core::{SessionInfo, Watch};
 use crate::error::{ExecuteError, SessionError};
 use crate::mcp::SandboxServer;
 use crate::mcp::progress::Reporter;
 use crate::runtime::Language;
-use rmcp::handler::server::common::schema_for_output;
+use rmcp::handler::server::common::{Extension, schema_for_output};
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::CallToolResult;
 use rmcp::service::RequestContext;
-use rmcp::{ErrorData, RoleServer, tool, tool_router};
+use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use tracing::Instrument;
@@ -93,14 +92,15 @@ tighten the system-call filter).",
     async fn sandbox_session(
         &self,
         Parameters(params): Parameters<SessionParams>,
+        Extension(slot): Extension<OutcomeSlot>,
         context: RequestContext<RoleServer>,
-    ) -> Result<CallToolResult, ErrorData> {
+    ) -> Reported {
         let span = tracing::info_span!("sandbox_session", action = ?params.action, name = ?params.name);
         async move {
             let (watch, reporter) = Reporter::start(&context, &self.log_level);
             let result = self.run_session_action(&params, watch).await;
             reporter.finish().await;
-            Ok(answer(result, render))
+            slot.report(answer(result, render))
         }
         .instrument(span)
         .await

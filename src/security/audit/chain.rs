@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 impl AuditLog {
     /// The retained files, oldest first.
     pub(super) fn files(&self) -> Vec<PathBuf> {
-        let Some(path) = self.settings.path.as_deref() else {
+        let Some(path) = self.settings().path.as_deref() else {
             return Vec::new();
         };
-        let mut files: Vec<PathBuf> = (1..=self.settings.keep_files.max(1))
+        let mut files: Vec<PathBuf> = (1..=self.settings().keep_files.max(1))
             .rev()
             .map(|index| rotated(path, index))
             .filter(|file| file.exists())

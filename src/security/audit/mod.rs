@@ -8,28 +8,32 @@
 //! from disk. Evidence, not prevention: a user who rewrites the whole chain
 //! and the head can forge it.
 //!
-//! `store.rs` writes (the writer thread, the locked append, rotation),
-//! `chain.rs` links lines and keeps the head, `verify.rs` checks the chain,
-//! `query.rs` reads events back.
+//! `event.rs` says what an event holds, `store.rs` writes (the one writer,
+//! its thread, the locked append, rotation), `chain.rs` links lines and
+//! keeps the head, `verify.rs` checks the chain, `query.rs` reads events
+//! back (as JSON, so lines of any age read alike).
 
 mod chain;
+mod event;
 mod query;
 mod store;
 mod verify;
 
+pub use event::{AuditEvent, CallArguments, MountRecord, Outcome, SessionEvent, ToolCall, Violation};
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use store::Job;
+use std::path::PathBuf;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use store::{Job, Writer};
 
 /// Longest text kept from one string field of an event (code, when code
 /// logging is on, is kept up to [`MAX_CODE_CHARS`]).
 pub const MAX_FIELD_CHARS: usize = 1024;
 /// Longest code text kept in an event.
 pub const MAX_CODE_CHARS: usize = 64 * 1024;
-use std::path::PathBuf;
-use std::sync::mpsc::Sender;
 
 /// `prev` of the very first line.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -60,10 +64,10 @@ impl AuditSettings {
 
 /// The audit log of this machine (shared by every server on it).
 pub struct AuditLog {
-    settings: AuditSettings,
-    guard: std::sync::Mutex<()>,
+    /// Every append goes through it, from the writer thread or in line.
+    writer: Arc<Writer>,
     /// The writer thread's queue, started by the first [`AuditLog::record`].
-    queue: std::sync::Mutex<Option<Sender<Job>>>,
+    queue: Mutex<Option<Sender<Job>>>,
 }
 
 /// The first line that breaks the chain.
@@ -101,19 +105,18 @@ pub struct AuditStats {
 impl AuditLog {
     pub fn new(settings: AuditSettings) -> Self {
         Self {
-            settings,
-            guard: std::sync::Mutex::new(()),
-            queue: std::sync::Mutex::new(None),
+            writer: Arc::new(Writer::new(settings)),
+            queue: Mutex::new(None),
         }
     }
 
     pub fn settings(&self) -> &AuditSettings {
-        &self.settings
+        &self.writer.settings
     }
 
     /// True when the code itself should be logged.
     pub fn logs_code(&self) -> bool {
-        self.settings.log_code
+        self.settings().log_code
     }
 }
 
@@ -121,9 +124,7 @@ impl AuditLog {
 /// items, so no argument a caller sends can make an event huge.
 pub fn clip(value: &Value, max: usize) -> Value {
     match value {
-        Value::String(text) if text.chars().count() > max => {
-            Value::from(format!("{}…", text.chars().take(max).collect::<String>()))
-        }
+        Value::String(text) => Value::from(clip_text(text, max)),
         Value::Array(items) => Value::Array(items.iter().take(50).map(|item| clip(item, max)).collect()),
         Value::Object(map) => Value::Object(
             map.iter()
@@ -132,6 +133,15 @@ pub fn clip(value: &Value, max: usize) -> Value {
                 .collect(),
         ),
         other => other.clone(),
+    }
+}
+
+/// `text` cut to `max` characters, with `…` when it was cut.
+pub fn clip_text(text: &str, max: usize) -> String {
+    if text.chars().count() > max {
+        format!("{}…", text.chars().take(max).collect::<String>())
+    } else {
+        text.to_string()
     }
 }
 
@@ -152,7 +162,7 @@ mod tests {
     use std::io::Write;
     use std::path::Path;
 
-    fn log_in(folder: &Path, max_bytes: u64) -> AuditLog {
+    pub(super) fn log_in(folder: &Path, max_bytes: u64) -> AuditLog {
         AuditLog::new(AuditSettings {
             path: Some(folder.join("audit.jsonl")),
             max_bytes,
@@ -161,10 +171,27 @@ mod tests {
         })
     }
 
-    fn temp_folder(name: &str) -> PathBuf {
+    pub(super) fn temp_folder(name: &str) -> PathBuf {
         let folder = std::env::temp_dir().join(format!("mls-audit-{name}-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&folder).unwrap();
         folder
+    }
+
+    /// A small event that names `instance`.
+    pub(super) fn stop(instance: &str) -> AuditEvent {
+        AuditEvent::ServerStop {
+            instance: instance.to_string(),
+        }
+    }
+
+    fn execute_call(outcome: Outcome) -> AuditEvent {
+        AuditEvent::ToolCall(Box::new(ToolCall {
+            tool: "sandbox_execute".into(),
+            instance: "i".into(),
+            duration_ms: 1,
+            arguments: CallArguments::default(),
+            outcome,
+        }))
     }
 
     #[test]
@@ -172,20 +199,24 @@ mod tests {
         let folder = temp_folder("ok");
         let log = log_in(&folder, 1 << 20);
         for index in 0..5 {
-            log.append(
-                "tool_call",
-                json!({"tool": "sandbox_execute", "outcome": if index % 2 == 0 { "ok" } else { "tool_error" }}),
-            )
-            .unwrap();
+            let outcome = if index % 2 == 0 {
+                Outcome::Ok
+            } else {
+                Outcome::tool_error("refused")
+            };
+            log.append(&execute_call(outcome)).unwrap();
         }
         let report = log.verify().unwrap();
         assert!(report.ok, "{report:?}");
         assert_eq!((report.lines, report.first_seq, report.last_seq), (5, Some(1), Some(5)));
         let stats = log.stats().unwrap();
         assert_eq!(stats.by_outcome["ok"], 3);
+        assert_eq!(stats.by_outcome["tool_error"], 2);
         assert_eq!(stats.by_tool["sandbox_execute"], 5);
+        assert_eq!(stats.by_type["tool_call"], 5);
         let recent = log.recent(2, |_| true).unwrap();
         assert_eq!(recent[1]["seq"], 5);
+        assert_eq!(recent[1]["type"], "tool_call");
         std::fs::remove_dir_all(folder).ok();
     }
 
@@ -194,8 +225,11 @@ mod tests {
         let folder = temp_folder("rotate");
         let log = log_in(&folder, 400);
         for _ in 0..20 {
-            log.append("session", json!({"action": "created", "name": "x"}))
-                .unwrap();
+            log.append(&AuditEvent::Session(SessionEvent::Destroyed {
+                name: "x".into(),
+                language: "bash".into(),
+            }))
+            .unwrap();
         }
         let report = log.verify().unwrap();
         assert!(report.ok, "{report:?}");
@@ -211,18 +245,18 @@ mod tests {
             let folder = temp_folder(case);
             let log = log_in(&folder, 1 << 20);
             for index in 0..6 {
-                log.append("tool_call", json!({"tool": "t", "index": index})).unwrap();
+                log.append(&stop(&format!("i{index}"))).unwrap();
             }
             let path = folder.join("audit.jsonl");
             let text = std::fs::read_to_string(&path).unwrap();
             let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
             match damage {
-                0 => lines[2] = lines[2].replace("\"index\":2", "\"index\":9"),
+                0 => lines[2] = lines[2].replace("\"instance\":\"i2\"", "\"instance\":\"i9\""),
                 1 => {
                     lines.remove(3);
                 }
                 2 => lines.swap(1, 2),
-                _ => lines[5] = lines[5].replace("\"index\":5", "\"index\":7"),
+                _ => lines[5] = lines[5].replace("\"instance\":\"i5\"", "\"instance\":\"i7\""),
             }
             std::fs::write(&path, lines.join("\n") + "\n").unwrap();
             let report = log.verify().unwrap();
@@ -239,13 +273,13 @@ mod tests {
         let folder = temp_folder("torn");
         let log = log_in(&folder, 1 << 20);
         for _ in 0..3 {
-            log.append("x", json!({})).unwrap();
+            log.append(&stop("x")).unwrap();
         }
         let path = folder.join("audit.jsonl");
         let mut file = OpenOptions::new().append(true).open(&path).unwrap();
         file.write_all(b"{\"seq\":4,\"ts\":\"2026").unwrap();
         drop(file);
-        assert_eq!(log.append("after", json!({})).unwrap(), 4);
+        assert_eq!(log.append(&stop("after")).unwrap(), 4);
         let report = log.verify().unwrap();
         let bad = report.first_bad.expect("the cut line is reported");
         assert_eq!(bad.line, 4);
@@ -259,10 +293,10 @@ mod tests {
     fn a_removed_head_or_removed_files_are_found() {
         let folder = temp_folder("head");
         let log = log_in(&folder, 1 << 20);
-        log.append("x", json!({})).unwrap();
+        log.append(&stop("x")).unwrap();
         std::fs::remove_file(folder.join("audit.head")).unwrap();
         assert!(!log.verify().unwrap().ok);
-        log.append("x", json!({})).unwrap();
+        log.append(&stop("x")).unwrap();
         assert!(log.verify().unwrap().ok);
         std::fs::remove_file(folder.join("audit.jsonl")).unwrap();
         let report = log.verify().unwrap();
@@ -288,7 +322,7 @@ mod tests {
             keep_files: 1,
             log_code: false,
         });
-        assert_eq!(log.append("x", json!({})).unwrap(), 0);
+        assert_eq!(log.append(&stop("x")).unwrap(), 0);
         assert!(log.verify().unwrap().ok);
     }
 }

@@ -48,7 +48,7 @@ impl AuditLog {
                 }
             }
         }
-        let Some(path) = self.settings.path.as_deref() else {
+        let Some(path) = self.settings().path.as_deref() else {
             return Ok(report);
         };
         let last_file = files.last().map(|f| f.display().to_string()).unwrap_or_default();
