@@ -195,14 +195,14 @@ mod tests {
         let answer = structured_result(&json!({"exit_code": 1}), "failed".into(), code_error.clone());
         assert_eq!((answer.result.is_error, answer.outcome), (Some(true), code_error));
         assert!(answer.result.structured_content.is_some());
-        let answer = answer_of(Ok::<_, String>(json!({"a": 1})));
+        let answer = answer_of(Ok(json!({"a": 1})));
         assert_eq!((answer.result.is_error, answer.outcome), (Some(false), Outcome::Ok));
-        let answer = answer_of(Err::<serde_json::Value, _>("x".repeat(900)));
+        let answer = answer_of(Err(std::io::Error::other("x".repeat(900))));
         assert_eq!(answer.result.is_error, Some(true));
         assert_eq!(answer.outcome, Outcome::tool_error(&"x".repeat(900)));
     }
 
-    fn answer_of(result: Result<serde_json::Value, String>) -> ToolAnswer {
+    fn answer_of(result: Result<serde_json::Value, std::io::Error>) -> ToolAnswer {
         answer(result, |value| value.to_string())
     }
 }
