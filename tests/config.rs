@@ -112,3 +112,43 @@ fn a_broken_file_or_value_is_refused_with_its_place() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("MULTILANG_SANDBOX_MEMORY_MB"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The README's Configuration table has a row per key with the key table's
+/// default and meaning; any other `MULTILANG_SANDBOX_*` row is a variable
+/// that says it is read from the environment only.
+#[test]
+fn the_readme_table_lists_every_key_with_its_default_and_meaning() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README.md");
+    let section = readme
+        .split("\n## Configuration\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has a Configuration section");
+    let rows: Vec<Vec<&str>> = section
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `MULTILANG_SANDBOX_")?.strip_suffix(" |"))
+        .map(|row| row.split(" | ").collect())
+        .collect();
+    let row_of = |variable: &str| {
+        rows.iter()
+            .find(|cells| cells[0].strip_suffix('`') == variable.strip_prefix("MULTILANG_SANDBOX_"))
+    };
+    for key in multilang_sandbox::config::KEYS {
+        let variable = key.variable();
+        let cells =
+            row_of(&variable).unwrap_or_else(|| panic!("README's Configuration table has no row for {variable}"));
+        assert_eq!(
+            cells[1..],
+            [key.documented_default().as_str(), key.doc],
+            "README's row for {variable} (default, meaning)"
+        );
+    }
+    for cells in &rows {
+        let name = cells[0].trim_end_matches('`');
+        assert!(
+            multilang_sandbox::config::keys::key(&name.to_ascii_lowercase()).is_some()
+                || cells[2].contains("environment only"),
+            "README lists MULTILANG_SANDBOX_{name}, which is no configuration key and not marked environment only"
+        );
+    }
+}

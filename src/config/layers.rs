@@ -1,46 +1,11 @@
 //! Where each configuration value comes from: a `MULTILANG_SANDBOX_*`
 //! environment variable, else the TOML config file, else the default.
 
+use super::keys::{KEYS, key};
 use crate::error::ConfigError;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-/// Every configuration key, as written in the config file (the environment
-/// variable is `MULTILANG_SANDBOX_` + the key in upper case).
-pub const KEYS: &[&str] = &[
-    "image_prefix",
-    "base_image",
-    "timeout_ms",
-    "max_timeout_ms",
-    "max_output_bytes",
-    "memory_mb",
-    "pids_limit",
-    "cpus",
-    "tmpfs_mb",
-    "session_storage",
-    "session_storage_mb",
-    "runtime",
-    "pool_size",
-    "session_ttl_s",
-    "max_session_ttl_s",
-    "max_sessions",
-    "gc_interval_s",
-    "state_dir",
-    "cache_keep",
-    "cache_max_mb",
-    "ca_bundle",
-    "max_artifacts",
-    "max_artifact_bytes",
-    "max_file_bytes",
-    "host_folders",
-    "seccomp",
-    "audit_log",
-    "audit_max_mb",
-    "audit_keep",
-    "audit_log_code",
-    "policy",
-];
 
 /// The environment variable of a key.
 pub fn env_name(key: &str) -> String {
@@ -96,19 +61,20 @@ impl ConfigFile {
             .parse()
             .map_err(|error: toml::de::Error| file_error(error.to_string()))?;
         let mut values = BTreeMap::new();
-        for (key, value) in table {
-            if !KEYS.contains(&key.as_str()) {
+        for (name, value) in table {
+            if key(&name).is_none() {
+                let names: Vec<&str> = KEYS.iter().map(|key| key.name).collect();
                 return Err(file_error(format!(
-                    "unknown key `{key}`; the keys are: {}",
-                    KEYS.join(", ")
+                    "unknown key `{name}`; the keys are: {}",
+                    names.join(", ")
                 )));
             }
             let text = value_text(&value).ok_or_else(|| {
                 file_error(format!(
-                    "`{key}` should be a string, a number, a boolean, a list or (pool_size) a table of numbers"
+                    "`{name}` should be a string, a number, a boolean, a list or (pool_size) a table of numbers"
                 ))
             })?;
-            values.insert(key, text);
+            values.insert(name, text);
         }
         Ok(Self {
             path: path.to_path_buf(),
@@ -157,25 +123,25 @@ impl<'a> Layers<'a> {
         }
     }
 
-    /// The value of `key` (a name from [`KEYS`]) and how to name it in an
+    /// The value of the key `name` (from [`KEYS`]) and how to name it in an
     /// error: the environment variable, or the key and the file.
-    pub fn get(&self, key: &'static str) -> Option<(String, String)> {
-        debug_assert!(KEYS.contains(&key), "{key} is not in KEYS");
-        let variable = env_name(key);
+    pub fn get(&self, name: &'static str) -> Option<(String, String)> {
+        debug_assert!(key(name).is_some(), "{name} is not in KEYS");
+        let variable = env_name(name);
         if let Some(value) = (self.environment)(&variable)
             .map(|value| value.trim().to_string())
             .filter(|value| !value.is_empty())
         {
-            self.sources.borrow_mut().insert(key, Source::Environment);
+            self.sources.borrow_mut().insert(name, Source::Environment);
             return Some((variable, value));
         }
         let file = self.file?;
-        let value = file.values.get(key)?.trim().to_string();
+        let value = file.values.get(name)?.trim().to_string();
         if value.is_empty() {
             return None;
         }
-        self.sources.borrow_mut().insert(key, Source::File(file.path.clone()));
-        Some((format!("`{key}` in {}", file.path.display()), value))
+        self.sources.borrow_mut().insert(name, Source::File(file.path.clone()));
+        Some((format!("`{name}` in {}", file.path.display()), value))
     }
 
     /// How to name `key` in an error about its (validated) value.
@@ -190,7 +156,7 @@ impl<'a> Layers<'a> {
     pub fn into_sources(self) -> BTreeMap<&'static str, Source> {
         let mut sources = self.sources.into_inner();
         for key in KEYS {
-            sources.entry(key).or_insert(Source::Default);
+            sources.entry(key.name).or_insert(Source::Default);
         }
         sources
     }

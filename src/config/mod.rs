@@ -1,12 +1,20 @@
 //! One `Config` for the whole server: documented defaults, overridden by
 //! the TOML config file, overridden by `MULTILANG_SANDBOX_*` environment
-//! variables.
+//! variables. Every key (its variable, parsing, default and documentation)
+//! is described once, in [`keys::KEYS`]; this module holds the typed result
+//! and the checks between keys.
 
+mod folders;
+pub mod keys;
 mod layers;
 mod show;
+mod values;
 
+pub use folders::HostFolder;
+pub use keys::KEYS;
+use keys::{KeyDefault, Machine};
 use layers::Layers;
-pub use layers::{ConfigFile, KEYS, Source, config_file_path, env_name};
+pub use layers::{ConfigFile, Source, config_file_path, env_name};
 pub use show::Loaded;
 
 use crate::error::ConfigError;
@@ -15,111 +23,70 @@ use crate::security::audit::AuditSettings;
 use crate::security::policy::PolicyMode;
 use crate::security::seccomp::SeccompProfile;
 use std::collections::BTreeMap;
-use std::path::{Component, PathBuf};
+use std::path::{Path, PathBuf};
 
-/// Effective configuration. Every field has a default; see [`Config::from_env`].
+/// Effective configuration. Each field is set by the key named in its doc;
+/// that key's entry in [`KEYS`] gives its variable, default and meaning.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Repository prefix of the sandbox images (`<prefix>/<language>:<hash>`).
-    /// Env: `MULTILANG_SANDBOX_IMAGE_PREFIX`. Default `multilang-sandbox`.
+    /// `image_prefix`: the images are `<prefix>/<language>:<hash>`.
     pub image_prefix: String,
-    /// Image the sandbox base is built `FROM`. Built offline with debootstrap
-    /// when missing. Env: `MULTILANG_SANDBOX_BASE_IMAGE`. Default `debian:trixie-slim`.
+    /// `base_image`: the sandbox base is built `FROM` it (with debootstrap when missing).
     pub base_image: String,
-    /// Timeout of an execute when the caller gives none, in milliseconds.
-    /// Env: `MULTILANG_SANDBOX_TIMEOUT_MS`. Default 30000.
+    /// `timeout_ms`, in milliseconds.
     pub default_timeout_ms: u64,
-    /// Largest timeout a caller may ask for, in milliseconds.
-    /// Env: `MULTILANG_SANDBOX_MAX_TIMEOUT_MS`. Default 600000 (10 minutes).
+    /// `max_timeout_ms`, in milliseconds.
     pub max_timeout_ms: u64,
-    /// Bytes kept per output stream (stdout, stderr); the rest is dropped and
-    /// the result says `truncated`. Env: `MULTILANG_SANDBOX_MAX_OUTPUT_BYTES`. Default 1 MiB.
+    /// `max_output_bytes`, per stream (stdout, stderr); the rest is dropped
+    /// and the result says `truncated`.
     pub max_output_bytes: u64,
-    /// Memory limit per container in MiB (swap is set equal, so no swap).
-    /// Env: `MULTILANG_SANDBOX_MEMORY_MB`. Default 512.
+    /// `memory_mb`, in MiB per container (swap is set equal, so no swap).
     pub memory_mb: u64,
-    /// Process/thread limit per container. Env: `MULTILANG_SANDBOX_PIDS_LIMIT`. Default 256.
+    /// `pids_limit`, per container.
     pub pids_limit: i64,
-    /// CPUs per container (fractions allowed). Env: `MULTILANG_SANDBOX_CPUS`. Default 1.
+    /// `cpus`, per container (fractions allowed).
     pub cpus: f64,
-    /// Size of the writable tmpfs mounts (`/tmp`, and a stateless run's
-    /// `/workspace` and `/outputs`; a session's `/outputs` too), in MiB each.
-    /// Env: `MULTILANG_SANDBOX_TMPFS_MB`. Default 256.
+    /// `tmpfs_mb`, in MiB per writable tmpfs mount.
     pub tmpfs_mb: u64,
-    /// Where a session's `/workspace` and `/outputs` live: `memory` (tmpfs
-    /// volumes with a hard size limit; files survive pause, resume and server
-    /// restarts, not the container stopping, as on an engine restart) or `disk` (Docker volumes with
-    /// no size limit of their own: a session can fill the engine's disk).
-    /// Env: `MULTILANG_SANDBOX_SESSION_STORAGE`. Default `memory`.
+    /// `session_storage`: tmpfs volumes with a hard size limit, whose files
+    /// survive pause, resume and server restarts but not the container
+    /// stopping; or Docker volumes with no size limit of their own.
     pub session_storage: SessionStorage,
-    /// Size of a session's `/workspace` in MiB when storage is `memory`. Its
-    /// files count as the container's memory, so the session's memory limit
-    /// grows by this much. Env: `MULTILANG_SANDBOX_SESSION_STORAGE_MB`. Default 512.
+    /// `session_storage_mb`, in MiB; counts as the session's memory too.
     pub session_storage_mb: u64,
-    /// OCI runtime for sandbox containers (for example `runsc` for gVisor);
-    /// empty means the engine's default. Env: `MULTILANG_SANDBOX_RUNTIME`. Default empty.
+    /// `runtime`: the OCI runtime; `None` is the engine's default.
     pub runtime: Option<String>,
-    /// Warm containers kept per language (0 disables the pool for it).
-    /// Env: `MULTILANG_SANDBOX_POOL_SIZE`, either one number for every
-    /// language or `python=2,go=1,...`. Default python 2, every other language 1.
+    /// `pool_size`: warm containers per language (0 disables the pool for it).
     pub pool_sizes: BTreeMap<Language, usize>,
-    /// Idle time to live of a session when `create` gives none, in seconds.
-    /// Env: `MULTILANG_SANDBOX_SESSION_TTL_S`. Default 3600.
+    /// `session_ttl_s`, in seconds.
     pub session_ttl_s: u64,
-    /// Largest session time to live, in seconds.
-    /// Env: `MULTILANG_SANDBOX_MAX_SESSION_TTL_S`. Default 604800 (7 days).
+    /// `max_session_ttl_s`, in seconds.
     pub max_session_ttl_s: u64,
-    /// Most sessions that may exist at once on the engine.
-    /// Env: `MULTILANG_SANDBOX_MAX_SESSIONS`. Default 32.
+    /// `max_sessions` on the engine at once.
     pub max_sessions: usize,
-    /// How often expired sessions are garbage-collected, in seconds.
-    /// Env: `MULTILANG_SANDBOX_GC_INTERVAL_S`. Default 30.
+    /// `gc_interval_s`, in seconds.
     pub gc_interval_s: u64,
-    /// Folder for state shared by every server on this machine (session
-    /// activity and extensions). Env: `MULTILANG_SANDBOX_STATE_DIR`.
-    /// Default `$XDG_STATE_HOME/multilang-sandbox` (`~/.local/state/multilang-sandbox`).
+    /// `state_dir`: state shared by every server on this machine.
     pub state_dir: PathBuf,
-    /// `cache prune` keeps this many newest cached package images per language.
-    /// Env: `MULTILANG_SANDBOX_CACHE_KEEP`. Default 5.
+    /// `cache_keep`, per language.
     pub cache_keep_per_language: usize,
-    /// `cache prune` then removes the oldest images until the cache fits, in MiB.
-    /// Env: `MULTILANG_SANDBOX_CACHE_MAX_MB`. Default 10240 (10 GiB).
+    /// `cache_max_mb`, in MiB.
     pub cache_max_mb: u64,
-    /// CA bundle (PEM, on this machine) that install steps trust, so package
-    /// downloads work behind a TLS-inspecting proxy. Env:
-    /// `MULTILANG_SANDBOX_CA_BUNDLE` (`none` disables). Default: `$SSL_CERT_FILE`,
-    /// else the system bundle (`/etc/ssl/certs/ca-certificates.crt`,
-    /// `/etc/pki/tls/certs/ca-bundle.crt` or `/etc/ssl/cert.pem`) when present.
+    /// `ca_bundle`: a PEM file on this machine; `None` trusts nothing extra.
     pub ca_bundle: Option<PathBuf>,
-    /// Most files from `/outputs` returned with one execute.
-    /// Env: `MULTILANG_SANDBOX_MAX_ARTIFACTS`. Default 10.
+    /// `max_artifacts` per execute.
     pub max_artifacts: usize,
-    /// Most bytes of images returned with one execute.
-    /// Env: `MULTILANG_SANDBOX_MAX_ARTIFACT_BYTES`. Default 8 MiB.
+    /// `max_artifact_bytes` per execute.
     pub max_artifact_bytes: u64,
-    /// Largest file `sandbox_file_ops` reads or writes, in bytes.
-    /// Env: `MULTILANG_SANDBOX_MAX_FILE_BYTES`. Default 10 MiB.
+    /// `max_file_bytes`, at most [`MAX_FILE_BYTES_LIMIT`].
     pub max_file_bytes: u64,
-    /// Host folders sessions may mount (`mounts` on session create), each at
-    /// `/mnt/<name>`, read-only unless marked `:rw`. Nothing else on the host
-    /// is reachable from a sandbox. Env: `MULTILANG_SANDBOX_HOST_FOLDERS`,
-    /// for example `data=/home/me/data,results=/home/me/results:rw`. Default none.
+    /// `host_folders`: nothing else on the host is reachable from a sandbox.
     pub host_folders: Vec<HostFolder>,
-    /// Seccomp profile of sandbox containers: `standard`, `strict`,
-    /// `permissive`, `engine-default` (Docker's own) or the path of a profile
-    /// file. Sessions may ask for a stricter one. Env: `MULTILANG_SANDBOX_SECCOMP`.
-    /// Default `standard`.
+    /// `seccomp`: sessions may ask for a stricter profile.
     pub seccomp: SeccompProfile,
-    /// The audit log. Env: `MULTILANG_SANDBOX_AUDIT_LOG` (a file, or `off`;
-    /// default `$XDG_DATA_HOME/multilang-sandbox/audit/audit.jsonl`, that is
-    /// `~/.local/share/...`), `MULTILANG_SANDBOX_AUDIT_MAX_MB` (rotation size,
-    /// default 10), `MULTILANG_SANDBOX_AUDIT_KEEP` (rotated files kept,
-    /// default 10), `MULTILANG_SANDBOX_AUDIT_LOG_CODE` (`1` records the code
-    /// itself, default only its SHA-256 and size).
+    /// `audit_log` (the path; `None` is off), `audit_max_mb`, `audit_keep`, `audit_log_code`.
     pub audit: AuditSettings,
-    /// What the code policy does with a match: `audit` (record a violation,
-    /// run the code), `block` (refuse), `off`. Env: `MULTILANG_SANDBOX_POLICY`.
-    /// Default `audit`.
+    /// `policy`.
     pub policy: PolicyMode,
 }
 
@@ -151,213 +118,65 @@ impl SessionStorage {
 /// in one message from the runner, which the host bounds at 64 MiB.
 pub const MAX_FILE_BYTES_LIMIT: u64 = 32 * 1024 * 1024;
 
-/// A host folder that sessions may mount.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-pub struct HostFolder {
-    /// Name the session asks for; the folder appears at `/mnt/<name>`.
-    pub name: String,
-    /// Absolute path on the host (or on the Docker engine's machine).
-    pub host_path: PathBuf,
-    /// Code may change files in it (`:rw`); otherwise it is read-only.
-    pub writable: bool,
-}
-
-impl HostFolder {
-    /// Where the folder appears inside a session.
-    pub fn mount_point(&self) -> String {
-        format!("/mnt/{}", self.name)
+impl Default for Config {
+    /// Every key's default from [`KEYS`], the rules (state folder, audit
+    /// log, CA bundle) as on a machine with no environment and no files: it
+    /// reads nothing, so it is the same everywhere. Loading resolves the
+    /// rules on the real machine.
+    fn default() -> Self {
+        let mut config = Self::unset();
+        let machine = Machine::bare();
+        for key in KEYS {
+            // Cannot fail: the defaults are constants, and the unit tests set each one.
+            if let Err(error) = (key.set)(&mut config, &key.default_text(&machine), key.name) {
+                unreachable!("the default of {} does not parse: {error}", key.name);
+            }
+        }
+        config
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
+impl Config {
+    /// The shape [`Config::default`] fills in; every value here is replaced
+    /// by its key's default.
+    fn unset() -> Self {
         Self {
-            image_prefix: "multilang-sandbox".to_string(),
-            base_image: "debian:trixie-slim".to_string(),
-            default_timeout_ms: 30_000,
-            max_timeout_ms: 600_000,
-            max_output_bytes: 1024 * 1024,
-            memory_mb: 512,
-            pids_limit: 256,
-            cpus: 1.0,
-            tmpfs_mb: 256,
+            image_prefix: String::new(),
+            base_image: String::new(),
+            default_timeout_ms: 0,
+            max_timeout_ms: 0,
+            max_output_bytes: 0,
+            memory_mb: 0,
+            pids_limit: 0,
+            cpus: 0.0,
+            tmpfs_mb: 0,
             session_storage: SessionStorage::Memory,
-            session_storage_mb: 512,
+            session_storage_mb: 0,
             runtime: None,
-            pool_sizes: Language::ALL
-                .iter()
-                .map(|language| (*language, if *language == Language::Python { 2 } else { 1 }))
-                .collect(),
-            session_ttl_s: 3600,
-            max_session_ttl_s: 7 * 24 * 3600,
-            max_sessions: 32,
-            gc_interval_s: 30,
-            state_dir: default_state_dir(|key| std::env::var(key).ok()),
-            cache_keep_per_language: 5,
-            cache_max_mb: 10 * 1024,
-            ca_bundle: default_ca_bundle(|key| std::env::var(key).ok(), |path| path.is_file()),
-            max_artifacts: 10,
-            max_artifact_bytes: 8 * 1024 * 1024,
-            max_file_bytes: 10 * 1024 * 1024,
+            pool_sizes: BTreeMap::new(),
+            session_ttl_s: 0,
+            max_session_ttl_s: 0,
+            max_sessions: 0,
+            gc_interval_s: 0,
+            state_dir: PathBuf::new(),
+            cache_keep_per_language: 0,
+            cache_max_mb: 0,
+            ca_bundle: None,
+            max_artifacts: 0,
+            max_artifact_bytes: 0,
+            max_file_bytes: 0,
             host_folders: Vec::new(),
             seccomp: SeccompProfile::Standard,
             audit: AuditSettings {
-                path: Some(default_audit_path(|key| std::env::var(key).ok())),
-                max_bytes: 10 * 1024 * 1024,
-                keep_files: 10,
+                path: None,
+                max_bytes: 0,
+                keep_files: 0,
                 log_code: false,
             },
             policy: PolicyMode::Audit,
         }
     }
-}
 
-fn default_ca_bundle(
-    lookup: impl Fn(&str) -> Option<String>,
-    exists: impl Fn(&std::path::Path) -> bool,
-) -> Option<PathBuf> {
-    let from_env = lookup("SSL_CERT_FILE")
-        .filter(|value| !value.is_empty())
-        .map(PathBuf::from);
-    from_env
-        .into_iter()
-        .chain(
-            [
-                "/etc/ssl/certs/ca-certificates.crt",
-                "/etc/pki/tls/certs/ca-bundle.crt",
-                "/etc/ssl/cert.pem",
-            ]
-            .map(PathBuf::from),
-        )
-        .find(|path| exists(path))
-}
-
-fn default_audit_path(lookup: impl Fn(&str) -> Option<String>) -> PathBuf {
-    let base = lookup("XDG_DATA_HOME")
-        .filter(|value| !value.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| lookup("HOME").map(|home| PathBuf::from(home).join(".local/share")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("multilang-sandbox/audit/audit.jsonl")
-}
-
-fn default_state_dir(lookup: impl Fn(&str) -> Option<String>) -> PathBuf {
-    let base = lookup("XDG_STATE_HOME")
-        .filter(|value| !value.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| lookup("HOME").map(|home| PathBuf::from(home).join(".local/state")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("multilang-sandbox")
-}
-
-/// Parses `3` (every language) or `python=2,go=0` (the others keep their default).
-fn parse_pool_sizes(
-    key: &str,
-    value: &str,
-    defaults: &BTreeMap<Language, usize>,
-) -> Result<BTreeMap<Language, usize>, ConfigError> {
-    let invalid = |reason: String| ConfigError::Invalid {
-        key: key.to_string(),
-        reason,
-    };
-    if let Ok(size) = value.parse::<usize>() {
-        return Ok(Language::ALL.iter().map(|language| (*language, size)).collect());
-    }
-    let mut sizes = defaults.clone();
-    for entry in value.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
-        let (name, size) = entry
-            .split_once('=')
-            .ok_or_else(|| invalid(format!("`{entry}` should look like `python=2`")))?;
-        let language = Language::parse(name).map_err(|error| invalid(error.to_string()))?;
-        let size = size
-            .trim()
-            .parse()
-            .map_err(|_| invalid(format!("`{size}` is not a valid number")))?;
-        sizes.insert(language, size);
-    }
-    Ok(sizes)
-}
-
-/// Parses `data=/srv/data,results=/srv/results:rw`. Names are 1–32 of
-/// `[a-z0-9_-]` (they become `/mnt/<name>`); paths must be absolute.
-fn parse_host_folders(key: &str, value: &str) -> Result<Vec<HostFolder>, ConfigError> {
-    let invalid = |reason: String| ConfigError::Invalid {
-        key: key.to_string(),
-        reason,
-    };
-    let mut folders: Vec<HostFolder> = Vec::new();
-    for entry in value.split(',').map(str::trim).filter(|entry| !entry.is_empty()) {
-        let (name, path) = entry.split_once('=').ok_or_else(|| {
-            invalid(format!(
-                "`{entry}` should look like `data=/home/me/data` or `out=/srv/out:rw`"
-            ))
-        })?;
-        let name = name.trim();
-        let valid_name = !name.is_empty()
-            && name.len() <= 32
-            && name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-        if !valid_name {
-            return Err(invalid(format!(
-                "folder name `{name}` must be 1 to 32 of a-z, 0-9, `-` or `_`"
-            )));
-        }
-        let path = path.trim();
-        let (path, writable) = match path.rsplit_once(':') {
-            Some((folder, access)) if access.eq_ignore_ascii_case("rw") => (folder.trim(), true),
-            Some((folder, access)) if access.eq_ignore_ascii_case("ro") => (folder.trim(), false),
-            _ => (path, false),
-        };
-        let host_path = PathBuf::from(path);
-        if !host_path.is_absolute() {
-            return Err(invalid(format!("`{path}` for `{name}` must be an absolute path")));
-        }
-        if host_path
-            .components()
-            .any(|part| matches!(part, Component::ParentDir | Component::CurDir))
-        {
-            return Err(invalid(format!(
-                "`{path}` for `{name}` contains `.` or `..`; give the folder's plain absolute path"
-            )));
-        }
-        if folders.iter().any(|folder| folder.name == name) {
-            return Err(invalid(format!("folder name `{name}` is given twice")));
-        }
-        folders.push(HostFolder {
-            name: name.to_string(),
-            host_path,
-            writable,
-        });
-    }
-    if let Some((outer, inner)) = nested_in_writable(&folders) {
-        return Err(invalid(format!(
-            "folder `{}` ({}) lies inside the writable folder `{}` ({}): code in a session that mounts `{}` \
-             could replace part of `{}`'s path with a symbolic link and so mount any host folder. \
-             Make `{}` read-only, or configure folders that do not lie inside writable ones",
-            inner.name,
-            inner.host_path.display(),
-            outer.name,
-            outer.host_path.display(),
-            outer.name,
-            inner.name,
-            outer.name,
-        )));
-    }
-    Ok(folders)
-}
-
-/// The first pair (writable folder, another folder inside it), if any.
-fn nested_in_writable(folders: &[HostFolder]) -> Option<(&HostFolder, &HostFolder)> {
-    folders.iter().filter(|outer| outer.writable).find_map(|outer| {
-        folders
-            .iter()
-            .find(|inner| inner.host_path != outer.host_path && inner.host_path.starts_with(&outer.host_path))
-            .map(|inner| (outer, inner))
-    })
-}
-
-impl Config {
     /// Defaults, overridden by the config file, overridden by the process
     /// environment.
     pub fn from_env() -> Result<Self, ConfigError> {
@@ -370,7 +189,7 @@ impl Config {
         let (path, required) = config_file_path(lookup);
         let file = ConfigFile::read(&path, required)?;
         let layers = Layers::new(lookup, file.as_ref());
-        let config = Self::from_layers(&layers, lookup)?;
+        let config = Self::from_layers(&layers, &this_machine(lookup))?;
         Ok(Loaded {
             config,
             sources: layers.into_sources(),
@@ -382,122 +201,22 @@ impl Config {
     /// Defaults overridden by `lookup` alone (tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let layers = Layers::new(&lookup, None);
-        Self::from_layers(&layers, &lookup)
+        Self::from_layers(&layers, &this_machine(&lookup))
     }
 
-    fn from_layers(layers: &Layers<'_>, lookup: &dyn Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    /// Each key from the environment, else the file, else its default (a
+    /// rule resolved on `machine`); then the checks between keys.
+    fn from_layers(layers: &Layers<'_>, machine: &Machine<'_>) -> Result<Self, ConfigError> {
         let mut config = Self::default();
-        if let Some((_, value)) = layers.get("image_prefix") {
-            config.image_prefix = value;
-        }
-        if let Some((_, value)) = layers.get("base_image") {
-            config.base_image = value;
-        }
-        if let Some((key, value)) = layers.get("timeout_ms") {
-            config.default_timeout_ms = parse(&key, &value)?;
-        }
-        if let Some((key, value)) = layers.get("max_timeout_ms") {
-            config.max_timeout_ms = parse(&key, &value)?;
-        }
-        if let Some((key, value)) = layers.get("max_output_bytes") {
-            config.max_output_bytes = parse(&key, &value)?;
-        }
-        if let Some((key, value)) = layers.get("memory_mb") {
-            config.memory_mb = parse(&key, &value)?;
-        }
-        if let Some((key, value)) = layers.get("pids_limit") {
-            config.pids_limit = parse(&key, &value)?;
-        }
-        if let Some((key, value)) = layers.get("cpus") {
-            config.cpus = parse(&key, &value)?;
-        }
-        if let Some((key, value)) = layers.get("tmpfs_mb") {
-            config.tmpfs_mb = parse(&key, &value)?;
-        }
-        if let Some((key, value)) = layers.get("session_storage") {
-            config.session_storage = SessionStorage::parse(&value).ok_or_else(|| ConfigError::Invalid {
-                key,
-                reason: format!("`{value}` is not a session storage: use memory or disk"),
-            })?;
-        }
-        if let Some((key, value)) = layers.get("session_storage_mb") {
-            config.session_storage_mb = parse(&key, &value)?;
-        }
-        if let Some((_, value)) = layers.get("runtime") {
-            config.runtime = Some(value);
-        }
-        if let Some((key, value)) = layers.get("pool_size") {
-            config.pool_sizes = parse_pool_sizes(&key, &value, &config.pool_sizes)?;
-        }
-        if let Some((key, value)) = layers.get("session_ttl_s") {
-            config.session_ttl_s = parse(&key, &value)?;
-        }
-        if let Some((key, value)) = layers.get("max_session_ttl_s") {
-            config.max_session_ttl_s = parse(&key, &value)?;
-        }
-        if let Some((key, value)) = layers.get("max_sessions") {
-            config.max_sessions = parse(&key, &value)?;
-        }
-        if let Some((key, value)) = layers.get("gc_interval_s") {
-            config.gc_interval_s = parse(&key, &value)?;
-        }
-        if let Some((key, value)) = layers.get("cache_keep") {
-            config.cache_keep_per_language = parse(&key, &value)?;
-        }
-        if let Some((key, value)) = layers.get("cache_max_mb") {
-            config.cache_max_mb = parse(&key, &value)?;
-        }
-        if let Some((key, value)) = layers.get("max_artifacts") {
-            config.max_artifacts = parse(&key, &value)?;
-        }
-        if let Some((key, value)) = layers.get("max_file_bytes") {
-            config.max_file_bytes = parse(&key, &value)?;
-            // A file travels base64 in one runner message (bounded at 64 MiB).
-            if config.max_file_bytes == 0 || config.max_file_bytes > MAX_FILE_BYTES_LIMIT {
-                return Err(ConfigError::Invalid {
-                    key,
-                    reason: format!("use 1 to {MAX_FILE_BYTES_LIMIT} bytes (32 MiB)"),
-                });
+        for key in KEYS {
+            match layers.get(key.name) {
+                Some((label, value)) => (key.set)(&mut config, &value, &label)?,
+                None if matches!(key.default, KeyDefault::Rule { .. }) => {
+                    (key.set)(&mut config, &key.default_text(machine), &key.variable())?
+                }
+                None => {}
             }
         }
-        if let Some((key, value)) = layers.get("max_artifact_bytes") {
-            config.max_artifact_bytes = parse(&key, &value)?;
-        }
-        if let Some((key, value)) = layers.get("seccomp") {
-            config.seccomp = SeccompProfile::from_config(&key, &value)?;
-        }
-        config.audit.path = match layers.get("audit_log") {
-            Some((_, value)) if value == "off" || value == "none" => None,
-            Some((_, value)) => Some(PathBuf::from(value)),
-            None => Some(default_audit_path(lookup)),
-        };
-        if let Some((key, value)) = layers.get("audit_max_mb") {
-            config.audit.max_bytes = parse::<u64>(&key, &value)?.max(1) * 1024 * 1024;
-        }
-        if let Some((key, value)) = layers.get("audit_keep") {
-            config.audit.keep_files = parse(&key, &value)?;
-        }
-        if let Some((_, value)) = layers.get("audit_log_code") {
-            config.audit.log_code = matches!(value.as_str(), "1" | "true" | "yes");
-        }
-        if let Some((key, value)) = layers.get("policy") {
-            config.policy = PolicyMode::parse(&value).ok_or_else(|| ConfigError::Invalid {
-                key,
-                reason: format!("`{value}` is not a policy mode: use audit, block or off"),
-            })?;
-        }
-        if let Some((key, value)) = layers.get("host_folders") {
-            config.host_folders = parse_host_folders(&key, &value)?;
-        }
-        config.ca_bundle = match layers.get("ca_bundle") {
-            Some((_, value)) if value == "none" => None,
-            Some((_, value)) => Some(PathBuf::from(value)),
-            None => default_ca_bundle(lookup, |path| path.is_file()),
-        };
-        config.state_dir = match layers.get("state_dir") {
-            Some((_, value)) => PathBuf::from(value),
-            None => default_state_dir(lookup),
-        };
         config.validate(layers)?;
         Ok(config)
     }
@@ -550,11 +269,14 @@ impl Config {
 /// Largest memory or storage size in MiB (1 TiB), so byte counts never overflow.
 const MAX_MB: u64 = 1024 * 1024;
 
-fn parse<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
-    value.parse().map_err(|_| ConfigError::Invalid {
-        key: key.to_string(),
-        reason: format!("`{value}` is not a valid number"),
-    })
+/// The machine `lookup` describes: its variables, the real files and
+/// temporary folder.
+fn this_machine<'a>(lookup: &'a dyn Fn(&str) -> Option<String>) -> Machine<'a> {
+    Machine {
+        var: lookup,
+        is_file: &Path::is_file,
+        temp_dir: std::env::temp_dir(),
+    }
 }
 
 #[cfg(test)]
@@ -588,29 +310,59 @@ mod tests {
     }
 
     #[test]
-    fn ca_bundle_prefers_the_environment_then_the_system_bundle() {
-        let exists = |path: &std::path::Path| path.to_str() != Some("/missing.pem");
-        let env = |key: &str| (key == "SSL_CERT_FILE").then(|| "/custom.pem".to_string());
-        assert_eq!(default_ca_bundle(env, exists), Some(PathBuf::from("/custom.pem")));
+    fn names_are_unique_and_fixed_defaults_read_back_as_written() {
+        let config = Config::default();
+        for (index, key) in KEYS.iter().enumerate() {
+            assert!(
+                KEYS[..index].iter().all(|other| other.name != key.name),
+                "{} twice",
+                key.name
+            );
+            match key.default {
+                KeyDefault::Value(text) => assert_eq!((key.get)(&config), text, "{}", key.name),
+                KeyDefault::Unset(_) => assert_eq!((key.get)(&config), "", "{}", key.name),
+                KeyDefault::Rule { .. } => {}
+            }
+        }
+    }
+
+    #[test]
+    fn the_default_reads_nothing_from_the_machine() {
+        let config = Config::default();
+        assert_eq!(config.state_dir, PathBuf::from("/tmp/multilang-sandbox"));
         assert_eq!(
-            default_ca_bundle(|_| None, exists),
-            Some(PathBuf::from("/etc/ssl/certs/ca-certificates.crt"))
+            config.audit.path,
+            Some(PathBuf::from("/tmp/multilang-sandbox/audit/audit.jsonl"))
         );
-        assert_eq!(default_ca_bundle(|_| None, |_| false), None);
-        let config = from(&[("MULTILANG_SANDBOX_CA_BUNDLE", "none")]).unwrap();
+        // Even where $SSL_CERT_FILE or a system bundle exists.
         assert_eq!(config.ca_bundle, None);
     }
 
     #[test]
-    fn state_dir_follows_xdg_then_home() {
+    fn default_rules_resolve_on_the_machine_when_loading() {
+        let bundle = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+        let config = from(&[
+            ("XDG_STATE_HOME", "/x"),
+            ("XDG_DATA_HOME", "/d"),
+            ("SSL_CERT_FILE", bundle),
+        ])
+        .unwrap();
+        assert_eq!(config.state_dir, PathBuf::from("/x/multilang-sandbox"));
         assert_eq!(
-            default_state_dir(|key| (key == "XDG_STATE_HOME").then(|| "/x".to_string())),
-            PathBuf::from("/x/multilang-sandbox")
+            config.audit.path,
+            Some(PathBuf::from("/d/multilang-sandbox/audit/audit.jsonl"))
         );
-        assert_eq!(
-            default_state_dir(|key| (key == "HOME").then(|| "/home/u".to_string())),
-            PathBuf::from("/home/u/.local/state/multilang-sandbox")
-        );
+        assert_eq!(config.ca_bundle, Some(PathBuf::from(bundle)));
+        let config = from(&[
+            ("SSL_CERT_FILE", bundle),
+            ("MULTILANG_SANDBOX_CA_BUNDLE", "none"),
+            ("MULTILANG_SANDBOX_AUDIT_LOG", "off"),
+            ("MULTILANG_SANDBOX_STATE_DIR", "/s"),
+        ])
+        .unwrap();
+        assert_eq!(config.ca_bundle, None);
+        assert_eq!(config.audit.path, None);
+        assert_eq!(config.state_dir, PathBuf::from("/s"));
     }
 
     #[test]
@@ -624,54 +376,6 @@ mod tests {
         assert_eq!(config.memory_mb, 256);
         assert_eq!(config.cpus, 0.5);
         assert_eq!(config.runtime.as_deref(), Some("runsc"));
-    }
-
-    #[test]
-    fn host_folders_parse_with_read_only_default() {
-        let config = from(&[(
-            "MULTILANG_SANDBOX_HOST_FOLDERS",
-            "data=/srv/data, results=/srv/out :RW,logs=/var/log:ro",
-        )])
-        .unwrap();
-        let folders = &config.host_folders;
-        assert_eq!(folders.len(), 3);
-        assert_eq!(folders[0].name, "data");
-        assert_eq!(folders[0].host_path, PathBuf::from("/srv/data"));
-        assert!(!folders[0].writable);
-        assert!(folders[1].writable);
-        assert_eq!(folders[1].host_path, PathBuf::from("/srv/out"));
-        assert!(!folders[2].writable);
-        assert_eq!(folders[1].mount_point(), "/mnt/results");
-        for bad in ["data", "data=relative/path", "Bad Name=/x", "../x=/x", "a=/x,a=/y"] {
-            let error = from(&[("MULTILANG_SANDBOX_HOST_FOLDERS", bad)]).unwrap_err();
-            assert!(error.to_string().contains("HOST_FOLDERS"), "{bad}: {error}");
-        }
-    }
-
-    #[test]
-    fn folders_inside_writable_folders_are_refused() {
-        for nested in [
-            "proj=/x/proj:rw,inner=/x/proj/inner",
-            "inner=/x/proj/inner:rw,proj=/x/proj:rw",
-            "all=/:rw,data=/srv/data",
-        ] {
-            let error = from(&[("MULTILANG_SANDBOX_HOST_FOLDERS", nested)]).unwrap_err();
-            assert!(
-                error.to_string().contains("lies inside the writable folder"),
-                "{nested}: {error}"
-            );
-        }
-        for fine in [
-            // A writable folder inside a read-only one cannot change the outer's path.
-            "proj=/x/proj,inner=/x/proj/inner:rw",
-            // Siblings sharing a name prefix are not nested.
-            "a=/x/proj:rw,b=/x/project",
-            "a=/x/proj:rw,b=/x/proj",
-        ] {
-            assert!(from(&[("MULTILANG_SANDBOX_HOST_FOLDERS", fine)]).is_ok(), "{fine}");
-        }
-        let error = from(&[("MULTILANG_SANDBOX_HOST_FOLDERS", "a=/x/../etc")]).unwrap_err();
-        assert!(error.to_string().contains("`..`"), "{error}");
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! file (ready to copy into the config file), each line saying where its
 //! value came from.
 
+use super::keys::{Key, KeyDefault};
 use super::{Config, KEYS, Source};
-use crate::security::seccomp::SeccompProfile;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -21,102 +21,34 @@ impl Loaded {
     /// The effective configuration as TOML, with a comment per line naming
     /// its source (and the default when it differs).
     pub fn render(&self) -> String {
-        let defaults: BTreeMap<&str, String> = entries(&Config::default()).into_iter().collect();
         let found = if self.file_found { "" } else { " (not found)" };
         let mut text = format!(
             "# multilang-sandbox configuration: environment (MULTILANG_SANDBOX_*) over\n\
              # {}{found} over defaults.\n",
             self.file.display()
         );
-        for (key, value) in entries(&self.config) {
-            let source = self.sources.get(key).cloned().unwrap_or(Source::Default);
-            let mut comment = source.describe(key);
-            if source != Source::Default && defaults.get(key) != Some(&value) {
-                let default = defaults.get(key).map(String::as_str).unwrap_or_default();
-                comment.push_str(&format!(" (default {})", toml_value(key, default)));
+        for key in KEYS {
+            let value = (key.get)(&self.config);
+            let source = self.sources.get(key.name).cloned().unwrap_or(Source::Default);
+            let mut comment = source.describe(key.name);
+            if source != Source::Default
+                && let Some(default) = shown_default(key, &value)
+            {
+                comment.push_str(&format!(" (default {default})"));
             }
-            text.push_str(&format!("{key} = {}  # {comment}\n", toml_value(key, &value)));
+            text.push_str(&format!("{} = {}  # {comment}\n", key.name, key.toml_value(&value)));
         }
         text
     }
 }
 
-/// Every key with its value, written as its environment variable would be.
-pub fn entries(config: &Config) -> Vec<(&'static str, String)> {
-    let path = |path: &Option<PathBuf>, none: &str| {
-        path.as_ref()
-            .map(|path| path.display().to_string())
-            .unwrap_or_else(|| none.to_string())
-    };
-    let entries = vec![
-        ("image_prefix", config.image_prefix.clone()),
-        ("base_image", config.base_image.clone()),
-        ("timeout_ms", config.default_timeout_ms.to_string()),
-        ("max_timeout_ms", config.max_timeout_ms.to_string()),
-        ("max_output_bytes", config.max_output_bytes.to_string()),
-        ("memory_mb", config.memory_mb.to_string()),
-        ("pids_limit", config.pids_limit.to_string()),
-        ("cpus", config.cpus.to_string()),
-        ("tmpfs_mb", config.tmpfs_mb.to_string()),
-        ("session_storage", config.session_storage.name().to_string()),
-        ("session_storage_mb", config.session_storage_mb.to_string()),
-        ("runtime", config.runtime.clone().unwrap_or_default()),
-        (
-            "pool_size",
-            config
-                .pool_sizes
-                .iter()
-                .map(|(language, size)| format!("{}={size}", language.name()))
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
-        ("session_ttl_s", config.session_ttl_s.to_string()),
-        ("max_session_ttl_s", config.max_session_ttl_s.to_string()),
-        ("max_sessions", config.max_sessions.to_string()),
-        ("gc_interval_s", config.gc_interval_s.to_string()),
-        ("state_dir", config.state_dir.display().to_string()),
-        ("cache_keep", config.cache_keep_per_language.to_string()),
-        ("cache_max_mb", config.cache_max_mb.to_string()),
-        ("ca_bundle", path(&config.ca_bundle, "none")),
-        ("max_artifacts", config.max_artifacts.to_string()),
-        ("max_artifact_bytes", config.max_artifact_bytes.to_string()),
-        ("max_file_bytes", config.max_file_bytes.to_string()),
-        (
-            "host_folders",
-            config
-                .host_folders
-                .iter()
-                .map(|folder| {
-                    let access = if folder.writable { ":rw" } else { "" };
-                    format!("{}={}{access}", folder.name, folder.host_path.display())
-                })
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
-        (
-            "seccomp",
-            match &config.seccomp {
-                SeccompProfile::Custom { path, .. } => path.display().to_string(),
-                profile => profile.name(),
-            },
-        ),
-        ("audit_log", path(&config.audit.path, "off")),
-        ("audit_max_mb", (config.audit.max_bytes / (1024 * 1024)).to_string()),
-        ("audit_keep", config.audit.keep_files.to_string()),
-        ("audit_log_code", config.audit.log_code.to_string()),
-        ("policy", config.policy.name().to_string()),
-    ];
-    debug_assert_eq!(entries.len(), KEYS.len());
-    entries
-}
-
-/// A value as TOML: numbers and booleans bare, everything else a string.
-fn toml_value(key: &str, value: &str) -> String {
-    let numeric = value.parse::<i64>().is_ok() || (key == "cpus" && value.parse::<f64>().is_ok());
-    if numeric || value == "true" || value == "false" {
-        value.to_string()
-    } else {
-        toml::Value::String(value.to_string()).to_string()
+/// The key's default for a comment, unless `value` is that default. A rule
+/// is shown as the rule, the same on every machine.
+fn shown_default(key: &Key, value: &str) -> Option<String> {
+    match &key.default {
+        KeyDefault::Value(default) => (*default != value).then(|| key.toml_value(default)),
+        KeyDefault::Unset(_) => (!value.is_empty()).then(|| key.toml_value("")),
+        KeyDefault::Rule { rule, .. } => Some(rule.replace('`', "")),
     }
 }
 
@@ -124,12 +56,7 @@ fn toml_value(key: &str, value: &str) -> String {
 mod tests {
     use super::*;
     use crate::config::ConfigFile;
-
-    #[test]
-    fn every_key_is_shown_in_order() {
-        let keys: Vec<&str> = entries(&Config::default()).into_iter().map(|(key, _)| key).collect();
-        assert_eq!(keys, KEYS);
-    }
+    use crate::config::layers::Layers;
 
     #[test]
     fn the_rendering_is_a_config_file_that_reads_back_the_same() {
@@ -144,9 +71,59 @@ mod tests {
         };
         let text = loaded.render();
         assert!(text.contains("memory_mb = 512  # default\n"), "{text}");
+        let keys: Vec<&str> = text
+            .lines()
+            .skip(2)
+            .map(|line| line.split(" = ").next().unwrap())
+            .collect();
+        let names: Vec<&str> = KEYS.iter().map(|key| key.name).collect();
+        assert_eq!(keys, names);
         let file = ConfigFile::parse(&PathBuf::from("/shown.toml"), &text).unwrap();
-        let layers = super::super::Layers::new(&|_| None, Some(&file));
-        let again = Config::from_layers(&layers, &|_| None).unwrap();
-        assert_eq!(entries(&again), entries(&loaded.config));
+        let layers = Layers::new(&|_| None, Some(&file));
+        let again = Config::from_layers(&layers, &crate::config::Machine::bare()).unwrap();
+        assert_eq!(again, loaded.config);
+    }
+
+    #[test]
+    fn a_value_from_elsewhere_names_its_default_a_rule_as_the_rule() {
+        let mut sources = BTreeMap::new();
+        for key in ["cpus", "runtime", "state_dir", "memory_mb"] {
+            sources.insert(key, Source::Environment);
+        }
+        let loaded = Loaded {
+            config: Config {
+                cpus: 2.0,
+                runtime: Some("runsc".to_string()),
+                state_dir: PathBuf::from("/s"),
+                ..Config::default()
+            },
+            sources,
+            file: PathBuf::from("/c.toml"),
+            file_found: true,
+        };
+        let text = loaded.render();
+        for line in [
+            "cpus = 2  # env MULTILANG_SANDBOX_CPUS (default 1)\n",
+            "runtime = \"runsc\"  # env MULTILANG_SANDBOX_RUNTIME (default \"\")\n",
+            "state_dir = \"/s\"  # env MULTILANG_SANDBOX_STATE_DIR (default $XDG_STATE_HOME/multilang-sandbox)\n",
+            "memory_mb = 512  # env MULTILANG_SANDBOX_MEMORY_MB\n",
+            "tmpfs_mb = 256  # default\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
+    }
+
+    #[test]
+    fn values_are_written_in_toml_by_kind() {
+        let key = |name| crate::config::keys::key(name).unwrap();
+        assert_eq!(key("cpus").toml_value("0.5"), "0.5");
+        assert_eq!(key("cpus").toml_value("2"), "2");
+        // Beyond TOML's integers: a string, which reads back the same.
+        assert_eq!(
+            key("max_output_bytes").toml_value("18446744073709551615"),
+            "\"18446744073709551615\""
+        );
+        assert_eq!(key("audit_log_code").toml_value("true"), "true");
+        assert_eq!(key("runtime").toml_value("42"), "\"42\"");
     }
 }
