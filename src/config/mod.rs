@@ -4,12 +4,14 @@
 //! is described once, in [`keys::KEYS`]; this module holds the typed result
 //! and the checks between keys.
 
+mod error;
 mod folders;
 pub mod keys;
 mod layers;
 mod show;
 mod values;
 
+pub use error::ConfigError;
 pub use folders::HostFolder;
 pub use keys::KEYS;
 use keys::{KeyDefault, Machine};
@@ -17,7 +19,6 @@ use layers::Layers;
 pub use layers::{ConfigFile, Source, config_file_path, env_name};
 pub use show::Loaded;
 
-use crate::error::ConfigError;
 use crate::runtime::Language;
 use crate::security::audit::AuditSettings;
 use crate::security::policy::PolicyMode;

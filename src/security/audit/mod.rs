@@ -14,11 +14,13 @@
 //! back (as JSON, so lines of any age read alike).
 
 mod chain;
+mod error;
 mod event;
 mod query;
 mod store;
 mod verify;
 
+pub use error::AuditError;
 pub use event::{AuditEvent, CallArguments, MountRecord, Outcome, SessionEvent, ToolCall, Violation};
 use serde::Serialize;
 use serde_json::Value;
