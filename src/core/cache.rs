@@ -7,7 +7,7 @@
 //! the session keeps its state and its code never gets network.
 
 use super::launcher::{Launcher, Purpose};
-use super::run::{ExecuteRequest, RunFailure, run_program};
+use super::run::{RunFailure, RunSpec, run_program};
 use super::watch::Watch;
 use crate::config::Config;
 use crate::docker::ImageInfo;
@@ -143,7 +143,7 @@ impl PackageCache {
         };
         let sandbox = self.launcher.launch_from(language, base_image, purpose).await?;
         let result = self
-            .install(&sandbox.connection, language, manager, &packages, CACHE_ROOT, watch)
+            .install(&sandbox.connection, manager, &packages, CACHE_ROOT, watch)
             .await;
         let committed = match result {
             Ok(output) => {
@@ -201,7 +201,7 @@ impl PackageCache {
         ));
         let sandbox = self.launcher.launch_from(language, session_image, purpose).await?;
         let result = self
-            .install(&sandbox.connection, language, manager, &packages, SESSION_ROOT, watch)
+            .install(&sandbox.connection, manager, &packages, SESSION_ROOT, watch)
             .await;
         sandbox.container.remove().await;
         Ok(SessionInstall {
@@ -270,7 +270,6 @@ impl PackageCache {
     async fn install(
         &self,
         connection: &super::connection::RunnerConnection,
-        language: Language,
         manager: PackageManager,
         packages: &[String],
         root: &str,
@@ -292,12 +291,14 @@ impl PackageCache {
                 env.insert(variable.to_string(), CA_BUNDLE_PATH.to_string());
             }
         }
-        let request = ExecuteRequest {
-            env,
-            watch: watch.clone(),
-            ..ExecuteRequest::stateless(language, String::new(), INSTALL_TIMEOUT.as_millis() as u64)
+        let spec = RunSpec {
+            env: &env,
+            stdin: None,
+            timeout_ms: INSTALL_TIMEOUT.as_millis() as u64,
+            collect_outputs: false,
+            watch,
         };
-        let run = run_program(connection, &program, None, &request, config)
+        let run = run_program(connection, &program, None, spec, config)
             .await
             .map_err(|failure| match failure {
                 RunFailure::HostTimeout => PackageError::Failed {

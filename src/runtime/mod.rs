@@ -11,7 +11,7 @@ mod rust;
 mod typescript;
 
 use crate::error::UnknownLanguage;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Where the runner writes program sources inside the container (a tmpfs,
 /// kept apart from the user's files in `/workspace`).
@@ -126,7 +126,7 @@ impl std::fmt::Display for Language {
 }
 
 /// A long-lived interpreter inside a container (see `images/runner/`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Kernel {
     Python,
@@ -151,12 +151,26 @@ pub struct SourceFile {
     pub content: String,
 }
 
-/// Whether a step compiles the program or runs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Where a program is: writing its files, compiling it or running it. A
+/// step is `Build` or `Run`; a runner's result and progress name the phase
+/// the program got to (`Setup` when its files could not be written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
+    Setup,
     Build,
     Run,
+}
+
+impl Phase {
+    /// The name used on the wire and in execute results.
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Setup => "setup",
+            Phase::Build => "build",
+            Phase::Run => "run",
+        }
+    }
 }
 
 /// One command the runner executes; a failing build step stops the program.

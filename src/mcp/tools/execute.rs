@@ -125,7 +125,7 @@ impl From<ExecutionOutcome> for ExecuteOutput {
             duration_ms: outcome.duration_ms,
             timed_out: outcome.timed_out,
             truncated: outcome.truncated,
-            phase: outcome.phase,
+            phase: outcome.phase.name().to_string(),
             session: outcome.session,
             state_lost: outcome.state_lost,
             note: (!outcome.notes.is_empty()).then(|| outcome.notes.join(" ")),
