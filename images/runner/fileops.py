@@ -13,13 +13,19 @@ stays inside the folders.
   host -> runner  {"type": "file", "id": "...", "op": "read"|"write"|"mkdir"|
                    "list"|"delete", "path": "/workspace/a.txt",
                    "roots": [{"path": "/workspace", "writable": true}, ...],
-                   "content_base64": "...",          (write)
-                   "max_bytes": 10485760,            (read)
-                   "max_entries": 20000}             (list)
+                   "max_bytes": 10485760,            (the largest file read)
+                   "max_entries": 20000,             (the most entries listed)
+                   "content_base64": "..."}          (write only)
   runner -> host  {"type": "file", "id": "...", "path": "/workspace/a.txt",
-                   "entry": {...}, "entries": [...], "content_base64": "..."}
-              or  {"type": "file", "id": "...", "error": {"kind": "not_found",
-                   "path": "...", "message": "...", ...}}
+                   "content_base64": "..."}           (read)
+                   "entry": {...}}                    (write, mkdir, delete:
+                                                       the entry acted on)
+                   "entries": [{...}, ...]}           (list, sorted by name)
+              or  {"type": "file", "id": "...", "error": {"kind": "too_large",
+                   "path": "...", "size": 20000000, "max": 10485760}}
+                   where an error has, by kind, "size" and "max"
+                   (too_large), "max" (list_too_large), "target"
+                   (symlink_escape) or "message" (a system error's text)
 
 An entry is {"name", "path", "kind": "file"|"folder"|"symlink"|"other",
 "size", "modified" (Unix seconds)}. Error kinds: outside, not_found,
@@ -188,7 +194,7 @@ class Operation:
             raise FileOpError("not_found", walk.path)
         if walk.name is None or stat.S_ISDIR(walk.found.st_mode):
             raise FileOpError("is_folder", walk.path)
-        limit = int(self.request.get("max_bytes", 10 << 20))
+        limit = self.request["max_bytes"]
         fd = os.open(walk.name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=walk.fd)
         try:
             info = os.fstat(fd)
@@ -263,7 +269,7 @@ class Operation:
             raise FileOpError("not_found", walk.path)
         if not stat.S_ISDIR(walk.found.st_mode):
             raise FileOpError("not_folder", walk.path)
-        limit = int(self.request.get("max_entries", 20000))
+        limit = self.request["max_entries"]
         fd = os.dup(walk.fd) if walk.name is None else os.open(walk.name, DIRECTORY_FLAGS, dir_fd=walk.fd)
         entries = []
         try:

@@ -41,6 +41,7 @@ class FileOpsTest(unittest.TestCase):
             {"path": self.data, "writable": False},
         ]
         request = {"type": "file", "id": "t", "op": op, "path": path, "roots": roots}
+        request.update(max_bytes=10 << 20, max_entries=20000)
         request.update(extra)
         reply = handle_file_request(request)
         self.assertEqual(reply["id"], "t")

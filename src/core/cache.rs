@@ -7,7 +7,7 @@
 //! the session keeps its state and its code never gets network.
 
 use super::launcher::{Launcher, Purpose};
-use super::run::{ExecuteRequest, RunFailure, run_program};
+use super::run::{RunFailure, RunSpec, run_program};
 use super::session::InstallTarget;
 use super::watch::Watch;
 use crate::config::Config;
@@ -145,7 +145,7 @@ impl PackageCache {
         };
         let sandbox = self.launcher.launch_from(language, base_image, purpose).await?;
         let result = self
-            .install(&sandbox.connection, language, manager, &packages, CACHE_ROOT, watch)
+            .install(&sandbox.connection, manager, &packages, CACHE_ROOT, watch)
             .await;
         let committed = match result {
             Ok(output) => {
@@ -202,7 +202,7 @@ impl PackageCache {
         ));
         let sandbox = self.launcher.launch_from(language, &target.image, purpose).await?;
         let result = self
-            .install(&sandbox.connection, language, manager, &packages, SESSION_ROOT, watch)
+            .install(&sandbox.connection, manager, &packages, SESSION_ROOT, watch)
             .await;
         sandbox.container.remove().await;
         Ok(SessionInstall {
@@ -271,7 +271,6 @@ impl PackageCache {
     async fn install(
         &self,
         connection: &super::connection::RunnerConnection,
-        language: Language,
         manager: PackageManager,
         packages: &[String],
         root: &str,
@@ -293,12 +292,14 @@ impl PackageCache {
                 env.insert(variable.to_string(), CA_BUNDLE_PATH.to_string());
             }
         }
-        let request = ExecuteRequest {
-            env,
-            watch: watch.clone(),
-            ..ExecuteRequest::stateless(language, String::new(), INSTALL_TIMEOUT.as_millis() as u64)
+        let spec = RunSpec {
+            env: &env,
+            stdin: None,
+            timeout_ms: INSTALL_TIMEOUT.as_millis() as u64,
+            collect_outputs: false,
+            watch,
         };
-        let run = run_program(connection, &program, None, &request, config)
+        let run = run_program(connection, &program, None, spec, config)
             .await
             .map_err(|failure| match failure {
                 RunFailure::HostTimeout => PackageError::Failed {

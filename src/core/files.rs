@@ -10,7 +10,9 @@
 //! copied through the engine's archive API, so no host CPU is spent on a
 //! folder's contents and a huge sparse file costs nothing to list.
 
-use super::protocol::{FileOp, FileReply, FileReplyError, FileRequest, FileRoot, RunnerEntry, RunnerMessage};
+use super::protocol::{
+    FileOp, FileReply, FileReplyError, FileRequest, FileRoot, HostMessage, RunnerEntry, RunnerMessage,
+};
 use super::session::{SessionManager, SessionMount};
 use crate::clock::rfc3339;
 use crate::error::{DockerError, FileError};
@@ -184,8 +186,7 @@ impl Files<'_> {
             return Err(FileError::RootFolder(normalized));
         }
         let id = uuid::Uuid::new_v4().to_string();
-        let request = FileRequest {
-            kind: "file",
+        let request = HostMessage::File(FileRequest {
             id: &id,
             op,
             path: &normalized,
@@ -193,9 +194,8 @@ impl Files<'_> {
             content_base64: content.map(|bytes| STANDARD.encode(bytes)),
             max_bytes: self.max_file_bytes,
             max_entries: LIST_MAX_ENTRIES as usize,
-        };
-        let payload = serde_json::to_vec(&request)
-            .map_err(|error| DockerError::Protocol(format!("cannot encode the file request: {error}")))?;
+        });
+        let payload = request.encode()?;
         let (message, note) = self.sessions.file_request(&target, &id, &payload).await?;
         let reply = match message {
             RunnerMessage::File(reply) => reply,

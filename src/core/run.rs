@@ -3,11 +3,11 @@
 
 use super::artifacts::{self, Artifact};
 use super::connection::{RequestFailure, RunnerConnection};
-use super::protocol::{CancelRequest, CollectOutputs, RunRequest, RunResult, RunnerMessage};
+use super::protocol::{CollectOutputs, HostMessage, RunRequest, RunResult, RunnerMessage};
 use super::watch::Watch;
 use crate::config::Config;
 use crate::error::{DockerError, ExecuteError};
-use crate::runtime::{Kernel, Language, Program};
+use crate::runtime::{Kernel, Language, Phase, Program};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -51,6 +51,33 @@ impl ExecuteRequest {
             watch: Watch::default(),
         }
     }
+
+    /// How the execute's program runs: with its env, stdin and timeout,
+    /// returning what it writes to `/outputs`.
+    pub fn run_spec(&self) -> RunSpec<'_> {
+        RunSpec {
+            env: &self.env,
+            stdin: self.stdin.as_deref(),
+            timeout_ms: self.timeout_ms,
+            collect_outputs: true,
+            watch: &self.watch,
+        }
+    }
+}
+
+/// The settings of one run of [`run_program`] that do not depend on the
+/// program: an execute's ([`ExecuteRequest::run_spec`]) or a package
+/// install's.
+#[derive(Debug, Clone, Copy)]
+pub struct RunSpec<'a> {
+    pub env: &'a BTreeMap<String, String>,
+    pub stdin: Option<&'a str>,
+    pub timeout_ms: u64,
+    /// Return the files the program writes to `/outputs` (within the
+    /// configured caps).
+    pub collect_outputs: bool,
+    /// Cancellation and progress of the run.
+    pub watch: &'a Watch,
 }
 
 /// What happened to the code.
@@ -66,8 +93,9 @@ pub struct ExecutionOutcome {
     pub duration_ms: u64,
     pub timed_out: bool,
     pub truncated: bool,
-    /// `build` when compilation failed, `run` otherwise.
-    pub phase: String,
+    /// `Build` when compilation failed, `Run` otherwise (`Setup` when the
+    /// program's files could not be written).
+    pub phase: Phase,
     /// The session's interpreter had to be restarted: variables are gone.
     pub state_lost: bool,
     /// Plain-words explanations of anything unusual (timeout, out of memory,
@@ -108,35 +136,45 @@ impl From<RunFailure> for ExecuteError {
     }
 }
 
-/// Runs `program` through `connection`.
-pub async fn run_program(
-    connection: &RunnerConnection,
-    program: &Program,
+/// The run request for `program` under `spec`, with the output caps of
+/// `config`.
+pub(crate) fn run_request<'a>(
+    id: &'a str,
+    program: &'a Program,
     kernel: Option<Kernel>,
-    request: &ExecuteRequest,
+    spec: &RunSpec<'a>,
     config: &Config,
-) -> Result<RunResult, RunFailure> {
-    let id = uuid::Uuid::new_v4().to_string();
-    let mut run = RunRequest::new(&id, program, kernel, &request.env);
-    run.stdin = request.stdin.as_deref();
-    run.timeout_ms = request.timeout_ms;
-    run.max_output_bytes = config.max_output_bytes;
-    if !request.code.is_empty() {
+) -> RunRequest<'a> {
+    let mut run = RunRequest::new(id, program, kernel, spec.env, spec.timeout_ms, config.max_output_bytes);
+    run.stdin = spec.stdin;
+    if spec.collect_outputs {
         run.collect_outputs = Some(CollectOutputs {
             dir: "/outputs",
             max_files: config.max_artifacts,
             max_bytes: config.max_artifact_bytes,
         });
     }
-    let watch = &request.watch;
-    let progress = watch.wants_progress();
-    run.progress = progress;
-    let payload = serde_json::to_vec(&run)
-        .map_err(|e| RunFailure::Gone(DockerError::Protocol(format!("cannot encode request: {e}"))))?;
+    run.progress = spec.watch.wants_progress();
+    run
+}
+
+/// Runs `program` through `connection`.
+pub async fn run_program(
+    connection: &RunnerConnection,
+    program: &Program,
+    kernel: Option<Kernel>,
+    spec: RunSpec<'_>,
+    config: &Config,
+) -> Result<RunResult, RunFailure> {
+    let id = uuid::Uuid::new_v4().to_string();
+    let run = run_request(&id, program, kernel, &spec, config);
+    let progress = run.progress;
+    let payload = HostMessage::Run(run).encode().map_err(RunFailure::Gone)?;
+    let watch = spec.watch;
     if watch.is_cancelled() {
         return Err(RunFailure::NotStarted);
     }
-    let limit = Duration::from_millis(request.timeout_ms) + HOST_GRACE;
+    let limit = Duration::from_millis(spec.timeout_ms) + HOST_GRACE;
     let mut reply = connection
         .start(&id, &payload, progress.then(|| watch.clone()))
         .await
@@ -177,8 +215,7 @@ fn failure_of(failure: RequestFailure) -> RunFailure {
 }
 
 async fn send_cancel(connection: &RunnerConnection, id: &str) {
-    let cancel = CancelRequest { kind: "cancel", id };
-    if let Ok(payload) = serde_json::to_vec(&cancel) {
+    if let Ok(payload) = (HostMessage::Cancel { id }).encode() {
         let _ = connection.send(&payload).await;
     }
 }
@@ -292,7 +329,7 @@ fn unrecovered_outcome(
         duration_ms,
         timed_out,
         truncated: false,
-        phase: "run".into(),
+        phase: Phase::Run,
         state_lost: false,
         artifacts: Vec::new(),
         notes: vec![note],
@@ -342,7 +379,7 @@ mod tests {
             timed_out: false,
             cancelled: false,
             truncated: false,
-            phase: "run".into(),
+            phase: Phase::Run,
             state_lost: false,
             output_lost: Vec::new(),
             artifacts: Vec::new(),

@@ -32,6 +32,26 @@ pub const BASE: ImageDefinition = ImageDefinition {
     dockerfile: include_str!("../../images/base/Dockerfile"),
     files: &[
         ("runner.py", include_str!("../../images/runner/runner.py")),
+        (
+            "runner_protocol.py",
+            include_str!("../../images/runner/runner_protocol.py"),
+        ),
+        (
+            "runner_channel.py",
+            include_str!("../../images/runner/runner_channel.py"),
+        ),
+        (
+            "runner_capture.py",
+            include_str!("../../images/runner/runner_capture.py"),
+        ),
+        (
+            "runner_processes.py",
+            include_str!("../../images/runner/runner_processes.py"),
+        ),
+        (
+            "runner_artifacts.py",
+            include_str!("../../images/runner/runner_artifacts.py"),
+        ),
         ("fileops.py", include_str!("../../images/runner/fileops.py")),
         ("python_kernel.py", include_str!("../../images/runner/python_kernel.py")),
         ("kernel.js", include_str!("../../images/runner/kernel.js")),
@@ -161,6 +181,22 @@ mod tests {
         let mut unique = tags.clone();
         unique.dedup();
         assert_eq!(unique.len(), tags.len());
+    }
+
+    #[test]
+    fn every_runner_file_is_embedded_and_copied() {
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("images/runner");
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            let shipped = [".py", ".js", ".sh"].iter().any(|ext| name.ends_with(ext)) && !name.starts_with("test_");
+            if shipped {
+                assert!(
+                    BASE.files.iter().any(|(path, _)| *path == name),
+                    "{name} is not embedded"
+                );
+                assert!(BASE.dockerfile.contains(&format!(" {name} ")), "{name} is not copied");
+            }
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ mod python;
 mod rust;
 mod typescript;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Where the runner writes program sources inside the container (a tmpfs,
@@ -121,7 +121,7 @@ impl Language {
 }
 
 /// A long-lived interpreter inside a container (see `images/runner/`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, strum::IntoStaticStr)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
 #[strum(serialize_all = "lowercase")]
 pub enum Kernel {
@@ -143,12 +143,23 @@ pub struct SourceFile {
     pub content: String,
 }
 
-/// Whether a step compiles the program or runs it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Where a program is: writing its files, compiling it or running it. A
+/// step is `Build` or `Run`; a runner's result and progress name the phase
+/// the program got to (`Setup` when its files could not be written).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Phase {
+    Setup,
     Build,
     Run,
+}
+
+impl Phase {
+    /// The name used on the wire and in execute results.
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
 }
 
 /// One command the runner executes; a failing build step stops the program.

@@ -126,7 +126,7 @@ impl From<ExecutionOutcome> for ExecuteOutput {
             duration_ms: outcome.duration_ms,
             timed_out: outcome.timed_out,
             truncated: outcome.truncated,
-            phase: outcome.phase,
+            phase: outcome.phase.name().to_string(),
             session: outcome.session,
             state_lost: outcome.state_lost,
             note: (!outcome.notes.is_empty()).then(|| outcome.notes.join(" ")),
@@ -264,6 +264,7 @@ fn success_or_code_error(execution: ExecutionOutcome) -> ToolAnswer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::Phase;
 
     fn ran(exit_code: i64, timed_out: bool) -> ExecutionOutcome {
         ExecutionOutcome {
@@ -275,7 +276,7 @@ mod tests {
             duration_ms: 5,
             timed_out,
             truncated: false,
-            phase: "run".into(),
+            phase: Phase::Run,
             state_lost: false,
             notes: Vec::new(),
             artifacts: Vec::new(),

@@ -1,24 +1,68 @@
-//! Messages of the in-container runner protocol (newline-delimited JSON over
-//! the container's attached stdin/stdout). The runner side lives in
-//! `images/runner/runner.py`; both sides are versioned by [`PROTOCOL`].
+//! Messages of the in-container runner protocol: newline-delimited JSON over
+//! the container's attached stdin/stdout, one tagged enum per direction
+//! ([`HostMessage`], [`RunnerMessage`]). The runner side lives in
+//! `images/runner/` (`runner_protocol.py` holds the spec and checks every
+//! request); both sides are versioned by [`PROTOCOL`] and pinned by the
+//! golden messages in `images/runner/fixtures/`, which the tests of both
+//! sides read.
+//!
+//! Defaults live on this side only: the host sends every setting of a
+//! request (timeout, output cap, working folder, the caps of collected
+//! outputs and of file operations) and the runner refuses a request that
+//! lacks one. Fields a runner sends are parsed with defaults where older
+//! runners (in sessions made by an older image) left them out; unknown
+//! fields are ignored, except in this crate's tests, where they fail
+//! parsing so that a field the runner sends and this side ignores shows.
 
-use crate::runtime::{Kernel, Program, SourceFile, Step};
+use crate::error::DockerError;
+use crate::runtime::{Kernel, Phase, Program, SourceFile, Step};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Protocol version this server speaks; the runner announces its own.
 pub const PROTOCOL: u32 = 3;
 
+/// Host → runner.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum HostMessage<'a> {
+    /// Run a program; answered with [`RunnerMessage::Result`] (or `Error`),
+    /// after [`RunnerMessage::Progress`] reports when it asked for them.
+    Run(RunRequest<'a>),
+    /// Stop the running request with this id (it is answered as usual).
+    Cancel { id: &'a str },
+    /// A file operation; answered with [`RunnerMessage::File`].
+    File(FileRequest<'a>),
+    /// Are you there? Answered with [`RunnerMessage::Pong`].
+    Ping { id: &'a str },
+}
+
+impl HostMessage<'_> {
+    /// The message as one protocol line (without its newline).
+    pub fn encode(&self) -> Result<Vec<u8>, DockerError> {
+        serde_json::to_vec(self).map_err(|error| DockerError::Protocol(format!("cannot encode a request: {error}")))
+    }
+}
+
+/// Whether a run's program runs as fresh processes or in the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunMode {
+    /// Every step as a fresh process group.
+    Exec,
+    /// The build steps, then the source file in the container's kernel.
+    Kernel,
+}
+
 /// Host → runner: run a program.
 #[derive(Debug, Serialize)]
 pub struct RunRequest<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
     pub id: &'a str,
-    /// `exec` (fresh processes) or `kernel` (the container's interpreter).
-    pub mode: &'static str,
+    pub mode: RunMode,
+    /// Kernel mode: the kernel that runs `kernel_source`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel: Option<Kernel>,
+    /// Kernel mode: the file the kernel runs after the steps.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kernel_source: Option<&'a str>,
     pub files: &'a [SourceFile],
@@ -28,6 +72,7 @@ pub struct RunRequest<'a> {
     pub env: &'a BTreeMap<String, String>,
     pub cwd: &'static str,
     pub timeout_ms: u64,
+    /// Most bytes kept of each of stdout and stderr.
     pub max_output_bytes: u64,
     /// Return files written to this folder during the request.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -46,12 +91,21 @@ pub struct CollectOutputs {
 }
 
 impl<'a> RunRequest<'a> {
-    pub fn new(id: &'a str, program: &'a Program, kernel: Option<Kernel>, env: &'a BTreeMap<String, String>) -> Self {
+    /// A run of `program` in `kernel` (when the program is a kernel cell and
+    /// a kernel is given; as fresh processes otherwise) in `/workspace`,
+    /// without stdin, collected outputs or progress.
+    pub fn new(
+        id: &'a str,
+        program: &'a Program,
+        kernel: Option<Kernel>,
+        env: &'a BTreeMap<String, String>,
+        timeout_ms: u64,
+        max_output_bytes: u64,
+    ) -> Self {
         let uses_kernel = program.uses_kernel() && kernel.is_some();
         Self {
-            kind: "run",
             id,
-            mode: if uses_kernel { "kernel" } else { "exec" },
+            mode: if uses_kernel { RunMode::Kernel } else { RunMode::Exec },
             kernel: kernel.filter(|_| uses_kernel),
             kernel_source: program.kernel_source.as_deref().filter(|_| uses_kernel),
             files: &program.files,
@@ -59,20 +113,12 @@ impl<'a> RunRequest<'a> {
             stdin: None,
             env,
             cwd: "/workspace",
-            timeout_ms: 30_000,
-            max_output_bytes: 1024 * 1024,
+            timeout_ms,
+            max_output_bytes,
             collect_outputs: None,
             progress: false,
         }
     }
-}
-
-/// Host → runner: stop the request with this id.
-#[derive(Debug, Serialize)]
-pub struct CancelRequest<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
-    pub id: &'a str,
 }
 
 /// Host → runner: a file operation, done by the runner as the sandbox user
@@ -81,8 +127,6 @@ pub struct CancelRequest<'a> {
 /// once even while code runs.
 #[derive(Debug, Serialize)]
 pub struct FileRequest<'a> {
-    #[serde(rename = "type")]
-    pub kind: &'static str,
     pub id: &'a str,
     pub op: FileOp,
     /// Absolute, lexically normalized path inside one of `roots`.
@@ -116,71 +160,25 @@ pub struct FileRoot<'a> {
     pub writable: bool,
 }
 
-/// Runner → host: the answer to a [`FileRequest`].
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct FileReply {
-    pub id: Option<String>,
-    /// The path acted on, after following links.
-    #[serde(default)]
-    pub path: Option<String>,
-    /// write, mkdir, delete: the entry acted on.
-    #[serde(default)]
-    pub entry: Option<RunnerEntry>,
-    /// list: the folder's entries, sorted by name.
-    #[serde(default)]
-    pub entries: Vec<RunnerEntry>,
-    /// read: the content.
-    #[serde(default)]
-    pub content_base64: Option<String>,
-    #[serde(default)]
-    pub error: Option<FileReplyError>,
-}
-
-/// A file or folder as the runner reports it.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct RunnerEntry {
-    pub name: String,
-    pub path: String,
-    /// file, folder, symlink or other.
-    pub kind: String,
-    pub size: u64,
-    /// Unix seconds (negative for files dated before 1970).
-    pub modified: i64,
-}
-
-/// Why the runner refused or failed a file operation.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct FileReplyError {
-    /// not_found, is_folder, not_folder, too_large, read_only, root_folder,
-    /// symlink_escape, changed, permission_denied, no_space, list_too_large,
-    /// outside or failed.
-    pub kind: String,
-    pub path: String,
-    #[serde(default)]
-    pub target: Option<String>,
-    #[serde(default)]
-    pub size: Option<u64>,
-    #[serde(default)]
-    pub max: Option<u64>,
-    #[serde(default)]
-    pub message: Option<String>,
-}
-
 /// Runner → host.
 #[derive(Debug, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "lowercase")]
+#[cfg_attr(test, serde(deny_unknown_fields))]
 pub enum RunnerMessage {
-    /// The runner started and waits for requests.
+    /// The runner started (and its kernel, if any, is loaded) and waits for
+    /// requests; sent once.
     Ready {
         protocol: u32,
+        /// The kernel the runner was started with.
         #[serde(default)]
-        kernel: Option<String>,
+        kernel: Option<Kernel>,
     },
     /// The outcome of a run request.
     Result(RunResult),
     /// A running request's progress (when it asked for it).
     Progress(RunProgress),
-    /// The runner could not handle a request.
+    /// The runner could not handle a request (no id when it could not read
+    /// one).
     Error {
         #[serde(default)]
         id: Option<String>,
@@ -210,11 +208,12 @@ impl RunnerMessage {
 
 /// How far a running program got.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
+#[cfg_attr(test, serde(deny_unknown_fields))]
 pub struct RunProgress {
     pub id: Option<String>,
     pub elapsed_ms: u64,
-    /// `build` or `run`.
-    pub phase: String,
+    /// The step running now.
+    pub phase: Phase,
     pub stdout_bytes: u64,
     pub stderr_bytes: u64,
     /// The last few lines of output.
@@ -225,7 +224,11 @@ pub struct RunProgress {
 impl RunProgress {
     /// One line for a progress notification, then the latest output.
     pub fn describe(&self) -> String {
-        let doing = if self.phase == "build" { "compiling" } else { "running" };
+        let doing = if self.phase == Phase::Build {
+            "compiling"
+        } else {
+            "running"
+        };
         let seconds = self.elapsed_ms / 1000;
         let bytes = self.stdout_bytes + self.stderr_bytes;
         let mut text = format!("{doing} for {seconds} s, {bytes} bytes of output");
@@ -239,6 +242,7 @@ impl RunProgress {
 
 /// What happened to one program.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
+#[cfg_attr(test, serde(deny_unknown_fields))]
 pub struct RunResult {
     pub id: Option<String>,
     pub exit_code: i64,
@@ -250,8 +254,8 @@ pub struct RunResult {
     #[serde(default)]
     pub cancelled: bool,
     pub truncated: bool,
-    /// `setup`, `build` or `run`: where the program stopped.
-    pub phase: String,
+    /// Where the program stopped.
+    pub phase: Phase,
     /// The kernel had to be restarted: variables and imports are gone.
     #[serde(default)]
     pub state_lost: bool,
@@ -269,6 +273,7 @@ pub struct RunResult {
 
 /// One file the program wrote to the outputs folder.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
+#[cfg_attr(test, serde(deny_unknown_fields))]
 pub struct RunArtifact {
     pub path: String,
     pub size: u64,
@@ -278,69 +283,58 @@ pub struct RunArtifact {
     pub data_base64: Option<String>,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::runtime::Language;
-
-    #[test]
-    fn parses_runner_messages() {
-        let ready: RunnerMessage = serde_json::from_str(r#"{"type":"ready","protocol":2,"kernel":null}"#).unwrap();
-        assert_eq!(
-            ready,
-            RunnerMessage::Ready {
-                protocol: 2,
-                kernel: None
-            }
-        );
-        let result: RunnerMessage = serde_json::from_str(
-            r#"{"type":"result","id":"a","exit_code":0,"signal":null,"stdout":"hi\n","stderr":"",
-                "duration_ms":3,"timed_out":false,"truncated":false,"phase":"run","state_lost":false}"#,
-        )
-        .unwrap();
-        assert_eq!(result.id(), Some("a"));
-        match result {
-            RunnerMessage::Result(run) => assert_eq!(run.stdout, "hi\n"),
-            other => panic!("unexpected {other:?}"),
-        }
-        let progress: RunnerMessage = serde_json::from_str(
-            r#"{"type":"progress","id":"a","elapsed_ms":2100,"phase":"build","stdout_bytes":3,
-                "stderr_bytes":4,"tail":"Compiling x"}"#,
-        )
-        .unwrap();
-        assert_eq!(progress.id(), Some("a"));
-        match progress {
-            RunnerMessage::Progress(progress) => assert_eq!(
-                progress.describe(),
-                "compiling for 2 s, 7 bytes of output; latest:\nCompiling x"
-            ),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-
-    #[test]
-    fn exec_requests_serialize_the_program() {
-        let program = Language::Bash.prepare("echo 1");
-        let env = BTreeMap::from([("A".to_string(), "1".to_string())]);
-        let request = RunRequest::new("id-1", &program, None, &env);
-        let json: serde_json::Value = serde_json::to_value(&request).unwrap();
-        assert_eq!(json["type"], "run");
-        assert_eq!(json["mode"], "exec");
-        assert_eq!(json["files"][0]["content"], "echo 1");
-        assert_eq!(json["steps"][0]["phase"], "run");
-        assert_eq!(json["env"]["A"], "1");
-        assert!(json.get("stdin").is_none());
-        assert!(json.get("kernel_source").is_none());
-    }
-
-    #[test]
-    fn kernel_requests_name_the_kernel_and_source() {
-        let program = Language::Python.prepare_cell("x = 1");
-        let env = BTreeMap::new();
-        let request = RunRequest::new("id-2", &program, Some(Kernel::Python), &env);
-        let json: serde_json::Value = serde_json::to_value(&request).unwrap();
-        assert_eq!(json["mode"], "kernel");
-        assert_eq!(json["kernel"], "python");
-        assert_eq!(json["kernel_source"], "/tmp/run/main.py");
-    }
+/// Runner → host: the answer to a [`FileRequest`].
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[cfg_attr(test, serde(deny_unknown_fields))]
+pub struct FileReply {
+    pub id: Option<String>,
+    /// The path acted on, after following links.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// write, mkdir, delete: the entry acted on.
+    #[serde(default)]
+    pub entry: Option<RunnerEntry>,
+    /// list: the folder's entries, sorted by name.
+    #[serde(default)]
+    pub entries: Vec<RunnerEntry>,
+    /// read: the content.
+    #[serde(default)]
+    pub content_base64: Option<String>,
+    #[serde(default)]
+    pub error: Option<FileReplyError>,
 }
+
+/// A file or folder as the runner reports it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[cfg_attr(test, serde(deny_unknown_fields))]
+pub struct RunnerEntry {
+    pub name: String,
+    pub path: String,
+    /// file, folder, symlink or other.
+    pub kind: String,
+    pub size: u64,
+    /// Unix seconds (negative for files dated before 1970).
+    pub modified: i64,
+}
+
+/// Why the runner refused or failed a file operation.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[cfg_attr(test, serde(deny_unknown_fields))]
+pub struct FileReplyError {
+    /// not_found, is_folder, not_folder, too_large, read_only, root_folder,
+    /// symlink_escape, changed, permission_denied, no_space, list_too_large,
+    /// outside or failed.
+    pub kind: String,
+    pub path: String,
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub size: Option<u64>,
+    #[serde(default)]
+    pub max: Option<u64>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,245 @@
+"""The host <-> runner protocol, version 3: its spec, the check of every
+host message, and the runner's own messages.
+
+Newline-delimited JSON on the runner's stdin (host -> runner) and stdout
+(runner -> host): the container's attached stream, so no `docker exec` is
+ever needed. Golden examples of every message are in fixtures/
+(host_to_runner/, runner_to_host/); the tests of both sides read them
+(test_protocol.py here, src/core/protocol/tests.rs on the host).
+
+Defaults live on the host: it sends every setting, and a message that lacks
+a required field, or has one of the wrong type, is answered with `error`.
+The optional fields below are features that are off when absent.
+
+  runner -> host  {"type": "ready", "protocol": 3,
+                   "kernel": "python"|"node"|"bash"|null}
+                   once, when the runner (and its kernel, if it was started
+                   with one) is loaded.
+
+  host -> runner  {"type": "run", "id": "...", "mode": "exec"|"kernel",
+                   "files": [{"path": "/tmp/run/main.py", "content": "..."}],
+                   "steps": [{"phase": "build"|"run", "argv": [...]}],
+                   "env": {"NAME": "value"}, "cwd": "/workspace",
+                   "timeout_ms": 30000, "max_output_bytes": 1048576,
+                   optional:
+                   "kernel": "python"|"node"|"bash",   (kernel mode: both
+                   "kernel_source": "/tmp/run/cell.py", required)
+                   "stdin": "...",
+                   "collect_outputs": {"dir": "/outputs", "max_files": 10,
+                                       "max_bytes": 8388608},
+                   "progress": true}
+                  `exec` runs each step as a fresh process group and stops
+                  at the first that fails or is stopped; `kernel` runs the
+                  steps (builds), then has the kernel run `kernel_source`.
+  runner -> host  {"type": "progress", "id": "...", "elapsed_ms": 1000,
+                   "phase": "build"|"run", "stdout_bytes": 10,
+                   "stderr_bytes": 0, "tail": "last lines of output"}
+                  each second while it runs, when it asked for progress.
+  runner -> host  {"type": "result", "id": "...", "exit_code": 0,
+                   "signal": null, "stdout": "...", "stderr": "...",
+                   "duration_ms": 12, "timed_out": false, "cancelled": false,
+                   "truncated": false, "phase": "setup"|"build"|"run",
+                   "state_lost": false, "output_lost": [],
+                   "artifacts": [{"path": "/outputs/plot.png", "size": 1234,
+                                  "mime": "image/png", "data_base64": "..."}],
+                   "artifacts_omitted": 0}
+                  exit_code is 128+N when signal N (`signal`) ended it;
+                  `phase` is where it stopped (`setup`: its files could not
+                  be written); `truncated`: a stream passed max_output_bytes
+                  and the rest was dropped; `state_lost`: the kernel was
+                  restarted, its variables are gone; `output_lost`: the
+                  streams ("stdout", "stderr") the code closed, so what it
+                  printed after was lost; `artifacts`: files written to
+                  collect_outputs' dir during the request (bytes only for
+                  images within max_bytes), `artifacts_omitted` those beyond
+                  max_files.
+
+  host -> runner  {"type": "cancel", "id": "..."}
+                  stops the running request with this id (its result then
+                  says `cancelled`); a cancel that arrives while an earlier
+                  request runs is kept for the request it names; one for no
+                  running request is dropped.
+  host -> runner  {"type": "ping", "id": "..."}  -> {"type": "pong", "id": "..."}
+  host -> runner  {"type": "file", "id": "...",
+                   "op": "read"|"write"|"mkdir"|"list"|"delete",
+                   "path": "/workspace/a.txt",
+                   "roots": [{"path": "/workspace", "writable": true}],
+                   "max_bytes": 10485760, "max_entries": 20000,
+                   optional: "content_base64": "..."   (write)}
+                  -> {"type": "file", "id": "...", ...}: see fileops.py.
+                  Answered at once, between reads of a running program's
+                  output too (not while a kernel starts or program files
+                  are written).
+  runner -> host  {"type": "error", "id": "...", "message": "..."}
+                  for a message that breaks this spec or a request that
+                  failed inside the runner; without "id" when the line was
+                  not a JSON object.
+"""
+
+import json
+
+PROTOCOL = 3
+KERNELS = ("python", "node", "bash")
+FILE_OPS = ("read", "write", "mkdir", "list", "delete")
+STEP_PHASES = ("build", "run")
+
+
+class ProtocolError(ValueError):
+    """A host message that breaks the spec; `request_id` when it has one."""
+
+    def __init__(self, message, request_id=None):
+        super().__init__(message)
+        self.request_id = request_id
+
+
+def parse_request(line):
+    """The host's message on `line` (bytes), checked against the spec."""
+    try:
+        message = json.loads(line)
+    except (ValueError, RecursionError) as error:
+        raise ProtocolError("malformed request: %s" % error)
+    if not isinstance(message, dict):
+        raise ProtocolError("malformed request: not a JSON object")
+    request_id = message.get("id") if isinstance(message.get("id"), str) else None
+    try:
+        check = CHECKS.get(message.get("type"))
+        if check is None:
+            raise ValueError("unknown type %r" % (message.get("type"),))
+        field(message, "id", str)
+        check(message)
+    except ValueError as error:
+        raise ProtocolError("invalid %s request: %s" % (message.get("type"), error), request_id)
+    return message
+
+
+def field(message, name, kind, optional=False, choices=None):
+    """message[name], checked to be a `kind` (and one of `choices`)."""
+    if name not in message:
+        if optional:
+            return None
+        raise ValueError("%r is missing" % name)
+    value = message[name]
+    if kind is int:
+        right = isinstance(value, int) and not isinstance(value, bool) and value >= 0
+    else:
+        right = isinstance(value, kind)
+    if not right or (choices is not None and value not in choices):
+        raise ValueError("%r is not a valid %s: %r" % (name, kind.__name__, value))
+    return value
+
+
+def objects(message, name, optional=False):
+    """message[name] as a list of JSON objects."""
+    items = field(message, name, list, optional)
+    if items is not None and not all(isinstance(item, dict) for item in items):
+        raise ValueError("%r must hold objects" % name)
+    return items or []
+
+
+def strings(values, what):
+    if not all(isinstance(value, str) for value in values):
+        raise ValueError("%s must be strings" % what)
+
+
+def check_run(message):
+    mode = field(message, "mode", str, choices=("exec", "kernel"))
+    for entry in objects(message, "files"):
+        field(entry, "path", str)
+        field(entry, "content", str)
+    for step in objects(message, "steps"):
+        field(step, "phase", str, choices=STEP_PHASES)
+        argv = field(step, "argv", list)
+        if not argv:
+            raise ValueError("a step's argv is empty")
+        strings(argv, "argv")
+    env = field(message, "env", dict)
+    strings(list(env) + list(env.values()), "env names and values")
+    field(message, "cwd", str)
+    field(message, "timeout_ms", int)
+    field(message, "max_output_bytes", int)
+    kernel_mode = mode == "kernel"
+    field(message, "kernel", str, optional=not kernel_mode, choices=KERNELS)
+    field(message, "kernel_source", str, optional=not kernel_mode)
+    field(message, "stdin", str, optional=True)
+    field(message, "progress", bool, optional=True)
+    outputs = field(message, "collect_outputs", dict, optional=True)
+    if outputs is not None:
+        field(outputs, "dir", str)
+        field(outputs, "max_files", int)
+        field(outputs, "max_bytes", int)
+
+
+def check_file(message):
+    field(message, "op", str, choices=FILE_OPS)
+    field(message, "path", str)
+    for root in objects(message, "roots"):
+        field(root, "path", str)
+        field(root, "writable", bool)
+    field(message, "max_bytes", int)
+    field(message, "max_entries", int)
+    field(message, "content_base64", str, optional=True)
+
+
+CHECKS = {
+    "run": check_run,
+    "file": check_file,
+    "cancel": lambda message: None,
+    "ping": lambda message: None,
+}
+
+
+# ---------------------------------------------------------------- runner -> host
+
+
+def ready(kernel):
+    return {"type": "ready", "protocol": PROTOCOL, "kernel": kernel}
+
+
+def pong(request_id):
+    return {"type": "pong", "id": request_id}
+
+
+def error(text, request_id=None):
+    """An `error`; without "id" when the request had none."""
+    message = {"type": "error"}
+    if request_id is not None:
+        message["id"] = request_id
+    message["message"] = text
+    return message
+
+
+def progress(request_id, elapsed_ms, phase, stdout_bytes, stderr_bytes, tail):
+    return {
+        "type": "progress",
+        "id": request_id,
+        "elapsed_ms": elapsed_ms,
+        "phase": phase,
+        "stdout_bytes": stdout_bytes,
+        "stderr_bytes": stderr_bytes,
+        "tail": tail,
+    }
+
+
+def result(request_id, outcome):
+    """The `result` of a run; `outcome` has every other field."""
+    message = {"type": "result", "id": request_id}
+    for name in RESULT_FIELDS:
+        message[name] = outcome[name]
+    return message
+
+
+RESULT_FIELDS = (
+    "exit_code",
+    "signal",
+    "stdout",
+    "stderr",
+    "duration_ms",
+    "timed_out",
+    "cancelled",
+    "truncated",
+    "phase",
+    "state_lost",
+    "output_lost",
+    "artifacts",
+    "artifacts_omitted",
+)
