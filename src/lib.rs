@@ -16,7 +16,6 @@ pub mod config;
 pub mod core;
 pub mod docker;
 pub mod doctor;
-pub mod error;
 pub mod images;
 pub mod mcp;
 pub mod runtime;

@@ -1,7 +1,7 @@
 //! Host folders that sessions may mount (`host_folders`): the type, the
 //! `name=/path[:rw],…` syntax and the refusal of folders inside writable ones.
 
-use crate::error::ConfigError;
+use crate::config::ConfigError;
 use std::path::{Component, PathBuf};
 
 /// A host folder that sessions may mount.

@@ -14,14 +14,14 @@
 
 use super::folders::{parse_host_folders, render_host_folders};
 use super::values::{
-    audit_log_on, ca_bundle_on, invalid, number, parse_pool_sizes, path_unless, render_pool_sizes, state_dir_on, text,
-    text_of,
+    Machine, audit_log_on, ca_bundle_on, invalid, number, parse_pool_sizes, path_unless, render_pool_sizes,
+    state_dir_on, text, text_of,
 };
 use super::{Config, MAX_FILE_BYTES_LIMIT, SessionStorage};
-use crate::error::ConfigError;
+use crate::config::ConfigError;
 use crate::security::policy::PolicyMode;
 use crate::security::seccomp::SeccompProfile;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// One configuration key.
 pub struct Key {
@@ -58,31 +58,6 @@ pub enum KeyDefault {
         rule: &'static str,
         resolve: fn(&Machine<'_>) -> String,
     },
-}
-
-/// What a default rule may read: environment variables, which files exist,
-/// the temporary folder.
-pub struct Machine<'a> {
-    pub var: &'a dyn Fn(&str) -> Option<String>,
-    pub is_file: &'a dyn Fn(&Path) -> bool,
-    pub temp_dir: PathBuf,
-}
-
-impl Machine<'static> {
-    /// A machine with no environment and no files, for [`Config::default`].
-    pub fn bare() -> Self {
-        fn no_variable(_: &str) -> Option<String> {
-            None
-        }
-        fn no_file(_: &Path) -> bool {
-            false
-        }
-        Self {
-            var: &no_variable,
-            is_file: &no_file,
-            temp_dir: PathBuf::from("/tmp"),
-        }
-    }
 }
 
 impl Key {
@@ -364,7 +339,11 @@ pub static KEYS: &[Key] = &[
         default: KeyDefault::Value("standard"),
         doc: "seccomp profile: `standard`, `strict`, `permissive`, `engine-default` or a profile file's path \
               (see `seccomp/README.md`)",
-        set: |config, value, label| SeccompProfile::from_config(label, value).map(|profile| config.seccomp = profile),
+        set: |config, value, label| {
+            let profile = SeccompProfile::from_setting(value).map_err(|error| invalid(label, error.to_string()))?;
+            config.seccomp = profile;
+            Ok(())
+        },
         get: |config| match &config.seccomp {
             SeccompProfile::Custom { path, .. } => text_of(path),
             profile => profile.name(),

@@ -2,7 +2,7 @@
 //! environment variable, else the TOML config file, else the default.
 
 use super::keys::{KEYS, key};
-use crate::error::ConfigError;
+use crate::config::ConfigError;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

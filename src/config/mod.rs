@@ -14,10 +14,11 @@ mod values;
 pub use error::ConfigError;
 pub use folders::HostFolder;
 pub use keys::KEYS;
-use keys::{KeyDefault, Machine};
+use keys::KeyDefault;
 use layers::Layers;
 pub use layers::{ConfigFile, Source, config_file_path, env_name};
 pub use show::Loaded;
+use values::Machine;
 
 use crate::runtime::Language;
 use crate::security::audit::AuditSettings;

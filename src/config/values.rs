@@ -1,11 +1,35 @@
 //! How the key table reads values: numbers, texts, paths that a word
 //! turns off, pool sizes, and the rules that find a default on the machine.
 
-use super::keys::Machine;
-use crate::error::ConfigError;
+use crate::config::ConfigError;
 use crate::runtime::Language;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// What a default rule may read: environment variables, which files exist,
+/// the temporary folder.
+pub struct Machine<'a> {
+    pub var: &'a dyn Fn(&str) -> Option<String>,
+    pub is_file: &'a dyn Fn(&Path) -> bool,
+    pub temp_dir: PathBuf,
+}
+
+impl Machine<'static> {
+    /// A machine with no environment and no files, for [`Config::default`].
+    pub fn bare() -> Self {
+        fn no_variable(_: &str) -> Option<String> {
+            None
+        }
+        fn no_file(_: &Path) -> bool {
+            false
+        }
+        Self {
+            var: &no_variable,
+            is_file: &no_file,
+            temp_dir: PathBuf::from("/tmp"),
+        }
+    }
+}
 
 pub(super) fn invalid(label: &str, reason: String) -> ConfigError {
     ConfigError::Invalid {

@@ -5,8 +5,8 @@
 
 use super::protocol::{PROTOCOL, RunnerMessage};
 use super::watch::Watch;
+use crate::docker::DockerError;
 use crate::docker::{RunnerChannel, RunnerReader, RunnerWriter};
-use crate::error::DockerError;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};

@@ -5,6 +5,7 @@
 
 use crate::docker::DockerError;
 use crate::runtime::UnknownLanguage;
+use crate::runtime::packages::SpecError;
 use thiserror::Error;
 
 /// Why an execute could not produce a result.
@@ -105,18 +106,12 @@ pub enum SessionError {
 /// Failures of package installs and the package cache.
 #[derive(Debug, Error)]
 pub enum PackageError {
-    #[error("`packages` is empty: list the packages to install, for example [\"requests\"]")]
-    NoPackages,
+    #[error(transparent)]
+    Spec(#[from] SpecError),
     #[error(
         "the install was cancelled: a cached image keeps nothing; in a session, packages installed before the cancel may remain"
     )]
     Cancelled,
-    #[error("too many packages in one request (at most {max})")]
-    TooMany { max: usize },
-    #[error(
-        "package spec `{spec}` is refused: {reason}. Pass plain registry names with an optional version, like `requests==2.32.3` or `lodash@4`"
-    )]
-    InvalidSpec { spec: String, reason: String },
     #[error(
         "{manager} packages change the image itself and cannot be installed into a running session; create the session with `packages` instead"
     )]

@@ -15,7 +15,8 @@ use super::protocol::{
 };
 use super::session::{SessionManager, SessionMount};
 use crate::clock::rfc3339;
-use crate::error::{DockerError, FileError};
+use crate::core::error::FileError;
+use crate::docker::DockerError;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;

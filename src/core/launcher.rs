@@ -4,8 +4,8 @@
 
 use super::connection::RunnerConnection;
 use crate::config::Config;
+use crate::docker::DockerError;
 use crate::docker::{BindMount, ContainerLimits, DockerEngine, SandboxContainer, SandboxSpec, VolumeMount, labels};
-use crate::error::DockerError;
 use crate::images;
 use crate::runtime::packages::SESSION_ROOT;
 use crate::runtime::{Kernel, Language};

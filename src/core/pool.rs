@@ -6,8 +6,8 @@
 
 use super::background::Background;
 use super::launcher::{Launcher, Purpose, Sandbox};
+use crate::docker::DockerError;
 use crate::docker::labels;
-use crate::error::DockerError;
 use crate::runtime::Language;
 use parking_lot::Mutex;
 use serde::Serialize;

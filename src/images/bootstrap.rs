@@ -3,7 +3,7 @@
 //! `debootstrap --variant=minbase trixie` and import it (`docker import`).
 
 use crate::docker::DockerEngine;
-use crate::error::ImageError;
+use crate::images::ImageError;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use tokio::process::Command;

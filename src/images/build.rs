@@ -6,7 +6,7 @@
 use super::{BASE, HASH_LABEL, ImageDefinition, PYTHON_ML, bootstrap, content_hash, definition_for, parent_of, tag};
 use crate::config::Config;
 use crate::docker::{BuildContext, BuildEvent, DockerEngine};
-use crate::error::ImageError;
+use crate::images::ImageError;
 use crate::runtime::Language;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashMap;

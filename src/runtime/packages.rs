@@ -14,7 +14,7 @@
 //! - apt: the image itself (root, only when preparing a cached image)
 
 use super::{Language, Phase, Step, step};
-use crate::error::PackageError;
+use thiserror::Error;
 
 /// Where a cached image's packages are installed.
 pub const CACHE_ROOT: &str = "/packages";
@@ -25,6 +25,19 @@ pub const SESSION_ROOT: &str = "/packages/session";
 const MAX_SPEC_LEN: usize = 200;
 /// Most packages in one request.
 const MAX_PACKAGES: usize = 50;
+
+/// A package list that is refused before anything is installed.
+#[derive(Debug, Error)]
+pub enum SpecError {
+    #[error("`packages` is empty: list the packages to install, for example [\"requests\"]")]
+    NoPackages,
+    #[error("too many packages in one request (at most {max})")]
+    TooMany { max: usize },
+    #[error(
+        "package spec `{spec}` is refused: {reason}. Pass plain registry names with an optional version, like `requests==2.32.3` or `lodash@4`"
+    )]
+    InvalidSpec { spec: String, reason: String },
+}
 
 /// The package manager that installs packages for a language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
@@ -61,12 +74,12 @@ impl PackageManager {
 
     /// Validates and normalizes specs: trimmed, deduplicated, sorted, and
     /// lower-cased where the manager is case-insensitive (pip, apt).
-    pub fn normalize(self, specs: &[String]) -> Result<Vec<String>, PackageError> {
+    pub fn normalize(self, specs: &[String]) -> Result<Vec<String>, SpecError> {
         if specs.is_empty() {
-            return Err(PackageError::NoPackages);
+            return Err(SpecError::NoPackages);
         }
         if specs.len() > MAX_PACKAGES {
-            return Err(PackageError::TooMany { max: MAX_PACKAGES });
+            return Err(SpecError::TooMany { max: MAX_PACKAGES });
         }
         let mut normalized = Vec::with_capacity(specs.len());
         for spec in specs {
@@ -142,8 +155,8 @@ impl PackageManager {
 /// must start with a letter, digit or `@` (so never an option), and may not
 /// be a URL or a path. `/` is allowed in npm scopes (`@scope/name`) and in Go
 /// module paths (`example.com/mod@v1`).
-fn validate_spec(spec: &str, module_path: bool) -> Result<(), PackageError> {
-    let invalid = |reason: &str| PackageError::InvalidSpec {
+fn validate_spec(spec: &str, module_path: bool) -> Result<(), SpecError> {
+    let invalid = |reason: &str| SpecError::InvalidSpec {
         spec: spec.to_string(),
         reason: reason.to_string(),
     };
@@ -183,8 +196,8 @@ fn validate_spec(spec: &str, module_path: bool) -> Result<(), PackageError> {
 /// `x@file:dir`, `x@link:dir`, `x@git+ssh:…`, `x@github:u/r`, `gist:id`,
 /// `x@http:…`, a tarball path. Only names with a version range, a tag, or an
 /// `npm:` alias (another registry package) are accepted.
-fn validate_npm_source(spec: &str) -> Result<(), PackageError> {
-    let invalid = |reason: &str| PackageError::InvalidSpec {
+fn validate_npm_source(spec: &str) -> Result<(), SpecError> {
+    let invalid = |reason: &str| SpecError::InvalidSpec {
         spec: spec.to_string(),
         reason: reason.to_string(),
     };
@@ -304,10 +317,7 @@ mod tests {
                 "{bad:?} was accepted"
             );
         }
-        assert!(matches!(
-            PackageManager::Pip.normalize(&[]),
-            Err(PackageError::NoPackages)
-        ));
+        assert!(matches!(PackageManager::Pip.normalize(&[]), Err(SpecError::NoPackages)));
     }
 
     #[test]

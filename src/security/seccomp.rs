@@ -3,12 +3,17 @@
 //! user names. `standard` is the default; see `seccomp/README.md` for what
 //! each one denies.
 
-use crate::error::ConfigError;
 use std::path::PathBuf;
+use thiserror::Error;
 
 const STANDARD: &str = include_str!("../../seccomp/standard.json");
 const STRICT: &str = include_str!("../../seccomp/strict.json");
 const PERMISSIVE: &str = include_str!("../../seccomp/permissive.json");
+
+/// A configured profile that cannot be used; the text says why.
+#[derive(Debug, Error)]
+#[error("{0}")]
+pub struct UnusableProfile(String);
 
 /// Which seccomp profile sandbox containers run under.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,17 +37,14 @@ impl SeccompProfile {
 
     /// Parses a configuration value: a built-in name, `engine-default`, or
     /// the path of a profile file (read and checked to be JSON now).
-    pub fn from_config(key: &str, value: &str) -> Result<Self, ConfigError> {
+    pub fn from_setting(value: &str) -> Result<Self, UnusableProfile> {
         if let Some(profile) = Self::built_in(value) {
             return Ok(profile);
         }
         if value == "engine-default" {
             return Ok(Self::EngineDefault);
         }
-        let invalid = |reason: String| ConfigError::Invalid {
-            key: key.to_string(),
-            reason,
-        };
+        let invalid = UnusableProfile;
         if !value.contains('/') {
             return Err(invalid(format!(
                 "`{value}` is not a profile: use standard, strict, permissive, engine-default or the path of a profile file"
@@ -163,16 +165,13 @@ mod tests {
 
     #[test]
     fn configuration_values_parse() {
+        assert_eq!(SeccompProfile::from_setting("strict").unwrap(), SeccompProfile::Strict);
         assert_eq!(
-            SeccompProfile::from_config("K", "strict").unwrap(),
-            SeccompProfile::Strict
-        );
-        assert_eq!(
-            SeccompProfile::from_config("K", "engine-default").unwrap(),
+            SeccompProfile::from_setting("engine-default").unwrap(),
             SeccompProfile::EngineDefault
         );
-        assert!(SeccompProfile::from_config("K", "lax").is_err());
-        let missing = SeccompProfile::from_config("K", "/nonexistent/profile.json").unwrap_err();
+        assert!(SeccompProfile::from_setting("lax").is_err());
+        let missing = SeccompProfile::from_setting("/nonexistent/profile.json").unwrap_err();
         assert!(missing.to_string().contains("cannot read"));
         assert!(SeccompProfile::EngineDefault.security_opt().is_none());
         assert!(

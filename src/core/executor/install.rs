@@ -2,8 +2,8 @@
 //! volume, or into the cached image of a language and package set.
 
 use super::Executor;
+use crate::core::error::{ExecuteError, PackageError, SessionError};
 use crate::core::watch::Watch;
-use crate::error::{ExecuteError, PackageError, SessionError};
 use crate::runtime::Language;
 
 /// What an install did.

@@ -19,8 +19,8 @@ use super::run::{
 };
 use super::session::SessionManager;
 use crate::config::Config;
+use crate::core::error::{ExecuteError, PackageError};
 use crate::docker::DockerEngine;
-use crate::error::{ExecuteError, PackageError};
 use crate::images;
 use crate::runtime::Language;
 use crate::security::audit::{self, AuditEvent, AuditLog, MAX_FIELD_CHARS, hash_hex};

@@ -5,9 +5,9 @@
 use super::Executor;
 use crate::config::HostFolder;
 use crate::core::cache::CachedImage;
+use crate::core::error::{ExecuteError, SessionError};
 use crate::core::session::{NewSession, SessionInfo};
 use crate::core::watch::Watch;
-use crate::error::{ExecuteError, SessionError};
 use crate::runtime::Language;
 use crate::security::seccomp::SeccompProfile;
 

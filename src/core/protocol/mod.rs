@@ -14,7 +14,7 @@
 //! fields are ignored, except in this crate's tests, where they fail
 //! parsing so that a field the runner sends and this side ignores shows.
 
-use crate::error::DockerError;
+use crate::docker::DockerError;
 use crate::runtime::{Kernel, Phase, Program, SourceFile, Step};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

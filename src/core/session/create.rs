@@ -8,8 +8,9 @@ use super::labels::{
 use super::{NewSession, SessionHandle, SessionInfo, SessionManager};
 use crate::clock::unix_now;
 use crate::config::SessionStorage;
+use crate::core::error::SessionError;
+use crate::docker::DockerError;
 use crate::docker::{BindMount, DockerEngine, VolumeBacking, VolumeMount, labels};
-use crate::error::{DockerError, SessionError};
 use crate::runtime::packages::SESSION_ROOT;
 use crate::security::audit::{AuditEvent, MountRecord, SessionEvent};
 use std::collections::HashMap;

@@ -12,8 +12,8 @@ use super::labels::SessionFacts;
 use super::{SessionHandle, SessionManager};
 use crate::clock::unix_now;
 use crate::config::SessionStorage;
+use crate::core::error::{ExecuteError, SessionError};
 use crate::docker::ContainerState;
-use crate::error::{ExecuteError, SessionError};
 use crate::runtime::Language;
 use std::time::Duration;
 

@@ -4,8 +4,8 @@
 use super::super::connection::{RequestFailure, RunnerConnection};
 use super::super::protocol::RunnerMessage;
 use super::{FileTarget, SessionManager};
+use crate::core::error::SessionError;
 use crate::docker::ContainerState;
-use crate::error::SessionError;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 

@@ -3,8 +3,8 @@
 use super::SessionManager;
 use crate::clock::unix_now;
 use crate::core::background::Background;
+use crate::core::error::SessionError;
 use crate::docker::labels;
-use crate::error::SessionError;
 use crate::security::audit::{AuditEvent, SessionEvent};
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,8 +2,8 @@
 //! runner, and the turn that serializes executes.
 
 use super::super::connection::RunnerConnection;
+use crate::core::error::SessionError;
 use crate::docker::DockerEngine;
-use crate::error::SessionError;
 use crate::runtime::Language;
 use parking_lot::{Mutex, MutexGuard};
 use std::sync::Arc;

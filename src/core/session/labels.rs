@@ -6,8 +6,8 @@ use super::super::session_store::SessionRecord;
 use super::{SessionInfo, SessionMount};
 use crate::clock::rfc3339;
 use crate::config::{HostFolder, SessionStorage};
+use crate::core::error::SessionError;
 use crate::docker::{SandboxInfo, labels};
-use crate::error::SessionError;
 use crate::runtime::Language;
 
 /// Facts read from a session container's labels plus its record.

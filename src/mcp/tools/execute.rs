@@ -2,8 +2,8 @@
 
 use super::{OutcomeSlot, Reported, ToolAnswer, structured_result, tool_error};
 use crate::core::artifacts::ArtifactContent;
+use crate::core::error::ExecuteError;
 use crate::core::{ExecuteRequest, ExecutionOutcome, Watch};
-use crate::error::ExecuteError;
 use crate::mcp::SandboxServer;
 use crate::mcp::progress::Reporter;
 use crate::runtime::Language;

@@ -1,8 +1,8 @@
 //! `sandbox_file_ops`: files in a session's /workspace and /outputs.
 
 use super::{OutcomeSlot, Reported, answer};
+use crate::core::error::FileError;
 use crate::core::files::{Done, FileEntry};
-use crate::error::FileError;
 use crate::mcp::SandboxServer;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;

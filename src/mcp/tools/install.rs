@@ -2,8 +2,8 @@
 
 use super::{OutcomeSlot, Reported, answer};
 use crate::core::Watch;
+use crate::core::error::ExecuteError;
 use crate::core::executor::InstallReport;
-use crate::error::ExecuteError;
 use crate::mcp::SandboxServer;
 use crate::mcp::progress::Reporter;
 use crate::runtime::Language;

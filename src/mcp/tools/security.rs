@@ -3,8 +3,8 @@
 
 use super::{OutcomeSlot, Reported, structured_result, tool_error};
 use crate::config::Config;
-use crate::error::AuditError;
 use crate::mcp::SandboxServer;
+use crate::security::audit::AuditError;
 use crate::security::audit::{AuditStats, Outcome, VerifyReport};
 use rmcp::handler::server::common::{Extension, schema_for_output};
 use rmcp::handler::server::wrapper::Parameters;

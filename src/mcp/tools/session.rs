@@ -1,9 +1,9 @@
 //! `sandbox_session`: named, stateful sandboxes.
 
 use super::{OutcomeSlot, Reported, answer};
+use crate::core::error::{ExecuteError, SessionError};
 use crate::core::executor::SessionRequest;
 use crate::core::{SessionInfo, Watch};
-use crate::error::{ExecuteError, SessionError};
 use crate::mcp::SandboxServer;
 use crate::mcp::progress::Reporter;
 use crate::runtime::Language;

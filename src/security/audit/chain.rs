@@ -2,7 +2,7 @@
 //! the rotated files that carry the chain on.
 
 use super::{AuditLog, GENESIS, TAIL_BYTES};
-use crate::error::AuditError;
+use crate::security::audit::AuditError;
 use serde_json::Value;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};

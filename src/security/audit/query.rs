@@ -1,7 +1,7 @@
 //! Reading the log back: the latest events, and counts over it.
 
 use super::{AuditLog, AuditStats};
-use crate::error::AuditError;
+use crate::security::audit::AuditError;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs::File;

@@ -6,7 +6,7 @@
 
 use super::chain::{Tail, last_line, parse_seq, read_head, rotated, sibling, write_head};
 use super::{AuditEvent, AuditLog, AuditSettings, GENESIS, hash_hex, timestamp};
-use crate::error::AuditError;
+use crate::security::audit::AuditError;
 use serde_json::{Map, Value};
 use std::fs::{File, OpenOptions};
 use std::io::Write;

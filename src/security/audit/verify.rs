@@ -2,7 +2,7 @@
 
 use super::chain::{check_line, read_head};
 use super::{AuditLog, BadLine, VerifyReport, hash_hex};
-use crate::error::AuditError;
+use crate::security::audit::AuditError;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 
