@@ -7,9 +7,10 @@ use super::protocol::{PROTOCOL, RunnerMessage};
 use super::watch::Watch;
 use crate::docker::DockerError;
 use crate::docker::{RunnerChannel, RunnerReader, RunnerWriter};
+use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -88,7 +89,7 @@ impl RunnerConnection {
 
     /// Waits for the runner's `ready` (a freshly started container only).
     pub async fn wait_ready(&self, limit: Duration) -> Result<(), DockerError> {
-        let receiver = self.ready.lock().ok().and_then(|mut slot| slot.take());
+        let receiver = self.ready.lock().take();
         let Some(receiver) = receiver else {
             return Ok(());
         };
@@ -123,15 +124,13 @@ impl RunnerConnection {
         progress: Option<Watch>,
     ) -> Result<PendingReply<'_>, RequestFailure> {
         let (sender, receiver) = oneshot::channel();
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.insert(
-                id.to_string(),
-                Waiter {
-                    reply: sender,
-                    progress,
-                },
-            );
-        }
+        self.pending.lock().insert(
+            id.to_string(),
+            Waiter {
+                reply: sender,
+                progress,
+            },
+        );
         let reply = PendingReply {
             connection: self,
             id: id.to_string(),
@@ -152,9 +151,7 @@ impl RunnerConnection {
     }
 
     fn forget(&self, id: &str) {
-        if let Ok(mut pending) = self.pending.lock() {
-            pending.remove(id);
-        }
+        self.pending.lock().remove(id);
     }
 }
 
@@ -197,16 +194,13 @@ async fn read_messages(
             continue;
         };
         if let RunnerMessage::Progress(progress) = &message {
-            let watch = pending
-                .lock()
-                .ok()
-                .and_then(|pending| pending.get(&id).and_then(|waiter| waiter.progress.clone()));
+            let watch = pending.lock().get(&id).and_then(|waiter| waiter.progress.clone());
             if let Some(watch) = watch {
                 watch.progress(progress.describe());
             }
             continue;
         }
-        let waiter = pending.lock().ok().and_then(|mut pending| pending.remove(&id));
+        let waiter = pending.lock().remove(&id);
         match waiter {
             Some(waiter) => {
                 let _ = waiter.reply.send(message);
@@ -215,7 +209,5 @@ async fn read_messages(
         }
     }
     alive.store(false, Ordering::SeqCst);
-    if let Ok(mut pending) = pending.lock() {
-        pending.clear();
-    }
+    pending.lock().clear();
 }

@@ -22,13 +22,14 @@ mod verify;
 
 pub use error::AuditError;
 pub use event::{AuditEvent, CallArguments, MountRecord, Outcome, SessionEvent, ToolCall, Violation};
+use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
 use store::{Job, Writer};
 
 /// Longest text kept from one string field of an event (code, when code

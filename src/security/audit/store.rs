@@ -7,12 +7,13 @@
 use super::chain::{Tail, last_line, parse_seq, read_head, rotated, sibling, write_head};
 use super::{AuditEvent, AuditLog, AuditSettings, GENESIS, hash_hex, timestamp};
 use crate::security::audit::AuditError;
+use parking_lot::{Mutex, MutexGuard};
 use serde_json::{Map, Value};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::mpsc::{Sender, SyncSender};
-use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Work for the writer thread.
 pub(super) enum Job {
@@ -62,7 +63,7 @@ impl AuditLog {
     }
 
     fn lock_queue(&self) -> MutexGuard<'_, Option<Sender<Job>>> {
-        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.queue.lock()
     }
 
     /// The writer thread's queue, starting the thread on first use.
@@ -140,7 +141,7 @@ impl Writer {
             Ok(other) => return Err(AuditError::Corrupt(format!("an event is not a JSON object: {other}"))),
             Err(error) => return Err(AuditError::Corrupt(error.to_string())),
         };
-        let _in_process = self.appending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _in_process = self.appending.lock();
         let folder = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(folder).map_err(|e| AuditError::io(folder, e))?;
         let lock_path = sibling(path, "lock");
