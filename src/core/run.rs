@@ -29,7 +29,8 @@ pub struct ExecuteRequest {
     pub env: BTreeMap<String, String>,
     /// Run in this session instead of a fresh container.
     pub session: Option<String>,
-    /// Packages the code needs (stateless only: sessions install with sandbox_install).
+    /// Packages the code needs (stateless only: a session's packages are
+    /// installed into the session, not with an execute).
     pub packages: Vec<String>,
     /// Use the data-science Python image.
     pub ml: bool,
@@ -273,14 +274,6 @@ pub fn outcome(
         ));
     }
     let artifacts = artifacts::check(run.artifacts, config.max_artifacts, config.max_artifact_bytes);
-    if artifacts.iter().any(|artifact| artifact.content.is_none()) {
-        notes.push(match &request.session {
-            Some(session) => format!(
-                "Files listed under artifacts without content can be read with sandbox_file_ops {{\"session\": \"{session}\", \"operation\": \"read\", \"path\": <path>}}."
-            ),
-            None => "Files listed under artifacts without content are gone with this sandbox; run in a session (sandbox_session) to read them with sandbox_file_ops, or print them.".to_string(),
-        });
-    }
     ExecutionOutcome {
         language: request.language,
         session: request.session.clone(),

@@ -105,8 +105,21 @@ pub struct ArtifactInfo {
     pub returned: bool,
 }
 
+/// Where to find the files listed without content, in the tools' words.
+fn artifacts_note(session: Option<&str>) -> String {
+    match session {
+        Some(session) => format!(
+            "Files listed under artifacts without content can be read with sandbox_file_ops {{\"session\": \"{session}\", \"operation\": \"read\", \"path\": <path>}}."
+        ),
+        None => "Files listed under artifacts without content are gone with this sandbox; run in a session (sandbox_session) to read them with sandbox_file_ops, or print them.".to_string(),
+    }
+}
+
 impl From<ExecutionOutcome> for ExecuteOutput {
-    fn from(outcome: ExecutionOutcome) -> Self {
+    fn from(mut outcome: ExecutionOutcome) -> Self {
+        if outcome.artifacts.iter().any(|artifact| artifact.content.is_none()) {
+            outcome.notes.push(artifacts_note(outcome.session.as_deref()));
+        }
         let artifacts = outcome
             .artifacts
             .iter()
