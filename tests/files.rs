@@ -386,17 +386,20 @@ async fn host_folders_are_mounted_read_only_unless_configured_writable() {
     ])
     .await;
 
+    // Refused creates; the guards remove a session a regression would leave.
+    let unknown = TestSession::adopt(unique_name("mnt-unknown"));
     let text = tool_error_text(
         &client,
         "sandbox_session",
-        json!({"action": "create", "name": "mnt-unknown", "language": "python", "mounts": ["secrets"]}),
+        json!({"action": "create", "name": unknown, "language": "python", "mounts": ["secrets"]}),
     )
     .await;
     assert!(text.contains("`secrets`") && text.contains("data, out, gone"), "{text}");
+    let missing_folder = TestSession::adopt(unique_name("mnt-missing"));
     let missing = tool_error_text(
         &client,
         "sandbox_session",
-        json!({"action": "create", "name": "mnt-missing", "language": "python", "mounts": ["gone"]}),
+        json!({"action": "create", "name": missing_folder, "language": "python", "mounts": ["gone"]}),
     )
     .await;
     assert!(missing.contains("does not exist"), "{missing}");

@@ -276,7 +276,10 @@ async fn http_answers_401_without_the_token_and_serves_tools_with_it() {
         StreamableHttpClientTransportConfig::with_uri(format!("http://{address}/mcp")).auth_header(TOKEN),
     );
     let client = ().serve(transport).await.expect("initialize over HTTP");
-    let tools = client.list_all_tools().await.expect("tools/list");
+    let tools = tokio::time::timeout(CALL_LIMIT, client.list_all_tools())
+        .await
+        .expect("tools/list answers within the call limit")
+        .expect("tools/list");
     assert_eq!(tools.len(), 6, "{tools:?}");
     let result = execute(&client, "python", "print(6 * 7)").await;
     assert_eq!(result["stdout"], "42\n", "{result}");

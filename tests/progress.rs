@@ -100,7 +100,10 @@ async fn long_executes_report_progress_with_their_latest_output() {
     let code = "for i in 1 2 3 4; do echo \"step $i\"; sleep 1; done";
     let handle = send(&client, "sandbox_execute", json!({"language": "bash", "code": code})).await;
     let token = handle.progress_token.clone();
-    let response = handle.await_response().await.expect("the execute answers");
+    let response = tokio::time::timeout(CALL_LIMIT, handle.await_response())
+        .await
+        .expect("the execute answers within the call limit")
+        .expect("the execute answers");
     assert!(format!("{response:?}").contains("step 4"), "{response:?}");
     let messages = listener.messages_for(&token);
     assert!(
@@ -139,7 +142,10 @@ async fn installs_report_their_steps() {
     )
     .await;
     let token = handle.progress_token.clone();
-    let response = handle.await_response().await.expect("the install answers");
+    let response = tokio::time::timeout(CALL_LIMIT, handle.await_response())
+        .await
+        .expect("the install answers within the call limit")
+        .expect("the install answers");
     assert!(
         !format!("{response:?}").contains("is_error: Some(true)"),
         "{response:?}"

@@ -11,7 +11,10 @@ use serde_json::json;
 async fn tools_list_shows_six_tools_with_schemas() {
     // Listing tools must not need Docker.
     let client = start_server_with_env(&[]).await;
-    let tools = client.list_all_tools().await.expect("tools/list failed");
+    let tools = tokio::time::timeout(CALL_LIMIT, client.list_all_tools())
+        .await
+        .expect("tools/list answers within the call limit")
+        .expect("tools/list failed");
     let mut names: Vec<String> = tools.iter().map(|tool| tool.name.to_string()).collect();
     names.sort();
     assert_eq!(

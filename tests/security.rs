@@ -117,10 +117,11 @@ async fn sessions_may_tighten_the_profile_but_not_loosen_it() {
     session(&client, json!({"action": "destroy", "name": name})).await;
 
     for (asked, expected) in [("permissive", "weaker"), ("lax", "unknown seccomp profile")] {
+        let loosen = TestSession::adopt(unique_name("loosen"));
         let refused = tool_error_text(
             &client,
             "sandbox_session",
-            json!({"action": "create", "name": "loosen", "language": "python", "seccomp": asked}),
+            json!({"action": "create", "name": loosen, "language": "python", "seccomp": asked}),
         )
         .await;
         assert!(refused.contains(expected), "{refused}");

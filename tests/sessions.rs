@@ -363,10 +363,11 @@ async fn bad_session_requests_are_clear_tool_errors() {
     )
     .await;
     assert!(text_of(&result).contains("already exists"), "{}", text_of(&result));
+    let bad_ttl = TestSession::adopt(unique_name("bad-ttl"));
     let result = call(
         &client,
         "sandbox_session",
-        json!({"action": "create", "name": "bad-ttl", "language": "bash", "ttl": 0}),
+        json!({"action": "create", "name": bad_ttl, "language": "bash", "ttl": 0}),
     )
     .await;
     assert!(

@@ -142,7 +142,7 @@ pub enum FileError {
     #[error("path `{0}` contains `..`; give a path inside /workspace (relative paths start there) or /outputs")]
     Traversal(String),
     #[error(
-        "path `{0}` is outside the session's folders; use a path relative to /workspace, or one under /workspace, /outputs or a mounted host folder (/mnt/<name>)"
+        "path `{0}` is outside the session's folders; use a path relative to /workspace, or one under /workspace, /outputs or a mounted host folder (/mnt/<name>, listed with the session)"
     )]
     Outside(String),
     #[error("`{0}` is in a read-only host folder; write under /workspace or /outputs instead")]
@@ -170,7 +170,7 @@ pub enum FileError {
     #[error("`{0}` is one of the session's top folders and cannot be deleted; delete what is inside it instead")]
     RootFolder(String),
     #[error(
-        "the folder holds more than {max} entries; list a sub-folder, or have code summarize it (for example `ls | head`)"
+        "the folder holds more than {max} entries; list a sub-folder, or have code summarize it (for example `ls | head`, run as code)"
     )]
     ListTooLarge { max: u64 },
     #[error(

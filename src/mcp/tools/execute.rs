@@ -1,6 +1,6 @@
 //! `sandbox_execute`: run code in a fresh sandbox.
 
-use super::{OutcomeSlot, Reported, ToolAnswer, structured_result, tool_error};
+use super::{OutcomeSlot, Reported, ToolAnswer, refusal, structured_result};
 use crate::core::artifacts::ArtifactContent;
 use crate::core::error::ExecuteError;
 use crate::core::{ExecuteRequest, ExecutionOutcome, Watch};
@@ -214,10 +214,7 @@ with `session` (create one with sandbox_session) variables and files persist bet
             reporter.finish().await;
             slot.report(match result {
                 Ok(execution) => success_or_code_error(execution),
-                Err(error) => {
-                    tracing::info!(%error, "execute refused or failed");
-                    tool_error(error.to_string())
-                }
+                Err(error) => refusal(&error),
             })
         }
         .instrument(span)

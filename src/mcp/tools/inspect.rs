@@ -2,7 +2,7 @@
 //! summary of the audit log.
 
 use super::security::SecurityPosture;
-use super::{OutcomeSlot, Reported, ToolAnswer, structured_result, tool_error};
+use super::{OutcomeSlot, Reported, ToolAnswer, refusal, structured_result, tool_error};
 use crate::core::{CacheStats, PoolLanguageStats, SessionInfo};
 use crate::mcp::SandboxServer;
 use crate::security::audit::{AuditStats, Outcome};
@@ -96,7 +96,7 @@ impl SandboxServer {
         let sessions = if matches!(target, InspectTarget::All | InspectTarget::Sessions) {
             match self.executor.sessions().list().await {
                 Ok(sessions) => Some(sessions),
-                Err(error) => return tool_error(error.to_string()),
+                Err(error) => return refusal(&error),
             }
         } else {
             None
@@ -104,7 +104,7 @@ impl SandboxServer {
         let cache = if matches!(target, InspectTarget::All | InspectTarget::Cache) {
             match self.executor.cache().stats().await {
                 Ok(cache) => Some(cache),
-                Err(error) => return tool_error(error.to_string()),
+                Err(error) => return refusal(&error),
             }
         } else {
             None

@@ -66,12 +66,15 @@ pub(crate) fn answer<T: Serialize, E: std::error::Error + 'static>(
             let text = render(&output);
             structured_result(&output, text, Outcome::Ok)
         }
-        Err(error) => {
-            // The client gets the message; the log keeps every detail.
-            tracing::info!(detail = ?error, "tool call failed");
-            tool_error(next_step::explain(&error))
-        }
+        Err(error) => refusal(&error),
     }
+}
+
+/// A failed call's answer: the error's message with the tool to use next
+/// (the client gets that; the log keeps every detail).
+pub(crate) fn refusal(error: &(dyn std::error::Error + 'static)) -> ToolAnswer {
+    tracing::info!(detail = ?error, "tool call failed");
+    tool_error(next_step::explain(error))
 }
 
 /// A tool-level failure the model can act on (`isError: true`).

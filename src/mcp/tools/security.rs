@@ -1,7 +1,7 @@
 //! `sandbox_security`: the audit log's recent events and policy violations,
 //! counts, and verification of its tamper-evident chain.
 
-use super::{OutcomeSlot, Reported, structured_result, tool_error};
+use super::{OutcomeSlot, Reported, refusal, structured_result};
 use crate::config::Config;
 use crate::mcp::SandboxServer;
 use crate::security::audit::AuditError;
@@ -108,7 +108,7 @@ the line if anything was edited, removed or reordered).",
                     };
                     structured_result(&output, text, outcome)
                 }
-                Err(error) => tool_error(error.to_string()),
+                Err(error) => refusal(&error),
             })
         }
         .instrument(span)

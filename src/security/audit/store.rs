@@ -5,10 +5,9 @@
 //! not there. So two appends never interleave, whichever path they take.
 
 use super::chain::{Tail, last_line, parse_seq, read_head, rotated, sibling, write_head};
-use super::{AuditEvent, AuditLog, AuditSettings, GENESIS, hash_hex, timestamp};
-use crate::security::audit::AuditError;
+use super::{AuditError, AuditEvent, AuditLog, AuditSettings, GENESIS, hash_hex, timestamp};
 use parking_lot::{Mutex, MutexGuard};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
@@ -158,10 +157,11 @@ impl Writer {
             size,
             needs_newline,
         } = self.tail(path)?;
-        let mut object = Map::new();
+        // The chain's own fields go in last, so no event field can replace
+        // them (keys are written sorted, so the line reads the same).
+        let mut object = fields;
         object.insert("seq".into(), Value::from(seq + 1));
         object.insert("ts".into(), Value::from(timestamp()));
-        object.extend(fields);
         object.insert("prev".into(), Value::from(prev));
         let line = serde_json::to_string(&Value::Object(object)).map_err(|e| AuditError::Corrupt(e.to_string()))?;
         if size > 0 && size + line.len() as u64 + 1 > self.settings.max_bytes {
