@@ -294,13 +294,15 @@ impl PackageCache {
             }
         }
         let spec = RunSpec {
+            program: &program,
+            kernel: None,
             env: &env,
             stdin: None,
             timeout_ms: INSTALL_TIMEOUT.as_millis() as u64,
             collect_outputs: false,
             watch,
         };
-        let run = run_program(connection, &program, None, spec, config)
+        let run = run_program(connection, spec, config)
             .await
             .map_err(|failure| match failure {
                 RunFailure::HostTimeout => PackageError::Failed {

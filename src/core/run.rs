@@ -3,7 +3,7 @@
 
 use super::artifacts::{self, Artifact};
 use super::connection::{RequestFailure, RunnerConnection};
-use super::protocol::{CollectOutputs, HostMessage, RunRequest, RunResult, RunnerMessage};
+use super::protocol::{CollectOutputs, HostMessage, RunMode, RunRequest, RunResult, RunnerMessage};
 use super::watch::Watch;
 use crate::config::Config;
 use crate::core::error::ExecuteError;
@@ -54,10 +54,13 @@ impl ExecuteRequest {
         }
     }
 
-    /// How the execute's program runs: with its env, stdin and timeout,
-    /// returning what it writes to `/outputs`.
-    pub fn run_spec(&self) -> RunSpec<'_> {
+    /// How the execute's `program` runs (in `kernel`, when the container
+    /// has one): with its env, stdin and timeout, returning what it writes
+    /// to `/outputs`.
+    pub fn run_spec<'a>(&'a self, program: &'a Program, kernel: Option<Kernel>) -> RunSpec<'a> {
         RunSpec {
+            program,
+            kernel,
             env: &self.env,
             stdin: self.stdin.as_deref(),
             timeout_ms: self.timeout_ms,
@@ -67,11 +70,14 @@ impl ExecuteRequest {
     }
 }
 
-/// The settings of one run of [`run_program`] that do not depend on the
-/// program: an execute's ([`ExecuteRequest::run_spec`]) or a package
-/// install's.
+/// One run of [`run_program`]: an execute's ([`ExecuteRequest::run_spec`])
+/// or a package install's.
 #[derive(Debug, Clone, Copy)]
 pub struct RunSpec<'a> {
+    pub program: &'a Program,
+    /// The container's kernel; a kernel cell runs in it, anything else (and
+    /// a cell when there is none) as fresh processes.
+    pub kernel: Option<Kernel>,
     pub env: &'a BTreeMap<String, String>,
     pub stdin: Option<&'a str>,
     pub timeout_ms: u64,
@@ -138,38 +144,44 @@ impl From<RunFailure> for ExecuteError {
     }
 }
 
-/// The run request for `program` under `spec`, with the output caps of
-/// `config`.
-pub(crate) fn run_request<'a>(
-    id: &'a str,
-    program: &'a Program,
-    kernel: Option<Kernel>,
-    spec: &RunSpec<'a>,
-    config: &Config,
-) -> RunRequest<'a> {
-    let mut run = RunRequest::new(id, program, kernel, spec.env, spec.timeout_ms, config.max_output_bytes);
-    run.stdin = spec.stdin;
-    if spec.collect_outputs {
-        run.collect_outputs = Some(CollectOutputs {
+/// The run request of `spec`, with the output caps of `config`, run in
+/// `/workspace`.
+pub(crate) fn run_request<'a>(id: &'a str, spec: &RunSpec<'a>, config: &Config) -> RunRequest<'a> {
+    let program = spec.program;
+    let kernel = spec.kernel.filter(|_| program.uses_kernel());
+    RunRequest {
+        id,
+        mode: if kernel.is_some() {
+            RunMode::Kernel
+        } else {
+            RunMode::Exec
+        },
+        kernel,
+        kernel_source: program.kernel_source.as_deref().filter(|_| kernel.is_some()),
+        files: &program.files,
+        steps: &program.steps,
+        stdin: spec.stdin,
+        env: spec.env,
+        cwd: "/workspace",
+        timeout_ms: spec.timeout_ms,
+        max_output_bytes: config.max_output_bytes,
+        collect_outputs: spec.collect_outputs.then_some(CollectOutputs {
             dir: "/outputs",
             max_files: config.max_artifacts,
             max_bytes: config.max_artifact_bytes,
-        });
+        }),
+        progress: spec.watch.wants_progress(),
     }
-    run.progress = spec.watch.wants_progress();
-    run
 }
 
-/// Runs `program` through `connection`.
+/// Runs `spec`'s program through `connection`.
 pub async fn run_program(
     connection: &RunnerConnection,
-    program: &Program,
-    kernel: Option<Kernel>,
     spec: RunSpec<'_>,
     config: &Config,
 ) -> Result<RunResult, RunFailure> {
     let id = uuid::Uuid::new_v4().to_string();
-    let run = run_request(&id, program, kernel, &spec, config);
+    let run = run_request(&id, &spec, config);
     let progress = run.progress;
     let payload = HostMessage::Run(run).encode().map_err(RunFailure::Gone)?;
     let watch = spec.watch;

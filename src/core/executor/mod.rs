@@ -214,14 +214,8 @@ impl Executor {
             Some(_) => request.language.prepare_cell(&request.code),
             None => request.language.prepare(&request.code),
         };
-        let result = run_program(
-            &sandbox.connection,
-            &program,
-            sandbox.kernel,
-            request.run_spec(),
-            &self.config,
-        )
-        .await;
+        let spec = request.run_spec(&program, sandbox.kernel);
+        let result = run_program(&sandbox.connection, spec, &self.config).await;
         let container_id = sandbox.container.id().to_string();
         self.background.spawn(sandbox.container.remove());
         tracing::debug!(

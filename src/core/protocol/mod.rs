@@ -15,7 +15,7 @@
 //! parsing so that a field the runner sends and this side ignores shows.
 
 use crate::docker::DockerError;
-use crate::runtime::{Kernel, Phase, Program, SourceFile, Step};
+use crate::runtime::{Kernel, Phase, SourceFile, Step};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -88,37 +88,6 @@ pub struct CollectOutputs {
     pub dir: &'static str,
     pub max_files: usize,
     pub max_bytes: u64,
-}
-
-impl<'a> RunRequest<'a> {
-    /// A run of `program` in `kernel` (when the program is a kernel cell and
-    /// a kernel is given; as fresh processes otherwise) in `/workspace`,
-    /// without stdin, collected outputs or progress.
-    pub fn new(
-        id: &'a str,
-        program: &'a Program,
-        kernel: Option<Kernel>,
-        env: &'a BTreeMap<String, String>,
-        timeout_ms: u64,
-        max_output_bytes: u64,
-    ) -> Self {
-        let uses_kernel = program.uses_kernel() && kernel.is_some();
-        Self {
-            id,
-            mode: if uses_kernel { RunMode::Kernel } else { RunMode::Exec },
-            kernel: kernel.filter(|_| uses_kernel),
-            kernel_source: program.kernel_source.as_deref().filter(|_| uses_kernel),
-            files: &program.files,
-            steps: &program.steps,
-            stdin: None,
-            env,
-            cwd: "/workspace",
-            timeout_ms,
-            max_output_bytes,
-            collect_outputs: None,
-            progress: false,
-        }
-    }
 }
 
 /// Host → runner: a file operation, done by the runner as the sandbox user

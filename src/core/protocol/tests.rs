@@ -8,7 +8,7 @@ use super::*;
 use crate::config::Config;
 use crate::core::run::{ExecuteRequest, RunSpec, run_request};
 use crate::core::watch::Watch;
-use crate::runtime::Language;
+use crate::runtime::{Language, Program};
 use serde_json::Value;
 use std::path::PathBuf;
 
@@ -151,7 +151,9 @@ fn every_host_message_serializes_as_its_fixture() {
     let no_env = BTreeMap::new();
     let quiet = Watch::default();
     // A package install's run: no outputs, no stdin, no progress.
-    let install = RunSpec {
+    let install = |program| RunSpec {
+        program,
+        kernel: None,
         env: &no_env,
         stdin: None,
         timeout_ms: 30_000,
@@ -205,15 +207,13 @@ fn every_host_message_serializes_as_its_fixture() {
     let built = [
         (
             "run_exec",
-            value(&HostMessage::Run(run_request("run-1", &go, None, &install, &config))),
+            value(&HostMessage::Run(run_request("run-1", &install(&go), &config))),
         ),
         (
             "run_kernel",
             value(&HostMessage::Run(run_request(
                 "run-2",
-                &cell,
-                Some(Kernel::Node),
-                &execute.run_spec(),
+                &execute.run_spec(&cell, Some(Kernel::Node)),
                 &config,
             ))),
         ),
@@ -248,20 +248,21 @@ fn every_host_message_serializes_as_its_fixture() {
 
 #[test]
 fn a_kernel_run_needs_a_kernel_and_a_cell() {
-    let env = BTreeMap::new();
+    let config = Config::default();
+    let execute = ExecuteRequest::stateless(Language::Python, "x = 1", 1000);
     let cell = Language::Python.prepare_cell("x = 1");
-    let in_kernel = RunRequest::new("a", &cell, Some(Kernel::Python), &env, 1000, 10);
+    let in_kernel = run_request("a", &execute.run_spec(&cell, Some(Kernel::Python)), &config);
     assert_eq!(in_kernel.mode, RunMode::Kernel);
     assert_eq!(in_kernel.kernel_source, Some("/tmp/run/main.py"));
     // No kernel in the container (a stateless Python run with no pool
     // kernel): the same cell runs as a fresh process.
-    let without = RunRequest::new("b", &cell, None, &env, 1000, 10);
+    let without = run_request("b", &execute.run_spec(&cell, None), &config);
     assert_eq!(
         (without.mode, without.kernel, without.kernel_source),
         (RunMode::Exec, None, None)
     );
     let program = Language::Bash.prepare("echo 1");
-    let plain = RunRequest::new("c", &program, Some(Kernel::Bash), &env, 1000, 10);
+    let plain = run_request("c", &execute.run_spec(&program, Some(Kernel::Bash)), &config);
     assert_eq!((plain.mode, plain.kernel), (RunMode::Exec, None));
 }
 

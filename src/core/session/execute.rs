@@ -66,7 +66,7 @@ impl SessionManager {
         let live = handle.connect(engine).await?;
         let config = self.launcher.config();
         self.touch(&facts.info.id);
-        let result = run_program(&live, &program, kernel, request.run_spec(), config).await;
+        let result = run_program(&live, request.run_spec(&program, kernel), config).await;
         self.touch(&facts.info.id);
         match result {
             Ok(run) => Ok(outcome(config, request, run, notes)),
