@@ -48,7 +48,7 @@ impl DockerEngine {
     }
 
     /// A connected client, negotiating the API version on first use.
-    pub async fn client(&self) -> Result<Docker, DockerError> {
+    pub(super) async fn client(&self) -> Result<Docker, DockerError> {
         let mut slot = self.client.lock().await;
         if let Some(client) = slot.as_ref() {
             return Ok(client.clone());

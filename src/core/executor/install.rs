@@ -6,6 +6,18 @@ use crate::core::error::{ExecuteError, PackageError, SessionError};
 use crate::core::watch::Watch;
 use crate::runtime::Language;
 
+/// A `sandbox_install` request.
+#[derive(Debug, Clone)]
+pub struct InstallRequest {
+    pub packages: Vec<String>,
+    /// Install into this session; without one, prepare the cached image.
+    pub session: Option<String>,
+    /// Required without a session; with one, it must be the session's.
+    pub language: Option<Language>,
+    /// Without a session: cache on top of the data-science image (Python).
+    pub ml: bool,
+}
+
 /// What an install did.
 #[derive(Debug, Clone)]
 pub struct InstallReport {
@@ -23,15 +35,10 @@ pub struct InstallReport {
 impl Executor {
     /// Installs packages into a session, or prepares the cached image of
     /// (`language`, `packages`) when no session is given.
-    pub async fn install(
-        &self,
-        packages: &[String],
-        session: Option<&str>,
-        language: Option<Language>,
-        ml: bool,
-        watch: &Watch,
-    ) -> Result<InstallReport, ExecuteError> {
-        match session {
+    pub async fn install(&self, request: &InstallRequest, watch: &Watch) -> Result<InstallReport, ExecuteError> {
+        let packages = &request.packages;
+        let language = request.language;
+        match request.session.as_deref() {
             Some(name) => {
                 let target = self.sessions.install_target(name).await?;
                 if let Some(language) = language
@@ -56,7 +63,7 @@ impl Executor {
             }
             None => {
                 let language = language.ok_or(PackageError::LanguageRequired)?;
-                let base = self.base_image(language, ml).await?;
+                let base = self.base_image(language, request.ml).await?;
                 let cached = self.cache.image_for(language, &base, packages, watch).await?;
                 Ok(InstallReport {
                     language,

@@ -3,11 +3,11 @@
 //! in a session. Owns the pool and the session manager and their
 //! background tasks.
 
+mod create_session;
 mod install;
-mod sessions;
 
-pub use install::InstallReport;
-pub use sessions::{SessionRequest, check_host_folder};
+pub use create_session::{SessionRequest, check_host_folder};
+pub use install::{InstallReport, InstallRequest};
 
 use super::background::Background;
 use super::cache::PackageCache;

@@ -33,7 +33,9 @@ pub enum HostMessage<'a> {
     Cancel { id: &'a str },
     /// A file operation; answered with [`RunnerMessage::File`].
     File(FileRequest<'a>),
-    /// Are you there? Answered with [`RunnerMessage::Pong`].
+    /// Are you there? Answered with [`RunnerMessage::Pong`]. Part of the
+    /// contract (the runner answers it, the fixtures pin it) for a liveness
+    /// check; the server itself tells liveness by the stream today.
     Ping { id: &'a str },
 }
 

@@ -3,7 +3,7 @@
 use super::{OutcomeSlot, Reported, answer};
 use crate::core::Watch;
 use crate::core::error::ExecuteError;
-use crate::core::executor::InstallReport;
+use crate::core::executor::{InstallReport, InstallRequest};
 use crate::mcp::SandboxServer;
 use crate::mcp::progress::Reporter;
 use crate::runtime::Language;
@@ -101,15 +101,13 @@ Managers: pip (python), npm (javascript, typescript), cargo (rust), go modules (
 impl SandboxServer {
     async fn run_install(&self, params: &InstallParams, watch: Watch) -> Result<InstallReport, ExecuteError> {
         let language = params.language.as_deref().map(Language::parse).transpose()?;
-        self.executor
-            .install(
-                &params.packages,
-                params.session.as_deref(),
-                language,
-                params.ml.unwrap_or(false),
-                &watch,
-            )
-            .await
+        let request = InstallRequest {
+            packages: params.packages.clone(),
+            session: params.session.clone(),
+            language,
+            ml: params.ml.unwrap_or(false),
+        };
+        self.executor.install(&request, &watch).await
     }
 }
 
