@@ -41,8 +41,12 @@ async fn a_fork_bomb_hits_the_process_limit_and_the_server_stays_responsive() {
         // until the memory limit ends the whole sandbox. Contained all the
         // same: the call says the sandbox stopped, the server answers, and
         // nothing is left behind.
+        // The shell stays while its bomb grows: otherwise it exits 0 at
+        // once and the runner ends the step (killing the group) before a
+        // bomb slowed down by gVisor (or a busy machine) reaches any limit,
+        // and nothing is tested.
         for (language, code) in [
-            ("bash", ":(){ :|:& };:"),
+            ("bash", ":(){ :|:& };:; sleep 60"),
             ("python", "import os\nwhile True:\n    os.fork()"),
         ] {
             let result = call(
@@ -62,7 +66,9 @@ async fn a_fork_bomb_hits_the_process_limit_and_the_server_stays_responsive() {
         client.cancel().await.ok();
         return;
     }
-    let result = run(&client, "bash", ":(){ :|:& };:", 5000).await;
+    // As above, the shell stays while the bomb grows, so a busy machine
+    // cannot end the step before the bomb meets the limit.
+    let result = run(&client, "bash", ":(){ :|:& };:; sleep 2", 5000).await;
     let stderr = result["stderr"].as_str().unwrap_or_default();
     assert!(
         stderr.contains("Resource temporarily unavailable"),
