@@ -33,6 +33,19 @@
 //!   addresses pass only when `egress.allow_private` names them; loopback,
 //!   unspecified, broadcast and multicast never. IPv6 forms that carry an
 //!   IPv4 address are judged as that address ([`AddressClass`]).
+//! - **What the engine does** (Docker 20.10, tried by hand on this project's
+//!   machines): on an `--internal` network a container with every capability
+//!   dropped reaches the proxy at the proxy's address on that network, and
+//!   the proxy sees the container's own source address; a direct connection
+//!   to an outside address times out; the engine's embedded resolver
+//!   (`127.0.0.11`, the only `nameserver` in the container) answers names of
+//!   containers on that network but no outside names, also to a raw UDP
+//!   query. But the host itself owns the network's gateway address, so a
+//!   service on the host listening on every address is reachable from the
+//!   sandbox there: session networks must be created with
+//!   `com.docker.network.bridge.inhibit_ipv4=true` (the bridge gets no host
+//!   address; the host was then unreachable at every bridge address while
+//!   the proxy still answered).
 
 mod address;
 mod allowance;
