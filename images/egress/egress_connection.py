@@ -8,6 +8,7 @@ report `closed`. Every connection that was asked about gets exactly one
 import asyncio
 import ipaddress
 import socket
+import threading
 import time
 
 from egress_address import parse_literal, refusal
@@ -40,6 +41,30 @@ def plain_address(sockaddr):
     if address.version == 6 and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return str(address)
+
+
+def lookup(host, port):
+    """getaddrinfo in a daemon thread of its own (the future of its result):
+    a lookup that hangs delays neither other lookups nor the proxy's exit."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(method, value):
+        if not future.done():
+            method(value)
+
+    def work():
+        try:
+            outcome = (future.set_result, socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except Exception as error:
+            outcome = (future.set_exception, error)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:
+            pass  # the loop is closed: the proxy stopped
+
+    threading.Thread(target=work, name="lookup", daemon=True).start()
+    return future
 
 
 class Connection:
@@ -127,8 +152,10 @@ class Connection:
                 lines = await read_head(self.reader)
             return None if lines is None else parse_head(lines)
         except TimeoutError:
+            log("bad request from %s: no request header in time" % self.client)
             await self.reply(408, "bad request: the request header did not arrive in time")
         except BadRequest as bad:
+            log("bad request from %s: %s" % (self.client, bad))
             await self.reply(bad.status, "bad request: %s" % bad)
         except (ConnectionError, OSError):
             pass
@@ -173,11 +200,8 @@ class Connection:
             candidates = [literal]
         else:
             try:
-                infos = await asyncio.wait_for(
-                    asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM),
-                    self.settings.connect_timeout,
-                )
-            except (OSError, TimeoutError) as error:
+                infos = await asyncio.wait_for(lookup(host, port), self.settings.connect_timeout)
+            except Exception as error:  # gaierror, TimeoutError, an odd name's UnicodeError
                 reason = "cannot resolve %s: %s" % (host, str(error) or "timed out")
                 raise Refused(502, "cannot reach %s: %s" % (self.request.target, reason), reason)
             candidates = []
@@ -205,6 +229,7 @@ class Connection:
         reason = None
         for address in addresses:
             self.outcome["address"] = str(address)
+            log("%s connecting to %s port %d" % (self.id, address, self.request.port))
             try:
                 return await asyncio.wait_for(
                     asyncio.open_connection(str(address), self.request.port, limit=STREAM_LIMIT),

@@ -21,7 +21,7 @@ on the proxy's stdin (server -> proxy) and stdout (proxy -> server; nothing
 else is written there, diagnostics go to stderr). A server line that is not
 a valid message is logged to stderr and ignored (a decision that names a
 pending connection but is invalid refuses that connection at once). The end
-of stdin stops the proxy (exit 0).
+of stdin stops the proxy (exit 0), and so do SIGTERM and SIGINT.
 
   proxy -> server  {"type": "ready", "protocol": 1, "listen": "0.0.0.0:3128"}
                    once, when listening ("listen": the address bound).
@@ -72,6 +72,7 @@ of stdin stops the proxy (exit 0).
 import argparse
 import asyncio
 import ipaddress
+import signal
 import sys
 from dataclasses import dataclass
 
@@ -109,7 +110,9 @@ class Proxy:
         """Says `ready`, then serves until the server closes its stream."""
         loop = asyncio.get_running_loop()
         self.stopped = asyncio.Event()
-        self.channel = ServerChannel(loop, self.on_line, self.stopped.set, self.read_fd, self.write_fd)
+        for number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(number, self.stop, number.name)
+        self.channel = ServerChannel(loop, self.on_line, self.stop, self.read_fd, self.write_fd)
         server = await asyncio.start_server(
             self.accept, self.settings.host, self.settings.port, limit=STREAM_LIMIT
         )
@@ -120,13 +123,17 @@ class Proxy:
         self.channel.send(protocol.encode(protocol.ready(listen)))
         log("listening on %s" % listen)
         await self.stopped.wait()
-        log("the server closed its stream; stopping")
         server.close()
         for task in list(self.tasks):
             task.cancel()
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=SHUTDOWN_GRACE)
-        await asyncio.get_running_loop().run_in_executor(None, self.channel.flush, SHUTDOWN_GRACE)
+        self.channel.flush(SHUTDOWN_GRACE)
+
+    def stop(self, why="the server closed its stream"):
+        if not self.stopped.is_set():
+            log("stopping: %s" % why)
+            self.stopped.set()
 
     async def accept(self, reader, writer):
         task = asyncio.current_task()

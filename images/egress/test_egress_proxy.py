@@ -96,6 +96,18 @@ class ServerSide:
         with self.changed:
             return [line for line in self.log if text in line]
 
+    def connected(self, request_id):
+        """Whether the proxy tried to connect anywhere for this connection
+        (its log says so before the line that ends the connection)."""
+        self.closed(request_id)
+        prefix = "egress: %s " % request_id
+        deadline = time.monotonic() + TIMEOUT
+        while not [line for line in self.log_lines(prefix) if line.startswith(prefix) and " (session " in line]:
+            if time.monotonic() > deadline:
+                raise AssertionError("no end of %s in the log: %s" % (request_id, "".join(self.log)))
+            time.sleep(0.01)
+        return bool(self.log_lines("egress: %s connecting to " % request_id))
+
     def wait_for(self, wanted, timeout=TIMEOUT):
         """The first message (of all so far) that `wanted` accepts."""
         deadline = time.monotonic() + timeout
@@ -281,6 +293,7 @@ class AllowedTest(ProxyTestCase):
             },
         )
         closed = self.server.closed(ask["id"])
+        self.assertTrue(self.server.connected(ask["id"]))
         self.assertEqual(closed["session"], "calc")
         self.assertEqual((closed["host"], closed["port"]), ("localhost", ask["port"]))
         self.assertEqual(closed["address"], "127.0.0.1")
@@ -380,7 +393,9 @@ class RefusedTest(ProxyTestCase):
                     ),
                     answer,
                 )
-                closed = self.server.closed(self.server.next_ask()["id"])
+                ask = self.server.next_ask()
+                closed = self.server.closed(ask["id"])
+                self.assertFalse(self.server.connected(ask["id"]))
                 self.assertIs(closed["allowed"], False)
                 self.assertEqual(closed["reason"], "refused.invalid is not in this session's grants")
                 self.assertIsNone(closed["address"])
@@ -398,7 +413,9 @@ class RefusedTest(ProxyTestCase):
         answer = self.exchange(b"CONNECT localhost:%d HTTP/1.1\r\n\r\n" % port)
         self.assertTrue(answer.startswith(b"HTTP/1.1 403 Forbidden\r\n"), answer)
         self.assertIn(b"localhost resolves to 127.0.0.1, which is not a public address (loopback)", answer)
-        closed = self.server.closed(self.server.next_ask()["id"])
+        ask = self.server.next_ask()
+        self.assertFalse(self.server.connected(ask["id"]))
+        closed = self.server.closed(ask["id"])
         self.assertEqual((closed["allowed"], closed["address"], closed["session"]), (False, "127.0.0.1", "calc"))
         self.assertIn("(loopback)", closed["reason"])
         self.assertEqual(self.origins.echo.connections, 0)
@@ -422,6 +439,7 @@ class RefusedTest(ProxyTestCase):
                 ask = self.server.next_ask()
                 self.assertEqual(ask["host"], host)
                 closed = self.server.closed(ask["id"])
+                self.assertFalse(self.server.connected(ask["id"]))
                 self.assertIs(closed["allowed"], False)
                 self.assertIn(kind.decode(), closed["reason"])
 
@@ -457,8 +475,10 @@ class RefusedTest(ProxyTestCase):
         self.assertLess(time.monotonic() - started, 5)
         self.assertTrue(answer.startswith(b"HTTP/1.1 403 Forbidden\r\n"), answer)
         self.assertIn(b"is not allowed for this session: no decision in time", answer)
-        closed = self.server.closed(self.server.next_ask()["id"])
+        ask = self.server.next_ask()
+        closed = self.server.closed(ask["id"])
         self.assertEqual((closed["allowed"], closed["reason"]), (False, "no decision in time"))
+        self.assertFalse(self.server.connected(ask["id"]))
         self.assertEqual(self.origins.echo.connections, 0)
 
     def test_an_unreachable_origin_is_a_502(self):
@@ -517,7 +537,33 @@ class MalformedTest(ProxyTestCase):
 
 
 class RobustnessTest(ProxyTestCase):
-    arguments = ("--header-timeout", "2", "--idle-timeout", "1", "--connect-timeout", "3")
+    arguments = ("--header-timeout", "2", "--idle-timeout", "1", "--connect-timeout", "1")
+
+    def test_an_origin_that_does_not_accept_in_time_is_a_502(self):
+        """A listener with a full backlog drops new SYNs (Linux), so the
+        proxy's connect hangs until its connect timeout."""
+        full = socket.socket()
+        self.addCleanup(full.close)
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        queued = socket.create_connection(full.getsockname(), timeout=TIMEOUT)
+        self.addCleanup(queued.close)
+        self.server.configure(LOOPBACK)
+        self.server.policy = allow()
+        started = time.monotonic()
+        answer = self.exchange(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % full.getsockname()[1])
+        self.assertLess(time.monotonic() - started, 5)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 502 Bad Gateway\r\n"), answer)
+        self.assertIn(b"timed out after 1 s", answer)
+        closed = self.server.closed(self.server.next_ask()["id"])
+        self.assertEqual((closed["allowed"], closed["address"]), (False, "127.0.0.1"))
+
+    def test_sigterm_stops_the_proxy(self):
+        self.server.configure(LOOPBACK)
+        self.server.process.terminate()
+        self.assertEqual(self.server.process.wait(TIMEOUT), 0)
+        self.server.stop()  # reads the rest of its log
+        self.assertTrue(self.server.log_lines("stopping: SIGTERM"))
 
     def test_a_client_that_leaves_while_its_ask_is_pending(self):
         self.server.configure(LOOPBACK, ask_timeout_ms=30000)
