@@ -13,6 +13,7 @@ MAX_HEAD_BYTES = 16384
 VERSIONS = ("HTTP/1.0", "HTTP/1.1")
 TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
 # Headers that belong to one hop (RFC 9110 7.6.1), and Host, which is set
 # from the request's own target so the origin sees the host that was checked.
@@ -79,7 +80,8 @@ async def read_head(reader, max_bytes=MAX_HEAD_BYTES):
 def parse_head(lines):
     """The Request in `lines` (bytes, without line ends), checked."""
     text = [line.decode("latin-1") for line in lines]
-    if any(ch in line for line in text for ch in "\r\0"):
+    # tabs may separate a header's value, never the request line's parts
+    if CONTROL.search(text[0]) or any(CONTROL.search(line.replace("\t", "")) for line in text[1:]):
         raise BadRequest("control character in the request header")
     parts = text[0].split(" ")
     if len(parts) != 3:
@@ -190,5 +192,6 @@ def answer(status, text=None):
     if text is None:
         return (head + "\r\n").encode("latin-1")
     body = ("multilang-sandbox egress: %s\n" % " ".join(text.split())).encode("utf-8", "replace")
-    head += "Content-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+    head += "Content-Type: text/plain; charset=utf-8\r\n"
+    head += "Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
     return head.encode("latin-1") + body

@@ -10,10 +10,25 @@ names itself and connects only to global unicast addresses or to networks
 the server's configuration names (egress_address.py). Refusals are HTTP 403
 with a one-line reason the program sees; an origin that cannot be reached
 is a 502; a request the proxy cannot read is a 400 (405 for TRACE, 408
-when its header is not in within the header timeout).
+when its header is not in within the header timeout). Bytes after a
+plain-HTTP request's head (its body, or more requests) go unchanged to the
+origin that was checked; `Connection: close` ends the exchange there.
+
+Design note (issue #14 asks why not a proxy from Debian): the parts that
+make this proxy ours are the per-connection question to the server over
+the attached stream (and its answer, possibly the user's, minutes later),
+the address check after our own lookup, the per-connection byte budget and
+the `closed` report. A packaged proxy would need an external ACL helper
+speaking to the server, a log parser for the byte counts and a patched
+resolver path, and a second image with more packages, for what is here
+a few hundred lines: its own HTTP is only reading a request head (no
+response parsing, no keep-alive, no TLS), and it needs only a python3, so
+no binary built on the host (which may be a Mac) goes into a container.
 
 Usage: python3 -E -s egress_proxy.py [--listen HOST:PORT]  (0.0.0.0:3128)
-  [--connect-timeout S] [--header-timeout S] [--idle-timeout S]
+  [--connect-timeout S] (10: per lookup, per address tried)
+  [--header-timeout S] (10: for the request head)
+  [--idle-timeout S] (600: no byte either way ends a connection)
 Only the Python standard library is used (3.11+).
 
 Protocol v1 with the server: newline-delimited JSON, one message per line,

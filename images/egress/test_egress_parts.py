@@ -161,7 +161,9 @@ class TargetTest(unittest.TestCase):
     def test_answers_have_a_one_line_body(self):
         text = answer(403, "a.example:443 is not allowed for this session: line one\nline two\r\n")
         head, body = text.split(b"\r\n\r\n")
-        self.assertEqual(body, b"multilang-sandbox egress: a.example:443 is not allowed for this session: line one line two\n")
+        self.assertEqual(
+            body, b"multilang-sandbox egress: a.example:443 is not allowed for this session: line one line two\n"
+        )
         self.assertIn(b"Content-Length: %d\r\n" % len(body), head)
         self.assertEqual(answer(200), b"HTTP/1.1 200 Connection established\r\n\r\n")
 
@@ -183,10 +185,13 @@ class ServerMessageTest(unittest.TestCase):
     def test_every_required_field_is_required(self):
         for message in (self.CONFIGURE, self.ALLOW, self.DENY):
             for key in message:
-                with self.subTest(type=message["type"], key=key), self.assertRaises(protocol.ProtocolError) as refused:
-                    self.parse({k: v for k, v in message.items() if k != key})
-                if key != "id" and message["type"] == "decision":
-                    self.assertEqual(refused.exception.request_id, "c-1")
+                partial = {k: v for k, v in message.items() if k != key}
+                with self.subTest(type=message["type"], key=key):
+                    with self.assertRaises(protocol.ProtocolError) as refused:
+                        self.parse(partial)
+                    if key != "id" and message["type"] == "decision":
+                        # so the connection it names is refused at once
+                        self.assertEqual(refused.exception.request_id, "c-1")
 
     def test_wrong_types_are_refused(self):
         for message in (
@@ -211,7 +216,8 @@ class ServerMessageTest(unittest.TestCase):
                 protocol.parse_server_message(line)
 
     def test_the_proxys_messages(self):
-        self.assertEqual(protocol.ready("0.0.0.0:3128"), {"type": "ready", "protocol": 1, "listen": "0.0.0.0:3128"})
+        ready = protocol.ready("0.0.0.0:3128")
+        self.assertEqual(ready, {"type": "ready", "protocol": 1, "listen": "0.0.0.0:3128"})
         outcome = dict.fromkeys(protocol.CLOSED_FIELDS, 0)
         self.assertEqual(list(protocol.closed("c-1", outcome)), ["type", "id"] + list(protocol.CLOSED_FIELDS))
         line = protocol.encode(protocol.ask("c-1", "172.30.0.3", "172.30.0.2", "CONNECT", "a.example", 443))
