@@ -96,6 +96,7 @@ from egress_channel import ServerChannel, log
 from egress_connection import STREAM_LIMIT, Connection
 
 SHUTDOWN_GRACE = 2.0
+BACKLOG = 1024  # sandboxes may open many connections at once
 
 
 @dataclass
@@ -129,7 +130,7 @@ class Proxy:
             loop.add_signal_handler(number, self.stop, number.name)
         self.channel = ServerChannel(loop, self.on_line, self.stop, self.read_fd, self.write_fd)
         server = await asyncio.start_server(
-            self.accept, self.settings.host, self.settings.port, limit=STREAM_LIMIT
+            self.accept, self.settings.host, self.settings.port, limit=STREAM_LIMIT, backlog=BACKLOG
         )
         bound = server.sockets[0].getsockname()
         host = "[%s]" % bound[0] if ":" in bound[0] else bound[0]

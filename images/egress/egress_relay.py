@@ -7,7 +7,7 @@ failure on either side, ends the connection."""
 import asyncio
 import time
 
-CHUNK = 65536
+CHUNK = 262144
 BUDGET_REACHED = "byte budget reached"
 
 

@@ -178,7 +178,8 @@ class Recorder(http.server.BaseHTTPRequestHandler):
 
 class Echo(socketserver.BaseRequestHandler):
     def handle(self):
-        self.server.connections += 1
+        with self.server.lock:
+            self.server.connections += 1
         while True:
             data = self.request.recv(65536)
             if not data:
@@ -186,15 +187,24 @@ class Echo(socketserver.BaseRequestHandler):
             self.request.sendall(data)
 
 
+class EchoServer(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    request_queue_size = 128  # many connections at once
+
+
+class HttpServer(http.server.ThreadingHTTPServer):
+    request_queue_size = 128
+
+
 class Origins:
     """An HTTP origin, a TCP echo and a silent listener, on loopback."""
 
     def __init__(self):
-        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+        self.http = HttpServer(("127.0.0.1", 0), Recorder)
         self.http.seen = []
-        self.echo = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Echo)
-        self.echo.daemon_threads = True
+        self.echo = EchoServer(("127.0.0.1", 0), Echo)
         self.echo.connections = 0
+        self.echo.lock = threading.Lock()
         for server in (self.http, self.echo):
             threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         self.silent = socket.create_server(("127.0.0.1", 0))

@@ -100,16 +100,16 @@ class AllowedTest(ProxyTestCase):
                 connection.sendall(payload)
                 answers[index] = (head, read_exactly(connection, len(payload)))
 
-        threads = [threading.Thread(target=one, args=(index,)) for index in range(20)]
+        threads = [threading.Thread(target=one, args=(index,)) for index in range(50)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(TIMEOUT)
-        self.assertEqual(sorted(answers), list(range(20)))
+        self.assertEqual(sorted(answers), list(range(50)))
         for index, (head, echoed) in answers.items():
             self.assertEqual((head, echoed), (OK_200, b"client %d" % index))
         ids = {ask["id"] for ask in self.server.of_type("ask")}
-        self.assertEqual(len(ids), 20)
+        self.assertEqual(len(ids), 50)
         for request_id in ids:
             self.assertIs(self.server.closed(request_id)["allowed"], True)
 
