@@ -123,15 +123,20 @@ class Proxy:
         self.stopped = None
 
     async def serve(self):
-        """Says `ready`, then serves until the server closes its stream."""
+        """Says `ready`, then serves until the server closes its stream (or
+        a signal); the exit code (1: it could not listen)."""
         loop = asyncio.get_running_loop()
         self.stopped = asyncio.Event()
         for number in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(number, self.stop, number.name)
         self.channel = ServerChannel(loop, self.on_line, self.stop, self.read_fd, self.write_fd)
-        server = await asyncio.start_server(
-            self.accept, self.settings.host, self.settings.port, limit=STREAM_LIMIT, backlog=BACKLOG
-        )
+        try:
+            server = await asyncio.start_server(
+                self.accept, self.settings.host, self.settings.port, limit=STREAM_LIMIT, backlog=BACKLOG
+            )
+        except OSError as error:
+            log("cannot listen on %s port %d: %s" % (self.settings.host, self.settings.port, error))
+            return 1
         bound = server.sockets[0].getsockname()
         host = "[%s]" % bound[0] if ":" in bound[0] else bound[0]
         listen = "%s:%d" % (host, bound[1])
@@ -145,6 +150,7 @@ class Proxy:
         if self.tasks:
             await asyncio.wait(list(self.tasks), timeout=SHUTDOWN_GRACE)
         self.channel.flush(SHUTDOWN_GRACE)
+        return 0
 
     def stop(self, why="the server closed its stream"):
         if not self.stopped.is_set():
@@ -252,12 +258,7 @@ def main(argv=None):
     # stdout is the server's channel, written only through fd 1: a stray
     # print must not reach it.
     sys.stdout = sys.stderr
-    try:
-        asyncio.run(Proxy(settings).serve())
-    except OSError as error:
-        log("cannot listen on %s:%d: %s" % (settings.host, settings.port, error))
-        return 1
-    return 0
+    return asyncio.run(Proxy(settings).serve())
 
 
 if __name__ == "__main__":

@@ -3,13 +3,16 @@ addresses are refused and why, how request targets are read, the head sent
 to an origin, and the check of the server's messages. The proxy as a whole
 is tested in test_egress_proxy.py."""
 
+import io
 import ipaddress
 import json
 import unittest
+from contextlib import redirect_stderr
 
 import egress_protocol as protocol
 from egress_address import address_class, parse_networks, refusal
 from egress_http import BadRequest, Request, answer, origin_head, parse_authority
+from egress_proxy import Settings, parse_arguments
 
 
 def ip(text):
@@ -226,6 +229,20 @@ class ServerMessageTest(unittest.TestCase):
         self.assertEqual(json.loads(line)["host"], "a.example")
         refused = dict(outcome, reason="grant refusé")
         self.assertIn("grant refusé".encode(), protocol.encode(protocol.closed("c-1", refused)))
+
+
+class ArgumentsTest(unittest.TestCase):
+    def test_defaults_and_listen_forms(self):
+        self.assertEqual(parse_arguments([]), Settings("0.0.0.0", 3128, 10.0, 10.0, 600.0))
+        settings = parse_arguments(["--listen", "[::]:8080", "--idle-timeout", "30"])
+        self.assertEqual((settings.host, settings.port, settings.idle_timeout), ("::", 8080, 30.0))
+        self.assertEqual(parse_arguments(["--listen", "127.0.0.1:0"]).port, 0)
+
+    def test_bad_arguments_are_refused(self):
+        for arguments in (["--listen", "3128"], ["--listen", "proxy:3128"], ["--listen", "1.2.3.4:70000"],
+                          ["--idle-timeout", "0"], ["--connect-timeout", "-1"]):
+            with self.subTest(arguments), self.assertRaises(SystemExit), redirect_stderr(io.StringIO()):
+                parse_arguments(arguments)
 
 
 if __name__ == "__main__":

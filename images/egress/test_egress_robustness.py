@@ -4,9 +4,12 @@ origins that never answer or never accept, bad lines from the server, and
 its stopping (standard library only, no Docker; see egress_testing.py)."""
 
 import socket
+import subprocess
+import sys
 import time
+import unittest
 
-from egress_testing import LOOPBACK, OK_200, TIMEOUT, ProxyTestCase, allow, read_all, read_exactly
+from egress_testing import LOOPBACK, OK_200, PROXY, TIMEOUT, ProxyTestCase, allow, read_all, read_exactly
 
 
 class MalformedTest(ProxyTestCase):
@@ -155,3 +158,14 @@ class RobustnessTest(ProxyTestCase):
         self.assertLess(time.monotonic() - started, 5)
         self.assertEqual(read_all(tunnel, timeout=5), b"")
         self.assertEqual(read_all(pending, timeout=5), b"")
+
+
+class ListenTest(unittest.TestCase):
+    def test_a_proxy_that_cannot_listen_exits_1_without_a_ready(self):
+        taken = socket.create_server(("127.0.0.1", 0))
+        self.addCleanup(taken.close)
+        command = [sys.executable, "-E", "-s", PROXY, "--listen", "127.0.0.1:%d" % taken.getsockname()[1]]
+        done = subprocess.run(command, stdin=subprocess.PIPE, capture_output=True, timeout=TIMEOUT)
+        self.assertEqual(done.returncode, 1)
+        self.assertEqual(done.stdout, b"")
+        self.assertIn(b"egress: cannot listen on 127.0.0.1 port", done.stderr)
