@@ -1,0 +1,261 @@
+"""One client connection through the egress proxy, in the order that keeps
+a refused host from ever being looked up or reached: read the request →
+ask the server (the host is not resolved yet) → resolve → refuse addresses
+that are not global unicast → connect → relay within the byte budget →
+report `closed`. Every connection that was asked about gets exactly one
+`closed`, whatever happened."""
+
+import asyncio
+import ipaddress
+import socket
+import threading
+import time
+
+from egress_address import parse_literal, refusal
+from egress_channel import log
+from egress_http import BadRequest, answer, origin_head, parse_head, read_head
+from egress_relay import BUDGET_REACHED, Relay
+
+STREAM_LIMIT = 1 << 18
+EARLY_BYTES = 65536  # what a client may send ahead while its ask is pending
+CLOSE_GRACE = 2.0
+
+
+class Refused(Exception):
+    """Ends a connection with the proxy's own answer (`status`, `text`);
+    `reason` is what `closed` reports."""
+
+    def __init__(self, status, text, reason):
+        super().__init__(reason)
+        self.status = status
+        self.text = text
+        self.reason = reason
+
+
+def plain_address(sockaddr):
+    """The IP of a socket address as text; IPv4-mapped IPv6 as IPv4."""
+    try:
+        address = ipaddress.ip_address(sockaddr[0])
+    except (TypeError, ValueError, IndexError):
+        return None
+    if address.version == 6 and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return str(address)
+
+
+def lookup(host, port):
+    """getaddrinfo in a daemon thread of its own (the future of its result):
+    a lookup that hangs delays neither other lookups nor the proxy's exit."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(method, value):
+        if not future.done():
+            method(value)
+
+    def work():
+        try:
+            outcome = (future.set_result, socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except Exception as error:
+            outcome = (future.set_exception, error)
+        try:
+            loop.call_soon_threadsafe(settle, *outcome)
+        except RuntimeError:
+            pass  # the loop is closed: the proxy stopped
+
+    threading.Thread(target=work, name="lookup", daemon=True).start()
+    return future
+
+
+class Connection:
+    def __init__(self, proxy, reader, writer):
+        self.proxy = proxy
+        self.settings = proxy.settings
+        self.reader = reader
+        self.writer = writer
+        self.origin = None
+        self.started = time.monotonic()
+        self.id = None
+        self.request = None
+        self.client = plain_address(writer.get_extra_info("peername") or ())
+        self.via = plain_address(writer.get_extra_info("sockname") or ())
+        self.outcome = {
+            "session": None,
+            "host": None,
+            "port": None,
+            "address": None,
+            "allowed": False,
+            "reason": None,
+            "bytes_up": 0,
+            "bytes_down": 0,
+        }
+
+    async def run(self):
+        try:
+            await self.serve()
+        except Refused as refused:
+            self.outcome["allowed"] = False
+            self.outcome["reason"] = refused.reason
+            await self.reply(refused.status, refused.text)
+        except asyncio.CancelledError:
+            self.outcome["reason"] = self.outcome["reason"] or "the proxy stopped"
+            raise
+        except Exception as error:  # a bug must cost one connection, not the proxy
+            log("connection from %s failed: %r" % (self.client, error))
+            self.outcome["reason"] = self.outcome["reason"] or "proxy error: %s" % error
+        finally:
+            await self.close()
+
+    async def serve(self):
+        request = await self.read_request()
+        if request is None:
+            return
+        self.request = request
+        self.outcome["host"] = request.host
+        self.outcome["port"] = request.port
+        config = self.proxy.config
+        if config is None:
+            log("refused %s from %s: not configured yet" % (request.target, self.client))
+            await self.reply(403, self.denial("the proxy has no configuration yet"))
+            return
+        self.id = self.proxy.new_id()
+        decision, early = await self.ask(config)
+        if decision is None:
+            self.outcome["reason"] = "the client closed the connection before the decision"
+            return
+        self.outcome["session"] = decision.get("session")
+        if not decision["allow"]:
+            raise Refused(403, self.denial(decision["reason"]), decision["reason"])
+        if decision["budget_bytes"] == 0:
+            raise Refused(403, self.denial(BUDGET_REACHED), BUDGET_REACHED)
+        addresses = await self.destinations(config["networks"])
+        self.origin = await self.connect(addresses)
+        self.outcome["allowed"] = True
+        relay = Relay(decision["budget_bytes"], self.settings.idle_timeout)
+        try:
+            if request.method == "CONNECT":
+                self.writer.write(answer(200))
+                await relay.send(self.origin[1], early, True)
+            else:
+                head = origin_head(request)
+                await relay.send(self.origin[1], head + early, True)
+            if relay.reason is None:
+                await relay.run((self.reader, self.writer), self.origin)
+        finally:
+            self.outcome["bytes_up"] = relay.up
+            self.outcome["bytes_down"] = relay.down
+            self.outcome["reason"] = relay.reason
+
+    async def read_request(self):
+        try:
+            async with asyncio.timeout(self.settings.header_timeout):
+                lines = await read_head(self.reader)
+            return None if lines is None else parse_head(lines)
+        except TimeoutError:
+            log("bad request from %s: no request header in time" % self.client)
+            await self.reply(408, "bad request: the request header did not arrive in time")
+        except BadRequest as bad:
+            log("bad request from %s: %s" % (self.client, bad))
+            await self.reply(bad.status, "bad request: %s" % bad)
+        except (ConnectionError, OSError):
+            pass
+        return None
+
+    def denial(self, reason):
+        return "%s is not allowed for this session: %s" % (self.request.target, reason)
+
+    async def ask(self, config):
+        """(the server's decision, bytes the client sent meanwhile); the
+        decision is None when the client left while it was pending."""
+        request = self.request
+        future = self.proxy.ask(self.id, self.client, self.via, request.method, request.host, request.port)
+        early = bytearray()
+        read = None
+        try:
+            async with asyncio.timeout(config["ask_timeout_ms"] / 1000):
+                while not future.done():
+                    if read is None and len(early) < EARLY_BYTES:
+                        read = asyncio.ensure_future(self.reader.read(EARLY_BYTES - len(early)))
+                    waiting = {future} if read is None else {future, read}
+                    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                    if read is not None and read.done():
+                        data = b"" if read.exception() else read.result()
+                        read = None
+                        if not data:
+                            return None, b""
+                        early += data
+        except TimeoutError:
+            return {"allow": False, "reason": "no decision in time"}, b""
+        finally:
+            self.proxy.forget(self.id)
+            if read is not None:
+                read.cancel()
+        return future.result(), bytes(early)
+
+    async def destinations(self, networks):
+        """The addresses the request's host may be reached at, in order."""
+        host, port = self.request.host, self.request.port
+        literal = parse_literal(host)
+        if literal is not None:
+            candidates = [literal]
+        else:
+            try:
+                infos = await asyncio.wait_for(lookup(host, port), self.settings.connect_timeout)
+            except Exception as error:  # gaierror, TimeoutError, an odd name's UnicodeError
+                reason = "cannot resolve %s: %s" % (host, str(error) or "timed out")
+                raise Refused(502, "cannot reach %s: %s" % (self.request.target, reason), reason)
+            candidates = []
+            for info in infos:
+                address = parse_literal(info[4][0])
+                if address is not None and address not in candidates:
+                    candidates.append(address)
+        accepted = [address for address in candidates if refusal(address, networks) is None]
+        if not accepted:
+            if not candidates:
+                reason = "%s resolves to no address" % host
+                raise Refused(502, "cannot reach %s: %s" % (self.request.target, reason), reason)
+            first = candidates[0]
+            self.outcome["address"] = str(first)
+            why = refusal(first, networks)
+            if literal is not None:
+                reason = "%s is %s" % (first, why)
+            else:
+                reason = "%s resolves to %s, which is %s" % (host, first, why)
+            raise Refused(403, self.denial(reason), reason)
+        return accepted
+
+    async def connect(self, addresses):
+        """(reader, writer) of the origin at the first address that answers."""
+        reason = None
+        for address in addresses:
+            self.outcome["address"] = str(address)
+            log("%s connecting to %s port %d" % (self.id, address, self.request.port))
+            try:
+                return await asyncio.wait_for(
+                    asyncio.open_connection(str(address), self.request.port, limit=STREAM_LIMIT),
+                    self.settings.connect_timeout,
+                )
+            except (OSError, TimeoutError) as error:
+                failure = str(error) or "timed out after %g s" % self.settings.connect_timeout
+                reason = "cannot connect to %s port %d: %s" % (address, self.request.port, failure)
+        raise Refused(502, "cannot reach %s: %s" % (self.request.target, reason), reason)
+
+    async def reply(self, status, text):
+        try:
+            self.writer.write(answer(status, text))
+            await asyncio.wait_for(self.writer.drain(), CLOSE_GRACE)
+        except (ConnectionError, OSError, TimeoutError):
+            pass
+
+    async def close(self):
+        for writer in (self.writer, self.origin[1] if self.origin else None):
+            if writer is None:
+                continue
+            try:
+                writer.close()
+                await asyncio.wait_for(writer.wait_closed(), CLOSE_GRACE)
+            except Exception:
+                writer.transport.abort()
+        if self.id is not None:
+            outcome = dict(self.outcome, duration_ms=int((time.monotonic() - self.started) * 1000))
+            self.proxy.report_closed(self.id, self.request, outcome)

@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""multilang-sandbox egress proxy: the main process of the egress container
+that sits next to the sandboxes (one per engine). Sandbox code reaches the
+outside only through it, with `CONNECT host:port` (HTTPS and any other TCP;
+tunnelled, no TLS interception) or an absolute-form plain-HTTP request
+(`GET http://host/path`, forwarded in origin-form with `Connection: close`
+and without Proxy-* headers). The server decides every connection; the
+proxy enforces it (egress_connection.py says in which order), resolves
+names itself and connects only to global unicast addresses or to networks
+the server's configuration names (egress_address.py). Refusals are HTTP 403
+with a one-line reason the program sees; an origin that cannot be reached
+is a 502; a request the proxy cannot read is a 400 (405 for TRACE, 408
+when its header is not in within the header timeout). Bytes after a
+plain-HTTP request's head (its body, or more requests) go unchanged to the
+origin that was checked; `Connection: close` ends the exchange there.
+
+Design note (issue #14 asks why not a proxy from Debian): the parts that
+make this proxy ours are the per-connection question to the server over
+the attached stream (and its answer, possibly the user's, minutes later),
+the address check after our own lookup, the per-connection byte budget and
+the `closed` report. A packaged proxy would need an external ACL helper
+speaking to the server, a log parser for the byte counts and a patched
+resolver path, and a second image with more packages, for what is here
+a few hundred lines: its own HTTP is only reading a request head (no
+response parsing, no keep-alive, no TLS), and it needs only a python3, so
+no binary built on the host (which may be a Mac) goes into a container.
+
+Usage: python3 -E -s egress_proxy.py [--listen HOST:PORT]  (0.0.0.0:3128)
+  [--connect-timeout S] (10: per lookup, per address tried)
+  [--header-timeout S] (10: for the request head)
+  [--idle-timeout S] (600: no byte either way ends a connection)
+Only the Python standard library is used (3.11+).
+
+Protocol v1 with the server: newline-delimited JSON, one message per line,
+on the proxy's stdin (server -> proxy) and stdout (proxy -> server; nothing
+else is written there, diagnostics go to stderr). A server line that is not
+a valid message is logged to stderr and ignored (a decision that names a
+pending connection but is invalid refuses that connection at once). The end
+of stdin stops the proxy (exit 0), and so do SIGTERM and SIGINT.
+
+  proxy -> server  {"type": "ready", "protocol": 1, "listen": "0.0.0.0:3128"}
+                   once, when listening ("listen": the address bound).
+  server -> proxy  {"type": "configure", "allow_private": ["10.9.0.0/16"],
+                   "ask_timeout_ms": 60000}
+                   both fields required; may be sent again, and applies to
+                   connections that arrive after it. allow_private: CIDRs
+                   (or bare addresses) the proxy may connect to although
+                   they are not global unicast. Before the first configure
+                   every connection is refused (403, no ask, no closed).
+  proxy -> server  {"type": "ask", "id": "c-17", "client": "172.30.0.3",
+                   "via": "172.30.0.2", "method": "CONNECT"|"GET"|...,
+                   "host": "api.github.com", "port": 443}
+                   for each connection with a readable request, before any
+                   name resolution. client: the peer's address; via: the
+                   proxy address it reached (IPv4-mapped shown as IPv4);
+                   host: lower-cased, IP literals as given, IPv6 without
+                   brackets; port: 80 when a plain-HTTP URL names none.
+  server -> proxy  {"type": "decision", "id": "c-17", "allow": true,
+                   "session": "calc", "budget_bytes": 1073741824}
+                or {"type": "decision", "id": "c-17", "allow": false,
+                   "reason": "...", optional "session": "calc"|null}
+                   No decision within ask_timeout_ms: refused with reason
+                   "no decision in time". A decision for an id that is no
+                   longer pending (late, or its client left) is ignored.
+                   budget_bytes caps the bytes of this connection, both
+                   ways together; 0 refuses it ("byte budget reached").
+  proxy -> server  {"type": "closed", "id": "c-17", "session": "calc"|null,
+                   "host": "api.github.com", "port": 443,
+                   "address": "140.82.1.1"|null, "allowed": true|false,
+                   "reason": null|"...", "bytes_up": 0, "bytes_down": 0,
+                   "duration_ms": 12}
+                   exactly once for every ask, when the connection ends.
+                   allowed: the decision and the address check let it
+                   through and the origin was connected. address: the last
+                   address tried or refused (null: none resolved). reason:
+                   null when it ended normally, else why it was refused
+                   (the decision's reason, "no decision in time", the
+                   address class, "cannot connect ...", "the client closed
+                   the connection before the decision") or cut ("byte
+                   budget reached", "idle for N s", a failed side).
+                   bytes_up/down: relayed bytes, client -> origin (for
+                   plain HTTP with the rewritten head) and back; the
+                   proxy's own answers are not counted. A closed for an id
+                   the server is still deciding tells it to stop.
+"""
+
+import argparse
+import asyncio
+import ipaddress
+import signal
+import sys
+from dataclasses import dataclass
+
+import egress_protocol as protocol
+from egress_channel import ServerChannel, log
+from egress_connection import STREAM_LIMIT, Connection
+
+SHUTDOWN_GRACE = 2.0
+BACKLOG = 1024  # sandboxes may open many connections at once
+
+
+@dataclass
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 3128
+    connect_timeout: float = 10.0
+    header_timeout: float = 10.0
+    idle_timeout: float = 600.0
+
+
+class Proxy:
+    """Listens for sandbox code and asks the server about each connection."""
+
+    def __init__(self, settings, read_fd=0, write_fd=1):
+        self.settings = settings
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+        self.config = None  # the last configure message
+        self.pending = {}  # ask id -> future of its decision
+        self.count = 0
+        self.tasks = set()
+        self.channel = None
+        self.stopped = None
+
+    async def serve(self):
+        """Says `ready`, then serves until the server closes its stream (or
+        a signal); the exit code (1: it could not listen)."""
+        loop = asyncio.get_running_loop()
+        self.stopped = asyncio.Event()
+        for number in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(number, self.stop, number.name)
+        self.channel = ServerChannel(loop, self.on_line, self.stop, self.read_fd, self.write_fd)
+        try:
+            server = await asyncio.start_server(
+                self.accept, self.settings.host, self.settings.port, limit=STREAM_LIMIT, backlog=BACKLOG
+            )
+        except OSError as error:
+            log("cannot listen on %s port %d: %s" % (self.settings.host, self.settings.port, error))
+            return 1
+        bound = server.sockets[0].getsockname()
+        host = "[%s]" % bound[0] if ":" in bound[0] else bound[0]
+        listen = "%s:%d" % (host, bound[1])
+        self.channel.start()
+        self.channel.send(protocol.encode(protocol.ready(listen)))
+        log("listening on %s" % listen)
+        await self.stopped.wait()
+        server.close()
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.wait(list(self.tasks), timeout=SHUTDOWN_GRACE)
+        self.channel.flush(SHUTDOWN_GRACE)
+        return 0
+
+    def stop(self, why="the server closed its stream"):
+        if not self.stopped.is_set():
+            log("stopping: %s" % why)
+            self.stopped.set()
+
+    async def accept(self, reader, writer):
+        task = asyncio.current_task()
+        self.tasks.add(task)
+        try:
+            await Connection(self, reader, writer).run()
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self.tasks.discard(task)
+
+    def on_line(self, line):
+        try:
+            message = protocol.parse_server_message(line)
+        except protocol.ProtocolError as error:
+            log("ignored a server line: %s" % error)
+            future = self.pending.get(error.request_id)
+            if future is not None and not future.done():
+                future.set_result({"allow": False, "reason": "invalid decision from the server: %s" % error})
+            return
+        if message["type"] == "configure":
+            self.config = message
+            log("configured: allow_private %s, ask timeout %d ms"
+                % (message["allow_private"], message["ask_timeout_ms"]))
+            return
+        future = self.pending.get(message["id"])
+        if future is None or future.done():
+            log("ignored a decision for %s, which is not pending" % message["id"])
+            return
+        future.set_result(message)
+
+    def new_id(self):
+        self.count += 1
+        return "c-%d" % self.count
+
+    def ask(self, request_id, client, via, method, host, port):
+        """Sends an ask; the future of its decision."""
+        future = asyncio.get_running_loop().create_future()
+        self.pending[request_id] = future
+        self.channel.send(protocol.encode(protocol.ask(request_id, client, via, method, host, port)))
+        return future
+
+    def forget(self, request_id):
+        self.pending.pop(request_id, None)
+
+    def report_closed(self, request_id, request, outcome):
+        self.channel.send(protocol.encode(protocol.closed(request_id, outcome)))
+        verdict = "allowed" if outcome["allowed"] else "refused"
+        log(
+            "%s %s %s (session %s): %s, address %s, up %d down %d bytes, %d ms%s"
+            % (
+                request_id,
+                request.method,
+                request.target,
+                outcome["session"] or "-",
+                verdict,
+                outcome["address"] or "-",
+                outcome["bytes_up"],
+                outcome["bytes_down"],
+                outcome["duration_ms"],
+                "" if outcome["reason"] is None else ": " + outcome["reason"],
+            )
+        )
+
+
+def listen_address(text):
+    """HOST:PORT or [IPv6]:PORT."""
+    host, colon, port = text.rpartition(":")
+    if not colon or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError("expected HOST:PORT, got %r" % text)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected an IP address in %r" % text)
+    return host, int(port)
+
+
+def seconds(text):
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+def parse_arguments(argv):
+    parser = argparse.ArgumentParser(prog="egress_proxy.py", description="multilang-sandbox egress proxy")
+    parser.add_argument("--listen", type=listen_address, default=("0.0.0.0", 3128), metavar="HOST:PORT")
+    parser.add_argument("--connect-timeout", type=seconds, default=Settings.connect_timeout, metavar="S")
+    parser.add_argument("--header-timeout", type=seconds, default=Settings.header_timeout, metavar="S")
+    parser.add_argument("--idle-timeout", type=seconds, default=Settings.idle_timeout, metavar="S")
+    arguments = parser.parse_args(argv)
+    host, port = arguments.listen
+    return Settings(host, port, arguments.connect_timeout, arguments.header_timeout, arguments.idle_timeout)
+
+
+def main(argv=None):
+    settings = parse_arguments(sys.argv[1:] if argv is None else argv)
+    # stdout is the server's channel, written only through fd 1: a stray
+    # print must not reach it.
+    sys.stdout = sys.stderr
+    return asyncio.run(Proxy(settings).serve())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

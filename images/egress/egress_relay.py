@@ -1,0 +1,82 @@
+"""Relaying an allowed connection's bytes both ways: counted, cut when the
+connection's byte budget is reached or when neither side has moved a byte
+for the idle timeout. The client's end of stream is passed on (half close)
+and the origin's answer still relayed; the origin's end of stream, or a
+failure on either side, ends the connection."""
+
+import asyncio
+import time
+
+CHUNK = 262144
+BUDGET_REACHED = "byte budget reached"
+
+
+class Relay:
+    """Bytes of one connection: `up` (client -> origin) and `down`."""
+
+    def __init__(self, budget, idle_timeout):
+        self.budget = budget
+        self.idle_timeout = idle_timeout
+        self.up = 0
+        self.down = 0
+        self.reason = None  # why it was cut, None when it ended normally
+        self.last = time.monotonic()
+
+    def room(self):
+        return self.budget - self.up - self.down
+
+    async def send(self, writer, data, upward):
+        """Writes `data` within the budget; False once the budget is reached."""
+        allowed = data[: max(self.room(), 0)]
+        if allowed:
+            writer.write(allowed)
+            await writer.drain()
+            if upward:
+                self.up += len(allowed)
+            else:
+                self.down += len(allowed)
+            self.last = time.monotonic()
+        if self.room() <= 0:
+            self.reason = BUDGET_REACHED
+            return False
+        return True
+
+    async def pump(self, reader, writer, upward):
+        """Copies until end of stream ("eof"), the budget ("cut") or an
+        error ("error")."""
+        try:
+            while True:
+                data = await reader.read(CHUNK)
+                if not data:
+                    if writer.can_write_eof():
+                        writer.write_eof()
+                    return "eof"
+                if not await self.send(writer, data, upward):
+                    return "cut"
+        except (ConnectionError, OSError) as error:
+            if self.reason is None:
+                way = "client -> origin" if upward else "origin -> client"
+                self.reason = "relay failed (%s): %s" % (way, error)
+            return "error"
+
+    async def run(self, client, origin):
+        """Relays between the (reader, writer) pairs until the end: the
+        origin's end of stream ends the connection (the client's is passed
+        on, and the origin's answer still relayed)."""
+        up = asyncio.ensure_future(self.pump(client[0], origin[1], True))
+        down = asyncio.ensure_future(self.pump(origin[0], client[1], False))
+        tasks = {up, down}
+        try:
+            while tasks:
+                wait = self.last + self.idle_timeout - time.monotonic()
+                if wait <= 0:
+                    self.reason = "idle for %g s" % self.idle_timeout
+                    return
+                done, tasks = await asyncio.wait(tasks, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+                if down in done or any(task.result() != "eof" for task in done):
+                    return
+        finally:
+            for task in tasks:
+                task.cancel()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)

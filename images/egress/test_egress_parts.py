@@ -1,0 +1,249 @@
+"""Tests of the egress proxy's pure parts (standard library only): which
+addresses are refused and why, how request targets are read, the head sent
+to an origin, and the check of the server's messages. The proxy as a whole
+is tested in test_egress_proxy.py."""
+
+import io
+import ipaddress
+import json
+import unittest
+from contextlib import redirect_stderr
+
+import egress_protocol as protocol
+from egress_address import address_class, parse_networks, refusal
+from egress_http import BadRequest, Request, answer, origin_head, parse_authority
+from egress_proxy import Settings, parse_arguments
+
+
+def ip(text):
+    return ipaddress.ip_address(text)
+
+
+class AddressTest(unittest.TestCase):
+    def test_classes(self):
+        for text, kind in (
+            ("8.8.8.8", None),
+            ("140.82.112.3", None),
+            ("2606:4700:4700::1111", None),
+            ("::ffff:8.8.8.8", None),
+            ("2002:808:808::1", None),
+            ("0.0.0.0", "unspecified"),
+            ("::", "unspecified"),
+            ("127.0.0.1", "loopback"),
+            ("127.255.0.9", "loopback"),
+            ("::1", "loopback"),
+            ("169.254.169.254", "link-local (cloud metadata)"),
+            ("169.254.1.1", "link-local"),
+            ("fe80::1", "link-local"),
+            ("224.0.0.251", "multicast"),
+            ("239.1.1.1", "multicast"),
+            ("ff02::1", "multicast"),
+            ("100.64.0.1", "shared (carrier-grade NAT)"),
+            ("100.127.255.254", "shared (carrier-grade NAT)"),
+            ("10.0.0.1", "private"),
+            ("172.17.0.1", "private"),
+            ("192.168.1.1", "private"),
+            ("fd00::1", "unique local"),
+            ("fc00::1", "unique local"),
+            ("fec0::1", "site-local"),
+            ("::ffff:127.0.0.1", "IPv4-mapped loopback"),
+            ("::ffff:169.254.169.254", "IPv4-mapped link-local (cloud metadata)"),
+            ("::ffff:10.1.2.3", "IPv4-mapped private"),
+            ("2002:7f00:1::", "6to4 loopback"),
+            ("2002:a9fe:a9fe::", "6to4 link-local (cloud metadata)"),
+        ):
+            with self.subTest(text):
+                self.assertEqual(address_class(ip(text)), kind)
+        # special-purpose ranges whose exact name follows the ipaddress module
+        # of the Python at hand: refused, whatever they are called
+        for text in ("192.0.2.1", "198.18.0.1", "240.0.0.1", "255.255.255.255", "64:ff9b::a9fe:a9fe",
+                     "::7f00:1", "2001:db8::1", "100::1"):
+            with self.subTest(text):
+                self.assertIsNotNone(address_class(ip(text)))
+
+    def test_allow_private_opens_only_the_networks_it_names(self):
+        networks = parse_networks(["127.0.0.0/8", "10.9.0.1/16", "fd12::/64", "172.20.0.5"])
+        for text in ("127.0.0.1", "10.9.255.1", "::ffff:10.9.0.3", "fd12::5", "172.20.0.5", "8.8.8.8"):
+            with self.subTest(text):
+                self.assertIsNone(refusal(ip(text), networks))
+        for text, why in (
+            ("10.8.0.1", "not a public address (private), and egress.allow_private does not include it"),
+            ("172.20.0.6", "not a public address (private), and egress.allow_private does not include it"),
+            ("::1", "not a public address (loopback), and egress.allow_private does not include it"),
+            ("169.254.169.254", "not a public address (link-local (cloud metadata)), and egress.allow_private "
+             "does not include it"),
+        ):
+            with self.subTest(text):
+                self.assertEqual(refusal(ip(text), networks), why)
+
+    def test_unspecified_and_multicast_are_never_destinations(self):
+        everything = parse_networks(["0.0.0.0/0", "::/0"])
+        self.assertIsNone(refusal(ip("10.0.0.1"), everything))
+        for text in ("0.0.0.0", "::", "224.0.0.1", "ff02::1", "::ffff:0.0.0.0", "::ffff:224.0.0.1"):
+            with self.subTest(text):
+                self.assertIn("never a destination", refusal(ip(text), everything))
+
+    def test_bad_networks_are_named(self):
+        with self.assertRaisesRegex(ValueError, "'10.0.0.0/33'"):
+            parse_networks(["10.0.0.0/33"])
+
+
+class TargetTest(unittest.TestCase):
+    def test_authorities(self):
+        for text, default, expected in (
+            ("api.github.com:443", None, ("api.github.com", 443)),
+            ("API.GitHub.com:443", None, ("api.github.com", 443)),
+            ("example.org", 80, ("example.org", 80)),
+            ("example.org.", 80, ("example.org.", 80)),
+            ("my_host.internal:8080", 80, ("my_host.internal", 8080)),
+            ("10.0.0.1:22", None, ("10.0.0.1", 22)),
+            ("[::1]:443", None, ("::1", 443)),
+            ("[2001:DB8::1]", 80, ("2001:db8::1", 80)),
+            ("[::ffff:169.254.169.254]:80", None, ("::ffff:169.254.169.254", 80)),
+        ):
+            with self.subTest(text):
+                self.assertEqual(parse_authority(text, default), expected)
+
+    def test_bad_authorities(self):
+        for text, default in (
+            ("example.org", None),
+            ("example.org:", None),
+            ("example.org:0", None),
+            ("example.org:65536", None),
+            ("example.org:+443", None),
+            ("", 80),
+            ("a..b:443", None),
+            ("-a.example:443", None),
+            ("a.example/:443", None),
+            ("a%2eexample:443", None),
+            ("x" * 64 + ".example:443", None),
+            ("2130706433:443", None),
+            ("0x7f.1:443", None),
+            ("127.000.000.001:443", None),
+            ("1.2.3:443", None),
+            ("::1:443", None),
+            ("[::1", None),
+            ("[::1]443", None),
+            ("[127.0.0.1]:443", None),
+            ("[fe80::1%eth0]:443", None),
+            ("user:pass@example.org:443", None),
+        ):
+            with self.subTest(text), self.assertRaises(BadRequest):
+                parse_authority(text, default)
+
+    def test_the_origin_head(self):
+        request = Request(
+            "POST",
+            "example.org",
+            80,
+            "/a?b=1",
+            "HTTP/1.1",
+            [
+                ("Host", "elsewhere.example"),
+                ("Connection", "Keep-Alive, X-Private"),
+                ("X-Private", "1"),
+                ("Keep-Alive", "timeout=5"),
+                ("Proxy-Authorization", "Basic abc"),
+                ("proxy-connection", "keep-alive"),
+                ("TE", "trailers"),
+                ("Upgrade", "websocket"),
+                ("Content-Length", "3"),
+                ("Accept", "*/*"),
+            ],
+        )
+        self.assertEqual(
+            origin_head(request),
+            b"POST /a?b=1 HTTP/1.1\r\nHost: example.org\r\nContent-Length: 3\r\nAccept: */*\r\n"
+            b"Connection: close\r\n\r\n",
+        )
+        request.port = 8080
+        self.assertTrue(origin_head(request).startswith(b"POST /a?b=1 HTTP/1.1\r\nHost: example.org:8080\r\n"))
+        request.host, request.port = "::1", 80
+        self.assertTrue(origin_head(request).startswith(b"POST /a?b=1 HTTP/1.1\r\nHost: [::1]\r\n"))
+
+    def test_answers_have_a_one_line_body(self):
+        text = answer(403, "a.example:443 is not allowed for this session: line one\nline two\r\n")
+        head, body = text.split(b"\r\n\r\n")
+        self.assertEqual(
+            body, b"multilang-sandbox egress: a.example:443 is not allowed for this session: line one line two\n"
+        )
+        self.assertIn(b"Content-Length: %d\r\n" % len(body), head)
+        self.assertEqual(answer(200), b"HTTP/1.1 200 Connection established\r\n\r\n")
+
+
+class ServerMessageTest(unittest.TestCase):
+    CONFIGURE = {"type": "configure", "allow_private": ["10.9.0.0/16"], "ask_timeout_ms": 60000}
+    ALLOW = {"type": "decision", "id": "c-1", "allow": True, "session": "calc", "budget_bytes": 1 << 30}
+    DENY = {"type": "decision", "id": "c-1", "allow": False, "reason": "not granted"}
+
+    def parse(self, message):
+        return protocol.parse_server_message(json.dumps(message).encode())
+
+    def test_valid_messages(self):
+        self.assertEqual(self.parse(self.CONFIGURE)["networks"], [ipaddress.ip_network("10.9.0.0/16")])
+        self.assertEqual(self.parse(self.ALLOW)["session"], "calc")
+        self.assertEqual(self.parse(dict(self.DENY, session="calc"))["reason"], "not granted")
+        self.assertEqual(self.parse(dict(self.DENY, session=None))["reason"], "not granted")
+
+    def test_every_required_field_is_required(self):
+        for message in (self.CONFIGURE, self.ALLOW, self.DENY):
+            for key in message:
+                partial = {k: v for k, v in message.items() if k != key}
+                with self.subTest(type=message["type"], key=key):
+                    with self.assertRaises(protocol.ProtocolError) as refused:
+                        self.parse(partial)
+                    if key != "id" and message["type"] == "decision":
+                        # so the connection it names is refused at once
+                        self.assertEqual(refused.exception.request_id, "c-1")
+
+    def test_wrong_types_are_refused(self):
+        for message in (
+            dict(self.CONFIGURE, allow_private="10.0.0.0/8"),
+            dict(self.CONFIGURE, allow_private=[10]),
+            dict(self.CONFIGURE, allow_private=["10.0.0.0/33"]),
+            dict(self.CONFIGURE, ask_timeout_ms=-1),
+            dict(self.CONFIGURE, ask_timeout_ms=True),
+            dict(self.CONFIGURE, ask_timeout_ms=1.5),
+            dict(self.ALLOW, allow="yes"),
+            dict(self.ALLOW, budget_bytes=-1),
+            dict(self.ALLOW, session=None),
+            dict(self.DENY, reason=None),
+            dict(self.DENY, id=17),
+            {"type": "bogus"},
+            {"no": "type"},
+        ):
+            with self.subTest(message=message), self.assertRaises(protocol.ProtocolError):
+                self.parse(message)
+        for line in (b"", b"{", b"[]", b"\xff", b"null", b"[" * 100000):
+            with self.subTest(line=line[:10]), self.assertRaises(protocol.ProtocolError):
+                protocol.parse_server_message(line)
+
+    def test_the_proxys_messages(self):
+        ready = protocol.ready("0.0.0.0:3128")
+        self.assertEqual(ready, {"type": "ready", "protocol": 1, "listen": "0.0.0.0:3128"})
+        outcome = dict.fromkeys(protocol.CLOSED_FIELDS, 0)
+        self.assertEqual(list(protocol.closed("c-1", outcome)), ["type", "id"] + list(protocol.CLOSED_FIELDS))
+        line = protocol.encode(protocol.ask("c-1", "172.30.0.3", "172.30.0.2", "CONNECT", "a.example", 443))
+        self.assertTrue(line.endswith(b"}\n"))
+        self.assertEqual(line.count(b"\n"), 1)
+        self.assertEqual(json.loads(line)["host"], "a.example")
+        refused = dict(outcome, reason="grant refusé")
+        self.assertIn("grant refusé".encode(), protocol.encode(protocol.closed("c-1", refused)))
+
+
+class ArgumentsTest(unittest.TestCase):
+    def test_defaults_and_listen_forms(self):
+        self.assertEqual(parse_arguments([]), Settings("0.0.0.0", 3128, 10.0, 10.0, 600.0))
+        settings = parse_arguments(["--listen", "[::]:8080", "--idle-timeout", "30"])
+        self.assertEqual((settings.host, settings.port, settings.idle_timeout), ("::", 8080, 30.0))
+        self.assertEqual(parse_arguments(["--listen", "127.0.0.1:0"]).port, 0)
+
+    def test_bad_arguments_are_refused(self):
+        for arguments in (["--listen", "3128"], ["--listen", "proxy:3128"], ["--listen", "1.2.3.4:70000"],
+                          ["--idle-timeout", "0"], ["--connect-timeout", "-1"]):
+            with self.subTest(arguments), self.assertRaises(SystemExit), redirect_stderr(io.StringIO()):
+                parse_arguments(arguments)
+
+
+if __name__ == "__main__":
+    unittest.main()
