@@ -3,7 +3,9 @@
 //! shared sandbox base and one image per language, skipping images whose
 //! content hash is already present. Progress goes to stderr.
 
-use super::{BASE, HASH_LABEL, ImageDefinition, PYTHON_ML, bootstrap, content_hash, definition_for, parent_of, tag};
+use super::{
+    BASE, EGRESS, HASH_LABEL, ImageDefinition, PYTHON_ML, bootstrap, content_hash, definition_for, parent_of, tag,
+};
 use crate::config::Config;
 use crate::docker::{BuildContext, BuildEvent, DockerEngine};
 use crate::images::ImageError;
@@ -40,6 +42,7 @@ impl<'a> ImageBuilder<'a> {
         let mut report = BuildReport::default();
         let mut definitions: Vec<&ImageDefinition> = vec![&BASE];
         definitions.extend(Language::ALL.iter().map(|language| definition_for(*language)));
+        definitions.push(&EGRESS);
         if ml {
             definitions.push(&PYTHON_ML);
         }

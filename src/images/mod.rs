@@ -104,6 +104,34 @@ const BASH: ImageDefinition = ImageDefinition {
     files: &[],
 };
 
+/// The egress proxy (the only service a sandbox with network grants
+/// reaches; see `images/egress/egress_proxy.py`), on the shared base.
+pub const EGRESS: ImageDefinition = ImageDefinition {
+    name: "egress",
+    dockerfile: include_str!("../../images/egress/Dockerfile"),
+    files: &[
+        ("egress_proxy.py", include_str!("../../images/egress/egress_proxy.py")),
+        (
+            "egress_protocol.py",
+            include_str!("../../images/egress/egress_protocol.py"),
+        ),
+        (
+            "egress_channel.py",
+            include_str!("../../images/egress/egress_channel.py"),
+        ),
+        (
+            "egress_connection.py",
+            include_str!("../../images/egress/egress_connection.py"),
+        ),
+        ("egress_http.py", include_str!("../../images/egress/egress_http.py")),
+        ("egress_relay.py", include_str!("../../images/egress/egress_relay.py")),
+        (
+            "egress_address.py",
+            include_str!("../../images/egress/egress_address.py"),
+        ),
+    ],
+};
+
 /// The image definition that runs `language`.
 pub fn definition_for(language: Language) -> &'static ImageDefinition {
     match language {
@@ -184,17 +212,23 @@ mod tests {
     }
 
     #[test]
-    fn every_runner_file_is_embedded_and_copied() {
-        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("images/runner");
-        for entry in std::fs::read_dir(folder).unwrap() {
-            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-            let shipped = [".py", ".js", ".sh"].iter().any(|ext| name.ends_with(ext)) && !name.starts_with("test_");
-            if shipped {
-                assert!(
-                    BASE.files.iter().any(|(path, _)| *path == name),
-                    "{name} is not embedded"
-                );
-                assert!(BASE.dockerfile.contains(&format!(" {name} ")), "{name} is not copied");
+    fn every_runner_and_proxy_file_is_embedded_and_copied() {
+        for (folder, definition) in [("images/runner", &BASE), ("images/egress", &EGRESS)] {
+            let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
+            for entry in std::fs::read_dir(folder).unwrap() {
+                let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+                let for_tests = name.starts_with("test_") || name.ends_with("_testing.py");
+                let shipped = [".py", ".js", ".sh"].iter().any(|ext| name.ends_with(ext)) && !for_tests;
+                if shipped {
+                    assert!(
+                        definition.files.iter().any(|(path, _)| *path == name),
+                        "{name} is not embedded"
+                    );
+                    assert!(
+                        definition.dockerfile.contains(&format!(" {name} ")),
+                        "{name} is not copied"
+                    );
+                }
             }
         }
     }
