@@ -20,7 +20,7 @@
 
 use super::address::{AddressClass, embedded_ipv4};
 use super::parse::PatternError;
-use super::pattern::{Host, HostPattern};
+use super::pattern::{Host, HostPattern, HostSpec};
 use ipnet::IpNet;
 use std::fmt;
 use std::net::IpAddr;
@@ -85,10 +85,14 @@ impl FromStr for PrivateEntry {
             if pattern.port().is_some() {
                 return Err(AllowanceError::Port(given.into()));
             }
-            return Ok(PrivateEntry::Host(pattern));
+            match pattern.host() {
+                // An address written as a name (`1.2.3.4.`) is an address.
+                HostSpec::Address(ip) => IpNet::from(*ip),
+                _ => return Ok(PrivateEntry::Host(pattern)),
+            }
         };
-        let class = AddressClass::of(network.network());
-        if !class.can_be_allowed() {
+        // Any overlap counts: `64.0.0.0/2` holds 127.0.0.0/8.
+        if let Some(class) = never_reachable_within(&network) {
             return Err(AllowanceError::NeverReachable {
                 given: given.into(),
                 class,
@@ -96,6 +100,58 @@ impl FromStr for PrivateEntry {
         }
         Ok(PrivateEntry::Network(network))
     }
+}
+
+/// The class of a range `network` shares addresses with that no entry
+/// can open: loopback, unspecified, broadcast, multicast, and the IPv6 forms
+/// that carry such an IPv4 address (mapped, compatible, NAT64, 6to4).
+fn never_reachable_within(network: &IpNet) -> Option<AddressClass> {
+    static NEVER: std::sync::LazyLock<Vec<(IpNet, AddressClass)>> = std::sync::LazyLock::new(|| {
+        let ipv4 = [
+            ("127.0.0.0/8", AddressClass::Loopback),
+            ("0.0.0.0/32", AddressClass::Unspecified),
+            ("255.255.255.255/32", AddressClass::Broadcast),
+            ("224.0.0.0/4", AddressClass::Multicast),
+        ];
+        let mut ranges: Vec<(IpNet, AddressClass)> = Vec::new();
+        for (text, class) in ipv4 {
+            let Ok(IpNet::V4(net)) = text.parse::<IpNet>() else {
+                continue;
+            };
+            ranges.push((IpNet::V4(net), class));
+            let [a, b, c, d] = net.network().octets();
+            let low = (u16::from(a) << 8) | u16::from(b);
+            let high = (u16::from(c) << 8) | u16::from(d);
+            let prefix = net.prefix_len();
+            for (segments, base) in [
+                ([0, 0, 0, 0, 0, 0xffff, low, high], 96u8),
+                ([0, 0, 0, 0, 0, 0, low, high], 96),
+                ([0x64, 0xff9b, 0, 0, 0, 0, low, high], 96),
+            ] {
+                if let Ok(net) = ipnet::Ipv6Net::new(std::net::Ipv6Addr::from(segments), base + prefix) {
+                    ranges.push((IpNet::V6(net), class));
+                }
+            }
+            if let Ok(net) = ipnet::Ipv6Net::new(std::net::Ipv6Addr::new(0x2002, low, high, 0, 0, 0, 0, 0), 16 + prefix)
+            {
+                ranges.push((IpNet::V6(net), class));
+            }
+        }
+        for (text, class) in [
+            ("::1/128", AddressClass::Loopback),
+            ("::/128", AddressClass::Unspecified),
+            ("ff00::/8", AddressClass::Multicast),
+        ] {
+            if let Ok(net) = text.parse() {
+                ranges.push((net, class));
+            }
+        }
+        ranges
+    });
+    NEVER
+        .iter()
+        .find(|(never, _)| network.contains(&never.network()) || never.contains(&network.network()))
+        .map(|(_, class)| *class)
 }
 
 impl fmt::Display for PrivateEntry {

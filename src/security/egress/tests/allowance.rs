@@ -171,6 +171,17 @@ fn bad_allow_private_entries_are_refused_with_what_to_write() {
         ("0.0.0.0", "unspecified"),
         ("224.0.0.0/4", "multicast"),
         ("255.255.255.255", "broadcast"),
+        // Wide networks that hold a never-reachable range, in any form.
+        ("64.0.0.0/2", "loopback"),
+        ("96.0.0.0/3", "loopback"),
+        ("192.0.0.0/2", "never connects to"),
+        ("::ffff:64.0.0.0/98", "loopback"),
+        ("::ffff:0:0/96", "loopback"),
+        ("64:ff9b::/96", "loopback"),
+        ("2002::/16", "loopback"),
+        ("::/96", "never connects to"),
+        // An address written as a name is judged as the address.
+        ("127.0.0.1.", "loopback"),
         ("10.9.0.5:80", "ports belong in egress.allow"),
         ("[fd00::1]:443", "has a port"),
         ("intranet.example:8080", "has a port"),
