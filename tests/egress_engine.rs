@@ -288,8 +288,10 @@ except urllib.error.HTTPError as error:
     // any of the host's bridge addresses would be a way out.
     let host_service = std::net::TcpListener::bind("0.0.0.0:0").expect("a host port");
     let host_port = host_service.local_addr().expect("its address").port();
-    let bypass = format!(
-        r#"
+    // The same probes, for `name` (an outside name for the sandbox).
+    let probes = |name: &str| {
+        format!(
+            r#"
 import socket, urllib.request
 def attempt(what, action):
     try:
@@ -306,10 +308,11 @@ attempt("origin", tcp("{origin_address}", 8080))
 attempt("gateway", tcp("{gateway}", {host_port}))
 attempt("docker0", tcp("172.17.0.1", {host_port}))
 def lookup():
-    socket.getaddrinfo("example.com", 443)
+    socket.getaddrinfo("{name}", 443)
 attempt("lookup", lookup)
 def raw_dns():
-    query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x03com\x00\x00\x01\x00\x01"
+    labels = b"".join(bytes([len(part)]) + part.encode() for part in "{name}".split("."))
+    query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + labels + b"\x00\x00\x01\x00\x01"
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.settimeout(3)
     udp.sendto(query, ("127.0.0.11", 53))
@@ -319,8 +322,18 @@ def raw_dns():
 attempt("raw dns", raw_dns)
 attempt("no proxy", lambda: urllib.request.urlopen("http://{origin_address}:8080/", timeout=3))
 "#
-    );
-    let (stdout, stderr) = sandbox_python(&python_image, &inside, &[], &bypass);
+        )
+    };
+    // Control: from the origin's own network every probe gets through, so
+    // a "blocked" below is the network's doing, not a broken probe.
+    let (stdout, stderr) = sandbox_python(&python_image, &outside, &[], &probes(&origin));
+    for what in ["origin", "gateway", "lookup", "raw dns", "no proxy"] {
+        assert!(
+            stdout.contains(&format!("{what} REACHED")),
+            "the control probe {what} failed:\n{stdout}\n{stderr}"
+        );
+    }
+    let (stdout, stderr) = sandbox_python(&python_image, &inside, &[], &probes("example.com"));
     for what in ["origin", "gateway", "docker0", "lookup", "raw dns", "no proxy"] {
         assert!(
             stdout.contains(&format!("{what} blocked")),
