@@ -2,14 +2,80 @@
 unicast ones, unless the server's configuration (`allow_private`) names the
 network. The check runs on every address a name resolves to, and on IP
 literals alike, so an allowed name that resolves to a private address (DNS
-rebinding, or a name pointed at the cloud metadata service) is refused."""
+rebinding, or a name pointed at the cloud metadata service) is refused.
 
+The address classes are explicit tables, the same as the server's
+(src/security/egress/address.rs; its tests' cases are in
+test_egress_parts.py), rather than `ipaddress`'s is_global/is_private,
+which change between Python versions. An IPv6 address that carries an IPv4
+address (IPv4-mapped `::ffff:a.b.c.d`, IPv4-compatible `::a.b.c.d`, NAT64
+`64:ff9b::/96`, 6to4 `2002::/16`) is classed as the IPv4 address inside;
+IPv6 outside `2000::/3` is reserved unless listed.
+
+Loopback, unspecified, broadcast and multicast are never destinations,
+whatever allow_private says: in the proxy's container loopback (and
+0.0.0.0, which connects there) is the proxy itself. The one exception is
+the project's own tests (`--test-allow-loopback`). Neither is any address
+of the proxy's own (is_local)."""
+
+import errno
 import ipaddress
+import socket
 
-SHARED = ipaddress.ip_network("100.64.0.0/10")  # carrier-grade NAT
-UNIQUE_LOCAL = ipaddress.ip_network("fc00::/7")
-SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
+GLOBAL = "global"
+LOOPBACK = "loopback"
+PRIVATE = "private"
+LINK_LOCAL = "link-local"
+SHARED_CGNAT = "shared carrier-grade NAT"
+UNIQUE_LOCAL = "unique local"
+MULTICAST = "multicast"
+UNSPECIFIED = "unspecified"
+BROADCAST = "broadcast"
+DOCUMENTATION = "documentation"
+RESERVED = "reserved"
+
+NEVER = (LOOPBACK, UNSPECIFIED, BROADCAST, MULTICAST)
 METADATA = ipaddress.ip_address("169.254.169.254")
+
+
+def _table(rows):
+    return [(ipaddress.ip_network(network), kind) for network, kind in rows]
+
+
+# IPv4 special-purpose ranges; the first that contains the address wins,
+# and an address in none of them is global.
+IPV4 = _table([
+    ("0.0.0.0/32", UNSPECIFIED),
+    ("255.255.255.255/32", BROADCAST),
+    ("0.0.0.0/8", RESERVED),  # "this network"
+    ("10.0.0.0/8", PRIVATE),
+    ("100.64.0.0/10", SHARED_CGNAT),
+    ("127.0.0.0/8", LOOPBACK),
+    ("169.254.0.0/16", LINK_LOCAL),
+    ("172.16.0.0/12", PRIVATE),
+    ("192.0.0.0/24", RESERVED),  # IETF protocol assignments
+    ("192.0.2.0/24", DOCUMENTATION),
+    ("192.88.99.0/24", RESERVED),  # 6to4 relay anycast, deprecated
+    ("192.168.0.0/16", PRIVATE),
+    ("198.18.0.0/15", RESERVED),  # benchmarking
+    ("198.51.100.0/24", DOCUMENTATION),
+    ("203.0.113.0/24", DOCUMENTATION),
+    ("224.0.0.0/4", MULTICAST),
+    ("240.0.0.0/4", RESERVED),
+])
+
+# IPv6 ranges after ::, ::1 and the IPv4-carrying forms; the first that
+# contains the address wins, and an address in none of them is reserved.
+IPV6 = _table([
+    ("100::/64", RESERVED),  # discard-only
+    ("2001:db8::/32", DOCUMENTATION),
+    ("2001::/23", RESERVED),  # IETF protocol assignments, Teredo
+    ("3fff::/20", DOCUMENTATION),
+    ("2000::/3", GLOBAL),
+    ("fc00::/7", UNIQUE_LOCAL),
+    ("fe80::/10", LINK_LOCAL),
+    ("ff00::/8", MULTICAST),
+])
 
 
 def parse_literal(host):
@@ -20,6 +86,14 @@ def parse_literal(host):
         return ipaddress.ip_address(host)
     except ValueError:
         return None
+
+
+def canonical(address):
+    """An address as text, the same on every Python (and as the server
+    writes it): IPv4-mapped IPv6 as ::ffff:a.b.c.d, other IPv6 compressed."""
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return "::ffff:%s" % address.ipv4_mapped
+    return str(address)
 
 
 def parse_networks(values):
@@ -35,67 +109,83 @@ def parse_networks(values):
 
 
 def embedded_ipv4(address):
-    """The IPv4 address an IPv6 address stands for (IPv4-mapped, 6to4), or
-    None. Connecting to one of those reaches the IPv4 address."""
+    """The IPv4 address an IPv6 address carries, for the forms that reach
+    it: IPv4-mapped, IPv4-compatible (not :: or ::1), NAT64 64:ff9b::/96 and
+    6to4 2002::/16; else None."""
     if address.version != 6:
         return None
-    if address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    if address in SIX_TO_FOUR:
-        return address.sixtofour
+    value = int(address)
+    high = value >> 32
+    if high == 0xFFFF or (high == 0 and value > 1):
+        return ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    if high == 0x0064FF9B << 64:
+        return ipaddress.IPv4Address(value & 0xFFFFFFFF)
+    if value >> 112 == 0x2002:
+        return ipaddress.IPv4Address((value >> 80) & 0xFFFFFFFF)
     return None
 
 
 def address_class(address):
-    """None for a global unicast address, else the name of its class (the
-    reason it is refused), e.g. "loopback"."""
+    """The class of an address: GLOBAL, LOOPBACK, PRIVATE, ..."""
+    if address.version == 4:
+        for network, kind in IPV4:
+            if address in network:
+                return kind
+        return GLOBAL
+    if int(address) == 0:
+        return UNSPECIFIED
+    if int(address) == 1:
+        return LOOPBACK
     inner = embedded_ipv4(address)
     if inner is not None:
-        kind = address_class(inner)
-        if kind is None:
-            return None
-        form = "IPv4-mapped" if address.ipv4_mapped is not None else "6to4"
-        return "%s %s" % (form, kind)
-    if address.is_unspecified:
-        return "unspecified"
-    if address.is_loopback:
-        return "loopback"
-    if address == METADATA:
-        return "link-local (cloud metadata)"
-    if address.is_link_local:
-        return "link-local"
-    if address.is_multicast:
-        return "multicast"
-    if address.version == 4 and address in SHARED:
-        return "shared (carrier-grade NAT)"
-    if address.version == 6 and address in UNIQUE_LOCAL:
-        return "unique local"
-    if address.version == 6 and address.is_site_local:
-        return "site-local"
-    if address.is_private:
-        return "private"
-    if address.is_reserved:
-        return "reserved"
-    if not address.is_global:
-        return "special-purpose"
-    return None
+        return address_class(inner)
+    for network, kind in IPV6:
+        if address in network:
+            return kind
+    return RESERVED
 
 
-def refusal(address, allow_private):
-    """None when the proxy may connect to `address`, else why not, as the
-    end of a sentence ("not a public address (loopback), ..."). An address
-    inside an `allow_private` network is accepted, except unspecified and
-    multicast ones, which are never a unicast destination."""
+def class_words(address):
+    """The class of a non-global address for messages ("loopback",
+    "link-local (cloud metadata)")."""
     kind = address_class(address)
-    if kind is None:
+    if kind == LINK_LOCAL and METADATA in (address, embedded_ipv4(address)):
+        return "link-local (cloud metadata)"
+    return kind
+
+
+def refusal(address, allow_private, allow_loopback=False):
+    """None when the proxy may connect to `address` as far as its class
+    goes, else why not, as the end of a sentence ("not a public address
+    (loopback) and never a destination"). An address inside an
+    `allow_private` network is accepted, except loopback, unspecified,
+    broadcast and multicast ones (loopback only with `allow_loopback`, for
+    the project's own tests)."""
+    kind = address_class(address)
+    if kind == GLOBAL:
         return None
-    never = address.is_unspecified or address.is_multicast
+    if kind in NEVER and not (allow_loopback and kind == LOOPBACK):
+        return "not a public address (%s) and never a destination" % class_words(address)
     inner = embedded_ipv4(address)
-    if inner is not None:
-        never = never or inner.is_unspecified or inner.is_multicast
-    if never:
-        return "not a public address (%s) and never a destination" % kind
     for network in allow_private:
         if address in network or (inner is not None and inner in network):
             return None
-    return "not a public address (%s), and egress.allow_private does not include it" % kind
+    return "not a public address (%s), and egress.allow_private does not include it" % class_words(address)
+
+
+def is_local(address):
+    """Whether `address` is one of this machine's (this network namespace's)
+    own addresses: binding a socket to it succeeds only then (EADDRNOTAVAIL
+    otherwise). Asked at each connection, so the addresses of networks the
+    proxy joins later count too. Any other failure counts as local (the
+    proxy refuses rather than guesses)."""
+    inner = embedded_ipv4(address)
+    if inner is not None and address.ipv4_mapped is not None:
+        address = inner
+    family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((str(address), 0))
+    except OSError as error:
+        return error.errno != errno.EADDRNOTAVAIL
+    return True

@@ -11,7 +11,7 @@ import socket
 import threading
 import time
 
-from egress_address import parse_literal, refusal
+from egress_address import LOOPBACK, address_class, canonical, is_local, parse_literal, refusal
 from egress_channel import log
 from egress_http import BadRequest, answer, origin_head, parse_head, read_head
 from egress_relay import BUDGET_REACHED, Relay
@@ -43,13 +43,17 @@ def plain_address(sockaddr):
     return str(address)
 
 
-def lookup(host, port):
-    """getaddrinfo in a daemon thread of its own (the future of its result):
-    a lookup that hangs delays neither other lookups nor the proxy's exit."""
+async def lookup(host, port, slots):
+    """getaddrinfo in a daemon thread (a lookup that hangs delays neither
+    the proxy's exit nor, up to the number of `slots`, other lookups).
+    `slots` (an asyncio.Semaphore) caps the lookups running at once: a slot
+    is given back when its thread ends, not when its caller stops waiting."""
+    await slots.acquire()
     loop = asyncio.get_running_loop()
     future = loop.create_future()
 
     def settle(method, value):
+        slots.release()
         if not future.done():
             method(value)
 
@@ -63,8 +67,12 @@ def lookup(host, port):
         except RuntimeError:
             pass  # the loop is closed: the proxy stopped
 
-    threading.Thread(target=work, name="lookup", daemon=True).start()
-    return future
+    try:
+        threading.Thread(target=work, name="lookup", daemon=True).start()
+    except BaseException:
+        slots.release()
+        raise
+    return await future
 
 
 class Connection:
@@ -118,6 +126,10 @@ class Connection:
             log("refused %s from %s: not configured yet" % (request.target, self.client))
             await self.reply(403, self.denial("the proxy has no configuration yet"))
             return
+        if self.proxy.asks_full():
+            log("refused %s from %s: too many pending asks" % (request.target, self.client))
+            await self.reply(503, "too many connections waiting for a decision; try again later")
+            return
         self.id = self.proxy.new_id()
         decision, early = await self.ask(config)
         if decision is None:
@@ -126,6 +138,11 @@ class Connection:
         self.outcome["session"] = decision.get("session")
         if not decision["allow"]:
             raise Refused(403, self.denial(decision["reason"]), decision["reason"])
+        for name in ("host", "port"):
+            if decision.get(name) is not None and decision[name] != getattr(request, name):
+                reason = "decision for another host (%s %r, asked about %r)" % (
+                    name, decision[name], getattr(request, name))
+                raise Refused(403, self.denial("decision for another host"), reason)
         if decision["budget_bytes"] == 0:
             raise Refused(403, self.denial(BUDGET_REACHED), BUDGET_REACHED)
         addresses = await self.destinations(config["networks"])
@@ -200,7 +217,8 @@ class Connection:
             candidates = [literal]
         else:
             try:
-                infos = await asyncio.wait_for(lookup(host, port), self.settings.connect_timeout)
+                looking = lookup(host, port, self.proxy.lookups)
+                infos = await asyncio.wait_for(looking, self.settings.connect_timeout)
             except Exception as error:  # gaierror, TimeoutError, an odd name's UnicodeError
                 reason = "cannot resolve %s: %s" % (host, str(error) or "timed out")
                 raise Refused(502, "cannot reach %s: %s" % (self.request.target, reason), reason)
@@ -209,26 +227,45 @@ class Connection:
                 address = parse_literal(info[4][0])
                 if address is not None and address not in candidates:
                     candidates.append(address)
-        accepted = [address for address in candidates if refusal(address, networks) is None]
+        judged = [(address, self.refusal(address, networks)) for address in candidates]
+        accepted = [address for address, why in judged if why is None]
         if not accepted:
             if not candidates:
                 reason = "%s resolves to no address" % host
                 raise Refused(502, "cannot reach %s: %s" % (self.request.target, reason), reason)
-            first = candidates[0]
-            self.outcome["address"] = str(first)
-            why = refusal(first, networks)
+            first, why = judged[0]
+            self.outcome["address"] = canonical(first)
             if literal is not None:
-                reason = "%s is %s" % (first, why)
+                reason = "%s is %s" % (canonical(first), why)
             else:
-                reason = "%s resolves to %s, which is %s" % (host, first, why)
+                reason = "%s resolves to %s, which is %s" % (host, canonical(first), why)
             raise Refused(403, self.denial(reason), reason)
         return accepted
+
+    def refusal(self, address, networks):
+        """Why the proxy may not connect to `address` (None: it may): its
+        class (egress_address.refusal), or it is the proxy's own, which
+        would make a connection (and its ask) come from the proxy itself:
+        the address the client reached, any address of the proxy's
+        interfaces, or the listening port on any local address."""
+        allow_loopback = self.settings.test_allow_loopback
+        why = refusal(address, networks, allow_loopback)
+        if why is not None:
+            return why
+        plain = address.ipv4_mapped if address.version == 6 and address.ipv4_mapped else address
+        if self.request.port == self.proxy.listen_port and is_local(plain):
+            return "the egress proxy itself (its own address and port)"
+        if allow_loopback and address_class(plain) == LOOPBACK:
+            return None  # the project's own tests: their origins share the proxy's loopback
+        if str(plain) == self.via or is_local(plain):
+            return "one of the egress proxy's own addresses"
+        return None
 
     async def connect(self, addresses):
         """(reader, writer) of the origin at the first address that answers."""
         reason = None
         for address in addresses:
-            self.outcome["address"] = str(address)
+            self.outcome["address"] = canonical(address)
             log("%s connecting to %s port %d" % (self.id, address, self.request.port))
             try:
                 return await asyncio.wait_for(

@@ -7,7 +7,7 @@ import asyncio
 import re
 from dataclasses import dataclass
 
-from egress_address import parse_literal
+from egress_address import canonical, parse_literal
 
 MAX_HEAD_BYTES = 16384
 VERSIONS = ("HTTP/1.0", "HTTP/1.1")
@@ -25,6 +25,7 @@ STATUS = {
     405: "Method Not Allowed",
     408: "Request Timeout",
     502: "Bad Gateway",
+    503: "Service Unavailable",
 }
 
 
@@ -39,7 +40,7 @@ class BadRequest(ValueError):
 @dataclass
 class Request:
     method: str
-    host: str  # lower-cased; an IPv6 literal without brackets
+    host: str  # lower-cased, no trailing dot; IP literals canonical, IPv6 without brackets
     port: int
     path: str  # origin-form for plain HTTP; "" for CONNECT
     version: str
@@ -122,7 +123,9 @@ def parse_header(line):
 
 def parse_authority(text, default_port):
     """(host, port) of `host:port`, `[v6]:port` or, with a default port,
-    `host`. Host names are lower-cased and must be DNS-like; a numeric name
+    `host`. Host names are lower-cased, without one trailing dot, and must
+    be DNS-like; IP literals come back canonical (egress_address.canonical),
+    IPv6 without brackets. A numeric name
     that is not a plain IP address (2130706433, 127.1, 0x7f.1) is refused,
     because the resolver would read it as an address."""
     if "@" in text:
@@ -137,17 +140,19 @@ def parse_authority(text, default_port):
             raise BadRequest("malformed IPv6 literal in the target")
         port_text = port_text[1:]
         has_port = bool(port_text)
+        host = canonical(literal)
     else:
         host, has_port, port_text = text.rpartition(":") if ":" in text else (text, "", "")
         host = host.lower()
         if ":" in host:
             raise BadRequest("an IPv6 literal must be in brackets")
         check_host_name(host)
+        host = host[:-1] if host.endswith(".") else host
     if not has_port or not port_text:
         if default_port is None:
             raise BadRequest("the target needs a port (host:port)")
         return host, default_port
-    if not port_text.isdigit() or len(port_text) > 5 or not 0 < int(port_text) < 65536:
+    if not re.fullmatch(r"[0-9]{1,5}", port_text) or not 0 < int(port_text) < 65536:
         raise BadRequest("invalid port %r" % port_text[:10])
     return host, int(port_text)
 

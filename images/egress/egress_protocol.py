@@ -68,6 +68,8 @@ def check_configure(message):
 
 def check_decision(message):
     field(message, "id", str)
+    field(message, "host", str, optional=True)
+    field(message, "port", int, optional=True)
     if field(message, "allow", bool):
         field(message, "session", str)
         field(message, "budget_bytes", int)

@@ -10,7 +10,9 @@ names itself and connects only to global unicast addresses or to networks
 the server's configuration names (egress_address.py). Refusals are HTTP 403
 with a one-line reason the program sees; an origin that cannot be reached
 is a 502; a request the proxy cannot read is a 400 (405 for TRACE, 408
-when its header is not in within the header timeout). Bytes after a
+when its header is not in within the header timeout); a connection over
+one of the caps below is a 503, answered before its request is read (no
+ask, no closed). Bytes after a
 plain-HTTP request's head (its body, or more requests) go unchanged to the
 origin that was checked; `Connection: close` ends the exchange there.
 
@@ -29,7 +31,23 @@ Usage: python3 -E -s egress_proxy.py [--listen HOST:PORT]  (0.0.0.0:3128)
   [--connect-timeout S] (10: per lookup, per address tried)
   [--header-timeout S] (10: for the request head)
   [--idle-timeout S] (600: no byte either way ends a connection)
-Only the Python standard library is used (3.11+).
+  [--max-connections N] (1024: connections served at once)
+  [--max-pending-asks N] (256: connections waiting for a decision)
+  [--test-allow-loopback]
+Only the Python standard library is used (3.11+). Name lookups run in
+threads, at most 32 at once.
+
+Destinations never reached, whatever allow_private says: loopback
+(127/8, ::1 and their IPv6 forms such as ::ffff:127.0.0.1), unspecified,
+broadcast and multicast addresses (egress_address.py), and the proxy's
+own addresses: the one the client reached (via), any address of its
+interfaces, and its listening port on any local address. Inside the
+proxy's container loopback is the proxy itself, and a connection to itself
+would make a second ask seem to come from the proxy.
+--test-allow-loopback lets allow_private open loopback (the proxy's own
+port and non-loopback own addresses stay refused). It exists only for the
+project's own tests, whose origins listen on loopback next to the proxy;
+the server never passes it.
 
 Protocol v1 with the server: newline-delimited JSON, one message per line,
 on the proxy's stdin (server -> proxy) and stdout (proxy -> server; nothing
@@ -47,24 +65,33 @@ of stdin stops the proxy (exit 0), and so do SIGTERM and SIGINT.
                    (or bare addresses) the proxy may connect to although
                    they are not global unicast. Before the first configure
                    every connection is refused (403, no ask, no closed).
-  proxy -> server  {"type": "ask", "id": "c-17", "client": "172.30.0.3",
+  proxy -> server  {"type": "ask", "id": "c-1f2e3d4c-17", "client": "172.30.0.3",
                    "via": "172.30.0.2", "method": "CONNECT"|"GET"|...,
                    "host": "api.github.com", "port": 443}
                    for each connection with a readable request, before any
                    name resolution. client: the peer's address; via: the
                    proxy address it reached (IPv4-mapped shown as IPv4);
-                   host: lower-cased, IP literals as given, IPv6 without
-                   brackets; port: 80 when a plain-HTTP URL names none.
-  server -> proxy  {"type": "decision", "id": "c-17", "allow": true,
+                   id: "c-", 8 hex digits random for each run of the
+                   proxy, "-" and a counter, so an answer meant for an
+                   earlier run (before a restart) matches no connection;
+                   host: lower-cased without one trailing dot, IP literals
+                   canonical (IPv6 compressed, without brackets, IPv4-mapped
+                   as ::ffff:a.b.c.d); port: 80 when a plain-HTTP URL names
+                   none.
+  server -> proxy  {"type": "decision", "id": "c-1f2e3d4c-17", "allow": true,
                    "session": "calc", "budget_bytes": 1073741824}
-                or {"type": "decision", "id": "c-17", "allow": false,
+                or {"type": "decision", "id": "c-1f2e3d4c-17", "allow": false,
                    "reason": "...", optional "session": "calc"|null}
+                   Both may repeat the ask's "host" and "port" (optional,
+                   null as absent): when one differs from the pending
+                   ask's, the connection is refused ("decision for another
+                   host").
                    No decision within ask_timeout_ms: refused with reason
                    "no decision in time". A decision for an id that is no
                    longer pending (late, or its client left) is ignored.
                    budget_bytes caps the bytes of this connection, both
                    ways together; 0 refuses it ("byte budget reached").
-  proxy -> server  {"type": "closed", "id": "c-17", "session": "calc"|null,
+  proxy -> server  {"type": "closed", "id": "c-1f2e3d4c-17", "session": "calc"|null,
                    "host": "api.github.com", "port": 443,
                    "address": "140.82.1.1"|null, "allowed": true|false,
                    "reason": null|"...", "bytes_up": 0, "bytes_down": 0,
@@ -87,16 +114,20 @@ of stdin stops the proxy (exit 0), and so do SIGTERM and SIGINT.
 import argparse
 import asyncio
 import ipaddress
+import re
+import secrets
 import signal
 import sys
 from dataclasses import dataclass
 
 import egress_protocol as protocol
 from egress_channel import ServerChannel, log
-from egress_connection import STREAM_LIMIT, Connection
+from egress_connection import CLOSE_GRACE, STREAM_LIMIT, Connection
+from egress_http import answer
 
 SHUTDOWN_GRACE = 2.0
 BACKLOG = 1024  # sandboxes may open many connections at once
+LOOKUPS = 32  # name lookups at once (each a thread)
 
 
 @dataclass
@@ -106,6 +137,9 @@ class Settings:
     connect_timeout: float = 10.0
     header_timeout: float = 10.0
     idle_timeout: float = 600.0
+    max_connections: int = 1024
+    max_pending_asks: int = 256
+    test_allow_loopback: bool = False
 
 
 class Proxy:
@@ -118,7 +152,12 @@ class Proxy:
         self.config = None  # the last configure message
         self.pending = {}  # ask id -> future of its decision
         self.count = 0
+        # ids of one run never match another's (a late answer after a restart)
+        self.run_prefix = secrets.token_hex(4)
         self.tasks = set()
+        self.active = 0  # connections being served
+        self.listen_port = None
+        self.lookups = None
         self.channel = None
         self.stopped = None
 
@@ -127,6 +166,7 @@ class Proxy:
         a signal); the exit code (1: it could not listen)."""
         loop = asyncio.get_running_loop()
         self.stopped = asyncio.Event()
+        self.lookups = asyncio.Semaphore(LOOKUPS)
         for number in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(number, self.stop, number.name)
         self.channel = ServerChannel(loop, self.on_line, self.stop, self.read_fd, self.write_fd)
@@ -138,6 +178,7 @@ class Proxy:
             log("cannot listen on %s port %d: %s" % (self.settings.host, self.settings.port, error))
             return 1
         bound = server.sockets[0].getsockname()
+        self.listen_port = bound[1]
         host = "[%s]" % bound[0] if ":" in bound[0] else bound[0]
         listen = "%s:%d" % (host, bound[1])
         self.channel.start()
@@ -160,12 +201,32 @@ class Proxy:
     async def accept(self, reader, writer):
         task = asyncio.current_task()
         self.tasks.add(task)
+        self.active += 1
         try:
-            await Connection(self, reader, writer).run()
+            if self.active > self.settings.max_connections:
+                await self.turn_away(writer, "too many connections through the proxy; try again later")
+            elif self.asks_full():
+                await self.turn_away(writer, "too many connections waiting for a decision; try again later")
+            else:
+                await Connection(self, reader, writer).run()
         except asyncio.CancelledError:
             pass
         finally:
+            self.active -= 1
             self.tasks.discard(task)
+
+    def asks_full(self):
+        return len(self.pending) >= self.settings.max_pending_asks
+
+    async def turn_away(self, writer, text):
+        """A 503 before reading the request (no ask, no closed)."""
+        log("turned a connection away: %s" % text)
+        try:
+            writer.write(answer(503, text))
+            await asyncio.wait_for(writer.drain(), CLOSE_GRACE)
+        except (ConnectionError, OSError, TimeoutError):
+            pass
+        writer.transport.abort()
 
     def on_line(self, line):
         try:
@@ -189,7 +250,7 @@ class Proxy:
 
     def new_id(self):
         self.count += 1
-        return "c-%d" % self.count
+        return "c-%s-%d" % (self.run_prefix, self.count)
 
     def ask(self, request_id, client, via, method, host, port):
         """Sends an ask; the future of its decision."""
@@ -224,7 +285,7 @@ class Proxy:
 def listen_address(text):
     """HOST:PORT or [IPv6]:PORT."""
     host, colon, port = text.rpartition(":")
-    if not colon or not port.isdigit() or int(port) > 65535:
+    if not colon or not re.fullmatch(r"[0-9]{1,5}", port) or int(port) > 65535:
         raise argparse.ArgumentTypeError("expected HOST:PORT, got %r" % text)
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
@@ -242,15 +303,33 @@ def seconds(text):
     return value
 
 
+def count(text):
+    if not re.fullmatch(r"[0-9]{1,9}", text) or int(text) < 1:
+        raise argparse.ArgumentTypeError("expected a whole number above 0, got %r" % text)
+    return int(text)
+
+
 def parse_arguments(argv):
     parser = argparse.ArgumentParser(prog="egress_proxy.py", description="multilang-sandbox egress proxy")
     parser.add_argument("--listen", type=listen_address, default=("0.0.0.0", 3128), metavar="HOST:PORT")
     parser.add_argument("--connect-timeout", type=seconds, default=Settings.connect_timeout, metavar="S")
     parser.add_argument("--header-timeout", type=seconds, default=Settings.header_timeout, metavar="S")
     parser.add_argument("--idle-timeout", type=seconds, default=Settings.idle_timeout, metavar="S")
+    parser.add_argument("--max-connections", type=count, default=Settings.max_connections, metavar="N")
+    parser.add_argument("--max-pending-asks", type=count, default=Settings.max_pending_asks, metavar="N")
+    parser.add_argument("--test-allow-loopback", action="store_true", help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
     host, port = arguments.listen
-    return Settings(host, port, arguments.connect_timeout, arguments.header_timeout, arguments.idle_timeout)
+    return Settings(
+        host,
+        port,
+        arguments.connect_timeout,
+        arguments.header_timeout,
+        arguments.idle_timeout,
+        arguments.max_connections,
+        arguments.max_pending_asks,
+        arguments.test_allow_loopback,
+    )
 
 
 def main(argv=None):

@@ -30,11 +30,14 @@ class Relay:
         allowed = data[: max(self.room(), 0)]
         if allowed:
             writer.write(allowed)
-            await writer.drain()
+            # counted once handed to the transport, so bytes written before
+            # a cancelled (or failed) drain are in the totals too
             if upward:
                 self.up += len(allowed)
             else:
                 self.down += len(allowed)
+            self.last = time.monotonic()
+            await writer.drain()
             self.last = time.monotonic()
         if self.room() <= 0:
             self.reason = BUDGET_REACHED

@@ -4,7 +4,9 @@ its stdin and stdout (a thread reads every message; `policy` answers
 asks), real origins on loopback (an HTTP server that records what it is
 sent, a TCP echo server, and a listener that accepts and never answers),
 and sockets that talk to the proxy as sandbox code would. 127.0.0.1 is not
-a public address, so tests that need to reach an origin configure
+a public address, and the proxy never connects to loopback except with
+its test-only --test-allow-loopback switch: ServerSide passes it (unless
+told otherwise), and tests that need to reach an origin configure
 allow_private ["127.0.0.0/8"] (LOOPBACK)."""
 
 import http.server
@@ -41,8 +43,10 @@ def deny(reason):
 class ServerSide:
     """The proxy process and the server's end of its stream."""
 
-    def __init__(self, *arguments):
+    def __init__(self, *arguments, loopback=True):
         command = [sys.executable, "-E", "-s", PROXY, "--listen", "127.0.0.1:0"] + list(arguments)
+        if loopback:
+            command.append("--test-allow-loopback")
         pipe = subprocess.PIPE
         self.process = subprocess.Popen(command, stdin=pipe, stdout=pipe, stderr=pipe)
         self.messages = []
@@ -251,11 +255,12 @@ def read_exactly(connection, size, timeout=TIMEOUT):
 
 class ProxyTestCase(unittest.TestCase):
     arguments = ("--header-timeout", "2", "--idle-timeout", "5", "--connect-timeout", "3")
+    loopback = True  # pass --test-allow-loopback
 
     def setUp(self):
         self.origins = Origins()
         self.addCleanup(self.origins.stop)
-        self.server = ServerSide(*self.arguments)
+        self.server = ServerSide(*self.arguments, loopback=self.loopback)
         self.addCleanup(self.check_stopped)
         self.sockets = []
 

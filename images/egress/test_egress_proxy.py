@@ -167,10 +167,11 @@ class RefusedTest(ProxyTestCase):
         self.server.policy = allow()
         for target, host, kind in (
             (b"169.254.169.254:80", "169.254.169.254", b"link-local (cloud metadata)"),
-            (b"[::ffff:169.254.169.254]:80", "::ffff:169.254.169.254", b"IPv4-mapped link-local (cloud metadata)"),
+            (b"[::ffff:a9fe:A9FE]:80", "::ffff:169.254.169.254", b"link-local (cloud metadata)"),
             (b"[::1]:80", "::1", b"loopback"),
             (b"10.1.2.3:443", "10.1.2.3", b"private"),
-            (b"100.64.0.1:443", "100.64.0.1", b"shared (carrier-grade NAT)"),
+            (b"100.64.0.1:443", "100.64.0.1", b"shared carrier-grade NAT"),
+            (b"255.255.255.255:443", "255.255.255.255", b"broadcast"),
             (b"224.0.0.1:443", "224.0.0.1", b"multicast"),
             (b"0.0.0.0:443", "0.0.0.0", b"unspecified"),
         ):
