@@ -9,8 +9,10 @@ mod common;
 
 use common::require_docker;
 use multilang_sandbox::config::Config;
+use multilang_sandbox::docker::DockerEngine;
 use multilang_sandbox::images::{self, EGRESS};
 use serde_json::{Value, json};
+use std::collections::HashMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -115,18 +117,27 @@ async fn only_the_proxy_is_reachable_and_it_enforces_the_servers_decisions() {
         containers: Vec::new(),
         networks: Vec::new(),
     };
-    // The session's network: internal, and the bridge owns no host address.
-    docker(&[
-        "network",
-        "create",
-        "--internal",
-        "-o",
-        "com.docker.network.bridge.inhibit_ipv4=true",
-        "--label",
-        "multilang-sandbox.test=egress",
-        &inside,
-    ]);
+    // The session's network, as the server makes it: internal, and the
+    // bridge owns no host address.
+    let engine = DockerEngine::new();
+    let test_label = HashMap::from([("multilang-sandbox.test".to_string(), format!("egress-{id}"))]);
     made.networks.push(inside.clone());
+    let network = engine
+        .create_isolated_network(&inside, &test_label)
+        .await
+        .expect("create the session network");
+    assert_eq!(network.name, inside);
+    assert!(network.subnet.is_some(), "{network:?}");
+    assert_eq!(
+        docker(&[
+            "network",
+            "inspect",
+            "-f",
+            "{{.Internal}} {{index .Options \"com.docker.network.bridge.inhibit_ipv4\"}}",
+            &inside,
+        ]),
+        "true true"
+    );
     // Where the local origin lives (stands in for the outside world).
     docker(&[
         "network",
@@ -197,8 +208,16 @@ async fn only_the_proxy_is_reachable_and_it_enforces_the_servers_decisions() {
     )
     .expect("ready is JSON");
     assert_eq!(ready["type"], "ready", "{ready}");
-    docker(&["network", "connect", &inside, &proxy]);
-    let proxy_address = address_on(&proxy, &inside);
+    engine
+        .connect_to_network(&inside, &proxy, None)
+        .await
+        .expect("connect the proxy to the session network");
+    let proxy_address = engine
+        .address_on_network(&proxy, &inside)
+        .await
+        .expect("inspect the proxy")
+        .expect("the proxy has an address on the session network");
+    assert_eq!(proxy_address, address_on(&proxy, &inside));
     let configure = json!({"type": "configure", "allow_private": [outside_subnet], "ask_timeout_ms": 10_000});
     to_proxy
         .write_all(format!("{configure}\n").as_bytes())
@@ -374,6 +393,29 @@ attempt("no proxy", lambda: urllib.request.urlopen("http://{origin_address}:8080
     }
     assert_eq!(clients.len(), 3, "{clients:?}");
 
+    // Removal as the server will do it: containers first, then the network
+    // (found by its label).
+    for container in made.containers.drain(..) {
+        docker(&["rm", "-f", &container]);
+    }
+    let label = format!("egress-{id}");
+    let labelled = engine
+        .networks_labelled(&[("multilang-sandbox.test", &label)])
+        .await
+        .expect("list networks");
+    assert_eq!(labelled, std::slice::from_ref(&inside));
+    engine
+        .remove_network(&inside)
+        .await
+        .expect("remove the session network");
+    engine.remove_network(&inside).await.expect("removing it again is fine");
+    assert!(
+        engine
+            .networks_labelled(&[("multilang-sandbox.test", &label)])
+            .await
+            .expect("list networks")
+            .is_empty()
+    );
     drop(made);
     let _ = tokio::time::timeout(Duration::from_secs(20), proxy_process.wait()).await;
     server.abort();

@@ -8,12 +8,14 @@ mod container;
 mod error;
 mod images;
 mod inventory;
+mod network;
 
 pub use channel::{RunnerChannel, RunnerReader, RunnerWriter};
 pub use container::{BindMount, ContainerLimits, SandboxContainer, SandboxSpec, VolumeMount, labels};
 pub use error::{DockerError, EngineFailure};
 pub use images::{BuildContext, BuildEvent, ImageInfo};
 pub use inventory::{ContainerState, SandboxInfo, VolumeBacking};
+pub use network::IsolatedNetwork;
 
 use bollard::Docker;
 use std::time::Duration;

@@ -1,0 +1,126 @@
+//! Isolated networks for sandboxes with network grants (issue #14, not used
+//! by the tools yet): internal bridge networks whose bridge owns no host
+//! address, so a container on one reaches only the containers connected to
+//! it (the egress proxy), never the outside and never the host (an
+//! `--internal` network alone leaves the host reachable at its gateway
+//! address; `tests/egress_engine.rs` shows both).
+
+use super::{DockerEngine, DockerError, is_not_found};
+use bollard::models::{EndpointIpamConfig, EndpointSettings, NetworkConnectRequest, NetworkCreateRequest};
+use bollard::query_parameters::{InspectContainerOptions, ListNetworksOptionsBuilder};
+use std::collections::HashMap;
+
+/// The bridge option that keeps the host's own address off the bridge.
+const NO_HOST_ADDRESS: (&str, &str) = ("com.docker.network.bridge.inhibit_ipv4", "true");
+
+/// A network made by [`DockerEngine::create_isolated_network`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct IsolatedNetwork {
+    pub id: String,
+    pub name: String,
+    /// The subnet the engine chose (`172.19.0.0/16`), when it says.
+    pub subnet: Option<String>,
+}
+
+impl DockerEngine {
+    /// Creates an internal network `name` with `labels` whose bridge has no
+    /// host address.
+    pub async fn create_isolated_network(
+        &self,
+        name: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<IsolatedNetwork, DockerError> {
+        let client = self.client().await?;
+        let created = client
+            .create_network(NetworkCreateRequest {
+                name: name.to_string(),
+                driver: Some("bridge".to_string()),
+                internal: Some(true),
+                options: Some(HashMap::from([(
+                    NO_HOST_ADDRESS.0.to_string(),
+                    NO_HOST_ADDRESS.1.to_string(),
+                )])),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            })
+            .await?;
+        let inspected = client.inspect_network(&created.id, None).await?;
+        let subnet = inspected
+            .ipam
+            .and_then(|ipam| ipam.config)
+            .and_then(|configs| configs.into_iter().find_map(|config| config.subnet));
+        Ok(IsolatedNetwork {
+            id: created.id,
+            name: name.to_string(),
+            subnet,
+        })
+    }
+
+    /// Connects `container` to `network`, at `address` when given.
+    pub async fn connect_to_network(
+        &self,
+        network: &str,
+        container: &str,
+        address: Option<&str>,
+    ) -> Result<(), DockerError> {
+        let client = self.client().await?;
+        let endpoint = address.map(|address| EndpointSettings {
+            ipam_config: Some(EndpointIpamConfig {
+                ipv4_address: Some(address.to_string()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        client
+            .connect_network(
+                network,
+                NetworkConnectRequest {
+                    container: container.to_string(),
+                    endpoint_config: endpoint,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The IPv4 address `container` has on `network` (`None` when it is
+    /// not connected to it).
+    pub async fn address_on_network(&self, container: &str, network: &str) -> Result<Option<String>, DockerError> {
+        let client = self.client().await?;
+        let inspected = client
+            .inspect_container(container, None::<InspectContainerOptions>)
+            .await?;
+        Ok(inspected
+            .network_settings
+            .and_then(|settings| settings.networks)
+            .and_then(|mut networks| networks.remove(network))
+            .and_then(|endpoint| endpoint.ip_address)
+            .filter(|address| !address.is_empty()))
+    }
+
+    /// Removes a network; an absent one is fine. Containers still
+    /// connected make the engine refuse: remove them first.
+    pub async fn remove_network(&self, name: &str) -> Result<(), DockerError> {
+        let client = self.client().await?;
+        match client.remove_network(name).await {
+            Ok(()) => Ok(()),
+            Err(error) if is_not_found(&error) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Names of the networks carrying every `key=value` label given.
+    pub async fn networks_labelled(&self, labels: &[(&str, &str)]) -> Result<Vec<String>, DockerError> {
+        let client = self.client().await?;
+        let filters: Vec<String> = labels.iter().map(|(key, value)| format!("{key}={value}")).collect();
+        let options = ListNetworksOptionsBuilder::default()
+            .filters(&HashMap::from([("label".to_string(), filters)]))
+            .build();
+        Ok(client
+            .list_networks(Some(options))
+            .await?
+            .into_iter()
+            .filter_map(|network| network.name)
+            .collect())
+    }
+}
