@@ -8,7 +8,7 @@
 //! address inside, so `::ffff:127.0.0.1` is loopback. IPv6 outside the global
 //! unicast block `2000::/3` is reserved unless listed.
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Where an address sits in the address space, as far as the proxy cares.
@@ -120,10 +120,53 @@ impl AddressClass {
         }
     }
 
+    /// The classes no `egress.allow_private` entry can open, in the order
+    /// a refusal names them.
+    pub const NEVER_ALLOWED: [AddressClass; 4] = [Loopback, Unspecified, Broadcast, Multicast];
+
     /// Whether an `egress.allow_private` entry can open this class.
     pub fn can_be_allowed(self) -> bool {
-        !matches!(self, Loopback | Unspecified | Broadcast | Multicast)
+        !Self::NEVER_ALLOWED.contains(&self)
     }
+
+    /// Every range of this class from the tables above, with the IPv6
+    /// forms that carry its IPv4 ranges (the ones [`embedded_ipv4`] reads).
+    pub fn ranges(self) -> Vec<IpNet> {
+        let mut ranges = Vec::new();
+        for (net, _) in IPV4.iter().filter(|(_, class)| *class == self) {
+            ranges.push(IpNet::V4(*net));
+            ranges.extend(ipv6_forms(*net).into_iter().map(IpNet::V6));
+        }
+        ranges.extend(
+            IPV6.iter()
+                .filter(|(_, class)| *class == self)
+                .map(|(net, _)| IpNet::V6(*net)),
+        );
+        match self {
+            Loopback => ranges.push(IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::LOCALHOST, 128))),
+            Unspecified => ranges.push(IpNet::V6(Ipv6Net::new_assert(Ipv6Addr::UNSPECIFIED, 128))),
+            _ => {}
+        }
+        ranges
+    }
+}
+
+/// The IPv6 ranges that carry the addresses of `net`: IPv4-mapped,
+/// IPv4-compatible, NAT64 and 6to4, the forms [`embedded_ipv4`] reads.
+fn ipv6_forms(net: Ipv4Net) -> Vec<Ipv6Net> {
+    let [a, b, c, d] = net.network().octets();
+    let high = u16::from_be_bytes([a, b]);
+    let low = u16::from_be_bytes([c, d]);
+    let len = net.prefix_len();
+    [
+        (Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, high, low), 96 + len),
+        (Ipv6Addr::new(0, 0, 0, 0, 0, 0, high, low), 96 + len),
+        (Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, high, low), 96 + len),
+        (Ipv6Addr::new(0x2002, high, low, 0, 0, 0, 0, 0), 16 + len),
+    ]
+    .into_iter()
+    .filter_map(|(address, len)| Ipv6Net::new(address, len).ok())
+    .collect()
 }
 
 /// The IPv4 address an IPv6 address carries, for the forms that reach it:

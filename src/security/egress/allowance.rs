@@ -103,55 +103,15 @@ impl FromStr for PrivateEntry {
 }
 
 /// The class of a range `network` shares addresses with that no entry
-/// can open: loopback, unspecified, broadcast, multicast, and the IPv6 forms
-/// that carry such an IPv4 address (mapped, compatible, NAT64, 6to4).
+/// can open (in any of its forms: `64.0.0.0/2` holds loopback, and so does
+/// `::ffff:64.0.0.0/98`).
 fn never_reachable_within(network: &IpNet) -> Option<AddressClass> {
-    static NEVER: std::sync::LazyLock<Vec<(IpNet, AddressClass)>> = std::sync::LazyLock::new(|| {
-        let ipv4 = [
-            ("127.0.0.0/8", AddressClass::Loopback),
-            ("0.0.0.0/32", AddressClass::Unspecified),
-            ("255.255.255.255/32", AddressClass::Broadcast),
-            ("224.0.0.0/4", AddressClass::Multicast),
-        ];
-        let mut ranges: Vec<(IpNet, AddressClass)> = Vec::new();
-        for (text, class) in ipv4 {
-            let Ok(IpNet::V4(net)) = text.parse::<IpNet>() else {
-                continue;
-            };
-            ranges.push((IpNet::V4(net), class));
-            let [a, b, c, d] = net.network().octets();
-            let low = (u16::from(a) << 8) | u16::from(b);
-            let high = (u16::from(c) << 8) | u16::from(d);
-            let prefix = net.prefix_len();
-            for (segments, base) in [
-                ([0, 0, 0, 0, 0, 0xffff, low, high], 96u8),
-                ([0, 0, 0, 0, 0, 0, low, high], 96),
-                ([0x64, 0xff9b, 0, 0, 0, 0, low, high], 96),
-            ] {
-                if let Ok(net) = ipnet::Ipv6Net::new(std::net::Ipv6Addr::from(segments), base + prefix) {
-                    ranges.push((IpNet::V6(net), class));
-                }
-            }
-            if let Ok(net) = ipnet::Ipv6Net::new(std::net::Ipv6Addr::new(0x2002, low, high, 0, 0, 0, 0, 0), 16 + prefix)
-            {
-                ranges.push((IpNet::V6(net), class));
-            }
-        }
-        for (text, class) in [
-            ("::1/128", AddressClass::Loopback),
-            ("::/128", AddressClass::Unspecified),
-            ("ff00::/8", AddressClass::Multicast),
-        ] {
-            if let Ok(net) = text.parse() {
-                ranges.push((net, class));
-            }
-        }
-        ranges
-    });
-    NEVER
-        .iter()
-        .find(|(never, _)| network.contains(&never.network()) || never.contains(&network.network()))
-        .map(|(_, class)| *class)
+    AddressClass::NEVER_ALLOWED.into_iter().find(|class| {
+        class
+            .ranges()
+            .iter()
+            .any(|never| network.contains(&never.network()) || never.contains(&network.network()))
+    })
 }
 
 impl fmt::Display for PrivateEntry {
