@@ -146,9 +146,91 @@ fn the_readme_table_lists_every_key_with_its_default_and_meaning() {
     for cells in &rows {
         let name = cells[0].trim_end_matches('`');
         assert!(
-            multilang_sandbox::config::keys::key(&name.to_ascii_lowercase()).is_some()
+            multilang_sandbox::config::KEYS
+                .iter()
+                .any(|key| key.variable() == format!("MULTILANG_SANDBOX_{name}"))
                 || cells[2].contains("environment only"),
             "README lists MULTILANG_SANDBOX_{name}, which is no configuration key and not marked environment only"
         );
     }
+}
+
+/// The `egress` group from the file as an `[egress]` table, one key from
+/// the environment; `config show` writes dotted keys, and its output,
+/// used as the config file, shows the same values again.
+#[test]
+fn egress_keys_come_from_a_table_or_the_environment_and_show_reads_back() {
+    let dir = config_dir("egress");
+    let file = dir.join("config.toml");
+    std::fs::write(
+        &file,
+        "memory_mb = 384\n[egress]\nallow = [\"api.github.com\", \"*.example.org:8443\"]\n\
+         allow_private = [\"10.9.0.0/16\"]\nbudget_mb = 2048\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap().to_string();
+    let environment = [
+        ("MULTILANG_SANDBOX_CONFIG", path.as_str()),
+        ("MULTILANG_SANDBOX_EGRESS_ASK", "false"),
+    ];
+    let output = run(&["config", "show"], &environment);
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8_lossy(&output.stdout).to_string();
+    assert_eq!(
+        line_of(&text, "egress.allow"),
+        format!("egress.allow = [\"api.github.com\", \"*.example.org:8443\"]  # file {path} (default [])")
+    );
+    assert!(line_of(&text, "egress.allow_private").starts_with("egress.allow_private = [\"10.9.0.0/16\"]  # file"));
+    assert_eq!(
+        line_of(&text, "egress.ask"),
+        "egress.ask = false  # env MULTILANG_SANDBOX_EGRESS_ASK (default true)"
+    );
+    assert!(line_of(&text, "egress.budget_mb").starts_with("egress.budget_mb = 2048  # file"));
+    assert_eq!(
+        line_of(&text, "egress.max_connections"),
+        "egress.max_connections = 64  # default"
+    );
+    // The shown configuration is a config file giving the same values.
+    let shown = dir.join("shown.toml");
+    std::fs::write(&shown, text.as_bytes()).unwrap();
+    let output = run(
+        &["config", "show"],
+        &[("MULTILANG_SANDBOX_CONFIG", shown.to_str().unwrap())],
+    );
+    assert!(output.status.success(), "{output:?}");
+    let again = String::from_utf8_lossy(&output.stdout).to_string();
+    let values = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .map(|line| line.split("  # ").next().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(values(&again), values(&text));
+    // A bad entry stops loading, naming the key and file or the variable.
+    std::fs::write(&file, "egress.allow = [\"https://example.org\"]\n").unwrap();
+    let output = run(&["config", "show"], &[("MULTILANG_SANDBOX_CONFIG", &path)]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("`egress.allow` in") && stderr.contains("has a scheme"),
+        "{stderr}"
+    );
+    std::fs::write(&file, "[egress]\nallow_everything = true\n").unwrap();
+    let output = run(&["config", "show"], &[("MULTILANG_SANDBOX_CONFIG", &path)]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown key `egress.allow_everything`"), "{stderr}");
+    std::fs::write(&file, "").unwrap();
+    let output = run(
+        &["config", "show"],
+        &[
+            ("MULTILANG_SANDBOX_CONFIG", &path),
+            ("MULTILANG_SANDBOX_EGRESS_BUDGET_MB", "0"),
+        ],
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("MULTILANG_SANDBOX_EGRESS_BUDGET_MB") && stderr.contains("at least 1"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

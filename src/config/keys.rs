@@ -1,8 +1,12 @@
-//! Every configuration key in one table: its name (the file key; the
-//! variable is `MULTILANG_SANDBOX_` + the name in upper case), how its value
-//! is parsed into [`Config`] and written back, its default and its
-//! documentation. Loading, `config show`, the unknown-key error and the
-//! README's Configuration table (checked by `tests/config.rs`) all read it.
+//! Every configuration key in one table: its name (the file key, dotted for
+//! a group such as `egress.allow`, which a file may also write as an
+//! `[egress]` table; the variable is `MULTILANG_SANDBOX_` + the name in upper
+//! case with `.` as `_`), how its value is parsed into [`Config`] and written
+//! back, its default and its documentation. Loading, `config show`, the
+//! unknown-key error and the README's Configuration table (checked by
+//! `tests/config.rs`) all read it. The file is longer than most because the
+//! table is one on purpose; the parsing of longer values lives beside it
+//! (`values.rs`, `folders.rs`, `egress.rs`).
 //!
 //! A table of our own rather than `figment`: our values are texts in one
 //! syntax whether they come from the file or a variable (the comma lists
@@ -12,13 +16,18 @@
 //! need this table for the docs, the rules and the comma lists, and adds a
 //! dependency whose own errors and environment splitting differ from ours.
 
+use super::egress::{
+    parse_allow, parse_allow_private, parse_budget, parse_max_connections, render_allow, render_allow_private,
+    render_budget,
+};
 use super::folders::{parse_host_folders, render_host_folders};
 use super::values::{
-    Machine, audit_log_on, ca_bundle_on, invalid, number, parse_pool_sizes, path_unless, render_pool_sizes,
+    Machine, audit_log_on, ca_bundle_on, flag, invalid, list, number, parse_pool_sizes, path_unless, render_pool_sizes,
     state_dir_on, text, text_of,
 };
 use super::{Config, MAX_FILE_BYTES_LIMIT, SessionStorage};
 use crate::config::ConfigError;
+use crate::security::egress::{ALLOW_KEY, ALLOW_PRIVATE_KEY};
 use crate::security::policy::PolicyMode;
 use crate::security::seccomp::SeccompProfile;
 use std::path::PathBuf;
@@ -39,12 +48,15 @@ pub struct Key {
     pub(super) get: fn(config: &Config) -> String,
 }
 
-/// How a value is written: numbers and flags bare, texts quoted.
+/// How a value is written: numbers and flags bare, texts quoted, lists as
+/// arrays of quoted texts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Number,
     Flag,
     Text,
+    /// A comma list (`a,b` in a variable, `["a", "b"]` in the file).
+    List,
 }
 
 /// A key's default.
@@ -78,7 +90,7 @@ impl Key {
     /// The default as the README's table gives it.
     pub fn documented_default(&self) -> String {
         match (&self.default, self.kind) {
-            (KeyDefault::Value(text), Kind::Text) => format!("`{text}`"),
+            (KeyDefault::Value(text), Kind::Text | Kind::List) => format!("`{text}`"),
             (KeyDefault::Value(text), _) => text.to_string(),
             (KeyDefault::Unset(meaning), _) => meaning.to_string(),
             (KeyDefault::Rule { rule, .. }, _) => rule.to_string(),
@@ -92,6 +104,10 @@ impl Key {
             Kind::Number => value.parse::<i64>().is_ok() || (value.contains('.') && value.parse::<f64>().is_ok()),
             Kind::Flag => value == "true" || value == "false",
             Kind::Text => false,
+            Kind::List => {
+                let items = list(value).map(|item| toml::Value::String(item.to_string()));
+                return toml::Value::Array(items.collect()).to_string();
+            }
         };
         if bare {
             value.to_string()
@@ -404,5 +420,52 @@ pub static KEYS: &[Key] = &[
             Ok(())
         },
         get: |config| config.policy.name().to_string(),
+    },
+    Key {
+        name: ALLOW_KEY,
+        kind: Kind::List,
+        default: KeyDefault::Unset("none"),
+        doc: "hosts code with network may reach without asking: `api.github.com`, `*.example.org` (its subdomains), \
+              `host.example:8080` (without a port: 80 and 443)",
+        set: |config, value, label| parse_allow(label, value).map(|allow| config.egress.allow = allow),
+        get: |config| render_allow(&config.egress.allow),
+    },
+    Key {
+        name: ALLOW_PRIVATE_KEY,
+        kind: Kind::List,
+        default: KeyDefault::Unset("none"),
+        doc: "non-global destinations the egress proxy may connect to (an intranet, a local test server): networks \
+              such as `10.9.0.0/16`, addresses or hosts; never loopback",
+        set: |config, value, label| {
+            parse_allow_private(label, value).map(|allowance| config.egress.allow_private = allowance)
+        },
+        get: |config| render_allow_private(&config.egress.allow_private),
+    },
+    Key {
+        name: "egress.ask",
+        kind: Kind::Flag,
+        default: KeyDefault::Value("true"),
+        doc: "ask the user (MCP elicitation, when the client supports it) about hosts outside `egress.allow` and \
+              the session's grants; `false` refuses them",
+        set: |config, value, label| flag(value, label).map(|ask| config.egress.ask = ask),
+        get: |config| config.egress.ask.to_string(),
+    },
+    Key {
+        name: "egress.budget_mb",
+        kind: Kind::Number,
+        default: KeyDefault::Value("1024"),
+        doc: "MiB one session (or stateless execute) may move through the egress proxy, both directions together",
+        set: |config, value, label| parse_budget(label, value).map(|bytes| config.egress.budget_bytes = bytes),
+        get: |config| render_budget(config.egress.budget_bytes),
+    },
+    Key {
+        name: "egress.max_connections",
+        kind: Kind::Number,
+        default: KeyDefault::Value("64"),
+        doc: "connections one session may hold open through the egress proxy at once",
+        set: |config, value, label| {
+            parse_max_connections(label, value).map(|count| config.egress.max_connections = count)
+        },
+        get: |config| config.egress.max_connections.to_string(),
     },
 ];

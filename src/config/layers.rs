@@ -1,15 +1,16 @@
 //! Where each configuration value comes from: a `MULTILANG_SANDBOX_*`
 //! environment variable, else the TOML config file, else the default.
 
-use super::keys::{KEYS, key};
+use super::keys::{KEYS, Kind, key};
 use crate::config::ConfigError;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// The environment variable of a key.
+/// The environment variable of a key: `egress.allow` is
+/// `MULTILANG_SANDBOX_EGRESS_ALLOW`.
 pub fn env_name(key: &str) -> String {
-    format!("MULTILANG_SANDBOX_{}", key.to_ascii_uppercase())
+    format!("MULTILANG_SANDBOX_{}", key.to_ascii_uppercase().replace('.', "_"))
 }
 
 /// Where a value came from.
@@ -33,6 +34,8 @@ impl Source {
 
 /// The config file's values, each turned into the text an environment
 /// variable would hold (`[a, b]` → `a,b`; `{python = 2}` → `python=2`).
+/// A dotted key is read from a TOML dotted key (`egress.allow = [...]`) or
+/// a table (`[egress]` with `allow = [...]`), which TOML parses alike.
 #[derive(Debug, Clone, Default)]
 pub struct ConfigFile {
     pub path: PathBuf,
@@ -61,26 +64,53 @@ impl ConfigFile {
             .parse()
             .map_err(|error: toml::de::Error| file_error(error.to_string()))?;
         let mut values = BTreeMap::new();
-        for (name, value) in table {
-            if key(&name).is_none() {
-                let names: Vec<&str> = KEYS.iter().map(|key| key.name).collect();
-                return Err(file_error(format!(
-                    "unknown key `{name}`; the keys are: {}",
-                    names.join(", ")
-                )));
-            }
-            let text = value_text(&value).ok_or_else(|| {
-                file_error(format!(
-                    "`{name}` should be a string, a number, a boolean, a list or (pool_size) a table of numbers"
-                ))
-            })?;
-            values.insert(name, text);
-        }
+        read_table(&mut values, None, table).map_err(file_error)?;
         Ok(Self {
             path: path.to_path_buf(),
             values,
         })
     }
+}
+
+/// Adds the keys of `table` (the file, or the table of the group `group`)
+/// to `values` by their full names; a table that is no key's value but a
+/// group of keys (`egress`) is read the same way under its name.
+fn read_table(values: &mut BTreeMap<String, String>, group: Option<&str>, table: toml::Table) -> Result<(), String> {
+    for (name, value) in table {
+        let name = match group {
+            Some(group) => format!("{group}.{name}"),
+            None => name,
+        };
+        if let Some(key) = key(&name) {
+            let text = match (key.kind, &value) {
+                (Kind::List, toml::Value::Table(_)) => None,
+                _ => value_text(&value),
+            };
+            let text = text.ok_or_else(|| match key.kind {
+                Kind::List => format!("`{name}` should be a list of strings, as in `{name} = [\"a\", \"b\"]`"),
+                _ => format!(
+                    "`{name}` should be a string, a number, a boolean, a list or (pool_size) a table of numbers"
+                ),
+            })?;
+            if values.insert(name.clone(), text).is_some() {
+                return Err(format!("`{name}` is given twice"));
+            }
+        } else if let toml::Value::Table(inner) = value
+            && is_group(&name)
+        {
+            read_table(values, Some(&name), inner)?;
+        } else {
+            let names: Vec<&str> = KEYS.iter().map(|key| key.name).collect();
+            return Err(format!("unknown key `{name}`; the keys are: {}", names.join(", ")));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `name` is a group of keys: `egress` of `egress.allow`.
+fn is_group(name: &str) -> bool {
+    KEYS.iter()
+        .any(|key| key.name.strip_prefix(name).is_some_and(|rest| rest.starts_with('.')))
 }
 
 fn value_text(value: &toml::Value) -> Option<String> {
@@ -194,6 +224,59 @@ mod tests {
         assert_eq!(file.values["pool_size"], "go=0,python=3");
         assert_eq!(file.values["host_folders"], "data=/srv/data,out=/srv/out:rw");
         assert_eq!(file.values["audit_log_code"], "true");
+    }
+
+    #[test]
+    fn a_group_is_read_from_dotted_keys_or_a_table() {
+        let dotted = ConfigFile::parse(
+            Path::new("/c.toml"),
+            "memory_mb = 256\negress.allow = [\"api.github.com\", \"*.example.org\"]\negress.ask = false\n",
+        )
+        .unwrap();
+        let table = ConfigFile::parse(
+            Path::new("/c.toml"),
+            "memory_mb = 256\n[egress]\nallow = [\"api.github.com\", \"*.example.org\"]\nask = false\n",
+        )
+        .unwrap();
+        let quoted = ConfigFile::parse(
+            Path::new("/c.toml"),
+            "memory_mb = 256\n\"egress.allow\" = [\"api.github.com\", \"*.example.org\"]\n\"egress.ask\" = false\n",
+        )
+        .unwrap();
+        for file in [&dotted, &table, &quoted] {
+            assert_eq!(file.values["egress.allow"], "api.github.com,*.example.org");
+            assert_eq!(file.values["egress.ask"], "false");
+            assert_eq!(file.values["memory_mb"], "256");
+            assert_eq!(file.values.len(), 3);
+        }
+        // A key's own table is its value, not a group.
+        let file = ConfigFile::parse(Path::new("/c.toml"), "[pool_size]\npython = 3\n").unwrap();
+        assert_eq!(file.values["pool_size"], "python=3");
+    }
+
+    #[test]
+    fn an_unknown_key_in_a_group_is_an_error_listing_the_keys() {
+        for text in [
+            "[egress]\nfoo = 1\n",
+            "egress.foo = 1\n",
+            "[egress.deep]\nallow = []\n",
+            "egress = 1\n",
+        ] {
+            let error = ConfigFile::parse(Path::new("/c.toml"), text).unwrap_err().to_string();
+            assert!(
+                error.contains("/c.toml") && error.contains("unknown key `egress"),
+                "{text}: {error}"
+            );
+            assert!(error.contains("egress.allow, egress.allow_private"), "{text}: {error}");
+        }
+        let error = ConfigFile::parse(Path::new("/c.toml"), "egress.allow.deep = 1\n").unwrap_err();
+        assert!(
+            error.to_string().contains("`egress.allow` should be a list of strings"),
+            "{error}"
+        );
+        let error =
+            ConfigFile::parse(Path::new("/c.toml"), "\"egress.ask\" = true\n[egress]\nask = false\n").unwrap_err();
+        assert!(error.to_string().contains("`egress.ask` is given twice"), "{error}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! is described once, in [`keys::KEYS`]; this module holds the typed result
 //! and the checks between keys.
 
+mod egress;
 mod error;
 mod folders;
 pub mod keys;
@@ -11,6 +12,7 @@ mod layers;
 mod show;
 mod values;
 
+pub use egress::EgressSettings;
 pub use error::ConfigError;
 pub use folders::HostFolder;
 pub use keys::KEYS;
@@ -90,6 +92,9 @@ pub struct Config {
     pub audit: AuditSettings,
     /// `policy`.
     pub policy: PolicyMode,
+    /// `egress.allow`, `egress.allow_private`, `egress.ask`,
+    /// `egress.budget_mb`, `egress.max_connections`.
+    pub egress: EgressSettings,
 }
 
 /// Where a session's files live (see [`Config::session_storage`]).
@@ -176,6 +181,7 @@ impl Config {
                 log_code: false,
             },
             policy: PolicyMode::Audit,
+            egress: EgressSettings::default(),
         }
     }
 
@@ -316,7 +322,9 @@ mod tests {
         let config = Config::default();
         for (index, key) in KEYS.iter().enumerate() {
             assert!(
-                KEYS[..index].iter().all(|other| other.name != key.name),
+                KEYS[..index]
+                    .iter()
+                    .all(|other| other.name != key.name && other.variable() != key.variable()),
                 "{} twice",
                 key.name
             );

@@ -62,7 +62,16 @@ mod tests {
     fn the_rendering_is_a_config_file_that_reads_back_the_same() {
         let loaded = Loaded {
             config: Config::from_lookup(|key| {
-                (key == "MULTILANG_SANDBOX_HOST_FOLDERS").then(|| "data=/srv/d,out=/srv/o:rw".to_string())
+                let value = match key {
+                    "MULTILANG_SANDBOX_HOST_FOLDERS" => "data=/srv/d,out=/srv/o:rw",
+                    "MULTILANG_SANDBOX_EGRESS_ALLOW" => "api.github.com,*.example.org,[2001:db8::1]:8443",
+                    "MULTILANG_SANDBOX_EGRESS_ALLOW_PRIVATE" => "10.9.0.0/16,192.168.1.7,intranet.example",
+                    "MULTILANG_SANDBOX_EGRESS_ASK" => "no",
+                    "MULTILANG_SANDBOX_EGRESS_BUDGET_MB" => "2048",
+                    "MULTILANG_SANDBOX_EGRESS_MAX_CONNECTIONS" => "8",
+                    _ => return None,
+                };
+                Some(value.to_string())
             })
             .unwrap(),
             sources: BTreeMap::new(),
@@ -71,6 +80,15 @@ mod tests {
         };
         let text = loaded.render();
         assert!(text.contains("memory_mb = 512  # default\n"), "{text}");
+        for line in [
+            "egress.allow = [\"api.github.com\", \"*.example.org\", \"[2001:db8::1]:8443\"]  # default\n",
+            "egress.allow_private = [\"10.9.0.0/16\", \"192.168.1.7\", \"intranet.example\"]  # default\n",
+            "egress.ask = false  # default\n",
+            "egress.budget_mb = 2048  # default\n",
+            "egress.max_connections = 8  # default\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
         let keys: Vec<&str> = text
             .lines()
             .skip(2)
@@ -82,12 +100,29 @@ mod tests {
         let layers = Layers::new(&|_| None, Some(&file));
         let again = Config::from_layers(&layers, &crate::config::Machine::bare()).unwrap();
         assert_eq!(again, loaded.config);
+        assert_ne!(again.egress, Config::default().egress);
+    }
+
+    #[test]
+    fn the_default_rendering_reads_back_as_the_default() {
+        let loaded = Loaded {
+            config: Config::default(),
+            sources: BTreeMap::new(),
+            file: PathBuf::from("/c.toml"),
+            file_found: false,
+        };
+        let text = loaded.render();
+        assert!(text.contains("egress.allow = []  # default\n"), "{text}");
+        let file = ConfigFile::parse(&PathBuf::from("/shown.toml"), &text).unwrap();
+        let layers = Layers::new(&|_| None, Some(&file));
+        let again = Config::from_layers(&layers, &crate::config::Machine::bare()).unwrap();
+        assert_eq!(again, Config::default());
     }
 
     #[test]
     fn a_value_from_elsewhere_names_its_default_a_rule_as_the_rule() {
         let mut sources = BTreeMap::new();
-        for key in ["cpus", "runtime", "state_dir", "memory_mb"] {
+        for key in ["cpus", "runtime", "state_dir", "memory_mb", "egress.allow"] {
             sources.insert(key, Source::Environment);
         }
         let loaded = Loaded {
@@ -95,6 +130,10 @@ mod tests {
                 cpus: 2.0,
                 runtime: Some("runsc".to_string()),
                 state_dir: PathBuf::from("/s"),
+                egress: crate::config::EgressSettings {
+                    allow: vec!["api.github.com".parse().unwrap()],
+                    ..Default::default()
+                },
                 ..Config::default()
             },
             sources,
@@ -108,6 +147,7 @@ mod tests {
             "state_dir = \"/s\"  # env MULTILANG_SANDBOX_STATE_DIR (default $XDG_STATE_HOME/multilang-sandbox)\n",
             "memory_mb = 512  # env MULTILANG_SANDBOX_MEMORY_MB\n",
             "tmpfs_mb = 256  # default\n",
+            "egress.allow = [\"api.github.com\"]  # env MULTILANG_SANDBOX_EGRESS_ALLOW (default [])\n",
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }
@@ -125,5 +165,11 @@ mod tests {
         );
         assert_eq!(key("audit_log_code").toml_value("true"), "true");
         assert_eq!(key("runtime").toml_value("42"), "\"42\"");
+        assert_eq!(
+            key("egress.allow").toml_value("a.example, b.example"),
+            "[\"a.example\", \"b.example\"]"
+        );
+        assert_eq!(key("egress.allow").toml_value(""), "[]");
+        assert_eq!(key("egress.ask").toml_value("false"), "false");
     }
 }

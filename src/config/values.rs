@@ -49,6 +49,20 @@ pub(super) fn number<T: std::str::FromStr>(value: &str, label: &str) -> Result<T
         .map_err(|_| invalid(label, format!("`{value}` is not a valid number")))
 }
 
+/// A flag: `true`, `1`, `yes`, `on` or `false`, `0`, `no`, `off` (any case).
+pub(super) fn flag(value: &str, label: &str) -> Result<bool, ConfigError> {
+    match value.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(invalid(label, format!("`{value}` is not a flag: use true or false"))),
+    }
+}
+
+/// The entries of a comma list, trimmed, empty ones skipped.
+pub(super) fn list(value: &str) -> impl Iterator<Item = &str> {
+    value.split(',').map(str::trim).filter(|entry| !entry.is_empty())
+}
+
 pub(super) fn text_of(path: impl AsRef<Path>) -> String {
     path.as_ref().display().to_string()
 }
