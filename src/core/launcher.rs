@@ -5,7 +5,9 @@
 use super::connection::RunnerConnection;
 use crate::config::Config;
 use crate::docker::DockerError;
-use crate::docker::{BindMount, ContainerLimits, DockerEngine, SandboxContainer, SandboxSpec, VolumeMount, labels};
+use crate::docker::{
+    BindMount, ContainerLimits, DockerEngine, NetworkAccess, SandboxContainer, SandboxSpec, VolumeMount, labels,
+};
 use crate::images;
 use crate::runtime::packages::SESSION_ROOT;
 use crate::runtime::{Kernel, Language};
@@ -141,7 +143,8 @@ impl Launcher {
             binds: Vec::new(),
             seccomp: None,
             one_shot: true,
-            network: false,
+            network: NetworkAccess::None,
+            env: Vec::new(),
             writable_root: false,
             run_as_root: false,
         };
@@ -176,7 +179,7 @@ impl Launcher {
                 as_root,
             } => {
                 labels.insert(labels::KIND.to_string(), "install".to_string());
-                spec.network = true;
+                spec.network = NetworkAccess::Bridge;
                 spec.run_as_root = as_root;
                 match packages_volume {
                     Some(volume) => {

@@ -6,6 +6,7 @@ pub mod artifacts;
 pub mod background;
 pub mod cache;
 pub mod connection;
+pub mod egress;
 pub mod error;
 pub mod executor;
 pub mod files;

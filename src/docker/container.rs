@@ -65,6 +65,29 @@ pub struct ContainerLimits {
     pub tmpfs_mb: u64,
 }
 
+/// The network a container joins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetworkAccess {
+    /// No network at all (every sandbox without grants).
+    None,
+    /// The engine's default bridge, with a route out (install containers
+    /// and the egress proxy).
+    Bridge,
+    /// An isolated network (no route out) whose only other member is the
+    /// egress proxy: sandboxes with network grants.
+    Isolated(String),
+}
+
+impl NetworkAccess {
+    fn mode(&self) -> &str {
+        match self {
+            NetworkAccess::None => "none",
+            NetworkAccess::Bridge => "bridge",
+            NetworkAccess::Isolated(network) => network,
+        }
+    }
+}
+
 /// What to create.
 #[derive(Debug, Clone)]
 pub struct SandboxSpec {
@@ -88,8 +111,11 @@ pub struct SandboxSpec {
     /// One-shot containers: stdin closes when our attach ends (so the runner
     /// exits if this server dies) and the engine removes the exited container.
     pub one_shot: bool,
-    /// Network access (only install containers: the default bridge network).
-    pub network: bool,
+    /// Which network the container joins.
+    pub network: NetworkAccess,
+    /// Extra environment variables, `NAME=value` (the egress proxy's
+    /// address for sandboxes with network grants).
+    pub env: Vec<String>,
     /// Writable root filesystem (only install containers, whose result is committed).
     pub writable_root: bool,
     /// Run as root (only apt installs into a cached image).
@@ -127,7 +153,7 @@ impl SandboxSpec {
             capabilities_added.extend(["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"].map(String::from));
         }
         let host_config = HostConfig {
-            network_mode: Some(if self.network { "bridge" } else { "none" }.into()),
+            network_mode: Some(self.network.mode().to_string()),
             cap_drop: Some(vec!["ALL".into()]),
             cap_add: (!capabilities_added.is_empty()).then_some(capabilities_added),
             security_opt: Some(
@@ -162,7 +188,8 @@ impl SandboxSpec {
             user: Some(if self.run_as_root { "0:0" } else { "1000:1000" }.into()),
             working_dir: Some("/workspace".into()),
             labels: Some(self.labels.clone()),
-            network_disabled: Some(!self.network),
+            network_disabled: Some(self.network == NetworkAccess::None),
+            env: (!self.env.is_empty()).then(|| self.env.clone()),
             attach_stdin: Some(true),
             attach_stdout: Some(true),
             attach_stderr: Some(true),

@@ -11,7 +11,7 @@ mod inventory;
 mod network;
 
 pub use channel::{RunnerChannel, RunnerReader, RunnerWriter};
-pub use container::{BindMount, ContainerLimits, SandboxContainer, SandboxSpec, VolumeMount, labels};
+pub use container::{BindMount, ContainerLimits, NetworkAccess, SandboxContainer, SandboxSpec, VolumeMount, labels};
 pub use error::{DockerError, EngineFailure};
 pub use images::{BuildContext, BuildEvent, ImageInfo};
 pub use inventory::{ContainerState, SandboxInfo, VolumeBacking};

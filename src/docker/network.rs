@@ -1,12 +1,13 @@
-//! Isolated networks for sandboxes with network grants (issue #14, not used
-//! by the tools yet): internal bridge networks whose bridge owns no host
+//! Isolated networks for sandboxes with network grants: internal bridge networks whose bridge owns no host
 //! address, so a container on one reaches only the containers connected to
 //! it (the egress proxy), never the outside and never the host (an
 //! `--internal` network alone leaves the host reachable at its gateway
 //! address; `tests/egress_engine.rs` shows both).
 
 use super::{DockerEngine, DockerError, is_not_found};
-use bollard::models::{EndpointIpamConfig, EndpointSettings, NetworkConnectRequest, NetworkCreateRequest};
+use bollard::models::{
+    EndpointIpamConfig, EndpointSettings, NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
+};
 use bollard::query_parameters::{InspectContainerOptions, ListNetworksOptionsBuilder};
 use std::collections::HashMap;
 
@@ -56,27 +57,30 @@ impl DockerEngine {
         })
     }
 
-    /// Connects `container` to `network`, at `address` when given.
+    /// Connects `container` to `network`, at `address` when given, and
+    /// known on it (to the engine's resolver) by `aliases` as well as its name.
     pub async fn connect_to_network(
         &self,
         network: &str,
         container: &str,
         address: Option<&str>,
+        aliases: &[&str],
     ) -> Result<(), DockerError> {
         let client = self.client().await?;
-        let endpoint = address.map(|address| EndpointSettings {
-            ipam_config: Some(EndpointIpamConfig {
+        let endpoint = EndpointSettings {
+            ipam_config: address.map(|address| EndpointIpamConfig {
                 ipv4_address: Some(address.to_string()),
                 ..Default::default()
             }),
+            aliases: (!aliases.is_empty()).then(|| aliases.iter().map(|alias| alias.to_string()).collect()),
             ..Default::default()
-        });
+        };
         client
             .connect_network(
                 network,
                 NetworkConnectRequest {
                     container: container.to_string(),
-                    endpoint_config: endpoint,
+                    endpoint_config: Some(endpoint),
                 },
             )
             .await?;
@@ -99,9 +103,23 @@ impl DockerEngine {
     }
 
     /// Removes a network; an absent one is fine. Containers still
-    /// connected make the engine refuse: remove them first.
+    /// connected (egress proxies) are disconnected first.
     pub async fn remove_network(&self, name: &str) -> Result<(), DockerError> {
         let client = self.client().await?;
+        let members = match client.inspect_network(name, None).await {
+            Ok(network) => network.containers.unwrap_or_default(),
+            Err(error) if is_not_found(&error) => return Ok(()),
+            Err(error) => return Err(error.into()),
+        };
+        for container in members.keys() {
+            let request = NetworkDisconnectRequest {
+                container: container.clone(),
+                force: Some(true),
+            };
+            if let Err(error) = client.disconnect_network(name, request).await {
+                tracing::debug!(%error, network = name, container, "disconnecting from a network being removed");
+            }
+        }
         match client.remove_network(name).await {
             Ok(()) => Ok(()),
             Err(error) if is_not_found(&error) => Ok(()),

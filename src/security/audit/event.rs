@@ -33,6 +33,8 @@ pub enum AuditEvent {
     Session(SessionEvent),
     /// Code matched a code-policy rule.
     Violation(Violation),
+    /// A connection through the egress proxy ended (allowed or refused).
+    Egress(EgressEvent),
 }
 
 /// A tool call: which tool, what it was asked, how long it took and how it
@@ -168,6 +170,31 @@ pub struct Violation {
     pub mode: String,
     /// True when the code was refused.
     pub blocked: bool,
+}
+
+/// One connection a sandbox asked the egress proxy for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EgressEvent {
+    /// The server whose proxy served it.
+    pub instance: String,
+    /// The session it came from (`null` for a stateless execute).
+    pub session: Option<String>,
+    /// The stateless execute it came from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub execute: Option<String>,
+    pub host: String,
+    pub port: u16,
+    /// The connection was let through and reached its origin.
+    pub allowed: bool,
+    /// What allowed it (a session grant or an `egress.allow` pattern).
+    pub rule: Option<String>,
+    /// Why it was refused or cut (`null`: it ended normally).
+    pub reason: Option<String>,
+    /// The address connected to, or refused (`null`: no lookup was made).
+    pub address: Option<String>,
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    pub duration_ms: u64,
 }
 
 #[cfg(test)]

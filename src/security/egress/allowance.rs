@@ -141,6 +141,15 @@ impl PrivateAllowance {
         Ok(PrivateAllowance { entries })
     }
 
+    /// The entries that are networks or addresses (what the proxy is
+    /// configured with; host entries are sent with each decision).
+    pub fn networks(&self) -> impl Iterator<Item = &IpNet> {
+        self.entries.iter().filter_map(|entry| match entry {
+            PrivateEntry::Network(network) => Some(network),
+            PrivateEntry::Host(_) => None,
+        })
+    }
+
     pub fn entries(&self) -> &[PrivateEntry] {
         &self.entries
     }

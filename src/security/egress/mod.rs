@@ -68,3 +68,9 @@ pub const ALLOW_KEY: &str = "egress.allow";
 pub const ALLOW_ENV: &str = "MULTILANG_SANDBOX_EGRESS_ALLOW";
 /// The config key of the non-global networks and hosts the proxy may reach.
 pub const ALLOW_PRIVATE_KEY: &str = "egress.allow_private";
+/// The config key of whether the user is asked about other hosts.
+pub const ASK_KEY: &str = "egress.ask";
+/// The config key of the per-sandbox byte budget.
+pub const BUDGET_KEY: &str = "egress.budget_mb";
+/// The config key of the per-sandbox connection cap.
+pub const CONNECTIONS_KEY: &str = "egress.max_connections";

@@ -1,0 +1,301 @@
+//! The gateway's bookkeeping, without I/O: which sandbox is behind each
+//! proxy address, what it may reach, what it has used, and the decision
+//! on each connection the proxy asks about.
+
+use super::protocol::{Ask, Closed};
+use crate::config::EgressSettings;
+use crate::security::egress::{Decision, Host, Policy, PrivateEntry, Rule};
+use crate::security::egress::{BUDGET_KEY, CONNECTIONS_KEY, HostPattern};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+
+/// Whose connections these are.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Owner {
+    /// A named session.
+    Session(String),
+    /// One stateless execute (its id).
+    Execute(String),
+}
+
+impl Owner {
+    /// The name the proxy logs and counts the connection under (session
+    /// names cannot hold a space, so the two never meet).
+    pub fn tag(&self) -> String {
+        match self {
+            Owner::Session(name) => name.clone(),
+            Owner::Execute(id) => format!("execute {id}"),
+        }
+    }
+}
+
+impl fmt::Display for Owner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Owner::Session(name) => write!(f, "session `{name}`"),
+            Owner::Execute(id) => write!(f, "stateless execute {id}"),
+        }
+    }
+}
+
+/// What one sandbox did through the proxy (since this server started
+/// serving it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct EgressTotals {
+    /// Connections allowed and opened.
+    pub connections: u64,
+    /// Connections refused (by the grants, the address check or a cap).
+    pub refused: u64,
+    /// Bytes sent by the sandbox.
+    pub bytes_up: u64,
+    /// Bytes received by the sandbox.
+    pub bytes_down: u64,
+}
+
+/// The sandbox behind one proxy address.
+#[derive(Debug, Clone)]
+struct Binding {
+    owner: Owner,
+    /// The sandbox's own address on its network: the only client served there.
+    client: IpAddr,
+}
+
+#[derive(Debug, Default)]
+struct Account {
+    grants: Vec<HostPattern>,
+    totals: EgressTotals,
+    /// Bytes of connections already closed, against the budget.
+    used: u64,
+    /// Connections allowed and not yet closed.
+    open: usize,
+    /// Refusals the model has not been told about yet.
+    untold: Vec<String>,
+}
+
+/// A connection between its decision and its `closed`.
+#[derive(Debug, Clone)]
+struct Pending {
+    owner: Option<Owner>,
+    /// What allowed it (none: refused by the decision).
+    rule: Option<String>,
+}
+
+/// The answer to an ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Judgement {
+    Allow {
+        owner: Owner,
+        rule: Rule,
+        budget_bytes: u64,
+        /// The host is an `egress.allow_private` host entry.
+        private: bool,
+    },
+    Refuse {
+        owner: Option<Owner>,
+        reason: String,
+    },
+    /// Outside the grants and `egress.allow`; the user can be asked.
+    AskUser { owner: Owner },
+}
+
+/// What the audit log records about an ended connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settled {
+    pub owner: Option<Owner>,
+    pub rule: Option<String>,
+}
+
+/// Every binding, account and pending connection of one server.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    by_via: HashMap<IpAddr, Binding>,
+    accounts: HashMap<Owner, Account>,
+    pending: HashMap<String, Pending>,
+}
+
+impl Ledger {
+    /// `owner`'s sandbox at `client` reaches the proxy at `via`, with `grants`.
+    pub fn bind(&mut self, via: IpAddr, owner: Owner, client: IpAddr, grants: Vec<HostPattern>) {
+        self.by_via.retain(|_, binding| binding.owner != owner);
+        self.by_via.insert(
+            via,
+            Binding {
+                owner: owner.clone(),
+                client,
+            },
+        );
+        self.accounts.entry(owner).or_default().grants = grants;
+    }
+
+    /// True when `owner` is bound to some proxy address.
+    pub fn is_bound(&self, owner: &Owner) -> bool {
+        self.by_via.values().any(|binding| &binding.owner == owner)
+    }
+
+    /// Forgets every binding (the proxy they point at is gone); accounts stay.
+    pub fn unbind_all(&mut self) {
+        self.by_via.clear();
+    }
+
+    /// Forgets `owner` entirely (its sandbox was removed).
+    pub fn release(&mut self, owner: &Owner) {
+        self.by_via.retain(|_, binding| &binding.owner != owner);
+        self.accounts.remove(owner);
+    }
+
+    pub fn set_grants(&mut self, owner: &Owner, grants: Vec<HostPattern>) {
+        self.accounts.entry(owner.clone()).or_default().grants = grants;
+    }
+
+    pub fn totals(&self, owner: &Owner) -> EgressTotals {
+        self.accounts
+            .get(owner)
+            .map(|account| account.totals)
+            .unwrap_or_default()
+    }
+
+    /// The refusals `owner`'s code met since the last call, oldest first.
+    pub fn take_untold(&mut self, owner: &Owner) -> Vec<String> {
+        self.accounts
+            .get_mut(owner)
+            .map(|account| std::mem::take(&mut account.untold))
+            .unwrap_or_default()
+    }
+
+    /// The decision on one connection.
+    pub fn judge(&mut self, ask: &Ask, settings: &EgressSettings, can_ask: bool) -> Judgement {
+        let judgement = self.judge_inner(ask, settings, can_ask);
+        let (owner, rule) = match &judgement {
+            Judgement::Allow { owner, rule, .. } => (Some(owner.clone()), Some(rule.to_string())),
+            Judgement::Refuse { owner, reason } => {
+                if let Some(account) = owner.as_ref().and_then(|owner| self.accounts.get_mut(owner)) {
+                    account.untold.push(format!("{}:{}: {reason}", ask.host, ask.port));
+                }
+                (owner.clone(), None)
+            }
+            Judgement::AskUser { owner } => (Some(owner.clone()), None),
+        };
+        if let (Judgement::Allow { .. }, Some(owner)) = (&judgement, &owner)
+            && let Some(account) = self.accounts.get_mut(owner)
+        {
+            account.open += 1;
+        }
+        self.pending.insert(ask.id.clone(), Pending { owner, rule });
+        judgement
+    }
+
+    /// `owner`'s remaining budget now.
+    pub fn remaining_budget(&self, owner: &Owner, settings: &EgressSettings) -> u64 {
+        let used = self.accounts.get(owner).map_or(0, |account| account.used);
+        settings.budget_bytes.saturating_sub(used)
+    }
+
+    fn judge_inner(&self, ask: &Ask, settings: &EgressSettings, can_ask: bool) -> Judgement {
+        let (Ok(via), Ok(client)) = (ask.via.parse::<IpAddr>(), ask.client.parse::<IpAddr>()) else {
+            return refuse(None, "the proxy reported an unreadable address".into());
+        };
+        let Some(binding) = self.by_via.get(&via) else {
+            return refuse(None, "this network is not a sandbox network this server serves".into());
+        };
+        let owner = binding.owner.clone();
+        if binding.client != client {
+            return refuse(
+                Some(owner),
+                "the connection does not come from the sandbox this network belongs to".into(),
+            );
+        }
+        let account = self.accounts.get(&owner);
+        let open = account.map_or(0, |account| account.open);
+        if open >= settings.max_connections {
+            return refuse(
+                Some(owner),
+                format!(
+                    "{open} connections are open already, the most one sandbox may hold ({CONNECTIONS_KEY}); \
+                     close some and retry"
+                ),
+            );
+        }
+        let budget_bytes = self.remaining_budget(&owner, settings);
+        if budget_bytes == 0 {
+            return refuse(
+                Some(owner),
+                format!(
+                    "byte budget reached: this sandbox moved its {} MiB ({BUDGET_KEY})",
+                    settings.budget_bytes / (1024 * 1024)
+                ),
+            );
+        }
+        let grants = account.map(|account| account.grants.as_slice()).unwrap_or_default();
+        let policy = Policy {
+            configured: &settings.allow,
+            granted: grants,
+            can_ask,
+        };
+        match policy.decide(&ask.host, ask.port) {
+            Decision::Allowed { rule } => Judgement::Allow {
+                private: private_host(settings, &ask.host),
+                owner,
+                rule,
+                budget_bytes,
+            },
+            Decision::Refused { reason } => refuse(Some(owner), reason),
+            Decision::AskUser => Judgement::AskUser { owner },
+        }
+    }
+
+    /// Books an ended connection; says whom it was for and what allowed it.
+    pub fn closed(&mut self, closed: &Closed) -> Settled {
+        let pending = self.pending.remove(&closed.id);
+        let (owner, rule) = match pending {
+            Some(pending) => (pending.owner, pending.rule),
+            None => (None, None),
+        };
+        if let Some(account) = owner.as_ref().and_then(|owner| self.accounts.get_mut(owner)) {
+            let bytes = closed.bytes_up + closed.bytes_down;
+            account.used += bytes;
+            account.totals.bytes_up += closed.bytes_up;
+            account.totals.bytes_down += closed.bytes_down;
+            if rule.is_some() {
+                account.open = account.open.saturating_sub(1);
+            }
+            if closed.allowed {
+                account.totals.connections += 1;
+            } else {
+                account.totals.refused += 1;
+                // A refusal by the decision was told when it was made; the
+                // address check and the proxy's own limits are told here.
+                if rule.is_some()
+                    && let Some(reason) = &closed.reason
+                {
+                    account.untold.push(format!("{}:{}: {reason}", closed.host, closed.port));
+                }
+            }
+            if closed.allowed
+                && let Some(reason) = closed.reason.as_deref().filter(|reason| reason.contains("budget"))
+            {
+                account.untold.push(format!("{}:{}: {reason}", closed.host, closed.port));
+            }
+        }
+        Settled { owner, rule }
+    }
+}
+
+fn refuse(owner: Option<Owner>, reason: String) -> Judgement {
+    Judgement::Refuse { owner, reason }
+}
+
+/// True when `host` is named by a host entry of `egress.allow_private`.
+fn private_host(settings: &EgressSettings, host: &str) -> bool {
+    let Some(host) = Host::parse(host) else {
+        return false;
+    };
+    settings.allow_private.entries().iter().any(|entry| match entry {
+        PrivateEntry::Host(pattern) => pattern.matches_host(&host),
+        PrivateEntry::Network(_) => false,
+    })
+}
+
+#[cfg(test)]
+mod tests;

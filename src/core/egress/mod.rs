@@ -1,0 +1,228 @@
+//! Network for sandboxes, through the egress proxy (issue #14): the
+//! sandbox networks, this server's proxy container, who is behind each
+//! proxy address, and what each sandbox may reach and has used.
+//!
+//! How a sandbox gets network: an isolated network is made for it (no
+//! route out, no host address on it: `docker/network.rs`), this server's
+//! proxy joins it as `egress-proxy`, and the sandbox is created on it with
+//! the proxy variables set ([`sandbox_env`]). When the sandbox is up, the
+//! ledger binds the proxy's address on that network and the sandbox's own
+//! address to its owner: a connection counts as the owner's only when it
+//! comes from that address to that proxy address (code runs with every
+//! capability dropped and cannot forge its source address). Grants live
+//! with the session (label and record) so a restarted server, or a second
+//! one, adopts the session with them: its own proxy joins the network
+//! under the same name and binds itself ([`EgressGateway::adopt`]).
+
+mod error;
+mod ledger;
+mod protocol;
+mod proxy;
+
+pub use error::EgressError;
+pub use ledger::{EgressTotals, Owner};
+pub use proxy::{PROXY_ALIAS, PROXY_PORT};
+
+use crate::config::Config;
+use crate::docker::{DockerEngine, DockerError, labels};
+use crate::security::audit::AuditLog;
+use crate::security::egress::{HostPattern, Policy};
+use ledger::Ledger;
+use parking_lot::Mutex;
+use proxy::{Context, ProxyProcess};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+/// The kind label of sandbox networks.
+pub const NETWORK_KIND: &str = "sandbox-network";
+
+/// This server's door to the outside for sandboxes with network.
+pub struct EgressGateway {
+    engine: Arc<DockerEngine>,
+    config: Arc<Config>,
+    instance_id: String,
+    audit: Arc<AuditLog>,
+    ledger: Arc<Mutex<Ledger>>,
+    proxy: tokio::sync::Mutex<Option<Arc<ProxyProcess>>>,
+}
+
+impl EgressGateway {
+    pub fn new(engine: Arc<DockerEngine>, config: Arc<Config>, instance_id: String, audit: Arc<AuditLog>) -> Self {
+        Self {
+            engine,
+            config,
+            instance_id,
+            audit,
+            ledger: Arc::default(),
+            proxy: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// Parses what a model asked for and checks it against `egress.allow`
+    /// (and, when changing a session's grants, what it holds already).
+    /// Returns the patterns to grant, or the refusal naming the config key.
+    pub fn review(&self, requested: &[String], held: &[HostPattern]) -> Result<Vec<HostPattern>, EgressError> {
+        let patterns = requested
+            .iter()
+            .map(|text| text.parse::<HostPattern>())
+            .collect::<Result<Vec<_>, _>>()?;
+        let policy = Policy {
+            configured: &self.config.egress.allow,
+            granted: held,
+            can_ask: false,
+        };
+        let review = policy.review(&patterns);
+        if let Some(refusal) = review.refusal() {
+            return Err(EgressError::NotCovered(refusal));
+        }
+        Ok(review.covered().cloned().collect())
+    }
+
+    /// Makes `network` for `owner` and has this server's proxy join it.
+    /// Returns the proxy's address there.
+    pub async fn open_network(&self, network: &str, owner: &Owner) -> Result<IpAddr, EgressError> {
+        let mut network_labels = HashMap::from([
+            (labels::KIND.to_string(), NETWORK_KIND.to_string()),
+            (labels::INSTANCE.to_string(), self.instance_id.clone()),
+        ]);
+        if let Owner::Session(name) = owner {
+            network_labels.insert(labels::SESSION.to_string(), name.clone());
+        }
+        self.engine.create_isolated_network(network, &network_labels).await?;
+        match self.join(network).await {
+            Ok(via) => Ok(via),
+            Err(error) => {
+                let _ = self.engine.remove_network(network).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Binds `owner`'s sandbox (container `container`, on `network`, whose
+    /// proxy address is `via`) with `grants`.
+    pub async fn bind(
+        &self,
+        owner: &Owner,
+        network: &str,
+        container: &str,
+        via: IpAddr,
+        grants: Vec<HostPattern>,
+    ) -> Result<(), EgressError> {
+        let client = self.address_of(container, network).await?;
+        self.ledger.lock().bind(via, owner.clone(), client, grants);
+        Ok(())
+    }
+
+    /// Serves a sandbox this server did not start (a restart, or another
+    /// server's session): the proxy joins its network and binds it.
+    pub async fn adopt(
+        &self,
+        owner: &Owner,
+        network: &str,
+        container: &str,
+        grants: Vec<HostPattern>,
+    ) -> Result<(), EgressError> {
+        let running = self.proxy.lock().await.as_ref().is_some_and(|proxy| proxy.is_alive());
+        if running && self.ledger.lock().is_bound(owner) {
+            return Ok(());
+        }
+        let via = self.join(network).await?;
+        self.bind(owner, network, container, via, grants).await
+    }
+
+    /// Changes what `owner` may reach.
+    pub fn set_grants(&self, owner: &Owner, grants: Vec<HostPattern>) {
+        self.ledger.lock().set_grants(owner, grants);
+    }
+
+    /// What `owner` has used through the proxy (as this server saw it).
+    pub fn totals(&self, owner: &Owner) -> EgressTotals {
+        self.ledger.lock().totals(owner)
+    }
+
+    /// The refusals `owner`'s code met since the last call, each with how
+    /// the user can allow the host.
+    pub fn take_refusals(&self, owner: &Owner) -> Vec<String> {
+        self.ledger.lock().take_untold(owner)
+    }
+
+    /// Forgets `owner` and removes its network (the sandbox must be gone).
+    pub async fn close_network(&self, network: &str, owner: &Owner) -> Result<(), DockerError> {
+        self.ledger.lock().release(owner);
+        self.engine.remove_network(network).await
+    }
+
+    /// Removes this server's proxy.
+    pub async fn shutdown(&self) {
+        let proxy = self.proxy.lock().await.take();
+        if let Some(proxy) = proxy {
+            proxy.stop().await;
+        }
+    }
+
+    /// The running proxy, started when there is none.
+    async fn proxy(&self) -> Result<Arc<ProxyProcess>, EgressError> {
+        let mut slot = self.proxy.lock().await;
+        if let Some(proxy) = slot.as_ref().filter(|proxy| proxy.is_alive()) {
+            return Ok(proxy.clone());
+        }
+        if let Some(dead) = slot.take() {
+            dead.stop().await;
+        }
+        // A new proxy has joined no network yet: sandboxes bind again as
+        // they are used.
+        self.ledger.lock().unbind_all();
+        let context = Context {
+            config: self.config.clone(),
+            ledger: self.ledger.clone(),
+            audit: self.audit.clone(),
+            instance_id: self.instance_id.clone(),
+        };
+        let proxy = Arc::new(ProxyProcess::start(&self.engine, context).await?);
+        *slot = Some(proxy.clone());
+        Ok(proxy)
+    }
+
+    /// Has the proxy join `network` (if it has not) and returns its address there.
+    async fn join(&self, network: &str) -> Result<IpAddr, EgressError> {
+        let proxy = self.proxy().await?;
+        if let Err(error) = self
+            .engine
+            .connect_to_network(network, proxy.id(), None, &[PROXY_ALIAS])
+            .await
+            && self.engine.address_on_network(proxy.id(), network).await?.is_none()
+        {
+            return Err(error.into());
+        }
+        self.address_of(proxy.id(), network).await
+    }
+
+    async fn address_of(&self, container: &str, network: &str) -> Result<IpAddr, EgressError> {
+        self.engine
+            .address_on_network(container, network)
+            .await?
+            .and_then(|address| address.parse().ok())
+            .ok_or_else(|| EgressError::NoAddress(network.to_string()))
+    }
+}
+
+/// The environment that sends a sandbox's HTTP(S) through the proxy: the
+/// variables pip, npm, cargo, git, curl, Go and Python's urllib read.
+pub fn sandbox_env() -> Vec<String> {
+    let proxy = format!("http://{PROXY_ALIAS}:{PROXY_PORT}");
+    let none = "localhost,127.0.0.1,::1";
+    [
+        ("HTTP_PROXY", proxy.as_str()),
+        ("HTTPS_PROXY", &proxy),
+        ("ALL_PROXY", &proxy),
+        ("http_proxy", &proxy),
+        ("https_proxy", &proxy),
+        ("all_proxy", &proxy),
+        ("NO_PROXY", none),
+        ("no_proxy", none),
+    ]
+    .iter()
+    .map(|(name, value)| format!("{name}={value}"))
+    .collect()
+}

@@ -1,0 +1,270 @@
+//! The egress proxy container of this server: started on first need, on
+//! the engine's default bridge (its way out), with the proxy attached the
+//! way a runner is; a reader task answers its questions through the
+//! [`Ledger`] and books its reports, a writer task sends what the server
+//! says. The container goes with this server (its stdin closes and the
+//! engine removes it), so each server runs its own.
+
+use super::error::EgressError;
+use super::ledger::{Judgement, Ledger, Owner};
+use super::protocol::{Ask, Closed, DecisionMessage, PROTOCOL, ProxyMessage, ServerMessage};
+use crate::config::Config;
+use crate::docker::{ContainerLimits, DockerEngine, NetworkAccess, RunnerReader, SandboxContainer, SandboxSpec, labels};
+use crate::images::{self, EGRESS};
+use crate::security::audit::{AuditEvent, AuditLog, EgressEvent};
+use crate::security::seccomp::SeccompProfile;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// The port the proxy listens on in every network it joins.
+pub const PROXY_PORT: u16 = 3128;
+/// The proxy's name on every sandbox network (the engine's resolver there
+/// answers it, and no outside name).
+pub const PROXY_ALIAS: &str = "egress-proxy";
+/// How long the proxy may take to say it listens.
+const READY_LIMIT: Duration = Duration::from_secs(30);
+/// How long a connection waits for its decision.
+const ASK_TIMEOUT_MS: u64 = 60_000;
+
+/// What the reader task needs to decide and book.
+pub(super) struct Context {
+    pub(super) config: Arc<Config>,
+    pub(super) ledger: Arc<Mutex<Ledger>>,
+    pub(super) audit: Arc<AuditLog>,
+    pub(super) instance_id: String,
+}
+
+/// One running proxy container.
+pub(super) struct ProxyProcess {
+    container: Mutex<Option<SandboxContainer>>,
+    container_id: String,
+    outbox: mpsc::UnboundedSender<ServerMessage>,
+    alive: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl ProxyProcess {
+    /// Starts the proxy and waits until it listens and is configured.
+    pub(super) async fn start(engine: &DockerEngine, context: Context) -> Result<Self, EgressError> {
+        let config = context.config.clone();
+        let spec = spec(&config, &context.instance_id);
+        let (container, channel) = engine.start_sandbox(&spec).await?;
+        let mut reader = channel.reader;
+        let ready = tokio::time::timeout(READY_LIMIT, wait_ready(&mut reader)).await;
+        match ready {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => {
+                container.remove().await;
+                return Err(EgressError::ProxyStart(reason));
+            }
+            Err(_) => {
+                container.remove().await;
+                return Err(EgressError::ProxyStart(format!(
+                    "it did not say it listens within {} s",
+                    READY_LIMIT.as_secs()
+                )));
+            }
+        }
+        let (outbox, mut inbox) = mpsc::unbounded_channel::<ServerMessage>();
+        let _ = outbox.send(ServerMessage::Configure {
+            allow_private: config
+                .egress
+                .allow_private
+                .networks()
+                .map(|network| network.to_string())
+                .collect(),
+            ask_timeout_ms: ASK_TIMEOUT_MS,
+        });
+        let alive = Arc::new(AtomicBool::new(true));
+        let mut writer = channel.writer;
+        let writer_alive = alive.clone();
+        let writing = tokio::spawn(async move {
+            while let Some(message) = inbox.recv().await {
+                if let Err(error) = writer.send_line(&message.to_line()).await {
+                    tracing::warn!(%error, "the egress proxy's input closed");
+                    writer_alive.store(false, Ordering::SeqCst);
+                    break;
+                }
+            }
+        });
+        let reading = tokio::spawn(read_reports(reader, context, outbox.clone(), alive.clone()));
+        let container_id = container.id().to_string();
+        tracing::info!(container = %container_id, "egress proxy started");
+        Ok(Self {
+            container: Mutex::new(Some(container)),
+            container_id,
+            outbox,
+            alive,
+            tasks: vec![writing, reading],
+        })
+    }
+
+    pub(super) fn id(&self) -> &str {
+        &self.container_id
+    }
+
+    pub(super) fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::SeqCst) && !self.outbox.is_closed()
+    }
+
+    /// Removes the container now.
+    pub(super) async fn stop(&self) {
+        let container = self.container.lock().take();
+        if let Some(container) = container {
+            container.remove().await;
+        }
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+fn spec(config: &Config, instance_id: &str) -> SandboxSpec {
+    SandboxSpec {
+        image: images::tag(&EGRESS, config),
+        command: ["python3", "-E", "-s", "/opt/egress/egress_proxy.py"]
+            .map(String::from)
+            .to_vec(),
+        name: None,
+        labels: HashMap::from([
+            (labels::INSTANCE.to_string(), instance_id.to_string()),
+            (labels::KIND.to_string(), "egress".to_string()),
+        ]),
+        limits: ContainerLimits {
+            memory_bytes: 256 * 1024 * 1024,
+            pids: 128,
+            nano_cpus: 1_000_000_000,
+            tmpfs_mb: 16,
+        },
+        // The engine's default runtime: the proxy joins each sandbox network
+        // while it runs, which gVisor's runtime cannot do. It is this
+        // project's code, with no code of the model's in it.
+        runtime: None,
+        volumes: Vec::new(),
+        binds: Vec::new(),
+        seccomp: SeccompProfile::Standard.security_opt(),
+        one_shot: true,
+        network: NetworkAccess::Bridge,
+        env: Vec::new(),
+        writable_root: false,
+        run_as_root: false,
+    }
+}
+
+async fn wait_ready(reader: &mut RunnerReader) -> Result<(), String> {
+    loop {
+        let line = reader.read_line().await.map_err(|error| error.to_string())?;
+        match serde_json::from_slice::<ProxyMessage>(&line) {
+            Ok(ProxyMessage::Ready { protocol, .. }) if protocol == PROTOCOL => return Ok(()),
+            Ok(ProxyMessage::Ready { protocol, .. }) => {
+                return Err(format!(
+                    "its image speaks protocol {protocol}, this server {PROTOCOL}: rebuild the images"
+                ));
+            }
+            _ => tracing::debug!(line = %String::from_utf8_lossy(&line), "egress proxy line before ready"),
+        }
+    }
+}
+
+async fn read_reports(
+    mut reader: RunnerReader,
+    context: Context,
+    outbox: mpsc::UnboundedSender<ServerMessage>,
+    alive: Arc<AtomicBool>,
+) {
+    loop {
+        let line = match reader.read_line().await {
+            Ok(line) => line,
+            Err(error) => {
+                tracing::warn!(%error, "the egress proxy stopped");
+                break;
+            }
+        };
+        match serde_json::from_slice::<ProxyMessage>(&line) {
+            Ok(ProxyMessage::Ask(ask)) => {
+                let decision = decide(&context, &ask);
+                if outbox.send(ServerMessage::Decision(decision)).is_err() {
+                    break;
+                }
+            }
+            Ok(ProxyMessage::Closed(closed)) => book(&context, &closed),
+            Ok(ProxyMessage::Ready { .. }) => {}
+            Err(error) => tracing::warn!(%error, "unreadable egress proxy message"),
+        }
+    }
+    alive.store(false, Ordering::SeqCst);
+}
+
+/// The decision on one ask (the user is not asked yet: MCP elicitation
+/// comes with a later change, so hosts outside the grants are refused).
+fn decide(context: &Context, ask: &Ask) -> DecisionMessage {
+    let settings = &context.config.egress;
+    let judgement = context.ledger.lock().judge(ask, settings, false);
+    let mut decision = DecisionMessage {
+        id: ask.id.clone(),
+        allow: false,
+        session: None,
+        budget_bytes: None,
+        private: false,
+        reason: None,
+        host: ask.host.clone(),
+        port: ask.port,
+    };
+    match judgement {
+        Judgement::Allow {
+            owner,
+            budget_bytes,
+            private,
+            rule,
+        } => {
+            tracing::debug!(%owner, host = %ask.host, port = ask.port, %rule, "egress allowed");
+            decision.allow = true;
+            decision.session = Some(owner.tag());
+            decision.budget_bytes = Some(budget_bytes);
+            decision.private = private;
+        }
+        Judgement::Refuse { owner, reason } => {
+            tracing::info!(owner = ?owner.as_ref().map(Owner::tag), host = %ask.host, port = ask.port, %reason, "egress refused");
+            decision.session = owner.map(|owner| owner.tag());
+            decision.reason = Some(reason);
+        }
+        Judgement::AskUser { owner } => {
+            decision.session = Some(owner.tag());
+            decision.reason = Some("the user was not asked".into());
+        }
+    }
+    decision
+}
+
+/// Books an ended connection and records it in the audit log.
+fn book(context: &Context, closed: &Closed) {
+    let settled = context.ledger.lock().closed(closed);
+    let (session, execute) = match &settled.owner {
+        Some(Owner::Session(name)) => (Some(name.clone()), None),
+        Some(Owner::Execute(id)) => (None, Some(id.clone())),
+        None => (None, None),
+    };
+    context.audit.record(AuditEvent::Egress(EgressEvent {
+        instance: context.instance_id.clone(),
+        session,
+        execute,
+        host: closed.host.clone(),
+        port: closed.port,
+        allowed: closed.allowed,
+        rule: settled.rule,
+        reason: closed.reason.clone(),
+        address: closed.address.clone(),
+        bytes_up: closed.bytes_up,
+        bytes_down: closed.bytes_down,
+        duration_ms: closed.duration_ms,
+    }));
+}
