@@ -3,6 +3,7 @@
 //! and what to do in this layer's words; the tools add the next step in
 //! theirs (`mcp::tools::next_step`), since only they know their own names.
 
+use crate::core::egress::EgressError;
 use crate::docker::DockerError;
 use crate::runtime::UnknownLanguage;
 use crate::runtime::packages::SpecError;
@@ -36,6 +37,13 @@ pub enum ExecuteError {
     Session(#[from] SessionError),
     #[error(transparent)]
     Package(#[from] PackageError),
+    #[error(transparent)]
+    Egress(#[from] EgressError),
+    #[error(
+        "`network` belongs to the session, not to one execute: change it with sandbox_session \
+         {{action: \"network\", name, network: [...]}}"
+    )]
+    NetworkInSession,
 }
 
 /// Failures of session operations.
@@ -47,6 +55,10 @@ pub enum SessionError {
     NameRequired,
     #[error("`language` is required to create a session: python, javascript, typescript, go, rust or bash")]
     LanguageRequired,
+    #[error(
+        "`network` is required for this action: pass the hosts the session may reach, for example [\"api.github.com\"]"
+    )]
+    NetworkRequired,
     #[error("a session named `{0}` already exists: use it, pick another name, or destroy it first")]
     Exists(String),
     #[error("no session named `{0}`")]
@@ -101,6 +113,8 @@ pub enum SessionError {
     Package(#[from] PackageError),
     #[error(transparent)]
     Docker(#[from] DockerError),
+    #[error(transparent)]
+    Egress(#[from] EgressError),
 }
 
 /// Failures of package installs and the package cache.

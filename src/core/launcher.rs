@@ -3,6 +3,7 @@
 //! until the runner says it is ready.
 
 use super::connection::RunnerConnection;
+use super::egress;
 use crate::config::Config;
 use crate::docker::DockerError;
 use crate::docker::{
@@ -33,6 +34,9 @@ pub struct Sandbox {
 pub enum Purpose<'a> {
     /// One stateless execute, then removed.
     Pool,
+    /// One stateless execute with network grants, on its own sandbox
+    /// network (never pooled: its network is made for it).
+    Networked { network: &'a str },
     /// A named session.
     Session {
         name: &'a str,
@@ -48,6 +52,8 @@ pub enum Purpose<'a> {
         /// The session's seccomp profile (checked to be no weaker than the configured one).
         seccomp: SeccompProfile,
         extra_labels: HashMap<String, String>,
+        /// The session's sandbox network, when it has network grants.
+        network: Option<&'a str>,
     },
     /// A short-lived container with network that installs packages, either
     /// into a session's packages volume or into its own filesystem (to be
@@ -154,6 +160,12 @@ impl Launcher {
                 labels.insert(labels::KIND.to_string(), "pool".to_string());
                 language.pool_kernel()
             }
+            Purpose::Networked { network } => {
+                labels.insert(labels::KIND.to_string(), "pool".to_string());
+                spec.network = NetworkAccess::Isolated(network.to_string());
+                spec.env = egress::sandbox_env();
+                language.pool_kernel()
+            }
             Purpose::Session {
                 name,
                 container_name,
@@ -162,7 +174,12 @@ impl Launcher {
                 binds,
                 seccomp,
                 extra_labels,
+                network,
             } => {
+                if let Some(network) = network {
+                    spec.network = NetworkAccess::Isolated(network.to_string());
+                    spec.env = egress::sandbox_env();
+                }
                 spec.limits.memory_bytes += (extra_memory_mb * 1024 * 1024) as i64;
                 profile = seccomp;
                 labels.insert(labels::KIND.to_string(), "session".to_string());

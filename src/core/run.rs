@@ -34,6 +34,8 @@ pub struct ExecuteRequest {
     pub packages: Vec<String>,
     /// Use the data-science Python image.
     pub ml: bool,
+    /// Hosts a stateless execute asks to reach (`None`: no network).
+    pub network: Option<Vec<String>>,
     /// Cancellation and progress of this execute.
     pub watch: Watch,
 }
@@ -50,6 +52,7 @@ impl ExecuteRequest {
             session: None,
             packages: Vec::new(),
             ml: false,
+            network: None,
             watch: Watch::default(),
         }
     }

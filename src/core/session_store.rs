@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// What changes during a session's life.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRecord {
     /// Unix seconds of the last execute.
     #[serde(default)]
@@ -15,6 +15,10 @@ pub struct SessionRecord {
     /// Unix seconds the session was extended to, if it was.
     #[serde(default)]
     pub extended_until: Option<u64>,
+    /// The session's network grants since they were last changed (the
+    /// label holds those it was created with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grants: Option<Vec<String>>,
 }
 
 /// The folder of session records.
@@ -88,6 +92,7 @@ mod tests {
         let record = SessionRecord {
             last_used: Some(10),
             extended_until: Some(99),
+            grants: None,
         };
         store.save("abc", &record);
         store.save("def", &SessionRecord::default());

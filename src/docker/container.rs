@@ -35,6 +35,9 @@ pub mod labels {
     /// Where a session's files live: `memory` (bounded tmpfs volumes) or
     /// `disk` (plain volumes); sessions only.
     pub const STORAGE: &str = "multilang-sandbox.storage";
+    /// The host patterns a session was created with (JSON list); present
+    /// only on sessions with network (sessions only).
+    pub const NETWORK: &str = "multilang-sandbox.network";
 }
 
 /// A named volume mounted into a container.

@@ -15,7 +15,7 @@ pub use container::{BindMount, ContainerLimits, NetworkAccess, SandboxContainer,
 pub use error::{DockerError, EngineFailure};
 pub use images::{BuildContext, BuildEvent, ImageInfo};
 pub use inventory::{ContainerState, SandboxInfo, VolumeBacking};
-pub use network::IsolatedNetwork;
+pub use network::{IsolatedNetwork, NetworkMembers};
 
 use bollard::Docker;
 use std::time::Duration;

@@ -14,6 +14,17 @@ use std::collections::HashMap;
 /// The bridge option that keeps the host's own address off the bridge.
 const NO_HOST_ADDRESS: (&str, &str) = ("com.docker.network.bridge.inhibit_ipv4", "true");
 
+/// A network and what is on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkMembers {
+    pub name: String,
+    pub labels: HashMap<String, String>,
+    /// Names of the running containers connected to it.
+    pub members: Vec<String>,
+    /// Unix seconds, when the engine says.
+    pub created: Option<u64>,
+}
+
 /// A network made by [`DockerEngine::create_isolated_network`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct IsolatedNetwork {
@@ -125,6 +136,37 @@ impl DockerEngine {
             Err(error) if is_not_found(&error) => Ok(()),
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// The networks carrying every `key=value` label given, each with its
+    /// labels, the names of the running containers on it, and its age.
+    pub async fn networks_with_members(&self, labels: &[(&str, &str)]) -> Result<Vec<NetworkMembers>, DockerError> {
+        let client = self.client().await?;
+        let mut found = Vec::new();
+        for name in self.networks_labelled(labels).await? {
+            let network = match client.inspect_network(&name, None).await {
+                Ok(network) => network,
+                Err(error) if is_not_found(&error) => continue,
+                Err(error) => return Err(error.into()),
+            };
+            let created = network
+                .created
+                .as_deref()
+                .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
+                .map(|time| time.timestamp().max(0) as u64);
+            found.push(NetworkMembers {
+                name,
+                labels: network.labels.unwrap_or_default(),
+                members: network
+                    .containers
+                    .unwrap_or_default()
+                    .into_values()
+                    .filter_map(|member| member.name)
+                    .collect(),
+                created,
+            });
+        }
+        Ok(found)
     }
 
     /// Names of the networks carrying every `key=value` label given.

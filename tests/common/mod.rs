@@ -119,6 +119,7 @@ impl Drop for TestSession {
         let _ = Command::new("docker")
             .args(["rm", "-f", &format!("multilang-sandbox-session-{}", self.0)])
             .output();
+        remove_network(&format!("multilang-sandbox-session-{}.network", self.0));
         let label = format!("label=multilang-sandbox.session={}", self.0);
         if let Ok(listed) = Command::new("docker")
             .args(["volume", "ls", "-q", "--filter", &label])
@@ -129,6 +130,28 @@ impl Drop for TestSession {
             }
         }
     }
+}
+
+/// Removes a Docker network, disconnecting what is still on it (egress
+/// proxies) first; an absent network is fine.
+pub fn remove_network(network: &str) {
+    use std::process::Command;
+    let members = Command::new("docker")
+        .args([
+            "network",
+            "inspect",
+            "-f",
+            "{{range $id, $_ := .Containers}}{{$id}} {{end}}",
+            network,
+        ])
+        .output();
+    let Ok(members) = members else { return };
+    for member in String::from_utf8_lossy(&members.stdout).split_whitespace() {
+        let _ = Command::new("docker")
+            .args(["network", "disconnect", "-f", network, member])
+            .output();
+    }
+    let _ = Command::new("docker").args(["network", "rm", network]).output();
 }
 
 /// A session name unique to this test run.

@@ -8,9 +8,7 @@ use thiserror::Error;
 pub enum EgressError {
     #[error(transparent)]
     Docker(#[from] DockerError),
-    #[error(
-        "the egress proxy did not start: {0}; check that the images are built (`multilang-sandbox images build`)"
-    )]
+    #[error("the egress proxy did not start: {0}; check that the images are built (`multilang-sandbox images build`)")]
     ProxyStart(String),
     #[error("the egress proxy has no address on network `{0}`")]
     NoAddress(String),

@@ -23,16 +23,23 @@ pub use error::EgressError;
 pub use ledger::{EgressTotals, Owner};
 pub use proxy::{PROXY_ALIAS, PROXY_PORT};
 
+use crate::clock::unix_now;
 use crate::config::Config;
 use crate::docker::{DockerEngine, DockerError, labels};
 use crate::security::audit::AuditLog;
 use crate::security::egress::{HostPattern, Policy};
 use ledger::Ledger;
 use parking_lot::Mutex;
-use proxy::{Context, ProxyProcess};
+use proxy::{Context, PROXY_NAME_PREFIX, ProxyProcess};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// How old an unused sandbox network must be before it is collected (a
+/// stateless execute's network exists a moment before its sandbox).
+pub const ORPHAN_AGE: Duration = Duration::from_secs(120);
 
 /// The kind label of sandbox networks.
 pub const NETWORK_KIND: &str = "sandbox-network";
@@ -45,6 +52,8 @@ pub struct EgressGateway {
     audit: Arc<AuditLog>,
     ledger: Arc<Mutex<Ledger>>,
     proxy: tokio::sync::Mutex<Option<Arc<ProxyProcess>>>,
+    /// Proxies started so far (each gets a name of its own).
+    started: AtomicU64,
 }
 
 impl EgressGateway {
@@ -56,6 +65,7 @@ impl EgressGateway {
             audit,
             ledger: Arc::default(),
             proxy: tokio::sync::Mutex::new(None),
+            started: AtomicU64::new(0),
         }
     }
 
@@ -131,6 +141,12 @@ impl EgressGateway {
         self.bind(owner, network, container, via, grants).await
     }
 
+    /// Forgets where `owner`'s sandbox is, so the next [`adopt`](Self::adopt)
+    /// binds it anew.
+    pub fn forget(&self, owner: &Owner) {
+        self.ledger.lock().unbind(owner);
+    }
+
     /// Changes what `owner` may reach.
     pub fn set_grants(&self, owner: &Owner, grants: Vec<HostPattern>) {
         self.ledger.lock().set_grants(owner, grants);
@@ -141,16 +157,48 @@ impl EgressGateway {
         self.ledger.lock().totals(owner)
     }
 
-    /// The refusals `owner`'s code met since the last call, each with how
-    /// the user can allow the host.
-    pub fn take_refusals(&self, owner: &Owner) -> Vec<String> {
-        self.ledger.lock().take_untold(owner)
+    /// Result notes on the connections `owner`'s code was refused since
+    /// the last call (each says how the user can allow the host).
+    pub fn refusal_notes(&self, owner: &Owner) -> Vec<String> {
+        refusal_notes(self.ledger.lock().take_untold(owner))
     }
 
     /// Forgets `owner` and removes its network (the sandbox must be gone).
     pub async fn close_network(&self, network: &str, owner: &Owner) -> Result<(), DockerError> {
         self.ledger.lock().release(owner);
         self.engine.remove_network(network).await
+    }
+
+    /// Removes sandbox networks nothing uses any more: a stateless
+    /// execute's whose sandbox is gone, or a session's whose session is
+    /// gone (a server killed while removing them), once older than
+    /// [`ORPHAN_AGE`]. `sessions`: the names of the sessions that exist.
+    pub async fn collect_orphans(&self, sessions: &[String]) -> Result<usize, DockerError> {
+        let now = unix_now();
+        let mut removed = 0;
+        for network in self
+            .engine
+            .networks_with_members(&[(labels::KIND, NETWORK_KIND)])
+            .await?
+        {
+            let young = network
+                .created
+                .is_none_or(|created| now < created + ORPHAN_AGE.as_secs());
+            let used = match network.labels.get(labels::SESSION) {
+                Some(session) => sessions.contains(session),
+                None => network
+                    .members
+                    .iter()
+                    .any(|member| !member.starts_with(PROXY_NAME_PREFIX)),
+            };
+            if young || used {
+                continue;
+            }
+            tracing::info!(network = %network.name, "removing an unused sandbox network");
+            self.engine.remove_network(&network.name).await?;
+            removed += 1;
+        }
+        Ok(removed)
     }
 
     /// Removes this server's proxy.
@@ -179,7 +227,8 @@ impl EgressGateway {
             audit: self.audit.clone(),
             instance_id: self.instance_id.clone(),
         };
-        let proxy = Arc::new(ProxyProcess::start(&self.engine, context).await?);
+        let generation = self.started.fetch_add(1, Ordering::SeqCst);
+        let proxy = Arc::new(ProxyProcess::start(&self.engine, context, generation).await?);
         *slot = Some(proxy.clone());
         Ok(proxy)
     }
@@ -225,4 +274,21 @@ pub fn sandbox_env() -> Vec<String> {
     .iter()
     .map(|(name, value)| format!("{name}={value}"))
     .collect()
+}
+
+/// The result notes for refused connections (at most a few, then a count).
+fn refusal_notes(refusals: Vec<String>) -> Vec<String> {
+    const SHOWN: usize = 3;
+    let mut notes: Vec<String> = refusals
+        .iter()
+        .take(SHOWN)
+        .map(|refusal| format!("The egress proxy refused {refusal}"))
+        .collect();
+    if refusals.len() > SHOWN {
+        notes.push(format!(
+            "The egress proxy refused {} more connections (see sandbox_security violations).",
+            refusals.len() - SHOWN
+        ));
+    }
+    notes
 }

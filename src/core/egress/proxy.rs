@@ -9,7 +9,9 @@ use super::error::EgressError;
 use super::ledger::{Judgement, Ledger, Owner};
 use super::protocol::{Ask, Closed, DecisionMessage, PROTOCOL, ProxyMessage, ServerMessage};
 use crate::config::Config;
-use crate::docker::{ContainerLimits, DockerEngine, NetworkAccess, RunnerReader, SandboxContainer, SandboxSpec, labels};
+use crate::docker::{
+    ContainerLimits, DockerEngine, NetworkAccess, RunnerReader, SandboxContainer, SandboxSpec, labels,
+};
 use crate::images::{self, EGRESS};
 use crate::security::audit::{AuditEvent, AuditLog, EgressEvent};
 use crate::security::seccomp::SeccompProfile;
@@ -25,6 +27,9 @@ pub const PROXY_PORT: u16 = 3128;
 /// The proxy's name on every sandbox network (the engine's resolver there
 /// answers it, and no outside name).
 pub const PROXY_ALIAS: &str = "egress-proxy";
+/// Prefix of every egress proxy container's name (the rest: the server
+/// instance and a count), so a network's members show which are proxies.
+pub const PROXY_NAME_PREFIX: &str = "multilang-sandbox-egress-";
 /// How long the proxy may take to say it listens.
 const READY_LIMIT: Duration = Duration::from_secs(30);
 /// How long a connection waits for its decision.
@@ -49,9 +54,10 @@ pub(super) struct ProxyProcess {
 
 impl ProxyProcess {
     /// Starts the proxy and waits until it listens and is configured.
-    pub(super) async fn start(engine: &DockerEngine, context: Context) -> Result<Self, EgressError> {
+    pub(super) async fn start(engine: &DockerEngine, context: Context, generation: u64) -> Result<Self, EgressError> {
         let config = context.config.clone();
-        let spec = spec(&config, &context.instance_id);
+        let mut spec = spec(&config, &context.instance_id);
+        spec.name = Some(format!("{PROXY_NAME_PREFIX}{}-{generation}", context.instance_id));
         let (container, channel) = engine.start_sandbox(&spec).await?;
         let mut reader = channel.reader;
         let ready = tokio::time::timeout(READY_LIMIT, wait_ready(&mut reader)).await;

@@ -25,6 +25,8 @@ pub struct SessionRequest {
     pub mounts: Vec<String>,
     /// A built-in seccomp profile name; `None` keeps the configured one.
     pub seccomp: Option<String>,
+    /// Hosts the session asks to reach (`None`: no network at all).
+    pub network: Option<Vec<String>>,
 }
 
 impl Executor {
@@ -39,6 +41,10 @@ impl Executor {
         self.sessions.check_create(name, request.ttl).await?;
         let folders = self.host_folders(&request.mounts)?;
         let seccomp = self.session_seccomp(request.seccomp.as_deref())?;
+        let grants = match &request.network {
+            Some(requested) => Some(self.egress.review(requested, &[])?),
+            None => None,
+        };
         let mut image = self.base_image(request.language, request.ml).await?;
         let mut cached = None;
         if !request.packages.is_empty() {
@@ -58,6 +64,7 @@ impl Executor {
                 ttl: request.ttl,
                 folders: &folders,
                 seccomp,
+                grants,
             })
             .await?;
         if watch.is_cancelled() {

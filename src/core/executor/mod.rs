@@ -5,13 +5,15 @@
 
 mod create_session;
 mod install;
+mod stateless_network;
 
 pub use create_session::{SessionRequest, check_host_folder};
 pub use install::{InstallReport, InstallRequest};
 
 use super::background::Background;
 use super::cache::PackageCache;
-use super::launcher::{Launcher, Purpose};
+use super::egress::EgressGateway;
+use super::launcher::{Launcher, Purpose, Sandbox};
 use super::pool::ContainerPool;
 use super::run::{
     ExecuteRequest, ExecutionOutcome, RunFailure, cancelled_outcome, host_timeout_outcome, not_started_outcome,
@@ -24,7 +26,9 @@ use crate::docker::DockerEngine;
 use crate::images;
 use crate::runtime::Language;
 use crate::security::audit::{self, AuditEvent, AuditLog, MAX_FIELD_CHARS, hash_hex};
+use crate::security::egress::HostPattern;
 use crate::security::policy::{self, PolicyMode};
+use stateless_network::StatelessNetwork;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,6 +45,7 @@ pub struct Executor {
     sessions: Arc<SessionManager>,
     cache: Arc<PackageCache>,
     audit: Arc<AuditLog>,
+    egress: Arc<EgressGateway>,
     background: Background,
 }
 
@@ -48,11 +53,18 @@ impl Executor {
     pub fn new(engine: Arc<DockerEngine>, config: Arc<Config>, instance_id: String) -> Self {
         let launcher = Arc::new(Launcher::new(engine.clone(), config.clone(), instance_id));
         let audit = Arc::new(AuditLog::new(config.audit.clone()));
+        let egress = Arc::new(EgressGateway::new(
+            engine.clone(),
+            config.clone(),
+            launcher.instance_id().to_string(),
+            audit.clone(),
+        ));
         Self {
             engine,
             config,
             pool: ContainerPool::new(launcher.clone()),
-            sessions: SessionManager::new(launcher.clone(), audit.clone()),
+            sessions: SessionManager::new(launcher.clone(), audit.clone(), egress.clone()),
+            egress,
             audit,
             cache: PackageCache::new(launcher.clone()),
             launcher,
@@ -173,6 +185,9 @@ impl Executor {
         if request.session.is_some() && (!request.packages.is_empty() || request.ml) {
             return Err(PackageError::SessionPackages.into());
         }
+        if request.session.is_some() && request.network.is_some() {
+            return Err(ExecuteError::NetworkInSession);
+        }
         self.check_policy(request)?;
         let result = match &request.session {
             Some(session) => self.sessions.execute(session, request).await,
@@ -187,28 +202,11 @@ impl Executor {
     async fn execute_stateless(&self, request: &ExecuteRequest) -> Result<ExecutionOutcome, ExecuteError> {
         let started = Instant::now();
         let mut notes = Vec::new();
-        let sandbox = if request.packages.is_empty() && !request.ml {
-            self.pool.acquire(request.language).await?
-        } else {
-            let mut image = self.base_image(request.language, request.ml).await?;
-            if !request.packages.is_empty() {
-                let cached = self
-                    .cache
-                    .image_for(request.language, &image, &request.packages, &request.watch)
-                    .await?;
-                if !cached.hit {
-                    notes.push(format!(
-                        "Installed {} in {:.1} s; the set is cached, so the next execute with the same packages starts at once.",
-                        cached.packages.join(", "),
-                        cached.elapsed.as_secs_f64()
-                    ));
-                }
-                image = cached.image;
-            }
-            self.launcher
-                .launch_from(request.language, &image, Purpose::Pool)
-                .await?
+        let grants = match &request.network {
+            Some(requested) => Some(self.egress.review(requested, &[])?),
+            None => None,
         };
+        let (sandbox, network) = self.stateless_sandbox(request, grants, &mut notes).await?;
         let acquired = started.elapsed();
         let program = match sandbox.kernel {
             Some(_) => request.language.prepare_cell(&request.code),
@@ -217,7 +215,18 @@ impl Executor {
         let spec = request.run_spec(&program, sandbox.kernel);
         let result = run_program(&sandbox.connection, spec, &self.config).await;
         let container_id = sandbox.container.id().to_string();
-        self.background.spawn(sandbox.container.remove());
+        match network {
+            Some(network) => {
+                notes.extend(network.refusals(&self.egress));
+                let egress = self.egress.clone();
+                let container = sandbox.container;
+                self.background.spawn(async move {
+                    container.remove().await;
+                    network.close(&egress).await;
+                });
+            }
+            None => self.background.spawn(sandbox.container.remove()),
+        }
         tracing::debug!(
             container = %container_id,
             acquire_ms = acquired.as_secs_f64() * 1000.0,
@@ -233,6 +242,57 @@ impl Executor {
         }
     }
 
+    /// A fresh sandbox for a stateless execute: a warm one from the pool,
+    /// or one started from the cached image of its packages; with `grants`,
+    /// on a sandbox network of its own, made once the image is ready.
+    async fn stateless_sandbox(
+        &self,
+        request: &ExecuteRequest,
+        grants: Option<Vec<HostPattern>>,
+        notes: &mut Vec<String>,
+    ) -> Result<(Sandbox, Option<StatelessNetwork>), ExecuteError> {
+        if request.packages.is_empty() && !request.ml && grants.is_none() {
+            return Ok((self.pool.acquire(request.language).await?, None));
+        }
+        let mut image = self.base_image(request.language, request.ml).await?;
+        if !request.packages.is_empty() {
+            let cached = self
+                .cache
+                .image_for(request.language, &image, &request.packages, &request.watch)
+                .await?;
+            if !cached.hit {
+                notes.push(format!(
+                    "Installed {} in {:.1} s; the set is cached, so the next execute with the same packages starts at once.",
+                    cached.packages.join(", "),
+                    cached.elapsed.as_secs_f64()
+                ));
+            }
+            image = cached.image;
+        }
+        let Some(grants) = grants else {
+            let sandbox = self
+                .launcher
+                .launch_from(request.language, &image, Purpose::Pool)
+                .await?;
+            return Ok((sandbox, None));
+        };
+        let network = StatelessNetwork::open(&self.egress, grants).await?;
+        let purpose = Purpose::Networked { network: &network.name };
+        let sandbox = match self.launcher.launch_from(request.language, &image, purpose).await {
+            Ok(sandbox) => sandbox,
+            Err(error) => {
+                network.close(&self.egress).await;
+                return Err(error.into());
+            }
+        };
+        if let Err(error) = network.bind(&self.egress, &sandbox).await {
+            sandbox.container.remove().await;
+            network.close(&self.egress).await;
+            return Err(error.into());
+        }
+        Ok((sandbox, Some(network)))
+    }
+
     /// Stops the background tasks, removes idle pooled containers, and
     /// waits for container starts and removals still under way. Sessions
     /// are kept.
@@ -240,6 +300,7 @@ impl Executor {
         self.pool.shutdown().await;
         let tasks_done = self.background.shutdown(SHUTDOWN_LIMIT).await;
         let removals_done = self.engine.wait_for_removals(SHUTDOWN_LIMIT).await;
+        self.egress.shutdown().await;
         if !(tasks_done && removals_done) {
             tracing::warn!("some sandbox containers were still being started or removed at shutdown");
         }

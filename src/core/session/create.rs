@@ -3,11 +3,13 @@
 use super::super::launcher::Purpose;
 use super::super::session_store::SessionRecord;
 use super::labels::{
-    NAME_PREFIX, VOLUME_KIND, mounts_label, outputs_volume, packages_volume, validate_name, workspace_volume,
+    NAME_PREFIX, VOLUME_KIND, mounts_label, network_name, outputs_volume, packages_volume, validate_name,
+    workspace_volume,
 };
 use super::{NewSession, SessionHandle, SessionInfo, SessionManager};
 use crate::clock::unix_now;
 use crate::config::SessionStorage;
+use crate::core::egress::Owner;
 use crate::core::error::SessionError;
 use crate::docker::DockerError;
 use crate::docker::{BindMount, DockerEngine, VolumeBacking, VolumeMount, labels};
@@ -50,6 +52,7 @@ impl SessionManager {
             ttl,
             folders,
             seccomp,
+            grants,
         } = new;
         let ttl = self.check_create(name, ttl).await?;
         let config = self.launcher.config();
@@ -97,6 +100,36 @@ impl SessionManager {
             let _ = remove_session_volumes(engine, name).await;
             return Err(error.into());
         }
+        let owner = Owner::Session(name.to_string());
+        let network = network_name(name);
+        let mut extra_labels = HashMap::from([
+            (labels::CREATED.to_string(), created.to_string()),
+            (labels::TTL.to_string(), ttl.to_string()),
+            (labels::MOUNTS.to_string(), mounts_label(folders)),
+            (labels::STORAGE.to_string(), storage.name().to_string()),
+        ]);
+        let via = match &grants {
+            None => None,
+            Some(grants) => {
+                let texts: Vec<String> = grants.iter().map(ToString::to_string).collect();
+                extra_labels.insert(
+                    labels::NETWORK.to_string(),
+                    serde_json::to_string(&texts).unwrap_or_default(),
+                );
+                // A network left by an earlier session of this name goes first.
+                let opened = async {
+                    self.egress.close_network(&network, &owner).await?;
+                    self.egress.open_network(&network, &owner).await
+                };
+                match opened.await {
+                    Ok(via) => Some(via),
+                    Err(error) => {
+                        let _ = remove_session_volumes(engine, name).await;
+                        return Err(error.into());
+                    }
+                }
+            }
+        };
         let mount = |volume: String, target: &str, read_only: bool| VolumeMount {
             volume,
             target: target.to_string(),
@@ -121,28 +154,43 @@ impl SessionManager {
                     read_only: !folder.writable,
                 })
                 .collect(),
-            extra_labels: HashMap::from([
-                (labels::CREATED.to_string(), created.to_string()),
-                (labels::TTL.to_string(), ttl.to_string()),
-                (labels::MOUNTS.to_string(), mounts_label(folders)),
-                (labels::STORAGE.to_string(), storage.name().to_string()),
-            ]),
+            extra_labels,
             seccomp,
+            network: via.map(|_| network.as_str()),
+        };
+        let undo = || async {
+            if via.is_some() {
+                let _ = self.egress.close_network(&network, &owner).await;
+            }
+            let _ = remove_session_volumes(engine, name).await;
         };
         let sandbox = match self.launcher.launch_from(language, image, purpose).await {
             Ok(sandbox) => sandbox,
+            // Another server made a session of this name meanwhile: its
+            // network and volumes are that session's now.
             Err(DockerError::NameInUse(_)) => return Err(SessionError::Exists(name.to_string())),
             Err(error) => {
-                let _ = remove_session_volumes(engine, name).await;
+                undo().await;
                 return Err(error.into());
             }
         };
+        if let (Some(via), Some(grants)) = (via, &grants)
+            && let Err(error) = self
+                .egress
+                .bind(&owner, &network, sandbox.container.id(), via, grants.clone())
+                .await
+        {
+            sandbox.container.remove().await;
+            undo().await;
+            return Err(error.into());
+        }
         let container_id = sandbox.container.keep();
         self.store.save(
             &container_id,
             &SessionRecord {
                 last_used: Some(created),
                 extended_until: None,
+                grants: None,
             },
         );
         let handle = Arc::new(SessionHandle::new(

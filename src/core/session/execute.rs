@@ -12,6 +12,7 @@ use super::labels::SessionFacts;
 use super::{SessionHandle, SessionManager};
 use crate::clock::unix_now;
 use crate::config::SessionStorage;
+use crate::core::egress::Owner;
 use crate::core::error::{ExecuteError, SessionError};
 use crate::docker::ContainerState;
 use crate::runtime::Language;
@@ -42,6 +43,7 @@ impl SessionManager {
             () = request.watch.cancel.cancelled() => return Ok(not_started_outcome(request)),
         };
         let mut notes = Vec::new();
+        let mut restarted = false;
         let facts = self.lookup(name).await?;
         if facts.info.id != handle.container_id {
             // The session was destroyed and created again by another server.
@@ -62,12 +64,17 @@ impl SessionManager {
         } else if let Some(note) = self.start_if_stopped(&handle, &facts).await? {
             request.watch.warn(format!("Session {name}: {note}"));
             notes.push(note);
+            restarted = true;
         }
+        self.serve_network(&facts, restarted).await?;
         let live = handle.connect(engine).await?;
         let config = self.launcher.config();
         self.touch(&facts.info.id);
         let result = run_program(&live, request.run_spec(&program, kernel), config).await;
         self.touch(&facts.info.id);
+        if facts.grants.is_some() {
+            notes.extend(self.egress.refusal_notes(&Owner::Session(name.to_string())));
+        }
         match result {
             Ok(run) => Ok(outcome(config, request, run, notes)),
             Err(RunFailure::HostTimeout) => {

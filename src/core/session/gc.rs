@@ -53,6 +53,17 @@ impl SessionManager {
             }
         }
         self.store.retain(&ids);
+        let names: Vec<String> = self
+            .launcher
+            .engine()
+            .list_sandboxes(&[(labels::KIND, "session")])
+            .await?
+            .into_iter()
+            .filter_map(|info| info.labels.get(labels::SESSION).cloned())
+            .collect();
+        if let Err(error) = self.egress.collect_orphans(&names).await {
+            tracing::debug!(%error, "collecting unused sandbox networks skipped");
+        }
         Ok(removed)
     }
 }

@@ -9,6 +9,7 @@ use crate::config::{HostFolder, SessionStorage};
 use crate::core::error::SessionError;
 use crate::docker::{SandboxInfo, labels};
 use crate::runtime::Language;
+use crate::security::egress::HostPattern;
 
 /// Facts read from a session container's labels plus its record.
 pub(super) struct SessionFacts {
@@ -19,6 +20,8 @@ pub(super) struct SessionFacts {
     pub(super) ttl: u64,
     pub(super) mounts: Vec<SessionMount>,
     pub(super) record: SessionRecord,
+    /// Network grants; `None`: the session has no network.
+    pub(super) grants: Option<Vec<HostPattern>>,
 }
 
 impl SessionFacts {
@@ -50,6 +53,11 @@ impl SessionFacts {
                 .unwrap_or_else(|| "engine-default".to_string()),
             storage: self.storage().name().to_string(),
             mounts: self.mounts.clone(),
+            network: self
+                .grants
+                .as_ref()
+                .map(|grants| grants.iter().map(ToString::to_string).collect()),
+            egress: None,
         }
     }
 
@@ -107,6 +115,18 @@ pub(super) fn workspace_volume(name: &str) -> String {
 /// `/packages/session`; packages from a cached image stay in the image).
 pub fn packages_volume(name: &str) -> String {
     session_volume(name, "packages")
+}
+
+/// The sandbox network of a session with network grants.
+pub fn network_name(name: &str) -> String {
+    session_volume(name, "network")
+}
+
+/// The grants label (or record) as patterns; entries that no longer parse
+/// are dropped (they grant nothing).
+pub(super) fn parse_grants(text: &str) -> Vec<HostPattern> {
+    let entries: Vec<String> = serde_json::from_str(text).unwrap_or_default();
+    entries.iter().filter_map(|entry| entry.parse().ok()).collect()
 }
 
 /// The volume holding a session's `/outputs`.

@@ -19,20 +19,22 @@ mod gc;
 mod handle;
 mod labels;
 
-pub use labels::{outputs_volume, packages_volume, validate_name};
+pub use labels::{network_name, outputs_volume, packages_volume, validate_name};
 
 use super::launcher::Launcher;
 use super::session_store::SessionStore;
 use crate::clock::unix_now;
 use crate::config::{HostFolder, SessionStorage};
+use crate::core::egress::{EgressError, EgressGateway, EgressTotals, Owner};
 use crate::core::error::SessionError;
 use crate::docker::{ContainerState, SandboxInfo, labels as label_keys};
 use crate::runtime::Language;
 use crate::security::audit::{AuditEvent, AuditLog, SessionEvent};
+use crate::security::egress::HostPattern;
 use crate::security::seccomp::SeccompProfile;
 use create::remove_session_volumes;
 use handle::SessionHandle;
-use labels::{NAME_PREFIX, SessionFacts};
+use labels::{NAME_PREFIX, SessionFacts, parse_grants};
 use parking_lot::{Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -65,6 +67,14 @@ pub struct SessionInfo {
     /// Host folders mounted into the session (see `mounts` on create).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub mounts: Vec<SessionMount>,
+    /// Present when the session has network: the hosts it was granted
+    /// (hosts in the user's `egress.allow` are reachable too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network: Option<Vec<String>>,
+    /// What the session moved through the egress proxy (sessions with
+    /// network, as this server saw it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub egress: Option<EgressTotals>,
 }
 
 /// A host folder mounted into a session.
@@ -119,22 +129,26 @@ pub struct NewSession<'a> {
     /// Configured host folders to mount.
     pub folders: &'a [HostFolder],
     pub seccomp: SeccompProfile,
+    /// Network grants (already reviewed); `None`: no network at all.
+    pub grants: Option<Vec<HostPattern>>,
 }
 
 /// Creates, finds, runs code in, and garbage-collects sessions.
 pub struct SessionManager {
     launcher: Arc<Launcher>,
     audit: Arc<AuditLog>,
+    egress: Arc<EgressGateway>,
     store: SessionStore,
     handles: Mutex<HashMap<String, Arc<SessionHandle>>>,
 }
 
 impl SessionManager {
-    pub fn new(launcher: Arc<Launcher>, audit: Arc<AuditLog>) -> Arc<Self> {
+    pub fn new(launcher: Arc<Launcher>, audit: Arc<AuditLog>, egress: Arc<EgressGateway>) -> Arc<Self> {
         let store = SessionStore::new(&launcher.config().state_dir);
         Arc::new(Self {
             launcher,
             audit,
+            egress,
             store,
             handles: Mutex::new(HashMap::new()),
         })
@@ -152,12 +166,54 @@ impl SessionManager {
             .filter_map(|info| self.facts(info))
             .collect();
         sessions.sort_by(|a, b| b.created.cmp(&a.created).then(a.name.cmp(&b.name)));
-        Ok(sessions.iter().map(|facts| facts.to_info(now)).collect())
+        Ok(sessions.iter().map(|facts| self.info(facts, now)).collect())
     }
 
     /// One session.
     pub async fn get(&self, name: &str) -> Result<SessionInfo, SessionError> {
-        Ok(self.lookup(name).await?.to_info(unix_now()))
+        let facts = self.lookup(name).await?;
+        Ok(self.info(&facts, unix_now()))
+    }
+
+    fn info(&self, facts: &SessionFacts, now: u64) -> SessionInfo {
+        let mut info = facts.to_info(now);
+        if facts.grants.is_some() {
+            info.egress = Some(self.egress.totals(&Owner::Session(facts.name.clone())));
+        }
+        info
+    }
+
+    /// Replaces a session's network grants with `requested` (reviewed
+    /// against `egress.allow`; what the session holds stays allowed).
+    pub async fn set_grants(&self, name: &str, requested: &[String]) -> Result<SessionInfo, SessionError> {
+        let facts = self.lookup(name).await?;
+        let Some(held) = &facts.grants else {
+            return Err(EgressError::NoNetwork(name.to_string()).into());
+        };
+        let grants = self.egress.review(requested, held)?;
+        let mut record = self.store.load(&facts.info.id);
+        record.grants = Some(grants.iter().map(ToString::to_string).collect());
+        self.store.save(&facts.info.id, &record);
+        self.egress.set_grants(&Owner::Session(name.to_string()), grants);
+        self.get(name).await
+    }
+
+    /// Makes sure this server's egress proxy serves the session (after a
+    /// restart, for another server's session, or after the container was
+    /// started again: `refresh` reads its address anew).
+    async fn serve_network(&self, facts: &SessionFacts, refresh: bool) -> Result<(), SessionError> {
+        let Some(grants) = &facts.grants else {
+            return Ok(());
+        };
+        let owner = Owner::Session(facts.name.clone());
+        let network = network_name(&facts.name);
+        if refresh {
+            self.egress.forget(&owner);
+        }
+        self.egress
+            .adopt(&owner, &network, &facts.info.id, grants.clone())
+            .await?;
+        Ok(())
     }
 
     /// Freezes the session's processes (no CPU use); state is kept.
@@ -258,6 +314,11 @@ impl SessionManager {
         let engine = self.launcher.engine();
         engine.remove_sandbox(&facts.info.id).await?;
         remove_session_volumes(engine, &facts.name).await?;
+        if facts.grants.is_some() {
+            self.egress
+                .close_network(&network_name(&facts.name), &Owner::Session(facts.name.clone()))
+                .await?;
+        }
         self.store.remove(&facts.info.id);
         Ok(())
     }
@@ -298,7 +359,14 @@ impl SessionManager {
             .and_then(|label| serde_json::from_str(label).ok())
             .unwrap_or_default();
         let record = self.store.load(&info.id);
+        let grants = record
+            .grants
+            .as_ref()
+            .map(|grants| serde_json::to_string(grants).unwrap_or_default())
+            .or_else(|| info.labels.get(label_keys::NETWORK).cloned())
+            .map(|text: String| parse_grants(&text));
         Some(SessionFacts {
+            grants,
             info,
             name,
             language,

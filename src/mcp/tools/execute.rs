@@ -54,6 +54,12 @@ pub struct ExecuteParams {
     /// Stateless executes only: for a session use sandbox_install with `session`.
     #[serde(default)]
     pub packages: Option<Vec<String>>,
+    /// Stateless only: hosts the code may reach over HTTP(S) through the egress proxy, for
+    /// example `["api.github.com", "*.example.org"]` (ports 80 and 443 unless given, as
+    /// `host:port`). Each must be in the user's allow list (egress.allow). Without it the code
+    /// has no network. Sessions take `network` at create.
+    #[serde(default)]
+    pub network: Option<Vec<String>>,
 }
 
 /// Result of `sandbox_execute`.
@@ -195,7 +201,8 @@ impl SandboxServer {
     #[tool(
         name = "sandbox_execute",
         description = "Run code in an isolated Docker sandbox and return its output. \
-Languages: python, javascript, typescript, go, rust, bash. No network access; 512 MiB memory; \
+Languages: python, javascript, typescript, go, rust, bash. No network unless `network` lists hosts \
+the user allowed (then HTTP(S) through a proxy; HTTP_PROXY is set); 512 MiB memory; \
 default time limit 30 s (`timeout` in ms). Returns stdout, stderr, exit_code, duration_ms, \
 timed_out, truncated. Without `session` every call gets a fresh sandbox and nothing persists; \
 with `session` (create one with sandbox_session) variables and files persist between calls.",
@@ -234,6 +241,7 @@ impl SandboxServer {
             session: params.session,
             packages: params.packages.unwrap_or_default(),
             ml: params.ml.unwrap_or(false),
+            network: params.network,
             watch,
         };
         self.executor.execute(&request).await

@@ -26,12 +26,13 @@ pub enum SessionAction {
     Resume,
     Extend,
     Destroy,
+    Network,
 }
 
 /// Arguments of `sandbox_session`.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct SessionParams {
-    /// create, list, get, pause, resume, extend or destroy.
+    /// create, list, get, pause, resume, extend, destroy or network.
     pub action: SessionAction,
     /// Session name: 1 to 63 letters, digits, `-` or `_`, starting with a letter or digit,
     /// for example "analysis-1". Required for every action except list.
@@ -62,6 +63,14 @@ pub struct SessionParams {
     /// never loosen it.
     #[serde(default)]
     pub seccomp: Option<String>,
+    /// create: hosts the session's code may reach over HTTP(S), for example
+    /// `["api.github.com", "*.example.org", "example.net:8443"]` (ports 80 and 443 unless
+    /// given); `[]` gives network with only the hosts the user allows everywhere. Each host
+    /// must be in the user's allow list (egress.allow), else the create is refused with how the
+    /// user can allow it. Without `network` the session has no network at all. network: the
+    /// session's new list (replaces the old one).
+    #[serde(default)]
+    pub network: Option<Vec<String>>,
 }
 
 /// Result of `sandbox_session`.
@@ -85,8 +94,10 @@ TypeScript, Bash) and files in /workspace (every language) persist between calls
 list, get {name}, pause {name} (freezes it), resume {name}, extend {name, ttl?} (more time), \
 destroy {name}. Sessions expire after `ttl` seconds without use (default 3600). \
 create also takes `packages` (installed once, then cached), `ml` (Python data-science image) and \
-`mounts` (host folders the user configured, seen at /mnt/<name>) and `seccomp` (\"strict\" to \
-tighten the system-call filter).",
+`mounts` (host folders the user configured, seen at /mnt/<name>), `seccomp` (\"strict\" to \
+tighten the system-call filter) and `network` (hosts the code may reach over HTTP(S) through the \
+egress proxy, which the user must have allowed; without it the session has no network). \
+network {name, network} replaces a session's hosts.",
         output_schema = schema_for_output::<SessionOutput>()
     )]
     async fn sandbox_session(
@@ -128,6 +139,7 @@ impl SandboxServer {
                     ml: params.ml.unwrap_or(false),
                     mounts: params.mounts.clone().unwrap_or_default(),
                     seccomp: params.seccomp.clone(),
+                    network: params.network.clone(),
                 };
                 let (session, cached) = self.executor.create_session(&request, &watch).await?;
                 let mut message =
@@ -159,6 +171,19 @@ impl SandboxServer {
                 vec![sessions.extend(name()?, params.ttl).await?],
                 format!("Extended session {}.", name()?),
             ),
+            SessionAction::Network => {
+                let name = name()?;
+                let requested = params.network.as_deref().ok_or(SessionError::NetworkRequired)?;
+                let session = sessions.set_grants(name, requested).await?;
+                let message = format!(
+                    "Session {name} may now reach: {}.",
+                    match session.network.as_deref() {
+                        Some([]) | None => "only the hosts the user allows everywhere".to_string(),
+                        Some(hosts) => hosts.join(", "),
+                    }
+                );
+                (vec![session], message)
+            }
             SessionAction::Destroy => (
                 vec![sessions.destroy(name()?).await?],
                 format!("Destroyed session {} and its files.", name()?),
@@ -185,6 +210,20 @@ fn render(output: &SessionOutput) -> String {
             session.expires_at,
             session.ttl_left_seconds
         ));
+        if let Some(network) = &session.network {
+            let hosts = if network.is_empty() {
+                "the user's allowed hosts".to_string()
+            } else {
+                network.join(", ")
+            };
+            text.push_str(&format!("\n    network: {hosts}"));
+            if let Some(egress) = &session.egress {
+                text.push_str(&format!(
+                    " ({} connections, {} refused, {} bytes sent, {} received)",
+                    egress.connections, egress.refused, egress.bytes_up, egress.bytes_down
+                ));
+            }
+        }
         for mount in &session.mounts {
             text.push_str(&format!(
                 "\n    {} ← host folder {} ({})",

@@ -4,8 +4,8 @@
 
 use super::protocol::{Ask, Closed};
 use crate::config::EgressSettings;
-use crate::security::egress::{Decision, Host, Policy, PrivateEntry, Rule};
 use crate::security::egress::{BUDGET_KEY, CONNECTIONS_KEY, HostPattern};
+use crate::security::egress::{Decision, Host, Policy, PrivateEntry, Rule};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt;
@@ -97,7 +97,9 @@ pub enum Judgement {
         reason: String,
     },
     /// Outside the grants and `egress.allow`; the user can be asked.
-    AskUser { owner: Owner },
+    AskUser {
+        owner: Owner,
+    },
 }
 
 /// What the audit log records about an ended connection.
@@ -132,6 +134,11 @@ impl Ledger {
     /// True when `owner` is bound to some proxy address.
     pub fn is_bound(&self, owner: &Owner) -> bool {
         self.by_via.values().any(|binding| &binding.owner == owner)
+    }
+
+    /// Forgets `owner`'s binding (its address may have changed); its account stays.
+    pub fn unbind(&mut self, owner: &Owner) {
+        self.by_via.retain(|_, binding| &binding.owner != owner);
     }
 
     /// Forgets every binding (the proxy they point at is gone); accounts stay.
@@ -269,13 +276,17 @@ impl Ledger {
                 if rule.is_some()
                     && let Some(reason) = &closed.reason
                 {
-                    account.untold.push(format!("{}:{}: {reason}", closed.host, closed.port));
+                    account
+                        .untold
+                        .push(format!("{}:{}: {reason}", closed.host, closed.port));
                 }
             }
             if closed.allowed
                 && let Some(reason) = closed.reason.as_deref().filter(|reason| reason.contains("budget"))
             {
-                account.untold.push(format!("{}:{}: {reason}", closed.host, closed.port));
+                account
+                    .untold
+                    .push(format!("{}:{}: {reason}", closed.host, closed.port));
             }
         }
         Settled { owner, rule }

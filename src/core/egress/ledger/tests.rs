@@ -66,12 +66,32 @@ fn a_session_reaches_its_grants_and_the_configured_hosts_only() {
     let mut ledger = bound();
     let settings = settings(&["*.example.org"]);
     let calc = Owner::Session("calc".into());
-    let judgement = ledger.judge(&ask("1", "172.30.0.3", "172.30.0.2", "api.github.com", 443), &settings, false);
-    assert!(matches!(judgement, Judgement::Allow { ref owner, budget_bytes: 1000, private: false, .. } if *owner == calc));
-    let judgement = ledger.judge(&ask("2", "172.30.0.3", "172.30.0.2", "a.example.org", 443), &settings, false);
-    assert!(matches!(judgement, Judgement::Allow { rule: Rule::Configured(_), .. }));
+    let judgement = ledger.judge(
+        &ask("1", "172.30.0.3", "172.30.0.2", "api.github.com", 443),
+        &settings,
+        false,
+    );
+    assert!(
+        matches!(judgement, Judgement::Allow { ref owner, budget_bytes: 1000, private: false, .. } if *owner == calc)
+    );
+    let judgement = ledger.judge(
+        &ask("2", "172.30.0.3", "172.30.0.2", "a.example.org", 443),
+        &settings,
+        false,
+    );
+    assert!(matches!(
+        judgement,
+        Judgement::Allow {
+            rule: Rule::Configured(_),
+            ..
+        }
+    ));
     // The other session holds no grant for api.github.com.
-    let refused = reason(ledger.judge(&ask("3", "172.31.0.3", "172.31.0.2", "api.github.com", 443), &settings, false));
+    let refused = reason(ledger.judge(
+        &ask("3", "172.31.0.3", "172.31.0.2", "api.github.com", 443),
+        &settings,
+        false,
+    ));
     assert!(refused.contains("egress.allow"), "{refused}");
     assert_eq!(
         ledger.take_untold(&Owner::Session("other".into())),
@@ -79,7 +99,11 @@ fn a_session_reaches_its_grants_and_the_configured_hosts_only() {
     );
     assert!(ledger.take_untold(&Owner::Session("other".into())).is_empty());
     // Asking is possible: the user is asked instead.
-    let judgement = ledger.judge(&ask("4", "172.31.0.3", "172.31.0.2", "api.github.com", 443), &settings, true);
+    let judgement = ledger.judge(
+        &ask("4", "172.31.0.3", "172.31.0.2", "api.github.com", 443),
+        &settings,
+        true,
+    );
     assert!(matches!(judgement, Judgement::AskUser { .. }));
 }
 
@@ -88,16 +112,32 @@ fn identity_is_the_proxy_address_and_the_sandbox_address_together() {
     let mut ledger = bound();
     let settings = settings(&[]);
     // Another address on calc's network (not calc's sandbox).
-    let refused = reason(ledger.judge(&ask("1", "172.30.0.9", "172.30.0.2", "api.github.com", 443), &settings, false));
+    let refused = reason(ledger.judge(
+        &ask("1", "172.30.0.9", "172.30.0.2", "api.github.com", 443),
+        &settings,
+        false,
+    ));
     assert!(refused.contains("does not come from the sandbox"), "{refused}");
     // calc's own address, arriving on the other session's network.
-    let refused = reason(ledger.judge(&ask("2", "172.30.0.3", "172.31.0.2", "api.github.com", 443), &settings, false));
+    let refused = reason(ledger.judge(
+        &ask("2", "172.30.0.3", "172.31.0.2", "api.github.com", 443),
+        &settings,
+        false,
+    ));
     assert!(refused.contains("does not come from the sandbox"), "{refused}");
     // A network this server does not serve.
-    let refused = reason(ledger.judge(&ask("3", "172.30.0.3", "172.40.0.2", "api.github.com", 443), &settings, false));
+    let refused = reason(ledger.judge(
+        &ask("3", "172.30.0.3", "172.40.0.2", "api.github.com", 443),
+        &settings,
+        false,
+    ));
     assert!(refused.contains("not a sandbox network"), "{refused}");
     ledger.release(&Owner::Session("calc".into()));
-    let refused = reason(ledger.judge(&ask("4", "172.30.0.3", "172.30.0.2", "api.github.com", 443), &settings, false));
+    let refused = reason(ledger.judge(
+        &ask("4", "172.30.0.3", "172.30.0.2", "api.github.com", 443),
+        &settings,
+        false,
+    ));
     assert!(refused.contains("not a sandbox network"), "{refused}");
 }
 
@@ -107,7 +147,11 @@ fn the_connection_cap_and_the_byte_budget_are_per_sandbox() {
     let settings = settings(&[]);
     let calc = Owner::Session("calc".into());
     let judge = |ledger: &mut Ledger, id: &str| {
-        ledger.judge(&ask(id, "172.30.0.3", "172.30.0.2", "api.github.com", 443), &settings, false)
+        ledger.judge(
+            &ask(id, "172.30.0.3", "172.30.0.2", "api.github.com", 443),
+            &settings,
+            false,
+        )
     };
     assert!(matches!(judge(&mut ledger, "1"), Judgement::Allow { .. }));
     assert!(matches!(judge(&mut ledger, "2"), Judgement::Allow { .. }));
@@ -116,7 +160,10 @@ fn the_connection_cap_and_the_byte_budget_are_per_sandbox() {
     let settled = ledger.closed(&closed("1", true, None, 300, 400));
     assert_eq!(settled.owner, Some(calc.clone()));
     assert!(settled.rule.unwrap().contains("api.github.com"));
-    assert!(matches!(judge(&mut ledger, "4"), Judgement::Allow { budget_bytes: 300, .. }));
+    assert!(matches!(
+        judge(&mut ledger, "4"),
+        Judgement::Allow { budget_bytes: 300, .. }
+    ));
     ledger.closed(&closed("2", true, Some("byte budget reached"), 100, 200));
     ledger.closed(&closed("4", true, None, 0, 0));
     assert!(reason(judge(&mut ledger, "5")).contains("byte budget reached"));
@@ -132,7 +179,10 @@ fn the_connection_cap_and_the_byte_budget_are_per_sandbox() {
     );
     let untold = ledger.take_untold(&calc);
     assert!(untold.iter().any(|line| line.contains("max_connections")), "{untold:?}");
-    assert!(untold.iter().any(|line| line.ends_with("byte budget reached")), "{untold:?}");
+    assert!(
+        untold.iter().any(|line| line.ends_with("byte budget reached")),
+        "{untold:?}"
+    );
     // The other session is untouched.
     let other = Owner::Session("other".into());
     assert_eq!(ledger.remaining_budget(&other, &settings), 1000);
@@ -143,11 +193,22 @@ fn address_refusals_reach_the_notes_and_host_entries_allow_private_addresses() {
     let mut ledger = bound();
     let settings = settings(&["origin.test:8443"]);
     let calc = Owner::Session("calc".into());
-    let judgement = ledger.judge(&ask("1", "172.30.0.3", "172.30.0.2", "origin.test", 8443), &settings, false);
+    let judgement = ledger.judge(
+        &ask("1", "172.30.0.3", "172.30.0.2", "origin.test", 8443),
+        &settings,
+        false,
+    );
     assert!(matches!(judgement, Judgement::Allow { private: true, .. }));
     ledger.closed(&closed("1", false, Some("10.0.0.1 is a private address"), 0, 0));
-    assert_eq!(ledger.take_untold(&calc), vec!["h:443: 10.0.0.1 is a private address".to_string()]);
+    assert_eq!(
+        ledger.take_untold(&calc),
+        vec!["h:443: 10.0.0.1 is a private address".to_string()]
+    );
     ledger.set_grants(&calc, Vec::new());
-    let refused = reason(ledger.judge(&ask("2", "172.30.0.3", "172.30.0.2", "api.github.com", 443), &settings, false));
+    let refused = reason(ledger.judge(
+        &ask("2", "172.30.0.3", "172.30.0.2", "api.github.com", 443),
+        &settings,
+        false,
+    ));
     assert!(refused.contains("is refused"), "{refused}");
 }

@@ -1,0 +1,311 @@
+//! Network egress through the tools (issue #14), with real Docker and the
+//! real binary: a local origin on the engine's bridge stands in for the
+//! outside (the user allows it with `egress.allow_private`), sessions and
+//! stateless executes reach it only through the egress proxy and only when
+//! granted, and the ways around the proxy fail.
+
+mod common;
+
+use common::{TestSession, execute_with, require_docker, session, start_server_process, tool_error_text, unique_name};
+use multilang_sandbox::config::Config;
+use multilang_sandbox::images;
+use multilang_sandbox::runtime::Language;
+use serde_json::{Value, json};
+use std::process::Command;
+use std::time::Duration;
+
+/// Every Docker command here must end within this.
+const DOCKER_LIMIT: Duration = Duration::from_secs(60);
+
+fn docker(args: &[&str]) -> String {
+    let output = Command::new("timeout")
+        .arg(DOCKER_LIMIT.as_secs().to_string())
+        .arg("docker")
+        .args(args)
+        .output()
+        .expect("cannot run the docker CLI");
+    assert!(
+        output.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// A local HTTP origin on the engine's default bridge, removed on drop.
+struct Origin {
+    name: String,
+    address: String,
+}
+
+impl Origin {
+    fn start() -> Self {
+        let config = Config::from_env().expect("configuration");
+        let image = images::tag_for(Language::Python, &config);
+        let name = unique_name("mls-egress-origin");
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--label",
+            "multilang-sandbox.test=egress",
+            &image,
+            "sh",
+            "-c",
+            "mkdir -p /tmp/site && echo origin-says-hello > /tmp/site/index.html && cd /tmp/site && exec python3 -m http.server 8080",
+        ]);
+        let address = docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &name]);
+        assert!(!address.is_empty(), "the origin has no address on the bridge");
+        Self { name, address }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}:8080/", self.address)
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.name]).output();
+    }
+}
+
+fn stdout(result: &Value) -> &str {
+    result["stdout"].as_str().unwrap_or_default()
+}
+
+fn note(result: &Value) -> &str {
+    result["note"].as_str().unwrap_or_default()
+}
+
+/// Python that fetches `url` and prints the status and body, or the error.
+fn fetch(url: &str) -> String {
+    format!(
+        r#"
+import urllib.request, urllib.error
+try:
+    with urllib.request.urlopen("{url}", timeout=10) as r:
+        print("status", r.status, r.read().decode().strip())
+except urllib.error.HTTPError as e:
+    print("status", e.code, e.read().decode().strip())
+except Exception as e:
+    print("failed", type(e).__name__, e)
+"#
+    )
+}
+
+/// Python that tries the ways around the proxy; prints one line each.
+const BYPASSES: &str = r#"
+import os, socket
+def attempt(name, action):
+    try:
+        action()
+        print(name, "REACHED")
+    except Exception as e:
+        print(name, "blocked", type(e).__name__)
+def direct():
+    socket.create_connection((os.environ["ORIGIN"], 8080), timeout=3).close()
+def lookup():
+    socket.getaddrinfo("example.com", 443)
+def raw_dns():
+    for server in [line.split()[1] for line in open("/etc/resolv.conf") if line.startswith("nameserver")]:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(2)
+        query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x07example\x03com\x00\x00\x01\x00\x01"
+        s.sendto(query, (server, 53))
+        answer = s.recv(512)
+        if answer[3] & 0x0F == 0 and int.from_bytes(answer[6:8], "big") > 0:
+            return
+        raise OSError("no answer for an outside name from " + server)
+    raise OSError("no resolver")
+def udp_out():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    s.sendto(b"x", (os.environ["ORIGIN"], 8080))
+    s.recv(10)
+def ipv6():
+    socket.create_connection(("2001:db8::1", 80), timeout=3).close()
+attempt("direct", direct)
+attempt("lookup", lookup)
+attempt("raw_dns", raw_dns)
+attempt("udp", udp_out)
+attempt("ipv6", ipv6)
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_reach_granted_hosts_through_the_proxy_and_nothing_else() {
+    require_docker().await;
+    let origin = Origin::start();
+    let allow = format!("{}:8080", origin.address);
+    let env = [
+        ("MULTILANG_SANDBOX_POOL_SIZE", "0"),
+        ("MULTILANG_SANDBOX_EGRESS_ALLOW", allow.as_str()),
+        ("MULTILANG_SANDBOX_EGRESS_ALLOW_PRIVATE", origin.address.as_str()),
+    ];
+    let (client, pid) = start_server_process(&env).await;
+
+    // A host outside egress.allow cannot be requested.
+    let refused = tool_error_text(
+        &client,
+        "sandbox_session",
+        json!({"action": "create", "name": unique_name("egress-no"), "language": "python",
+               "network": ["example.org"]}),
+    )
+    .await;
+    assert!(refused.contains("egress.allow"), "{refused}");
+
+    let granted = TestSession::adopt(unique_name("egress-yes"));
+    let created = session(
+        &client,
+        json!({"action": "create", "name": granted, "language": "python", "network": [allow]}),
+    )
+    .await;
+    assert_eq!(created["sessions"][0]["network"], json!([allow]), "{created}");
+    let plain = TestSession::adopt(unique_name("egress-none"));
+    session(
+        &client,
+        json!({"action": "create", "name": plain, "language": "python"}),
+    )
+    .await;
+    let empty = TestSession::adopt(unique_name("egress-empty"));
+    session(
+        &client,
+        json!({"action": "create", "name": empty, "language": "python", "network": []}),
+    )
+    .await;
+
+    let run = |name: &TestSession, code: String| json!({"language": "python", "session": name.as_str(), "code": code});
+    // Granted: plain HTTP through the proxy, and a CONNECT tunnel.
+    let reached = execute_with(&client, run(&granted, fetch(&origin.url()))).await;
+    assert_eq!(stdout(&reached).trim(), "status 200 origin-says-hello", "{reached}");
+    let tunnel = format!(
+        r#"
+import socket
+s = socket.create_connection(("egress-proxy", 3128), timeout=10)
+s.sendall(b"CONNECT {allow} HTTP/1.1\r\nHost: {allow}\r\n\r\n")
+head = s.recv(4096)
+print(head.split(b"\r\n")[0].decode())
+s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+data = b""
+while chunk := s.recv(4096):
+    data += chunk
+print(data.decode().split("\r\n\r\n", 1)[1].strip())
+"#
+    );
+    let tunnelled = execute_with(&client, run(&granted, tunnel)).await;
+    assert!(stdout(&tunnelled).contains(" 200 "), "{tunnelled}");
+    assert!(stdout(&tunnelled).contains("origin-says-hello"), "{tunnelled}");
+
+    // Not granted: the proxy's 403 reaches the program, the note the model.
+    let outside = execute_with(&client, run(&granted, fetch("http://example.com/"))).await;
+    assert!(stdout(&outside).starts_with("status 403"), "{outside}");
+    assert!(
+        note(&outside).contains("example.com:80") && note(&outside).contains("egress.allow"),
+        "{outside}"
+    );
+    let other_port = execute_with(
+        &client,
+        run(&granted, fetch(&format!("http://{}:9999/", origin.address))),
+    )
+    .await;
+    assert!(stdout(&other_port).starts_with("status 403"), "{other_port}");
+    // A session with network but no grant of its own: only egress.allow,
+    // which holds the origin.
+    let via_config = execute_with(&client, run(&empty, fetch(&origin.url()))).await;
+    assert_eq!(
+        stdout(&via_config).trim(),
+        "status 200 origin-says-hello",
+        "{via_config}"
+    );
+    // No network at all: no proxy, no route.
+    let isolated = execute_with(&client, run(&plain, fetch(&origin.url()))).await;
+    assert!(stdout(&isolated).starts_with("failed"), "{isolated}");
+
+    // The ways around the proxy.
+    let bypass_code = format!("import os\nos.environ['ORIGIN'] = '{}'\n{BYPASSES}", origin.address);
+    let bypasses = execute_with(&client, run(&granted, bypass_code)).await;
+    let lines = stdout(&bypasses);
+    assert_eq!(lines.matches("blocked").count(), 5, "{bypasses}");
+    assert!(!lines.contains("REACHED"), "{bypasses}");
+
+    // Go's net/http honours the proxy variables.
+    let go = execute_with(
+        &client,
+        json!({"language": "go", "network": [allow], "code": format!(
+            "package main\n\nimport (\n\t\"fmt\"\n\t\"io\"\n\t\"net/http\"\n\t\"strings\"\n)\n\nfunc main() {{\n\tresp, err := http.Get(\"{}\")\n\tif err != nil {{\n\t\tpanic(err)\n\t}}\n\tbody, _ := io.ReadAll(resp.Body)\n\tfmt.Println(resp.StatusCode, strings.TrimSpace(string(body)))\n}}\n",
+            origin.url())}),
+    )
+    .await;
+    assert_eq!(stdout(&go).trim(), "200 origin-says-hello", "{go}");
+    // Stateless: the execute's own network.
+    let stateless = execute_with(
+        &client,
+        json!({"language": "python", "network": [allow], "code": fetch(&origin.url())}),
+    )
+    .await;
+    assert_eq!(stdout(&stateless).trim(), "status 200 origin-says-hello", "{stateless}");
+    let stateless_refused = execute_with(
+        &client,
+        json!({"language": "python", "network": [], "code": fetch("http://example.com/")}),
+    )
+    .await;
+    assert!(note(&stateless_refused).contains("example.com"), "{stateless_refused}");
+
+    // Stateless executes leave no network behind.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let named = docker(&["network", "ls", "--format", "{{.Name}}"]);
+        let executes: Vec<&str> = named
+            .lines()
+            .filter(|name| name.starts_with("multilang-sandbox-execute-"))
+            .collect();
+        if executes.is_empty() || std::time::Instant::now() > deadline {
+            assert!(executes.is_empty(), "stateless execute networks left: {executes:?}");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // What the session moved is shown with it.
+    let got = session(&client, json!({"action": "get", "name": granted})).await;
+    let totals = &got["sessions"][0]["egress"];
+    assert!(totals["connections"].as_u64().unwrap_or(0) >= 2, "{got}");
+    assert!(totals["refused"].as_u64().unwrap_or(0) >= 2, "{got}");
+    assert!(totals["bytes_down"].as_u64().unwrap_or(0) > 0, "{got}");
+
+    // Changing the grants: the origin is then reachable only via egress.allow.
+    let changed = session(&client, json!({"action": "network", "name": granted, "network": []})).await;
+    assert_eq!(changed["sessions"][0]["network"], json!([]), "{changed}");
+    let no_network = tool_error_text(
+        &client,
+        "sandbox_session",
+        json!({"action": "network", "name": plain, "network": [allow]}),
+    )
+    .await;
+    assert!(no_network.contains("without network"), "{no_network}");
+
+    // Grants survive the server: kill -9, start another, same session.
+    session(
+        &client,
+        json!({"action": "network", "name": granted, "network": [allow]}),
+    )
+    .await;
+    let status = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    drop(client);
+    let (client, _) = start_server_process(&env).await;
+    let after = execute_with(&client, run(&granted, fetch(&origin.url()))).await;
+    assert_eq!(stdout(&after).trim(), "status 200 origin-says-hello", "{after}");
+    let got = session(&client, json!({"action": "get", "name": granted})).await;
+    assert_eq!(got["sessions"][0]["network"], json!([allow]), "{got}");
+
+    // Destroy removes the session's network.
+    let network = format!("multilang-sandbox-session-{granted}.network");
+    session(&client, json!({"action": "destroy", "name": granted})).await;
+    let left = docker(&["network", "ls", "-q", "--filter", &format!("name=^{network}$")]);
+    assert!(left.is_empty(), "the session's network is still there");
+}
