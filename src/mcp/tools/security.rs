@@ -30,7 +30,7 @@ pub enum SecurityAction {
 /// Arguments of `sandbox_security`.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct SecurityParams {
-    /// events (recent audit events), violations (code-policy matches), stats (counts by event
+    /// events (recent audit events), violations (code-policy matches and refused network connections), stats (counts by event
     /// type, tool and outcome) or verify (check that no line of the audit log was edited,
     /// removed or reordered).
     pub action: SecurityAction,
@@ -85,7 +85,7 @@ impl SandboxServer {
     #[tool(
         name = "sandbox_security",
         description = "The sandbox's tamper-evident audit log: action events (recent events, optional \
-`type` filter), violations (code that matched the code policy's tripwire rules), stats (counts by event \
+`type` filter), violations (code that matched the code policy's tripwire rules, and connections the egress proxy refused), stats (counts by event \
 type, tool and outcome), verify (checks the hash chain; `verify.ok` is false and `verify.first_bad` names \
 the line if anything was edited, removed or reordered).",
         output_schema = schema_for_output::<SecurityOutput>()
@@ -129,18 +129,16 @@ impl SandboxServer {
         let count = params.count.unwrap_or(20).clamp(1, MAX_COUNT) as usize;
         let executor = self.executor.clone();
         let action = params.action;
-        let wanted = match action {
-            SecurityAction::Violations => Some("violation".to_string()),
-            _ => params.event_type.clone(),
-        };
+        let wanted = params.event_type.clone();
         let work = tokio::task::spawn_blocking(move || -> Result<SecurityOutput, AuditError> {
             let audit = executor.audit();
             match action {
                 SecurityAction::Events | SecurityAction::Violations => {
-                    output.events = audit.recent(count, |event| {
-                        wanted
+                    output.events = audit.recent(count, |event| match action {
+                        SecurityAction::Violations => is_violation(event),
+                        _ => wanted
                             .as_deref()
-                            .is_none_or(|kind| event["type"].as_str() == Some(kind))
+                            .is_none_or(|kind| event["type"].as_str() == Some(kind)),
                     })?;
                 }
                 SecurityAction::Stats => output.stats = Some(audit.stats()?),
@@ -150,6 +148,15 @@ impl SandboxServer {
         });
         work.await
             .map_err(|error| AuditError::Corrupt(format!("reading the audit log stopped: {error}")))?
+    }
+}
+
+/// Code-policy matches, and connections the egress proxy refused.
+fn is_violation(event: &serde_json::Value) -> bool {
+    match event["type"].as_str() {
+        Some("violation") => true,
+        Some("egress") => event["allowed"] == serde_json::Value::Bool(false),
+        _ => false,
     }
 }
 
