@@ -16,11 +16,24 @@ Loopback, unspecified, broadcast and multicast are never destinations,
 whatever allow_private says: in the proxy's container loopback (and
 0.0.0.0, which connects there) is the proxy itself. The one exception is
 the project's own tests (`--test-allow-loopback`). Neither is any address
-of the proxy's own (is_local)."""
+of the proxy's own (is_local).
+
+A decision with `private` (the server matched the host to a host name in
+egress.allow_private) opens every class allow_private networks could open
+for that connection; the never-destinations stay refused.
+
+Nor is any address on a sandbox network (SandboxNetworks), whatever
+allow_private or `private` say: the proxy is connected to every session's
+isolated network, and one session must not reach another's sandboxes. The
+sandbox networks are the subnets of the proxy's interfaces other than the
+ones that carry a default route, read from the kernel's route tables."""
 
 import errno
 import ipaddress
 import socket
+import sys
+import time
+from collections import namedtuple
 
 GLOBAL = "global"
 LOOPBACK = "loopback"
@@ -154,11 +167,12 @@ def class_words(address):
     return kind
 
 
-def refusal(address, allow_private, allow_loopback=False):
+def refusal(address, allow_private, allow_loopback=False, private=False):
     """None when the proxy may connect to `address` as far as its class
     goes, else why not, as the end of a sentence ("not a public address
     (loopback) and never a destination"). An address inside an
-    `allow_private` network is accepted, except loopback, unspecified,
+    `allow_private` network is accepted, and with `private` (the decision
+    said so) any address that is not global, except loopback, unspecified,
     broadcast and multicast ones (loopback only with `allow_loopback`, for
     the project's own tests)."""
     kind = address_class(address)
@@ -166,6 +180,8 @@ def refusal(address, allow_private, allow_loopback=False):
         return None
     if kind in NEVER and not (allow_loopback and kind == LOOPBACK):
         return "not a public address (%s) and never a destination" % class_words(address)
+    if private:
+        return None
     inner = embedded_ipv4(address)
     for network in allow_private:
         if address in network or (inner is not None and inner in network):
@@ -189,3 +205,114 @@ def is_local(address):
     except OSError as error:
         return error.errno != errno.EADDRNOTAVAIL
     return True
+
+
+# ------------------------------------------------------------ sandbox networks
+
+ROUTE_FILES = ("/proc/net/route", "/proc/net/ipv6_route")
+ROUTES_TTL = 1.0  # seconds a reading of the route files is used
+RTF_GATEWAY = 0x2
+RTF_REJECT = 0x200
+RTF_LOCAL = 0x80000000  # IPv6: a route to one of the machine's own addresses
+
+Route = namedtuple("Route", "interface network gateway")
+Route.__doc__ = "A route: the interface, the destination network, whether it goes through a gateway."
+
+
+def parse_ipv4_routes(text, byteorder=sys.byteorder):
+    """The routes of /proc/net/route's `text` (columns Iface, Destination,
+    Gateway, Flags, ..., Mask; addresses in hex, in the machine's byte
+    order). Lines that do not read as a route (the header) and reject
+    routes are left out."""
+    routes = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        try:
+            destination, flags, mask = (int(fields[index], 16) for index in (1, 3, 7))
+            packed = destination.to_bytes(4, byteorder)
+            netmask = str(ipaddress.IPv4Address(mask.to_bytes(4, byteorder)))
+            network = ipaddress.IPv4Network((packed, netmask), strict=False)
+        except (ValueError, OverflowError):
+            continue
+        if not flags & RTF_REJECT:
+            routes.append(Route(fields[0], network, bool(flags & RTF_GATEWAY)))
+    return routes
+
+
+def parse_ipv6_routes(text):
+    """The routes of /proc/net/ipv6_route's `text` (columns destination,
+    prefix length, source, source prefix length, next hop, metric, use,
+    refcount, flags, interface; in hex). Lines that do not read as a route,
+    reject routes (the unreachable defaults on lo) and the routes to the
+    machine's own addresses (is_local covers them) are left out."""
+    routes = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) != 10:
+            continue
+        try:
+            destination = bytes.fromhex(fields[0])
+            network = ipaddress.IPv6Network((destination, int(fields[1], 16)), strict=False)
+            flags = int(fields[8], 16)
+        except ValueError:
+            continue
+        if not flags & (RTF_REJECT | RTF_LOCAL):
+            routes.append(Route(fields[9], network, bool(flags & RTF_GATEWAY)))
+    return routes
+
+
+def sandbox_networks(routes):
+    """The networks directly connected to an interface that carries no
+    default route (0.0.0.0/0 or ::/0, of either family): the sandboxes'
+    isolated networks, as opposed to the proxy's way out. Loopback (lo) is
+    not a sandbox network, and multicast routes (never destinations) are
+    left out."""
+    way_out = {route.interface for route in routes if route.network.prefixlen == 0} | {"lo"}
+    networks = []
+    for route in routes:
+        direct = not route.gateway and route.network.prefixlen > 0
+        multicast = address_class(route.network.network_address) == MULTICAST
+        if direct and not multicast and route.interface not in way_out and route.network not in networks:
+            networks.append(route.network)
+    return networks
+
+
+def read_route_file(path):
+    """The text of a route file; "" when there is none (not Linux)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            return file.read()
+    except FileNotFoundError:
+        return ""
+
+
+class SandboxNetworks:
+    """The sandbox networks of this network namespace, read from the route
+    files (`paths`: IPv4 then IPv6) at most once every `ttl` seconds, so
+    networks the proxy joins later count within a second. A route file
+    that exists but cannot be read raises OSError (the caller refuses)."""
+
+    def __init__(self, paths=ROUTE_FILES, ttl=ROUTES_TTL):
+        self.paths = paths
+        self.ttl = ttl
+        self.networks = []
+        self.read_at = None
+
+    def current(self):
+        now = time.monotonic()
+        if self.read_at is None or now - self.read_at >= self.ttl:
+            ipv4, ipv6 = (read_route_file(path) for path in self.paths)
+            self.networks = sandbox_networks(parse_ipv4_routes(ipv4) + parse_ipv6_routes(ipv6))
+            self.read_at = now
+        return self.networks
+
+    def containing(self, address):
+        """The sandbox network `address` (or the IPv4 address it carries)
+        is on, else None."""
+        inner = embedded_ipv4(address)
+        for network in self.current():
+            if address in network or (inner is not None and inner in network):
+                return network
+        return None

@@ -1,9 +1,10 @@
 """One client connection through the egress proxy, in the order that keeps
 a refused host from ever being looked up or reached: read the request →
-ask the server (the host is not resolved yet) → resolve → refuse addresses
-that are not global unicast → connect → relay within the byte budget →
-report `closed`. Every connection that was asked about gets exactly one
-`closed`, whatever happened."""
+ask the server (the host is not resolved yet) → join the session's byte
+budget → resolve → refuse addresses that are not global unicast (unless
+allowed), the proxy's own and those on a sandbox network → connect → relay
+within the session's byte budget → report `closed`. Every connection that
+was asked about gets exactly one `closed`, whatever happened."""
 
 import asyncio
 import ipaddress
@@ -82,6 +83,7 @@ class Connection:
         self.reader = reader
         self.writer = writer
         self.origin = None
+        self.share = None  # its session's byte budget, once allowed
         self.started = time.monotonic()
         self.id = None
         self.request = None
@@ -143,12 +145,13 @@ class Connection:
                 reason = "decision for another host (%s %r, asked about %r)" % (
                     name, decision[name], getattr(request, name))
                 raise Refused(403, self.denial("decision for another host"), reason)
-        if decision["budget_bytes"] == 0:
+        self.share = self.proxy.budgets.join(decision["session"], decision["budget_bytes"])
+        if self.share.room() <= 0:  # a budget of 0, or the session's open connections used it
             raise Refused(403, self.denial(BUDGET_REACHED), BUDGET_REACHED)
-        addresses = await self.destinations(config["networks"])
+        addresses = await self.destinations(config["networks"], decision.get("private") is True)
         self.origin = await self.connect(addresses)
         self.outcome["allowed"] = True
-        relay = Relay(decision["budget_bytes"], self.settings.idle_timeout)
+        relay = Relay(self.share, self.settings.idle_timeout)
         try:
             if request.method == "CONNECT":
                 self.writer.write(answer(200))
@@ -209,8 +212,9 @@ class Connection:
                 read.cancel()
         return future.result(), bytes(early)
 
-    async def destinations(self, networks):
-        """The addresses the request's host may be reached at, in order."""
+    async def destinations(self, networks, private):
+        """The addresses the request's host may be reached at, in order
+        (`private`: the decision opens non-global addresses)."""
         host, port = self.request.host, self.request.port
         literal = parse_literal(host)
         if literal is not None:
@@ -227,7 +231,7 @@ class Connection:
                 address = parse_literal(info[4][0])
                 if address is not None and address not in candidates:
                     candidates.append(address)
-        judged = [(address, self.refusal(address, networks)) for address in candidates]
+        judged = [(address, self.refusal(address, networks, private)) for address in candidates]
         accepted = [address for address, why in judged if why is None]
         if not accepted:
             if not candidates:
@@ -242,19 +246,27 @@ class Connection:
             raise Refused(403, self.denial(reason), reason)
         return accepted
 
-    def refusal(self, address, networks):
+    def refusal(self, address, networks, private):
         """Why the proxy may not connect to `address` (None: it may): its
-        class (egress_address.refusal), or it is the proxy's own, which
-        would make a connection (and its ask) come from the proxy itself:
-        the address the client reached, any address of the proxy's
+        class (egress_address.refusal), or it is on a sandbox network (one
+        session would reach another's sandboxes), or it is the proxy's own,
+        which would make a connection (and its ask) come from the proxy
+        itself: the address the client reached, any address of the proxy's
         interfaces, or the listening port on any local address."""
         allow_loopback = self.settings.test_allow_loopback
-        why = refusal(address, networks, allow_loopback)
+        why = refusal(address, networks, allow_loopback, private)
         if why is not None:
             return why
         plain = address.ipv4_mapped if address.version == 6 and address.ipv4_mapped else address
         if self.request.port == self.proxy.listen_port and is_local(plain):
             return "the egress proxy itself (its own address and port)"
+        try:
+            sandbox = self.proxy.sandbox_networks.containing(address)
+        except OSError as error:
+            log("cannot read the route tables: %s" % error)
+            return "not checked: the egress proxy cannot read its route tables"
+        if sandbox is not None:
+            return "on a sandbox network"
         if allow_loopback and address_class(plain) == LOOPBACK:
             return None  # the project's own tests: their origins share the proxy's loopback
         if str(plain) == self.via or is_local(plain):
@@ -285,6 +297,10 @@ class Connection:
             pass
 
     async def close(self):
+        if self.share is not None:
+            relayed = self.outcome["bytes_up"] + self.outcome["bytes_down"]
+            self.proxy.budgets.leave(self.share, relayed)
+            self.share = None
         for writer in (self.writer, self.origin[1] if self.origin else None):
             if writer is None:
                 continue

@@ -73,6 +73,7 @@ def check_decision(message):
     if field(message, "allow", bool):
         field(message, "session", str)
         field(message, "budget_bytes", int)
+        field(message, "private", bool, optional=True)
     else:
         field(message, "reason", str)
         field(message, "session", str, optional=True)

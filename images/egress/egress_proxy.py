@@ -7,19 +7,20 @@ tunnelled, no TLS interception) or an absolute-form plain-HTTP request
 and without Proxy-* headers). The server decides every connection; the
 proxy enforces it (egress_connection.py says in which order), resolves
 names itself and connects only to global unicast addresses or to networks
-the server's configuration names (egress_address.py). Refusals are HTTP 403
-with a one-line reason the program sees; an origin that cannot be reached
-is a 502; a request the proxy cannot read is a 400 (405 for TRACE, 408
-when its header is not in within the header timeout); a connection over
-one of the caps below is a 503, answered before its request is read (no
-ask, no closed). Bytes after a
-plain-HTTP request's head (its body, or more requests) go unchanged to the
-origin that was checked; `Connection: close` ends the exchange there.
+the server's configuration names (egress_address.py), never to a sandbox
+network, and keeps each session within its byte budget (egress_budget.py).
+Refusals are HTTP 403 with a one-line reason the program sees; an origin
+that cannot be reached is a 502; a request the proxy cannot read is a 400
+(405 for TRACE, 408 when its header is not in within the header timeout);
+a connection over one of the caps below is a 503, answered before its
+request is read (no ask, no closed). Bytes after a plain-HTTP request's
+head (its body, or more requests) go unchanged to the origin that was
+checked; `Connection: close` ends the exchange there.
 
 Design note (issue #14 asks why not a proxy from Debian): the parts that
 make this proxy ours are the per-connection question to the server over
 the attached stream (and its answer, possibly the user's, minutes later),
-the address check after our own lookup, the per-connection byte budget and
+the address check after our own lookup, the per-session byte budget and
 the `closed` report. A packaged proxy would need an external ACL helper
 speaking to the server, a log parser for the byte counts and a patched
 resolver path, and a second image with more packages, for what is here
@@ -33,7 +34,7 @@ Usage: python3 -E -s egress_proxy.py [--listen HOST:PORT]  (0.0.0.0:3128)
   [--idle-timeout S] (600: no byte either way ends a connection)
   [--max-connections N] (1024: connections served at once)
   [--max-pending-asks N] (256: connections waiting for a decision)
-  [--test-allow-loopback]
+  [--test-allow-loopback] [--test-route-files IPV4 IPV6]
 Only the Python standard library is used (3.11+). Name lookups run in
 threads, at most 32 at once.
 
@@ -44,10 +45,24 @@ own addresses: the one the client reached (via), any address of its
 interfaces, and its listening port on any local address. Inside the
 proxy's container loopback is the proxy itself, and a connection to itself
 would make a second ask seem to come from the proxy.
---test-allow-loopback lets allow_private open loopback (the proxy's own
-port and non-loopback own addresses stay refused). It exists only for the
-project's own tests, whose origins listen on loopback next to the proxy;
-the server never passes it.
+
+Nor, whatever allow_private or a decision's private say, any address on a
+sandbox network (reason "<address> is on a sandbox network"): the proxy is
+connected to the sandboxes' isolated networks (one per session) and to one
+network with the default route, its way out. A destination inside a subnet
+directly connected to any of the proxy's interfaces except those carrying
+a default route (0.0.0.0/0 or ::/0) is refused, so that allow_private =
+172.16.0.0/12 does not let one session reach another session's sandboxes.
+The subnets come from /proc/net/route and /proc/net/ipv6_route, read again
+when the last reading is a second old (a network joined later counts within
+a second); where the files do not exist (not Linux) nothing more is
+refused, and a file that exists but cannot be read refuses every address.
+
+--test-allow-loopback lets allow_private (and a decision's private) open
+loopback (the proxy's own port and non-loopback own addresses stay
+refused); --test-route-files reads these two files instead of the
+kernel's. Both exist only for the project's own tests, whose origins
+listen on loopback next to the proxy; the server never passes them.
 
 Protocol v1 with the server: newline-delimited JSON, one message per line,
 on the proxy's stdin (server -> proxy) and stdout (proxy -> server; nothing
@@ -79,7 +94,8 @@ of stdin stops the proxy (exit 0), and so do SIGTERM and SIGINT.
                    as ::ffff:a.b.c.d); port: 80 when a plain-HTTP URL names
                    none.
   server -> proxy  {"type": "decision", "id": "c-1f2e3d4c-17", "allow": true,
-                   "session": "calc", "budget_bytes": 1073741824}
+                   "session": "calc", "budget_bytes": 1073741824,
+                   optional "private": true|false|null}
                 or {"type": "decision", "id": "c-1f2e3d4c-17", "allow": false,
                    "reason": "...", optional "session": "calc"|null}
                    Both may repeat the ask's "host" and "port" (optional,
@@ -89,8 +105,42 @@ of stdin stops the proxy (exit 0), and so do SIGTERM and SIGINT.
                    No decision within ask_timeout_ms: refused with reason
                    "no decision in time". A decision for an id that is no
                    longer pending (late, or its client left) is ignored.
-                   budget_bytes caps the bytes of this connection, both
-                   ways together; 0 refuses it ("byte budget reached").
+                   budget_bytes: the session's remaining byte budget as
+                   the server knows it (its byte budget less the bytes,
+                   both ways, of the session's connections already
+                   reported in closed). The proxy keeps, per session, the
+                   bytes relayed by its connections that are still open
+                   (not yet reported in closed) and the latest budget a
+                   decision gave; every open connection of the session
+                   relays only while (bytes of the session's open
+                   connections) < (latest budget), so concurrent
+                   connections of a session share one budget and sessions
+                   are independent. When a connection ends, its bytes
+                   leave the open count and are taken off the latest
+                   budget too (the server subtracts them from its next
+                   budget), so the others' room stays as it was. A
+                   connection whose session has no room at its decision (a
+                   budget of 0, or one its open connections have used) is
+                   refused ("byte budget reached"); one that has bytes to
+                   relay when there is no room left is cut with the same
+                   reason (an idle one stays until it has, or its idle
+                   timeout). Race: a decision the server computed before
+                   it read the closed of another connection of the session
+                   still has that connection's bytes in its budget, which
+                   the proxy no longer counts as open: beyond its budget,
+                   a session may relay up to the bytes of the connections
+                   whose closed crossed a decision on the way (the next
+                   decision sets it right; a server whose session is over
+                   its budget sends 0).
+                   private (allow only; absent or null: false): true when
+                   the server matched the host to a host name in the
+                   user's egress.allow_private. This connection may then
+                   reach every class allow_private networks could open
+                   (private, link-local, shared carrier-grade NAT, unique
+                   local, documentation, reserved), not only the
+                   configured networks; loopback, unspecified, broadcast,
+                   multicast, the proxy's own addresses and sandbox
+                   networks stay refused.
   proxy -> server  {"type": "closed", "id": "c-1f2e3d4c-17", "session": "calc"|null,
                    "host": "api.github.com", "port": 443,
                    "address": "140.82.1.1"|null, "allowed": true|false,
@@ -101,10 +151,11 @@ of stdin stops the proxy (exit 0), and so do SIGTERM and SIGINT.
                    through and the origin was connected. address: the last
                    address tried or refused (null: none resolved). reason:
                    null when it ended normally, else why it was refused
-                   (the decision's reason, "no decision in time", the
-                   address class, "cannot connect ...", "the client closed
-                   the connection before the decision") or cut ("byte
-                   budget reached", "idle for N s", a failed side).
+                   (the decision's reason, "no decision in time", "byte
+                   budget reached", the address class, "... is on a
+                   sandbox network", "cannot connect ...", "the client
+                   closed the connection before the decision") or cut
+                   ("byte budget reached", "idle for N s", a failed side).
                    bytes_up/down: relayed bytes, client -> origin (for
                    plain HTTP with the rewritten head) and back; the
                    proxy's own answers are not counted. A closed for an id
@@ -121,6 +172,8 @@ import sys
 from dataclasses import dataclass
 
 import egress_protocol as protocol
+from egress_address import ROUTE_FILES, SandboxNetworks
+from egress_budget import Budgets
 from egress_channel import ServerChannel, log
 from egress_connection import CLOSE_GRACE, STREAM_LIMIT, Connection
 from egress_http import answer
@@ -140,6 +193,7 @@ class Settings:
     max_connections: int = 1024
     max_pending_asks: int = 256
     test_allow_loopback: bool = False
+    route_files: tuple = ROUTE_FILES
 
 
 class Proxy:
@@ -151,6 +205,8 @@ class Proxy:
         self.write_fd = write_fd
         self.config = None  # the last configure message
         self.pending = {}  # ask id -> future of its decision
+        self.budgets = Budgets()  # byte budgets of the sessions with connections
+        self.sandbox_networks = SandboxNetworks(settings.route_files)
         self.count = 0
         # ids of one run never match another's (a late answer after a restart)
         self.run_prefix = secrets.token_hex(4)
@@ -318,6 +374,7 @@ def parse_arguments(argv):
     parser.add_argument("--max-connections", type=count, default=Settings.max_connections, metavar="N")
     parser.add_argument("--max-pending-asks", type=count, default=Settings.max_pending_asks, metavar="N")
     parser.add_argument("--test-allow-loopback", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--test-route-files", nargs=2, default=ROUTE_FILES, help=argparse.SUPPRESS)
     arguments = parser.parse_args(argv)
     host, port = arguments.listen
     return Settings(
@@ -329,6 +386,7 @@ def parse_arguments(argv):
         arguments.max_connections,
         arguments.max_pending_asks,
         arguments.test_allow_loopback,
+        tuple(arguments.test_route_files),
     )
 
 

@@ -1,8 +1,10 @@
 """Relaying an allowed connection's bytes both ways: counted, cut when the
-connection's byte budget is reached or when neither side has moved a byte
-for the idle timeout. The client's end of stream is passed on (half close)
-and the origin's answer still relayed; the origin's end of stream, or a
-failure on either side, ends the connection."""
+session's byte budget is reached (shared by the session's open connections,
+egress_budget.py: a connection is cut once it has bytes to relay and the
+session has no room left) or when neither side has moved a byte for the
+idle timeout. The client's end of stream is passed on (half close) and the
+origin's answer still relayed; the origin's end of stream, or a failure on
+either side, ends the connection."""
 
 import asyncio
 import time
@@ -12,10 +14,11 @@ BUDGET_REACHED = "byte budget reached"
 
 
 class Relay:
-    """Bytes of one connection: `up` (client -> origin) and `down`."""
+    """Bytes of one connection: `up` (client -> origin) and `down`, spent
+    from its session's `share` (an egress_budget.SessionBudget)."""
 
-    def __init__(self, budget, idle_timeout):
-        self.budget = budget
+    def __init__(self, share, idle_timeout):
+        self.share = share
         self.idle_timeout = idle_timeout
         self.up = 0
         self.down = 0
@@ -23,13 +26,14 @@ class Relay:
         self.last = time.monotonic()
 
     def room(self):
-        return self.budget - self.up - self.down
+        return self.share.room()
 
     async def send(self, writer, data, upward):
         """Writes `data` within the budget; False once the budget is reached."""
         allowed = data[: max(self.room(), 0)]
         if allowed:
             writer.write(allowed)
+            self.share.spend(len(allowed))
             # counted once handed to the transport, so bytes written before
             # a cancelled (or failed) drain are in the totals too
             if upward:

@@ -7,15 +7,19 @@ and sockets that talk to the proxy as sandbox code would. 127.0.0.1 is not
 a public address, and the proxy never connects to loopback except with
 its test-only --test-allow-loopback switch: ServerSide passes it (unless
 told otherwise), and tests that need to reach an origin configure
-allow_private ["127.0.0.0/8"] (LOOPBACK)."""
+allow_private ["127.0.0.0/8"] (LOOPBACK). The proxy reads its routes from
+files the test writes (--test-route-files; none unless a test says so), so
+the host's own networks (docker0, ...) do not count as sandbox networks."""
 
 import http.server
+import ipaddress
 import json
 import os
 import socket
 import socketserver
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -26,14 +30,29 @@ LOOPBACK = ["127.0.0.0/8"]
 OK_200 = b"HTTP/1.1 200 Connection established\r\n\r\n"
 
 
-def allow(session="calc", budget=1 << 30):
-    return lambda ask: {
-        "type": "decision",
-        "id": ask["id"],
-        "allow": True,
-        "session": session,
-        "budget_bytes": budget,
-    }
+def allow(session="calc", budget=1 << 30, private=None):
+    def decide(ask):
+        decision = {"type": "decision", "id": ask["id"], "allow": True, "session": session, "budget_bytes": budget}
+        if private is not None:
+            decision["private"] = private
+        return decision
+
+    return decide
+
+
+def route_text(*rows):
+    """/proc/net/route's text (in this machine's byte order) for rows of
+    (interface, network, gateway or None)."""
+    lines = ["Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT"]
+    for interface, network, gateway in rows:
+        network = ipaddress.IPv4Network(network)
+        hexed = [
+            "%08X" % int.from_bytes(address.packed, sys.byteorder)
+            for address in (network.network_address, ipaddress.IPv4Address(gateway or 0), network.netmask)
+        ]
+        flags = "0003" if gateway else "0001"
+        lines.append("\t".join([interface, hexed[0], hexed[1], flags, "0", "0", "0", hexed[2], "0", "0", "0"]))
+    return "\n".join(lines) + "\n"
 
 
 def deny(reason):
@@ -43,8 +62,12 @@ def deny(reason):
 class ServerSide:
     """The proxy process and the server's end of its stream."""
 
-    def __init__(self, *arguments, loopback=True):
+    def __init__(self, *arguments, loopback=True, routes=("", "")):
+        self.folder = tempfile.TemporaryDirectory(prefix="egress-routes-")
+        self.route_files = [os.path.join(self.folder.name, name) for name in ("route", "ipv6_route")]
+        self.write_routes(*routes)
         command = [sys.executable, "-E", "-s", PROXY, "--listen", "127.0.0.1:0"] + list(arguments)
+        command += ["--test-route-files"] + self.route_files
         if loopback:
             command.append("--test-allow-loopback")
         pipe = subprocess.PIPE
@@ -62,6 +85,13 @@ class ServerSide:
             thread.start()
         ready = self.wait_for(lambda m: m["type"] == "ready")
         self.port = int(ready["listen"].rsplit(":", 1)[1])
+
+    def write_routes(self, ipv4, ipv6):
+        """What the proxy reads as /proc/net/route and /proc/net/ipv6_route
+        (the next time it reads them: at most a second later)."""
+        for path, text in zip(self.route_files, (ipv4, ipv6)):
+            with open(path, "w") as file:
+                file.write(text)
 
     def read_messages(self):
         for line in self.process.stdout:
@@ -158,6 +188,7 @@ class ServerSide:
             thread.join(TIMEOUT)
         self.process.stdout.close()
         self.process.stderr.close()
+        self.folder.cleanup()
         return code
 
 
@@ -256,11 +287,12 @@ def read_exactly(connection, size, timeout=TIMEOUT):
 class ProxyTestCase(unittest.TestCase):
     arguments = ("--header-timeout", "2", "--idle-timeout", "5", "--connect-timeout", "3")
     loopback = True  # pass --test-allow-loopback
+    routes = ("", "")  # the proxy's /proc/net/route and /proc/net/ipv6_route
 
     def setUp(self):
         self.origins = Origins()
         self.addCleanup(self.origins.stop)
-        self.server = ServerSide(*self.arguments, loopback=self.loopback)
+        self.server = ServerSide(*self.arguments, loopback=self.loopback, routes=self.routes)
         self.addCleanup(self.check_stopped)
         self.sockets = []
 

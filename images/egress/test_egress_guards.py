@@ -1,11 +1,24 @@
 """Tests of what the egress proxy refuses whatever the server says or
-allows (standard library only, no Docker; see egress_testing.py): loopback
-and the proxy's own addresses as destinations, decisions meant for another
-connection, and connections over its caps."""
+allows (standard library only, no Docker; see egress_testing.py): loopback,
+the proxy's own addresses and sandbox networks as destinations (and what a
+decision's `private` opens), decisions meant for another connection, and
+connections over its caps."""
 
+import os
 import socket
+import time
 
-from egress_testing import LOOPBACK, OK_200, TIMEOUT, ProxyTestCase, allow, deny, read_all, read_exactly
+from egress_testing import (
+    LOOPBACK,
+    OK_200,
+    TIMEOUT,
+    ProxyTestCase,
+    allow,
+    deny,
+    read_all,
+    read_exactly,
+    route_text,
+)
 
 
 def own_address():
@@ -37,6 +50,107 @@ class LoopbackTest(ProxyTestCase):
                     self.assertIn(b"(loopback) and never a destination", answer)
                     ask = self.server.next_ask()
                     self.assertFalse(self.server.connected(ask["id"]))
+        self.assertEqual(self.origins.echo.connections, 0)
+
+    def test_loopback_is_refused_even_when_the_decision_says_private(self):
+        self.server.configure([])
+        self.server.policy = allow(private=True)
+        port = self.origins.echo.server_address[1]
+        for target in (b"127.0.0.1", b"[::ffff:127.0.0.1]", b"localhost"):
+            with self.subTest(target=target):
+                answer = self.exchange(b"CONNECT %s:%d HTTP/1.1\r\n\r\n" % (target, port))
+                self.assertTrue(answer.startswith(b"HTTP/1.1 403 Forbidden\r\n"), answer)
+                self.assertIn(b"(loopback) and never a destination", answer)
+                self.assertFalse(self.server.connected(self.server.next_ask()["id"]))
+        self.assertEqual(self.origins.echo.connections, 0)
+
+
+class PrivateTest(ProxyTestCase):
+    """A decision's `private` opens what allow_private could open (here
+    loopback, which --test-allow-loopback makes one of those classes)."""
+
+    def test_private_opens_a_non_global_address_for_its_connection_only(self):
+        self.server.configure([])
+        port = self.origins.echo.server_address[1]
+        for private in (None, False):
+            self.server.policy = allow(private=private)
+            with self.subTest(private=private):
+                answer = self.exchange(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % port)
+                self.assertTrue(answer.startswith(b"HTTP/1.1 403 Forbidden\r\n"), answer)
+                self.assertIn(b"egress.allow_private does not include it", answer)
+                self.assertFalse(self.server.connected(self.server.next_ask()["id"]))
+        self.server.policy = allow(private=True)
+        connection = self.tunnel("localhost:%d" % port)
+        self.assertEqual(read_exactly(connection, len(OK_200)), OK_200)
+        connection.sendall(b"ok")
+        self.assertEqual(read_exactly(connection, 2), b"ok")
+        connection.close()
+        closed = self.server.closed(self.server.next_ask()["id"])
+        self.assertEqual((closed["allowed"], closed["address"]), (True, "127.0.0.1"))
+        self.assertEqual(self.origins.echo.connections, 1)
+
+
+def loopback_routes(interface):
+    """Routes where loopback's 127.0.0.0/8 is directly connected to
+    `interface` of a proxy whose way out is eth0."""
+    return route_text(("eth0", "0.0.0.0/0", "172.17.0.1"), ("eth0", "172.17.0.0/16", None),
+                      (interface, "127.0.0.0/8", None))
+
+
+class SandboxNetworkTest(ProxyTestCase):
+    """The tests' origins listen on loopback: the routes the proxy reads say
+    127.0.0.0/8 is a sandbox network (on eth1) or on its way out (eth0)."""
+
+    routes = (loopback_routes("eth1"), "")
+
+    def test_a_sandbox_network_is_refused_whatever_allow_private_and_private_say(self):
+        self.server.configure(LOOPBACK + ["0.0.0.0/0"])
+        port = self.origins.echo.server_address[1]
+        for private, target, address in (
+            (None, b"127.0.0.1", "127.0.0.1"),
+            (True, b"127.0.0.1", "127.0.0.1"),
+            (True, b"[::ffff:127.0.0.1]", "::ffff:127.0.0.1"),
+            (True, b"localhost", "127.0.0.1"),
+        ):
+            reason = ("%s is on a sandbox network" % address).encode()
+            if target == b"localhost":
+                reason = b"localhost resolves to 127.0.0.1, which is on a sandbox network"
+            self.server.policy = allow(private=private)
+            with self.subTest(private=private, target=target):
+                answer = self.exchange(b"CONNECT %s:%d HTTP/1.1\r\n\r\n" % (target, port))
+                self.assertTrue(answer.startswith(b"HTTP/1.1 403 Forbidden\r\n"), answer)
+                self.assertIn(reason, answer)
+                closed = self.server.closed(self.server.next_ask()["id"])
+                self.assertFalse(self.server.connected(closed["id"]))
+                self.assertEqual((closed["allowed"], closed["address"]), (False, address))
+                self.assertEqual(closed["reason"].encode(), reason)
+        self.assertEqual(self.origins.echo.connections, 0)
+
+    def test_the_network_of_the_way_out_is_not_one_and_routes_are_read_again(self):
+        self.server.configure(LOOPBACK)
+        self.server.policy = allow()
+        port = self.origins.echo.server_address[1]
+        self.server.write_routes(loopback_routes("eth0"), "")  # read at the first connection
+        connection = self.tunnel("127.0.0.1:%d" % port)
+        self.assertEqual(read_exactly(connection, len(OK_200)), OK_200)
+        connection.close()
+        self.assertTrue(self.server.connected(self.server.next_ask()["id"]))
+        # the proxy joins a session's network: within a second it is refused
+        self.server.write_routes(loopback_routes("eth2"), "")
+        time.sleep(1.1)
+        answer = self.exchange(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % port)
+        self.assertIn(b"127.0.0.1 is on a sandbox network", answer)
+        self.assertEqual(self.origins.echo.connections, 1)
+
+    def test_route_files_that_cannot_be_read_refuse_every_address(self):
+        self.server.configure(LOOPBACK)
+        self.server.policy = allow()
+        os.remove(self.server.route_files[0])
+        os.mkdir(self.server.route_files[0])  # reading it fails (and the proxy has not read it yet)
+        answer = self.exchange(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % self.origins.echo.server_address[1])
+        self.assertTrue(answer.startswith(b"HTTP/1.1 403 Forbidden\r\n"), answer)
+        self.assertIn(b"the egress proxy cannot read its route tables", answer)
+        self.assertFalse(self.server.connected(self.server.next_ask()["id"]))
         self.assertEqual(self.origins.echo.connections, 0)
 
 

@@ -1,6 +1,7 @@
 """Tests of the egress proxy's pure parts (standard library only): which
-addresses are refused and why, how request targets are read, the head sent
-to an origin, and the check of the server's messages. The proxy as a whole
+addresses are refused and why (and what a decision's `private` opens), how
+request targets are read, the head sent to an origin, and the check of the
+server's messages. Sandbox networks are in test_egress_networks.py. The proxy as a whole
 is tested in test_egress_proxy.py."""
 
 import io
@@ -156,6 +157,23 @@ class AddressTest(unittest.TestCase):
         self.assertIn("does not include it", refusal(ip("::1"), parse_networks(["127.0.0.0/8"]), True))
         self.assertIn("never a destination", refusal(ip("0.0.0.0"), everything, True))
 
+    def test_private_opens_every_class_allow_private_could_open(self):
+        for text in ("10.1.2.3", "172.30.0.3", "192.168.1.1", "169.254.169.254", "fe80::1", "100.64.0.1",
+                     "fd00::1", "192.0.2.1", "2001:db8::1", "240.0.0.1", "198.18.0.1", "::ffff:10.1.2.3",
+                     "64:ff9b::a01:203"):
+            with self.subTest(text):
+                self.assertIsNone(refusal(ip(text), [], private=True))
+                # absent (the default) or false: only the configured networks
+                for private in (None, False):
+                    self.assertIn("egress.allow_private does not include it", refusal(ip(text), [], False, private))
+                self.assertIn("does not include it", refusal(ip(text), []))
+        for text in ("127.0.0.1", "::1", "::ffff:127.0.0.1", "0.0.0.0", "::", "255.255.255.255", "224.0.0.1",
+                     "ff02::1", "::ffff:224.0.0.1"):
+            with self.subTest(text):
+                self.assertIn("never a destination", refusal(ip(text), [], private=True))
+                self.assertIn("never a destination", refusal(ip(text), parse_networks(["0.0.0.0/0"]), private=True))
+        self.assertIsNone(refusal(ip("8.8.8.8"), [], private=True))
+
     def test_own_addresses_are_local(self):
         self.assertTrue(address.is_local(ip("127.0.0.1")))
         self.assertTrue(address.is_local(ip("::ffff:127.0.0.1")))
@@ -265,6 +283,9 @@ class ServerMessageTest(unittest.TestCase):
     def test_valid_messages(self):
         self.assertEqual(self.parse(self.CONFIGURE)["networks"], [ipaddress.ip_network("10.9.0.0/16")])
         self.assertEqual(self.parse(self.ALLOW)["session"], "calc")
+        self.assertNotIn("private", self.parse(self.ALLOW))
+        for private in (True, False, None):
+            self.assertIs(self.parse(dict(self.ALLOW, private=private))["private"], private)
         self.assertEqual(self.parse(dict(self.DENY, session="calc"))["reason"], "not granted")
         self.assertEqual(self.parse(dict(self.DENY, session=None))["reason"], "not granted")
         self.assertEqual(self.parse(dict(self.ALLOW, host="a.example", port=443))["port"], 443)
@@ -297,6 +318,9 @@ class ServerMessageTest(unittest.TestCase):
             dict(self.ALLOW, host=5),
             dict(self.ALLOW, port="443"),
             dict(self.ALLOW, port=True),
+            dict(self.ALLOW, private="true"),
+            dict(self.ALLOW, private=1),
+            dict(self.ALLOW, private=[True]),
             {"type": "bogus"},
             {"no": "type"},
         ):

@@ -4,6 +4,7 @@ a side are counted even when the relay is cancelled while they drain."""
 import asyncio
 import unittest
 
+from egress_budget import Budgets
 from egress_relay import Relay
 
 
@@ -23,7 +24,7 @@ class StuckWriter:
 class RelayCountTest(unittest.TestCase):
     def test_bytes_written_before_a_cancel_are_counted(self):
         async def scenario():
-            relay = Relay(1000, 60)
+            relay = Relay(Budgets().join("calc", 1000), 60)
             writer = StuckWriter()
             sending = asyncio.ensure_future(relay.send(writer, b"x" * 300, False))
             await asyncio.sleep(0.01)
