@@ -174,13 +174,15 @@ def refusal(address, allow_private, allow_loopback=False, private=False):
     `allow_private` network is accepted, and with `private` (the decision
     said so) any address that is not global, except loopback, unspecified,
     broadcast and multicast ones (loopback only with `allow_loopback`, for
-    the project's own tests)."""
+    the project's own tests) and link-local ones (cloud metadata lives
+    there: only an `allow_private` network that names it opens it, never a
+    host name that happens to resolve there)."""
     kind = address_class(address)
     if kind == GLOBAL:
         return None
     if kind in NEVER and not (allow_loopback and kind == LOOPBACK):
         return "not a public address (%s) and never a destination" % class_words(address)
-    if private:
+    if private and kind != LINK_LOCAL:
         return None
     inner = embedded_ipv4(address)
     for network in allow_private:

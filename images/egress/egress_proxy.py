@@ -136,9 +136,10 @@ of stdin stops the proxy (exit 0), and so do SIGTERM and SIGINT.
                    the server matched the host to a host name in the
                    user's egress.allow_private. This connection may then
                    reach every class allow_private networks could open
-                   (private, link-local, shared carrier-grade NAT, unique
-                   local, documentation, reserved), not only the
-                   configured networks; loopback, unspecified, broadcast,
+                   but link-local (private, shared carrier-grade NAT,
+                   unique local, documentation, reserved), not only the
+                   configured networks; link-local (cloud metadata) only
+                   through a network that names it; loopback, unspecified, broadcast,
                    multicast, the proxy's own addresses and sandbox
                    networks stay refused.
   proxy -> server  {"type": "closed", "id": "c-1f2e3d4c-17", "session": "calc"|null,

@@ -157,8 +157,13 @@ class AddressTest(unittest.TestCase):
         self.assertIn("does not include it", refusal(ip("::1"), parse_networks(["127.0.0.0/8"]), True))
         self.assertIn("never a destination", refusal(ip("0.0.0.0"), everything, True))
 
-    def test_private_opens_every_class_allow_private_could_open(self):
-        for text in ("10.1.2.3", "172.30.0.3", "192.168.1.1", "169.254.169.254", "fe80::1", "100.64.0.1",
+    def test_private_opens_the_non_global_classes_but_link_local(self):
+        # link-local (cloud metadata) only through a network that names it
+        for text in ("169.254.169.254", "fe80::1", "::ffff:169.254.169.254"):
+            with self.subTest(text):
+                self.assertIn("does not include it", refusal(ip(text), [], private=True))
+                self.assertIsNone(refusal(ip(text), parse_networks(["169.254.0.0/16", "fe80::/10"]), private=True))
+        for text in ("10.1.2.3", "172.30.0.3", "192.168.1.1", "100.64.0.1",
                      "fd00::1", "192.0.2.1", "2001:db8::1", "240.0.0.1", "198.18.0.1", "::ffff:10.1.2.3",
                      "64:ff9b::a01:203"):
             with self.subTest(text):

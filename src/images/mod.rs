@@ -125,6 +125,7 @@ pub const EGRESS: ImageDefinition = ImageDefinition {
         ),
         ("egress_http.py", include_str!("../../images/egress/egress_http.py")),
         ("egress_relay.py", include_str!("../../images/egress/egress_relay.py")),
+        ("egress_budget.py", include_str!("../../images/egress/egress_budget.py")),
         (
             "egress_address.py",
             include_str!("../../images/egress/egress_address.py"),

@@ -13,8 +13,10 @@
 //!   reserved) is reachable only when an `egress.allow_private` entry names
 //!   it: a network (`10.9.0.0/16`), an address (`10.9.0.5`), or a host name
 //!   (`intranet.example`, `*.corp.example`). The proxy resolves names itself,
-//!   so a host entry means "this host may resolve to such an address"; the
-//!   host must still be allowed by `egress.allow` or a grant to be asked for.
+//!   so a host entry means "this host may resolve to such an address"
+//!   (any but link-local: the cloud metadata address opens only to a
+//!   network or address entry that names it); the host must still be
+//!   allowed by `egress.allow` or a grant to be asked for.
 //! - An IPv6 address carrying an IPv4 address is inside an entry's network
 //!   when either address is.
 
@@ -162,9 +164,12 @@ impl PrivateAllowance {
             IpAddr::V4(_) => None,
         };
         let host = Host::parse(host);
+        // A host entry never opens link-local (cloud metadata lives there):
+        // only a network that names it does.
+        let link_local = AddressClass::of(address) == AddressClass::LinkLocal;
         self.entries.iter().find(|entry| match entry {
             PrivateEntry::Network(net) => net.contains(&address) || inner.is_some_and(|inner| net.contains(&inner)),
-            PrivateEntry::Host(pattern) => host.as_ref().is_some_and(|host| pattern.matches_host(host)),
+            PrivateEntry::Host(pattern) => !link_local && host.as_ref().is_some_and(|host| pattern.matches_host(host)),
         })
     }
 }
