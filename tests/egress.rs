@@ -53,7 +53,8 @@ impl Origin {
             &image,
             "sh",
             "-c",
-            "mkdir -p /tmp/site && echo origin-says-hello > /tmp/site/index.html && cd /tmp/site && exec python3 -m http.server 8080",
+            "mkdir -p /tmp/site && echo origin-says-hello > /tmp/site/index.html && head -c 3000000 /dev/zero > /tmp/site/big \
+             && cd /tmp/site && exec python3 -m http.server 8080",
         ]);
         let address = docker(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", &name]);
         assert!(!address.is_empty(), "the origin has no address on the bridge");
@@ -204,19 +205,32 @@ print(data.decode().split("\r\n\r\n", 1)[1].strip())
         note(&outside).contains("example.com:80") && note(&outside).contains("egress.allow"),
         "{outside}"
     );
+    // The refused host was never looked up nor connected: the audit log's
+    // egress event has no address.
+    let audit = std::fs::read_to_string(common::test_audit_log()).expect("the test audit log");
+    let refused_event = audit
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .find(|event| {
+            event["type"] == "egress" && event["host"] == "example.com" && event["session"] == json!(granted.as_str())
+        })
+        .unwrap_or_else(|| panic!("no egress event for example.com in the audit log"));
+    assert_eq!(refused_event["allowed"], json!(false), "{refused_event}");
+    assert_eq!(refused_event["address"], Value::Null, "{refused_event}");
     let other_port = execute_with(
         &client,
         run(&granted, fetch(&format!("http://{}:9999/", origin.address))),
     )
     .await;
     assert!(stdout(&other_port).starts_with("status 403"), "{other_port}");
-    // A session with network but no grant of its own: only egress.allow,
-    // which holds the origin.
-    let via_config = execute_with(&client, run(&empty, fetch(&origin.url()))).await;
-    assert_eq!(
-        stdout(&via_config).trim(),
-        "status 200 origin-says-hello",
-        "{via_config}"
+    // A session with network but no grant: the origin is in egress.allow,
+    // yet not requested for it, so it is refused (one session never uses
+    // another's grants) with a note saying the model can request it.
+    let not_requested = execute_with(&client, run(&empty, fetch(&origin.url()))).await;
+    assert!(stdout(&not_requested).starts_with("status 403"), "{not_requested}");
+    assert!(
+        note(&not_requested).contains("request it with `network`"),
+        "{not_requested}"
     );
     // No network at all: no proxy, no route.
     let isolated = execute_with(&client, run(&plain, fetch(&origin.url()))).await;
@@ -308,4 +322,41 @@ print(data.decode().split("\r\n\r\n", 1)[1].strip())
     session(&client, json!({"action": "destroy", "name": granted})).await;
     let left = docker(&["network", "ls", "-q", "--filter", &format!("name=^{network}$")]);
     assert!(left.is_empty(), "the session's network is still there");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_used_its_byte_budget_is_refused_with_the_reason() {
+    require_docker().await;
+    let origin = Origin::start();
+    let allow = format!("{}:8080", origin.address);
+    let env = [
+        ("MULTILANG_SANDBOX_POOL_SIZE", "0"),
+        ("MULTILANG_SANDBOX_EGRESS_ALLOW", allow.as_str()),
+        ("MULTILANG_SANDBOX_EGRESS_ALLOW_PRIVATE", origin.address.as_str()),
+        ("MULTILANG_SANDBOX_EGRESS_BUDGET_MB", "1"),
+    ];
+    let (client, _) = start_server_process(&env).await;
+    let name = TestSession::adopt(unique_name("egress-budget"));
+    session(
+        &client,
+        json!({"action": "create", "name": name, "language": "python", "network": [allow]}),
+    )
+    .await;
+    // 3 MB from a session that may move 1 MiB: cut on the way.
+    let big = execute_with(
+        &client,
+        json!({"language": "python", "session": name.as_str(), "code": fetch(&format!("{}big", origin.url()))}),
+    )
+    .await;
+    assert!(stdout(&big).starts_with("failed"), "{big}");
+    assert!(note(&big).contains("byte budget reached"), "{big}");
+    // Then every new connection is refused, saying why.
+    let after = execute_with(
+        &client,
+        json!({"language": "python", "session": name.as_str(), "code": fetch(&origin.url())}),
+    )
+    .await;
+    assert!(stdout(&after).starts_with("status 403"), "{after}");
+    assert!(stdout(&after).contains("byte budget reached"), "{after}");
+    assert!(note(&after).contains("egress.budget_mb"), "{after}");
 }

@@ -65,7 +65,7 @@ pub struct SessionParams {
     pub seccomp: Option<String>,
     /// create: hosts the session's code may reach over HTTP(S), for example
     /// `["api.github.com", "*.example.org", "example.net:8443"]` (ports 80 and 443 unless
-    /// given); `[]` gives network with only the hosts the user allows everywhere. Each host
+    /// given); `[]` gives network with no host yet (add some later with action network). Each host
     /// must be in the user's allow list (egress.allow), else the create is refused with how the
     /// user can allow it. Without `network` the session has no network at all. network: the
     /// session's new list (replaces the old one).
@@ -178,7 +178,7 @@ impl SandboxServer {
                 let message = format!(
                     "Session {name} may now reach: {}.",
                     match session.network.as_deref() {
-                        Some([]) | None => "only the hosts the user allows everywhere".to_string(),
+                        Some([]) | None => "no host (the proxy refuses every connection)".to_string(),
                         Some(hosts) => hosts.join(", "),
                     }
                 );
@@ -212,7 +212,7 @@ fn render(output: &SessionOutput) -> String {
         ));
         if let Some(network) = &session.network {
             let hosts = if network.is_empty() {
-                "the user's allowed hosts".to_string()
+                "no host yet".to_string()
             } else {
                 network.join(", ")
             };

@@ -3,11 +3,14 @@
 //! create, or when it changes a session's grants) are covered by the user's
 //! `egress.allow`.
 //!
-//! A connection is allowed by a session grant or by `egress.allow` (the
-//! user's standing permission holds for every session that has network at
-//! all; sessions without `network` are on no network the proxy serves, so
-//! they are never asked about). Anything else is asked of the user when that
-//! is possible, else refused with a reason that names the config key.
+//! A connection is allowed by a grant of its sandbox only. A host that
+//! `egress.allow` covers but the sandbox did not request is refused with a
+//! reason saying the model can request it (no need to ask the user: they
+//! allowed it already); anything else is asked of the user when that is
+//! possible, else refused with a reason that names the config key. So a
+//! sandbox reaches what was requested for it, never what another sandbox
+//! requested, and `egress.allow` is the ceiling of what can be requested
+//! without the user.
 
 use super::pattern::{DEFAULT_PORTS, Host, HostPattern};
 use super::{ALLOW_ENV, ALLOW_KEY};
@@ -126,8 +129,13 @@ impl Policy<'_> {
             };
         }
         if let Some(pattern) = matching(self.configured) {
-            return Decision::Allowed {
-                rule: Rule::Configured(pattern),
+            // The user allows it, but this sandbox did not ask for it: the
+            // model can, without bothering the user.
+            return Decision::Refused {
+                reason: format!(
+                    "{parsed}:{port} is refused: it is not in this sandbox's grants, though {ALLOW_KEY} has `{pattern}`; \
+                     request it with `network` (sandbox_session action \"network\", or on the execute)"
+                ),
             };
         }
         if self.can_ask {

@@ -16,7 +16,7 @@ fn policy<'a>(configured: &'a [HostPattern], granted: &'a [HostPattern], can_ask
 }
 
 #[test]
-fn connections_are_allowed_by_a_grant_then_by_the_config() {
+fn connections_are_allowed_by_a_grant_only() {
     let configured = patterns(&[
         "api.github.com",
         "*.example.org",
@@ -28,20 +28,35 @@ fn connections_are_allowed_by_a_grant_then_by_the_config() {
     let grant = |text: &str| Decision::Allowed {
         rule: Rule::Grant(pattern(text)),
     };
-    let config = |text: &str| Decision::Allowed {
-        rule: Rule::Configured(pattern(text)),
-    };
     let cases = [
         ("api.github.com", 443, grant("*.github.com")),
         ("raw.github.com", 80, grant("*.github.com")),
         ("approved.example", 8080, grant("approved.example:8080")),
-        ("a.b.example.org", 443, config("*.example.org")),
-        ("192.0.2.10", 443, config("192.0.2.10")),
-        ("files.example.net", 8443, config("files.example.net:8443")),
         ("API.GitHub.com.", 443, grant("*.github.com")),
     ];
     for (host, port, expected) in cases {
         assert_eq!(rules.decide(host, port), expected, "{host}:{port}");
+    }
+    // What egress.allow covers but the sandbox did not request is refused,
+    // asking possible or not: the model can request it.
+    for can_ask in [false, true] {
+        let rules = policy(&configured, &granted, can_ask);
+        for (host, port, key) in [
+            ("a.b.example.org", 443, "*.example.org"),
+            ("192.0.2.10", 443, "192.0.2.10"),
+            ("files.example.net", 8443, "files.example.net:8443"),
+        ] {
+            let Decision::Refused { reason } = rules.decide(host, port) else {
+                panic!("{host}:{port} is refused")
+            };
+            assert!(
+                reason.contains(&format!(
+                    "not in this sandbox's grants, though egress.allow has `{key}`"
+                )),
+                "{reason}"
+            );
+            assert!(reason.contains("request it with `network`"), "{reason}");
+        }
     }
 }
 
@@ -49,12 +64,7 @@ fn connections_are_allowed_by_a_grant_then_by_the_config() {
 fn outside_every_rule_the_user_is_asked_when_that_is_possible() {
     let configured = patterns(&["api.github.com"]);
     let asking = policy(&configured, &[], true);
-    for (host, port) in [
-        ("example.com", 443),
-        ("api.github.com", 8443),
-        ("192.0.2.1", 443),
-        ("github.com", 443),
-    ] {
+    for (host, port) in [("example.com", 443), ("192.0.2.1", 443), ("github.com", 443)] {
         assert_eq!(asking.decide(host, port), Decision::AskUser, "{host}:{port}");
     }
     assert!(matches!(asking.decide("not a host", 443), Decision::Refused { .. }));
@@ -80,6 +90,11 @@ fn refusals_say_why_and_name_the_config_key() {
             "example.org",
             443,
             "neither in this session's grants nor in egress.allow",
+        ),
+        (
+            "www.example.org",
+            443,
+            "not in this sandbox's grants, though egress.allow has `*.example.org`",
         ),
         (
             "api.github.com",
