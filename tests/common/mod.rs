@@ -2,6 +2,8 @@
 //! child process, talk to it with rmcp's client, and look at real Docker.
 #![allow(dead_code)]
 
+pub mod origin;
+
 use bollard::Docker;
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
