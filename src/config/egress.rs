@@ -12,6 +12,9 @@ const MIB: u64 = 1024 * 1024;
 /// `egress.budget_mb` when unset: 1 GiB.
 pub const DEFAULT_BUDGET_MB: u64 = 1024;
 
+/// `egress.ask_timeout_s` when unset.
+pub const DEFAULT_ASK_TIMEOUT_S: u64 = 60;
+
 /// `egress.max_connections` when unset.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
 
@@ -26,6 +29,9 @@ pub struct EgressSettings {
     /// `egress.ask`: the user may be asked (MCP elicitation, when the client
     /// supports it) about hosts outside `allow` and the session's grants.
     pub ask: bool,
+    /// `egress.ask_timeout_s`: how long a connection waits for the user's
+    /// answer before it is refused.
+    pub ask_timeout: std::time::Duration,
     /// `egress.budget_mb`, in bytes: what one session (or stateless
     /// execute) may move through the proxy, both directions together.
     pub budget_bytes: u64,
@@ -41,6 +47,7 @@ impl Default for EgressSettings {
             allow: Vec::new(),
             allow_private: PrivateAllowance::default(),
             ask: true,
+            ask_timeout: std::time::Duration::from_secs(DEFAULT_ASK_TIMEOUT_S),
             budget_bytes: DEFAULT_BUDGET_MB * MIB,
             max_connections: DEFAULT_MAX_CONNECTIONS,
         }
@@ -96,6 +103,15 @@ pub(super) fn render_budget(bytes: u64) -> String {
 }
 
 /// A connection count, at least 1.
+/// `egress.ask_timeout_s`: 1 second to 10 minutes.
+pub(super) fn parse_ask_timeout(label: &str, value: &str) -> Result<std::time::Duration, ConfigError> {
+    let seconds: u64 = number(value, label)?;
+    if !(1..=600).contains(&seconds) {
+        return Err(invalid(label, "use 1 to 600 seconds".to_string()));
+    }
+    Ok(std::time::Duration::from_secs(seconds))
+}
+
 pub(super) fn parse_max_connections(label: &str, value: &str) -> Result<usize, ConfigError> {
     let connections: usize = number(value, label)?;
     if connections == 0 {

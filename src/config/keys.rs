@@ -17,8 +17,8 @@
 //! dependency whose own errors and environment splitting differ from ours.
 
 use super::egress::{
-    parse_allow, parse_allow_private, parse_budget, parse_max_connections, render_allow, render_allow_private,
-    render_budget,
+    parse_allow, parse_allow_private, parse_ask_timeout, parse_budget, parse_max_connections, render_allow,
+    render_allow_private, render_budget,
 };
 use super::folders::{parse_host_folders, render_host_folders};
 use super::values::{
@@ -457,6 +457,14 @@ pub static KEYS: &[Key] = &[
         doc: "MiB one session (or stateless execute) may move through the egress proxy, both directions together",
         set: |config, value, label| parse_budget(label, value).map(|bytes| config.egress.budget_bytes = bytes),
         get: |config| render_budget(config.egress.budget_bytes),
+    },
+    Key {
+        name: "egress.ask_timeout_s",
+        kind: Kind::Number,
+        default: KeyDefault::Value("60"),
+        doc: "how long a connection to a host outside the grants waits for the user's answer (1 to 600 seconds)",
+        set: |config, value, label| parse_ask_timeout(label, value).map(|timeout| config.egress.ask_timeout = timeout),
+        get: |config| config.egress.ask_timeout.as_secs().to_string(),
     },
     Key {
         name: "egress.max_connections",

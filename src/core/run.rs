@@ -3,6 +3,7 @@
 
 use super::artifacts::{self, Artifact};
 use super::connection::{RequestFailure, RunnerConnection};
+use super::egress::UserAsker;
 use super::protocol::{CollectOutputs, HostMessage, RunMode, RunRequest, RunResult, RunnerMessage};
 use super::watch::Watch;
 use crate::config::Config;
@@ -36,6 +37,8 @@ pub struct ExecuteRequest {
     pub ml: bool,
     /// Hosts a stateless execute asks to reach (`None`: no network).
     pub network: Option<Vec<String>>,
+    /// Who can be asked about hosts outside the grants while it runs.
+    pub asker: UserAsker,
     /// Cancellation and progress of this execute.
     pub watch: Watch,
 }
@@ -53,6 +56,7 @@ impl ExecuteRequest {
             packages: Vec::new(),
             ml: false,
             network: None,
+            asker: UserAsker::default(),
             watch: Watch::default(),
         }
     }

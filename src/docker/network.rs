@@ -98,6 +98,36 @@ impl DockerEngine {
         Ok(())
     }
 
+    /// Names of the running containers on `network` (none when it is absent).
+    pub async fn network_members(&self, network: &str) -> Result<Vec<String>, DockerError> {
+        let client = self.client().await?;
+        match client.inspect_network(network, None).await {
+            Ok(inspected) => Ok(inspected
+                .containers
+                .unwrap_or_default()
+                .into_values()
+                .filter_map(|member| member.name)
+                .collect()),
+            Err(error) if is_not_found(&error) => Ok(Vec::new()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Takes `container` off `network`; already off is fine.
+    pub async fn disconnect_from_network(&self, network: &str, container: &str) -> Result<(), DockerError> {
+        let client = self.client().await?;
+        let request = NetworkDisconnectRequest {
+            container: container.to_string(),
+            force: Some(true),
+        };
+        match client.disconnect_network(network, request).await {
+            Ok(()) => Ok(()),
+            Err(error) if is_not_found(&error) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 403, .. }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// The IPv4 address `container` has on `network` (`None` when it is
     /// not connected to it).
     pub async fn address_on_network(&self, container: &str, network: &str) -> Result<Option<String>, DockerError> {

@@ -1,6 +1,7 @@
 //! The MCP surface: six tools as thin adapters (parse arguments, call the
 //! core, shape the result). Nothing here talks to Docker directly.
 
+pub mod elicitation;
 pub mod http;
 pub mod message_check;
 pub mod progress;

@@ -14,20 +14,24 @@
 //! one, adopts the session with them: its own proxy joins the network
 //! under the same name and binds itself ([`EgressGateway::adopt`]).
 
+mod asker;
 mod error;
 mod ledger;
 mod protocol;
 mod proxy;
 
+pub use asker::{Approval, Asker, AskerGuard, Question, UserAsker};
 pub use error::EgressError;
 pub use ledger::{EgressTotals, Owner};
 pub use proxy::{PROXY_ALIAS, PROXY_PORT};
 
 use crate::clock::unix_now;
 use crate::config::Config;
+use crate::core::session_store::SessionStore;
 use crate::docker::{DockerEngine, DockerError, labels};
 use crate::security::audit::AuditLog;
 use crate::security::egress::{HostPattern, Policy};
+use asker::Askers;
 use ledger::Ledger;
 use parking_lot::Mutex;
 use proxy::{Context, PROXY_NAME_PREFIX, ProxyProcess};
@@ -52,12 +56,15 @@ pub struct EgressGateway {
     audit: Arc<AuditLog>,
     ledger: Arc<Mutex<Ledger>>,
     proxy: tokio::sync::Mutex<Option<Arc<ProxyProcess>>>,
+    askers: Askers,
+    store: Arc<SessionStore>,
     /// Proxies started so far (each gets a name of its own).
     started: AtomicU64,
 }
 
 impl EgressGateway {
     pub fn new(engine: Arc<DockerEngine>, config: Arc<Config>, instance_id: String, audit: Arc<AuditLog>) -> Self {
+        let store = Arc::new(SessionStore::new(&config.state_dir));
         Self {
             engine,
             config,
@@ -65,6 +72,8 @@ impl EgressGateway {
             audit,
             ledger: Arc::default(),
             proxy: tokio::sync::Mutex::new(None),
+            askers: Askers::default(),
+            store,
             started: AtomicU64::new(0),
         }
     }
@@ -120,12 +129,16 @@ impl EgressGateway {
         grants: Vec<HostPattern>,
     ) -> Result<(), EgressError> {
         let client = self.address_of(container, network).await?;
-        self.ledger.lock().bind(via, owner.clone(), client, grants);
+        self.ledger.lock().bind(via, owner.clone(), client, container, grants);
         Ok(())
     }
 
-    /// Serves a sandbox this server did not start (a restart, or another
-    /// server's session): the proxy joins its network and binds it.
+    /// Makes this server's proxy the one that serves a session's network
+    /// (before each execute in it): its grants as kept with the session
+    /// (another server may have changed them), the proxy joined and bound
+    /// if it is not (a restart, another server's session), and any other
+    /// server's proxy taken off the network, so the connections, their
+    /// refusals and their notes are this server's, whose call runs the code.
     pub async fn adopt(
         &self,
         owner: &Owner,
@@ -133,8 +146,18 @@ impl EgressGateway {
         container: &str,
         grants: Vec<HostPattern>,
     ) -> Result<(), EgressError> {
-        let running = self.proxy.lock().await.as_ref().is_some_and(|proxy| proxy.is_alive());
-        if running && self.ledger.lock().is_bound(owner) {
+        self.set_grants(owner, grants.clone());
+        let proxy = self.proxy().await?;
+        let members = self.engine.network_members(network).await?;
+        for other in members
+            .iter()
+            .filter(|member| member.starts_with(PROXY_NAME_PREFIX) && member.as_str() != proxy.name())
+        {
+            tracing::debug!(network, proxy = %other, "taking another server's egress proxy off a session network");
+            self.engine.disconnect_from_network(network, other).await?;
+        }
+        let joined = members.iter().any(|member| member == proxy.name());
+        if joined && self.ledger.lock().is_bound(owner) {
             return Ok(());
         }
         let via = self.join(network).await?;
@@ -145,6 +168,14 @@ impl EgressGateway {
     /// binds it anew.
     pub fn forget(&self, owner: &Owner) {
         self.ledger.lock().unbind(owner);
+    }
+
+    /// Lets `asker` be asked about connections of `owner` outside its
+    /// grants (when `egress.ask` is on) until the guard is dropped: an
+    /// execute registers its client while it runs.
+    pub fn asking(&self, owner: &Owner, asker: &UserAsker) -> Option<AskerGuard> {
+        let asker = asker.0.clone()?;
+        Some(self.askers.register(owner.clone(), asker))
     }
 
     /// Changes what `owner` may reach.
@@ -226,6 +257,8 @@ impl EgressGateway {
             ledger: self.ledger.clone(),
             audit: self.audit.clone(),
             instance_id: self.instance_id.clone(),
+            askers: self.askers.clone(),
+            store: self.store.clone(),
         };
         let generation = self.started.fetch_add(1, Ordering::SeqCst);
         let proxy = Arc::new(ProxyProcess::start(&self.engine, context, generation).await?);

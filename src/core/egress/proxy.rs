@@ -5,10 +5,12 @@
 //! says. The container goes with this server (its stdin closes and the
 //! engine removes it), so each server runs its own.
 
+use super::asker::{Approval, Askers, Question};
 use super::error::EgressError;
-use super::ledger::{Judgement, Ledger, Owner};
+use super::ledger::{Answered, Judgement, Ledger, Owner};
 use super::protocol::{Ask, Closed, DecisionMessage, PROTOCOL, ProxyMessage, ServerMessage};
 use crate::config::Config;
+use crate::core::session_store::SessionStore;
 use crate::docker::{
     ContainerLimits, DockerEngine, NetworkAccess, RunnerReader, SandboxContainer, SandboxSpec, labels,
 };
@@ -32,8 +34,9 @@ pub const PROXY_ALIAS: &str = "egress-proxy";
 pub const PROXY_NAME_PREFIX: &str = "multilang-sandbox-egress-";
 /// How long the proxy may take to say it listens.
 const READY_LIMIT: Duration = Duration::from_secs(30);
-/// How long a connection waits for its decision.
-const ASK_TIMEOUT_MS: u64 = 60_000;
+/// How much longer than the user's time a connection waits for its
+/// decision in the proxy.
+const ASK_MARGIN: Duration = Duration::from_secs(5);
 
 /// What the reader task needs to decide and book.
 pub(super) struct Context {
@@ -41,12 +44,16 @@ pub(super) struct Context {
     pub(super) ledger: Arc<Mutex<Ledger>>,
     pub(super) audit: Arc<AuditLog>,
     pub(super) instance_id: String,
+    pub(super) askers: Askers,
+    /// Where a session's grants approved by the user are kept.
+    pub(super) store: Arc<SessionStore>,
 }
 
 /// One running proxy container.
 pub(super) struct ProxyProcess {
     container: Mutex<Option<SandboxContainer>>,
     container_id: String,
+    name: String,
     outbox: mpsc::UnboundedSender<ServerMessage>,
     alive: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -57,7 +64,8 @@ impl ProxyProcess {
     pub(super) async fn start(engine: &DockerEngine, context: Context, generation: u64) -> Result<Self, EgressError> {
         let config = context.config.clone();
         let mut spec = spec(&config, &context.instance_id);
-        spec.name = Some(format!("{PROXY_NAME_PREFIX}{}-{generation}", context.instance_id));
+        let name = format!("{PROXY_NAME_PREFIX}{}-{generation}", context.instance_id);
+        spec.name = Some(name.clone());
         let (container, channel) = engine.start_sandbox(&spec).await?;
         let mut reader = channel.reader;
         let ready = tokio::time::timeout(READY_LIMIT, wait_ready(&mut reader)).await;
@@ -83,7 +91,8 @@ impl ProxyProcess {
                 .networks()
                 .map(|network| network.to_string())
                 .collect(),
-            ask_timeout_ms: ASK_TIMEOUT_MS,
+            // The server answers first (the user's time, then a refusal).
+            ask_timeout_ms: (config.egress.ask_timeout + ASK_MARGIN).as_millis() as u64,
         });
         let alive = Arc::new(AtomicBool::new(true));
         let mut writer = channel.writer;
@@ -97,12 +106,13 @@ impl ProxyProcess {
                 }
             }
         });
-        let reading = tokio::spawn(read_reports(reader, context, outbox.clone(), alive.clone()));
+        let reading = tokio::spawn(read_reports(reader, Arc::new(context), outbox.clone(), alive.clone()));
         let container_id = container.id().to_string();
         tracing::info!(container = %container_id, "egress proxy started");
         Ok(Self {
             container: Mutex::new(Some(container)),
             container_id,
+            name,
             outbox,
             alive,
             tasks: vec![writing, reading],
@@ -111,6 +121,11 @@ impl ProxyProcess {
 
     pub(super) fn id(&self) -> &str {
         &self.container_id
+    }
+
+    /// The container's name ([`PROXY_NAME_PREFIX`], instance, count).
+    pub(super) fn name(&self) -> &str {
+        &self.name
     }
 
     pub(super) fn is_alive(&self) -> bool {
@@ -183,7 +198,7 @@ async fn wait_ready(reader: &mut RunnerReader) -> Result<(), String> {
 
 async fn read_reports(
     mut reader: RunnerReader,
-    context: Context,
+    context: Arc<Context>,
     outbox: mpsc::UnboundedSender<ServerMessage>,
     alive: Arc<AtomicBool>,
 ) {
@@ -196,12 +211,14 @@ async fn read_reports(
             }
         };
         match serde_json::from_slice::<ProxyMessage>(&line) {
-            Ok(ProxyMessage::Ask(ask)) => {
-                let decision = decide(&context, &ask);
-                if outbox.send(ServerMessage::Decision(decision)).is_err() {
-                    break;
+            Ok(ProxyMessage::Ask(ask)) => match decide(&context, &ask) {
+                Ok(decision) => {
+                    if outbox.send(ServerMessage::Decision(decision)).is_err() {
+                        break;
+                    }
                 }
-            }
+                Err(owner) => ask_user(&context, ask, owner, outbox.clone()),
+            },
             Ok(ProxyMessage::Closed(closed)) => book(&context, &closed),
             Ok(ProxyMessage::Ready { .. }) => {}
             Err(error) => tracing::warn!(%error, "unreadable egress proxy message"),
@@ -210,21 +227,14 @@ async fn read_reports(
     alive.store(false, Ordering::SeqCst);
 }
 
-/// The decision on one ask (the user is not asked yet: MCP elicitation
-/// comes with a later change, so hosts outside the grants are refused).
-fn decide(context: &Context, ask: &Ask) -> DecisionMessage {
+/// The decision on one ask, or, when the user is to be asked, the owner
+/// to ask about (the decision follows the answer).
+fn decide(context: &Context, ask: &Ask) -> Result<DecisionMessage, Owner> {
     let settings = &context.config.egress;
-    let judgement = context.ledger.lock().judge(ask, settings, false);
-    let mut decision = DecisionMessage {
-        id: ask.id.clone(),
-        allow: false,
-        session: None,
-        budget_bytes: None,
-        private: false,
-        reason: None,
-        host: ask.host.clone(),
-        port: ask.port,
-    };
+    let judgement = context.ledger.lock().judge(ask, settings, |owner| {
+        settings.ask && context.askers.for_owner(owner).is_some()
+    });
+    let mut decision = refusal(ask, None, String::new());
     match judgement {
         Judgement::Allow {
             owner,
@@ -237,18 +247,74 @@ fn decide(context: &Context, ask: &Ask) -> DecisionMessage {
             decision.session = Some(owner.tag());
             decision.budget_bytes = Some(budget_bytes);
             decision.private = private;
+            decision.reason = None;
         }
         Judgement::Refuse { owner, reason } => {
             tracing::info!(owner = ?owner.as_ref().map(Owner::tag), host = %ask.host, port = ask.port, %reason, "egress refused");
-            decision.session = owner.map(|owner| owner.tag());
-            decision.reason = Some(reason);
+            decision = refusal(ask, owner.as_ref(), reason);
         }
-        Judgement::AskUser { owner } => {
-            decision.session = Some(owner.tag());
-            decision.reason = Some("the user was not asked".into());
-        }
+        Judgement::AskUser { owner } => return Err(owner),
     }
-    decision
+    Ok(decision)
+}
+
+fn refusal(ask: &Ask, owner: Option<&Owner>, reason: String) -> DecisionMessage {
+    DecisionMessage {
+        id: ask.id.clone(),
+        allow: false,
+        session: owner.map(Owner::tag),
+        budget_bytes: None,
+        private: false,
+        reason: Some(reason),
+        host: ask.host.clone(),
+        port: ask.port,
+    }
+}
+
+/// Asks the user about `ask` for `owner` (in a task of its own: the
+/// proxy's other connections go on meanwhile), then tells the proxy.
+fn ask_user(context: &Arc<Context>, ask: Ask, owner: Owner, outbox: mpsc::UnboundedSender<ServerMessage>) {
+    let context = context.clone();
+    tokio::spawn(async move {
+        let settings = &context.config.egress;
+        let approval = match context.askers.for_owner(&owner) {
+            Some(asker) => {
+                let question = Question {
+                    owner: owner.clone(),
+                    host: ask.host.clone(),
+                    port: ask.port,
+                };
+                asker.ask(question, settings.ask_timeout).await
+            }
+            None => Approval::Refused("nobody could be asked".into()),
+        };
+        tracing::info!(%owner, host = %ask.host, port = ask.port, ?approval, "the user answered about egress");
+        let answered = context.ledger.lock().answered(&ask, &owner, &approval, settings);
+        let decision = match answered {
+            Answered::Allow {
+                budget_bytes,
+                private,
+                grants,
+                container,
+            } => {
+                if let (Approval::ForSandbox, Owner::Session(_), Some(container)) = (&approval, &owner, container) {
+                    let mut record = context.store.load(&container);
+                    record.grants = Some(grants.iter().map(ToString::to_string).collect());
+                    context.store.save(&container, &record);
+                }
+                DecisionMessage {
+                    allow: true,
+                    session: Some(owner.tag()),
+                    budget_bytes: Some(budget_bytes),
+                    private,
+                    reason: None,
+                    ..refusal(&ask, None, String::new())
+                }
+            }
+            Answered::Refused(reason) => refusal(&ask, Some(&owner), reason),
+        };
+        let _ = outbox.send(ServerMessage::Decision(decision));
+    });
 }
 
 /// Books an ended connection and records it in the audit log.

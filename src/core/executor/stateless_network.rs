@@ -31,6 +31,10 @@ impl StatelessNetwork {
         })
     }
 
+    pub(super) fn owner(&self) -> &Owner {
+        &self.owner
+    }
+
     /// Binds the started sandbox, so its connections count as this execute's.
     pub(super) async fn bind(&self, egress: &EgressGateway, sandbox: &Sandbox) -> Result<(), EgressError> {
         egress

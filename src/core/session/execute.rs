@@ -70,6 +70,11 @@ impl SessionManager {
         let live = handle.connect(engine).await?;
         let config = self.launcher.config();
         self.touch(&facts.info.id);
+        let _asking = facts
+            .grants
+            .is_some()
+            .then(|| self.egress.asking(&Owner::Session(name.to_string()), &request.asker))
+            .flatten();
         let result = run_program(&live, request.run_spec(&program, kernel), config).await;
         self.touch(&facts.info.id);
         if facts.grants.is_some() {

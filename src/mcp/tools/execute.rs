@@ -2,9 +2,11 @@
 
 use super::{OutcomeSlot, Reported, ToolAnswer, refusal, structured_result};
 use crate::core::artifacts::ArtifactContent;
+use crate::core::egress::UserAsker;
 use crate::core::error::ExecuteError;
 use crate::core::{ExecuteRequest, ExecutionOutcome, Watch};
 use crate::mcp::SandboxServer;
+use crate::mcp::elicitation::ClientAsker;
 use crate::mcp::progress::Reporter;
 use crate::runtime::Language;
 use crate::security::audit::Outcome;
@@ -217,7 +219,8 @@ with `session` (create one with sandbox_session) variables and files persist bet
         let span = tracing::info_span!("sandbox_execute", language = %params.language);
         async move {
             let (watch, reporter) = Reporter::start(&context, &self.log_level);
-            let result = self.run_execute(params, watch).await;
+            let asker = ClientAsker::for_client(&context.peer);
+            let result = self.run_execute(params, watch, asker).await;
             reporter.finish().await;
             slot.report(match result {
                 Ok(execution) => success_or_code_error(execution),
@@ -230,7 +233,12 @@ with `session` (create one with sandbox_session) variables and files persist bet
 }
 
 impl SandboxServer {
-    async fn run_execute(&self, params: ExecuteParams, watch: Watch) -> Result<ExecutionOutcome, ExecuteError> {
+    async fn run_execute(
+        &self,
+        params: ExecuteParams,
+        watch: Watch,
+        asker: UserAsker,
+    ) -> Result<ExecutionOutcome, ExecuteError> {
         let language = Language::parse(&params.language)?;
         let request = ExecuteRequest {
             language,
@@ -242,6 +250,7 @@ impl SandboxServer {
             packages: params.packages.unwrap_or_default(),
             ml: params.ml.unwrap_or(false),
             network: params.network,
+            asker,
             watch,
         };
         self.executor.execute(&request).await

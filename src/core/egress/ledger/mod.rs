@@ -2,6 +2,7 @@
 //! proxy address, what it may reach, what it has used, and the decision
 //! on each connection the proxy asks about.
 
+use super::asker::Approval;
 use super::protocol::{Ask, Closed};
 use crate::config::EgressSettings;
 use crate::security::egress::{BUDGET_KEY, CONNECTIONS_KEY, HostPattern};
@@ -65,6 +66,8 @@ struct Binding {
 #[derive(Debug, Default)]
 struct Account {
     grants: Vec<HostPattern>,
+    /// The sandbox's container (where a session's grants are kept).
+    container: Option<String>,
     totals: EgressTotals,
     /// Bytes of connections already closed, against the budget.
     used: u64,
@@ -102,6 +105,19 @@ pub enum Judgement {
     },
 }
 
+/// What to tell the proxy after the user answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answered {
+    Allow {
+        budget_bytes: u64,
+        private: bool,
+        /// The owner's grants now (to be kept with a session).
+        grants: Vec<HostPattern>,
+        container: Option<String>,
+    },
+    Refused(String),
+}
+
 /// What the audit log records about an ended connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settled {
@@ -119,7 +135,7 @@ pub struct Ledger {
 
 impl Ledger {
     /// `owner`'s sandbox at `client` reaches the proxy at `via`, with `grants`.
-    pub fn bind(&mut self, via: IpAddr, owner: Owner, client: IpAddr, grants: Vec<HostPattern>) {
+    pub fn bind(&mut self, via: IpAddr, owner: Owner, client: IpAddr, container: &str, grants: Vec<HostPattern>) {
         self.by_via.retain(|_, binding| binding.owner != owner);
         self.by_via.insert(
             via,
@@ -128,7 +144,9 @@ impl Ledger {
                 client,
             },
         );
-        self.accounts.entry(owner).or_default().grants = grants;
+        let account = self.accounts.entry(owner).or_default();
+        account.grants = grants;
+        account.container = Some(container.to_string());
     }
 
     /// True when `owner` is bound to some proxy address.
@@ -172,7 +190,8 @@ impl Ledger {
     }
 
     /// The decision on one connection.
-    pub fn judge(&mut self, ask: &Ask, settings: &EgressSettings, can_ask: bool) -> Judgement {
+    /// `can_ask(owner)`: whether the user can be asked about `owner` now.
+    pub fn judge(&mut self, ask: &Ask, settings: &EgressSettings, can_ask: impl Fn(&Owner) -> bool) -> Judgement {
         let judgement = self.judge_inner(ask, settings, can_ask);
         let (owner, rule) = match &judgement {
             Judgement::Allow { owner, rule, .. } => (Some(owner.clone()), Some(rule.to_string())),
@@ -193,13 +212,55 @@ impl Ledger {
         judgement
     }
 
+    /// Books the user's answer to an ask the judgement sent to them; says
+    /// what to tell the proxy. `ForSandbox` adds `host:port` to the owner's
+    /// grants (the caller persists them for a session).
+    pub fn answered(&mut self, ask: &Ask, owner: &Owner, approval: &Approval, settings: &EgressSettings) -> Answered {
+        let budget_bytes = self.remaining_budget(owner, settings);
+        let Some(account) = self.accounts.get_mut(owner) else {
+            return Answered::Refused("the sandbox is gone".into());
+        };
+        let rule = match approval {
+            Approval::Refused(reason) => {
+                let reason = format!("{}:{} is refused: {reason}", ask.host, ask.port);
+                account.untold.push(format!("{}:{}: {reason}", ask.host, ask.port));
+                return Answered::Refused(reason);
+            }
+            Approval::Once => "the user (once)".to_string(),
+            Approval::ForSandbox => {
+                if let Some(host) = Host::parse(&ask.host) {
+                    let pattern = HostPattern::exact(&host, ask.port);
+                    if !account.grants.contains(&pattern) {
+                        account.grants.push(pattern);
+                    }
+                }
+                "the user (for this sandbox)".to_string()
+            }
+        };
+        if budget_bytes == 0 {
+            let reason = format!("byte budget reached ({BUDGET_KEY})");
+            account.untold.push(format!("{}:{}: {reason}", ask.host, ask.port));
+            return Answered::Refused(reason);
+        }
+        account.open += 1;
+        if let Some(pending) = self.pending.get_mut(&ask.id) {
+            pending.rule = Some(rule);
+        }
+        Answered::Allow {
+            budget_bytes,
+            private: private_host(settings, &ask.host),
+            grants: account.grants.clone(),
+            container: account.container.clone(),
+        }
+    }
+
     /// `owner`'s remaining budget now.
     pub fn remaining_budget(&self, owner: &Owner, settings: &EgressSettings) -> u64 {
         let used = self.accounts.get(owner).map_or(0, |account| account.used);
         settings.budget_bytes.saturating_sub(used)
     }
 
-    fn judge_inner(&self, ask: &Ask, settings: &EgressSettings, can_ask: bool) -> Judgement {
+    fn judge_inner(&self, ask: &Ask, settings: &EgressSettings, can_ask: impl Fn(&Owner) -> bool) -> Judgement {
         let (Ok(via), Ok(client)) = (ask.via.parse::<IpAddr>(), ask.client.parse::<IpAddr>()) else {
             return refuse(None, "the proxy reported an unreadable address".into());
         };
@@ -238,7 +299,7 @@ impl Ledger {
         let policy = Policy {
             configured: &settings.allow,
             granted: grants,
-            can_ask,
+            can_ask: can_ask(&owner),
         };
         match policy.decide(&ask.host, ask.port) {
             Decision::Allowed { rule } => Judgement::Allow {

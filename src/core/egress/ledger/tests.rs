@@ -6,6 +6,7 @@ fn settings(allow: &[&str]) -> EgressSettings {
         allow: allow.iter().map(|p| p.parse().unwrap()).collect(),
         allow_private: PrivateAllowance::parse(["origin.test", "10.9.0.0/16"]).unwrap(),
         ask: false,
+        ask_timeout: std::time::Duration::from_secs(5),
         budget_bytes: 1000,
         max_connections: 2,
     }
@@ -43,12 +44,14 @@ fn bound() -> Ledger {
         "172.30.0.2".parse().unwrap(),
         Owner::Session("calc".into()),
         "172.30.0.3".parse().unwrap(),
+        "calc-container",
         vec!["api.github.com".parse().unwrap()],
     );
     ledger.bind(
         "172.31.0.2".parse().unwrap(),
         Owner::Session("other".into()),
         "172.31.0.3".parse().unwrap(),
+        "other-container",
         Vec::new(),
     );
     ledger
@@ -69,7 +72,7 @@ fn a_session_reaches_its_grants_only() {
     let judgement = ledger.judge(
         &ask("1", "172.30.0.3", "172.30.0.2", "api.github.com", 443),
         &settings,
-        false,
+        |_| false,
     );
     assert!(
         matches!(judgement, Judgement::Allow { ref owner, budget_bytes: 1000, private: false, .. } if *owner == calc)
@@ -78,7 +81,7 @@ fn a_session_reaches_its_grants_only() {
     let refused = reason(ledger.judge(
         &ask("2", "172.30.0.3", "172.30.0.2", "a.example.org", 443),
         &settings,
-        false,
+        |_| false,
     ));
     assert!(refused.contains("request it with `network`"), "{refused}");
     ledger.take_untold(&calc);
@@ -86,7 +89,7 @@ fn a_session_reaches_its_grants_only() {
     let refused = reason(ledger.judge(
         &ask("3", "172.31.0.3", "172.31.0.2", "api.github.com", 443),
         &settings,
-        false,
+        |_| false,
     ));
     assert!(refused.contains("egress.allow"), "{refused}");
     assert_eq!(
@@ -98,7 +101,7 @@ fn a_session_reaches_its_grants_only() {
     let judgement = ledger.judge(
         &ask("4", "172.31.0.3", "172.31.0.2", "api.github.com", 443),
         &settings,
-        true,
+        |_| true,
     );
     assert!(matches!(judgement, Judgement::AskUser { .. }));
 }
@@ -111,28 +114,28 @@ fn identity_is_the_proxy_address_and_the_sandbox_address_together() {
     let refused = reason(ledger.judge(
         &ask("1", "172.30.0.9", "172.30.0.2", "api.github.com", 443),
         &settings,
-        false,
+        |_| false,
     ));
     assert!(refused.contains("does not come from the sandbox"), "{refused}");
     // calc's own address, arriving on the other session's network.
     let refused = reason(ledger.judge(
         &ask("2", "172.30.0.3", "172.31.0.2", "api.github.com", 443),
         &settings,
-        false,
+        |_| false,
     ));
     assert!(refused.contains("does not come from the sandbox"), "{refused}");
     // A network this server does not serve.
     let refused = reason(ledger.judge(
         &ask("3", "172.30.0.3", "172.40.0.2", "api.github.com", 443),
         &settings,
-        false,
+        |_| false,
     ));
     assert!(refused.contains("not a sandbox network"), "{refused}");
     ledger.release(&Owner::Session("calc".into()));
     let refused = reason(ledger.judge(
         &ask("4", "172.30.0.3", "172.30.0.2", "api.github.com", 443),
         &settings,
-        false,
+        |_| false,
     ));
     assert!(refused.contains("not a sandbox network"), "{refused}");
 }
@@ -146,7 +149,7 @@ fn the_connection_cap_and_the_byte_budget_are_per_sandbox() {
         ledger.judge(
             &ask(id, "172.30.0.3", "172.30.0.2", "api.github.com", 443),
             &settings,
-            false,
+            |_| false,
         )
     };
     assert!(matches!(judge(&mut ledger, "1"), Judgement::Allow { .. }));
@@ -193,7 +196,7 @@ fn address_refusals_reach_the_notes_and_host_entries_allow_private_addresses() {
     let judgement = ledger.judge(
         &ask("1", "172.30.0.3", "172.30.0.2", "origin.test", 8443),
         &settings,
-        false,
+        |_| false,
     );
     assert!(matches!(judgement, Judgement::Allow { private: true, .. }));
     ledger.closed(&closed("1", false, Some("10.0.0.1 is a private address"), 0, 0));
@@ -205,7 +208,7 @@ fn address_refusals_reach_the_notes_and_host_entries_allow_private_addresses() {
     let refused = reason(ledger.judge(
         &ask("2", "172.30.0.3", "172.30.0.2", "api.github.com", 443),
         &settings,
-        false,
+        |_| false,
     ));
     assert!(refused.contains("is refused"), "{refused}");
 }
