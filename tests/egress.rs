@@ -122,8 +122,9 @@ async fn sessions_reach_granted_hosts_through_the_proxy_and_nothing_else() {
     assert_eq!(stdout(&reached).trim(), "status 200 origin-says-hello", "{reached}");
     let tunnel = format!(
         r#"
-import socket
-s = socket.create_connection(("egress-proxy", 3128), timeout=10)
+import os, socket, urllib.parse
+proxy = urllib.parse.urlsplit(os.environ["HTTP_PROXY"])
+s = socket.create_connection((proxy.hostname, proxy.port), timeout=10)
 s.sendall(b"CONNECT {allow} HTTP/1.1\r\nHost: {allow}\r\n\r\n")
 head = s.recv(4096)
 print(head.split(b"\r\n")[0].decode())

@@ -30,13 +30,20 @@ pub struct Sandbox {
     pub kernel: Option<Kernel>,
 }
 
+/// The sandbox network a container joins, and the proxy's address there.
+#[derive(Debug, Clone, Copy)]
+pub struct SandboxNetwork<'a> {
+    pub name: &'a str,
+    pub proxy: std::net::IpAddr,
+}
+
 /// What a container is for.
 pub enum Purpose<'a> {
     /// One stateless execute, then removed.
     Pool,
     /// One stateless execute with network grants, on its own sandbox
     /// network (never pooled: its network is made for it).
-    Networked { network: &'a str },
+    Networked { network: SandboxNetwork<'a> },
     /// A named session.
     Session {
         name: &'a str,
@@ -53,7 +60,7 @@ pub enum Purpose<'a> {
         seccomp: SeccompProfile,
         extra_labels: HashMap<String, String>,
         /// The session's sandbox network, when it has network grants.
-        network: Option<&'a str>,
+        network: Option<SandboxNetwork<'a>>,
     },
     /// A short-lived container with network that installs packages, either
     /// into a session's packages volume or into its own filesystem (to be
@@ -162,8 +169,8 @@ impl Launcher {
             }
             Purpose::Networked { network } => {
                 labels.insert(labels::KIND.to_string(), "pool".to_string());
-                spec.network = NetworkAccess::Isolated(network.to_string());
-                spec.env = egress::sandbox_env();
+                spec.network = NetworkAccess::Isolated(network.name.to_string());
+                spec.env = egress::sandbox_env(network.proxy);
                 language.pool_kernel()
             }
             Purpose::Session {
@@ -177,8 +184,8 @@ impl Launcher {
                 network,
             } => {
                 if let Some(network) = network {
-                    spec.network = NetworkAccess::Isolated(network.to_string());
-                    spec.env = egress::sandbox_env();
+                    spec.network = NetworkAccess::Isolated(network.name.to_string());
+                    spec.env = egress::sandbox_env(network.proxy);
                 }
                 spec.limits.memory_bytes += (extra_memory_mb * 1024 * 1024) as i64;
                 profile = seccomp;

@@ -6,10 +6,15 @@
 
 use super::{DockerEngine, DockerError, is_not_found};
 use bollard::models::{
-    EndpointIpamConfig, EndpointSettings, NetworkConnectRequest, NetworkCreateRequest, NetworkDisconnectRequest,
+    EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest,
+    NetworkDisconnectRequest, NetworkInspect,
 };
 use bollard::query_parameters::{InspectContainerOptions, ListNetworksOptionsBuilder};
 use std::collections::HashMap;
+
+/// How often a network's subnet is picked again when another network took
+/// it while it was being pinned.
+const PIN_ATTEMPTS: usize = 3;
 
 /// The bridge option that keeps the host's own address off the bridge.
 const NO_HOST_ADDRESS: (&str, &str) = ("com.docker.network.bridge.inhibit_ipv4", "true");
@@ -21,8 +26,41 @@ pub struct NetworkMembers {
     pub labels: HashMap<String, String>,
     /// Names of the running containers connected to it.
     pub members: Vec<String>,
+    /// Its subnet (`172.19.0.0/16`), when the engine says.
+    pub subnet: Option<String>,
     /// Unix seconds, when the engine says.
     pub created: Option<u64>,
+}
+
+async fn subnet_of(client: &bollard::Docker, network: &str) -> Result<Option<String>, DockerError> {
+    let inspected = client.inspect_network(network, None).await?;
+    Ok(inspected
+        .ipam
+        .and_then(|ipam| ipam.config)
+        .and_then(|configs| configs.into_iter().find_map(|config| config.subnet)))
+}
+
+fn members_of(name: &str, network: NetworkInspect) -> NetworkMembers {
+    let subnet = network
+        .ipam
+        .and_then(|ipam| ipam.config)
+        .and_then(|configs| configs.into_iter().find_map(|config| config.subnet));
+    NetworkMembers {
+        name: name.to_string(),
+        labels: network.labels.unwrap_or_default(),
+        members: network
+            .containers
+            .unwrap_or_default()
+            .into_values()
+            .filter_map(|member| member.name)
+            .collect(),
+        subnet,
+        created: network
+            .created
+            .as_deref()
+            .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
+            .map(|time| time.timestamp().max(0) as u64),
+    }
 }
 
 /// A network made by [`DockerEngine::create_isolated_network`].
@@ -36,13 +74,57 @@ pub struct IsolatedNetwork {
 
 impl DockerEngine {
     /// Creates an internal network `name` with `labels` whose bridge has no
-    /// host address.
+    /// host address, on a subnet of the engine's choosing that is then
+    /// pinned (given back to the engine as the network's own), so that a
+    /// container can be connected at a chosen address on it: the engine
+    /// takes chosen addresses only on networks whose subnet was given.
     pub async fn create_isolated_network(
         &self,
         name: &str,
         labels: &HashMap<String, String>,
     ) -> Result<IsolatedNetwork, DockerError> {
         let client = self.client().await?;
+        let mut last_error = None;
+        for _ in 0..PIN_ATTEMPTS {
+            // The engine picks a free subnet from its pools ...
+            let picked = self.create_internal(&client, name, labels, None).await?;
+            let subnet = subnet_of(&client, &picked).await?;
+            client.remove_network(&picked).await?;
+            let Some(subnet) = subnet else {
+                return Err(DockerError::Protocol(format!(
+                    "the engine gave network `{name}` no subnet"
+                )));
+            };
+            // ... and gets it back as ours; another network may have taken
+            // it in between: then pick again.
+            match self.create_internal(&client, name, labels, Some(&subnet)).await {
+                Ok(id) => {
+                    return Ok(IsolatedNetwork {
+                        id,
+                        name: name.to_string(),
+                        subnet: Some(subnet),
+                    });
+                }
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| DockerError::Protocol(format!("could not create network `{name}`"))))
+    }
+
+    async fn create_internal(
+        &self,
+        client: &bollard::Docker,
+        name: &str,
+        labels: &HashMap<String, String>,
+        subnet: Option<&str>,
+    ) -> Result<String, DockerError> {
+        let ipam = subnet.map(|subnet| Ipam {
+            config: Some(vec![IpamConfig {
+                subnet: Some(subnet.to_string()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        });
         let created = client
             .create_network(NetworkCreateRequest {
                 name: name.to_string(),
@@ -53,19 +135,11 @@ impl DockerEngine {
                     NO_HOST_ADDRESS.1.to_string(),
                 )])),
                 labels: Some(labels.clone()),
+                ipam,
                 ..Default::default()
             })
             .await?;
-        let inspected = client.inspect_network(&created.id, None).await?;
-        let subnet = inspected
-            .ipam
-            .and_then(|ipam| ipam.config)
-            .and_then(|configs| configs.into_iter().find_map(|config| config.subnet));
-        Ok(IsolatedNetwork {
-            id: created.id,
-            name: name.to_string(),
-            subnet,
-        })
+        Ok(created.id)
     }
 
     /// Connects `container` to `network`, at `address` when given, and
@@ -98,17 +172,12 @@ impl DockerEngine {
         Ok(())
     }
 
-    /// Names of the running containers on `network` (none when it is absent).
-    pub async fn network_members(&self, network: &str) -> Result<Vec<String>, DockerError> {
+    /// `network`'s labels, subnet and running members; `None` when absent.
+    pub async fn network_facts(&self, network: &str) -> Result<Option<NetworkMembers>, DockerError> {
         let client = self.client().await?;
         match client.inspect_network(network, None).await {
-            Ok(inspected) => Ok(inspected
-                .containers
-                .unwrap_or_default()
-                .into_values()
-                .filter_map(|member| member.name)
-                .collect()),
-            Err(error) if is_not_found(&error) => Ok(Vec::new()),
+            Ok(inspected) => Ok(Some(members_of(network, inspected))),
+            Err(error) if is_not_found(&error) => Ok(None),
             Err(error) => Err(error.into()),
         }
     }
@@ -124,6 +193,12 @@ impl DockerEngine {
             Ok(()) => Ok(()),
             Err(error) if is_not_found(&error) => Ok(()),
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 403, .. }) => Ok(()),
+            // Being removed: it leaves the network by itself.
+            Err(bollard::errors::Error::DockerResponseServerError { ref message, .. })
+                if message.contains("marked for removal") =>
+            {
+                Ok(())
+            }
             Err(error) => Err(error.into()),
         }
     }
@@ -179,22 +254,7 @@ impl DockerEngine {
                 Err(error) if is_not_found(&error) => continue,
                 Err(error) => return Err(error.into()),
             };
-            let created = network
-                .created
-                .as_deref()
-                .and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
-                .map(|time| time.timestamp().max(0) as u64);
-            found.push(NetworkMembers {
-                name,
-                labels: network.labels.unwrap_or_default(),
-                members: network
-                    .containers
-                    .unwrap_or_default()
-                    .into_values()
-                    .filter_map(|member| member.name)
-                    .collect(),
-                created,
-            });
+            found.push(members_of(&name, network));
         }
         Ok(found)
     }

@@ -23,12 +23,12 @@ mod proxy;
 pub use asker::{Approval, Asker, AskerGuard, Question, UserAsker};
 pub use error::EgressError;
 pub use ledger::{EgressTotals, Owner};
-pub use proxy::{PROXY_ALIAS, PROXY_PORT};
+pub use proxy::PROXY_PORT;
 
 use crate::clock::unix_now;
 use crate::config::Config;
 use crate::core::session_store::SessionStore;
-use crate::docker::{DockerEngine, DockerError, labels};
+use crate::docker::{DockerEngine, DockerError, NetworkMembers, labels};
 use crate::security::audit::AuditLog;
 use crate::security::egress::{HostPattern, Policy};
 use asker::Askers;
@@ -44,6 +44,15 @@ use std::time::Duration;
 /// How old an unused sandbox network must be before it is collected (a
 /// stateless execute's network exists a moment before its sandbox).
 pub const ORPHAN_AGE: Duration = Duration::from_secs(120);
+
+/// How long an execute's result waits for the proxy's reports on the
+/// connections its program had open.
+const SETTLE_LIMIT: Duration = Duration::from_millis(500);
+const SETTLE_POLL: Duration = Duration::from_millis(5);
+
+/// How long taking a session network over from another proxy may take.
+const TAKEOVER_LIMIT: Duration = Duration::from_secs(15);
+const TAKEOVER_POLL: Duration = Duration::from_millis(100);
 
 /// The kind label of sandbox networks.
 pub const NETWORK_KIND: &str = "sandbox-network";
@@ -108,8 +117,12 @@ impl EgressGateway {
         if let Owner::Session(name) = owner {
             network_labels.insert(labels::SESSION.to_string(), name.clone());
         }
-        self.engine.create_isolated_network(network, &network_labels).await?;
-        match self.join(network).await {
+        let made = self.engine.create_isolated_network(network, &network_labels).await?;
+        let joined = async {
+            let address = proxy_address(made.subnet.as_deref(), network)?;
+            self.join(network, address).await
+        };
+        match joined.await {
             Ok(via) => Ok(via),
             Err(error) => {
                 let _ = self.engine.remove_network(network).await;
@@ -148,20 +161,45 @@ impl EgressGateway {
     ) -> Result<(), EgressError> {
         self.set_grants(owner, grants.clone());
         let proxy = self.proxy().await?;
-        let members = self.engine.network_members(network).await?;
-        for other in members
-            .iter()
-            .filter(|member| member.starts_with(PROXY_NAME_PREFIX) && member.as_str() != proxy.name())
-        {
-            tracing::debug!(network, proxy = %other, "taking another server's egress proxy off a session network");
-            self.engine.disconnect_from_network(network, other).await?;
-        }
-        let joined = members.iter().any(|member| member == proxy.name());
+        let facts = self.take_over(network, proxy.name()).await?;
+        let joined = facts.members.iter().any(|member| member == proxy.name());
         if joined && self.ledger.lock().is_bound(owner) {
             return Ok(());
         }
-        let via = self.join(network).await?;
+        let via = self
+            .join(network, proxy_address(facts.subnet.as_deref(), network)?)
+            .await?;
         self.bind(owner, network, container, via, grants).await
+    }
+
+    /// Takes every other proxy off `network` (a killed server's may still
+    /// be on its way out, holding the proxy address for a moment: wait for
+    /// it) and returns the network as it is then.
+    async fn take_over(&self, network: &str, ours: &str) -> Result<NetworkMembers, EgressError> {
+        let deadline = tokio::time::Instant::now() + TAKEOVER_LIMIT;
+        loop {
+            let facts = self
+                .engine
+                .network_facts(network)
+                .await?
+                .ok_or_else(|| EgressError::NoAddress(network.to_string()))?;
+            let others: Vec<&String> = facts
+                .members
+                .iter()
+                .filter(|member| member.starts_with(PROXY_NAME_PREFIX) && member.as_str() != ours)
+                .collect();
+            if others.is_empty() {
+                return Ok(facts);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EgressError::NoAddress(network.to_string()));
+            }
+            for other in others {
+                tracing::debug!(network, proxy = %other, "taking another server's egress proxy off a session network");
+                self.engine.disconnect_from_network(network, other).await?;
+            }
+            tokio::time::sleep(TAKEOVER_POLL).await;
+        }
     }
 
     /// Forgets where `owner`'s sandbox is, so the next [`adopt`](Self::adopt)
@@ -189,8 +227,15 @@ impl EgressGateway {
     }
 
     /// Result notes on the connections `owner`'s code was refused since
-    /// the last call (each says how the user can allow the host).
-    pub fn refusal_notes(&self, owner: &Owner) -> Vec<String> {
+    /// the last call (each says how the user can allow the host). Waits a
+    /// moment for the proxy to report the connections the program left
+    /// open (its exit closed them), so their refusals, cuts and audit
+    /// events belong to this execute; a daemon's connections stay open.
+    pub async fn refusal_notes(&self, owner: &Owner) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + SETTLE_LIMIT;
+        while self.ledger.lock().unsettled(owner) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(SETTLE_POLL).await;
+        }
         refusal_notes(self.ledger.lock().take_untold(owner))
     }
 
@@ -267,11 +312,14 @@ impl EgressGateway {
     }
 
     /// Has the proxy join `network` (if it has not) and returns its address there.
-    async fn join(&self, network: &str) -> Result<IpAddr, EgressError> {
+    /// Has the proxy join `network` at `address` (if it has not) and
+    /// returns its address there.
+    async fn join(&self, network: &str, address: IpAddr) -> Result<IpAddr, EgressError> {
         let proxy = self.proxy().await?;
+        let wanted = address.to_string();
         if let Err(error) = self
             .engine
-            .connect_to_network(network, proxy.id(), None, &[PROXY_ALIAS])
+            .connect_to_network(network, proxy.id(), Some(&wanted), &[])
             .await
             && self.engine.address_on_network(proxy.id(), network).await?.is_none()
         {
@@ -289,10 +337,22 @@ impl EgressGateway {
     }
 }
 
-/// The environment that sends a sandbox's HTTP(S) through the proxy: the
-/// variables pip, npm, cargo, git, curl, Go and Python's urllib read.
-pub fn sandbox_env() -> Vec<String> {
-    let proxy = format!("http://{PROXY_ALIAS}:{PROXY_PORT}");
+/// Where the proxy sits on a sandbox network: the subnet's second address
+/// (the first is the gateway's, which no one holds). Fixed, so a sandbox's
+/// proxy variables stay right when another proxy takes over, and named by
+/// address, since gVisor's sandboxes cannot use the engine's resolver.
+fn proxy_address(subnet: Option<&str>, network: &str) -> Result<IpAddr, EgressError> {
+    subnet
+        .and_then(|subnet| subnet.parse::<ipnet::IpNet>().ok())
+        .and_then(|subnet| subnet.hosts().nth(1))
+        .ok_or_else(|| EgressError::NoAddress(network.to_string()))
+}
+
+/// The environment that sends a sandbox's HTTP(S) through the proxy at
+/// `proxy`: the variables pip, npm, cargo, git, curl, Go and Python's
+/// urllib read.
+pub fn sandbox_env(proxy: IpAddr) -> Vec<String> {
+    let proxy = format!("http://{proxy}:{PROXY_PORT}");
     let none = "localhost,127.0.0.1,::1";
     [
         ("HTTP_PROXY", proxy.as_str()),

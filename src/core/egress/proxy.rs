@@ -26,9 +26,6 @@ use tokio::sync::mpsc;
 
 /// The port the proxy listens on in every network it joins.
 pub const PROXY_PORT: u16 = 3128;
-/// The proxy's name on every sandbox network (the engine's resolver there
-/// answers it, and no outside name).
-pub const PROXY_ALIAS: &str = "egress-proxy";
 /// Prefix of every egress proxy container's name (the rest: the server
 /// instance and a count), so a network's members show which are proxies.
 pub const PROXY_NAME_PREFIX: &str = "multilang-sandbox-egress-";

@@ -221,7 +221,7 @@ impl Executor {
         let container_id = sandbox.container.id().to_string();
         match network {
             Some(network) => {
-                notes.extend(network.refusals(&self.egress));
+                notes.extend(network.refusals(&self.egress).await);
                 let egress = self.egress.clone();
                 let container = sandbox.container;
                 self.background.spawn(async move {
@@ -281,7 +281,9 @@ impl Executor {
             return Ok((sandbox, None));
         };
         let network = StatelessNetwork::open(&self.egress, grants).await?;
-        let purpose = Purpose::Networked { network: &network.name };
+        let purpose = Purpose::Networked {
+            network: network.sandbox_network(),
+        };
         let sandbox = match self.launcher.launch_from(request.language, &image, purpose).await {
             Ok(sandbox) => sandbox,
             Err(error) => {

@@ -2,7 +2,7 @@
 //! it, bound once its sandbox is up, removed with it.
 
 use crate::core::egress::{EgressError, EgressGateway, Owner};
-use crate::core::launcher::Sandbox;
+use crate::core::launcher::{Sandbox, SandboxNetwork};
 use crate::security::egress::HostPattern;
 use std::net::IpAddr;
 
@@ -31,6 +31,14 @@ impl StatelessNetwork {
         })
     }
 
+    /// The network as the launcher needs it.
+    pub(super) fn sandbox_network(&self) -> SandboxNetwork<'_> {
+        SandboxNetwork {
+            name: &self.name,
+            proxy: self.via,
+        }
+    }
+
     pub(super) fn owner(&self) -> &Owner {
         &self.owner
     }
@@ -49,8 +57,8 @@ impl StatelessNetwork {
     }
 
     /// The refusals the execute's code met, as notes for its result.
-    pub(super) fn refusals(&self, egress: &EgressGateway) -> Vec<String> {
-        egress.refusal_notes(&self.owner)
+    pub(super) async fn refusals(&self, egress: &EgressGateway) -> Vec<String> {
+        egress.refusal_notes(&self.owner).await
     }
 
     /// Removes the network (its sandbox must be gone).

@@ -1,6 +1,6 @@
 //! Creating a session: checks, volumes, the container with its labels.
 
-use super::super::launcher::Purpose;
+use super::super::launcher::{Purpose, SandboxNetwork};
 use super::super::session_store::SessionRecord;
 use super::labels::{
     NAME_PREFIX, VOLUME_KIND, mounts_label, network_name, outputs_volume, packages_volume, validate_name,
@@ -156,7 +156,10 @@ impl SessionManager {
                 .collect(),
             extra_labels,
             seccomp,
-            network: via.map(|_| network.as_str()),
+            network: via.map(|proxy| SandboxNetwork {
+                name: network.as_str(),
+                proxy,
+            }),
         };
         let undo = || async {
             if via.is_some() {

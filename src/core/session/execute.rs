@@ -78,7 +78,7 @@ impl SessionManager {
         let result = run_program(&live, request.run_spec(&program, kernel), config).await;
         self.touch(&facts.info.id);
         if facts.grants.is_some() {
-            notes.extend(self.egress.refusal_notes(&Owner::Session(name.to_string())));
+            notes.extend(self.egress.refusal_notes(&Owner::Session(name.to_string())).await);
         }
         match result {
             Ok(run) => Ok(outcome(config, request, run, notes)),

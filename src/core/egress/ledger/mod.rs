@@ -254,6 +254,14 @@ impl Ledger {
         }
     }
 
+    /// How many of `owner`'s connections the proxy has not reported closed.
+    pub fn unsettled(&self, owner: &Owner) -> usize {
+        self.pending
+            .values()
+            .filter(|pending| pending.owner.as_ref() == Some(owner))
+            .count()
+    }
+
     /// `owner`'s remaining budget now.
     pub fn remaining_budget(&self, owner: &Owner, settings: &EgressSettings) -> u64 {
         let used = self.accounts.get(owner).map_or(0, |account| account.used);
