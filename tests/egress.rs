@@ -193,6 +193,28 @@ print(data.decode().split("\r\n\r\n", 1)[1].strip())
     )
     .await;
     assert_eq!(stdout(&go).trim(), "200 origin-says-hello", "{go}");
+    // Rust with the standard library only: a CONNECT tunnel by hand.
+    let rust = execute_with(
+        &client,
+        json!({"language": "rust", "network": [allow], "code": format!(r#"
+use std::io::{{Read, Write}};
+use std::net::TcpStream;
+fn main() {{
+    let proxy = std::env::var("HTTP_PROXY").unwrap();
+    let mut stream = TcpStream::connect(proxy.trim_start_matches("http://")).unwrap();
+    write!(stream, "CONNECT {allow} HTTP/1.1\r\nHost: {allow}\r\n\r\n").unwrap();
+    let mut head = [0u8; 1024];
+    let n = stream.read(&mut head).unwrap();
+    let status = String::from_utf8_lossy(&head[..n]).lines().next().unwrap_or_default().to_string();
+    write!(stream, "GET / HTTP/1.1\r\nHost: origin\r\nConnection: close\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    println!("{{status}} | {{}}", reply.split("\r\n\r\n").nth(1).unwrap_or_default().trim());
+}}
+"#)}),
+    )
+    .await;
+    assert!(stdout(&rust).contains(" 200 ") && stdout(&rust).contains("| origin-says-hello"), "{rust}");
     // Stateless: the execute's own network.
     let stateless = execute_with(
         &client,

@@ -4,15 +4,18 @@
 //!
 //! How a sandbox gets network: an isolated network is made for it (no
 //! route out, no host address on it: `docker/network.rs`), this server's
-//! proxy joins it as `egress-proxy`, and the sandbox is created on it with
-//! the proxy variables set ([`sandbox_env`]). When the sandbox is up, the
-//! ledger binds the proxy's address on that network and the sandbox's own
-//! address to its owner: a connection counts as the owner's only when it
-//! comes from that address to that proxy address (code runs with every
-//! capability dropped and cannot forge its source address). Grants live
-//! with the session (label and record) so a restarted server, or a second
-//! one, adopts the session with them: its own proxy joins the network
-//! under the same name and binds itself ([`EgressGateway::adopt`]).
+//! proxy joins it at a fixed address (the subnet's second), and the sandbox
+//! is created on it with the proxy variables naming that address
+//! ([`sandbox_env`]). When the sandbox is up, the ledger binds the proxy's
+//! address on that network and the sandbox's own address to its owner: a
+//! connection counts as the owner's only when it comes from that address
+//! to that proxy address (code runs with every capability dropped and
+//! cannot forge its source address). Grants live with the session (label,
+//! then record) so a restarted server, or a second one, serves the session
+//! with them: before each execute, the serving server's proxy takes the
+//! fixed address over ([`EgressGateway::adopt`]), so the connections, their
+//! refusals and the user's approvals go to the server whose call runs the
+//! code. Each server runs its own proxy, which goes with it.
 
 mod asker;
 mod error;
