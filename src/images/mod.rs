@@ -56,6 +56,7 @@ pub const BASE: ImageDefinition = ImageDefinition {
         ("python_kernel.py", include_str!("../../images/runner/python_kernel.py")),
         ("kernel.js", include_str!("../../images/runner/kernel.js")),
         ("kernel.sh", include_str!("../../images/runner/kernel.sh")),
+        ("node-proxy.js", include_str!("../../images/runner/node-proxy.js")),
         (
             "sandbox_mpl.py",
             include_str!("../../images/runner/python/sandbox_mpl.py"),
