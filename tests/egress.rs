@@ -214,7 +214,10 @@ fn main() {{
 "#)}),
     )
     .await;
-    assert!(stdout(&rust).contains(" 200 ") && stdout(&rust).contains("| origin-says-hello"), "{rust}");
+    assert!(
+        stdout(&rust).contains(" 200 ") && stdout(&rust).contains("| origin-says-hello"),
+        "{rust}"
+    );
     // Stateless: the execute's own network.
     let stateless = execute_with(
         &client,

@@ -356,7 +356,8 @@ fn proxy_address(subnet: Option<&str>, network: &str) -> Result<IpAddr, EgressEr
 /// urllib read.
 pub fn sandbox_env(proxy: IpAddr) -> Vec<String> {
     let proxy = format!("http://{proxy}:{PROXY_PORT}");
-    let none = "localhost,127.0.0.1,::1";
+    // Python and Node match IPv6 only in brackets, curl and Go either way.
+    let none = "localhost,127.0.0.1,::1,[::1]";
     [
         ("HTTP_PROXY", proxy.as_str()),
         ("HTTPS_PROXY", &proxy),
@@ -375,16 +376,77 @@ pub fn sandbox_env(proxy: IpAddr) -> Vec<String> {
 /// The result notes for refused connections (at most a few, then a count).
 fn refusal_notes(refusals: Vec<String>) -> Vec<String> {
     const SHOWN: usize = 3;
-    let mut notes: Vec<String> = refusals
+    // The same refusal once, with how often it happened, in first-seen order.
+    let mut distinct: Vec<(String, usize)> = Vec::new();
+    for refusal in refusals {
+        match distinct.iter_mut().find(|(seen, _)| *seen == refusal) {
+            Some((_, count)) => *count += 1,
+            None => distinct.push((refusal, 1)),
+        }
+    }
+    let mut notes: Vec<String> = distinct
         .iter()
         .take(SHOWN)
-        .map(|refusal| format!("The egress proxy refused {refusal}"))
+        .map(|(refusal, count)| {
+            let times = if *count > 1 {
+                format!(" ({count} times)")
+            } else {
+                String::new()
+            };
+            format!("The egress proxy refused {}{times}.", refusal.trim_end_matches('.'))
+        })
         .collect();
-    if refusals.len() > SHOWN {
+    if distinct.len() > SHOWN {
+        let more: usize = distinct[SHOWN..].iter().map(|(_, count)| count).sum();
         notes.push(format!(
-            "The egress proxy refused {} more connections (see sandbox_security violations).",
-            refusals.len() - SHOWN
+            "The egress proxy refused {more} more connections (see sandbox_security violations)."
         ));
     }
     notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_notes_are_sentences_each_refusal_once() {
+        let notes = refusal_notes(vec![
+            "a.example:443: refused".into(),
+            "a.example:443: refused".into(),
+            "b.example:80: refused.".into(),
+            "c.example:80: x".into(),
+            "d.example:80: y".into(),
+            "e.example:80: z".into(),
+            "e.example:80: z".into(),
+        ]);
+        assert_eq!(
+            notes,
+            vec![
+                "The egress proxy refused a.example:443: refused (2 times).",
+                "The egress proxy refused b.example:80: refused.",
+                "The egress proxy refused c.example:80: x.",
+                "The egress proxy refused 3 more connections (see sandbox_security violations).",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_proxy_is_the_subnets_second_address_and_loopback_stays_direct() {
+        assert_eq!(
+            proxy_address(Some("172.19.0.0/16"), "n").unwrap(),
+            "172.19.0.2".parse::<IpAddr>().unwrap()
+        );
+        assert!(proxy_address(None, "n").is_err());
+        let env = sandbox_env("172.19.0.2".parse().unwrap());
+        assert!(
+            env.contains(&"HTTPS_PROXY=http://172.19.0.2:3128".to_string()),
+            "{env:?}"
+        );
+        assert!(
+            env.iter()
+                .any(|line| line.starts_with("no_proxy=") && line.contains("[::1]")),
+            "{env:?}"
+        );
+    }
 }
