@@ -6,35 +6,14 @@
 
 mod common;
 
-use common::origin::{Origin, docker};
-use common::{TestSession, execute_with, require_docker, session, start_server_process, tool_error_text, unique_name};
+use common::origin::{Origin, docker, note, python_fetch, stdout};
+use common::{
+    TestSession, execute_with, instance_label, require_docker, session, start_server_process, tool_error_text,
+    unique_name,
+};
 use serde_json::{Value, json};
 use std::process::Command;
 use std::time::Duration;
-
-fn stdout(result: &Value) -> &str {
-    result["stdout"].as_str().unwrap_or_default()
-}
-
-fn note(result: &Value) -> &str {
-    result["note"].as_str().unwrap_or_default()
-}
-
-/// Python that fetches `url` and prints the status and body, or the error.
-fn fetch(url: &str) -> String {
-    format!(
-        r#"
-import urllib.request, urllib.error
-try:
-    with urllib.request.urlopen("{url}", timeout=10) as r:
-        print("status", r.status, r.read().decode().strip())
-except urllib.error.HTTPError as e:
-    print("status", e.code, e.read().decode().strip())
-except Exception as e:
-    print("failed", type(e).__name__, e)
-"#
-    )
-}
 
 /// Python that tries the ways around the proxy; prints one line each.
 const BYPASSES: &str = r#"
@@ -78,12 +57,8 @@ attempt("ipv6", ipv6)
 async fn sessions_reach_granted_hosts_through_the_proxy_and_nothing_else() {
     require_docker().await;
     let origin = Origin::start();
-    let allow = format!("{}:8080", origin.address);
-    let env = [
-        ("MULTILANG_SANDBOX_POOL_SIZE", "0"),
-        ("MULTILANG_SANDBOX_EGRESS_ALLOW", allow.as_str()),
-        ("MULTILANG_SANDBOX_EGRESS_ALLOW_PRIVATE", origin.address.as_str()),
-    ];
+    let allow = origin.allow();
+    let env = origin.server_env(&allow, &[]);
     let (client, pid) = start_server_process(&env).await;
 
     // A host outside egress.allow cannot be requested.
@@ -118,7 +93,7 @@ async fn sessions_reach_granted_hosts_through_the_proxy_and_nothing_else() {
 
     let run = |name: &TestSession, code: String| json!({"language": "python", "session": name.as_str(), "code": code});
     // Granted: plain HTTP through the proxy, and a CONNECT tunnel.
-    let reached = execute_with(&client, run(&granted, fetch(&origin.url()))).await;
+    let reached = execute_with(&client, run(&granted, python_fetch(&origin.url()))).await;
     assert_eq!(stdout(&reached).trim(), "status 200 origin-says-hello", "{reached}");
     let tunnel = format!(
         r#"
@@ -140,7 +115,7 @@ print(data.decode().split("\r\n\r\n", 1)[1].strip())
     assert!(stdout(&tunnelled).contains("origin-says-hello"), "{tunnelled}");
 
     // Not granted: the proxy's 403 reaches the program, the note the model.
-    let outside = execute_with(&client, run(&granted, fetch("http://example.com/"))).await;
+    let outside = execute_with(&client, run(&granted, python_fetch("http://example.com/"))).await;
     assert!(stdout(&outside).starts_with("status 403"), "{outside}");
     assert!(
         note(&outside).contains("example.com:80") && note(&outside).contains("egress.allow"),
@@ -160,21 +135,21 @@ print(data.decode().split("\r\n\r\n", 1)[1].strip())
     assert_eq!(refused_event["address"], Value::Null, "{refused_event}");
     let other_port = execute_with(
         &client,
-        run(&granted, fetch(&format!("http://{}:9999/", origin.address))),
+        run(&granted, python_fetch(&format!("http://{}:9999/", origin.address))),
     )
     .await;
     assert!(stdout(&other_port).starts_with("status 403"), "{other_port}");
     // A session with network but no grant: the origin is in egress.allow,
     // yet not requested for it, so it is refused (one session never uses
     // another's grants) with a note saying the model can request it.
-    let not_requested = execute_with(&client, run(&empty, fetch(&origin.url()))).await;
+    let not_requested = execute_with(&client, run(&empty, python_fetch(&origin.url()))).await;
     assert!(stdout(&not_requested).starts_with("status 403"), "{not_requested}");
     assert!(
         note(&not_requested).contains("request it with `network`"),
         "{not_requested}"
     );
     // No network at all: no proxy, no route.
-    let isolated = execute_with(&client, run(&plain, fetch(&origin.url()))).await;
+    let isolated = execute_with(&client, run(&plain, python_fetch(&origin.url()))).await;
     assert!(stdout(&isolated).starts_with("failed"), "{isolated}");
 
     // The ways around the proxy.
@@ -221,21 +196,22 @@ fn main() {{
     // Stateless: the execute's own network.
     let stateless = execute_with(
         &client,
-        json!({"language": "python", "network": [allow], "code": fetch(&origin.url())}),
+        json!({"language": "python", "network": [allow], "code": python_fetch(&origin.url())}),
     )
     .await;
     assert_eq!(stdout(&stateless).trim(), "status 200 origin-says-hello", "{stateless}");
     let stateless_refused = execute_with(
         &client,
-        json!({"language": "python", "network": [], "code": fetch("http://example.com/")}),
+        json!({"language": "python", "network": [], "code": python_fetch("http://example.com/")}),
     )
     .await;
     assert!(note(&stateless_refused).contains("example.com"), "{stateless_refused}");
 
-    // Stateless executes leave no network behind.
+    // Stateless executes leave no network behind (this server's).
+    let ours = format!("label={}", instance_label(&client).await);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let named = docker(&["network", "ls", "--format", "{{.Name}}"]);
+        let named = docker(&["network", "ls", "--filter", &ours, "--format", "{{.Name}}"]);
         let executes: Vec<&str> = named
             .lines()
             .filter(|name| name.starts_with("multilang-sandbox-execute-"))
@@ -278,7 +254,7 @@ fn main() {{
     assert!(status.success());
     drop(client);
     let (client, _) = start_server_process(&env).await;
-    let after = execute_with(&client, run(&granted, fetch(&origin.url()))).await;
+    let after = execute_with(&client, run(&granted, python_fetch(&origin.url()))).await;
     assert_eq!(stdout(&after).trim(), "status 200 origin-says-hello", "{after}");
     let got = session(&client, json!({"action": "get", "name": granted})).await;
     assert_eq!(got["sessions"][0]["network"], json!([allow]), "{got}");
@@ -294,13 +270,8 @@ fn main() {{
 async fn a_session_that_used_its_byte_budget_is_refused_with_the_reason() {
     require_docker().await;
     let origin = Origin::start();
-    let allow = format!("{}:8080", origin.address);
-    let env = [
-        ("MULTILANG_SANDBOX_POOL_SIZE", "0"),
-        ("MULTILANG_SANDBOX_EGRESS_ALLOW", allow.as_str()),
-        ("MULTILANG_SANDBOX_EGRESS_ALLOW_PRIVATE", origin.address.as_str()),
-        ("MULTILANG_SANDBOX_EGRESS_BUDGET_MB", "1"),
-    ];
+    let allow = origin.allow();
+    let env = origin.server_env(&allow, &[("MULTILANG_SANDBOX_EGRESS_BUDGET_MB", "1")]);
     let (client, _) = start_server_process(&env).await;
     let name = TestSession::adopt(unique_name("egress-budget"));
     session(
@@ -311,7 +282,7 @@ async fn a_session_that_used_its_byte_budget_is_refused_with_the_reason() {
     // 3 MB from a session that may move 1 MiB: cut on the way.
     let big = execute_with(
         &client,
-        json!({"language": "python", "session": name.as_str(), "code": fetch(&format!("{}big", origin.url()))}),
+        json!({"language": "python", "session": name.as_str(), "code": python_fetch(&format!("{}big", origin.url()))}),
     )
     .await;
     assert!(stdout(&big).starts_with("failed"), "{big}");
@@ -319,7 +290,7 @@ async fn a_session_that_used_its_byte_budget_is_refused_with_the_reason() {
     // Then every new connection is refused, saying why.
     let after = execute_with(
         &client,
-        json!({"language": "python", "session": name.as_str(), "code": fetch(&origin.url())}),
+        json!({"language": "python", "session": name.as_str(), "code": python_fetch(&origin.url())}),
     )
     .await;
     assert!(stdout(&after).starts_with("status 403"), "{after}");

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::origin::Origin;
+use common::origin::{Origin, note, python_fetch, stdout};
 use common::{
     TestSession, execute_with, require_docker, session, start_server_process, start_server_with_handler, unique_name,
 };
@@ -14,7 +14,7 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ClientHandler, RoleClient};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -79,29 +79,6 @@ impl ClientHandler for User {
     }
 }
 
-fn stdout(result: &Value) -> &str {
-    result["stdout"].as_str().unwrap_or_default()
-}
-
-fn note(result: &Value) -> &str {
-    result["note"].as_str().unwrap_or_default()
-}
-
-fn fetch(url: &str) -> String {
-    format!(
-        r#"
-import urllib.request, urllib.error
-try:
-    with urllib.request.urlopen("{url}", timeout=20) as r:
-        print("status", r.status, r.read().decode().strip())
-except urllib.error.HTTPError as e:
-    print("status", e.code, e.read().decode().strip())
-except Exception as e:
-    print("failed", type(e).__name__, e)
-"#
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_user_is_asked_about_hosts_outside_the_grants() {
     require_docker().await;
@@ -121,8 +98,7 @@ async fn the_user_is_asked_about_hosts_outside_the_grants() {
         json!({"action": "create", "name": once, "language": "python", "network": []}),
     )
     .await;
-    let run =
-        |name: &TestSession| json!({"language": "python", "session": name.as_str(), "code": fetch(&origin.url())});
+    let run = |name: &TestSession| json!({"language": "python", "session": name.as_str(), "code": python_fetch(&origin.url())});
     let host = format!("{}:8080", origin.address);
 
     // Allow once: this connection, and the next one is asked again.

@@ -8,20 +8,12 @@
 
 mod common;
 
-use common::origin::Origin;
+use common::origin::{Origin, note, stdout};
 use common::{TestSession, execute_with, require_docker, session, start_server_process, unique_name};
 use serde_json::{Value, json};
 
-fn stdout(result: &Value) -> &str {
-    result["stdout"].as_str().unwrap_or_default()
-}
-
 fn stderr(result: &Value) -> &str {
     result["stderr"].as_str().unwrap_or_default()
-}
-
-fn note(result: &Value) -> &str {
-    result["note"].as_str().unwrap_or_default()
 }
 
 /// JavaScript that fetches `url` (a JavaScript expression) and prints
@@ -86,12 +78,8 @@ fn line<'a>(result: &'a Value, label: &str) -> &'a str {
 async fn node_typescript_and_curl_reach_granted_hosts_through_the_proxy() {
     require_docker().await;
     let origin = Origin::start();
-    let allow = format!("{}:8080", origin.address);
-    let env = [
-        ("MULTILANG_SANDBOX_POOL_SIZE", "0"),
-        ("MULTILANG_SANDBOX_EGRESS_ALLOW", allow.as_str()),
-        ("MULTILANG_SANDBOX_EGRESS_ALLOW_PRIVATE", origin.address.as_str()),
-    ];
+    let allow = origin.allow();
+    let env = origin.server_env(&allow, &[]);
     let (client, _) = start_server_process(&env).await;
     let hello = "origin-says-hello";
 

@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::origin::{DOCKER_LIMIT, docker};
 use common::require_docker;
 use multilang_sandbox::config::Config;
 use multilang_sandbox::docker::DockerEngine;
@@ -17,25 +18,6 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
-
-/// Every Docker command here must end within this.
-const DOCKER_LIMIT: Duration = Duration::from_secs(60);
-
-/// Runs a docker CLI command; panics with its output when it fails.
-fn docker(args: &[&str]) -> String {
-    let output = Command::new("timeout")
-        .arg(DOCKER_LIMIT.as_secs().to_string())
-        .arg("docker")
-        .args(args)
-        .output()
-        .expect("cannot run the docker CLI");
-    assert!(
-        output.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_string()
-}
 
 /// Removes what the test made (containers first, then networks) even when
 /// an assertion fails.

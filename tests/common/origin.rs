@@ -7,12 +7,14 @@ use super::unique_name;
 use multilang_sandbox::config::Config;
 use multilang_sandbox::images;
 use multilang_sandbox::runtime::Language;
+use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
 
 /// Every Docker command here must end within this.
-const DOCKER_LIMIT: Duration = Duration::from_secs(60);
+pub const DOCKER_LIMIT: Duration = Duration::from_secs(60);
 
+/// Runs a docker CLI command; panics with its output when it fails.
 pub fn docker(args: &[&str]) -> String {
     let output = Command::new("timeout")
         .arg(DOCKER_LIMIT.as_secs().to_string())
@@ -57,6 +59,23 @@ impl Origin {
         Self { name, address }
     }
 
+    /// `<address>:8080`, as `egress.allow` and `network` name it.
+    pub fn allow(&self) -> String {
+        format!("{}:8080", self.address)
+    }
+
+    /// A server's environment that allows `allow` (this origin) and lets
+    /// the proxy connect to its private address, without a pool, plus `extra`.
+    pub fn server_env<'a>(&'a self, allow: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        let mut env = vec![
+            ("MULTILANG_SANDBOX_POOL_SIZE", "0"),
+            ("MULTILANG_SANDBOX_EGRESS_ALLOW", allow),
+            ("MULTILANG_SANDBOX_EGRESS_ALLOW_PRIVATE", self.address.as_str()),
+        ];
+        env.extend_from_slice(extra);
+        env
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}:8080/", self.address)
     }
@@ -66,4 +85,34 @@ impl Drop for Origin {
     fn drop(&mut self) {
         let _ = Command::new("docker").args(["rm", "-f", &self.name]).output();
     }
+}
+
+/// A field of an execute's structured result as text ("" when absent).
+pub fn field<'a>(result: &'a Value, name: &str) -> &'a str {
+    result[name].as_str().unwrap_or_default()
+}
+
+pub fn stdout(result: &Value) -> &str {
+    field(result, "stdout")
+}
+
+pub fn note(result: &Value) -> &str {
+    field(result, "note")
+}
+
+/// Python that fetches `url` with urllib and prints `status <code> <body>`
+/// (a 403 from the proxy included), or `failed <error>`.
+pub fn python_fetch(url: &str) -> String {
+    format!(
+        r#"
+import urllib.request, urllib.error
+try:
+    with urllib.request.urlopen("{url}", timeout=20) as r:
+        print("status", r.status, r.read().decode().strip())
+except urllib.error.HTTPError as e:
+    print("status", e.code, e.read().decode().strip())
+except Exception as e:
+    print("failed", type(e).__name__, e)
+"#
+    )
 }

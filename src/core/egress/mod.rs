@@ -320,15 +320,18 @@ impl EgressGateway {
     async fn join(&self, network: &str, address: IpAddr) -> Result<IpAddr, EgressError> {
         let proxy = self.proxy().await?;
         let wanted = address.to_string();
-        if let Err(error) = self
+        match self
             .engine
             .connect_to_network(network, proxy.id(), Some(&wanted), &[])
             .await
-            && self.engine.address_on_network(proxy.id(), network).await?.is_none()
         {
-            return Err(error.into());
+            Ok(()) => Ok(address),
+            // Joined already (another call got there first): where?
+            Err(error) => match self.engine.address_on_network(proxy.id(), network).await? {
+                Some(_) => self.address_of(proxy.id(), network).await,
+                None => Err(error.into()),
+            },
         }
-        self.address_of(proxy.id(), network).await
     }
 
     async fn address_of(&self, container: &str, network: &str) -> Result<IpAddr, EgressError> {

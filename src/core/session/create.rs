@@ -96,10 +96,6 @@ impl SessionManager {
                 .create_volume(&outputs_volume(name), &volume_labels, outputs_backing)
                 .await
         };
-        if let Err(error) = volumes_made.await {
-            let _ = remove_session_volumes(engine, name).await;
-            return Err(error.into());
-        }
         let owner = Owner::Session(name.to_string());
         let network = network_name(name);
         let mut extra_labels = HashMap::from([
@@ -108,26 +104,33 @@ impl SessionManager {
             (labels::MOUNTS.to_string(), mounts_label(folders)),
             (labels::STORAGE.to_string(), storage.name().to_string()),
         ]);
-        let via = match &grants {
-            None => None,
-            Some(grants) => {
-                let texts: Vec<String> = grants.iter().map(ToString::to_string).collect();
-                extra_labels.insert(
-                    labels::NETWORK.to_string(),
-                    serde_json::to_string(&texts).unwrap_or_default(),
-                );
-                // A network left by an earlier session of this name goes first.
-                let opened = async {
-                    self.egress.close_network(&network, &owner).await?;
-                    self.egress.open_network(&network, &owner).await
-                };
-                match opened.await {
-                    Ok(via) => Some(via),
-                    Err(error) => {
-                        let _ = remove_session_volumes(engine, name).await;
-                        return Err(error.into());
-                    }
-                }
+        if let Some(grants) = &grants {
+            let texts: Vec<String> = grants.iter().map(ToString::to_string).collect();
+            extra_labels.insert(
+                labels::NETWORK.to_string(),
+                serde_json::to_string(&texts).unwrap_or_default(),
+            );
+        }
+        // The network (with the proxy on it) is made while the volumes are;
+        // one left by an earlier session of this name goes first.
+        let network_opened = async {
+            if grants.is_none() {
+                return Ok(None);
+            }
+            self.egress.close_network(&network, &owner).await?;
+            self.egress.open_network(&network, &owner).await.map(Some)
+        };
+        let (volumes, opened) = tokio::join!(volumes_made, network_opened);
+        let via = match (volumes, opened) {
+            (Ok(()), Ok(via)) => via,
+            (Err(error), opened) => {
+                self.discard(name, matches!(opened, Ok(Some(_))).then_some((&network, &owner)))
+                    .await;
+                return Err(error.into());
+            }
+            (Ok(()), Err(error)) => {
+                self.discard(name, None).await;
+                return Err(error.into());
             }
         };
         let mount = |volume: String, target: &str, read_only: bool| VolumeMount {
@@ -161,19 +164,14 @@ impl SessionManager {
                 proxy,
             }),
         };
-        let undo = || async {
-            if via.is_some() {
-                let _ = self.egress.close_network(&network, &owner).await;
-            }
-            let _ = remove_session_volumes(engine, name).await;
-        };
+        let made_network = via.map(|_| (&network, &owner));
         let sandbox = match self.launcher.launch_from(language, image, purpose).await {
             Ok(sandbox) => sandbox,
             // Another server made a session of this name meanwhile: its
             // network and volumes are that session's now.
             Err(DockerError::NameInUse(_)) => return Err(SessionError::Exists(name.to_string())),
             Err(error) => {
-                undo().await;
+                self.discard(name, made_network).await;
                 return Err(error.into());
             }
         };
@@ -184,7 +182,7 @@ impl SessionManager {
                 .await
         {
             sandbox.container.remove().await;
-            undo().await;
+            self.discard(name, made_network).await;
             return Err(error.into());
         }
         let container_id = sandbox.container.keep();
@@ -220,6 +218,17 @@ impl SessionManager {
                 .collect(),
         }));
         Ok(info)
+    }
+}
+
+impl SessionManager {
+    /// Removes what a failed create made: the volumes and, when it was
+    /// made, the session's network.
+    async fn discard(&self, name: &str, network: Option<(&String, &Owner)>) {
+        if let Some((network, owner)) = network {
+            let _ = self.egress.close_network(network, owner).await;
+        }
+        let _ = remove_session_volumes(self.launcher.engine(), name).await;
     }
 }
 
