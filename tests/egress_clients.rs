@@ -144,7 +144,7 @@ const local = `http://127.0.0.1:${server.address().port}/`;
     let get_line = line(&refused, "http.get");
     assert!(get_line.starts_with("http.get 403 "), "{refused}");
     assert!(
-        get_line.contains("example.com") && get_line.contains("is not allowed for this session"),
+        get_line.contains("example.com") && get_line.contains("is not allowed for this sandbox"),
         "{refused}"
     );
     assert!(

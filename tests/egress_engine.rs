@@ -191,7 +191,7 @@ async fn only_the_proxy_is_reachable_and_it_enforces_the_servers_decisions() {
     .expect("ready is JSON");
     assert_eq!(ready["type"], "ready", "{ready}");
     engine
-        .connect_to_network(&inside, &proxy, None, &[])
+        .connect_to_network(&inside, &proxy, None)
         .await
         .expect("connect the proxy to the session network");
     let proxy_address = engine

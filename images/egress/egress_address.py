@@ -312,7 +312,12 @@ class SandboxNetworks:
 
     def containing(self, address):
         """The sandbox network `address` (or the IPv4 address it carries)
-        is on, else None."""
+        is on, else None. For an address that is not global the files are
+        read afresh (sandbox networks come from the engine's private pools,
+        and a network joined a moment ago must count at once); global ones
+        use the reading of the last `ttl` seconds."""
+        if address_class(address) != GLOBAL:
+            self.read_at = None
         inner = embedded_ipv4(address)
         for network in self.current():
             if address in network or (inner is not None and inner in network):

@@ -182,7 +182,7 @@ class Connection:
         return None
 
     def denial(self, reason):
-        return "%s is not allowed for this session: %s" % (self.request.target, reason)
+        return "%s is not allowed for this sandbox: %s" % (self.request.target, reason)
 
     async def ask(self, config):
         """(the server's decision, bytes the client sent meanwhile); the

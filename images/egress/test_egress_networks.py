@@ -154,10 +154,17 @@ class RouteFilesTest(unittest.TestCase):
     def test_the_files_are_read_again_after_the_ttl(self):
         self.write(route_text(("eth0", "0.0.0.0/0", "172.17.0.1")))
         networks = SandboxNetworks(self.paths, ttl=0.2)
+        self.assertIsNone(networks.containing(ip("8.8.8.8")))
+        self.write(route_text(("eth0", "0.0.0.0/0", "172.17.0.1"), ("eth1", "8.8.8.0/24", None)))
+        self.assertIsNone(networks.containing(ip("8.8.8.8")))  # a global address: the reading is still fresh
+        time.sleep(0.25)
+        self.assertEqual(networks.containing(ip("8.8.8.8")), net("8.8.8.0/24"))
+
+    def test_a_network_joined_a_moment_ago_counts_at_once_for_private_addresses(self):
+        self.write(route_text(("eth0", "0.0.0.0/0", "172.17.0.1")))
+        networks = SandboxNetworks(self.paths, ttl=60)
         self.assertIsNone(networks.containing(ip("172.30.0.3")))
         self.write(route_text(("eth0", "0.0.0.0/0", "172.17.0.1"), ("eth1", "172.30.0.0/24", None)))
-        self.assertIsNone(networks.containing(ip("172.30.0.3")))  # the reading is still fresh
-        time.sleep(0.25)
         self.assertEqual(networks.containing(ip("172.30.0.3")), net("172.30.0.0/24"))
 
 

@@ -268,10 +268,10 @@ class TargetTest(unittest.TestCase):
         self.assertTrue(origin_head(request).startswith(b"POST /a?b=1 HTTP/1.1\r\nHost: [::1]\r\n"))
 
     def test_answers_have_a_one_line_body(self):
-        text = answer(403, "a.example:443 is not allowed for this session: line one\nline two\r\n")
+        text = answer(403, "a.example:443 is not allowed for this sandbox: line one\nline two\r\n")
         head, body = text.split(b"\r\n\r\n")
         self.assertEqual(
-            body, b"multilang-sandbox egress: a.example:443 is not allowed for this session: line one line two\n"
+            body, b"multilang-sandbox egress: a.example:443 is not allowed for this sandbox: line one line two\n"
         )
         self.assertIn(b"Content-Length: %d\r\n" % len(body), head)
         self.assertEqual(answer(200), b"HTTP/1.1 200 Connection established\r\n\r\n")

@@ -131,7 +131,7 @@ class RefusedTest(ProxyTestCase):
                 self.assertTrue(
                     answer.endswith(
                         b"\r\n\r\nmultilang-sandbox egress: refused.invalid:%d is not allowed for this "
-                        b"session: refused.invalid is not in this session's grants\n" % port
+                        b"sandbox: refused.invalid is not in this session's grants\n" % port
                     ),
                     answer,
                 )
@@ -217,7 +217,7 @@ class RefusedTest(ProxyTestCase):
         answer = self.exchange(b"CONNECT 127.0.0.1:%d HTTP/1.1\r\n\r\n" % self.origins.echo.server_address[1])
         self.assertLess(time.monotonic() - started, 5)
         self.assertTrue(answer.startswith(b"HTTP/1.1 403 Forbidden\r\n"), answer)
-        self.assertIn(b"is not allowed for this session: no decision in time", answer)
+        self.assertIn(b"is not allowed for this sandbox: no decision in time", answer)
         ask = self.server.next_ask()
         closed = self.server.closed(ask["id"])
         self.assertEqual((closed["allowed"], closed["reason"]), (False, "no decision in time"))

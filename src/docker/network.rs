@@ -33,18 +33,23 @@ pub struct NetworkMembers {
 }
 
 async fn subnet_of(client: &bollard::Docker, network: &str) -> Result<Option<String>, DockerError> {
-    let inspected = client.inspect_network(network, None).await?;
-    Ok(inspected
-        .ipam
-        .and_then(|ipam| ipam.config)
-        .and_then(|configs| configs.into_iter().find_map(|config| config.subnet)))
+    Ok(subnet_in(client.inspect_network(network, None).await?.ipam))
+}
+
+fn subnet_in(ipam: Option<Ipam>) -> Option<String> {
+    ipam.and_then(|ipam| ipam.config)
+        .and_then(|configs| configs.into_iter().find_map(|config| config.subnet))
+}
+
+/// The upper half of `subnet` (`172.19.128.0/17` of `172.19.0.0/16`).
+fn upper_half(subnet: &str) -> Option<String> {
+    let net: ipnet::IpNet = subnet.parse().ok()?;
+    let halves = net.subnets(net.prefix_len() + 1).ok()?;
+    halves.last().map(|half| half.to_string())
 }
 
 fn members_of(name: &str, network: NetworkInspect) -> NetworkMembers {
-    let subnet = network
-        .ipam
-        .and_then(|ipam| ipam.config)
-        .and_then(|configs| configs.into_iter().find_map(|config| config.subnet));
+    let subnet = subnet_in(network.ipam);
     NetworkMembers {
         name: name.to_string(),
         labels: network.labels.unwrap_or_default(),
@@ -121,6 +126,10 @@ impl DockerEngine {
         let ipam = subnet.map(|subnet| Ipam {
             config: Some(vec![IpamConfig {
                 subnet: Some(subnet.to_string()),
+                // The engine hands out addresses from the upper half only,
+                // so the addresses below it (the proxy's) are never given
+                // to a sandbox.
+                ip_range: upper_half(subnet),
                 ..Default::default()
             }]),
             ..Default::default()
@@ -142,14 +151,12 @@ impl DockerEngine {
         Ok(created.id)
     }
 
-    /// Connects `container` to `network`, at `address` when given, and
-    /// known on it (to the engine's resolver) by `aliases` as well as its name.
+    /// Connects `container` to `network`, at `address` when given.
     pub async fn connect_to_network(
         &self,
         network: &str,
         container: &str,
         address: Option<&str>,
-        aliases: &[&str],
     ) -> Result<(), DockerError> {
         let client = self.client().await?;
         let endpoint = EndpointSettings {
@@ -157,7 +164,6 @@ impl DockerEngine {
                 ipv4_address: Some(address.to_string()),
                 ..Default::default()
             }),
-            aliases: (!aliases.is_empty()).then(|| aliases.iter().map(|alias| alias.to_string()).collect()),
             ..Default::default()
         };
         client
@@ -228,11 +234,7 @@ impl DockerEngine {
             Err(error) => return Err(error.into()),
         };
         for container in members.keys() {
-            let request = NetworkDisconnectRequest {
-                container: container.clone(),
-                force: Some(true),
-            };
-            if let Err(error) = client.disconnect_network(name, request).await {
+            if let Err(error) = self.disconnect_from_network(name, container).await {
                 tracing::debug!(%error, network = name, container, "disconnecting from a network being removed");
             }
         }

@@ -5,9 +5,12 @@
 
 use super::ledger::Owner;
 use futures::future::BoxFuture;
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
 
 /// "May `owner` reach `host:port`?"
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,22 +62,69 @@ impl std::fmt::Debug for UserAsker {
     }
 }
 
-/// One registered asker and its registration number.
-type Registered = (u64, Arc<dyn Asker>);
+/// An execute's registration: who asks for it, until when, and what the
+/// user declined during it (not asked again).
+struct Registration {
+    id: u64,
+    asker: Arc<dyn Asker>,
+    /// When the execute's own time limit ends: no question outlives it.
+    deadline: Instant,
+    declined: Vec<(String, u16)>,
+}
 
-/// Who can be asked about each sandbox now: the askers of the executes
-/// running in it.
+/// The question open for a sandbox: one at a time, so code cannot flood
+/// the user; connections to the same host wait for the same answer.
+struct Open {
+    host: String,
+    port: u16,
+    answer: watch::Receiver<Option<Approval>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_owner: HashMap<Owner, Vec<Registration>>,
+    open: HashMap<Owner, Open>,
+}
+
+/// What a connection outside the grants does about the user.
+pub(super) enum Turn {
+    /// Ask, within `limit`, then [`Askers::finish`] with the answer.
+    Ask {
+        asker: Arc<dyn Asker>,
+        limit: Duration,
+        registration: u64,
+        answer: watch::Sender<Option<Approval>>,
+    },
+    /// The same question is open: take its answer.
+    Wait(watch::Receiver<Option<Approval>>),
+    /// Not asked: the text says why.
+    Refuse(String),
+}
+
+/// Who can be asked about each sandbox now (the executes running in it),
+/// and the questions open.
 #[derive(Default, Clone)]
 pub(super) struct Askers {
-    by_owner: Arc<parking_lot::Mutex<HashMap<Owner, Vec<Registered>>>>,
-    next: Arc<std::sync::atomic::AtomicU64>,
+    inner: Arc<Mutex<Inner>>,
+    next: Arc<AtomicU64>,
 }
 
 impl Askers {
-    /// `asker` can be asked about `owner` until the guard is dropped.
-    pub(super) fn register(&self, owner: Owner, asker: Arc<dyn Asker>) -> AskerGuard {
-        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.by_owner.lock().entry(owner.clone()).or_default().push((id, asker));
+    /// `asker` can be asked about `owner` for `limit` (the execute's time
+    /// limit), or until the guard is dropped.
+    pub(super) fn register(&self, owner: Owner, asker: Arc<dyn Asker>, limit: Duration) -> AskerGuard {
+        let id = self.next.fetch_add(1, Ordering::SeqCst);
+        self.inner
+            .lock()
+            .by_owner
+            .entry(owner.clone())
+            .or_default()
+            .push(Registration {
+                id,
+                asker,
+                deadline: Instant::now() + limit,
+                declined: Vec::new(),
+            });
         AskerGuard {
             askers: self.clone(),
             owner,
@@ -82,13 +132,76 @@ impl Askers {
         }
     }
 
-    /// The most recent asker for `owner`.
-    pub(super) fn for_owner(&self, owner: &Owner) -> Option<Arc<dyn Asker>> {
-        self.by_owner
-            .lock()
-            .get(owner)
-            .and_then(|askers| askers.last())
-            .map(|(_, asker)| asker.clone())
+    /// True when someone can be asked about `owner` now.
+    pub(super) fn can_ask(&self, owner: &Owner) -> bool {
+        self.inner.lock().by_owner.contains_key(owner)
+    }
+
+    /// Whether and how to ask about `host:port` for `owner`.
+    pub(super) fn turn(&self, owner: &Owner, host: &str, port: u16, ask_timeout: Duration) -> Turn {
+        let mut inner = self.inner.lock();
+        let Some(registration) = inner.by_owner.get(owner).and_then(|all| all.last()) else {
+            return Turn::Refuse("nobody could be asked".into());
+        };
+        if registration.declined.iter().any(|(h, p)| h == host && *p == port) {
+            return Turn::Refuse("the user declined it earlier in this execute".into());
+        }
+        let left = registration.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Turn::Refuse("the execute that reached for it has run out of time".into());
+        }
+        let (asker, id) = (registration.asker.clone(), registration.id);
+        if let Some(open) = inner.open.get(owner) {
+            if open.host == host && open.port == port {
+                return Turn::Wait(open.answer.clone());
+            }
+            return Turn::Refuse(format!(
+                "the user is being asked about {}:{} first; retry once that is answered",
+                open.host, open.port
+            ));
+        }
+        let (answer, receiver) = watch::channel(None);
+        inner.open.insert(
+            owner.clone(),
+            Open {
+                host: host.to_string(),
+                port,
+                answer: receiver,
+            },
+        );
+        Turn::Ask {
+            asker,
+            limit: ask_timeout.min(left),
+            registration: id,
+            answer,
+        }
+    }
+
+    /// Closes the question with the user's `approval`: a refusal is
+    /// remembered for the execute; an answer that comes after the execute
+    /// ended counts as a refusal (the code that asked is gone).
+    pub(super) fn finish(
+        &self,
+        owner: &Owner,
+        registration: u64,
+        host: &str,
+        port: u16,
+        approval: Approval,
+    ) -> Approval {
+        let mut inner = self.inner.lock();
+        inner.open.remove(owner);
+        let current = inner
+            .by_owner
+            .get_mut(owner)
+            .and_then(|all| all.iter_mut().find(|entry| entry.id == registration));
+        match (current, approval) {
+            (None, _) => Approval::Refused("the execute that reached for it has ended".into()),
+            (Some(entry), Approval::Refused(reason)) => {
+                entry.declined.push((host.to_string(), port));
+                Approval::Refused(reason)
+            }
+            (Some(_), approval) => approval,
+        }
     }
 }
 
@@ -101,11 +214,11 @@ pub struct AskerGuard {
 
 impl Drop for AskerGuard {
     fn drop(&mut self) {
-        let mut by_owner = self.askers.by_owner.lock();
-        if let Some(askers) = by_owner.get_mut(&self.owner) {
-            askers.retain(|(id, _)| *id != self.id);
-            if askers.is_empty() {
-                by_owner.remove(&self.owner);
+        let mut inner = self.askers.inner.lock();
+        if let Some(all) = inner.by_owner.get_mut(&self.owner) {
+            all.retain(|entry| entry.id != self.id);
+            if all.is_empty() {
+                inner.by_owner.remove(&self.owner);
             }
         }
     }

@@ -52,6 +52,7 @@ pub const ORPHAN_AGE: Duration = Duration::from_secs(120);
 /// connections its program had open.
 const SETTLE_LIMIT: Duration = Duration::from_millis(500);
 const SETTLE_POLL: Duration = Duration::from_millis(5);
+const SETTLE_STILL: Duration = Duration::from_millis(100);
 
 /// How long taking a session network over from another proxy may take.
 const TAKEOVER_LIMIT: Duration = Duration::from_secs(15);
@@ -214,9 +215,9 @@ impl EgressGateway {
     /// Lets `asker` be asked about connections of `owner` outside its
     /// grants (when `egress.ask` is on) until the guard is dropped: an
     /// execute registers its client while it runs.
-    pub fn asking(&self, owner: &Owner, asker: &UserAsker) -> Option<AskerGuard> {
+    pub fn asking(&self, owner: &Owner, asker: &UserAsker, limit: Duration) -> Option<AskerGuard> {
         let asker = asker.0.clone()?;
-        Some(self.askers.register(owner.clone(), asker))
+        Some(self.askers.register(owner.clone(), asker, limit))
     }
 
     /// Changes what `owner` may reach.
@@ -236,8 +237,17 @@ impl EgressGateway {
     /// events belong to this execute; a daemon's connections stay open.
     pub async fn refusal_notes(&self, owner: &Owner) -> Vec<String> {
         let deadline = tokio::time::Instant::now() + SETTLE_LIMIT;
-        while self.ledger.lock().unsettled(owner) > 0 && tokio::time::Instant::now() < deadline {
+        let mut left = self.ledger.lock().unsettled(owner);
+        let mut last_change = tokio::time::Instant::now();
+        // Until none is left, or none has closed for a while (a kept-alive
+        // connection of the kernel's stays open), within the limit.
+        while left > 0 && tokio::time::Instant::now() < deadline && last_change.elapsed() < SETTLE_STILL {
             tokio::time::sleep(SETTLE_POLL).await;
+            let now_left = self.ledger.lock().unsettled(owner);
+            if now_left < left {
+                last_change = tokio::time::Instant::now();
+            }
+            left = now_left;
         }
         refusal_notes(self.ledger.lock().take_untold(owner))
     }
@@ -320,11 +330,7 @@ impl EgressGateway {
     async fn join(&self, network: &str, address: IpAddr) -> Result<IpAddr, EgressError> {
         let proxy = self.proxy().await?;
         let wanted = address.to_string();
-        match self
-            .engine
-            .connect_to_network(network, proxy.id(), Some(&wanted), &[])
-            .await
-        {
+        match self.engine.connect_to_network(network, proxy.id(), Some(&wanted)).await {
             Ok(()) => Ok(address),
             // Joined already (another call got there first): where?
             Err(error) => match self.engine.address_on_network(proxy.id(), network).await? {

@@ -5,7 +5,7 @@
 //! says. The container goes with this server (its stdin closes and the
 //! engine removes it), so each server runs its own.
 
-use super::asker::{Approval, Askers, Question};
+use super::asker::{Approval, Askers, Question, Turn};
 use super::error::EgressError;
 use super::ledger::{Answered, Judgement, Ledger, Owner};
 use super::protocol::{Ask, Closed, DecisionMessage, PROTOCOL, ProxyMessage, ServerMessage};
@@ -131,6 +131,8 @@ impl ProxyProcess {
 
     /// Removes the container now.
     pub(super) async fn stop(&self) {
+        // Its stream ending now is no news.
+        self.alive.store(false, Ordering::SeqCst);
         let container = self.container.lock().take();
         if let Some(container) = container {
             container.remove().await;
@@ -203,7 +205,9 @@ async fn read_reports(
         let line = match reader.read_line().await {
             Ok(line) => line,
             Err(error) => {
-                tracing::warn!(%error, "the egress proxy stopped");
+                if alive.load(Ordering::SeqCst) {
+                    tracing::warn!(%error, "the egress proxy stopped");
+                }
                 break;
             }
         };
@@ -228,9 +232,10 @@ async fn read_reports(
 /// to ask about (the decision follows the answer).
 fn decide(context: &Context, ask: &Ask) -> Result<DecisionMessage, Owner> {
     let settings = &context.config.egress;
-    let judgement = context.ledger.lock().judge(ask, settings, |owner| {
-        settings.ask && context.askers.for_owner(owner).is_some()
-    });
+    let judgement = context
+        .ledger
+        .lock()
+        .judge(ask, settings, |owner| settings.ask && context.askers.can_ask(owner));
     let mut decision = refusal(ask, None, String::new());
     match judgement {
         Judgement::Allow {
@@ -274,16 +279,33 @@ fn ask_user(context: &Arc<Context>, ask: Ask, owner: Owner, outbox: mpsc::Unboun
     let context = context.clone();
     tokio::spawn(async move {
         let settings = &context.config.egress;
-        let approval = match context.askers.for_owner(&owner) {
-            Some(asker) => {
+        let approval = match context.askers.turn(&owner, &ask.host, ask.port, settings.ask_timeout) {
+            Turn::Refuse(reason) => Approval::Refused(reason),
+            Turn::Wait(mut answer) => {
+                let answered = tokio::time::timeout(settings.ask_timeout, answer.wait_for(Option::is_some)).await;
+                match answered {
+                    Ok(Ok(answer)) => answer.clone().unwrap_or(Approval::Refused("no answer".into())),
+                    _ => Approval::Refused("no answer in time".into()),
+                }
+            }
+            Turn::Ask {
+                asker,
+                limit,
+                registration,
+                answer,
+            } => {
                 let question = Question {
                     owner: owner.clone(),
                     host: ask.host.clone(),
                     port: ask.port,
                 };
-                asker.ask(question, settings.ask_timeout).await
+                let approval = asker.ask(question, limit).await;
+                let approval = context
+                    .askers
+                    .finish(&owner, registration, &ask.host, ask.port, approval);
+                let _ = answer.send(Some(approval.clone()));
+                approval
             }
-            None => Approval::Refused("nobody could be asked".into()),
         };
         tracing::info!(%owner, host = %ask.host, port = ask.port, ?approval, "the user answered about egress");
         let answered = context.ledger.lock().answered(&ask, &owner, &approval, settings);

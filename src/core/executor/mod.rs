@@ -213,9 +213,13 @@ impl Executor {
             None => request.language.prepare(&request.code),
         };
         let spec = request.run_spec(&program, sandbox.kernel);
-        let asking = network
-            .as_ref()
-            .and_then(|network| self.egress.asking(network.owner(), &request.asker));
+        let asking = network.as_ref().and_then(|network| {
+            self.egress.asking(
+                network.owner(),
+                &request.asker,
+                Duration::from_millis(request.timeout_ms),
+            )
+        });
         let result = run_program(&sandbox.connection, spec, &self.config).await;
         drop(asking);
         let container_id = sandbox.container.id().to_string();

@@ -73,7 +73,10 @@ impl SessionManager {
         let _asking = facts
             .grants
             .is_some()
-            .then(|| self.egress.asking(&Owner::Session(name.to_string()), &request.asker))
+            .then(|| {
+                self.egress
+                    .asking(&Owner::Session(name.to_string()), &request.asker, wait)
+            })
             .flatten();
         let result = run_program(&live, request.run_spec(&program, kernel), config).await;
         self.touch(&facts.info.id);

@@ -155,7 +155,7 @@ impl Policy<'_> {
         let why = match (host, other_port) {
             (_, Some(pattern)) => format!("it is allowed on {} only (`{pattern}`)", pattern.ports_text()),
             (Host::Address(_), None) => "an IP address is reachable only when granted as that same address".into(),
-            (Host::Name(_), None) => format!("it is neither in this session's grants nor in {ALLOW_KEY}"),
+            (Host::Name(_), None) => format!("it is neither in this sandbox's grants nor in {ALLOW_KEY}"),
         };
         let suggestion = match DEFAULT_PORTS.contains(&port) {
             true => host.to_string(),
@@ -216,5 +216,8 @@ impl Policy<'_> {
 }
 
 fn how_to_allow(pattern: &str) -> String {
-    format!("the user can add `{pattern}` to {ALLOW_KEY} in the config file or to {ALLOW_ENV} in the environment")
+    format!(
+        "the user can add `{pattern}` to {ALLOW_KEY} in the config file or to {ALLOW_ENV} in the environment \
+         (the server reads it at start), and the model can then request it with `network`"
+    )
 }

@@ -145,6 +145,11 @@ impl Ledger {
             },
         );
         let account = self.accounts.entry(owner).or_default();
+        if account.container.as_deref().is_some_and(|known| known != container) {
+            // A new sandbox under the same name (a session destroyed and
+            // created again): nothing of the old one's carries over.
+            *account = Account::default();
+        }
         account.grants = grants;
         account.container = Some(container.to_string());
     }
@@ -159,9 +164,15 @@ impl Ledger {
         self.by_via.retain(|_, binding| &binding.owner != owner);
     }
 
-    /// Forgets every binding (the proxy they point at is gone); accounts stay.
+    /// Forgets every binding and connection (the proxy they belong to is
+    /// gone); accounts stay.
     pub fn unbind_all(&mut self) {
         self.by_via.clear();
+        // Its connections went with it: none will be reported closed.
+        self.pending.clear();
+        for account in self.accounts.values_mut() {
+            account.open = 0;
+        }
     }
 
     /// Forgets `owner` entirely (its sandbox was removed).
@@ -197,7 +208,7 @@ impl Ledger {
             Judgement::Allow { owner, rule, .. } => (Some(owner.clone()), Some(rule.to_string())),
             Judgement::Refuse { owner, reason } => {
                 if let Some(account) = owner.as_ref().and_then(|owner| self.accounts.get_mut(owner)) {
-                    account.untold.push(format!("{}:{}: {reason}", ask.host, ask.port));
+                    tell(account, ask, reason);
                 }
                 (owner.clone(), None)
             }
@@ -220,13 +231,16 @@ impl Ledger {
         let Some(account) = self.accounts.get_mut(owner) else {
             return Answered::Refused("the sandbox is gone".into());
         };
+        if let Approval::Refused(reason) = approval {
+            tell(account, ask, reason);
+            return Answered::Refused(reason.clone());
+        }
+        // The connection ended while the user was deciding (the proxy
+        // reported it closed): nothing is opened or counted for it.
+        let Some(pending) = self.pending.get_mut(&ask.id) else {
+            return Answered::Refused("the connection ended before the answer".into());
+        };
         let rule = match approval {
-            Approval::Refused(reason) => {
-                let reason = format!("{}:{} is refused: {reason}", ask.host, ask.port);
-                account.untold.push(format!("{}:{}: {reason}", ask.host, ask.port));
-                return Answered::Refused(reason);
-            }
-            Approval::Once => "the user (once)".to_string(),
             Approval::ForSandbox => {
                 if let Some(host) = Host::parse(&ask.host) {
                     let pattern = HostPattern::exact(&host, ask.port);
@@ -234,18 +248,17 @@ impl Ledger {
                         account.grants.push(pattern);
                     }
                 }
-                "the user (for this sandbox)".to_string()
+                "the user (for this sandbox)"
             }
+            _ => "the user (once)",
         };
         if budget_bytes == 0 {
             let reason = format!("byte budget reached ({BUDGET_KEY})");
-            account.untold.push(format!("{}:{}: {reason}", ask.host, ask.port));
+            tell(account, ask, &reason);
             return Answered::Refused(reason);
         }
         account.open += 1;
-        if let Some(pending) = self.pending.get_mut(&ask.id) {
-            pending.rule = Some(rule);
-        }
+        pending.rule = Some(rule.to_string());
         Answered::Allow {
             budget_bytes,
             private: private_host(settings, &ask.host),
@@ -360,6 +373,18 @@ impl Ledger {
         }
         Settled { owner, rule }
     }
+}
+
+/// Keeps a refusal to tell the model in the execute's note.
+fn tell(account: &mut Account, ask: &Ask, reason: &str) {
+    account.untold.push(untold(&ask.host, ask.port, reason));
+}
+
+/// `host:port: reason`, without the `host:port is refused: ` some reasons
+/// start with (the note names the host once).
+fn untold(host: &str, port: u16, reason: &str) -> String {
+    let reason = reason.split_once(" is refused: ").map_or(reason, |(_, why)| why);
+    format!("{host}:{port}: {reason}")
 }
 
 fn refuse(owner: Option<Owner>, reason: String) -> Judgement {

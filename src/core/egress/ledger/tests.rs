@@ -1,3 +1,5 @@
+//! The ledger: identity, grants, caps and budgets, the user's answers.
+
 use super::*;
 use crate::security::egress::PrivateAllowance;
 
@@ -92,9 +94,10 @@ fn a_session_reaches_its_grants_only() {
         |_| false,
     ));
     assert!(refused.contains("egress.allow"), "{refused}");
+    let why = refused.split_once(" is refused: ").unwrap().1;
     assert_eq!(
         ledger.take_untold(&Owner::Session("other".into())),
-        vec![format!("api.github.com:443: {refused}")]
+        vec![format!("api.github.com:443: {why}")]
     );
     assert!(ledger.take_untold(&Owner::Session("other".into())).is_empty());
     // Asking is possible: the user is asked instead.
@@ -211,4 +214,122 @@ fn address_refusals_reach_the_notes_and_host_entries_allow_private_addresses() {
         |_| false,
     ));
     assert!(refused.contains("is refused"), "{refused}");
+}
+
+#[test]
+fn the_users_answer_opens_only_a_connection_still_waiting() {
+    let mut ledger = bound();
+    let settings = settings(&[]);
+    let other = Owner::Session("other".into());
+    let asked = ask("1", "172.31.0.3", "172.31.0.2", "new.example", 443);
+    assert!(matches!(
+        ledger.judge(&asked, &settings, |_| true),
+        Judgement::AskUser { .. }
+    ));
+    // For the sandbox: granted from then on, counted as open.
+    let answered = ledger.answered(&asked, &other, &Approval::ForSandbox, &settings);
+    assert!(
+        matches!(answered, Answered::Allow { ref grants, .. } if grants.iter().any(|g| g.to_string() == "new.example:443")),
+        "{answered:?}"
+    );
+    assert!(matches!(
+        ledger.judge(
+            &ask("2", "172.31.0.3", "172.31.0.2", "new.example", 443),
+            &settings,
+            |_| true
+        ),
+        Judgement::Allow { .. }
+    ));
+    ledger.closed(&closed("1", true, None, 0, 0));
+    ledger.closed(&closed("2", true, None, 0, 0));
+    // A connection that ended while the user decided opens nothing, and
+    // leaves no open count behind.
+    let late = ask("3", "172.31.0.3", "172.31.0.2", "late.example", 443);
+    assert!(matches!(
+        ledger.judge(&late, &settings, |_| true),
+        Judgement::AskUser { .. }
+    ));
+    ledger.closed(&closed(
+        "3",
+        false,
+        Some("the client closed the connection before the decision"),
+        0,
+        0,
+    ));
+    let answered = ledger.answered(&late, &other, &Approval::Once, &settings);
+    assert!(
+        matches!(answered, Answered::Refused(ref why) if why.contains("ended before")),
+        "{answered:?}"
+    );
+    for id in ["4", "5"] {
+        assert!(matches!(
+            ledger.judge(
+                &ask(id, "172.31.0.3", "172.31.0.2", "new.example", 443),
+                &settings,
+                |_| false
+            ),
+            Judgement::Allow { .. }
+        ));
+    }
+    ledger.closed(&closed("4", true, None, 0, 0));
+    ledger.closed(&closed("5", true, None, 0, 0));
+    // A refusal is told once, without repeating the host.
+    let declined = ask("6", "172.31.0.3", "172.31.0.2", "no.example", 443);
+    ledger.judge(&declined, &settings, |_| true);
+    let answered = ledger.answered(
+        &declined,
+        &other,
+        &Approval::Refused("the user declined it".into()),
+        &settings,
+    );
+    assert_eq!(answered, Answered::Refused("the user declined it".into()));
+    assert_eq!(
+        ledger.take_untold(&other),
+        vec!["no.example:443: the user declined it".to_string()]
+    );
+}
+
+#[test]
+fn a_new_sandbox_under_an_old_name_starts_afresh_and_a_lost_proxy_leaves_no_open_counts() {
+    let mut ledger = bound();
+    let settings = settings(&[]);
+    let calc = Owner::Session("calc".into());
+    let judge = |ledger: &mut Ledger, id: &str| {
+        ledger.judge(
+            &ask(id, "172.30.0.3", "172.30.0.2", "api.github.com", 443),
+            &settings,
+            |_| false,
+        )
+    };
+    assert!(matches!(judge(&mut ledger, "1"), Judgement::Allow { .. }));
+    assert!(matches!(judge(&mut ledger, "2"), Judgement::Allow { .. }));
+    ledger.closed(&closed("1", true, None, 900, 0));
+    // The proxy went away with connection 2 open: nothing stays counted.
+    ledger.unbind_all();
+    assert_eq!(ledger.unsettled(&calc), 0);
+    ledger.bind(
+        "172.30.0.2".parse().unwrap(),
+        calc.clone(),
+        "172.30.0.3".parse().unwrap(),
+        "calc-container",
+        vec!["api.github.com".parse().unwrap()],
+    );
+    assert!(matches!(
+        judge(&mut ledger, "3"),
+        Judgement::Allow { budget_bytes: 100, .. }
+    ));
+    assert!(matches!(judge(&mut ledger, "4"), Judgement::Allow { .. }));
+    // Destroyed and created again under the same name: a new container.
+    ledger.bind(
+        "172.30.0.2".parse().unwrap(),
+        calc.clone(),
+        "172.30.0.3".parse().unwrap(),
+        "new-container",
+        vec!["api.github.com".parse().unwrap()],
+    );
+    assert_eq!(ledger.totals(&calc), EgressTotals::default());
+    assert!(matches!(
+        judge(&mut ledger, "5"),
+        Judgement::Allow { budget_bytes: 1000, .. }
+    ));
 }

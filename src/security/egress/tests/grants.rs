@@ -79,7 +79,7 @@ fn refusals_say_why_and_name_the_config_key() {
         (
             "example.com",
             443,
-            "example.com:443 is refused: it is neither in this session's grants nor in egress.allow; the user can add `example.com` to egress.allow in the config file or to MULTILANG_SANDBOX_EGRESS_ALLOW in the environment",
+            "example.com:443 is refused: it is neither in this sandbox's grants nor in egress.allow; the user can add `example.com` to egress.allow in the config file or to MULTILANG_SANDBOX_EGRESS_ALLOW in the environment",
         ),
         (
             "example.com",
@@ -89,7 +89,7 @@ fn refusals_say_why_and_name_the_config_key() {
         (
             "example.org",
             443,
-            "neither in this session's grants nor in egress.allow",
+            "neither in this sandbox's grants nor in egress.allow",
         ),
         (
             "www.example.org",
