@@ -297,3 +297,88 @@ async fn a_session_that_used_its_byte_budget_is_refused_with_the_reason() {
     assert!(stdout(&after).contains("byte budget reached"), "{after}");
     assert!(note(&after).contains("egress.budget_mb"), "{after}");
 }
+
+/// The package index hosts pip in the Python image would use, read from
+/// pip's own configuration (an `index-url` it is given, else pip's
+/// built-in defaults), in a container without network.
+fn pip_index_hosts() -> Vec<String> {
+    let config = multilang_sandbox::config::Config::from_env().expect("configuration");
+    let image = multilang_sandbox::images::tag_for(multilang_sandbox::runtime::Language::Python, &config);
+    let code = r#"
+import subprocess, urllib.parse
+from pip._internal.models.index import PyPI
+url = subprocess.run(["pip", "config", "get", "global.index-url"], capture_output=True, text=True).stdout.strip()
+hosts = [urllib.parse.urlsplit(url).hostname] if url else [PyPI.netloc, PyPI.file_storage_domain]
+print(" ".join(hosts))
+"#;
+    docker(&["run", "--rm", "--network", "none", &image, "python3", "-c", code])
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pip_installs_from_code_with_only_the_index_hosts_granted() {
+    require_docker().await;
+    let hosts = pip_index_hosts();
+    assert!(!hosts.is_empty(), "pip names no index host");
+    let allow = hosts.join(",");
+    // Where these machines' index hosts resolve to a non-public address (a
+    // local mirror), the user names them in allow_private too; where they
+    // are public, that entry changes nothing.
+    let (client, _) = start_server_process(&[
+        ("MULTILANG_SANDBOX_POOL_SIZE", "0"),
+        ("MULTILANG_SANDBOX_EGRESS_ALLOW", allow.as_str()),
+        ("MULTILANG_SANDBOX_EGRESS_ALLOW_PRIVATE", allow.as_str()),
+    ])
+    .await;
+    let name = TestSession::adopt(unique_name("egress-pip"));
+    session(
+        &client,
+        json!({"action": "create", "name": name, "language": "python", "network": hosts}),
+    )
+    .await;
+    // The CAs this machine trusts, handed to the sandbox as a user would
+    // (a mirror on these machines has its own CA); the proxy never sees
+    // inside the tunnel.
+    let config = multilang_sandbox::config::Config::from_env().expect("configuration");
+    let bundle = config
+        .ca_bundle
+        .as_ref()
+        .and_then(|path| std::fs::read_to_string(path).ok())
+        .unwrap_or_default();
+    let mut cert = "";
+    if bundle.contains("BEGIN CERTIFICATE") {
+        let written = common::call(
+            &client,
+            "sandbox_file_ops",
+            json!({"session": name.as_str(), "operation": "write", "path": "/workspace/ca.pem", "content": bundle}),
+        )
+        .await;
+        assert_ne!(written.is_error, Some(true), "writing the CA bundle failed");
+        cert = "/workspace/ca.pem";
+    }
+    let install = execute_with(
+        &client,
+        json!({"language": "python", "session": name.as_str(), "timeout": 120000, "env": {"CERT": cert}, "code": r#"
+import os, subprocess, sys
+cert = ["--cert", os.environ["CERT"]] if os.environ["CERT"] else []
+done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *cert, "--target", "/workspace/pkgs", "six"],
+                      capture_output=True, text=True)
+print("pip", done.returncode, done.stderr[-500:])
+sys.path.insert(0, "/workspace/pkgs")
+import six
+print("six", six.__version__)
+"#}),
+    )
+    .await;
+    assert!(stdout(&install).contains("pip 0"), "{install}");
+    assert!(stdout(&install).contains("six "), "{install}");
+    // Nothing else is reachable from it.
+    let other = execute_with(
+        &client,
+        json!({"language": "python", "session": name.as_str(), "code": python_fetch("http://example.com/")}),
+    )
+    .await;
+    assert!(stdout(&other).starts_with("status 403"), "{other}");
+}
