@@ -105,7 +105,7 @@ async fn only_the_proxy_is_reachable_and_it_enforces_the_servers_decisions() {
     let test_label = HashMap::from([("multilang-sandbox.test".to_string(), format!("egress-{id}"))]);
     made.networks.push(inside.clone());
     let network = engine
-        .create_isolated_network(&inside, &test_label)
+        .create_isolated_network(&inside, &test_label, None)
         .await
         .expect("create the session network");
     assert_eq!(network.name, inside);

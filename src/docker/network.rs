@@ -83,12 +83,24 @@ impl DockerEngine {
     /// pinned (given back to the engine as the network's own), so that a
     /// container can be connected at a chosen address on it: the engine
     /// takes chosen addresses only on networks whose subnet was given.
+    /// `reuse`: a subnet to try first (one this server just freed), which
+    /// saves the picking when no other network took it meanwhile.
     pub async fn create_isolated_network(
         &self,
         name: &str,
         labels: &HashMap<String, String>,
+        reuse: Option<&str>,
     ) -> Result<IsolatedNetwork, DockerError> {
         let client = self.client().await?;
+        if let Some(subnet) = reuse
+            && let Ok(id) = self.create_internal(&client, name, labels, Some(subnet)).await
+        {
+            return Ok(IsolatedNetwork {
+                id,
+                name: name.to_string(),
+                subnet: Some(subnet.to_string()),
+            });
+        }
         let mut last_error = None;
         for _ in 0..PIN_ATTEMPTS {
             // The engine picks a free subnet from its pools ...
@@ -225,12 +237,13 @@ impl DockerEngine {
     }
 
     /// Removes a network; an absent one is fine. Containers still
-    /// connected (egress proxies) are disconnected first.
-    pub async fn remove_network(&self, name: &str) -> Result<(), DockerError> {
+    /// connected (egress proxies) are disconnected first. Returns the
+    /// subnet it had (free again for the next network).
+    pub async fn remove_network(&self, name: &str) -> Result<Option<String>, DockerError> {
         let client = self.client().await?;
-        let members = match client.inspect_network(name, None).await {
-            Ok(network) => network.containers.unwrap_or_default(),
-            Err(error) if is_not_found(&error) => return Ok(()),
+        let (members, subnet) = match client.inspect_network(name, None).await {
+            Ok(network) => (network.containers.unwrap_or_default(), subnet_in(network.ipam)),
+            Err(error) if is_not_found(&error) => return Ok(None),
             Err(error) => return Err(error.into()),
         };
         for container in members.keys() {
@@ -239,8 +252,8 @@ impl DockerEngine {
             }
         }
         match client.remove_network(name).await {
-            Ok(()) => Ok(()),
-            Err(error) if is_not_found(&error) => Ok(()),
+            Ok(()) => Ok(subnet),
+            Err(error) if is_not_found(&error) => Ok(None),
             Err(error) => Err(error.into()),
         }
     }

@@ -48,6 +48,9 @@ use std::time::Duration;
 /// stateless execute's network exists a moment before its sandbox).
 pub const ORPHAN_AGE: Duration = Duration::from_secs(120);
 
+/// How many freed subnets are remembered.
+const FREE_SUBNETS_KEPT: usize = 16;
+
 /// How long an execute's result waits for the proxy's reports on the
 /// connections its program had open.
 const SETTLE_LIMIT: Duration = Duration::from_millis(500);
@@ -71,6 +74,9 @@ pub struct EgressGateway {
     proxy: tokio::sync::Mutex<Option<Arc<ProxyProcess>>>,
     askers: Askers,
     store: Arc<SessionStore>,
+    /// Subnets of sandbox networks this server removed, tried first for
+    /// the next ones (picking a subnet costs a network made and removed).
+    free_subnets: Mutex<Vec<String>>,
     /// Proxies started so far (each gets a name of its own).
     started: AtomicU64,
 }
@@ -87,6 +93,7 @@ impl EgressGateway {
             proxy: tokio::sync::Mutex::new(None),
             askers: Askers::default(),
             store,
+            free_subnets: Mutex::default(),
             started: AtomicU64::new(0),
         }
     }
@@ -121,7 +128,11 @@ impl EgressGateway {
         if let Owner::Session(name) = owner {
             network_labels.insert(labels::SESSION.to_string(), name.clone());
         }
-        let made = self.engine.create_isolated_network(network, &network_labels).await?;
+        let reuse = self.free_subnets.lock().pop();
+        let made = self
+            .engine
+            .create_isolated_network(network, &network_labels, reuse.as_deref())
+            .await?;
         let joined = async {
             let address = proxy_address(made.subnet.as_deref(), network)?;
             self.join(network, address).await
@@ -255,7 +266,13 @@ impl EgressGateway {
     /// Forgets `owner` and removes its network (the sandbox must be gone).
     pub async fn close_network(&self, network: &str, owner: &Owner) -> Result<(), DockerError> {
         self.ledger.lock().release(owner);
-        self.engine.remove_network(network).await
+        if let Some(subnet) = self.engine.remove_network(network).await? {
+            let mut free = self.free_subnets.lock();
+            free.push(subnet);
+            let keep = free.len().saturating_sub(FREE_SUBNETS_KEPT);
+            free.drain(..keep);
+        }
+        Ok(())
     }
 
     /// Removes sandbox networks nothing uses any more: a stateless
