@@ -37,6 +37,14 @@ pub struct SandboxNetwork<'a> {
     pub proxy: std::net::IpAddr,
 }
 
+impl SandboxNetwork<'_> {
+    /// Puts the container on this network with the proxy variables set.
+    fn join(self, spec: &mut SandboxSpec) {
+        spec.network = NetworkAccess::Isolated(self.name.to_string());
+        spec.env = egress::sandbox_env(self.proxy);
+    }
+}
+
 /// What a container is for.
 pub enum Purpose<'a> {
     /// One stateless execute, then removed.
@@ -169,8 +177,7 @@ impl Launcher {
             }
             Purpose::Networked { network } => {
                 labels.insert(labels::KIND.to_string(), "pool".to_string());
-                spec.network = NetworkAccess::Isolated(network.name.to_string());
-                spec.env = egress::sandbox_env(network.proxy);
+                network.join(&mut spec);
                 language.pool_kernel()
             }
             Purpose::Session {
@@ -184,8 +191,7 @@ impl Launcher {
                 network,
             } => {
                 if let Some(network) = network {
-                    spec.network = NetworkAccess::Isolated(network.name.to_string());
-                    spec.env = egress::sandbox_env(network.proxy);
+                    network.join(&mut spec);
                 }
                 spec.limits.memory_bytes += (extra_memory_mb * 1024 * 1024) as i64;
                 profile = seccomp;

@@ -236,7 +236,6 @@ fn decide(context: &Context, ask: &Ask) -> Result<DecisionMessage, Owner> {
         .ledger
         .lock()
         .judge(ask, settings, |owner| settings.ask && context.askers.can_ask(owner));
-    let mut decision = refusal(ask, None, String::new());
     match judgement {
         Judgement::Allow {
             owner,
@@ -245,19 +244,27 @@ fn decide(context: &Context, ask: &Ask) -> Result<DecisionMessage, Owner> {
             rule,
         } => {
             tracing::debug!(%owner, host = %ask.host, port = ask.port, %rule, "egress allowed");
-            decision.allow = true;
-            decision.session = Some(owner.tag());
-            decision.budget_bytes = Some(budget_bytes);
-            decision.private = private;
-            decision.reason = None;
+            Ok(allowance(ask, &owner, budget_bytes, private))
         }
         Judgement::Refuse { owner, reason } => {
             tracing::info!(owner = ?owner.as_ref().map(Owner::tag), host = %ask.host, port = ask.port, %reason, "egress refused");
-            decision = refusal(ask, owner.as_ref(), reason);
+            Ok(refusal(ask, owner.as_ref(), reason))
         }
-        Judgement::AskUser { owner } => return Err(owner),
+        Judgement::AskUser { owner } => Err(owner),
     }
-    Ok(decision)
+}
+
+fn allowance(ask: &Ask, owner: &Owner, budget_bytes: u64, private: bool) -> DecisionMessage {
+    DecisionMessage {
+        id: ask.id.clone(),
+        allow: true,
+        session: Some(owner.tag()),
+        budget_bytes: Some(budget_bytes),
+        private,
+        reason: None,
+        host: ask.host.clone(),
+        port: ask.port,
+    }
 }
 
 fn refusal(ask: &Ask, owner: Option<&Owner>, reason: String) -> DecisionMessage {
@@ -321,14 +328,7 @@ fn ask_user(context: &Arc<Context>, ask: Ask, owner: Owner, outbox: mpsc::Unboun
                     record.grants = Some(grants.iter().map(ToString::to_string).collect());
                     context.store.save(&container, &record);
                 }
-                DecisionMessage {
-                    allow: true,
-                    session: Some(owner.tag()),
-                    budget_bytes: Some(budget_bytes),
-                    private,
-                    reason: None,
-                    ..refusal(&ask, None, String::new())
-                }
+                allowance(&ask, &owner, budget_bytes, private)
             }
             Answered::Refused(reason) => refusal(&ask, Some(&owner), reason),
         };

@@ -122,11 +122,16 @@ pub fn network_name(name: &str) -> String {
     session_volume(name, "network")
 }
 
-/// The grants label (or record) as patterns; entries that no longer parse
-/// are dropped (they grant nothing).
-pub(super) fn parse_grants(text: &str) -> Vec<HostPattern> {
-    let entries: Vec<String> = serde_json::from_str(text).unwrap_or_default();
-    entries.iter().filter_map(|entry| entry.parse().ok()).collect()
+/// A session's grants: the record's when they were changed, else the
+/// label's (a JSON list) it was created with; `None` without network.
+/// Entries that no longer parse are dropped (they grant nothing).
+pub(super) fn parse_grants(record: Option<&[String]>, label: Option<&str>) -> Option<Vec<HostPattern>> {
+    let entries: Vec<String> = match (record, label) {
+        (Some(entries), _) => entries.to_vec(),
+        (None, Some(label)) => serde_json::from_str(label).unwrap_or_default(),
+        (None, None) => return None,
+    };
+    Some(entries.iter().filter_map(|entry| entry.parse().ok()).collect())
 }
 
 /// The volume holding a session's `/outputs`.

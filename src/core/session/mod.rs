@@ -359,12 +359,10 @@ impl SessionManager {
             .and_then(|label| serde_json::from_str(label).ok())
             .unwrap_or_default();
         let record = self.store.load(&info.id);
-        let grants = record
-            .grants
-            .as_ref()
-            .map(|grants| serde_json::to_string(grants).unwrap_or_default())
-            .or_else(|| info.labels.get(label_keys::NETWORK).cloned())
-            .map(|text: String| parse_grants(&text));
+        let grants = parse_grants(
+            record.grants.as_deref(),
+            info.labels.get(label_keys::NETWORK).map(String::as_str),
+        );
         Some(SessionFacts {
             grants,
             info,

@@ -59,6 +59,15 @@ fn bound() -> Ledger {
     ledger
 }
 
+/// `calc`'s connection `id` to api.github.com:443 (its grant), no asking.
+fn calc_to_github(ledger: &mut Ledger, settings: &EgressSettings, id: &str) -> Judgement {
+    ledger.judge(
+        &ask(id, "172.30.0.3", "172.30.0.2", "api.github.com", 443),
+        settings,
+        |_| false,
+    )
+}
+
 fn reason(judgement: Judgement) -> String {
     match judgement {
         Judgement::Refuse { reason, .. } => reason,
@@ -148,13 +157,7 @@ fn the_connection_cap_and_the_byte_budget_are_per_sandbox() {
     let mut ledger = bound();
     let settings = settings(&[]);
     let calc = Owner::Session("calc".into());
-    let judge = |ledger: &mut Ledger, id: &str| {
-        ledger.judge(
-            &ask(id, "172.30.0.3", "172.30.0.2", "api.github.com", 443),
-            &settings,
-            |_| false,
-        )
-    };
+    let judge = |ledger: &mut Ledger, id: &str| calc_to_github(ledger, &settings, id);
     assert!(matches!(judge(&mut ledger, "1"), Judgement::Allow { .. }));
     assert!(matches!(judge(&mut ledger, "2"), Judgement::Allow { .. }));
     assert!(reason(judge(&mut ledger, "3")).contains("egress.max_connections"));
@@ -294,13 +297,7 @@ fn a_new_sandbox_under_an_old_name_starts_afresh_and_a_lost_proxy_leaves_no_open
     let mut ledger = bound();
     let settings = settings(&[]);
     let calc = Owner::Session("calc".into());
-    let judge = |ledger: &mut Ledger, id: &str| {
-        ledger.judge(
-            &ask(id, "172.30.0.3", "172.30.0.2", "api.github.com", 443),
-            &settings,
-            |_| false,
-        )
-    };
+    let judge = |ledger: &mut Ledger, id: &str| calc_to_github(ledger, &settings, id);
     assert!(matches!(judge(&mut ledger, "1"), Judgement::Allow { .. }));
     assert!(matches!(judge(&mut ledger, "2"), Judgement::Allow { .. }));
     ledger.closed(&closed("1", true, None, 900, 0));
