@@ -8,8 +8,8 @@ mod common;
 
 use common::origin::{Origin, docker, note, python_fetch, stdout};
 use common::{
-    TestSession, execute_with, instance_label, require_docker, session, start_server_process, tool_error_text,
-    unique_name,
+    TestSession, execute_with, instance_label, require_docker, session, session_network, start_server_process,
+    tool_error_text, unique_name,
 };
 use serde_json::{Value, json};
 use std::process::Command;
@@ -247,23 +247,70 @@ fn main() {{
         json!({"action": "network", "name": granted, "network": [allow]}),
     )
     .await;
+    let killed = instance_label(&client).await;
     let status = Command::new("kill")
         .args(["-9", &pid.to_string()])
         .status()
         .expect("kill");
     assert!(status.success());
     drop(client);
-    let (client, _) = start_server_process(&env).await;
+    let restarted_env: Vec<(&str, &str)> = env
+        .iter()
+        .copied()
+        .chain([("MULTILANG_SANDBOX_GC_INTERVAL_S", "1")])
+        .collect();
+    let (client, _) = start_server_process(&restarted_env).await;
     let after = execute_with(&client, run(&granted, python_fetch(&origin.url()))).await;
     assert_eq!(stdout(&after).trim(), "status 200 origin-says-hello", "{after}");
     let got = session(&client, json!({"action": "get", "name": granted})).await;
     assert_eq!(got["sessions"][0]["network"], json!([allow]), "{got}");
 
-    // Destroy removes the session's network.
-    let network = format!("multilang-sandbox-session-{granted}.network");
+    // Destroy removes the session's network and its holder.
+    let network =
+        session_network(&format!("multilang-sandbox-session-{granted}")).expect("the session's network label");
     session(&client, json!({"action": "destroy", "name": granted})).await;
     let left = docker(&["network", "ls", "-q", "--filter", &format!("name=^{network}$")]);
     assert!(left.is_empty(), "the session's network is still there");
+    let holder = docker(&["ps", "-aq", "--filter", &format!("name=^{network}$")]);
+    assert!(holder.is_empty(), "the session's network holder is still there");
+
+    // The killed server's spare networks are collected by the next server
+    // (its proxy went with it), while the session it made kept its own.
+    let spares = || {
+        let holders = docker(&[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Names}}",
+            "--filter",
+            &format!("label={killed}"),
+            "--filter",
+            "label=multilang-sandbox.kind=network-holder",
+        ]);
+        let in_use = docker(&[
+            "ps",
+            "-a",
+            "--format",
+            "{{.Label \"multilang-sandbox.network-name\"}}",
+            "--filter",
+            "label=multilang-sandbox.network-name",
+        ]);
+        let in_use: Vec<&str> = in_use.lines().collect();
+        holders
+            .lines()
+            .filter(|holder| !in_use.contains(holder))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !spares().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let left = spares();
+    assert!(
+        left.is_empty(),
+        "the killed server's spare networks are still there: {left:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 //! until the runner says it is ready.
 
 use super::connection::RunnerConnection;
-use super::egress;
+use super::egress::{self, OpenedNetwork};
 use crate::config::Config;
 use crate::docker::DockerError;
 use crate::docker::{
@@ -30,19 +30,12 @@ pub struct Sandbox {
     pub kernel: Option<Kernel>,
 }
 
-/// The sandbox network a container joins, and the proxy's address there.
-#[derive(Debug, Clone, Copy)]
-pub struct SandboxNetwork<'a> {
-    pub name: &'a str,
-    pub proxy: std::net::IpAddr,
-}
-
-impl SandboxNetwork<'_> {
-    /// Puts the container on this network with the proxy variables set.
-    fn join(self, spec: &mut SandboxSpec) {
-        spec.network = NetworkAccess::Isolated(self.name.to_string());
-        spec.env = egress::sandbox_env(self.proxy);
-    }
+/// Puts a sandbox on `network` (sharing its holder's namespace) with the
+/// proxy variables set, and labels it with the network it uses.
+fn join(network: &OpenedNetwork, spec: &mut SandboxSpec, container_labels: &mut HashMap<String, String>) {
+    spec.network = NetworkAccess::Holder(network.name.clone());
+    spec.env = egress::sandbox_env(network.via);
+    container_labels.insert(labels::NETWORK_NAME.to_string(), network.name.clone());
 }
 
 /// What a container is for.
@@ -51,7 +44,7 @@ pub enum Purpose<'a> {
     Pool,
     /// One stateless execute with network grants, on its own sandbox
     /// network (never pooled: its network is made for it).
-    Networked { network: SandboxNetwork<'a> },
+    Networked { network: &'a OpenedNetwork },
     /// A named session.
     Session {
         name: &'a str,
@@ -68,7 +61,7 @@ pub enum Purpose<'a> {
         seccomp: SeccompProfile,
         extra_labels: HashMap<String, String>,
         /// The session's sandbox network, when it has network grants.
-        network: Option<SandboxNetwork<'a>>,
+        network: Option<&'a OpenedNetwork>,
     },
     /// A short-lived container with network that installs packages, either
     /// into a session's packages volume or into its own filesystem (to be
@@ -177,7 +170,7 @@ impl Launcher {
             }
             Purpose::Networked { network } => {
                 labels.insert(labels::KIND.to_string(), "pool".to_string());
-                network.join(&mut spec);
+                join(network, &mut spec, &mut labels);
                 language.pool_kernel()
             }
             Purpose::Session {
@@ -191,7 +184,7 @@ impl Launcher {
                 network,
             } => {
                 if let Some(network) = network {
-                    network.join(&mut spec);
+                    join(network, &mut spec, &mut labels);
                 }
                 spec.limits.memory_bytes += (extra_memory_mb * 1024 * 1024) as i64;
                 profile = seccomp;

@@ -38,6 +38,9 @@ pub mod labels {
     /// The host patterns a session was created with (JSON list); present
     /// only on sessions with network (sessions only).
     pub const NETWORK: &str = "multilang-sandbox.network";
+    /// The sandbox network a container with network grants is on (through
+    /// the network's holder, which has its name).
+    pub const NETWORK_NAME: &str = "multilang-sandbox.network-name";
 }
 
 /// A named volume mounted into a container.
@@ -77,16 +80,20 @@ pub enum NetworkAccess {
     /// and the egress proxy).
     Bridge,
     /// An isolated network (no route out) whose only other member is the
-    /// egress proxy: sandboxes with network grants.
+    /// egress proxy (and network holders).
     Isolated(String),
+    /// The network namespace of the holder container of that name: sandboxes
+    /// with network grants (`docker/holder.rs`).
+    Holder(String),
 }
 
 impl NetworkAccess {
-    fn mode(&self) -> &str {
+    fn mode(&self) -> String {
         match self {
-            NetworkAccess::None => "none",
-            NetworkAccess::Bridge => "bridge",
-            NetworkAccess::Isolated(network) => network,
+            NetworkAccess::None => "none".to_string(),
+            NetworkAccess::Bridge => "bridge".to_string(),
+            NetworkAccess::Isolated(network) => network.clone(),
+            NetworkAccess::Holder(holder) => format!("container:{holder}"),
         }
     }
 }
@@ -156,7 +163,7 @@ impl SandboxSpec {
             capabilities_added.extend(["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID"].map(String::from));
         }
         let host_config = HostConfig {
-            network_mode: Some(self.network.mode().to_string()),
+            network_mode: Some(self.network.mode()),
             cap_drop: Some(vec!["ALL".into()]),
             cap_add: (!capabilities_added.is_empty()).then_some(capabilities_added),
             security_opt: Some(

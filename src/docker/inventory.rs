@@ -7,7 +7,7 @@ use bollard::models::VolumeCreateRequest;
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder, StartContainerOptions,
 };
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Run state of a container, as the engine reports it (its name is the
 /// engine's own word: `created`, `running`, …).
@@ -108,6 +108,21 @@ impl DockerEngine {
                     image: summary.image,
                 })
             })
+            .collect())
+    }
+
+    /// The values of label `key` on the containers (any state) carrying it.
+    pub async fn label_values(&self, key: &str) -> Result<HashSet<String>, DockerError> {
+        let client = self.client().await?;
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&HashMap::from([("label".to_string(), vec![key.to_string()])]))
+            .build();
+        Ok(client
+            .list_containers(Some(options))
+            .await?
+            .into_iter()
+            .filter_map(|summary| summary.labels?.remove(key))
             .collect())
     }
 

@@ -6,6 +6,7 @@
 mod channel;
 mod container;
 mod error;
+mod holder;
 mod images;
 mod inventory;
 mod network;
@@ -13,6 +14,7 @@ mod network;
 pub use channel::{RunnerChannel, RunnerReader, RunnerWriter};
 pub use container::{BindMount, ContainerLimits, NetworkAccess, SandboxContainer, SandboxSpec, VolumeMount, labels};
 pub use error::{DockerError, EngineFailure};
+pub use holder::HolderSpec;
 pub use images::{BuildContext, BuildEvent, ImageInfo};
 pub use inventory::{ContainerState, SandboxInfo, VolumeBacking};
 pub use network::{IsolatedNetwork, NetworkMembers};

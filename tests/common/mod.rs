@@ -118,10 +118,14 @@ impl serde::Serialize for TestSession {
 impl Drop for TestSession {
     fn drop(&mut self) {
         use std::process::Command;
-        let _ = Command::new("docker")
-            .args(["rm", "-f", &format!("multilang-sandbox-session-{}", self.0)])
-            .output();
-        remove_network(&format!("multilang-sandbox-session-{}.network", self.0));
+        let container = format!("multilang-sandbox-session-{}", self.0);
+        let network = session_network(&container);
+        let _ = Command::new("docker").args(["rm", "-f", &container]).output();
+        if let Some(network) = network {
+            // Its holder container has its name.
+            let _ = Command::new("docker").args(["rm", "-f", &network]).output();
+            remove_network(&network);
+        }
         let label = format!("label=multilang-sandbox.session={}", self.0);
         if let Ok(listed) = Command::new("docker")
             .args(["volume", "ls", "-q", "--filter", &label])
@@ -136,6 +140,22 @@ impl Drop for TestSession {
 
 /// Removes a Docker network, disconnecting what is still on it (egress
 /// proxies) first; an absent network is fine.
+/// The sandbox network a session container (or any sandbox with network)
+/// is on, from its label.
+pub fn session_network(container: &str) -> Option<String> {
+    let output = std::process::Command::new("docker")
+        .args([
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"multilang-sandbox.network-name\"}}",
+            container,
+        ])
+        .output()
+        .ok()?;
+    let name = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    (output.status.success() && !name.is_empty() && name != "<no value>").then_some(name)
+}
+
 pub fn remove_network(network: &str) {
     use std::process::Command;
     let members = Command::new("docker")

@@ -20,25 +20,26 @@
 mod asker;
 mod error;
 mod ledger;
+mod networks;
 mod protocol;
 mod proxy;
 
 pub use asker::{Approval, Asker, AskerGuard, Question, UserAsker};
 pub use error::EgressError;
 pub use ledger::{EgressTotals, Owner};
+pub use networks::{NETWORK_PREFIX, OpenedNetwork};
 pub use proxy::PROXY_PORT;
 
-use crate::clock::unix_now;
 use crate::config::Config;
 use crate::core::session_store::SessionStore;
-use crate::docker::{DockerEngine, DockerError, NetworkMembers, labels};
+use crate::docker::{DockerEngine, NetworkMembers};
 use crate::security::audit::AuditLog;
 use crate::security::egress::{HostPattern, Policy};
 use asker::Askers;
 use ledger::Ledger;
+use networks::Networks;
 use parking_lot::Mutex;
 use proxy::{Context, PROXY_NAME_PREFIX, ProxyProcess};
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,9 +48,6 @@ use std::time::Duration;
 /// How old an unused sandbox network must be before it is collected (a
 /// stateless execute's network exists a moment before its sandbox).
 pub const ORPHAN_AGE: Duration = Duration::from_secs(120);
-
-/// How many freed subnets are remembered.
-const FREE_SUBNETS_KEPT: usize = 16;
 
 /// How long an execute's result waits for the proxy's reports on the
 /// connections its program had open.
@@ -64,6 +62,18 @@ const TAKEOVER_POLL: Duration = Duration::from_millis(100);
 /// The kind label of sandbox networks.
 pub const NETWORK_KIND: &str = "sandbox-network";
 
+/// Where a session's sandbox is on its sandbox network.
+#[derive(Debug, Clone, Copy)]
+pub struct NetworkPlace<'a> {
+    pub network: &'a str,
+    /// The container holding the sandbox's address there: the network's
+    /// holder (for sessions made before holders, the sandbox itself).
+    pub holder: &'a str,
+    /// The sandbox container (a new one under the same owner starts a new
+    /// account).
+    pub sandbox: &'a str,
+}
+
 /// This server's door to the outside for sandboxes with network.
 pub struct EgressGateway {
     engine: Arc<DockerEngine>,
@@ -74,9 +84,7 @@ pub struct EgressGateway {
     proxy: tokio::sync::Mutex<Option<Arc<ProxyProcess>>>,
     askers: Askers,
     store: Arc<SessionStore>,
-    /// Subnets of sandbox networks this server removed, tried first for
-    /// the next ones (picking a subnet costs a network made and removed).
-    free_subnets: Mutex<Vec<String>>,
+    networks: Networks,
     /// Proxies started so far (each gets a name of its own).
     started: AtomicU64,
 }
@@ -93,7 +101,7 @@ impl EgressGateway {
             proxy: tokio::sync::Mutex::new(None),
             askers: Askers::default(),
             store,
-            free_subnets: Mutex::default(),
+            networks: Networks::default(),
             started: AtomicU64::new(0),
         }
     }
@@ -118,47 +126,12 @@ impl EgressGateway {
         Ok(review.covered().cloned().collect())
     }
 
-    /// Makes `network` for `owner` and has this server's proxy join it.
-    /// Returns the proxy's address there.
-    pub async fn open_network(&self, network: &str, owner: &Owner) -> Result<IpAddr, EgressError> {
-        let mut network_labels = HashMap::from([
-            (labels::KIND.to_string(), NETWORK_KIND.to_string()),
-            (labels::INSTANCE.to_string(), self.instance_id.clone()),
-        ]);
-        if let Owner::Session(name) = owner {
-            network_labels.insert(labels::SESSION.to_string(), name.clone());
-        }
-        let reuse = self.free_subnets.lock().pop();
-        let made = self
-            .engine
-            .create_isolated_network(network, &network_labels, reuse.as_deref())
-            .await?;
-        let joined = async {
-            let address = proxy_address(made.subnet.as_deref(), network)?;
-            self.join(network, address).await
-        };
-        match joined.await {
-            Ok(via) => Ok(via),
-            Err(error) => {
-                let _ = self.engine.remove_network(network).await;
-                Err(error)
-            }
-        }
-    }
-
-    /// Binds `owner`'s sandbox (container `container`, on `network`, whose
-    /// proxy address is `via`) with `grants`.
-    pub async fn bind(
-        &self,
-        owner: &Owner,
-        network: &str,
-        container: &str,
-        via: IpAddr,
-        grants: Vec<HostPattern>,
-    ) -> Result<(), EgressError> {
-        let client = self.address_of(container, network).await?;
-        self.ledger.lock().bind(via, owner.clone(), client, container, grants);
-        Ok(())
+    /// Binds `owner`'s sandbox (container `sandbox`, sharing the holder of
+    /// `network`) with `grants`.
+    pub fn bind(&self, owner: &Owner, network: &OpenedNetwork, sandbox: &str, grants: Vec<HostPattern>) {
+        self.ledger
+            .lock()
+            .bind(network.via, owner.clone(), network.address, sandbox, grants);
     }
 
     /// Makes this server's proxy the one that serves a session's network
@@ -170,12 +143,12 @@ impl EgressGateway {
     pub async fn adopt(
         &self,
         owner: &Owner,
-        network: &str,
-        container: &str,
+        place: NetworkPlace<'_>,
         grants: Vec<HostPattern>,
     ) -> Result<(), EgressError> {
         self.set_grants(owner, grants.clone());
         let proxy = self.proxy().await?;
+        let network = place.network;
         let facts = self.take_over(network, proxy.name()).await?;
         let joined = facts.members.iter().any(|member| member == proxy.name());
         if joined && self.ledger.lock().is_bound(owner) {
@@ -184,7 +157,11 @@ impl EgressGateway {
         let via = self
             .join(network, proxy_address(facts.subnet.as_deref(), network)?)
             .await?;
-        self.bind(owner, network, container, via, grants).await
+        let address = self.address_of(place.holder, network).await?;
+        self.ledger
+            .lock()
+            .bind(via, owner.clone(), address, place.sandbox, grants);
+        Ok(())
     }
 
     /// Takes every other proxy off `network` (a killed server's may still
@@ -263,52 +240,9 @@ impl EgressGateway {
         refusal_notes(self.ledger.lock().take_untold(owner))
     }
 
-    /// Forgets `owner` and removes its network (the sandbox must be gone).
-    pub async fn close_network(&self, network: &str, owner: &Owner) -> Result<(), DockerError> {
-        self.ledger.lock().release(owner);
-        if let Some(subnet) = self.engine.remove_network(network).await? {
-            let mut free = self.free_subnets.lock();
-            free.push(subnet);
-            let keep = free.len().saturating_sub(FREE_SUBNETS_KEPT);
-            free.drain(..keep);
-        }
-        Ok(())
-    }
-
-    /// Removes sandbox networks nothing uses any more: a stateless
-    /// execute's whose sandbox is gone, or a session's whose session is
-    /// gone (a server killed while removing them), once older than
-    /// [`ORPHAN_AGE`]. `sessions`: the names of the sessions that exist.
-    pub async fn collect_orphans(&self, sessions: &[String]) -> Result<usize, DockerError> {
-        let now = unix_now();
-        let mut removed = 0;
-        for network in self
-            .engine
-            .networks_with_members(&[(labels::KIND, NETWORK_KIND)])
-            .await?
-        {
-            let young = network
-                .created
-                .is_none_or(|created| now < created + ORPHAN_AGE.as_secs());
-            let used = match network.labels.get(labels::SESSION) {
-                Some(session) => sessions.contains(session),
-                None => network
-                    .members
-                    .iter()
-                    .any(|member| !member.starts_with(PROXY_NAME_PREFIX)),
-            };
-            if young || used {
-                continue;
-            }
-            tracing::info!(network = %network.name, "removing an unused sandbox network");
-            self.engine.remove_network(&network.name).await?;
-            removed += 1;
-        }
-        Ok(removed)
-    }
-
-    /// Removes this server's proxy.
+    /// Removes this server's spare networks and its proxy.
     pub async fn shutdown(&self) {
+        self.close_spares().await;
         let proxy = self.proxy.lock().await.take();
         if let Some(proxy) = proxy {
             proxy.stop().await;
@@ -341,7 +275,6 @@ impl EgressGateway {
         Ok(proxy)
     }
 
-    /// Has the proxy join `network` (if it has not) and returns its address there.
     /// Has the proxy join `network` at `address` (if it has not) and
     /// returns its address there.
     async fn join(&self, network: &str, address: IpAddr) -> Result<IpAddr, EgressError> {

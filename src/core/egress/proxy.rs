@@ -148,9 +148,14 @@ impl Drop for ProxyProcess {
     }
 }
 
+/// The proxy's image (network holders run `sleep` from it too).
+pub(super) fn image(config: &Config) -> String {
+    images::tag(&EGRESS, config)
+}
+
 fn spec(config: &Config, instance_id: &str) -> SandboxSpec {
     SandboxSpec {
-        image: images::tag(&EGRESS, config),
+        image: image(config),
         command: ["python3", "-E", "-s", "/opt/egress/egress_proxy.py"]
             .map(String::from)
             .to_vec(),

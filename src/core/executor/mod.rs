@@ -72,10 +72,15 @@ impl Executor {
         }
     }
 
-    /// Starts pool warming and session garbage collection in the background.
+    /// Starts pool warming and session garbage collection in the
+    /// background, and, when the user allowed hosts (`egress.allow`), the
+    /// egress proxy with spare sandbox networks.
     pub fn start_background_tasks(&self) {
         self.pool.start_maintenance(&self.background);
         self.sessions.start_gc(&self.background);
+        if !self.config.egress.allow.is_empty() {
+            self.egress.warm();
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -286,7 +291,7 @@ impl Executor {
         };
         let network = StatelessNetwork::open(&self.egress, grants).await?;
         let purpose = Purpose::Networked {
-            network: network.sandbox_network(),
+            network: &network.network,
         };
         let sandbox = match self.launcher.launch_from(request.language, &image, purpose).await {
             Ok(sandbox) => sandbox,
@@ -295,11 +300,7 @@ impl Executor {
                 return Err(error.into());
             }
         };
-        if let Err(error) = network.bind(&self.egress, &sandbox).await {
-            sandbox.container.remove().await;
-            network.close(&self.egress).await;
-            return Err(error.into());
-        }
+        network.bind(&self.egress, &sandbox);
         Ok((sandbox, Some(network)))
     }
 

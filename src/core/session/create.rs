@@ -1,15 +1,14 @@
 //! Creating a session: checks, volumes, the container with its labels.
 
-use super::super::launcher::{Purpose, SandboxNetwork};
+use super::super::launcher::Purpose;
 use super::super::session_store::SessionRecord;
 use super::labels::{
-    NAME_PREFIX, VOLUME_KIND, mounts_label, network_name, outputs_volume, packages_volume, validate_name,
-    workspace_volume,
+    NAME_PREFIX, VOLUME_KIND, mounts_label, outputs_volume, packages_volume, validate_name, workspace_volume,
 };
 use super::{NewSession, SessionHandle, SessionInfo, SessionManager};
 use crate::clock::unix_now;
 use crate::config::SessionStorage;
-use crate::core::egress::Owner;
+use crate::core::egress::{OpenedNetwork, Owner};
 use crate::core::error::SessionError;
 use crate::docker::DockerError;
 use crate::docker::{BindMount, DockerEngine, VolumeBacking, VolumeMount, labels};
@@ -97,7 +96,6 @@ impl SessionManager {
                 .await
         };
         let owner = Owner::Session(name.to_string());
-        let network = network_name(name);
         let mut extra_labels = HashMap::from([
             (labels::CREATED.to_string(), created.to_string()),
             (labels::TTL.to_string(), ttl.to_string()),
@@ -111,20 +109,19 @@ impl SessionManager {
                 serde_json::to_string(&texts).unwrap_or_default(),
             );
         }
-        // The network (with the proxy on it) is made while the volumes are;
-        // one left by an earlier session of this name goes first.
+        // The sandbox network (a spare, usually) is taken while the volumes
+        // are made.
         let network_opened = async {
-            if grants.is_none() {
-                return Ok(None);
+            match grants {
+                Some(_) => self.egress.open_network().await.map(Some),
+                None => Ok(None),
             }
-            self.egress.close_network(&network, &owner).await?;
-            self.egress.open_network(&network, &owner).await.map(Some)
         };
         let (volumes, opened) = tokio::join!(volumes_made, network_opened);
-        let via = match (volumes, opened) {
-            (Ok(()), Ok(via)) => via,
+        let network = match (volumes, opened) {
+            (Ok(()), Ok(network)) => network,
             (Err(error), opened) => {
-                self.discard(name, matches!(opened, Ok(Some(_))).then_some((&network, &owner)))
+                self.discard(name, opened.ok().flatten().as_ref().map(|network| (network, &owner)))
                     .await;
                 return Err(error.into());
             }
@@ -159,12 +156,9 @@ impl SessionManager {
                 .collect(),
             extra_labels,
             seccomp,
-            network: via.map(|proxy| SandboxNetwork {
-                name: network.as_str(),
-                proxy,
-            }),
+            network: network.as_ref(),
         };
-        let made_network = via.map(|_| (&network, &owner));
+        let made_network = network.as_ref().map(|network| (network, &owner));
         let sandbox = match self.launcher.launch_from(language, image, purpose).await {
             Ok(sandbox) => sandbox,
             // Another server made a session of this name meanwhile: its
@@ -175,15 +169,9 @@ impl SessionManager {
                 return Err(error.into());
             }
         };
-        if let (Some(via), Some(grants)) = (via, &grants)
-            && let Err(error) = self
-                .egress
-                .bind(&owner, &network, sandbox.container.id(), via, grants.clone())
-                .await
-        {
-            sandbox.container.remove().await;
-            self.discard(name, made_network).await;
-            return Err(error.into());
+        if let (Some(network), Some(grants)) = (&network, &grants) {
+            self.egress
+                .bind(&owner, network, sandbox.container.id(), grants.clone());
         }
         let container_id = sandbox.container.keep();
         self.store.save(
@@ -224,9 +212,9 @@ impl SessionManager {
 impl SessionManager {
     /// Removes what a failed create made: the volumes and, when it was
     /// made, the session's network.
-    async fn discard(&self, name: &str, network: Option<(&String, &Owner)>) {
+    async fn discard(&self, name: &str, network: Option<(&OpenedNetwork, &Owner)>) {
         if let Some((network, owner)) = network {
-            let _ = self.egress.close_network(network, owner).await;
+            let _ = self.egress.close_network(&network.name, owner).await;
         }
         let _ = remove_session_volumes(self.launcher.engine(), name).await;
     }

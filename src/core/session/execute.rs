@@ -125,6 +125,10 @@ impl SessionManager {
             Readiness::Ready | Readiness::Paused => Ok(None),
             Readiness::Stopped { files_lost } => {
                 let engine = self.launcher.engine();
+                if let Some(network) = facts.network().filter(|network| network.holder != facts.info.id) {
+                    // The sandbox joins its holder's network namespace.
+                    engine.start_network_holder_again(&network.holder).await?;
+                }
                 let fresh = RunnerConnection::new(engine.attach_sandbox(&facts.info.id).await?);
                 engine.restart_sandbox(&facts.info.id).await?;
                 fresh.wait_ready(READY_TIMEOUT).await?;

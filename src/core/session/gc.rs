@@ -17,6 +17,8 @@ impl SessionManager {
         let interval = Duration::from_secs(manager.launcher.config().gc_interval_s);
         let stop = background.clone();
         background.spawn(async move {
+            // Networks a server killed before removing them go at once.
+            manager.collect_networks().await;
             loop {
                 tokio::select! {
                     () = tokio::time::sleep(interval) => {}
@@ -53,17 +55,16 @@ impl SessionManager {
             }
         }
         self.store.retain(&ids);
-        let names: Vec<String> = self
-            .launcher
-            .engine()
-            .list_sandboxes(&[(labels::KIND, "session")])
-            .await?
-            .into_iter()
-            .filter_map(|info| info.labels.get(labels::SESSION).cloned())
-            .collect();
-        if let Err(error) = self.egress.collect_orphans(&names).await {
-            tracing::debug!(%error, "collecting unused sandbox networks skipped");
-        }
+        self.collect_networks().await;
         Ok(removed)
+    }
+
+    /// Removes sandbox networks nothing uses any more.
+    async fn collect_networks(&self) {
+        match self.egress.collect_orphans().await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed unused sandbox networks"),
+            Err(error) => tracing::debug!(%error, "collecting unused sandbox networks skipped"),
+        }
     }
 }

@@ -61,6 +61,23 @@ impl SessionFacts {
         }
     }
 
+    /// The session's sandbox network, when it has network grants.
+    pub(super) fn network(&self) -> Option<SessionNetwork> {
+        self.grants.as_ref()?;
+        Some(match self.info.labels.get(labels::NETWORK_NAME) {
+            Some(name) => SessionNetwork {
+                name: name.clone(),
+                holder: name.clone(),
+            },
+            // Made before network holders: on a network named after the
+            // session, with an address of its own.
+            None => SessionNetwork {
+                name: session_volume(&self.name, "network"),
+                holder: self.info.id.clone(),
+            },
+        })
+    }
+
     /// Where the session's files live (sessions made before the label
     /// existed used disk volumes).
     pub(super) fn storage(&self) -> SessionStorage {
@@ -70,6 +87,15 @@ impl SessionFacts {
             .and_then(|label| SessionStorage::parse(label))
             .unwrap_or(SessionStorage::Disk)
     }
+}
+
+/// A session's sandbox network and the container holding the session's
+/// address there.
+pub(super) struct SessionNetwork {
+    pub(super) name: String,
+    /// The network's holder (whose name is the network's), or the
+    /// session's own container.
+    pub(super) holder: String,
 }
 
 /// The label recording a session's host folders (JSON, so paths with any
@@ -115,11 +141,6 @@ pub(super) fn workspace_volume(name: &str) -> String {
 /// `/packages/session`; packages from a cached image stay in the image).
 pub fn packages_volume(name: &str) -> String {
     session_volume(name, "packages")
-}
-
-/// The sandbox network of a session with network grants.
-pub fn network_name(name: &str) -> String {
-    session_volume(name, "network")
 }
 
 /// A session's grants: the record's when they were changed, else the

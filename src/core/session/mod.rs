@@ -19,13 +19,13 @@ mod gc;
 mod handle;
 mod labels;
 
-pub use labels::{network_name, outputs_volume, packages_volume, validate_name};
+pub use labels::{outputs_volume, packages_volume, validate_name};
 
 use super::launcher::Launcher;
 use super::session_store::SessionStore;
 use crate::clock::unix_now;
 use crate::config::{HostFolder, SessionStorage};
-use crate::core::egress::{EgressError, EgressGateway, EgressTotals, Owner};
+use crate::core::egress::{EgressError, EgressGateway, EgressTotals, NetworkPlace, Owner};
 use crate::core::error::SessionError;
 use crate::docker::{ContainerState, SandboxInfo, labels as label_keys};
 use crate::runtime::Language;
@@ -202,17 +202,19 @@ impl SessionManager {
     /// restart, for another server's session, or after the container was
     /// started again: `refresh` reads its address anew).
     async fn serve_network(&self, facts: &SessionFacts, refresh: bool) -> Result<(), SessionError> {
-        let Some(grants) = &facts.grants else {
+        let (Some(grants), Some(network)) = (&facts.grants, facts.network()) else {
             return Ok(());
         };
         let owner = Owner::Session(facts.name.clone());
-        let network = network_name(&facts.name);
         if refresh {
             self.egress.forget(&owner);
         }
-        self.egress
-            .adopt(&owner, &network, &facts.info.id, grants.clone())
-            .await?;
+        let place = NetworkPlace {
+            network: &network.name,
+            holder: &network.holder,
+            sandbox: &facts.info.id,
+        };
+        self.egress.adopt(&owner, place, grants.clone()).await?;
         Ok(())
     }
 
@@ -314,9 +316,9 @@ impl SessionManager {
         let engine = self.launcher.engine();
         engine.remove_sandbox(&facts.info.id).await?;
         remove_session_volumes(engine, &facts.name).await?;
-        if facts.grants.is_some() {
+        if let Some(network) = facts.network() {
             self.egress
-                .close_network(&network_name(&facts.name), &Owner::Session(facts.name.clone()))
+                .close_network(&network.name, &Owner::Session(facts.name.clone()))
                 .await?;
         }
         self.store.remove(&facts.info.id);
