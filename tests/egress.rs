@@ -141,9 +141,12 @@ print(data.decode().split("\r\n\r\n", 1)[1].strip())
     assert!(stdout(&other_port).starts_with("status 403"), "{other_port}");
     // A session with network but no grant: the origin is in egress.allow,
     // yet not requested for it, so it is refused (one session never uses
-    // another's grants) with a note saying the model can request it.
+    // another's grants) with a note saying the model can request it; the
+    // proxy never connected to the origin.
+    let accepted = origin.accepted(8080);
     let not_requested = execute_with(&client, run(&empty, python_fetch(&origin.url()))).await;
     assert!(stdout(&not_requested).starts_with("status 403"), "{not_requested}");
+    assert_eq!(origin.accepted(8080), accepted, "{}", origin.log());
     assert!(
         note(&not_requested).contains("request it with `network`"),
         "{not_requested}"
