@@ -17,6 +17,7 @@
 //! refusals and the user's approvals go to the server whose call runs the
 //! code. Each server runs its own proxy, which goes with it.
 
+mod allow_list;
 mod asker;
 mod error;
 mod ledger;
@@ -34,6 +35,7 @@ use crate::core::session_store::SessionStore;
 use crate::docker::{DockerEngine, DockerError, NetworkMembers, labels};
 use crate::security::audit::AuditLog;
 use crate::security::egress::{HostPattern, Policy};
+use allow_list::AllowList;
 use asker::Askers;
 use ledger::Ledger;
 use parking_lot::Mutex;
@@ -74,6 +76,8 @@ pub struct EgressGateway {
     proxy: tokio::sync::Mutex<Option<Arc<ProxyProcess>>>,
     askers: Askers,
     store: Arc<SessionStore>,
+    /// `egress.allow` now: the user's "always" answers extend it.
+    allow: Arc<AllowList>,
     /// Subnets of sandbox networks this server removed, tried first for
     /// the next ones (picking a subnet costs a network made and removed).
     free_subnets: Mutex<Vec<String>>,
@@ -84,6 +88,7 @@ pub struct EgressGateway {
 impl EgressGateway {
     pub fn new(engine: Arc<DockerEngine>, config: Arc<Config>, instance_id: String, audit: Arc<AuditLog>) -> Self {
         let store = Arc::new(SessionStore::new(&config.state_dir));
+        let allow = Arc::new(AllowList::new(&config.egress.allow));
         Self {
             engine,
             config,
@@ -93,6 +98,7 @@ impl EgressGateway {
             proxy: tokio::sync::Mutex::new(None),
             askers: Askers::default(),
             store,
+            allow,
             free_subnets: Mutex::default(),
             started: AtomicU64::new(0),
         }
@@ -107,7 +113,7 @@ impl EgressGateway {
             .map(|text| text.parse::<HostPattern>())
             .collect::<Result<Vec<_>, _>>()?;
         let policy = Policy {
-            configured: &self.config.egress.allow,
+            configured: &self.allow.read(),
             granted: held,
             can_ask: false,
         };
@@ -334,6 +340,7 @@ impl EgressGateway {
             instance_id: self.instance_id.clone(),
             askers: self.askers.clone(),
             store: self.store.clone(),
+            allow: self.allow.clone(),
         };
         let generation = self.started.fetch_add(1, Ordering::SeqCst);
         let proxy = Arc::new(ProxyProcess::start(&self.engine, context, generation).await?);
