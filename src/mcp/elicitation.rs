@@ -82,15 +82,11 @@ fn form(question: &Question) -> ElicitationSchema {
         "Allow this host and port for the rest of this sandbox's life".to_string(),
     ];
     let mut description = "How long to allow it".to_string();
-    if let (true, Some(file), Some(pattern)) = (
-        always_offered(question),
-        question.config.as_ref(),
-        question.always_pattern(),
-    ) {
+    if let (Some(file), Some(pattern)) = (question.config.as_ref(), question.always_pattern()) {
         let path = file.path.display();
         values.push(ALWAYS.to_string());
         titles.push(format!(
-            "Always: add `{pattern}` to egress.allow in the config file {path}"
+            "Always: allow it, and add `{pattern}` to egress.allow in the config file {path}"
         ));
         description = format!(
             "How long to allow it. \"Always\" allows it for this sandbox now and adds `{pattern}` to egress.allow \
