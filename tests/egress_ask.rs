@@ -1,7 +1,8 @@
 //! Asking the user about a host outside a sandbox's grants (issue #14,
 //! MCP elicitation) with rmcp's client: allow once, allow for the sandbox,
-//! decline, no answer within `egress.ask_timeout_s`, and a client without
-//! the capability.
+//! allow always (added to `egress.allow` in the config file), decline, no
+//! answer within `egress.ask_timeout_s`, and a client without the
+//! capability.
 
 mod common;
 
@@ -14,7 +15,7 @@ use rmcp::model::{
 };
 use rmcp::service::RequestContext;
 use rmcp::{ClientHandler, RoleClient};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -160,4 +161,94 @@ async fn the_user_is_asked_about_hosts_outside_the_grants() {
     assert!(note(&unasked).contains("egress.allow"), "{unasked}");
     drop(plain);
     drop(client);
+}
+
+/// The config file's text once `part` is in it (the server writes it just
+/// after it lets the connection through).
+async fn file_with(path: &std::path::Path, part: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.contains(part) || tokio::time::Instant::now() > deadline {
+            return text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The audit log's egress events for `session`.
+fn egress_events(session: &str) -> Vec<Value> {
+    let audit = std::fs::read_to_string(common::test_audit_log()).unwrap_or_default();
+    audit
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["type"] == "egress" && event["session"] == json!(session))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_adds_the_host_to_the_config_file_and_to_this_server() {
+    require_docker().await;
+    let origin = Origin::start();
+    let folder = std::env::temp_dir().join(unique_name("ask-always-config"));
+    std::fs::create_dir_all(&folder).unwrap();
+    let config = folder.join("config.toml");
+    let users_own = "# the user's own file\nmemory_mb = 512 # kept as written\n";
+    std::fs::write(&config, users_own).unwrap();
+    let config_text = config.display().to_string();
+    let env = [
+        ("MULTILANG_SANDBOX_POOL_SIZE", "0"),
+        ("MULTILANG_SANDBOX_EGRESS_ALLOW_PRIVATE", origin.address.as_str()),
+        ("MULTILANG_SANDBOX_CONFIG", config_text.as_str()),
+    ];
+    let user = User::default();
+    let (client, _) = start_server_with_handler(user.clone(), &env).await;
+    let host = origin.allow();
+    let run = |name: &TestSession| json!({"language": "python", "session": name.as_str(), "code": python_fetch(&origin.url())});
+
+    // Always: the question names the file, the host is reached now.
+    let first = TestSession::adopt(unique_name("ask-always"));
+    session(
+        &client,
+        json!({"action": "create", "name": first, "language": "python", "network": []}),
+    )
+    .await;
+    user.will(Answer::Accept("always"));
+    let reached = execute_with(&client, run(&first)).await;
+    assert_eq!(stdout(&reached).trim(), "status 200 origin-says-hello", "{reached}");
+    let questions = user.questions();
+    assert_eq!(questions.len(), 1, "{questions:?}");
+    assert!(
+        questions[0].contains("\"always\"")
+            && questions[0].contains(&format!(
+                "add `{host}` to egress.allow in the config file {config_text}"
+            )),
+        "{questions:?}"
+    );
+    // The config file has it, the user's lines as they were.
+    let text = file_with(&config, &host).await;
+    assert_eq!(text, format!("{users_own}\n[egress]\nallow = [\"{host}\"]\n"));
+    // The sandbox holds it, as with "sandbox"; the audit says who allowed it.
+    let got = session(&client, json!({"action": "get", "name": first})).await;
+    assert_eq!(got["sessions"][0]["network"], json!([host]), "{got}");
+    let events = egress_events(first.as_str());
+    assert!(
+        events
+            .iter()
+            .any(|event| event["allowed"] == json!(true) && event["rule"] == "the user (always)"),
+        "{events:?}"
+    );
+
+    // A later session that requests it is granted, and reaches it, unasked.
+    let later = TestSession::adopt(unique_name("ask-later"));
+    session(
+        &client,
+        json!({"action": "create", "name": later, "language": "python", "network": [host]}),
+    )
+    .await;
+    let unasked = execute_with(&client, run(&later)).await;
+    assert_eq!(stdout(&unasked).trim(), "status 200 origin-says-hello", "{unasked}");
+    assert_eq!(user.questions().len(), 1, "asked again after allowing always");
+    drop(client);
+    std::fs::remove_dir_all(&folder).unwrap();
 }

@@ -55,6 +55,11 @@ impl ConfigFile {
         }
     }
 
+    /// The value the file gives the key `name`, as environment text.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(String::as_str)
+    }
+
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
         let file_error = |reason: String| ConfigError::File {
             path: path.to_path_buf(),

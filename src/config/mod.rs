@@ -4,6 +4,7 @@
 //! is described once, in [`keys::KEYS`]; this module holds the typed result
 //! and the checks between keys.
 
+mod allow_file;
 mod egress;
 mod error;
 mod folders;
@@ -12,6 +13,7 @@ mod layers;
 mod show;
 mod values;
 
+pub use allow_file::{AllowEdit, AllowFileError, add_to_allow};
 pub use egress::EgressSettings;
 pub use error::ConfigError;
 pub use folders::HostFolder;
@@ -95,6 +97,19 @@ pub struct Config {
     /// `egress.allow`, `egress.allow_private`, `egress.ask`,
     /// `egress.budget_mb`, `egress.max_connections`.
     pub egress: EgressSettings,
+    /// The config file, when the configuration was loaded (not a key).
+    pub file: Option<FileOrigin>,
+}
+
+/// The config file a configuration was loaded from, or the place it was
+/// looked for (absent then): where the user's "always" answers to egress
+/// questions are added to `egress.allow`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileOrigin {
+    pub path: PathBuf,
+    /// `egress.allow` came from its environment variable, which overrides
+    /// the file's (what is added there counts only without the variable).
+    pub allow_overridden: bool,
 }
 
 /// Where a session's files live (see [`Config::session_storage`]).
@@ -182,6 +197,7 @@ impl Config {
             },
             policy: PolicyMode::Audit,
             egress: EgressSettings::default(),
+            file: None,
         }
     }
 
@@ -197,10 +213,22 @@ impl Config {
         let (path, required) = config_file_path(lookup);
         let file = ConfigFile::read(&path, required)?;
         let layers = Layers::new(lookup, file.as_ref());
-        let config = Self::from_layers(&layers, &this_machine(lookup))?;
+        let mut config = Self::from_layers(&layers, &this_machine(lookup))?;
+        let sources = layers.into_sources();
+        let from_environment = |name: &str| sources.get(name) == Some(&Source::Environment);
+        config.file = Some(FileOrigin {
+            path: path.clone(),
+            allow_overridden: from_environment(crate::security::egress::ALLOW_KEY),
+        });
+        let overridden = KEYS
+            .iter()
+            .map(|key| key.name)
+            .filter(|name| from_environment(name) && file.as_ref().is_some_and(|file| file.value(name).is_some()))
+            .collect();
         Ok(Loaded {
             config,
-            sources: layers.into_sources(),
+            sources,
+            overridden,
             file: path,
             file_found: file.is_some(),
         })

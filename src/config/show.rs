@@ -3,7 +3,8 @@
 //! value came from.
 
 use super::keys::{Key, KeyDefault};
-use super::{Config, KEYS, Source};
+use super::{Config, KEYS, Source, env_name};
+use crate::security::egress::ALLOW_KEY;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -12,6 +13,8 @@ use std::path::PathBuf;
 pub struct Loaded {
     pub config: Config,
     pub sources: BTreeMap<&'static str, Source>,
+    /// Keys the file sets that the environment overrides.
+    pub overridden: Vec<&'static str>,
     /// The config file that was looked for.
     pub file: PathBuf,
     pub file_found: bool,
@@ -27,6 +30,17 @@ impl Loaded {
              # {}{found} over defaults.\n",
             self.file.display()
         );
+        for name in &self.overridden {
+            text.push_str(&format!(
+                "# warning: {} overrides `{name}` in the file, whose value is not used while it is set{}.\n",
+                env_name(name),
+                if *name == ALLOW_KEY {
+                    " (hosts the user allowed \"always\" are added to the file)"
+                } else {
+                    ""
+                }
+            ));
+        }
         for key in KEYS {
             let value = (key.get)(&self.config);
             let source = self.sources.get(key.name).cloned().unwrap_or(Source::Default);
@@ -75,6 +89,7 @@ mod tests {
             })
             .unwrap(),
             sources: BTreeMap::new(),
+            overridden: Vec::new(),
             file: PathBuf::from("/c.toml"),
             file_found: false,
         };
@@ -108,6 +123,7 @@ mod tests {
         let loaded = Loaded {
             config: Config::default(),
             sources: BTreeMap::new(),
+            overridden: Vec::new(),
             file: PathBuf::from("/c.toml"),
             file_found: false,
         };
@@ -137,6 +153,7 @@ mod tests {
                 ..Config::default()
             },
             sources,
+            overridden: Vec::new(),
             file: PathBuf::from("/c.toml"),
             file_found: true,
         };
@@ -151,6 +168,47 @@ mod tests {
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }
+    }
+
+    #[test]
+    fn a_key_the_environment_overrides_in_the_file_is_a_warning() {
+        let path = std::env::temp_dir().join(format!("show-test-{}.toml", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&path, "cpus = 2\negress.allow = [\"a.example\"]\nmemory_mb = 256\n").unwrap();
+        let file = path.display().to_string();
+        let loaded = Config::load(&|key| match key {
+            "MULTILANG_SANDBOX_CONFIG" => Some(file.clone()),
+            "MULTILANG_SANDBOX_EGRESS_ALLOW" => Some("b.example".to_string()),
+            "MULTILANG_SANDBOX_CPUS" => Some("1".to_string()),
+            "MULTILANG_SANDBOX_TMPFS_MB" => Some("64".to_string()),
+            _ => None,
+        })
+        .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(loaded.overridden, vec!["cpus", "egress.allow"]);
+        assert_eq!(
+            loaded.config.file,
+            Some(crate::config::FileOrigin {
+                path: path.clone(),
+                allow_overridden: true
+            })
+        );
+        let text = loaded.render();
+        assert!(
+            text.contains(
+                "# warning: MULTILANG_SANDBOX_EGRESS_ALLOW overrides `egress.allow` in the file, whose value is not \
+                 used while it is set (hosts the user allowed \"always\" are added to the file).\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("# warning: MULTILANG_SANDBOX_CPUS overrides `cpus` in the file, whose value is not used while it is set.\n"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("`memory_mb` in the file") && !text.contains("`tmpfs_mb` in the file"),
+            "{text}"
+        );
+        assert!(ConfigFile::parse(&PathBuf::from("/shown.toml"), &text).is_ok());
     }
 
     #[test]

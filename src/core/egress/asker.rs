@@ -4,6 +4,8 @@
 //! asker of the tool call running code in that sandbox at that moment.
 
 use super::ledger::Owner;
+use crate::config::FileOrigin;
+use crate::security::egress::{DEFAULT_PORTS, Host, HostPattern};
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -18,6 +20,9 @@ pub struct Question {
     pub owner: Owner,
     pub host: String,
     pub port: u16,
+    /// The config file an "always" answer adds the host to (`None`: the
+    /// server knows none, and "always" is not offered).
+    pub config: Option<FileOrigin>,
 }
 
 impl Question {
@@ -28,6 +33,22 @@ impl Question {
             self.owner, self.host, self.port
         )
     }
+
+    /// What an "always" answer adds to `egress.allow`: the host, with the
+    /// port unless it is one of the default ports (80, 443).
+    pub fn always_pattern(&self) -> Option<HostPattern> {
+        always_pattern(&self.host, self.port)
+    }
+}
+
+/// The `egress.allow` pattern of an "always" answer about `host:port`.
+pub(super) fn always_pattern(host: &str, port: u16) -> Option<HostPattern> {
+    let host = Host::parse(host)?;
+    let text = match DEFAULT_PORTS.contains(&port) {
+        true => host.to_string(),
+        false => format!("{host}:{port}"),
+    };
+    text.parse().ok()
 }
 
 /// The user's answer.
@@ -37,8 +58,23 @@ pub enum Approval {
     Once,
     /// This host and port for the rest of the sandbox's life.
     ForSandbox,
+    /// For the sandbox, and from now on for every sandbox that requests it:
+    /// added to `egress.allow` in this server and in the config file.
+    Always,
     /// Not allowed; the text says how (declined, no answer in time, …).
     Refused(String),
+}
+
+impl Approval {
+    /// What allowed the connection, for the audit log (`None`: refused).
+    pub fn rule(&self) -> Option<&'static str> {
+        match self {
+            Approval::Once => Some("the user (once)"),
+            Approval::ForSandbox => Some("the user (for this sandbox)"),
+            Approval::Always => Some("the user (always)"),
+            Approval::Refused(_) => None,
+        }
+    }
 }
 
 /// Someone who can ask the user (a connected MCP client that declared
@@ -221,5 +257,23 @@ impl Drop for AskerGuard {
                 inner.by_owner.remove(&self.owner);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn always_adds_the_host_with_its_port_unless_a_default_one() {
+        let pattern = |host: &str, port| always_pattern(host, port).map(|pattern| pattern.to_string());
+        assert_eq!(pattern("api.github.com", 443).as_deref(), Some("api.github.com"));
+        assert_eq!(pattern("api.github.com", 80).as_deref(), Some("api.github.com"));
+        assert_eq!(pattern("origin.example", 8080).as_deref(), Some("origin.example:8080"));
+        assert_eq!(pattern("10.9.0.7", 8080).as_deref(), Some("10.9.0.7:8080"));
+        assert_eq!(pattern("2001:db8::1", 8443).as_deref(), Some("[2001:db8::1]:8443"));
+        assert_eq!(pattern("not a host", 443), None);
+        assert_eq!(Approval::Always.rule(), Some("the user (always)"));
+        assert_eq!(Approval::Refused("no".into()).rule(), None);
     }
 }

@@ -17,6 +17,7 @@
 //! refusals and the user's approvals go to the server whose call runs the
 //! code. Each server runs its own proxy, which goes with it.
 
+mod allow_list;
 mod asker;
 mod error;
 mod ledger;
@@ -35,6 +36,7 @@ use crate::core::session_store::SessionStore;
 use crate::docker::{DockerEngine, NetworkMembers};
 use crate::security::audit::AuditLog;
 use crate::security::egress::{HostPattern, Policy};
+use allow_list::AllowList;
 use asker::Askers;
 use ledger::Ledger;
 use networks::Networks;
@@ -84,6 +86,8 @@ pub struct EgressGateway {
     proxy: tokio::sync::Mutex<Option<Arc<ProxyProcess>>>,
     askers: Askers,
     store: Arc<SessionStore>,
+    /// `egress.allow` now: the user's "always" answers extend it.
+    allow: Arc<AllowList>,
     networks: Networks,
     /// Proxies started so far (each gets a name of its own).
     started: AtomicU64,
@@ -92,6 +96,7 @@ pub struct EgressGateway {
 impl EgressGateway {
     pub fn new(engine: Arc<DockerEngine>, config: Arc<Config>, instance_id: String, audit: Arc<AuditLog>) -> Self {
         let store = Arc::new(SessionStore::new(&config.state_dir));
+        let allow = Arc::new(AllowList::new(&config.egress.allow));
         Self {
             engine,
             config,
@@ -101,6 +106,7 @@ impl EgressGateway {
             proxy: tokio::sync::Mutex::new(None),
             askers: Askers::default(),
             store,
+            allow,
             networks: Networks::default(),
             started: AtomicU64::new(0),
         }
@@ -115,7 +121,7 @@ impl EgressGateway {
             .map(|text| text.parse::<HostPattern>())
             .collect::<Result<Vec<_>, _>>()?;
         let policy = Policy {
-            configured: &self.config.egress.allow,
+            configured: &self.allow.read(),
             granted: held,
             can_ask: false,
         };
@@ -268,6 +274,7 @@ impl EgressGateway {
             instance_id: self.instance_id.clone(),
             askers: self.askers.clone(),
             store: self.store.clone(),
+            allow: self.allow.clone(),
         };
         let generation = self.started.fetch_add(1, Ordering::SeqCst);
         let proxy = Arc::new(ProxyProcess::start(&self.engine, context, generation).await?);

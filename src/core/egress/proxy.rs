@@ -5,17 +5,19 @@
 //! says. The container goes with this server (its stdin closes and the
 //! engine removes it), so each server runs its own.
 
-use super::asker::{Approval, Askers, Question, Turn};
+use super::allow_list::AllowList;
+use super::asker::{Approval, Askers, Question, Turn, always_pattern};
 use super::error::EgressError;
 use super::ledger::{Answered, Judgement, Ledger, Owner};
 use super::protocol::{Ask, Closed, DecisionMessage, PROTOCOL, ProxyMessage, ServerMessage};
-use crate::config::Config;
+use crate::config::{AllowEdit, Config, add_to_allow};
 use crate::core::session_store::SessionStore;
 use crate::docker::{
     ContainerLimits, DockerEngine, NetworkAccess, RunnerReader, SandboxContainer, SandboxSpec, labels,
 };
 use crate::images::{self, EGRESS};
 use crate::security::audit::{AuditEvent, AuditLog, EgressEvent};
+use crate::security::egress::ALLOW_ENV;
 use crate::security::seccomp::SeccompProfile;
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -44,6 +46,8 @@ pub(super) struct Context {
     pub(super) askers: Askers,
     /// Where a session's grants approved by the user are kept.
     pub(super) store: Arc<SessionStore>,
+    /// `egress.allow` now (the user's "always" answers extend it).
+    pub(super) allow: Arc<AllowList>,
 }
 
 /// One running proxy container.
@@ -236,11 +240,11 @@ async fn read_reports(
 /// The decision on one ask, or, when the user is to be asked, the owner
 /// to ask about (the decision follows the answer).
 fn decide(context: &Context, ask: &Ask) -> Result<DecisionMessage, Owner> {
-    let settings = &context.config.egress;
+    let settings = context.allow.settings(&context.config.egress);
     let judgement = context
         .ledger
         .lock()
-        .judge(ask, settings, |owner| settings.ask && context.askers.can_ask(owner));
+        .judge(ask, &settings, |owner| settings.ask && context.askers.can_ask(owner));
     match judgement {
         Judgement::Allow {
             owner,
@@ -310,11 +314,17 @@ fn ask_user(context: &Arc<Context>, ask: Ask, owner: Owner, outbox: mpsc::Unboun
                     owner: owner.clone(),
                     host: ask.host.clone(),
                     port: ask.port,
+                    config: context.config.file.clone(),
                 };
                 let approval = asker.ask(question, limit).await;
                 let approval = context
                     .askers
                     .finish(&owner, registration, &ask.host, ask.port, approval);
+                if approval == Approval::Always {
+                    // Before the answer is shared: connections waiting for
+                    // it, and requests from now on, see the host allowed.
+                    keep_always(&context, &owner, &ask);
+                }
                 let _ = answer.send(Some(approval.clone()));
                 approval
             }
@@ -328,7 +338,8 @@ fn ask_user(context: &Arc<Context>, ask: Ask, owner: Owner, outbox: mpsc::Unboun
                 grants,
                 container,
             } => {
-                if let (Approval::ForSandbox, Owner::Session(_), Some(container)) = (&approval, &owner, container) {
+                let for_sandbox = matches!(approval, Approval::ForSandbox | Approval::Always);
+                if let (true, Owner::Session(_), Some(container)) = (for_sandbox, &owner, container) {
                     let mut record = context.store.load(&container);
                     record.grants = Some(grants.iter().map(ToString::to_string).collect());
                     context.store.save(&container, &record);
@@ -338,6 +349,45 @@ fn ask_user(context: &Arc<Context>, ask: Ask, owner: Owner, outbox: mpsc::Unboun
             Answered::Refused(reason) => refusal(&ask, Some(&owner), reason),
         };
         let _ = outbox.send(ServerMessage::Decision(decision));
+    });
+}
+
+/// The user's "always" about `ask`: this server's `egress.allow` takes
+/// the host now, and the config file takes it for the next start (in the
+/// background; a file that cannot take it changes nothing of the grant and
+/// is logged with the reason, the file left as it was).
+fn keep_always(context: &Context, owner: &Owner, ask: &Ask) {
+    let Some(pattern) = always_pattern(&ask.host, ask.port) else {
+        return;
+    };
+    context.allow.add(pattern.clone());
+    let Some(file) = context.config.file.clone() else {
+        tracing::warn!(%owner, %pattern, "the user allowed a host always, but this server has no config file to add it to: it is allowed until the server stops");
+        return;
+    };
+    let owner = owner.clone();
+    tokio::task::spawn_blocking(move || {
+        let path = file.path.display().to_string();
+        match add_to_allow(&file.path, &pattern) {
+            Ok(AllowEdit::Added { created }) => {
+                tracing::info!(%owner, %pattern, file = %path, created, "the user allowed a host always: added to egress.allow in the config file");
+            }
+            Ok(AllowEdit::AlreadyListed) => {
+                tracing::info!(%owner, %pattern, file = %path, "the user allowed a host always: the config file's egress.allow has it already");
+            }
+            Err(error) => {
+                tracing::warn!(%owner, %pattern, file = %path, %error, "the user allowed a host always, but it could not be added to the config file: it is allowed until the server stops");
+                return;
+            }
+        }
+        if file.allow_overridden {
+            tracing::warn!(
+                %pattern,
+                file = %path,
+                variable = ALLOW_ENV,
+                "{ALLOW_ENV} is set and overrides egress.allow in the config file: the host added there counts at the next start only without the variable (or if the variable names it too)"
+            );
+        }
     });
 }
 

@@ -224,8 +224,8 @@ impl Ledger {
     }
 
     /// Books the user's answer to an ask the judgement sent to them; says
-    /// what to tell the proxy. `ForSandbox` adds `host:port` to the owner's
-    /// grants (the caller persists them for a session).
+    /// what to tell the proxy. `ForSandbox` and `Always` add `host:port` to
+    /// the owner's grants (the caller persists them for a session).
     pub fn answered(&mut self, ask: &Ask, owner: &Owner, approval: &Approval, settings: &EgressSettings) -> Answered {
         let budget_bytes = self.remaining_budget(owner, settings);
         let Some(account) = self.accounts.get_mut(owner) else {
@@ -240,18 +240,15 @@ impl Ledger {
         let Some(pending) = self.pending.get_mut(&ask.id) else {
             return Answered::Refused("the connection ended before the answer".into());
         };
-        let rule = match approval {
-            Approval::ForSandbox => {
-                if let Some(host) = Host::parse(&ask.host) {
-                    let pattern = HostPattern::exact(&host, ask.port);
-                    if !account.grants.contains(&pattern) {
-                        account.grants.push(pattern);
-                    }
-                }
-                "the user (for this sandbox)"
+        if matches!(approval, Approval::ForSandbox | Approval::Always)
+            && let Some(host) = Host::parse(&ask.host)
+        {
+            let pattern = HostPattern::exact(&host, ask.port);
+            if !account.grants.contains(&pattern) {
+                account.grants.push(pattern);
             }
-            _ => "the user (once)",
-        };
+        }
+        let rule = approval.rule().unwrap_or("the user");
         if budget_bytes == 0 {
             let reason = format!("byte budget reached ({BUDGET_KEY})");
             tell(account, ask, &reason);

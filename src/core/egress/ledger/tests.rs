@@ -330,3 +330,30 @@ fn a_new_sandbox_under_an_old_name_starts_afresh_and_a_lost_proxy_leaves_no_open
         Judgement::Allow { budget_bytes: 1000, .. }
     ));
 }
+
+#[test]
+fn always_grants_the_sandbox_and_is_the_rule_audited() {
+    let mut ledger = bound();
+    let settings = settings(&[]);
+    let other = Owner::Session("other".into());
+    let asked = ask("1", "172.31.0.3", "172.31.0.2", "origin.test", 8080);
+    assert!(matches!(
+        ledger.judge(&asked, &settings, |_| true),
+        Judgement::AskUser { .. }
+    ));
+    let answered = ledger.answered(&asked, &other, &Approval::Always, &settings);
+    assert!(
+        matches!(answered, Answered::Allow { ref grants, private: true, .. } if grants.iter().any(|g| g.to_string() == "origin.test:8080")),
+        "{answered:?}"
+    );
+    let settled = ledger.closed(&closed("1", true, None, 0, 0));
+    assert_eq!(settled.rule.as_deref(), Some("the user (always)"));
+    assert!(matches!(
+        ledger.judge(
+            &ask("2", "172.31.0.3", "172.31.0.2", "origin.test", 8080),
+            &settings,
+            |_| false
+        ),
+        Judgement::Allow { .. }
+    ));
+}
