@@ -27,9 +27,11 @@ impl HolderSpec<'_> {
             cap_drop: Some(vec!["ALL".into()]),
             security_opt: Some(vec!["no-new-privileges:true".into()]),
             readonly_rootfs: Some(true),
-            memory: Some(16 * 1024 * 1024),
-            memory_swap: Some(16 * 1024 * 1024),
-            pids_limit: Some(4),
+            // Room for the runtime's own start in the container's cgroup
+            // (its threads count as processes); `sleep` needs one.
+            memory: Some(64 * 1024 * 1024),
+            memory_swap: Some(64 * 1024 * 1024),
+            pids_limit: Some(16),
             nano_cpus: Some(100_000_000),
             // Back by itself after an engine restart, so the sandboxes that
             // share its namespace can be started again.

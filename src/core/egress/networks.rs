@@ -87,7 +87,11 @@ impl EgressGateway {
         }
         let opened = match spare {
             Some(spare) => spare,
-            None => self.make_network(&proxy).await?,
+            // Once more when the engine fails a start.
+            None => match self.make_network(&proxy).await {
+                Ok(made) => made,
+                Err(_) => self.make_network(&proxy).await?,
+            },
         };
         self.refill();
         Ok(opened)
@@ -164,6 +168,7 @@ impl EgressGateway {
         let gateway = self.clone();
         networks.fillers.spawn(async move {
             let networks = &gateway.networks;
+            let mut failures = 0;
             while networks.spares.lock().len() < SPARE_NETWORKS && !networks.closing.load(Ordering::SeqCst) {
                 let made = async {
                     let proxy = gateway.proxy().await?;
@@ -171,6 +176,12 @@ impl EgressGateway {
                 };
                 match made.await {
                     Ok(spare) => networks.spares.lock().push(spare),
+                    // Once more (the engine fails a start now and then);
+                    // then the next sandbox with network tries again.
+                    Err(error) if failures == 0 => {
+                        tracing::debug!(%error, "making a spare sandbox network failed; trying again");
+                        failures += 1;
+                    }
                     Err(error) => {
                         tracing::warn!(%error, "could not make a spare sandbox network");
                         break;
