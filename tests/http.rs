@@ -36,10 +36,15 @@ fn server_command(extra: &[&str]) -> Command {
 /// Starts `serve --http 127.0.0.1:0` with the token and returns the
 /// process and the address it listens on (read from its log).
 async fn start_http_server() -> (Child, String) {
-    let mut child = server_command(&["--http", "127.0.0.1:0"])
-        .env("MULTILANG_SANDBOX_HTTP_TOKEN", TOKEN)
-        .spawn()
-        .expect("the server starts");
+    let mut command = server_command(&["--http", "127.0.0.1:0"]);
+    command.env("MULTILANG_SANDBOX_HTTP_TOKEN", TOKEN);
+    spawn_http_server(command).await
+}
+
+/// Starts the server `command` describes and returns it with the address
+/// it listens on (read from its log).
+async fn spawn_http_server(mut command: Command) -> (Child, String) {
+    let mut child = command.spawn().expect("the server starts");
     let stderr = child.stderr.take().expect("stderr is piped");
     let mut lines = BufReader::new(stderr).lines();
     let address = tokio::time::timeout(Duration::from_secs(30), async {
@@ -63,18 +68,35 @@ async fn start_http_server() -> (Child, String) {
 
 /// A raw JSON-RPC initialize POST; returns the status line and headers.
 async fn post_initialize(address: &str, authorization: Option<&str>) -> String {
+    let auth = authorization.map(|value| ("Authorization", value.to_string()));
+    post_initialize_with(address, auth.as_slice()).await
+}
+
+/// A raw JSON-RPC initialize POST with `headers`; returns the status line
+/// and headers.
+async fn post_initialize_with(address: &str, headers: &[(&str, String)]) -> String {
     let body = json!({
         "jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": {"protocolVersion": "2025-06-18", "capabilities": {},
                    "clientInfo": {"name": "raw", "version": "0"}}
     })
     .to_string();
-    let auth = authorization
-        .map(|value| format!("Authorization: {value}\r\n"))
-        .unwrap_or_default();
+    let mut all = vec![
+        ("Content-Type", "application/json".to_string()),
+        ("Accept", "application/json, text/event-stream".to_string()),
+    ];
+    all.extend_from_slice(headers);
+    raw_request(address, "POST", &all, &body).await
+}
+
+/// A raw HTTP request to `/mcp`; returns the status line and headers.
+async fn raw_request(address: &str, method: &str, headers: &[(&str, String)], body: &str) -> String {
+    let headers: String = headers
+        .iter()
+        .map(|(name, value)| format!("{name}: {value}\r\n"))
+        .collect();
     let request = format!(
-        "POST /mcp HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\n\
-         Accept: application/json, text/event-stream\r\n{auth}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} /mcp HTTP/1.1\r\nHost: {address}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let mut stream = tokio::net::TcpStream::connect(address).await.expect("connects");
@@ -83,6 +105,14 @@ async fn post_initialize(address: &str, authorization: Option<&str>) -> String {
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await;
     let text = String::from_utf8_lossy(&response).to_string();
     text.split("\r\n\r\n").next().unwrap_or_default().to_string()
+}
+
+/// The value of header `name` in a response head.
+fn header_value(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim().eq_ignore_ascii_case(name).then(|| value.trim().to_string())
+    })
 }
 
 /// A raw POST to `/mcp` with the token (and the session, if given);
@@ -290,4 +320,54 @@ async fn http_answers_401_without_the_token_and_serves_tools_with_it() {
     session(&client, json!({"action": "destroy", "name": name})).await;
     client.cancel().await.ok();
     server.kill().await.ok();
+}
+
+#[tokio::test]
+async fn http_without_a_token_takes_its_own_origin_and_answers_404_for_unknown_sessions() {
+    let (mut server, address) = spawn_http_server(server_command(&["--http", "127.0.0.1:0", "--no-auth"])).await;
+    let port = address.rsplit(':').next().expect("a port");
+    // A page of this server's own loopback origin, and a client sending no
+    // Origin at all, are served...
+    for origin in [format!("http://127.0.0.1:{port}"), format!("http://localhost:{port}")] {
+        let head = post_initialize_with(&address, &[("Origin", origin.clone())]).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{origin}: {head}");
+    }
+    let head = post_initialize_with(&address, &[]).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // ...any other origin (a web page elsewhere, or on another port) is not.
+    let other_port = port.parse::<u16>().expect("a port number").wrapping_add(1);
+    for origin in [
+        "http://evil.example".to_string(),
+        format!("http://127.0.0.1:{other_port}"),
+    ] {
+        let head = post_initialize_with(&address, &[("Origin", origin.clone())]).await;
+        assert!(head.starts_with("HTTP/1.1 403"), "{origin}: {head}");
+    }
+
+    // DELETE ends a session once; an unknown or ended one is a 404.
+    let session = header_value(&head_of_new_session(&address).await, "mcp-session-id").expect("a session id");
+    let delete = |id: String| {
+        let address = address.clone();
+        async move {
+            let headers = [
+                ("Mcp-Session-Id", id),
+                ("Mcp-Protocol-Version", "2025-06-18".to_string()),
+            ];
+            raw_request(&address, "DELETE", &headers, "").await
+        }
+    };
+    let ended = delete(session.clone()).await;
+    assert!(ended.starts_with("HTTP/1.1 202"), "{ended}");
+    let again = delete(session).await;
+    assert!(again.starts_with("HTTP/1.1 404"), "{again}");
+    let unknown = delete("no-such-session".to_string()).await;
+    assert!(unknown.starts_with("HTTP/1.1 404"), "{unknown}");
+    server.kill().await.ok();
+}
+
+/// Initializes an MCP session over raw HTTP; returns the response head.
+async fn head_of_new_session(address: &str) -> String {
+    let head = post_initialize_with(address, &[]).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    head
 }

@@ -15,6 +15,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::session::{SessionId, SessionManager};
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8765";
 pub const TOKEN_VARIABLE: &str = "MULTILANG_SANDBOX_HTTP_TOKEN";
 /// Largest request body (the stdio transport's line limit).
 const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
+/// The header naming the MCP session of a request.
+const SESSION_ID_HEADER: &str = "Mcp-Session-Id";
 
 /// How to serve over HTTP.
 #[derive(Debug, Clone)]
@@ -85,6 +88,13 @@ pub async fn serve_http(
     shutdown: CancellationToken,
 ) -> Result<(), HttpError> {
     options.validate()?;
+    let listener = tokio::net::TcpListener::bind(options.address)
+        .await
+        .map_err(|source| HttpError::Bind {
+            address: options.address,
+            source,
+        })?;
+    let address = listener.local_addr().unwrap_or(options.address);
     let mut config = StreamableHttpServerConfig::default()
         .with_cancellation_token(shutdown.child_token())
         .with_max_request_body_bytes(MAX_BODY_BYTES);
@@ -93,29 +103,63 @@ pub async fn serve_http(
         config = config.disable_allowed_hosts();
     }
     if options.token.is_none() {
-        // Without a token, refuse every request a web page could make.
-        config = config.enforce_origin_validation();
+        // Without a token, refuse every request a web page could make,
+        // except from this server's own loopback origin (a page it served
+        // itself; a browser sends `Origin` on same-origin POSTs too).
+        config = config
+            .with_allowed_origins(own_origins(address.port()))
+            .enforce_origin_validation();
     }
-    let mut sessions = LocalSessionManager::default();
-    sessions.session_config.keep_alive = Some(options.session_idle);
-    let service = StreamableHttpService::new(move || Ok(make_server()), Arc::new(sessions), config);
+    let sessions = Arc::new({
+        let mut sessions = LocalSessionManager::default();
+        sessions.session_config.keep_alive = Some(options.session_idle);
+        sessions
+    });
+    let service = StreamableHttpService::new(move || Ok(make_server()), sessions.clone(), config);
     let token = Arc::new(options.token.clone());
     let app = axum::Router::new()
         .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn_with_state(sessions, unknown_session_delete))
         .layer(axum::middleware::from_fn(check_body))
         .layer(axum::middleware::from_fn_with_state(token, require_bearer));
-    let listener = tokio::net::TcpListener::bind(options.address)
-        .await
-        .map_err(|source| HttpError::Bind {
-            address: options.address,
-            source,
-        })?;
-    let address = listener.local_addr().unwrap_or(options.address);
     tracing::info!(%address, auth = options.token.is_some(), "serving MCP over HTTP at /mcp");
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled_owned().await })
         .await
         .map_err(HttpError::Serve)
+}
+
+/// The origins of this server's own loopback address on `port`.
+fn own_origins(port: u16) -> Vec<String> {
+    ["127.0.0.1", "localhost", "[::1]"]
+        .iter()
+        .map(|host| format!("http://{host}:{port}"))
+        .collect()
+}
+
+/// Answers `DELETE /mcp` for a session that does not exist (any more) with
+/// 404, as the MCP specification says (rmcp answers 202 whatever the id).
+async fn unknown_session_delete(
+    State(sessions): State<Arc<LocalSessionManager>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() != Method::DELETE {
+        return next.run(request).await;
+    }
+    let id = request
+        .headers()
+        .get(SESSION_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .map(|id| SessionId::from(id.to_string()));
+    match id {
+        Some(id) if !sessions.has_session(&id).await.unwrap_or(true) => (
+            StatusCode::NOT_FOUND,
+            "no such MCP session: it ended or never existed; initialize a new one\n",
+        )
+            .into_response(),
+        _ => next.run(request).await,
+    }
 }
 
 /// Lets a request through only with the right bearer token.
