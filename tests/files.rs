@@ -315,7 +315,29 @@ async fn outputs_come_back_as_artifacts_and_plots_as_png_images() {
         assert_eq!((width, height), (640, 480), "unexpected plot size");
         assert!(bytes.len() > 3_000, "suspiciously small plot: {} bytes", bytes.len());
     }
+    // Each figure also comes as text, read from the figure: for models
+    // whose client drops images.
+    let text = text_of(&result);
+    for expected in [
+        "figure 6.4x4.8 in, 1 axes",
+        "axes 1 \"squares\": x (linear,",
+        "line: 4 points, x 0 to 3, y 1 to 16",
+        "bars: 2, heights 3 to 5 (a=3, b=5)",
+    ] {
+        assert!(text.contains(expected), "{expected:?} missing from: {text}");
+    }
     let artifacts = result.structured_content.unwrap()["artifacts"].clone();
+    let described = artifacts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|artifact| {
+            artifact["description"]
+                .as_str()
+                .is_some_and(|text| text.contains("axes 1"))
+        })
+        .count();
+    assert_eq!(described, 2, "{artifacts}");
     let csv = artifacts
         .as_array()
         .unwrap()

@@ -18,6 +18,9 @@ pub struct Artifact {
     pub mime: &'static str,
     /// The content (images within the byte cap whose bytes match their type).
     pub content: Option<ArtifactContent>,
+    /// What a PNG says it shows, from its `Description` text chunk (the
+    /// Python images' matplotlib backend writes one for each figure).
+    pub description: Option<String>,
 }
 
 /// The content of a returned artifact.
@@ -58,6 +61,47 @@ fn has_signature(mime: &str, bytes: &[u8]) -> bool {
     }
 }
 
+/// The PNG text chunk keyword of a chart's description.
+const DESCRIPTION_KEYWORD: &str = "Description";
+/// Longest description passed on, in characters (the backend writes at
+/// most 2000; code can write anything).
+const MAX_DESCRIPTION_CHARS: usize = 4000;
+
+/// The `Description` text a PNG carries before its image data, if any
+/// (latin-1, compressed or UTF-8 text chunk), bounded.
+fn png_description(bytes: &[u8]) -> Option<String> {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    decoder.set_ignore_text_chunk(false);
+    let reader = decoder.read_info().ok()?;
+    let info = reader.info();
+    let keyword = |key: &str| key == DESCRIPTION_KEYWORD;
+    let text = info
+        .uncompressed_latin1_text
+        .iter()
+        .find(|chunk| keyword(&chunk.keyword))
+        .map(|chunk| chunk.text.clone())
+        .or_else(|| {
+            info.utf8_text
+                .iter()
+                .find(|chunk| keyword(&chunk.keyword))
+                .and_then(|chunk| chunk.get_text().ok())
+        })
+        .or_else(|| {
+            info.compressed_latin1_text
+                .iter()
+                .find(|chunk| keyword(&chunk.keyword))
+                .and_then(|chunk| chunk.get_text().ok())
+        })?;
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    Some(match text.char_indices().nth(MAX_DESCRIPTION_CHARS) {
+        Some((end, _)) => format!("{}...", &text[..end]),
+        None => text.to_string(),
+    })
+}
+
 /// Applies the caps and checks to what the runner reported.
 pub fn check(reported: Vec<RunArtifact>, max_files: usize, max_bytes: u64) -> Vec<Artifact> {
     let mut used = 0u64;
@@ -67,11 +111,15 @@ pub fn check(reported: Vec<RunArtifact>, max_files: usize, max_bytes: u64) -> Ve
         .take(max_files)
         .map(|artifact| {
             let mime = mime_for(&artifact.path);
-            let bytes = artifact
+            let decoded = artifact
                 .data_base64
                 .as_deref()
-                .and_then(|data| STANDARD.decode(data).ok())
-                .filter(|bytes| used + bytes.len() as u64 <= max_bytes);
+                .and_then(|data| STANDARD.decode(data).ok());
+            let description = decoded
+                .as_deref()
+                .filter(|bytes| mime == "image/png" && has_signature(mime, bytes))
+                .and_then(png_description);
+            let bytes = decoded.filter(|bytes| used + bytes.len() as u64 <= max_bytes);
             let content = bytes.and_then(|bytes| {
                 let content = if mime == "image/svg+xml" {
                     String::from_utf8(bytes.clone())
@@ -93,6 +141,7 @@ pub fn check(reported: Vec<RunArtifact>, max_files: usize, max_bytes: u64) -> Ve
                 size: artifact.size,
                 mime,
                 content,
+                description,
             }
         })
         .collect()
@@ -109,6 +158,58 @@ mod tests {
             mime: "image/png".to_string(),
             data_base64: Some(STANDARD.encode(bytes)),
         }
+    }
+
+    /// A 1x1 PNG with the given text chunks: `(kind, keyword, text)` where
+    /// kind is "tEXt", "zTXt" or "iTXt".
+    fn png_with_text(chunks: &[(&str, &str, &str)]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        let mut encoder = png::Encoder::new(&mut bytes, 1, 1);
+        encoder.set_color(png::ColorType::Grayscale);
+        for (kind, keyword, text) in chunks {
+            let (keyword, text) = (keyword.to_string(), text.to_string());
+            match *kind {
+                "tEXt" => encoder.add_text_chunk(keyword, text),
+                "zTXt" => encoder.add_ztxt_chunk(keyword, text),
+                _ => encoder.add_itxt_chunk(keyword, text),
+            }
+            .expect("text chunk");
+        }
+        let mut writer = encoder.write_header().expect("header");
+        writer.write_image_data(&[0]).expect("pixel");
+        drop(writer);
+        bytes
+    }
+
+    #[test]
+    fn a_png_description_is_read_from_any_text_chunk_and_bounded() {
+        let text = "figure 6.4x4.8 in, 1 axes\naxes 1 \"squares\": x (linear, 0 to 3)";
+        for kind in ["tEXt", "zTXt", "iTXt"] {
+            let png = png_with_text(&[(kind, "Software", "x"), (kind, "Description", text)]);
+            assert_eq!(png_description(&png).as_deref(), Some(text), "{kind}");
+        }
+        let unicode = png_with_text(&[("iTXt", "Description", "axes 1 \"Temperatur °C — Zürich\"")]);
+        assert_eq!(
+            png_description(&unicode).as_deref(),
+            Some("axes 1 \"Temperatur °C — Zürich\"")
+        );
+        let long = "é".repeat(MAX_DESCRIPTION_CHARS + 10);
+        let bounded = png_description(&png_with_text(&[("iTXt", "Description", &long)])).expect("a description");
+        assert_eq!(bounded.chars().count(), MAX_DESCRIPTION_CHARS + 3);
+        assert!(png_description(&png_with_text(&[("tEXt", "Title", "no description")])).is_none());
+        assert!(png_description(PNG).is_none(), "not a readable PNG");
+        // Through `check`: the description comes with the artifact, also
+        // when the image itself is over the byte cap.
+        let checked = check(
+            vec![reported(
+                "/outputs/figure-1.png",
+                &png_with_text(&[("tEXt", "Description", text)]),
+            )],
+            10,
+            1,
+        );
+        assert_eq!(checked[0].content, None);
+        assert_eq!(checked[0].description.as_deref(), Some(text));
     }
 
     const PNG: &[u8] = b"\x89PNG\r\n\x1a\nrest-of-the-image";

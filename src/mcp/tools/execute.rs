@@ -111,6 +111,11 @@ pub struct ArtifactInfo {
     /// True when the file's content is included in this result (image content, or an
     /// embedded resource for SVG).
     pub returned: bool,
+    /// For a matplotlib figure: what the chart shows (size; per axes the title, labels,
+    /// scales and limits; per series its kind, label, number of points and ranges), read
+    /// from the figure, so a model whose client drops images still knows the chart.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 /// Where to find the files listed without content, in the tools' words.
@@ -136,6 +141,7 @@ impl From<ExecutionOutcome> for ExecuteOutput {
                 size: artifact.size,
                 mime: artifact.mime.to_string(),
                 returned: artifact.content.is_some(),
+                description: artifact.description.clone(),
             })
             .collect();
         Self {
@@ -188,6 +194,12 @@ impl ExecuteOutput {
                     "\n{} ({} bytes, {}){shown}",
                     artifact.path, artifact.size, artifact.mime
                 ));
+                if let Some(description) = &artifact.description {
+                    for line in description.lines() {
+                        text.push_str("\n    ");
+                        text.push_str(line);
+                    }
+                }
             }
         }
         if let Some(note) = &self.note {
