@@ -1,6 +1,8 @@
 //! Packages: installs into sessions, the SHA-256 package cache, npm from
 //! JavaScript, refused specs, and failed installs that leave nothing behind.
-//! Installs reach PyPI and npm from inside install containers.
+//! Installs reach PyPI, npm and crates.io from inside install containers,
+//! through the egress proxy (the registries each manager is configured for
+//! in the image; tests/install_egress.rs checks the audit).
 
 mod common;
 

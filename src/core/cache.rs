@@ -1,21 +1,28 @@
 //! The package cache and installs. A package set for a language is
-//! installed once, in a short-lived container with network, and committed
-//! as an image `multilang-sandbox-cache/<language>:<key>`, where the key is
-//! the SHA-256 of (language, base image id, sorted normalized specs). Later
+//! installed once, in a short-lived install container, and committed as an
+//! image `multilang-sandbox-cache/<language>:<key>`, where the key is the
+//! SHA-256 of (language, base image id, sorted normalized specs). Later
 //! requests for the same set start from that image: no network, no install.
 //! Installs into a running session go into its packages volume instead, so
 //! the session keeps its state and its code never gets network.
+//!
+//! An install container's only network is the egress proxy (`door.rs`):
+//! first the registries its package manager is configured for are found in
+//! it (`runtime/registries.rs`), then granted, then the install runs.
 
-use super::launcher::{Launcher, Purpose};
-use super::run::{RunFailure, RunSpec, run_program};
+mod door;
+mod install;
+
+use super::egress::EgressGateway;
+use super::launcher::Launcher;
 use super::session::InstallTarget;
 use super::watch::Watch;
-use crate::config::Config;
 use crate::core::error::PackageError;
 use crate::docker::DockerError;
 use crate::docker::ImageInfo;
+use crate::runtime::Language;
 use crate::runtime::packages::{CACHE_ROOT, PackageManager, SESSION_ROOT};
-use crate::runtime::{Language, Program, SourceFile};
+use door::InstallDoor;
 use parking_lot::Mutex;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -86,14 +93,17 @@ pub struct SessionInstall {
 /// Installs packages and caches the results as images.
 pub struct PackageCache {
     launcher: Arc<Launcher>,
+    /// The install containers' way to their registries.
+    egress: Arc<EgressGateway>,
     counters: Mutex<(u64, u64)>,
     building: tokio::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl PackageCache {
-    pub fn new(launcher: Arc<Launcher>) -> Arc<Self> {
+    pub fn new(launcher: Arc<Launcher>, egress: Arc<EgressGateway>) -> Arc<Self> {
         Arc::new(Self {
             launcher,
+            egress,
             counters: Mutex::new((0, 0)),
             building: tokio::sync::Mutex::new(HashMap::new()),
         })
@@ -140,13 +150,12 @@ impl PackageCache {
             packages.join(", "),
             manager.name()
         ));
-        let purpose = Purpose::Install {
-            packages_volume: None,
-            as_root: manager.needs_root(),
-        };
-        let sandbox = self.launcher.launch_from(language, base_image, purpose).await?;
+        let door = InstallDoor::open(&self.egress).await?;
+        let sandbox = self
+            .start(&door, language, base_image, door.purpose(None, manager.needs_root()))
+            .await?;
         let result = self
-            .install(&sandbox.connection, manager, &packages, CACHE_ROOT, watch)
+            .install(&sandbox.connection, &door, manager, &packages, CACHE_ROOT, watch)
             .await;
         let committed = match result {
             Ok(output) => {
@@ -165,6 +174,7 @@ impl PackageCache {
             Err(error) => Err(error),
         };
         sandbox.container.remove().await;
+        door.close(&self.egress).await;
         let output = committed?;
         Ok(CachedImage {
             image,
@@ -176,7 +186,7 @@ impl PackageCache {
     }
 
     /// Installs `specs` into a session's packages volume, from a short-lived
-    /// container with network made from the session's image.
+    /// install container made from the session's image.
     pub async fn install_into_session(
         &self,
         target: &InstallTarget,
@@ -192,20 +202,19 @@ impl PackageCache {
             });
         }
         let packages = manager.normalize(specs)?;
-        let purpose = Purpose::Install {
-            packages_volume: Some(&target.packages_volume),
-            as_root: false,
-        };
         watch.progress(format!(
             "installing {} with {} into the session",
             packages.join(", "),
             manager.name()
         ));
-        let sandbox = self.launcher.launch_from(language, &target.image, purpose).await?;
+        let door = InstallDoor::open(&self.egress).await?;
+        let purpose = door.purpose(Some(&target.packages_volume), false);
+        let sandbox = self.start(&door, language, &target.image, purpose).await?;
         let result = self
-            .install(&sandbox.connection, manager, &packages, SESSION_ROOT, watch)
+            .install(&sandbox.connection, &door, manager, &packages, SESSION_ROOT, watch)
             .await;
         sandbox.container.remove().await;
+        door.close(&self.egress).await;
         Ok(SessionInstall {
             output: result?,
             packages,
@@ -269,105 +278,12 @@ impl PackageCache {
         Ok(entries)
     }
 
-    async fn install(
-        &self,
-        connection: &super::connection::RunnerConnection,
-        manager: PackageManager,
-        packages: &[String],
-        root: &str,
-        watch: &Watch,
-    ) -> Result<String, PackageError> {
-        let config = self.launcher.config();
-        let mut program = Program {
-            files: Vec::new(),
-            steps: manager.install_steps(packages, root),
-            kernel_source: None,
-        };
-        let mut env = BTreeMap::new();
-        if let Some(bundle) = read_ca_bundle(config) {
-            program.files.push(SourceFile {
-                path: CA_BUNDLE_PATH.to_string(),
-                content: bundle,
-            });
-            for variable in CA_VARIABLES {
-                env.insert(variable.to_string(), CA_BUNDLE_PATH.to_string());
-            }
-        }
-        let spec = RunSpec {
-            program: &program,
-            kernel: None,
-            env: &env,
-            stdin: None,
-            timeout_ms: INSTALL_TIMEOUT.as_millis() as u64,
-            collect_outputs: false,
-            watch,
-        };
-        let run = run_program(connection, spec, config)
-            .await
-            .map_err(|failure| match failure {
-                RunFailure::HostTimeout => PackageError::Failed {
-                    manager: manager.name(),
-                    packages: packages.join(" "),
-                    output: format!("no answer within {} minutes", INSTALL_TIMEOUT.as_secs() / 60),
-                },
-                RunFailure::Cancelled | RunFailure::NotStarted => PackageError::Cancelled,
-                RunFailure::Gone(error) => PackageError::Docker(error),
-            })?;
-        if run.cancelled {
-            return Err(PackageError::Cancelled);
-        }
-        let mut output = run.stdout;
-        if !run.stderr.is_empty() {
-            output.push_str(&run.stderr);
-        }
-        let output = tail(&output, OUTPUT_TAIL);
-        if run.exit_code != 0 || run.timed_out {
-            let mut output = output;
-            if manager == PackageManager::GoModules {
-                output.push_str("\n(The Go module proxy may be unreachable from this machine.)");
-            }
-            return Err(PackageError::Failed {
-                manager: manager.name(),
-                packages: packages.join(" "),
-                output,
-            });
-        }
-        Ok(output)
-    }
-
     fn count(&self, hit: bool) {
         let mut counters = self.counters.lock();
         if hit {
             counters.0 += 1;
         } else {
             counters.1 += 1;
-        }
-    }
-}
-
-/// Where install containers get the trusted CA bundle (a tmpfs: never
-/// committed into a cached image).
-const CA_BUNDLE_PATH: &str = "/tmp/ca-bundle.pem";
-/// Variables that point each package manager's TLS at the bundle.
-const CA_VARIABLES: [&str; 7] = [
-    "SSL_CERT_FILE",
-    "PIP_CERT",
-    "REQUESTS_CA_BUNDLE",
-    "NODE_EXTRA_CA_CERTS",
-    "CARGO_HTTP_CAINFO",
-    "GIT_SSL_CAINFO",
-    "CURL_CA_BUNDLE",
-];
-
-/// The configured CA bundle's text, if there is a readable one.
-fn read_ca_bundle(config: &Config) -> Option<String> {
-    let path = config.ca_bundle.as_ref()?;
-    match std::fs::read_to_string(path) {
-        Ok(text) if text.contains("BEGIN CERTIFICATE") => Some(text),
-        Ok(_) => None,
-        Err(error) => {
-            tracing::warn!(path = %path.display(), %error, "cannot read the CA bundle; installs use the image's own");
-            None
         }
     }
 }

@@ -146,6 +146,17 @@ pub enum PackageError {
     LanguageRequired,
     #[error("`packages` and `ml` apply to stateless executes and session create")]
     SessionPackages,
+    #[error(
+        "no install was made: the package registries {manager} is configured to use could not be found in the image ({detail}). \
+         Check {hint}. Installs reach only those registries, through the egress proxy, and never get other network"
+    )]
+    NoRegistries {
+        manager: &'static str,
+        hint: &'static str,
+        detail: String,
+    },
+    #[error("the install could not get its network through the egress proxy: {0}")]
+    Egress(#[from] EgressError),
     #[error(transparent)]
     Docker(#[from] DockerError),
 }

@@ -63,12 +63,15 @@ pub enum Purpose<'a> {
         /// The session's sandbox network, when it has network grants.
         network: Option<&'a OpenedNetwork>,
     },
-    /// A short-lived container with network that installs packages, either
-    /// into a session's packages volume or into its own filesystem (to be
-    /// committed as a cache image).
+    /// A short-lived container that installs packages, either into a
+    /// session's packages volume or into its own filesystem (to be
+    /// committed as a cache image). Its network is a sandbox network of its
+    /// own: it reaches its package manager's registries through the egress
+    /// proxy, nothing else (core/install_network.rs).
     Install {
         packages_volume: Option<&'a str>,
         as_root: bool,
+        network: &'a OpenedNetwork,
     },
 }
 
@@ -200,9 +203,10 @@ impl Launcher {
             Purpose::Install {
                 packages_volume,
                 as_root,
+                network,
             } => {
                 labels.insert(labels::KIND.to_string(), "install".to_string());
-                spec.network = NetworkAccess::Bridge;
+                join(network, &mut spec, &mut labels);
                 spec.run_as_root = as_root;
                 match packages_volume {
                     Some(volume) => {

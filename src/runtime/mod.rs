@@ -7,6 +7,7 @@ mod go;
 mod javascript;
 pub mod packages;
 mod python;
+pub mod registries;
 mod rust;
 mod typescript;
 

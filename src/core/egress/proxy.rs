@@ -394,15 +394,17 @@ fn keep_always(context: &Context, owner: &Owner, ask: &Ask) {
 /// Books an ended connection and records it in the audit log.
 fn book(context: &Context, closed: &Closed) {
     let settled = context.ledger.lock().closed(closed);
-    let (session, execute) = match &settled.owner {
-        Some(Owner::Session(name)) => (Some(name.clone()), None),
-        Some(Owner::Execute(id)) => (None, Some(id.clone())),
-        None => (None, None),
+    let (session, execute, install) = match &settled.owner {
+        Some(Owner::Session(name)) => (Some(name.clone()), None, None),
+        Some(Owner::Execute(id)) => (None, Some(id.clone()), None),
+        Some(Owner::Install(id)) => (None, None, Some(id.clone())),
+        None => (None, None, None),
     };
-    context.audit.record(AuditEvent::Egress(EgressEvent {
+    context.audit.record(AuditEvent::Egress(Box::new(EgressEvent {
         instance: context.instance_id.clone(),
         session,
         execute,
+        install,
         host: closed.host.clone(),
         port: closed.port,
         allowed: closed.allowed,
@@ -412,5 +414,5 @@ fn book(context: &Context, closed: &Closed) {
         bytes_up: closed.bytes_up,
         bytes_down: closed.bytes_down,
         duration_ms: closed.duration_ms,
-    }));
+    })));
 }

@@ -64,9 +64,9 @@ impl Executor {
             config,
             pool: ContainerPool::new(launcher.clone()),
             sessions: SessionManager::new(launcher.clone(), audit.clone(), egress.clone()),
+            cache: PackageCache::new(launcher.clone(), egress.clone()),
             egress,
             audit,
-            cache: PackageCache::new(launcher.clone()),
             launcher,
             background: Background::new(),
         }

@@ -24,7 +24,7 @@ pub struct InstallParams {
     /// and paths are refused.
     pub packages: Vec<String>,
     /// Session to install into: the session keeps its variables and files, and its code still
-    /// has no network (only the install step does). Without it, the package set is prepared in
+    /// has no network (only the install step reaches the package registries, through the egress proxy). Without it, the package set is prepared in
     /// the cache for later `sandbox_execute`/`sandbox_session create` calls with `packages`.
     #[serde(default)]
     pub session: Option<String>,
@@ -75,7 +75,7 @@ impl SandboxServer {
     #[tool(
         name = "sandbox_install",
         description = "Install packages: with `session`, into that session (it keeps its state; only the \
-install step has network). Without `session`, prepare the cached image for `language` + `packages`, so \
+install step reaches the network: the registries its package manager is configured for, through the egress proxy). Without `session`, prepare the cached image for `language` + `packages`, so \
 later sandbox_execute / sandbox_session create calls with the same `packages` start at once. \
 Managers: pip (python), npm (javascript, typescript), cargo (rust), go modules (go), apt (bash, cache only).",
         output_schema = schema_for_output::<InstallOutput>()

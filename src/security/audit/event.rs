@@ -33,8 +33,9 @@ pub enum AuditEvent {
     Session(SessionEvent),
     /// Code matched a code-policy rule.
     Violation(Violation),
-    /// A connection through the egress proxy ended (allowed or refused).
-    Egress(EgressEvent),
+    /// A connection through the egress proxy ended (allowed or refused;
+    /// boxed: the second largest).
+    Egress(Box<EgressEvent>),
 }
 
 /// A tool call: which tool, what it was asked, how long it took and how it
@@ -182,6 +183,10 @@ pub struct EgressEvent {
     /// The stateless execute it came from.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub execute: Option<String>,
+    /// The install it came from (`sandbox_install`, or a cached image
+    /// being built).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub install: Option<String>,
     pub host: String,
     pub port: u16,
     /// The connection was let through and reached its origin.

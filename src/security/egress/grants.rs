@@ -24,6 +24,9 @@ pub enum Rule {
     Grant(HostPattern),
     /// A pattern of `egress.allow`.
     Configured(HostPattern),
+    /// A registry the package manager of an install is configured for
+    /// (found in its image when the install starts).
+    Registry(HostPattern),
 }
 
 impl fmt::Display for Rule {
@@ -31,6 +34,7 @@ impl fmt::Display for Rule {
         match self {
             Rule::Grant(pattern) => write!(f, "session grant `{pattern}`"),
             Rule::Configured(pattern) => write!(f, "{ALLOW_KEY} `{pattern}`"),
+            Rule::Registry(pattern) => write!(f, "install registry `{pattern}`"),
         }
     }
 }

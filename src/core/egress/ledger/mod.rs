@@ -19,6 +19,10 @@ pub enum Owner {
     Session(String),
     /// One stateless execute (its id).
     Execute(String),
+    /// One install (`sandbox_install`, or a cached image being built; its
+    /// id): it reaches only the registries its package manager is
+    /// configured for, found in its image ([`Ledger::judge`]).
+    Install(String),
 }
 
 impl Owner {
@@ -28,6 +32,7 @@ impl Owner {
         match self {
             Owner::Session(name) => name.clone(),
             Owner::Execute(id) => format!("execute {id}"),
+            Owner::Install(id) => format!("install {id}"),
         }
     }
 }
@@ -37,6 +42,7 @@ impl fmt::Display for Owner {
         match self {
             Owner::Session(name) => write!(f, "session `{name}`"),
             Owner::Execute(id) => write!(f, "stateless execute {id}"),
+            Owner::Install(id) => write!(f, "install {id}"),
         }
     }
 }
@@ -303,6 +309,10 @@ impl Ledger {
                 ),
             );
         }
+        let grants = account.map(|account| account.grants.as_slice()).unwrap_or_default();
+        if let Owner::Install(_) = owner {
+            return judge_install(ask, owner, grants);
+        }
         let budget_bytes = self.remaining_budget(&owner, settings);
         if budget_bytes == 0 {
             return refuse(
@@ -313,7 +323,6 @@ impl Ledger {
                 ),
             );
         }
-        let grants = account.map(|account| account.grants.as_slice()).unwrap_or_default();
         let policy = Policy {
             configured: &settings.allow,
             granted: grants,
@@ -371,6 +380,54 @@ impl Ledger {
         Settled { owner, rule }
     }
 }
+
+/// The decision on a connection of an install: the registries its package
+/// manager is configured for (its grants, found in its image) are allowed,
+/// and nothing else, without asking anyone. They come from the machine's
+/// configuration, not from the model, so like `egress.allow_private` host
+/// entries they may resolve to private addresses (an in-house mirror; never
+/// link-local: the proxy keeps that for networks named in the
+/// configuration). Installs are not held to `egress.budget_mb` (a large
+/// package is normal; they have their own time and size limits), but to
+/// `egress.max_connections` like every sandbox, and are audited like every
+/// connection. An IP literal is never a registry here
+/// (discovery grants names only), so it is refused.
+fn judge_install(ask: &Ask, owner: Owner, grants: &[HostPattern]) -> Judgement {
+    let registry = Host::parse(&ask.host).and_then(|host| {
+        grants
+            .iter()
+            .find(|pattern| !pattern.is_address() && pattern.allows_port(ask.port) && pattern.matches_host(&host))
+    });
+    match registry {
+        Some(pattern) => Judgement::Allow {
+            owner,
+            rule: Rule::Registry(pattern.clone()),
+            budget_bytes: INSTALL_BUDGET,
+            private: true,
+        },
+        None => {
+            let found = grants.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+            refuse(
+                Some(owner),
+                format!(
+                    "{}:{} is refused: an install reaches only the package registries its package manager is \
+                     configured for in the image ({})",
+                    ask.host,
+                    ask.port,
+                    if found.is_empty() {
+                        "none found".to_string()
+                    } else {
+                        found
+                    }
+                ),
+            )
+        }
+    }
+}
+
+/// What an install may move: not `egress.budget_mb` (installs have their
+/// own limits), so as much as the proxy can count.
+const INSTALL_BUDGET: u64 = u64::MAX;
 
 /// Keeps a refusal to tell the model in the execute's note.
 fn tell(account: &mut Account, ask: &Ask, reason: &str) {

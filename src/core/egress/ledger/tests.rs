@@ -357,3 +357,111 @@ fn always_grants_the_sandbox_and_is_the_rule_audited() {
         Judgement::Allow { .. }
     ));
 }
+
+fn install_bound(grants: &[&str]) -> Ledger {
+    let mut ledger = bound();
+    ledger.bind(
+        "172.32.0.2".parse().unwrap(),
+        Owner::Install("i1".into()),
+        "172.32.0.3".parse().unwrap(),
+        "install-container",
+        grants.iter().map(|p| p.parse().unwrap()).collect(),
+    );
+    ledger
+}
+
+fn install_to(ledger: &mut Ledger, settings: &EgressSettings, id: &str, host: &str, port: u16) -> Judgement {
+    // The user could be asked, and the host is in egress.allow: neither
+    // matters to an install.
+    ledger.judge(&ask(id, "172.32.0.3", "172.32.0.2", host, port), settings, |_| true)
+}
+
+#[test]
+fn an_install_reaches_its_registries_only_without_asking_and_without_the_budget() {
+    let mut settings = settings(&["elsewhere.example", "10.0.0.5"]);
+    settings.ask = true;
+    settings.max_connections = 10;
+    let mut ledger = install_bound(&["registry.example:443", "files.example:443"]);
+    let owner = Owner::Install("i1".into());
+    assert_eq!(owner.tag(), "install i1");
+    assert_eq!(owner.to_string(), "install i1");
+    let allowed = install_to(&mut ledger, &settings, "c1", "registry.example", 443);
+    assert_eq!(
+        allowed,
+        Judgement::Allow {
+            owner: owner.clone(),
+            rule: Rule::Registry("registry.example:443".parse().unwrap()),
+            budget_bytes: u64::MAX,
+            private: true,
+        }
+    );
+    assert_eq!(
+        Rule::Registry("registry.example:443".parse().unwrap()).to_string(),
+        "install registry `registry.example:443`"
+    );
+    // Far beyond egress.budget_mb: a large package is normal.
+    ledger.closed(&closed("c1", true, None, 10, 50_000));
+    assert!(matches!(
+        install_to(&mut ledger, &settings, "c2", "files.example", 443),
+        Judgement::Allow { private: true, .. }
+    ));
+    for (id, host, port) in [
+        ("c3", "registry.example", 80),
+        ("c4", "elsewhere.example", 443),
+        ("c5", "10.0.0.5", 443),
+        ("c6", "sub.registry.example", 443),
+    ] {
+        let judgement = install_to(&mut ledger, &settings, id, host, port);
+        let Judgement::Refuse {
+            owner: Some(refused),
+            reason,
+        } = judgement
+        else {
+            panic!("{host}:{port} was not refused: {judgement:?}");
+        };
+        assert_eq!(refused, owner);
+        assert!(reason.contains("package registries"), "{reason}");
+        assert!(reason.contains("registry.example:443, files.example:443"), "{reason}");
+    }
+    // The refusals reach the install's error output.
+    assert_eq!(ledger.take_untold(&owner).len(), 4);
+}
+
+#[test]
+fn an_install_never_reaches_an_address_nor_anything_before_its_registries_are_found() {
+    let settings = settings(&[]);
+    // An address among its grants is still not a registry name.
+    let mut ledger = install_bound(&["10.0.0.5:443"]);
+    assert!(matches!(
+        install_to(&mut ledger, &settings, "c1", "10.0.0.5", 443),
+        Judgement::Refuse { .. }
+    ));
+    let mut ledger = install_bound(&[]);
+    let Judgement::Refuse { reason, .. } = install_to(&mut ledger, &settings, "c2", "registry.example", 443) else {
+        panic!("an install without registries reached one");
+    };
+    assert!(reason.contains("none found"), "{reason}");
+    // Another sandbox's address on the install's proxy address: refused.
+    let judgement = ledger.judge(
+        &ask("c3", "172.30.0.3", "172.32.0.2", "registry.example", 443),
+        &settings,
+        |_| false,
+    );
+    assert!(matches!(judgement, Judgement::Refuse { .. }));
+}
+
+#[test]
+fn an_install_is_held_to_the_connection_cap() {
+    let settings = settings(&[]);
+    let mut ledger = install_bound(&["registry.example:443"]);
+    for id in ["c1", "c2"] {
+        assert!(matches!(
+            install_to(&mut ledger, &settings, id, "registry.example", 443),
+            Judgement::Allow { .. }
+        ));
+    }
+    let Judgement::Refuse { reason, .. } = install_to(&mut ledger, &settings, "c3", "registry.example", 443) else {
+        panic!("the cap did not hold");
+    };
+    assert!(reason.contains("connections are open"), "{reason}");
+}
