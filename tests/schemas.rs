@@ -1,6 +1,6 @@
 //! The tool list as a client receives it: every input and output schema is
 //! portable (what the MCP Inspector's `--strict` check and Ajv-based
-//! clients accept).
+//! clients accept), and every tool carries its annotations.
 
 mod common;
 
@@ -223,4 +223,55 @@ async fn every_tool_schema_is_portable() {
         found.len(),
         found.join("\n")
     );
+}
+
+#[tokio::test]
+async fn every_tool_has_a_title_and_honest_hints() {
+    let client = start_server_with_env(&[]).await;
+    let tools = tokio::time::timeout(CALL_LIMIT, client.list_all_tools())
+        .await
+        .expect("tools/list answers within the call limit")
+        .expect("tools/list failed");
+    client.cancel().await.ok();
+    // title, readOnlyHint, destructiveHint, idempotentHint, openWorldHint
+    // (null: not given, meaningless for a read-only tool).
+    let expected = [
+        (
+            "sandbox_execute",
+            json!(["Run code in a sandbox", false, true, false, true]),
+        ),
+        (
+            "sandbox_session",
+            json!(["Manage sandbox sessions", false, true, false, true]),
+        ),
+        ("sandbox_install", json!(["Install packages", false, false, true, true])),
+        ("sandbox_file_ops", json!(["Session files", false, true, true, false])),
+        (
+            "sandbox_inspect",
+            json!(["Inspect the sandbox", true, null, null, false]),
+        ),
+        ("sandbox_security", json!(["Audit log", true, null, null, false])),
+    ];
+    assert_eq!(tools.len(), expected.len());
+    for (name, hints) in expected {
+        let tool = tools
+            .iter()
+            .find(|tool| tool.name == name)
+            .unwrap_or_else(|| panic!("{name} listed"));
+        // As the client received it on the wire.
+        let wire = serde_json::to_value(tool).expect("a tool serializes");
+        let annotations = &wire["annotations"];
+        let got = json!([
+            annotations["title"],
+            annotations["readOnlyHint"],
+            annotations["destructiveHint"],
+            annotations["idempotentHint"],
+            annotations["openWorldHint"],
+        ]);
+        assert_eq!(got, hints, "{name}: {annotations}");
+        assert_eq!(
+            wire["title"], hints[0],
+            "{name}: the tool's title and its annotation's agree"
+        );
+    }
 }

@@ -90,7 +90,10 @@ impl SandboxServer {
 `type` filter), violations (code that matched the code policy's tripwire rules, and connections the egress proxy refused), stats (counts by event \
 type, tool and outcome), verify (checks the hash chain; `verify.ok` is false and `verify.first_bad` names \
 the line if anything was edited, removed or reordered).",
-        output_schema = schema_for_output::<SecurityOutput>()
+        output_schema = schema_for_output::<SecurityOutput>(),
+        title = "Audit log",
+        // Reads the audit log (the call itself is audited, as every call is).
+        annotations(title = "Audit log", read_only_hint = true, open_world_hint = false)
     )]
     async fn sandbox_security(
         &self,
