@@ -45,14 +45,16 @@ impl SandboxServer {
         }
     }
 
-    /// Every tool this server serves.
+    /// Every tool this server serves, with schemas every client accepts.
     pub(crate) fn tools() -> ToolRouter<Self> {
-        Self::execute_router()
-            + Self::session_router()
-            + Self::install_router()
-            + Self::file_ops_router()
-            + Self::inspect_router()
-            + Self::security_router()
+        super::tools::schema::portable_router(
+            Self::execute_router()
+                + Self::session_router()
+                + Self::install_router()
+                + Self::file_ops_router()
+                + Self::inspect_router()
+                + Self::security_router(),
+        )
     }
 }
 

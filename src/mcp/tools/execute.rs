@@ -220,7 +220,22 @@ the user allowed (then HTTP(S) through a proxy; HTTP_PROXY is set); 512 MiB memo
 default time limit 30 s (`timeout` in ms). Returns stdout, stderr, exit_code, duration_ms, \
 timed_out, truncated. Without `session` every call gets a fresh sandbox and nothing persists; \
 with `session` (create one with sandbox_session) variables and files persist between calls.",
-        output_schema = schema_for_output::<ExecuteOutput>()
+        output_schema = schema_for_output::<ExecuteOutput>(),
+        title = "Run code in a sandbox",
+        // Hints are per tool, so they must hold for every call. Code without
+        // `network` has no network at all, but the same tool runs code with
+        // hosts the user allowed and installs `packages` from the registries:
+        // its world is open (a client that skips confirmation for closed-world
+        // tools must not skip it here). Code in a session can delete the
+        // session's files and write to host folders the user mounted writable:
+        // destructive, and running code twice is not the same as once.
+        annotations(
+            title = "Run code in a sandbox",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
     )]
     async fn sandbox_execute(
         &self,

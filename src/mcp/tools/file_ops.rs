@@ -85,7 +85,18 @@ in /workspace (relative paths start there), /outputs and the session's mounted h
 it takes). Done as the sandbox user: files the code may not read or write are refused the same way. \
 Text is utf8 by default; pass encoding base64 for binary content. write creates missing folders. \
 Files up to 10 MiB; a listing shows up to 20000 entries.",
-        output_schema = schema_for_output::<FileOpsOutput>()
+        output_schema = schema_for_output::<FileOpsOutput>(),
+        title = "Session files",
+        // write overwrites and delete removes; the same call again leaves
+        // the files as the first left them. Closed world: only the session's
+        // own folders and the host folders the user mounted into it.
+        annotations(
+            title = "Session files",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn sandbox_file_ops(
         &self,

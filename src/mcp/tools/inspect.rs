@@ -69,7 +69,10 @@ impl SandboxServer {
 average acquire time), `cache` (cached package images, hits, misses, size), `sessions` (name, language, \
 state, created, last used, ttl left), `audit` (audit log file, policy mode, seccomp profile, event \
 counts), or `all` (default: pool, cache and sessions).",
-        output_schema = schema_for_output::<InspectOutput>()
+        output_schema = schema_for_output::<InspectOutput>(),
+        title = "Inspect the sandbox",
+        // Reads the pool, cache and sessions; changes nothing.
+        annotations(title = "Inspect the sandbox", read_only_hint = true, open_world_hint = false)
     )]
     async fn sandbox_inspect(
         &self,

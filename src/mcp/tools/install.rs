@@ -78,7 +78,19 @@ impl SandboxServer {
 install step reaches the network: the registries its package manager is configured for, through the egress proxy). Without `session`, prepare the cached image for `language` + `packages`, so \
 later sandbox_execute / sandbox_session create calls with the same `packages` start at once. \
 Managers: pip (python), npm (javascript, typescript), cargo (rust), go modules (go), apt (bash, cache only).",
-        output_schema = schema_for_output::<InstallOutput>()
+        output_schema = schema_for_output::<InstallOutput>(),
+        title = "Install packages",
+        // Adds packages to a session or to the cache (a version asked for may
+        // replace the one a session had; no file of the user's is removed);
+        // the same set again changes nothing (a cache hit, or already
+        // installed). Open world: packages come from the registries.
+        annotations(
+            title = "Install packages",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = true,
+            open_world_hint = true
+        )
     )]
     async fn sandbox_install(
         &self,

@@ -8,6 +8,7 @@ pub mod file_ops;
 pub mod inspect;
 pub mod install;
 mod next_step;
+pub(crate) mod schema;
 pub mod security;
 pub mod session;
 

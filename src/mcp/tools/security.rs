@@ -72,6 +72,8 @@ pub struct SecurityOutput {
     pub posture: SecurityPosture,
     /// events, violations: oldest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    // Each event is one JSON object of the audit log.
+    #[schemars(with = "Vec<serde_json::Map<String, Value>>")]
     pub events: Vec<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stats: Option<AuditStats>,
@@ -88,7 +90,10 @@ impl SandboxServer {
 `type` filter), violations (code that matched the code policy's tripwire rules, and connections the egress proxy refused), stats (counts by event \
 type, tool and outcome), verify (checks the hash chain; `verify.ok` is false and `verify.first_bad` names \
 the line if anything was edited, removed or reordered).",
-        output_schema = schema_for_output::<SecurityOutput>()
+        output_schema = schema_for_output::<SecurityOutput>(),
+        title = "Audit log",
+        // Reads the audit log (the call itself is audited, as every call is).
+        annotations(title = "Audit log", read_only_hint = true, open_world_hint = false)
     )]
     async fn sandbox_security(
         &self,
@@ -134,11 +139,16 @@ impl SandboxServer {
             let audit = executor.audit();
             match action {
                 SecurityAction::Events | SecurityAction::Violations => {
-                    output.events = audit.recent(count, |event| match action {
-                        SecurityAction::Violations => is_violation(event),
-                        _ => wanted
-                            .as_deref()
-                            .is_none_or(|kind| event["type"].as_str() == Some(kind)),
+                    // Every event is an object (as the output schema says); a
+                    // line that is other JSON is no event (verify reports it).
+                    output.events = audit.recent(count, |event| {
+                        event.is_object()
+                            && match action {
+                                SecurityAction::Violations => is_violation(event),
+                                _ => wanted
+                                    .as_deref()
+                                    .is_none_or(|kind| event["type"].as_str() == Some(kind)),
+                            }
                     })?;
                 }
                 SecurityAction::Stats => output.stats = Some(audit.stats()?),

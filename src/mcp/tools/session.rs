@@ -98,7 +98,18 @@ create also takes `packages` (installed once, then cached), `ml` (Python data-sc
 tighten the system-call filter) and `network` (hosts the code may reach over HTTP(S) through the \
 egress proxy, which the user must have allowed; without it the session has no network). \
 network {name, network} replaces a session's hosts.",
-        output_schema = schema_for_output::<SessionOutput>()
+        output_schema = schema_for_output::<SessionOutput>(),
+        title = "Manage sandbox sessions",
+        // destroy removes a session and its files; extend twice adds twice.
+        // Open world: create installs `packages` from the registries and
+        // `network` grants the session's code hosts outside.
+        annotations(
+            title = "Manage sandbox sessions",
+            read_only_hint = false,
+            destructive_hint = true,
+            idempotent_hint = false,
+            open_world_hint = true
+        )
     )]
     async fn sandbox_session(
         &self,
