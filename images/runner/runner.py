@@ -3,7 +3,8 @@
 container. It serves the host's requests on its own stdin and stdout, the
 container's attached stream, one at a time (the protocol and its spec:
 runner_protocol.py): it runs programs as fresh processes or in a kernel
-(runner_processes.py), their output captured within caps
+(runner_processes.py; Go and Rust builds that fix the program's imports:
+runner_imports.py), their output captured within caps
 (runner_capture.py) and the files they write to the outputs folder
 collected (runner_artifacts.py); it answers file operations (fileops.py)
 at once, even while a program runs.
@@ -124,6 +125,7 @@ class Runner:
         # A cancel that arrived while an earlier request ran waits among the deferred lines.
         stop.cancelled = self.channel.take_deferred(lambda line: is_cancel_of(line, request_id))
         exit_code, signal_number, phase, state_lost, output_lost = 0, None, "run", False, []
+        notes = []
         try:
             write_files(request["files"])
         except OSError as error:
@@ -134,7 +136,11 @@ class Runner:
                 phase = step["phase"]
                 if progress is not None:
                     progress.phase = phase
-                exit_code, signal_number = run_step(step["argv"], request, stop, stdout, stderr)
+                if step.get("fix_imports"):
+                    exit_code, signal_number, fixed = fix_imports(step, request, stop, stdout, stderr)
+                    notes.extend(fixed)
+                else:
+                    exit_code, signal_number = run_step(step["argv"], request, stop, stdout, stderr)
                 if stop.expired or stop.cancelled or exit_code != 0:
                     break
             stopped = stop.expired or stop.cancelled
@@ -165,6 +171,7 @@ class Runner:
             "output_lost": output_lost,
             "artifacts": artifacts,
             "artifacts_omitted": omitted,
+            "notes": notes,
         })
 
 
@@ -182,6 +189,15 @@ def answer_file(request):
     from fileops import handle_file_request
 
     return handle_file_request(request)
+
+
+def fix_imports(step, request, stop, stdout, stderr):
+    """Runs a build step that fixes the program's imports
+    (runner_imports.py, imported on first use: only Go and Rust builds
+    need it)."""
+    from runner_imports import run_fixing_imports
+
+    return run_fixing_imports(step, request, stop, stdout, stderr)
 
 
 def write_files(files):

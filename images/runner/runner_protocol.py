@@ -18,7 +18,11 @@ The optional fields below are features that are off when absent.
 
   host -> runner  {"type": "run", "id": "...", "mode": "exec"|"kernel",
                    "files": [{"path": "/tmp/run/main.py", "content": "..."}],
-                   "steps": [{"phase": "build"|"run", "argv": [...]}],
+                   "steps": [{"phase": "build"|"run", "argv": [...],
+                              optional: "fix_imports": {
+                                "tool": "goimports"|"rustc",
+                                "source": "/tmp/run/main.go",
+                                "before_build": true}}],
                    "env": {"NAME": "value"}, "cwd": "/workspace",
                    "timeout_ms": 30000, "max_output_bytes": 1048576,
                    optional:
@@ -31,6 +35,10 @@ The optional fields below are features that are off when absent.
                   `exec` runs each step as a fresh process group and stops
                   at the first that fails or is stopped; `kernel` runs the
                   steps (builds), then has the kernel run `kernel_source`.
+                  A step with `fix_imports` is a build that adds missing
+                  imports to `source` (and drops unused Go ones) with the
+                  tool and tries once more (runner_imports.py); goimports
+                  runs before the first build too with `before_build`.
   runner -> host  {"type": "progress", "id": "...", "elapsed_ms": 1000,
                    "phase": "build"|"run", "stdout_bytes": 10,
                    "stderr_bytes": 0, "tail": "last lines of output"}
@@ -42,7 +50,8 @@ The optional fields below are features that are off when absent.
                    "state_lost": false, "output_lost": [],
                    "artifacts": [{"path": "/outputs/plot.png", "size": 1234,
                                   "mime": "image/png", "data_base64": "..."}],
-                   "artifacts_omitted": 0}
+                   "artifacts_omitted": 0,
+                   optional: "notes": ["Added imports: fmt (goimports)."]}
                   exit_code is 128+N when signal N (`signal`) ended it;
                   `phase` is where it stopped (`setup`: its files could not
                   be written); `truncated`: a stream passed max_output_bytes
@@ -82,6 +91,7 @@ PROTOCOL = 3
 KERNELS = ("python", "node", "bash")
 FILE_OPS = ("read", "write", "mkdir", "list", "delete")
 STEP_PHASES = ("build", "run")
+IMPORT_TOOLS = ("goimports", "rustc")
 
 
 class ProtocolError(ValueError):
@@ -152,6 +162,11 @@ def check_run(message):
         if not argv:
             raise ValueError("a step's argv is empty")
         strings(argv, "argv")
+        fix = field(step, "fix_imports", dict, optional=True)
+        if fix is not None:
+            field(fix, "tool", str, choices=IMPORT_TOOLS)
+            field(fix, "source", str)
+            field(fix, "before_build", bool)
     env = field(message, "env", dict)
     strings(list(env) + list(env.values()), "env names and values")
     field(message, "cwd", str)
@@ -225,6 +240,8 @@ def result(request_id, outcome):
     message = {"type": "result", "id": request_id}
     for name in RESULT_FIELDS:
         message[name] = outcome[name]
+    if outcome.get("notes"):
+        message["notes"] = outcome["notes"]
     return message
 
 

@@ -91,6 +91,8 @@ class HostMessagesTest(unittest.TestCase):
             ("steps", [{"phase": "run", "argv": []}]),
             ("collect_outputs", {"dir": "/outputs", "max_files": 10}),
             ("progress", "yes"),
+            ("steps", [{"phase": "build", "argv": ["x"], "fix_imports": {"tool": "gofmt", "source": "/a", "before_build": True}}]),
+            ("steps", [{"phase": "build", "argv": ["x"], "fix_imports": {"tool": "rustc", "source": "/a"}}]),
         ):
             with self.subTest(key=key, bad=bad), self.assertRaises(protocol.ProtocolError):
                 protocol.parse_request(json.dumps(dict(run, **{key: bad})).encode())
@@ -142,7 +144,7 @@ class RunnerMessagesTest(unittest.TestCase):
             "id": request_id,
             "mode": "exec",
             "files": [],
-            "steps": [{"phase": phase, "argv": argv} for phase, argv in steps],
+            "steps": [step if isinstance(step, dict) else {"phase": step[0], "argv": step[1]} for step in steps],
             "env": {},
             "cwd": self.workspace,
             "timeout_ms": 10000,
@@ -189,6 +191,19 @@ class RunnerMessagesTest(unittest.TestCase):
         outputs = {"dir": self.outputs, "max_files": 2, "max_bytes": 1 << 20}
         slow = "import sys, time\nprint('started', flush=True)\ntime.sleep(5)"
         building = "import sys, time\nprint('Compiling', file=sys.stderr, flush=True)\ntime.sleep(0.4)"
+        # A stand-in rustc that wants a `use` line rustc suggests (test_imports.py
+        # tests the flow; here: the result that says so).
+        rust_source = os.path.join(self.workspace, "main.rs")
+        suggestion = {"file_name": rust_source, "byte_start": 0, "byte_end": 0,
+                      "suggested_replacement": "use std::collections::HashMap;\n"}
+        diagnostic = {"level": "error", "message": "use of undeclared type `HashMap`", "spans": [{}],
+                      "children": [{"level": "help", "spans": [suggestion]}], "rendered": "error\n"}
+        rustc = "import sys\nif 'HashMap;' not in open(sys.argv[1]).read():\n    print(sys.argv[2], file=sys.stderr)\n    sys.exit(1)"
+        fixing_build = {
+            "phase": "build",
+            "argv": [PYTHON, "-c", rustc, rust_source, json.dumps(diagnostic)],
+            "fix_imports": {"tool": "rustc", "source": rust_source, "before_build": False},
+        }
         saved, runner_capture.PROGRESS_INTERVAL_S = runner_capture.PROGRESS_INTERVAL_S, 0.1
         try:
             replies = self.serve([
@@ -200,6 +215,7 @@ class RunnerMessagesTest(unittest.TestCase):
                 {"type": "cancel", "id": "cancelled"},
                 self.run_request("outputs", [self.python(program % self.outputs)], collect_outputs=outputs),
                 self.run_request("progress", [self.python(building, "build")], progress=True),
+                self.run_request("fixed", [fixing_build], files=[{"path": rust_source, "content": "fn main() {}\n"}]),
                 {k: v for k, v in self.run_request("invalid", []).items() if k != "timeout_ms"},
                 b"not json",
                 {"type": "ping", "id": "ping"},
@@ -224,6 +240,10 @@ class RunnerMessagesTest(unittest.TestCase):
         self.assertEqual(base64.b64decode(artifacts[1]["data_base64"]), b"x" * 8)
         self.assertEqual(results["outputs"]["artifacts_omitted"], 1)
         self.sent["result_artifacts"] = results["outputs"]
+        self.assertEqual(results["fixed"]["notes"], ["Added `use std::collections::HashMap;` (rustc's suggestion)."])
+        self.assertEqual((results["fixed"]["exit_code"], results["fixed"]["stderr"]), (0, ""))
+        self.sent["result_notes"] = results["fixed"]
+        self.assertNotIn("notes", results["ok"])
         progress = [reply for reply in replies if reply["type"] == "progress"]
         self.assertTrue(progress, replies)
         self.assertEqual((progress[-1]["phase"], progress[-1]["tail"]), ("build", "Compiling"))

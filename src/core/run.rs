@@ -250,6 +250,7 @@ pub fn outcome(
 ) -> ExecutionOutcome {
     // The runner caps output, but a reply is data from inside the sandbox:
     // the caps hold here whatever it says.
+    notes.extend(runner_notes(std::mem::take(&mut run.notes)));
     let stdout_cut = cap_output(&mut run.stdout, config.max_output_bytes);
     let stderr_cut = cap_output(&mut run.stderr, config.max_output_bytes);
     run.truncated |= stdout_cut | stderr_cut;
@@ -307,6 +308,15 @@ pub fn outcome(
         notes,
         artifacts,
     }
+}
+
+/// The runner's notes (what it changed in the program), bounded: they come
+/// from inside the sandbox. At most 4, of 1 KiB each.
+fn runner_notes(notes: Vec<String>) -> impl Iterator<Item = String> {
+    notes.into_iter().take(4).map(|mut note| {
+        cap_output(&mut note, 1024);
+        note
+    })
 }
 
 /// Cuts `text` to at most `max` bytes (at a character boundary); true when
@@ -397,6 +407,7 @@ mod tests {
             output_lost: Vec::new(),
             artifacts: Vec::new(),
             artifacts_omitted: 0,
+            notes: Vec::new(),
         }
     }
 
@@ -422,5 +433,17 @@ mod tests {
         );
         let small = outcome(&config, &request(), forged("fine".into()), Vec::new());
         assert_eq!(small.stdout, "fine");
+    }
+
+    #[test]
+    fn runner_notes_are_kept_within_bounds() {
+        let mut run = forged("fine".into());
+        run.notes = vec!["Added imports: fmt (goimports).".into(), "é".repeat(600)];
+        run.notes.extend((0..10).map(|index| index.to_string()));
+        let result = outcome(&Config::default(), &request(), run, vec!["resumed".into()]);
+        assert_eq!(result.notes[0], "resumed");
+        assert_eq!(result.notes[1], "Added imports: fmt (goimports).");
+        assert_eq!(result.notes[2], "é".repeat(512));
+        assert_eq!(result.notes.len(), 5);
     }
 }

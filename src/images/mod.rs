@@ -52,6 +52,10 @@ pub const BASE: ImageDefinition = ImageDefinition {
             "runner_artifacts.py",
             include_str!("../../images/runner/runner_artifacts.py"),
         ),
+        (
+            "runner_imports.py",
+            include_str!("../../images/runner/runner_imports.py"),
+        ),
         ("fileops.py", include_str!("../../images/runner/fileops.py")),
         ("python_kernel.py", include_str!("../../images/runner/python_kernel.py")),
         ("kernel.js", include_str!("../../images/runner/kernel.js")),

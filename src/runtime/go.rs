@@ -1,24 +1,35 @@
 //! Go: `go build` then run. Code without `package main` gets one; code
 //! without `func main` is treated as the body of `main` (imports are kept
-//! at the top). The image carries a warm build cache for the standard library.
+//! at the top). The runner fixes the imports with goimports: always for
+//! code wrapped here, and for a full program when its build failed only on
+//! missing or unused imports (`images/runner/runner_imports.py`). The
+//! image carries a warm build cache for the standard library.
 
-use super::{Phase, Program, source_path, step, wrap_body};
+use super::{ImportTool, Phase, Program, import_fixing_build, source_path, step, wrap_body};
 
 pub(super) fn prepare(code: &str) -> Program {
     let source = source_path("main.go");
     let binary = source_path("main");
+    let (content, wrapped) = wrap(code);
     let steps = vec![
-        step(Phase::Build, &["go", "build", "-o", &binary, &source]),
+        import_fixing_build(
+            &["go", "build", "-o", &binary, &source],
+            ImportTool::Goimports,
+            &source,
+            wrapped,
+        ),
         step(Phase::Run, &[&binary]),
     ];
-    Program::single_file("main.go", wrap(code), steps)
+    Program::single_file("main.go", content, steps)
 }
 
-fn wrap(code: &str) -> String {
+/// The program to build, and whether it was wrapped (the code was not a
+/// whole program).
+fn wrap(code: &str) -> (String, bool) {
     let has_package = code.lines().any(|line| line.trim_start().starts_with("package "));
     let has_main = code.contains("func main()");
-    match (has_package, has_main) {
-        (true, true) => code.to_string(),
+    let wrapped = match (has_package, has_main) {
+        (true, true) => return (code.to_string(), false),
         (false, true) => format!("package main\n\n{code}"),
         (has_package, false) => {
             let code = if has_package {
@@ -31,7 +42,8 @@ fn wrap(code: &str) -> String {
                 wrap_body(&code, is_import_line(), "func main() {", "}")
             )
         }
-    }
+    };
+    (wrapped, true)
 }
 
 fn strip_package(code: &str) -> String {
@@ -63,16 +75,32 @@ fn is_import_line() -> impl Fn(&str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::FixImports;
+
+    #[test]
+    fn goimports_runs_first_only_on_wrapped_code() {
+        let fix = |code: &str| prepare(code).steps[0].fix_imports.clone();
+        let expected = |before_build| {
+            Some(FixImports {
+                tool: ImportTool::Goimports,
+                source: "/tmp/run/main.go".into(),
+                before_build,
+            })
+        };
+        assert_eq!(fix("fmt.Println(6 * 7)"), expected(true));
+        assert_eq!(fix("package main\nfunc main() {}"), expected(false));
+        assert_eq!(prepare("x").steps[1].fix_imports, None);
+    }
 
     #[test]
     fn full_programs_are_untouched() {
         let code = "package main\nimport \"fmt\"\nfunc main() { fmt.Println(1) }\n";
-        assert_eq!(wrap(code), code);
+        assert_eq!(wrap(code), (code.to_string(), false));
     }
 
     #[test]
     fn one_line_import_blocks_end_on_their_line() {
-        let wrapped = wrap("import (\"fmt\"; \"os\")\nfmt.Println(len(os.Args))");
+        let (wrapped, _) = wrap("import (\"fmt\"; \"os\")\nfmt.Println(len(os.Args))");
         assert!(
             wrapped.contains("import (\"fmt\"; \"os\")\nfunc main() {\n    fmt.Println"),
             "{wrapped}"
@@ -81,7 +109,8 @@ mod tests {
 
     #[test]
     fn missing_package_is_added() {
-        assert!(wrap("func main() {}").starts_with("package main\n"));
+        let (wrapped, was_wrapped) = wrap("func main() {}");
+        assert!(wrapped.starts_with("package main\n") && was_wrapped);
     }
 
     #[test]
@@ -89,7 +118,11 @@ mod tests {
         let wrapped = wrap("import (\n\t\"fmt\"\n)\nx := 2\nfmt.Println(x)");
         assert_eq!(
             wrapped,
-            "package main\n\nimport (\n\t\"fmt\"\n)\nfunc main() {\n    x := 2\n    fmt.Println(x)\n}\n"
+            (
+                "package main\n\nimport (\n\t\"fmt\"\n)\nfunc main() {\n    x := 2\n    fmt.Println(x)\n}\n"
+                    .to_string(),
+                true
+            )
         );
     }
 }

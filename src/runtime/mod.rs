@@ -168,6 +168,32 @@ impl Phase {
 pub struct Step {
     pub phase: Phase,
     pub argv: Vec<String>,
+    /// A build that adds the program's missing imports and tries once more
+    /// (Go and Rust snippets; `images/runner/runner_imports.py`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix_imports: Option<FixImports>,
+}
+
+/// How the runner fixes a build's imports; the result's notes say what it
+/// changed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FixImports {
+    pub tool: ImportTool,
+    /// The source file the tool changes.
+    pub source: String,
+    /// Run the tool before the first build too (Go code the server wrapped),
+    /// not only after a build that failed on imports alone.
+    pub before_build: bool,
+}
+
+/// What finds a program's missing imports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ImportTool {
+    /// Go's goimports: adds standard-library imports, drops unused ones.
+    Goimports,
+    /// rustc's own "consider importing" suggestions (one candidate each).
+    Rustc,
 }
 
 /// Everything the runner needs to run one piece of code.
@@ -217,6 +243,19 @@ fn step(phase: Phase, argv: &[&str]) -> Step {
     Step {
         phase,
         argv: argv.iter().map(|arg| arg.to_string()).collect(),
+        fix_imports: None,
+    }
+}
+
+/// A build step that fixes `source`'s imports with `tool`.
+fn import_fixing_build(argv: &[&str], tool: ImportTool, source: &str, before_build: bool) -> Step {
+    Step {
+        fix_imports: Some(FixImports {
+            tool,
+            source: source.to_string(),
+            before_build,
+        }),
+        ..step(Phase::Build, argv)
     }
 }
 

@@ -110,6 +110,7 @@ impl PackageManager {
             Step {
                 phase: Phase::Run,
                 argv,
+                fix_imports: None,
             }
         };
         match self {

@@ -240,6 +240,9 @@ pub struct RunResult {
     /// New files beyond the count cap, not listed.
     #[serde(default)]
     pub artifacts_omitted: u64,
+    /// How the runner changed the program to build it (imports it added).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 /// One file the program wrote to the outputs folder.

@@ -69,6 +69,7 @@ fn expected_runner_message(name: &str, message: &RunnerMessage) -> bool {
         }),
         "result_output_lost" => result(&|run| run.output_lost == ["stdout"] && !run.state_lost),
         "result_state_lost" => result(&|run| run.state_lost && run.exit_code == 3),
+        "result_notes" => result(&|run| run.exit_code == 0 && run.notes.len() == 1 && run.notes[0].contains("HashMap")),
         "progress" => matches!(message, Progress(progress)
             if progress.phase == Phase::Build
                 && progress.describe().starts_with("compiling for 2 s, 41 bytes of output; latest:\n")),
@@ -130,6 +131,7 @@ fn program(files: &[(&str, &str)], steps: &[(Phase, &[&str])], kernel_source: Op
             .map(|(phase, argv)| Step {
                 phase: *phase,
                 argv: argv.iter().map(|arg| arg.to_string()).collect(),
+                fix_imports: None,
             })
             .collect(),
         kernel_source: kernel_source.map(str::to_string),
@@ -217,6 +219,14 @@ fn every_host_message_serializes_as_its_fixture() {
                 &config,
             ))),
         ),
+        (
+            "run_fix_imports",
+            value(&HostMessage::Run(run_request(
+                "run-3",
+                &install(&Language::Go.prepare("fmt.Println(6 * 7)")),
+                &config,
+            ))),
+        ),
         ("cancel", value(&HostMessage::Cancel { id: "run-2" })),
         ("ping", value(&HostMessage::Ping { id: "ping-1" })),
         ("file_read", file("file-1", FileOp::Read, "/mnt/data/input.csv", None)),
@@ -277,7 +287,7 @@ fn results_of_older_runners_parse_with_defaults() {
     .unwrap();
     match result {
         RunnerMessage::Result(run) => {
-            assert!(!run.cancelled && run.output_lost.is_empty() && run.artifacts.is_empty());
+            assert!(!run.cancelled && run.output_lost.is_empty() && run.artifacts.is_empty() && run.notes.is_empty());
             assert_eq!(run.artifacts_omitted, 0);
         }
         other => panic!("unexpected {other:?}"),

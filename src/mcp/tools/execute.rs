@@ -27,7 +27,8 @@ pub struct ExecuteParams {
     /// (aliases: py, js, node, ts, golang, rs, sh).
     pub language: String,
     /// The program to run. Go code without `package main`/`func main()` and Rust code without
-    /// `fn main()` are wrapped automatically, so plain statements work. TypeScript runs without
+    /// `fn main()` are wrapped automatically, so plain statements work; missing Go imports and
+    /// Rust `use` lines are added (the result's note says so). TypeScript runs without
     /// type-checking. Example: `print(sum(range(10)))`.
     pub code: String,
     /// Name of a session (see sandbox_session) to run in: Python, JavaScript, TypeScript and
