@@ -144,6 +144,7 @@ fn script_step(arguments: &[&str]) -> Step {
     Step {
         phase: Phase::Run,
         argv,
+        fix_imports: None,
     }
 }
 
