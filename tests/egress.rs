@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::origin::{Origin, docker, note, python_fetch, stdout};
+use common::origin::{Origin, docker, note, pip_index_hosts, python_fetch, stdout};
 use common::{
     TestSession, execute_with, instance_label, require_docker, session, session_network, start_server_process,
     tool_error_text, unique_name,
@@ -346,25 +346,6 @@ async fn a_session_that_used_its_byte_budget_is_refused_with_the_reason() {
     assert!(stdout(&after).starts_with("status 403"), "{after}");
     assert!(stdout(&after).contains("byte budget reached"), "{after}");
     assert!(note(&after).contains("egress.budget_mb"), "{after}");
-}
-
-/// The package index hosts pip in the Python image would use, read from
-/// pip's own configuration (an `index-url` it is given, else pip's
-/// built-in defaults), in a container without network.
-fn pip_index_hosts() -> Vec<String> {
-    let config = multilang_sandbox::config::Config::from_env().expect("configuration");
-    let image = multilang_sandbox::images::tag_for(multilang_sandbox::runtime::Language::Python, &config);
-    let code = r#"
-import subprocess, urllib.parse
-from pip._internal.models.index import PyPI
-url = subprocess.run(["pip", "config", "get", "global.index-url"], capture_output=True, text=True).stdout.strip()
-hosts = [urllib.parse.urlsplit(url).hostname] if url else [PyPI.netloc, PyPI.file_storage_domain]
-print(" ".join(hosts))
-"#;
-    docker(&["run", "--rm", "--network", "none", &image, "python3", "-c", code])
-        .split_whitespace()
-        .map(String::from)
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

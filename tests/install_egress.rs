@@ -10,35 +10,13 @@
 
 mod common;
 
-use common::origin::docker;
+use common::origin::{docker, pip_index_hosts};
 use common::{call, instance_label, require_docker, start_server, start_server_with_env, text_of};
 use multilang_sandbox::config::Config;
 use multilang_sandbox::images::{self, EGRESS};
 use multilang_sandbox::runtime::Language;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-
-/// The hosts pip in the Python image is configured for, read by this test
-/// on its own (not by the server's discovery): the configured index, else
-/// pip's defaults (its index and the host its files come from).
-fn pip_hosts() -> BTreeSet<String> {
-    let config = Config::from_env().expect("configuration");
-    let image = images::tag_for(Language::Python, &config);
-    let code = r#"
-import subprocess, urllib.parse
-from pip._internal.models.index import PyPI
-listed = subprocess.run(["python3", "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
-urls = [line.split("=", 1)[1].strip("'\"") for line in listed.splitlines() if "index-url=" in line]
-hosts = [urllib.parse.urlsplit(url).hostname for url in " ".join(urls).split()]
-if not any(line.split("=", 1)[0].endswith(".index-url") for line in listed.splitlines()):
-    hosts += [PyPI.netloc, PyPI.file_storage_domain]
-print(" ".join(hosts))
-"#;
-    docker(&["run", "--rm", "--network", "none", &image, "python3", "-c", code])
-        .split_whitespace()
-        .map(String::from)
-        .collect()
-}
 
 /// The egress events of this server's installs, through `sandbox_security`.
 async fn egress_events(client: &common::Client) -> Vec<Value> {
@@ -76,7 +54,7 @@ impl Drop for Images {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_install_reaches_only_the_registries_found_in_its_image_through_the_proxy() {
-    let hosts = pip_hosts();
+    let hosts = pip_index_hosts().into_iter().collect::<BTreeSet<String>>();
     assert!(!hosts.is_empty(), "pip names no index host");
     let client = start_server().await;
     // Unique to this run: a cache miss, so the install really runs.

@@ -281,3 +281,26 @@ except Exception as e:
 "#
     )
 }
+
+/// The package index hosts pip in the Python image is configured for, read
+/// by the test on its own (not by the server's discovery) in a container
+/// without network: the configured indexes, else pip's defaults (its index
+/// and the host its files come from).
+pub fn pip_index_hosts() -> Vec<String> {
+    let config = multilang_sandbox::config::Config::from_env().expect("configuration");
+    let image = multilang_sandbox::images::tag_for(multilang_sandbox::runtime::Language::Python, &config);
+    let code = r#"
+import subprocess, urllib.parse
+from pip._internal.models.index import PyPI
+listed = subprocess.run(["python3", "-m", "pip", "config", "list"], capture_output=True, text=True).stdout
+urls = [line.split("=", 1)[1].strip("'\"") for line in listed.splitlines() if "index-url=" in line]
+hosts = [urllib.parse.urlsplit(url).hostname for url in " ".join(urls).split()]
+if not any(line.split("=", 1)[0].endswith(".index-url") for line in listed.splitlines()):
+    hosts += [PyPI.netloc, PyPI.file_storage_domain]
+print(" ".join(hosts))
+"#;
+    docker(&["run", "--rm", "--network", "none", &image, "python3", "-c", code])
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
