@@ -79,9 +79,6 @@ pub enum NetworkAccess {
     /// The engine's default bridge, with a route out (install containers
     /// and the egress proxy).
     Bridge,
-    /// An isolated network (no route out) whose only other member is the
-    /// egress proxy (and network holders).
-    Isolated(String),
     /// The network namespace of the holder container of that name: sandboxes
     /// with network grants (`docker/holder.rs`).
     Holder(String),
@@ -92,7 +89,6 @@ impl NetworkAccess {
         match self {
             NetworkAccess::None => "none".to_string(),
             NetworkAccess::Bridge => "bridge".to_string(),
-            NetworkAccess::Isolated(network) => network.clone(),
             NetworkAccess::Holder(holder) => format!("container:{holder}"),
         }
     }

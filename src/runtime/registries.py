@@ -58,9 +58,33 @@ def url_host(url, where):
     return True
 
 
-def run(argv, env=None):
+def system_env(changes=None):
+    """The environment the package managers are asked in: the image's, less
+    what an earlier install could have put before the system's own tools
+    (the packages folders on PATH; PYTHONPATH, NODE_PATH, NODE_OPTIONS and
+    the loader's variables), which would let an installed package answer
+    for its package manager. `changes`: names to set (a value) or drop (None)."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("PYTHON") and key not in ("NODE_PATH", "NODE_OPTIONS", "LD_PRELOAD", "LD_LIBRARY_PATH")
+    }
+    env["PATH"] = ":".join(
+        entry for entry in os.environ.get("PATH", "").split(":") if entry and not entry.startswith("/packages")
+    )
+    for key, value in (changes or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
+    return env
+
+
+def run(argv, changes=None):
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, env=env)
+        done = subprocess.run(
+            argv, capture_output=True, text=True, timeout=TIMEOUT, env=system_env(changes), cwd="/tmp"
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         problem("%s: %s" % (" ".join(argv), error))
         return None
@@ -68,7 +92,9 @@ def run(argv, env=None):
 
 
 def pip():
-    done = run(["python3", "-m", "pip", "config", "list"])
+    # This interpreter (the image's, named by its full path), ignoring
+    # PYTHONPATH and user site folders, so pip is the image's own.
+    done = run([sys.executable, "-E", "-s", "-m", "pip", "config", "list"])
     if done is None or done.returncode != 0:
         problem("pip config list failed: %s" % (done.stderr.strip() if done else ""))
         return
@@ -127,16 +153,15 @@ def cargo():
         handle.write('[package]\nname = "probe"\nversion = "0.1.0"\nedition = "2021"\n\n'
                      '[dependencies]\nregistry-probe-dependency = "1"\n')
     open(os.path.join(probe, "src", "lib.rs"), "w").close()
-    env = dict(os.environ)
     # As images/rust/cargo-install.sh runs cargo.
-    env.update({
+    changes = {
         "CARGO_HOME": "/tmp/cargo-home",
         "CARGO_TERM_COLOR": "never",
         "CARGO_HTTP_PROXY": "http://127.0.0.1:9",
         "CARGO_NET_RETRY": "0",
         "CARGO_NET_OFFLINE": "false",
-    })
-    done = run(["cargo", "generate-lockfile", "--manifest-path", os.path.join(probe, "Cargo.toml")], env)
+    }
+    done = run(["cargo", "generate-lockfile", "--manifest-path", os.path.join(probe, "Cargo.toml")], changes)
     if done is None:
         return
     text = done.stdout + done.stderr
@@ -165,8 +190,7 @@ def cargo_download(index):
 
 def go():
     # As images/go/go-install.sh runs go: without the image's GOPROXY=off.
-    env = {key: value for key, value in os.environ.items() if key not in ("GOPROXY", "GOFLAGS")}
-    done = run(["go", "env", "GOPROXY", "GOSUMDB"], env)
+    done = run(["go", "env", "GOPROXY", "GOSUMDB"], {"GOPROXY": None, "GOFLAGS": None})
     if done is None or done.returncode != 0:
         problem("go env failed: %s" % (done.stderr.strip() if done else ""))
         return

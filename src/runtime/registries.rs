@@ -139,7 +139,9 @@ pub fn download_steps(index: &str) -> Vec<Step> {
 }
 
 fn script_step(arguments: &[&str]) -> Step {
-    let mut argv: Vec<String> = ["python3", "-E", "-s", SCRIPT_PATH].map(String::from).to_vec();
+    // The image's own interpreter by its full path: an earlier install may
+    // have put a `python3` of its own first on PATH.
+    let mut argv: Vec<String> = ["/usr/bin/python3", "-E", "-s", SCRIPT_PATH].map(String::from).to_vec();
     argv.extend(arguments.iter().map(|argument| argument.to_string()));
     Step {
         phase: Phase::Run,

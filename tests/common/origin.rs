@@ -287,8 +287,8 @@ except Exception as e:
 /// without network: the configured indexes, else pip's defaults (its index
 /// and the host its files come from).
 pub fn pip_index_hosts() -> Vec<String> {
-    let config = multilang_sandbox::config::Config::from_env().expect("configuration");
-    let image = multilang_sandbox::images::tag_for(multilang_sandbox::runtime::Language::Python, &config);
+    let config = Config::from_env().expect("configuration");
+    let image = images::tag_for(Language::Python, &config);
     let code = r#"
 import subprocess, urllib.parse
 from pip._internal.models.index import PyPI

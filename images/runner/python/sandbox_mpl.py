@@ -136,7 +136,17 @@ def _describing_savefig(savefig):
     """Figure.savefig that puts the description in PNGs it writes."""
 
     def wrapper(figure, fname, *args, **kwargs):
-        target = kwargs.get("format") or (fname if isinstance(fname, str) else getattr(fname, "name", ""))
+        target = kwargs.get("format")
+        if target is None:
+            try:
+                target = os.fspath(fname)
+            except TypeError:  # a file object
+                target = getattr(fname, "name", "")
+            if not os.path.splitext(str(target))[1]:
+                # No extension: matplotlib saves in its default format.
+                from matplotlib import rcParams
+
+                target = rcParams["savefig.format"]
         if str(target).lower().endswith("png"):
             metadata = dict(kwargs.get("metadata") or {})
             if DESCRIPTION_KEY not in metadata:

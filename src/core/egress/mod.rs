@@ -2,12 +2,13 @@
 //! sandbox networks, this server's proxy container, who is behind each
 //! proxy address, and what each sandbox may reach and has used.
 //!
-//! How a sandbox gets network: an isolated network is made for it (no
-//! route out, no host address on it: `docker/network.rs`), this server's
-//! proxy joins it at a fixed address (the subnet's second), and the sandbox
-//! is created on it with the proxy variables naming that address
-//! ([`sandbox_env`]). When the sandbox is up, the ledger binds the proxy's
-//! address on that network and the sandbox's own address to its owner: a
+//! How a sandbox gets network: it is handed an isolated network (no route
+//! out, no host address on it: `docker/network.rs`) made ahead, with this
+//! server's proxy on it at a fixed address (the subnet's second) and a
+//! holder container whose network namespace the sandbox shares
+//! (`networks.rs`, `docker/holder.rs`); the proxy variables name the proxy's
+//! address ([`sandbox_env`]). When the sandbox is up, the ledger binds the
+//! proxy's address on that network and the holder's address to its owner: a
 //! connection counts as the owner's only when it comes from that address
 //! to that proxy address (code runs with every capability dropped and
 //! cannot forge its source address). Grants live with the session (label,
@@ -161,7 +162,7 @@ impl EgressGateway {
             return Ok(());
         }
         let via = self
-            .join(network, proxy_address(facts.subnet.as_deref(), network)?)
+            .join(&proxy, network, proxy_address(facts.subnet.as_deref(), network)?)
             .await?;
         let address = self.address_of(place.holder, network).await?;
         self.ledger
@@ -284,8 +285,7 @@ impl EgressGateway {
 
     /// Has the proxy join `network` at `address` (if it has not) and
     /// returns its address there.
-    async fn join(&self, network: &str, address: IpAddr) -> Result<IpAddr, EgressError> {
-        let proxy = self.proxy().await?;
+    async fn join(&self, proxy: &ProxyProcess, network: &str, address: IpAddr) -> Result<IpAddr, EgressError> {
         let wanted = address.to_string();
         match self.engine.connect_to_network(network, proxy.id(), Some(&wanted)).await {
             Ok(()) => Ok(address),

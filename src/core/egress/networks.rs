@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio_util::task::TaskTracker;
 
 /// How many sandbox networks are kept ready.
@@ -34,6 +34,10 @@ pub const HOLDER_KIND: &str = "network-holder";
 /// How old a network with a holder and no proxy on it must be before it
 /// is collected (the proxy joins a network being made within moments).
 const SPARE_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a network handed out for a sandbox may go without a container
+/// naming it before it is collected (longer than a sandbox takes to start).
+const HANDED_OUT_GRACE: Duration = Duration::from_secs(180);
 
 /// How long shutdown waits for a spare being made.
 const FILL_LIMIT: Duration = Duration::from_secs(10);
@@ -59,9 +63,11 @@ pub struct OpenedNetwork {
 #[derive(Default)]
 pub(super) struct Networks {
     spares: Mutex<Vec<OpenedNetwork>>,
-    /// Made and not removed yet: spares, networks being made and handed
-    /// out ones (never collected as orphans).
-    made: Mutex<HashSet<String>>,
+    /// Made and not removed yet, with when each was handed out (`None`:
+    /// a spare, or one being made). Never collected as orphans, except one
+    /// handed out longer than [`HANDED_OUT_GRACE`] ago that no container
+    /// names (its sandbox was never made: a failed or abandoned start).
+    made: Mutex<HashMap<String, Option<Instant>>>,
     /// Subnets of sandbox networks this server removed, tried first for
     /// the next ones (picking a subnet costs a network made and removed).
     free_subnets: Mutex<Vec<String>>,
@@ -93,6 +99,10 @@ impl EgressGateway {
                 Err(_) => self.make_network(&proxy).await?,
             },
         };
+        self.networks
+            .made
+            .lock()
+            .insert(opened.name.clone(), Some(Instant::now()));
         self.refill();
         Ok(opened)
     }
@@ -101,6 +111,15 @@ impl EgressGateway {
     /// at start, so its first sandbox with network starts quickly too).
     pub fn warm(self: &Arc<Self>) {
         self.refill();
+    }
+
+    /// Whether a sandbox network is this server's and still wanted.
+    fn claimed_by_us(&self, network: &str) -> bool {
+        match self.networks.made.lock().get(network) {
+            Some(Some(handed_out)) => handed_out.elapsed() < HANDED_OUT_GRACE,
+            Some(None) => true,
+            None => false,
+        }
     }
 
     /// Forgets `owner` and removes its network and the network's holder
@@ -123,7 +142,7 @@ impl EgressGateway {
             .networks_with_members(&[(labels::KIND, NETWORK_KIND)])
             .await?
         {
-            let claim = if in_use.contains(&network.name) || self.networks.made.lock().contains(&network.name) {
+            let claim = if in_use.contains(&network.name) || self.claimed_by_us(&network.name) {
                 Claim::Used
             } else if network.labels.get(labels::INSTANCE) == Some(&self.instance_id) {
                 Claim::Ours
@@ -132,8 +151,13 @@ impl EgressGateway {
             };
             if is_orphan(&network, claim, &sessions, now) {
                 tracing::info!(network = %network.name, "removing an unused sandbox network");
-                self.remove_network(&network.name).await?;
-                removed += 1;
+                // One that cannot be removed now does not hold up the rest.
+                match self.remove_network(&network.name).await {
+                    Ok(()) => removed += 1,
+                    Err(error) => {
+                        tracing::warn!(network = %network.name, %error, "could not remove an unused sandbox network")
+                    }
+                }
             }
         }
         Ok(removed)
@@ -159,10 +183,15 @@ impl EgressGateway {
     }
 
     /// Makes spares until [`SPARE_NETWORKS`] are ready, in the background
-    /// (one maker at a time).
+    /// (one maker at a time), when the user allowed hosts (`egress.allow`):
+    /// otherwise networks (installs', sessions' with `network: []`) are
+    /// made when wanted, and no subnet is held for nothing.
     fn refill(self: &Arc<Self>) {
         let networks = &self.networks;
-        if networks.closing.load(Ordering::SeqCst) || networks.filling.swap(true, Ordering::SeqCst) {
+        if self.allow.read().is_empty()
+            || networks.closing.load(Ordering::SeqCst)
+            || networks.filling.swap(true, Ordering::SeqCst)
+        {
             return;
         }
         let gateway = self.clone();
@@ -189,6 +218,7 @@ impl EgressGateway {
                 }
             }
             networks.filling.store(false, Ordering::SeqCst);
+            // A spare taken after the last count waits for the next taking.
         });
     }
 
@@ -196,7 +226,7 @@ impl EgressGateway {
     async fn make_network(&self, proxy: &ProxyProcess) -> Result<OpenedNetwork, EgressError> {
         let id: String = uuid::Uuid::new_v4().simple().to_string().chars().take(12).collect();
         let name = format!("{NETWORK_PREFIX}{id}");
-        self.networks.made.lock().insert(name.clone());
+        self.networks.made.lock().insert(name.clone(), None);
         let labelled = |kind: &str| {
             HashMap::from([
                 (labels::KIND.to_string(), kind.to_string()),
@@ -204,13 +234,20 @@ impl EgressGateway {
             ])
         };
         let reuse = self.networks.free_subnets.lock().pop();
-        let made = self
+        let made = match self
             .engine
             .create_isolated_network(&name, &labelled(NETWORK_KIND), reuse.as_deref())
-            .await?;
+            .await
+        {
+            Ok(made) => made,
+            Err(error) => {
+                self.networks.made.lock().remove(&name);
+                return Err(error.into());
+            }
+        };
         let ready = async {
             let via = proxy_address(made.subnet.as_deref(), &name)?;
-            self.join(&name, via).await?;
+            self.join(proxy, &name, via).await?;
             let image = proxy::image(&self.config);
             self.engine
                 .start_network_holder(&HolderSpec {

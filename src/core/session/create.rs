@@ -162,8 +162,13 @@ impl SessionManager {
         let sandbox = match self.launcher.launch_from(language, image, purpose).await {
             Ok(sandbox) => sandbox,
             // Another server made a session of this name meanwhile: its
-            // network and volumes are that session's now.
-            Err(DockerError::NameInUse(_)) => return Err(SessionError::Exists(name.to_string())),
+            // volumes are that session's now; the network was this create's.
+            Err(DockerError::NameInUse(_)) => {
+                if let Some((network, owner)) = made_network {
+                    let _ = self.egress.close_network(&network.name, owner).await;
+                }
+                return Err(SessionError::Exists(name.to_string()));
+            }
             Err(error) => {
                 self.discard(name, made_network).await;
                 return Err(error.into());

@@ -315,12 +315,18 @@ impl SessionManager {
         self.lock_handles().remove(&facts.name);
         let engine = self.launcher.engine();
         engine.remove_sandbox(&facts.info.id).await?;
+        // Both, whatever the first does: once the container is gone, the
+        // session cannot be found to try again.
+        let network_closed = match facts.network() {
+            Some(network) => {
+                self.egress
+                    .close_network(&network.name, &Owner::Session(facts.name.clone()))
+                    .await
+            }
+            None => Ok(()),
+        };
         remove_session_volumes(engine, &facts.name).await?;
-        if let Some(network) = facts.network() {
-            self.egress
-                .close_network(&network.name, &Owner::Session(facts.name.clone()))
-                .await?;
-        }
+        network_closed?;
         self.store.remove(&facts.info.id);
         Ok(())
     }

@@ -113,8 +113,9 @@ pub struct ArtifactInfo {
     /// embedded resource for SVG).
     pub returned: bool,
     /// For a matplotlib figure: what the chart shows (size; per axes the title, labels,
-    /// scales and limits; per series its kind, label, number of points and ranges), read
-    /// from the figure, so a model whose client drops images still knows the chart.
+    /// scales and limits; per series its kind, label, number of points and ranges), as the
+    /// sandbox's matplotlib backend wrote it into the PNG, so a model whose client drops
+    /// images still knows the chart. Written inside the sandbox: as trusted as its output.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
