@@ -154,7 +154,7 @@ fn read_error(uri: &str, session: &str, error: FileError) -> ErrorData {
     match error {
         FileError::Session(SessionError::Unknown(_) | SessionError::Expired(_)) => ErrorData::resource_not_found(
             format!(
-                "{uri}: no session named `{session}`; resources/list shows the files of every session, sandbox_session (action list) the sessions"
+                "{uri}: no session named `{session}`; sandbox_session (action list) lists the sessions, resources/list the files in their /outputs"
             ),
             None,
         ),
@@ -184,13 +184,14 @@ fn read_error(uri: &str, session: &str, error: FileError) -> ErrorData {
 
 impl SandboxServer {
     /// `resources/templates/list`: the one template of session files.
-    pub(crate) fn resource_templates() -> ListResourceTemplatesResult {
+    pub(crate) fn resource_templates(&self) -> ListResourceTemplatesResult {
         let template = ResourceTemplate::new(URI_TEMPLATE, "session-file")
             .with_title("A file in a sandbox session")
-            .with_description(
+            .with_description(format!(
                 "A file of a session (see sandbox_session): `path` is its path in the sandbox without the leading \
-slash, for example outputs/figure-1.png or workspace/data.csv. Files up to the file-size cap (10 MiB by default).",
-            );
+slash, for example outputs/figure-1.png or workspace/data.csv. Files up to {} bytes.",
+                self.executor.config().max_file_bytes
+            ));
         ListResourceTemplatesResult::with_all_items(vec![template])
     }
 

@@ -110,7 +110,7 @@ impl ServerHandler for SandboxServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        Ok(Self::resource_templates())
+        Ok(self.resource_templates())
     }
 
     async fn read_resource(
