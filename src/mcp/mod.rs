@@ -1,10 +1,12 @@
 //! The MCP surface: six tools as thin adapters (parse arguments, call the
-//! core, shape the result). Nothing here talks to Docker directly.
+//! core, shape the result), and session files as resources. Nothing here
+//! talks to Docker directly.
 
 pub mod elicitation;
 pub mod http;
 pub mod message_check;
 pub mod progress;
+pub mod resources;
 mod server;
 pub mod stdio;
 pub mod tools;

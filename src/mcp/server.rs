@@ -2,6 +2,7 @@
 //! whatever the state of Docker), and the audit event of every tool call.
 
 use super::progress::LogLevel;
+use super::resources::Subscriptions;
 use super::tools::{OutcomeSlot, validate_arguments};
 use crate::core::Executor;
 use crate::security::audit::{
@@ -10,7 +11,9 @@ use crate::security::audit::{
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, JsonObject, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, Implementation, JsonObject, ListResourceTemplatesResult,
+    ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
+    ServerConfig, SubscribeRequestParams, UnsubscribeRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
@@ -23,7 +26,8 @@ the result has stdout, stderr, exit_code, duration_ms, timed_out and truncated. 
 Without `session` each execute gets a fresh container and nothing persists; create a session with \
 sandbox_session (action create) to keep variables and files between executes; sandbox_file_ops reads \
 and writes files in a session; sandbox_install adds packages. sandbox_inspect shows the warm pool, \
-package cache and sessions; sandbox_security shows the audit log.";
+package cache and sessions; sandbox_security shows the audit log. Session files are resources too: \
+sandbox://sessions/<session>/<path>, for example sandbox://sessions/demo/outputs/figure-1.png.";
 
 /// The MCP server state shared by all tool handlers.
 #[derive(Clone)]
@@ -32,6 +36,8 @@ pub struct SandboxServer {
     pub(crate) instance_id: String,
     /// The lowest level of logging notifications this client wants.
     pub(crate) log_level: LogLevel,
+    /// The session files this client subscribed to.
+    pub(crate) subscriptions: Subscriptions,
     tool_router: ToolRouter<Self>,
 }
 
@@ -41,6 +47,7 @@ impl SandboxServer {
             executor,
             instance_id,
             log_level: LogLevel::default(),
+            subscriptions: Subscriptions::default(),
             tool_router: Self::tools(),
         }
     }
@@ -64,9 +71,16 @@ impl ServerHandler for SandboxServer {
     // server's warnings today.
     #[allow(deprecated)]
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().enable_logging().build())
-            .with_server_info(Implementation::new("multilang-sandbox", env!("CARGO_PKG_VERSION")))
-            .with_instructions(INSTRUCTIONS)
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_logging()
+                .enable_resources()
+                .enable_resources_subscribe()
+                .build(),
+        )
+        .with_server_info(Implementation::new("multilang-sandbox", env!("CARGO_PKG_VERSION")))
+        .with_instructions(INSTRUCTIONS)
     }
 
     /// Warnings (lost session state, a restarted container) are sent as
@@ -78,6 +92,56 @@ impl ServerHandler for SandboxServer {
         _context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
         self.log_level.set(request.level);
+        Ok(())
+    }
+
+    /// Session files: those directly in each session's /outputs.
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        self.list_session_resources().await
+    }
+
+    /// Any session file: `sandbox://sessions/{name}/{+path}`.
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(self.resource_templates())
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        Ok(self.read_session_resource(&request.uri).await?.into())
+    }
+
+    /// Legacy subscriptions (`resources/subscribe`): an execute that
+    /// changes a subscribed file in /outputs sends
+    /// `notifications/resources/updated` to this client.
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: SubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        super::resources::parse(&request.uri).map_err(|error| ErrorData::invalid_params(error.to_string(), None))?;
+        self.subscriptions.add(request.uri);
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: UnsubscribeRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.subscriptions.remove(&request.uri);
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! `sandbox_execute`: run code in a fresh sandbox.
 
 use super::{OutcomeSlot, Reported, ToolAnswer, refusal, structured_result};
+use crate::clock::unix_now;
 use crate::core::artifacts::ArtifactContent;
 use crate::core::egress::UserAsker;
 use crate::core::error::ExecuteError;
@@ -8,11 +9,12 @@ use crate::core::{ExecuteRequest, ExecutionOutcome, Watch};
 use crate::mcp::SandboxServer;
 use crate::mcp::elicitation::ClientAsker;
 use crate::mcp::progress::Reporter;
+use crate::mcp::resources;
 use crate::runtime::Language;
 use crate::security::audit::Outcome;
 use rmcp::handler::server::common::{Extension, schema_for_output};
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{ContentBlock, ResourceContents};
+use rmcp::model::{ContentBlock, Resource, ResourceContents};
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
@@ -95,7 +97,8 @@ pub struct ExecuteOutput {
     pub note: Option<String>,
     /// Files the code wrote to /outputs during this execute. PNG, JPEG, GIF and WebP images also
     /// come back as image content, SVG as an embedded resource; matplotlib figures are saved
-    /// there automatically.
+    /// there automatically. In a session, files not included (and those beyond the count cap)
+    /// come back as resource links (sandbox://sessions/<session>/outputs/<file>).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<ArtifactInfo>,
 }
@@ -124,7 +127,7 @@ pub struct ArtifactInfo {
 fn artifacts_note(session: Option<&str>) -> String {
     match session {
         Some(session) => format!(
-            "Files listed under artifacts without content can be read with sandbox_file_ops {{\"session\": \"{session}\", \"operation\": \"read\", \"path\": <path>}}."
+            "Files listed under artifacts without content are linked as resources (resources/read) and can be read with sandbox_file_ops {{\"session\": \"{session}\", \"operation\": \"read\", \"path\": <path>}}."
         ),
         None => "Files listed under artifacts without content are gone with this sandbox; run in a session (sandbox_session) to read them with sandbox_file_ops, or print them.".to_string(),
     }
@@ -249,10 +252,15 @@ with `session` (create one with sandbox_session) variables and files persist bet
         async move {
             let (watch, reporter) = Reporter::start(&context, &self.log_level);
             let asker = ClientAsker::for_client(&context.peer);
+            let started = unix_now();
             let result = self.run_execute(params, watch, asker).await;
             reporter.finish().await;
             slot.report(match result {
-                Ok(execution) => success_or_code_error(execution),
+                Ok(execution) => {
+                    let changed = self.changed_outputs(&execution, started).await;
+                    self.notify_changed(&context.peer, &changed).await;
+                    success_or_code_error(execution, changed)
+                }
                 Err(error) => refusal(&error),
             })
         }
@@ -288,7 +296,9 @@ impl SandboxServer {
 
 /// The code ran: ok when it exited 0 in time, otherwise a code error with
 /// its exit code (130 when cancelled) and whether the time limit expired.
-fn success_or_code_error(execution: ExecutionOutcome) -> ToolAnswer {
+/// Images come attached; of the `changed` session files, those not
+/// attached come as resource links.
+fn success_or_code_error(mut execution: ExecutionOutcome, changed: Vec<Resource>) -> ToolAnswer {
     let outcome = if execution.succeeded() {
         Outcome::Ok
     } else {
@@ -310,10 +320,22 @@ fn success_or_code_error(execution: ExecutionOutcome) -> ToolAnswer {
             })),
         })
         .collect();
+    if changed.len() > execution.artifacts.len() {
+        // `changed` lists the reported files first, then the others.
+        let linked = changed.len() - execution.artifacts.len();
+        execution.notes.push(format!(
+            "{linked} new files in /outputs beyond the cap are linked as resources in this result."
+        ));
+    }
+    let links = resources::unattached(&execution, changed);
     let output = ExecuteOutput::from(execution);
     let text = output.render();
     let mut answer = structured_result(&output, text, outcome);
     answer.result.content.extend(attached);
+    answer
+        .result
+        .content
+        .extend(links.into_iter().map(ContentBlock::resource_link));
     answer
 }
 
@@ -359,9 +381,64 @@ mod tests {
             ),
         ];
         for (execution, expected) in cases {
-            let answer = success_or_code_error(execution);
+            let answer = success_or_code_error(execution, Vec::new());
             assert_eq!(answer.result.is_error, Some(expected.is_error()));
             assert_eq!(answer.outcome, expected);
         }
+    }
+
+    #[test]
+    fn session_files_without_content_come_as_resource_links() {
+        use crate::core::artifacts::Artifact;
+        let artifact = |path: &str, content: Option<ArtifactContent>| Artifact {
+            path: path.to_string(),
+            size: 3,
+            mime: crate::core::artifacts::mime_for(path),
+            content,
+            description: None,
+        };
+        let mut execution = ran(0, false);
+        execution.session = Some("demo".into());
+        execution.artifacts = vec![
+            artifact("/outputs/a.png", Some(ArtifactContent::Image("iVBO".into()))),
+            artifact("/outputs/b.csv", None),
+        ];
+        let changed = vec![
+            resources::resource_for("demo", "/outputs/a.png", 3),
+            resources::resource_for("demo", "/outputs/b.csv", 3),
+            resources::resource_for("demo", "/outputs/c.txt", 3),
+        ];
+        let answer = success_or_code_error(execution.clone(), changed);
+        let links: Vec<&str> = answer
+            .result
+            .content
+            .iter()
+            .filter_map(|block| block.as_resource_link().map(|link| link.uri.as_str()))
+            .collect();
+        assert_eq!(
+            links,
+            [
+                "sandbox://sessions/demo/outputs/b.csv",
+                "sandbox://sessions/demo/outputs/c.txt"
+            ]
+        );
+        let text = answer.result.content[0]
+            .as_text()
+            .map(|t| t.text.clone())
+            .unwrap_or_default();
+        assert!(
+            text.contains("1 new files in /outputs beyond the cap are linked"),
+            "{text}"
+        );
+        // Stateless executes have no session to link into.
+        execution.session = None;
+        let answer = success_or_code_error(execution, Vec::new());
+        assert!(
+            answer
+                .result
+                .content
+                .iter()
+                .all(|block| block.as_resource_link().is_none())
+        );
     }
 }
