@@ -193,15 +193,20 @@ fn the_check_finds_what_the_inspector_and_ajv_complain_about() {
     assert_eq!(found.len(), expected.len(), "{found:#?}");
 }
 
-#[tokio::test]
-async fn every_tool_schema_is_portable() {
-    // Listing tools must not need Docker.
+/// The tools as a client lists them (listing needs no Docker).
+async fn listed_tools() -> Vec<rmcp::model::Tool> {
     let client = start_server_with_env(&[]).await;
     let tools = tokio::time::timeout(CALL_LIMIT, client.list_all_tools())
         .await
         .expect("tools/list answers within the call limit")
         .expect("tools/list failed");
     client.cancel().await.ok();
+    tools
+}
+
+#[tokio::test]
+async fn every_tool_schema_is_portable() {
+    let tools = listed_tools().await;
     assert_eq!(tools.len(), 6);
     let mut found = Vec::new();
     for tool in &tools {
@@ -227,12 +232,7 @@ async fn every_tool_schema_is_portable() {
 
 #[tokio::test]
 async fn every_tool_has_a_title_and_honest_hints() {
-    let client = start_server_with_env(&[]).await;
-    let tools = tokio::time::timeout(CALL_LIMIT, client.list_all_tools())
-        .await
-        .expect("tools/list answers within the call limit")
-        .expect("tools/list failed");
-    client.cancel().await.ok();
+    let tools = listed_tools().await;
     // title, readOnlyHint, destructiveHint, idempotentHint, openWorldHint
     // (null: not given, meaningless for a read-only tool).
     let expected = [

@@ -137,10 +137,7 @@ def goimports(source, request, stop):
     note = go_imports_note(go_imports(before), go_imports(after))
     if note is None:
         return None
-    try:
-        with open(source, "w", encoding="utf-8") as handle:
-            handle.write(after)
-    except OSError:
+    if not write_text(source, after):
         return None
     return note
 
