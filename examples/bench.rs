@@ -939,7 +939,9 @@ async fn main() -> Result<(), BoxError> {
              and the sessions' limits (1 CPU, 512 MiB), running the same code with `docker exec`.\n\n\
              Session create and destroy are wall time through rmcp's client over stdio to the release binary, \
              one session with grants and one without in turn ({runs} runs each, after one warm-up pair that \
-             also starts the proxy; each destroyed right after its create). HTTP figures are measured inside \
+             also starts the proxy; each destroyed right after its create). A session with grants takes one of \
+             the two sandbox networks the server keeps ready (made at its start, since `egress.allow` names the \
+             origin, and made again in the background after each is taken). HTTP figures are measured inside \
              the sandbox with `time.perf_counter` around each urllib fetch (a new connection each, on both \
              sides, body read to the end): {FETCHES} fetches of 1 KiB per execute after one discarded, \
              {runs} executes per side taken in turn; one 100 MiB download per execute read in 1 MiB chunks \
