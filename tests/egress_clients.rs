@@ -8,31 +8,12 @@
 
 mod common;
 
-use common::origin::{Origin, note, stdout};
+use common::origin::{Origin, js_fetch, note, stdout};
 use common::{TestSession, execute_with, require_docker, session, start_server_process, unique_name};
 use serde_json::{Value, json};
 
 fn stderr(result: &Value) -> &str {
     result["stderr"].as_str().unwrap_or_default()
-}
-
-/// JavaScript that fetches `url` (a JavaScript expression) and prints
-/// `<label> <status> <body>`, or `<label> failed` and the error's causes.
-fn js_fetch(label: &str, url: &str) -> String {
-    format!(
-        r#"
-await (async () => {{
-  try {{
-    const response = await fetch({url}, {{ signal: AbortSignal.timeout(15000) }});
-    console.log("{label}", response.status, (await response.text()).trim());
-  }} catch (error) {{
-    const causes = [];
-    for (let cause = error.cause; cause; cause = cause.cause) causes.push(cause.message || cause.code);
-    console.log("{label} failed", error.message, causes.join(" / "));
-  }}
-}})();
-"#
-    )
 }
 
 /// JavaScript that gets `url` (a JavaScript expression) with `http.get`

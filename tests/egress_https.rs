@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::origin::{Origin, note, stdout};
+use common::origin::{Origin, js_fetch, note, stdout};
 use common::{TestSession, call, execute_with, require_docker, session, start_server_process, text_of, unique_name};
 use serde_json::{Value, json};
 
@@ -100,19 +100,7 @@ else:
 /// prints `fetch <status> <body>`).
 fn javascript_https(url: &str) -> String {
     let url = serde_json::to_string(url).unwrap();
-    let fetch = serde_json::to_string(&format!(
-        r#"
-try {{
-  const response = await fetch({url}, {{ signal: AbortSignal.timeout(15000) }});
-  console.log("fetch", response.status, (await response.text()).trim());
-}} catch (error) {{
-  const causes = [];
-  for (let cause = error.cause; cause; cause = cause.cause) causes.push(cause.message || cause.code);
-  console.log("fetch failed", error.message, causes.join(" / "));
-}}
-"#
-    ))
-    .unwrap();
+    let fetch = serde_json::to_string(&js_fetch("fetch", &url)).unwrap();
     format!(
         r#"
 const ca = require("fs").readFileSync("{CA}");

@@ -6,15 +6,15 @@
 //! Installs into a running session go into its packages volume instead, so
 //! the session keeps its state and its code never gets network.
 //!
-//! An install container's only network is the egress proxy (`door.rs`):
+//! An install container's only network is the egress proxy, on a sandbox
+//! network of its own (`egress::LeasedNetwork`):
 //! first the registries its package manager is configured for are found in
 //! it (`runtime/registries.rs`), then granted, then the install runs.
 
-mod door;
 mod install;
 
-use super::egress::EgressGateway;
-use super::launcher::Launcher;
+use super::egress::{EgressGateway, LeasedNetwork, Owner};
+use super::launcher::{Launcher, Purpose};
 use super::session::InstallTarget;
 use super::watch::Watch;
 use crate::core::error::PackageError;
@@ -22,7 +22,6 @@ use crate::docker::DockerError;
 use crate::docker::ImageInfo;
 use crate::runtime::Language;
 use crate::runtime::packages::{CACHE_ROOT, PackageManager, SESSION_ROOT};
-use door::InstallDoor;
 use parking_lot::Mutex;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -150,12 +149,15 @@ impl PackageCache {
             packages.join(", "),
             manager.name()
         ));
-        let door = InstallDoor::open(&self.egress).await?;
-        let sandbox = self
-            .start(&door, language, base_image, door.purpose(None, manager.needs_root()))
-            .await?;
+        let lease = LeasedNetwork::open(&self.egress, Owner::Install).await?;
+        let purpose = Purpose::Install {
+            packages_volume: None,
+            as_root: manager.needs_root(),
+            network: &lease.network,
+        };
+        let sandbox = self.start(&lease, language, base_image, purpose).await?;
         let result = self
-            .install(&sandbox.connection, &door, manager, &packages, CACHE_ROOT, watch)
+            .install(&sandbox.connection, &lease, manager, &packages, CACHE_ROOT, watch)
             .await;
         let committed = match result {
             Ok(output) => {
@@ -174,7 +176,7 @@ impl PackageCache {
             Err(error) => Err(error),
         };
         sandbox.container.remove().await;
-        door.close(&self.egress).await;
+        lease.close(&self.egress).await;
         let output = committed?;
         Ok(CachedImage {
             image,
@@ -207,14 +209,18 @@ impl PackageCache {
             packages.join(", "),
             manager.name()
         ));
-        let door = InstallDoor::open(&self.egress).await?;
-        let purpose = door.purpose(Some(&target.packages_volume), false);
-        let sandbox = self.start(&door, language, &target.image, purpose).await?;
+        let lease = LeasedNetwork::open(&self.egress, Owner::Install).await?;
+        let purpose = Purpose::Install {
+            packages_volume: Some(&target.packages_volume),
+            as_root: false,
+            network: &lease.network,
+        };
+        let sandbox = self.start(&lease, language, &target.image, purpose).await?;
         let result = self
-            .install(&sandbox.connection, &door, manager, &packages, SESSION_ROOT, watch)
+            .install(&sandbox.connection, &lease, manager, &packages, SESSION_ROOT, watch)
             .await;
         sandbox.container.remove().await;
-        door.close(&self.egress).await;
+        lease.close(&self.egress).await;
         Ok(SessionInstall {
             output: result?,
             packages,

@@ -67,7 +67,7 @@ pub enum Purpose<'a> {
     /// session's packages volume or into its own filesystem (to be
     /// committed as a cache image). Its network is a sandbox network of its
     /// own: it reaches its package manager's registries through the egress
-    /// proxy, nothing else (core/cache/door.rs).
+    /// proxy, nothing else (core/cache/install.rs).
     Install {
         packages_volume: Option<&'a str>,
         as_root: bool,

@@ -304,3 +304,22 @@ print(" ".join(hosts))
         .map(String::from)
         .collect()
 }
+
+/// JavaScript that fetches `url` (a JavaScript expression) and prints
+/// `<label> <status> <body>`, or `<label> failed` and the error's causes.
+pub fn js_fetch(label: &str, url: &str) -> String {
+    format!(
+        r#"
+await (async () => {{
+  try {{
+    const response = await fetch({url}, {{ signal: AbortSignal.timeout(15000) }});
+    console.log("{label}", response.status, (await response.text()).trim());
+  }} catch (error) {{
+    const causes = [];
+    for (let cause = error.cause; cause; cause = cause.cause) causes.push(cause.message || cause.code);
+    console.log("{label} failed", error.message, causes.join(" / "));
+  }}
+}})();
+"#
+    )
+}

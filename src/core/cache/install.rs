@@ -1,11 +1,12 @@
 //! Running one install in its container: the registries its package
-//! manager is configured for are found and granted (`door.rs`), then the
+//! manager is configured for are found and granted to the install's
+//! network, then the
 //! package manager's steps run, with the configured CA bundle.
 
-use super::door::InstallDoor;
 use super::{INSTALL_TIMEOUT, OUTPUT_TAIL, PackageCache, tail};
 use crate::config::Config;
 use crate::core::connection::RunnerConnection;
+use crate::core::egress::LeasedNetwork;
 use crate::core::error::PackageError;
 use crate::core::launcher::{Purpose, Sandbox};
 use crate::core::protocol::RunResult;
@@ -22,22 +23,23 @@ use std::time::Duration;
 const DISCOVERY_TIMEOUT: Duration = Duration::from_secs(3 * 60);
 
 impl PackageCache {
-    /// Starts an install container on `door`'s network and binds it (the
-    /// network is removed if it does not start).
+    /// Starts an install container on `lease`'s network and binds it, with
+    /// nothing granted yet: discovery needs no network (the network is
+    /// removed if it does not start).
     pub(super) async fn start(
         &self,
-        door: &InstallDoor,
+        lease: &LeasedNetwork,
         language: Language,
         image: &str,
         purpose: Purpose<'_>,
     ) -> Result<Sandbox, PackageError> {
         match self.launcher.launch_from(language, image, purpose).await {
             Ok(sandbox) => {
-                door.bind(&self.egress, &sandbox);
+                lease.bind(&self.egress, sandbox.container.id(), Vec::new());
                 Ok(sandbox)
             }
             Err(error) => {
-                door.close(&self.egress).await;
+                lease.close(&self.egress).await;
                 Err(error.into())
             }
         }
@@ -48,7 +50,7 @@ impl PackageCache {
     pub(super) async fn install(
         &self,
         connection: &RunnerConnection,
-        door: &InstallDoor,
+        lease: &LeasedNetwork,
         manager: PackageManager,
         packages: &[String],
         root: &str,
@@ -63,9 +65,9 @@ impl PackageCache {
             "finding the package registries {} is configured for",
             manager.name()
         ));
-        let registries = self.discover(connection, door, manager, watch).await?;
+        let registries = self.discover(connection, lease, manager, watch).await?;
         tracing::info!(
-            install = %door.owner(),
+            install = %lease.owner(),
             manager = manager.name(),
             packages = %packages.join(" "),
             registries = %registries.listed(),
@@ -87,7 +89,7 @@ impl PackageCache {
         let output = tail(&output, OUTPUT_TAIL);
         if run.exit_code != 0 || run.timed_out {
             let mut output = output;
-            for refusal in door.refusals(&self.egress).await {
+            for refusal in lease.refusals(&self.egress).await {
                 output.push('\n');
                 output.push_str(&refusal);
             }
@@ -105,7 +107,7 @@ impl PackageCache {
     async fn discover(
         &self,
         connection: &RunnerConnection,
-        door: &InstallDoor,
+        lease: &LeasedNetwork,
         manager: PackageManager,
         watch: &Watch,
     ) -> Result<Registries, PackageError> {
@@ -138,7 +140,7 @@ impl PackageCache {
             };
             return Err(none_found(detail));
         }
-        door.grant(&self.egress, &registries);
+        self.egress.set_grants(lease.owner(), registries.grants.clone());
         for index in registries.indexes.clone() {
             let more = found(
                 self.run(connection, discovery::download_steps(&index), DISCOVERY_TIMEOUT, watch)
@@ -147,9 +149,9 @@ impl PackageCache {
             registries.extend(more);
         }
         if !registries.problems.is_empty() {
-            tracing::debug!(install = %door.owner(), problems = %registries.problems.join("; "), "registry discovery");
+            tracing::debug!(install = %lease.owner(), problems = %registries.problems.join("; "), "registry discovery");
         }
-        door.grant(&self.egress, &registries);
+        self.egress.set_grants(lease.owner(), registries.grants.clone());
         Ok(registries)
     }
 

@@ -21,6 +21,7 @@
 mod allow_list;
 mod asker;
 mod error;
+mod lease;
 mod ledger;
 mod networks;
 mod protocol;
@@ -28,6 +29,7 @@ mod proxy;
 
 pub use asker::{Approval, Asker, AskerGuard, Question, UserAsker};
 pub use error::EgressError;
+pub use lease::LeasedNetwork;
 pub use ledger::{EgressTotals, Owner};
 pub use networks::{NETWORK_PREFIX, OpenedNetwork};
 pub use proxy::PROXY_PORT;

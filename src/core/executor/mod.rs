@@ -5,14 +5,13 @@
 
 mod create_session;
 mod install;
-mod stateless_network;
 
 pub use create_session::{SessionRequest, check_host_folder};
 pub use install::{InstallReport, InstallRequest};
 
 use super::background::Background;
 use super::cache::PackageCache;
-use super::egress::EgressGateway;
+use super::egress::{EgressGateway, LeasedNetwork, Owner};
 use super::launcher::{Launcher, Purpose, Sandbox};
 use super::pool::ContainerPool;
 use super::run::{
@@ -28,7 +27,6 @@ use crate::runtime::Language;
 use crate::security::audit::{self, AuditEvent, AuditLog, MAX_FIELD_CHARS, hash_hex};
 use crate::security::egress::HostPattern;
 use crate::security::policy::{self, PolicyMode};
-use stateless_network::StatelessNetwork;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -263,7 +261,7 @@ impl Executor {
         request: &ExecuteRequest,
         grants: Option<Vec<HostPattern>>,
         notes: &mut Vec<String>,
-    ) -> Result<(Sandbox, Option<StatelessNetwork>), ExecuteError> {
+    ) -> Result<(Sandbox, Option<LeasedNetwork>), ExecuteError> {
         if request.packages.is_empty() && !request.ml && grants.is_none() {
             return Ok((self.pool.acquire(request.language).await?, None));
         }
@@ -289,7 +287,7 @@ impl Executor {
                 .await?;
             return Ok((sandbox, None));
         };
-        let network = StatelessNetwork::open(&self.egress, grants).await?;
+        let network = LeasedNetwork::open(&self.egress, Owner::Execute).await?;
         let purpose = Purpose::Networked {
             network: &network.network,
         };
@@ -300,7 +298,7 @@ impl Executor {
                 return Err(error.into());
             }
         };
-        network.bind(&self.egress, &sandbox);
+        network.bind(&self.egress, sandbox.container.id(), grants);
         Ok((sandbox, Some(network)))
     }
 
