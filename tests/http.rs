@@ -310,7 +310,7 @@ async fn http_answers_401_without_the_token_and_serves_tools_with_it() {
         .await
         .expect("tools/list answers within the call limit")
         .expect("tools/list");
-    assert_eq!(tools.len(), 6, "{tools:?}");
+    assert_eq!(tools.len(), 7, "{tools:?}");
     let result = execute(&client, "python", "print(6 * 7)").await;
     assert_eq!(result["stdout"], "42\n", "{result}");
     let name = create_session(&client, "http", "python").await;

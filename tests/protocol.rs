@@ -8,7 +8,7 @@ use rmcp::service::ServiceError;
 use serde_json::json;
 
 #[tokio::test]
-async fn tools_list_shows_six_tools_with_schemas() {
+async fn tools_list_shows_seven_tools_with_schemas() {
     // Listing tools must not need Docker.
     let client = start_server_with_env(&[]).await;
     let tools = tokio::time::timeout(CALL_LIMIT, client.list_all_tools())
@@ -24,6 +24,7 @@ async fn tools_list_shows_six_tools_with_schemas() {
             "sandbox_file_ops",
             "sandbox_inspect",
             "sandbox_install",
+            "sandbox_job",
             "sandbox_security",
             "sandbox_session"
         ]

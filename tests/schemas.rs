@@ -207,7 +207,7 @@ async fn listed_tools() -> Vec<rmcp::model::Tool> {
 #[tokio::test]
 async fn every_tool_schema_is_portable() {
     let tools = listed_tools().await;
-    assert_eq!(tools.len(), 6);
+    assert_eq!(tools.len(), 7);
     let mut found = Vec::new();
     for tool in &tools {
         let input = Value::Object(tool.input_schema.as_ref().clone());
@@ -251,6 +251,10 @@ async fn every_tool_has_a_title_and_honest_hints() {
             json!(["Inspect the sandbox", true, null, null, false]),
         ),
         ("sandbox_security", json!(["Audit log", true, null, null, false])),
+        (
+            "sandbox_job",
+            json!(["Collect a background job", false, true, false, false]),
+        ),
     ];
     assert_eq!(tools.len(), expected.len());
     for (name, hints) in expected {

@@ -13,7 +13,8 @@ import sys
 import anyio
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
-TOOLS = {"sandbox_execute", "sandbox_session", "sandbox_file_ops", "sandbox_install", "sandbox_inspect", "sandbox_security"}
+TOOLS = {"sandbox_execute", "sandbox_session", "sandbox_file_ops", "sandbox_install", "sandbox_inspect", "sandbox_security",
+         "sandbox_job"}
 TIMEOUT = 120  # seconds, for each request (the session's read timeout)
 SESSION = f"sdk-python-{os.getpid()}"
 
@@ -71,7 +72,7 @@ async def main(binary):
         print(f"ci: Python SDK: initialized with {init.server_info.name} {init.server_info.version}", file=sys.stderr)
 
         tools = {tool.name: tool for tool in (await session.list_tools()).tools}
-        check(set(tools) == TOOLS, "tools/list is not the six tools", sorted(tools))
+        check(set(tools) == TOOLS, "tools/list is not the seven tools", sorted(tools))
         check(all(tool.output_schema for tool in tools.values()), "a tool has no output schema", tools)
 
         result = await execute(session, "python", "print(6 * 7)", "42")

@@ -15,7 +15,8 @@ const { Client } = require('@modelcontextprotocol/sdk/client/index.js');
 const { StdioClientTransport } = require('@modelcontextprotocol/sdk/client/stdio.js');
 const { AjvJsonSchemaValidator } = require('@modelcontextprotocol/sdk/validation/ajv');
 
-const TOOLS = ['sandbox_execute', 'sandbox_file_ops', 'sandbox_inspect', 'sandbox_install', 'sandbox_security', 'sandbox_session'];
+const TOOLS = ['sandbox_execute', 'sandbox_file_ops', 'sandbox_inspect', 'sandbox_install', 'sandbox_job', 'sandbox_security',
+  'sandbox_session'];
 const timeout = 120_000; // milliseconds, for each request
 const SESSION = `sdk-typescript-${process.pid}`;
 
@@ -67,7 +68,7 @@ async function main() {
 
     const { tools } = await client.listTools(undefined, { timeout });
     const names = tools.map((tool) => tool.name).sort();
-    check(JSON.stringify(names) === JSON.stringify(TOOLS), 'tools/list is not the six tools', names);
+    check(JSON.stringify(names) === JSON.stringify(TOOLS), 'tools/list is not the seven tools', names);
     check(tools.every((tool) => tool.outputSchema), 'a tool has no output schema', tools);
 
     const result = await execute('python', 'print(6 * 7)', '42');

@@ -6,8 +6,9 @@ runner_protocol.py): it runs programs as fresh processes or in a kernel
 (runner_processes.py; Go and Rust builds that fix the program's imports:
 runner_imports.py), their output captured within caps
 (runner_capture.py) and the files they write to the outputs folder
-collected (runner_artifacts.py); it answers file operations (fileops.py)
-at once, even while a program runs.
+collected (runner_artifacts.py); it keeps the output and result of jobs
+until the host collects them (runner_jobs.py); it answers file operations
+(fileops.py) and job queries at once, even while a program runs.
 
 The runner is not dumpable (prctl PR_SET_DUMPABLE 0): code runs as the same
 user, but cannot open its /proc/<pid>/fd, mem or environ, so it can neither
@@ -34,6 +35,7 @@ import runner_protocol as protocol
 from runner_artifacts import collect_artifacts
 from runner_capture import Capture, Progress, Stop
 from runner_channel import HostChannel, log
+from runner_jobs import Jobs
 from runner_processes import Kernel, run_step
 
 STDIN_PATH = "/tmp/run/.stdin"
@@ -52,6 +54,7 @@ class Runner:
         self.workspace = workspace
         self.stdin_path = stdin_path
         self.kernel = None
+        self.jobs = Jobs()
 
     def serve(self):
         """Says `ready`, then answers requests until the host closes the stream."""
@@ -78,6 +81,8 @@ class Runner:
             self.channel.send(protocol.pong(request["id"]))
         elif kind == "file":
             self.channel.send(answer_file(request))
+        elif kind == "job":
+            self.channel.send(self.jobs.answer(request))
         elif kind == "run":
             if request["mode"] == "kernel" and self.kernel is None:
                 self.kernel = Kernel(request["kernel"], self.workspace, self.stdin_path)
@@ -95,8 +100,8 @@ class Runner:
 
     def listen(self, stop):
         """Host messages that arrived while a request runs: a cancel of it
-        stops it, a file request is answered at once, anything else waits
-        its turn."""
+        stops it, file and job requests are answered at once, a run while
+        a job runs is refused as busy, anything else waits its turn."""
         for line in self.channel.read_available():
             try:
                 message = protocol.parse_request(line)
@@ -107,17 +112,34 @@ class Runner:
                 stop.cancelled = True
             elif message["type"] == "file":
                 self.channel.send(answer_file(message))
+            elif message["type"] == "job":
+                self.channel.send(self.jobs.answer(message))
+            elif message["type"] == "run" and self.jobs.running_job() is not None:
+                self.channel.send(protocol.busy(message["id"], self.jobs.running_job().job_id))
             else:
                 self.channel.defer(line)
 
     def run(self, request):
-        """Runs a checked `run` request; returns its `result`."""
-        request_id = request["id"]
+        """Runs a checked `run` request; returns its `result` (kept too when
+        the run is a job)."""
         started_ns = time.time_ns() - 1_000_000
         started = time.monotonic()
-        timeout_s = max(1, request["timeout_ms"]) / 1000.0
         limit = request["max_output_bytes"]
         stdout, stderr = Capture(limit), Capture(limit)
+        self.jobs.start(request, stdout, stderr, started)
+        try:
+            result = self.run_captured(request, started_ns, started, stdout, stderr)
+        except Exception as error:
+            # A job must not stay "running" for ever; the caller reports it.
+            self.jobs.end(failed_result(request["id"], error, started))
+            raise
+        self.jobs.end(result)
+        return result
+
+    def run_captured(self, request, started_ns, started, stdout, stderr):
+        """Runs `request` with its output going to `stdout` and `stderr`."""
+        request_id = request["id"]
+        timeout_s = max(1, request["timeout_ms"]) / 1000.0
         progress = None
         if request.get("progress"):
             progress = Progress(request_id, started, stdout, stderr, self.channel.send)
@@ -173,6 +195,16 @@ class Runner:
             "artifacts_omitted": omitted,
             "notes": notes,
         })
+
+
+def failed_result(request_id, error, started):
+    """The result kept for a job whose run failed inside the runner."""
+    return protocol.result(request_id, {
+        "exit_code": 1, "signal": None, "stdout": "", "stderr": "the runner failed: %s\n" % error,
+        "duration_ms": int((time.monotonic() - started) * 1000), "timed_out": False, "cancelled": False,
+        "truncated": False, "phase": "setup", "state_lost": False, "output_lost": [],
+        "artifacts": [], "artifacts_omitted": 0,
+    })
 
 
 def is_cancel_of(line, request_id):

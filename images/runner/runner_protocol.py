@@ -1,4 +1,4 @@
-"""The host <-> runner protocol, version 3: its spec, the check of every
+"""The host <-> runner protocol, version 4: its spec, the check of every
 host message, and the runner's own messages.
 
 Newline-delimited JSON on the runner's stdin (host -> runner) and stdout
@@ -11,7 +11,7 @@ Defaults live on the host: it sends every setting, and a message that lacks
 a required field, or has one of the wrong type, is answered with `error`.
 The optional fields below are features that are off when absent.
 
-  runner -> host  {"type": "ready", "protocol": 3,
+  runner -> host  {"type": "ready", "protocol": 4,
                    "kernel": "python"|"node"|"bash"|null}
                    once, when the runner (and its kernel, if it was started
                    with one) is loaded.
@@ -31,7 +31,8 @@ The optional fields below are features that are off when absent.
                    "stdin": "...",
                    "collect_outputs": {"dir": "/outputs", "max_files": 10,
                                        "max_bytes": 8388608},
-                   "progress": true}
+                   "progress": true,
+                   "keep": true, "label": "first line of the code"}
                   `exec` runs each step as a fresh process group and stops
                   at the first that fails or is stopped; `kernel` runs the
                   steps (builds), then has the kernel run `kernel_source`.
@@ -39,6 +40,7 @@ The optional fields below are features that are off when absent.
                   imports to `source` (and drops unused Go ones) with the
                   tool and tries once more (runner_imports.py); goimports
                   runs before the first build too with `before_build`.
+                  `keep` makes the run a job from the start (below).
   runner -> host  {"type": "progress", "id": "...", "elapsed_ms": 1000,
                    "phase": "build"|"run", "stdout_bytes": 10,
                    "stderr_bytes": 0, "tail": "last lines of output"}
@@ -68,6 +70,31 @@ The optional fields below are features that are off when absent.
                   says `cancelled`); a cancel that arrives while an earlier
                   request runs is kept for the request it names; one for no
                   running request is dropped.
+  host -> runner  {"type": "job", "id": "...", "op": "keep"|"read"|"forget"|"list",
+                   "job": "<the run's id>" (all but list),
+                   optional: "label": "..." (keep)}
+  runner -> host  {"type": "job", "id": "...", "jobs": [
+                    {"job": "...", "label": "...", "state": "running"|"done",
+                     "started_ms": 1700000000000, "elapsed_ms": 1500,
+                     "stdout_bytes": 10, "stderr_bytes": 0,
+                     read only: "stdout": "...", "stderr": "...",
+                     read, once done: "result": {the result message's
+                                      fields but type, stdout and stderr
+                                      empty},
+                                      "unread": false}]}
+                  Jobs (runner_jobs.py) are runs whose output and result
+                  the runner keeps until the host forgets them: a run sent
+                  with `keep`, or the running one after `keep` names it.
+                  `read` returns the output not read before (whole UTF-8
+                  characters, at most 1 MiB per stream: `unread` says more
+                  is waiting) and, once it ended, its result; `forget`
+                  drops a finished job; `list` lists the kept jobs. `jobs`
+                  is empty when the runner keeps no such job (for `keep`:
+                  the run has ended and its result was sent). Answered at
+                  once, while a program runs too.
+  runner -> host  {"type": "busy", "id": "...", "job": "..."}
+                  the reply to a `run` that arrived while a job runs: it
+                  was not run (jobs never hold other runs queued).
   host -> runner  {"type": "ping", "id": "..."}  -> {"type": "pong", "id": "..."}
   host -> runner  {"type": "file", "id": "...",
                    "op": "read"|"write"|"mkdir"|"list"|"delete",
@@ -87,9 +114,10 @@ The optional fields below are features that are off when absent.
 
 import json
 
-PROTOCOL = 3
+PROTOCOL = 4
 KERNELS = ("python", "node", "bash")
 FILE_OPS = ("read", "write", "mkdir", "list", "delete")
+JOB_OPS = ("keep", "read", "forget", "list")
 STEP_PHASES = ("build", "run")
 IMPORT_TOOLS = ("goimports", "rustc")
 
@@ -177,6 +205,8 @@ def check_run(message):
     field(message, "kernel_source", str, optional=not kernel_mode)
     field(message, "stdin", str, optional=True)
     field(message, "progress", bool, optional=True)
+    field(message, "keep", bool, optional=True)
+    field(message, "label", str, optional=True)
     outputs = field(message, "collect_outputs", dict, optional=True)
     if outputs is not None:
         field(outputs, "dir", str)
@@ -195,9 +225,16 @@ def check_file(message):
     field(message, "content_base64", str, optional=True)
 
 
+def check_job(message):
+    op = field(message, "op", str, choices=JOB_OPS)
+    field(message, "job", str, optional=op == "list")
+    field(message, "label", str, optional=True)
+
+
 CHECKS = {
     "run": check_run,
     "file": check_file,
+    "job": check_job,
     "cancel": lambda message: None,
     "ping": lambda message: None,
 }
@@ -233,6 +270,26 @@ def progress(request_id, elapsed_ms, phase, stdout_bytes, stderr_bytes, tail):
         "stderr_bytes": stderr_bytes,
         "tail": tail,
     }
+
+
+def job_status(job_id, label, state, started_ms, elapsed_ms, stdout_bytes, stderr_bytes):
+    return {
+        "job": job_id,
+        "label": label,
+        "state": state,
+        "started_ms": started_ms,
+        "elapsed_ms": elapsed_ms,
+        "stdout_bytes": stdout_bytes,
+        "stderr_bytes": stderr_bytes,
+    }
+
+
+def jobs_reply(request_id, jobs):
+    return {"type": "job", "id": request_id, "jobs": jobs}
+
+
+def busy(request_id, job_id):
+    return {"type": "busy", "id": request_id, "job": job_id}
 
 
 def result(request_id, outcome):

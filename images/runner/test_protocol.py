@@ -20,6 +20,7 @@ import runner_capture
 import runner_protocol as protocol
 from runner import Runner
 from runner_channel import HostChannel
+from test_jobs import LiveRunner, wait_until
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 PYTHON = sys.executable
@@ -65,7 +66,7 @@ class HostMessagesTest(unittest.TestCase):
         """The host sends every setting: a request without one is refused
         (with its id, so the host hears why), never run with a default."""
         found = fixtures("host_to_runner")
-        for name in ("run_exec", "file_read", "cancel", "ping"):
+        for name in ("run_exec", "file_read", "cancel", "ping", "job_read"):
             minimal = json.loads(found[name])
             for key in minimal:
                 with self.subTest(name=name, key=key):
@@ -173,6 +174,7 @@ class RunnerMessagesTest(unittest.TestCase):
         self.exec_runs()
         self.kernel_runs()
         self.file_answers()
+        self.job_answers()
         found = fixtures("runner_to_host")
         self.assertEqual(sorted(found), sorted(self.sent), "a fixture the runner was not seen to send, or the reverse")
         for name, text in found.items():
@@ -275,6 +277,27 @@ class RunnerMessagesTest(unittest.TestCase):
         self.sent["result_output_lost"] = results["closes"]
         self.assertEqual((results["exits"]["exit_code"], results["exits"]["state_lost"]), (3, True))
         self.sent["result_state_lost"] = results["exits"]
+
+    def job_answers(self):
+        """A job queried while it runs and once it ended (test_jobs.py
+        tests their behaviour)."""
+        live = LiveRunner(self.workspace)
+        try:
+            go = os.path.join(self.workspace, "go")
+            job = "import os, time\nprint('epoch 1', flush=True)\nwhile not os.path.exists(%r):\n    time.sleep(0.01)\nprint('epoch 2')" % go
+            live.send(self.run_request("job", [self.python(job)], keep=True, label="train()"))
+            running = []
+            wait_until(lambda: running.append(live.ask("read", "job")) or running[-1]["jobs"][0]["stdout"], "output")
+            self.sent["job_running"] = running[-1]
+            self.sent["job_list"] = live.ask("list")
+            live.send(self.run_request("queued", [self.python("print(1)")]))
+            self.sent["busy"] = live.reply("busy", "queued")
+            open(go, "w").close()
+            live.reply("result", "job")
+            self.sent["job_done"] = live.ask("read", "job")
+            self.assertEqual(self.sent["job_done"]["jobs"][0]["stdout"], "epoch 2\n")
+        finally:
+            live.close()
 
     def file_answers(self):
         os.symlink("/etc/passwd", os.path.join(self.workspace, "leak"))

@@ -31,6 +31,7 @@ use crate::security::egress::{ALLOW_KEY, ALLOW_PRIVATE_KEY};
 use crate::security::policy::PolicyMode;
 use crate::security::seccomp::SeccompProfile;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// One configuration key.
 pub struct Key {
@@ -476,4 +477,41 @@ pub static KEYS: &[Key] = &[
         },
         get: |config| config.egress.max_connections.to_string(),
     },
+    Key {
+        name: "jobs.detach_after_s",
+        kind: Kind::Number,
+        default: KeyDefault::Value("45"),
+        doc: "an execute still running after this many seconds becomes a background job and the call returns its \
+              handle (clients cut calls short, Claude Desktop after about 60 s); 0 never detaches",
+        set: |config, value, label| {
+            number(value, label).map(|seconds| config.jobs.detach_after = Duration::from_secs(seconds))
+        },
+        get: |config| config.jobs.detach_after.as_secs().to_string(),
+    },
+    Key {
+        name: "jobs.max_running",
+        kind: Kind::Number,
+        default: KeyDefault::Value("4"),
+        doc: "background jobs running at once",
+        set: |config, value, label| positive(value, label).map(|count| config.jobs.max_running = count),
+        get: |config| config.jobs.max_running.to_string(),
+    },
+    Key {
+        name: "jobs.keep_s",
+        kind: Kind::Number,
+        default: KeyDefault::Value("3600"),
+        doc: "seconds a finished job's result waits to be collected before it is dropped",
+        set: |config, value, label| {
+            positive(value, label).map(|seconds| config.jobs.keep = Duration::from_secs(seconds as u64))
+        },
+        get: |config| config.jobs.keep.as_secs().to_string(),
+    },
 ];
+
+/// A number of at least 1.
+fn positive(value: &str, label: &str) -> Result<usize, ConfigError> {
+    match number(value, label)? {
+        0 => Err(invalid(label, "must be at least 1".into())),
+        count => Ok(count),
+    }
+}

@@ -97,6 +97,8 @@ pub struct Config {
     /// `egress.allow`, `egress.allow_private`, `egress.ask`,
     /// `egress.budget_mb`, `egress.max_connections`.
     pub egress: EgressSettings,
+    /// `jobs.detach_after_s`, `jobs.max_running`, `jobs.keep_s`.
+    pub jobs: JobSettings,
     /// The config file, when the configuration was loaded (not a key).
     pub file: Option<FileOrigin>,
 }
@@ -110,6 +112,20 @@ pub struct FileOrigin {
     /// `egress.allow` came from its environment variable, which overrides
     /// the file's (what is added there counts only without the variable).
     pub allow_overridden: bool,
+}
+
+/// Long-running work (the `jobs.*` keys): executes that outlive the call
+/// that started them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobSettings {
+    /// `jobs.detach_after_s`: an execute still running after this long
+    /// becomes a job and the call returns its handle; zero never detaches.
+    pub detach_after: std::time::Duration,
+    /// `jobs.max_running`: jobs running at once (this server's).
+    pub max_running: usize,
+    /// `jobs.keep_s`: how long a finished job's result waits to be
+    /// collected before it is dropped (and its stateless sandbox removed).
+    pub keep: std::time::Duration,
 }
 
 /// Where a session's files live (see [`Config::session_storage`]).
@@ -197,6 +213,7 @@ impl Config {
             },
             policy: PolicyMode::Audit,
             egress: EgressSettings::default(),
+            jobs: JobSettings::default(),
             file: None,
         }
     }

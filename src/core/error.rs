@@ -44,6 +44,13 @@ pub enum ExecuteError {
          {{action: \"network\", name, network: [...]}}"
     )]
     NetworkInSession,
+    #[error(
+        "a background job runs in this sandbox ({job}), and it runs one thing at a time: collect the job with \
+         sandbox_job {{action: \"wait\", job: \"{job}\"}} or stop it with action \"cancel\", then run this again"
+    )]
+    JobRunning { job: String },
+    #[error(transparent)]
+    Job(#[from] crate::core::jobs::JobError),
 }
 
 /// Failures of session operations.

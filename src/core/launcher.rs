@@ -24,7 +24,7 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// A started container with its runner connected and ready.
 pub struct Sandbox {
     pub container: SandboxContainer,
-    pub connection: RunnerConnection,
+    pub connection: Arc<RunnerConnection>,
     pub language: Language,
     /// The kernel the runner pre-started, if any.
     pub kernel: Option<Kernel>,
@@ -133,7 +133,7 @@ impl Launcher {
         }
         Ok(Sandbox {
             container,
-            connection,
+            connection: Arc::new(connection),
             language,
             kernel,
         })

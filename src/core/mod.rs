@@ -10,6 +10,7 @@ pub mod egress;
 pub mod error;
 pub mod executor;
 pub mod files;
+pub mod jobs;
 pub mod launcher;
 pub mod pool;
 pub mod protocol;

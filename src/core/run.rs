@@ -41,6 +41,11 @@ pub struct ExecuteRequest {
     pub asker: UserAsker,
     /// Cancellation and progress of this execute.
     pub watch: Watch,
+    /// Start it as a job and return its handle at once.
+    pub background: bool,
+    /// Turn it into a job when it still runs after this long (`None`: the
+    /// configured `jobs.detach_after_s`; zero: never).
+    pub detach_after: Option<Duration>,
 }
 
 impl ExecuteRequest {
@@ -58,7 +63,24 @@ impl ExecuteRequest {
             network: None,
             asker: UserAsker::default(),
             watch: Watch::default(),
+            background: false,
+            detach_after: None,
         }
+    }
+
+    /// What the job is, in job lists: the code's first line with text.
+    pub fn label(&self) -> String {
+        let line = self
+            .code
+            .lines()
+            .map(str::trim)
+            .find(|line| !line.is_empty())
+            .unwrap_or("");
+        let mut label: String = line.chars().take(80).collect();
+        if label.len() < line.len() {
+            label.push('…');
+        }
+        label
     }
 
     /// How the execute's `program` runs (in `kernel`, when the container
@@ -73,6 +95,8 @@ impl ExecuteRequest {
             timeout_ms: self.timeout_ms,
             collect_outputs: true,
             watch: &self.watch,
+            keep: false,
+            label: None,
         }
     }
 }
@@ -93,6 +117,11 @@ pub struct RunSpec<'a> {
     pub collect_outputs: bool,
     /// Cancellation and progress of the run.
     pub watch: &'a Watch,
+    /// A job from the start: the runner keeps its output and result until
+    /// it is collected (a background execute).
+    pub keep: bool,
+    /// What the job is, in job lists.
+    pub label: Option<&'a str>,
 }
 
 /// What happened to the code.
@@ -118,6 +147,8 @@ pub struct ExecutionOutcome {
     pub notes: Vec<String>,
     /// Files the code wrote to `/outputs` (images with their bytes).
     pub artifacts: Vec<Artifact>,
+    /// The job it ran as, when it was one.
+    pub job: Option<crate::core::jobs::JobInfo>,
 }
 
 impl ExecutionOutcome {
@@ -137,6 +168,8 @@ pub enum RunFailure {
     NotStarted,
     /// The container or the engine went away.
     Gone(DockerError),
+    /// A job runs in the sandbox (this server's or another's): nothing ran.
+    Busy { job: String },
 }
 
 impl From<RunFailure> for ExecuteError {
@@ -147,6 +180,7 @@ impl From<RunFailure> for ExecuteError {
             )),
             RunFailure::Cancelled | RunFailure::NotStarted => ExecuteError::Cancelled,
             RunFailure::Gone(error) => ExecuteError::Docker(error),
+            RunFailure::Busy { job } => ExecuteError::JobRunning { job },
         }
     }
 }
@@ -178,7 +212,16 @@ pub(crate) fn run_request<'a>(id: &'a str, spec: &RunSpec<'a>, config: &Config) 
             max_bytes: config.max_artifact_bytes,
         }),
         progress: spec.watch.wants_progress(),
+        keep: spec.keep,
+        label: spec.label,
     }
+}
+
+/// A new run id: 12 hex digits (a job's id is its run's).
+pub fn new_run_id() -> String {
+    let mut id = uuid::Uuid::new_v4().simple().to_string();
+    id.truncate(12);
+    id
 }
 
 /// Runs `spec`'s program through `connection`.
@@ -187,8 +230,19 @@ pub async fn run_program(
     spec: RunSpec<'_>,
     config: &Config,
 ) -> Result<RunResult, RunFailure> {
-    let id = uuid::Uuid::new_v4().to_string();
-    let run = run_request(&id, &spec, config);
+    run_program_as(connection, &new_run_id(), spec, config, None).await
+}
+
+/// Runs `spec`'s program through `connection` as the run `id`; `sent`
+/// hears when the request is on its way.
+pub async fn run_program_as(
+    connection: &RunnerConnection,
+    id: &str,
+    spec: RunSpec<'_>,
+    config: &Config,
+    sent: Option<tokio::sync::oneshot::Sender<()>>,
+) -> Result<RunResult, RunFailure> {
+    let run = run_request(id, &spec, config);
     let progress = run.progress;
     let payload = HostMessage::Run(run).encode().map_err(RunFailure::Gone)?;
     let watch = spec.watch;
@@ -197,15 +251,18 @@ pub async fn run_program(
     }
     let limit = Duration::from_millis(spec.timeout_ms) + HOST_GRACE;
     let mut reply = connection
-        .start(&id, &payload, progress.then(|| watch.clone()))
+        .start(id, &payload, progress.then(|| watch.clone()))
         .await
         .map_err(failure_of)?;
+    if let Some(sent) = sent {
+        let _ = sent.send(());
+    }
     let answer = tokio::select! {
         answer = reply.wait(limit) => answer,
         () = watch.cancel.cancelled() => {
             // The runner stops the program (a kernel is interrupted and
             // kept) and answers with what it printed so far.
-            send_cancel(connection, &id).await;
+            send_cancel(connection, id).await;
             match reply.wait(CANCEL_GRACE).await {
                 Err(RequestFailure::Timeout) => return Err(RunFailure::Cancelled),
                 answer => answer,
@@ -214,6 +271,7 @@ pub async fn run_program(
     };
     match answer {
         Ok(RunnerMessage::Result(result)) => Ok(result),
+        Ok(RunnerMessage::Busy { job, .. }) => Err(RunFailure::Busy { job }),
         Ok(RunnerMessage::Error { message, .. }) => Err(RunFailure::Gone(DockerError::RunnerFailed(message))),
         Ok(other) => Err(RunFailure::Gone(DockerError::Protocol(format!(
             "expected a result, got {other:?}"
@@ -221,7 +279,7 @@ pub async fn run_program(
         Err(RequestFailure::Timeout) => {
             // Ask the runner to stop it (it normally enforces the timeout
             // itself; this covers a runner that fell behind).
-            send_cancel(connection, &id).await;
+            send_cancel(connection, id).await;
             Err(RunFailure::HostTimeout)
         }
         Err(RequestFailure::Gone(error)) => Err(RunFailure::Gone(error)),
@@ -307,6 +365,7 @@ pub fn outcome(
         state_lost: run.state_lost,
         notes,
         artifacts,
+        job: None,
     }
 }
 
@@ -356,6 +415,7 @@ fn unrecovered_outcome(
         state_lost: false,
         artifacts: Vec::new(),
         notes: vec![note],
+        job: None,
     }
 }
 

@@ -57,10 +57,46 @@ impl Watch {
         self.cancel.is_cancelled()
     }
 
+    /// A watch of its own for work that may outlive this one's caller (a
+    /// job): the same listener, and cancelled when this one is, as long as
+    /// the returned link lives.
+    pub fn linked(&self) -> (Watch, WatchLink) {
+        let own = Watch {
+            cancel: CancellationToken::new(),
+            updates: self.updates.clone(),
+            reports_progress: self.reports_progress,
+        };
+        let link = WatchLink {
+            unlinked: CancellationToken::new(),
+        };
+        let (caller, child, unlinked) = (self.cancel.clone(), own.cancel.clone(), link.unlinked.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                biased;
+                () = unlinked.cancelled() => {}
+                () = child.cancelled() => {}
+                () = caller.cancelled() => child.cancel(),
+            }
+        });
+        (own, link)
+    }
+
     fn send(&self, update: Update) {
         if let Some(updates) = &self.updates {
             let _ = updates.send(update);
         }
+    }
+}
+
+/// While it lives, cancelling the caller's watch cancels the linked one
+/// ([`Watch::linked`]).
+pub struct WatchLink {
+    unlinked: CancellationToken,
+}
+
+impl Drop for WatchLink {
+    fn drop(&mut self) {
+        self.unlinked.cancel();
     }
 }
 
@@ -88,5 +124,26 @@ mod tests {
         warnings_only.progress("not asked for");
         warnings_only.warn("heard");
         assert_eq!(receiver.try_recv().ok(), Some(Update::Warning("heard".into())));
+    }
+
+    #[tokio::test]
+    async fn a_linked_watch_follows_its_caller_until_unlinked() {
+        let caller = Watch::default();
+        let (own, link) = caller.linked();
+        caller.cancel.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(5), own.cancel.cancelled())
+            .await
+            .expect("the linked watch is cancelled with its caller");
+        let caller = Watch::default();
+        let (own, link_two) = caller.linked();
+        drop(link_two);
+        tokio::task::yield_now().await;
+        caller.cancel.cancel();
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(
+            !own.is_cancelled(),
+            "unlinked: the caller's cancel no longer reaches it"
+        );
+        drop(link);
     }
 }

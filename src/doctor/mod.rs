@@ -6,6 +6,7 @@
 mod clients;
 
 use crate::config::{Config, SessionStorage};
+use crate::core::jobs::Executed;
 use crate::core::{ExecuteRequest, Executor};
 use crate::docker::{DockerEngine, EngineFacts};
 use crate::images;
@@ -293,7 +294,7 @@ async fn smoke_test(engine: Arc<DockerEngine>, config: &Config) -> Check {
     let elapsed = started.elapsed();
     executor.shutdown().await;
     match result {
-        Ok(outcome) if outcome.stdout == "ok\n" => Check::new(
+        Ok(Executed::Done(outcome)) if outcome.stdout == "ok\n" => Check::new(
             "sandbox run",
             Status::Ok,
             format!(
@@ -302,12 +303,21 @@ async fn smoke_test(engine: Arc<DockerEngine>, config: &Config) -> Check {
             ),
             None,
         ),
-        Ok(outcome) => Check::new(
+        Ok(Executed::Done(outcome)) => Check::new(
             "sandbox run",
             Status::Problem,
             format!(
                 "python exited {} with stdout {:?} stderr {:?}",
                 outcome.exit_code, outcome.stdout, outcome.stderr
+            ),
+            Some("multilang-sandbox images build --force".into()),
+        ),
+        Ok(Executed::Running(progress)) => Check::new(
+            "sandbox run",
+            Status::Problem,
+            format!(
+                "python's print('ok') was still running after 30 s as job {}",
+                progress.info.job
             ),
             Some("multilang-sandbox images build --force".into()),
         ),

@@ -56,6 +56,7 @@ pub const BASE: ImageDefinition = ImageDefinition {
             "runner_imports.py",
             include_str!("../../images/runner/runner_imports.py"),
         ),
+        ("runner_jobs.py", include_str!("../../images/runner/runner_jobs.py")),
         ("fileops.py", include_str!("../../images/runner/fileops.py")),
         ("python_kernel.py", include_str!("../../images/runner/python_kernel.py")),
         ("kernel.js", include_str!("../../images/runner/kernel.js")),

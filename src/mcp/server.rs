@@ -60,7 +60,8 @@ impl SandboxServer {
                 + Self::install_router()
                 + Self::file_ops_router()
                 + Self::inspect_router()
-                + Self::security_router(),
+                + Self::security_router()
+                + Self::job_router(),
         )
     }
 }

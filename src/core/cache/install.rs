@@ -191,6 +191,8 @@ impl PackageCache {
             timeout_ms: timeout.as_millis() as u64,
             collect_outputs: false,
             watch,
+            keep: false,
+            label: None,
         };
         let run = run_program(connection, spec, config)
             .await
@@ -198,6 +200,10 @@ impl PackageCache {
                 RunFailure::HostTimeout => StepFailure::HostTimeout,
                 RunFailure::Cancelled | RunFailure::NotStarted => StepFailure::Cancelled,
                 RunFailure::Gone(error) => StepFailure::Gone(error),
+                // An install container runs nothing else.
+                RunFailure::Busy { job } => StepFailure::Gone(DockerError::Protocol(format!(
+                    "the install container said job {job} runs in it"
+                ))),
             })?;
         if run.cancelled {
             return Err(StepFailure::Cancelled);

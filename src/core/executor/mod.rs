@@ -5,6 +5,7 @@
 
 mod create_session;
 mod install;
+mod jobs;
 
 pub use create_session::{SessionRequest, check_host_folder};
 pub use install::{InstallReport, InstallRequest};
@@ -12,19 +13,17 @@ pub use install::{InstallReport, InstallRequest};
 use super::background::Background;
 use super::cache::PackageCache;
 use super::egress::{EgressGateway, LeasedNetwork, Owner};
+use super::jobs::{Detachable, Executed, JobPlace, JobTable, Ran};
 use super::launcher::{Launcher, Purpose, Sandbox};
 use super::pool::ContainerPool;
-use super::run::{
-    ExecuteRequest, ExecutionOutcome, RunFailure, cancelled_outcome, host_timeout_outcome, not_started_outcome,
-    outcome, run_program,
-};
+use super::run::{ExecuteRequest, RunFailure, cancelled_outcome, host_timeout_outcome, not_started_outcome, outcome};
 use super::session::SessionManager;
 use crate::config::Config;
 use crate::core::error::{ExecuteError, PackageError};
 use crate::docker::DockerEngine;
 use crate::images;
 use crate::runtime::Language;
-use crate::security::audit::{self, AuditEvent, AuditLog, MAX_FIELD_CHARS, hash_hex};
+use crate::security::audit::{self, AuditEvent, AuditLog, JobEvent, MAX_FIELD_CHARS, hash_hex};
 use crate::security::egress::HostPattern;
 use crate::security::policy::{self, PolicyMode};
 use std::sync::Arc;
@@ -44,12 +43,14 @@ pub struct Executor {
     cache: Arc<PackageCache>,
     audit: Arc<AuditLog>,
     egress: Arc<EgressGateway>,
+    jobs: Arc<JobTable>,
     background: Background,
 }
 
 impl Executor {
     pub fn new(engine: Arc<DockerEngine>, config: Arc<Config>, instance_id: String) -> Self {
         let launcher = Arc::new(Launcher::new(engine.clone(), config.clone(), instance_id));
+        let jobs = Arc::new(JobTable::new(config.jobs.clone()));
         let audit = Arc::new(AuditLog::new(config.audit.clone()));
         let egress = Arc::new(EgressGateway::new(
             engine.clone(),
@@ -66,6 +67,7 @@ impl Executor {
             egress,
             audit,
             launcher,
+            jobs,
             background: Background::new(),
         }
     }
@@ -76,6 +78,7 @@ impl Executor {
     pub fn start_background_tasks(&self) {
         self.pool.start_maintenance(&self.background);
         self.sessions.start_gc(&self.background);
+        self.start_job_sweep();
         if !self.config.egress.allow.is_empty() {
             self.egress.warm();
         }
@@ -172,8 +175,9 @@ impl Executor {
         Ok(timeout)
     }
 
-    /// Runs `request` in its session, or in a fresh pooled container.
-    pub async fn execute(&self, request: &ExecuteRequest) -> Result<ExecutionOutcome, ExecuteError> {
+    /// Runs `request` in its session, or in a fresh pooled container; past
+    /// its detach deadline (at once with `background`) it goes on as a job.
+    pub async fn execute(&self, request: &ExecuteRequest) -> Result<Executed, ExecuteError> {
         if request.code.trim().is_empty() {
             return Err(ExecuteError::EmptyCode);
         }
@@ -193,16 +197,30 @@ impl Executor {
         }
         self.check_policy(request)?;
         let result = match &request.session {
-            Some(session) => self.sessions.execute(session, request).await,
+            Some(session) => self.sessions.execute(session, request, &self.jobs).await,
             None => self.execute_stateless(request).await,
         };
         if let Err(ExecuteError::Docker(error)) = &result {
             self.engine.reset_if_disconnected(error).await;
         }
+        if let Ok(Executed::Running(progress)) = &result {
+            let event = if request.background {
+                JobEvent::Started {
+                    job: progress.info.job.clone(),
+                    language: request.language.name().to_string(),
+                }
+            } else {
+                JobEvent::Detached {
+                    job: progress.info.job.clone(),
+                    language: request.language.name().to_string(),
+                }
+            };
+            self.audit.record(AuditEvent::Job(event));
+        }
         result
     }
 
-    async fn execute_stateless(&self, request: &ExecuteRequest) -> Result<ExecutionOutcome, ExecuteError> {
+    async fn execute_stateless(&self, request: &ExecuteRequest) -> Result<Executed, ExecuteError> {
         let started = Instant::now();
         let mut notes = Vec::new();
         let grants = match &request.network {
@@ -215,7 +233,6 @@ impl Executor {
             Some(_) => request.language.prepare_cell(&request.code),
             None => request.language.prepare(&request.code),
         };
-        let spec = request.run_spec(&program, sandbox.kernel);
         let asking = network.as_ref().and_then(|network| {
             self.egress.asking(
                 network.owner(),
@@ -223,33 +240,57 @@ impl Executor {
                 Duration::from_millis(request.timeout_ms),
             )
         });
-        let result = run_program(&sandbox.connection, spec, &self.config).await;
+        let ran = Detachable {
+            table: &self.jobs,
+            config: &self.config,
+            connection: sandbox.connection.clone(),
+            request,
+            program,
+            kernel: sandbox.kernel,
+            place: JobPlace::Stateless,
+            notes: notes.clone(),
+        }
+        .run()
+        .await;
         drop(asking);
         let container_id = sandbox.container.id().to_string();
-        match network {
-            Some(network) => {
-                notes.extend(network.refusals(&self.egress).await);
-                let egress = self.egress.clone();
-                let container = sandbox.container;
-                self.background.spawn(async move {
-                    container.remove().await;
-                    network.close(&egress).await;
-                });
-            }
-            None => self.background.spawn(sandbox.container.remove()),
+        if let (Ok(Ran::Ended(_)), Some(network)) = (&ran, &network) {
+            // What the code met at the proxy, before its network goes.
+            notes.extend(network.refusals(&self.egress).await);
         }
+        let egress = self.egress.clone();
+        let container = sandbox.container;
+        let remove = async move {
+            container.remove().await;
+            if let Some(network) = network {
+                network.close(&egress).await;
+            }
+        };
+        let result = match ran {
+            Ok(Ran::Ended(result)) => result,
+            Ok(Ran::Job(started)) => {
+                started.job.set_cleanup(Box::pin(remove));
+                return Ok(Executed::Running(started.progress(request.language, notes)));
+            }
+            Err(error) => {
+                self.background.spawn(remove);
+                return Err(error);
+            }
+        };
+        self.background.spawn(remove);
         tracing::debug!(
             container = %container_id,
             acquire_ms = acquired.as_secs_f64() * 1000.0,
             total_ms = started.elapsed().as_secs_f64() * 1000.0,
             "stateless execute finished"
         );
+        let done = |outcome| Ok(Executed::Done(outcome));
         match result {
-            Ok(run) => Ok(outcome(&self.config, request, run, notes)),
-            Err(RunFailure::HostTimeout) => Ok(host_timeout_outcome(request)),
-            Err(RunFailure::Cancelled) => Ok(cancelled_outcome(request)),
-            Err(RunFailure::NotStarted) => Ok(not_started_outcome(request)),
-            Err(RunFailure::Gone(error)) => Err(ExecuteError::Docker(error)),
+            Ok(run) => done(outcome(&self.config, request, run, notes)),
+            Err(RunFailure::HostTimeout) => done(host_timeout_outcome(request)),
+            Err(RunFailure::Cancelled) => done(cancelled_outcome(request)),
+            Err(RunFailure::NotStarted) => done(not_started_outcome(request)),
+            Err(failure) => Err(failure.into()),
         }
     }
 
@@ -307,6 +348,16 @@ impl Executor {
     /// are kept.
     pub async fn shutdown(&self) {
         self.pool.shutdown().await;
+        // Stateless jobs go with this server (their sandboxes are its own);
+        // a session's job stays in the session.
+        for job in self.jobs.all() {
+            if job.place == JobPlace::Stateless {
+                if let Some(run) = job.run() {
+                    run.watch.cancel.cancel();
+                }
+                self.jobs.remove(&job.id).await;
+            }
+        }
         let tasks_done = self.background.shutdown(SHUTDOWN_LIMIT).await;
         let removals_done = self.engine.wait_for_removals(SHUTDOWN_LIMIT).await;
         self.egress.shutdown().await;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Protocol version this server speaks; the runner announces its own.
-pub const PROTOCOL: u32 = 3;
+pub const PROTOCOL: u32 = 4;
 
 /// Host → runner.
 #[derive(Debug, Serialize)]
@@ -37,6 +37,9 @@ pub enum HostMessage<'a> {
     /// contract (the runner answers it, the fixtures pin it) for a liveness
     /// check; the server itself tells liveness by the stream today.
     Ping { id: &'a str },
+    /// A question about a job (a run whose output and result the runner
+    /// keeps until forgotten), answered at once.
+    Job(JobQuery<'a>),
 }
 
 impl HostMessage<'_> {
@@ -82,6 +85,40 @@ pub struct RunRequest<'a> {
     /// Send `progress` messages while the request runs.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub progress: bool,
+    /// A job from the start: the runner keeps its output and result until
+    /// the host forgets it (a background execute).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub keep: bool,
+    /// What the job is, as job lists show it (the first line of the code).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<&'a str>,
+}
+
+/// A `job` request.
+#[derive(Debug, Serialize)]
+pub struct JobQuery<'a> {
+    pub id: &'a str,
+    pub op: JobOp,
+    /// The run's id (every op but `list`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<&'a str>,
+    /// `keep`: the label the job is listed with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<&'a str>,
+}
+
+/// What a `job` request asks.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum JobOp {
+    /// Keep the running run's output and result (it becomes a job).
+    Keep,
+    /// The output not read before and, once it ended, the result.
+    Read,
+    /// Drop a finished job.
+    Forget,
+    /// Every kept job.
+    List,
 }
 
 /// Which new files the runner returns after a request, and how many bytes.
@@ -162,6 +199,19 @@ pub enum RunnerMessage {
     },
     /// Answer to a file operation.
     File(FileReply),
+    /// The answer to a `job` request: the jobs it names (none when the
+    /// runner keeps no such job).
+    Job {
+        #[serde(default)]
+        id: Option<String>,
+        jobs: Vec<JobReport>,
+    },
+    /// A run refused because a job runs: nothing ran.
+    Busy {
+        #[serde(default)]
+        id: Option<String>,
+        job: String,
+    },
 }
 
 impl RunnerMessage {
@@ -171,10 +221,49 @@ impl RunnerMessage {
             RunnerMessage::Ready { .. } => None,
             RunnerMessage::Result(result) => result.id.as_deref(),
             RunnerMessage::Progress(progress) => progress.id.as_deref(),
-            RunnerMessage::Error { id, .. } | RunnerMessage::Pong { id } => id.as_deref(),
+            RunnerMessage::Error { id, .. }
+            | RunnerMessage::Pong { id }
+            | RunnerMessage::Job { id, .. }
+            | RunnerMessage::Busy { id, .. } => id.as_deref(),
             RunnerMessage::File(reply) => reply.id.as_deref(),
         }
     }
+}
+
+/// A job as the runner reports it.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[cfg_attr(test, serde(deny_unknown_fields))]
+pub struct JobReport {
+    /// The run's id.
+    pub job: String,
+    pub label: String,
+    pub state: JobState,
+    /// When it started, Unix milliseconds (the sandbox's clock).
+    pub started_ms: u64,
+    /// How long it ran, so far or in all.
+    pub elapsed_ms: u64,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    /// `read`: the output not read before.
+    #[serde(default)]
+    pub stdout: Option<String>,
+    #[serde(default)]
+    pub stderr: Option<String>,
+    /// `read`, once it ended: its result (its output is in `stdout` and
+    /// `stderr` of the reads).
+    #[serde(default)]
+    pub result: Option<Box<RunResult>>,
+    /// `read`, once it ended: more output waits for the next read.
+    #[serde(default)]
+    pub unread: bool,
+}
+
+/// Whether a job still runs.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    Running,
+    Done,
 }
 
 /// How far a running program got.

@@ -94,6 +94,15 @@ fn expected_runner_message(name: &str, message: &RunnerMessage) -> bool {
         "file_error_list_too_large" => file_error("list_too_large", &|error| error.max == Some(20_000)),
         "file_error_symlink_escape" => file_error("symlink_escape", &|error| error.target.is_some()),
         "file_error_failed" => file_error("failed", &|error| error.message.is_some()),
+        "job_list" => matches!(message, Job { jobs, .. }
+            if jobs.len() == 1 && jobs[0].state == JobState::Running && jobs[0].stdout.is_none()),
+        "job_running" => matches!(message, Job { jobs, .. }
+            if jobs[0].stdout.as_deref() == Some("epoch 1: 0.9\n") && jobs[0].result.is_none()),
+        "job_done" => matches!(message, Job { jobs, .. }
+            if jobs[0].state == JobState::Done
+                && jobs[0].result.as_ref().is_some_and(|run| run.exit_code == 0 && run.stdout.is_empty())
+                && !jobs[0].unread),
+        "busy" => matches!(message, Busy { id: Some(id), job } if id == "run-2" && job == "run-1"),
         other => panic!("no expectation for the runner fixture {other}: add one here"),
     }
 }
@@ -161,6 +170,8 @@ fn every_host_message_serializes_as_its_fixture() {
         timeout_ms: 30_000,
         collect_outputs: false,
         watch: &quiet,
+        keep: false,
+        label: None,
     };
     let go = program(
         &[("/tmp/run/main.go", "package main\n\nfunc main() { println(\"hi\") }\n")],
@@ -206,6 +217,14 @@ fn every_host_message_serializes_as_its_fixture() {
             max_entries: 20_000,
         }))
     };
+    let job = |id, op, label| {
+        value(&HostMessage::Job(JobQuery {
+            id,
+            op,
+            job: (op != JobOp::List).then_some("run-1"),
+            label,
+        }))
+    };
     let built = [
         (
             "run_exec",
@@ -228,6 +247,10 @@ fn every_host_message_serializes_as_its_fixture() {
             ))),
         ),
         ("cancel", value(&HostMessage::Cancel { id: "run-2" })),
+        ("job_keep", job("query-1", JobOp::Keep, Some("train(model, epochs=50)"))),
+        ("job_read", job("query-2", JobOp::Read, None)),
+        ("job_forget", job("query-3", JobOp::Forget, None)),
+        ("job_list", job("query-4", JobOp::List, None)),
         ("ping", value(&HostMessage::Ping { id: "ping-1" })),
         ("file_read", file("file-1", FileOp::Read, "/mnt/data/input.csv", None)),
         (

@@ -3,10 +3,10 @@
 //! sent to its runner.
 
 use super::super::connection::RunnerConnection;
+use super::super::jobs::{Detachable, Executed, JobPlace, JobTable, Ran};
 use super::super::launcher::READY_TIMEOUT;
 use super::super::run::{
-    CANCEL_GRACE, ExecuteRequest, ExecutionOutcome, RunFailure, cancelled_outcome, host_timeout_outcome,
-    not_started_outcome, outcome, run_program,
+    CANCEL_GRACE, ExecuteRequest, RunFailure, cancelled_outcome, host_timeout_outcome, not_started_outcome, outcome,
 };
 use super::labels::SessionFacts;
 use super::{SessionHandle, SessionManager};
@@ -19,8 +19,15 @@ use crate::runtime::Language;
 use std::time::Duration;
 
 impl SessionManager {
-    /// Runs code in a session (serialized with its other executes).
-    pub async fn execute(&self, name: &str, request: &ExecuteRequest) -> Result<ExecutionOutcome, ExecuteError> {
+    /// Runs code in a session (serialized with its other executes; a job
+    /// in the session refuses them). Past its detach deadline it goes on
+    /// as a job in `jobs`.
+    pub async fn execute(
+        &self,
+        name: &str,
+        request: &ExecuteRequest,
+        jobs: &JobTable,
+    ) -> Result<Executed, ExecuteError> {
         let handle = self.handle(name).await?;
         let program = if request.language == handle.language {
             request.language.prepare_cell(&request.code)
@@ -40,7 +47,7 @@ impl SessionManager {
                 locked.map_err(|_| SessionError::Busy { name: name.to_string() })?
             }
             // Cancelled while waiting for the session's previous execute.
-            () = request.watch.cancel.cancelled() => return Ok(not_started_outcome(request)),
+            () = request.watch.cancel.cancelled() => return Ok(Executed::Done(not_started_outcome(request))),
         };
         let mut notes = Vec::new();
         let mut restarted = false;
@@ -78,16 +85,32 @@ impl SessionManager {
                     .asking(&Owner::Session(name.to_string()), &request.asker, wait)
             })
             .flatten();
-        let result = run_program(&live, request.run_spec(&program, kernel), config).await;
+        let ran = Detachable {
+            table: jobs,
+            config,
+            connection: live,
+            request,
+            program,
+            kernel,
+            place: JobPlace::Session(name.to_string()),
+            notes: notes.clone(),
+        }
+        .run()
+        .await?;
         self.touch(&facts.info.id);
+        let result = match ran {
+            Ran::Ended(result) => result,
+            Ran::Job(started) => return Ok(Executed::Running(started.progress(request.language, notes))),
+        };
         if facts.grants.is_some() {
             notes.extend(self.egress.refusal_notes(&Owner::Session(name.to_string())).await);
         }
+        let done = |outcome| Ok(Executed::Done(outcome));
         match result {
-            Ok(run) => Ok(outcome(config, request, run, notes)),
+            Ok(run) => done(outcome(config, request, run, notes)),
             Err(RunFailure::HostTimeout) => {
                 handle.set_connection(None);
-                Ok(host_timeout_outcome(request))
+                done(host_timeout_outcome(request))
             }
             Err(RunFailure::Cancelled) => {
                 // The runner did not confirm the stop in time: it may be
@@ -97,9 +120,12 @@ impl SessionManager {
                     "Session {name}: the cancelled code did not stop within {} s; its interpreter may be restarting, and variables may be lost.",
                     CANCEL_GRACE.as_secs()
                 ));
-                Ok(cancelled_outcome(request))
+                done(cancelled_outcome(request))
             }
-            Err(RunFailure::NotStarted) => Ok(not_started_outcome(request)),
+            Err(RunFailure::NotStarted) => done(not_started_outcome(request)),
+            Err(RunFailure::Busy { job }) => Err(ExecuteError::JobRunning {
+                job: format!("{name}/{job}"),
+            }),
             Err(failure @ RunFailure::Gone(_)) => {
                 handle.set_connection(None);
                 let still_there = engine.inspect_sandbox(&facts.info.id).await.ok().flatten().is_some();

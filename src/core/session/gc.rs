@@ -1,9 +1,13 @@
 //! Garbage collection of expired sessions, in the background.
 
 use super::SessionManager;
+use super::labels::SessionFacts;
 use crate::clock::unix_now;
 use crate::core::background::Background;
 use crate::core::error::SessionError;
+use crate::core::jobs;
+use crate::core::protocol::JobState;
+use crate::docker::ContainerState;
 use crate::docker::labels;
 use crate::security::audit::{AuditEvent, SessionEvent};
 use std::sync::Arc;
@@ -44,7 +48,7 @@ impl SessionManager {
         let ids: Vec<String> = all.iter().map(|info| info.id.clone()).collect();
         let mut removed = 0;
         for facts in all.into_iter().filter_map(|info| self.facts(info)) {
-            if facts.expires_at() <= now && !self.is_busy(&facts.name) {
+            if facts.expires_at() <= now && !self.is_busy(&facts.name) && !self.runs_job(&facts).await {
                 tracing::info!(session = %facts.name, "session expired");
                 self.remove(&facts).await?;
                 self.audit.record(AuditEvent::Session(SessionEvent::Expired {
@@ -57,6 +61,24 @@ impl SessionManager {
         self.store.retain(&ids);
         self.collect_networks().await;
         Ok(removed)
+    }
+
+    /// True when a job runs in the session (any server's): it is kept
+    /// until the job ends, whatever its time to live.
+    async fn runs_job(&self, facts: &SessionFacts) -> bool {
+        if facts.info.state != ContainerState::Running {
+            return false;
+        }
+        let Ok(connection) = self.runner(&facts.name).await else {
+            return false;
+        };
+        let running = jobs::list(&connection)
+            .await
+            .is_ok_and(|jobs| jobs.iter().any(|job| job.state == JobState::Running));
+        if running {
+            self.touch(&facts.info.id);
+        }
+        running
     }
 
     /// Removes sandbox networks nothing uses any more.

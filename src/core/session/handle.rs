@@ -23,12 +23,12 @@ pub(super) struct SessionHandle {
 }
 
 impl SessionHandle {
-    pub(super) fn new(container_id: String, language: Language, connection: Option<RunnerConnection>) -> Self {
+    pub(super) fn new(container_id: String, language: Language, connection: Option<Arc<RunnerConnection>>) -> Self {
         Self {
             container_id,
             language,
             turn: tokio::sync::Mutex::new(()),
-            connection: Mutex::new(connection.map(Arc::new)),
+            connection: Mutex::new(connection),
             resumed_for_files: AtomicBool::new(false),
         }
     }

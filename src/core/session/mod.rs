@@ -21,6 +21,7 @@ mod labels;
 
 pub use labels::{outputs_volume, packages_volume, validate_name};
 
+use super::connection::RunnerConnection;
 use super::launcher::Launcher;
 use super::session_store::SessionStore;
 use crate::clock::unix_now;
@@ -302,6 +303,36 @@ impl SessionManager {
         let mut record = self.store.load(container_id);
         record.last_used = Some(unix_now());
         self.store.save(container_id, &record);
+    }
+
+    /// The names of the sessions whose containers run.
+    pub async fn running_names(&self) -> Result<Vec<String>, SessionError> {
+        Ok(self
+            .launcher
+            .engine()
+            .list_sandboxes(&[(label_keys::KIND, "session")])
+            .await?
+            .into_iter()
+            .filter(|info| info.state == ContainerState::Running)
+            .filter_map(|info| self.facts(info).map(|facts| facts.name))
+            .collect())
+    }
+
+    /// A live connection to the session's runner (for its jobs); the
+    /// session must be running.
+    pub async fn runner(&self, name: &str) -> Result<Arc<RunnerConnection>, SessionError> {
+        let handle = self.handle(name).await?;
+        if let Some(live) = handle.live() {
+            return Ok(live);
+        }
+        let facts = self.lookup(name).await?;
+        if facts.info.state != ContainerState::Running {
+            return Err(SessionError::Unusable {
+                name: name.to_string(),
+                state: facts.info.state.name().to_string(),
+            });
+        }
+        handle.connect(self.launcher.engine()).await
     }
 
     /// True when this server is running code in the session right now.

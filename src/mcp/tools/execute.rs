@@ -5,6 +5,7 @@ use crate::clock::unix_now;
 use crate::core::artifacts::ArtifactContent;
 use crate::core::egress::UserAsker;
 use crate::core::error::ExecuteError;
+use crate::core::jobs::{Executed, JobInfo, JobProgress};
 use crate::core::{ExecuteRequest, ExecutionOutcome, Watch};
 use crate::mcp::SandboxServer;
 use crate::mcp::elicitation::ClientAsker;
@@ -15,11 +16,12 @@ use crate::security::audit::Outcome;
 use rmcp::handler::server::common::{Extension, schema_for_output};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{ContentBlock, Resource, ResourceContents};
-use rmcp::service::RequestContext;
+use rmcp::service::{Peer, RequestContext};
 use rmcp::{RoleServer, tool, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::Duration;
 use tracing::Instrument;
 
 /// Arguments of `sandbox_execute`.
@@ -65,6 +67,16 @@ pub struct ExecuteParams {
     /// has no network. Sessions take `network` at create.
     #[serde(default)]
     pub network: Option<Vec<String>>,
+    /// Start the code as a background job and return at once with its handle (`job.job`);
+    /// collect its output and result with sandbox_job {"action": "wait", "job": ...}. For work
+    /// longer than a minute: training, big builds, long downloads. `timeout` still bounds it.
+    #[serde(default)]
+    pub background: Option<bool>,
+    /// Seconds after which a call still running returns a job handle and the output so far
+    /// instead of making the client wait (the code keeps running). Default 45 (the user's
+    /// jobs.detach_after_s); 0 waits to the end. Only matters when `timeout` is longer.
+    #[serde(default)]
+    pub detach_after: Option<u64>,
 }
 
 /// Result of `sandbox_execute`.
@@ -76,8 +88,10 @@ pub struct ExecuteOutput {
     pub stdout: String,
     /// Standard error, including compiler messages and tracebacks.
     pub stderr: String,
-    /// Exit code: 0 is success; 128+N means killed by signal N (137: killed).
-    pub exit_code: i64,
+    /// Exit code: 0 is success; 128+N means killed by signal N (137: killed). Absent while
+    /// the code still runs as a job (see `job`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i64>,
     /// Time the program took inside the sandbox (compile and run), in milliseconds.
     pub duration_ms: u64,
     /// True when the time limit expired and the program was killed.
@@ -101,6 +115,11 @@ pub struct ExecuteOutput {
     /// come back as resource links (sandbox://sessions/<session>/outputs/<file>).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub artifacts: Vec<ArtifactInfo>,
+    /// Present when the code runs (or ran) as a background job: its handle (`job.job`) and
+    /// state. While it runs, stdout and stderr hold its output so far; collect the rest and
+    /// the result with sandbox_job {"action": "wait", "job": ...}.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobInfo>,
 }
 
 /// A file the code wrote to /outputs.
@@ -154,7 +173,7 @@ impl From<ExecutionOutcome> for ExecuteOutput {
             language: outcome.language.name().to_string(),
             stdout: outcome.stdout,
             stderr: outcome.stderr,
-            exit_code: outcome.exit_code,
+            exit_code: Some(outcome.exit_code),
             duration_ms: outcome.duration_ms,
             timed_out: outcome.timed_out,
             truncated: outcome.truncated,
@@ -162,18 +181,43 @@ impl From<ExecutionOutcome> for ExecuteOutput {
             session: outcome.session,
             state_lost: outcome.state_lost,
             note: (!outcome.notes.is_empty()).then(|| outcome.notes.join(" ")),
+            job: outcome.job,
+        }
+    }
+}
+
+impl From<JobProgress> for ExecuteOutput {
+    fn from(progress: JobProgress) -> Self {
+        Self {
+            language: progress.language.name().to_string(),
+            stdout: progress.stdout,
+            stderr: progress.stderr,
+            exit_code: None,
+            duration_ms: progress.info.elapsed_ms,
+            timed_out: false,
+            truncated: false,
+            phase: "run".to_string(),
+            session: progress.info.session.clone(),
+            state_lost: false,
+            note: (!progress.notes.is_empty()).then(|| progress.notes.join(" ")),
+            artifacts: Vec::new(),
+            job: Some(progress.info),
         }
     }
 }
 
 impl ExecuteOutput {
     /// The short text rendering that accompanies the structured result.
-    fn render(&self) -> String {
-        let mut status = format!(
-            "[{}] exit code {} in {} ms",
-            self.language, self.exit_code, self.duration_ms
-        );
-        if self.phase == "build" && self.exit_code != 0 {
+    pub(crate) fn render(&self) -> String {
+        let mut status = match (self.exit_code, &self.job) {
+            (Some(exit_code), _) => format!("[{}] exit code {exit_code} in {} ms", self.language, self.duration_ms),
+            (None, Some(job)) => format!(
+                "[{}] still running as job {} ({} ms so far)",
+                self.language, job.job, self.duration_ms
+            ),
+            (None, None) => format!("[{}] no exit code after {} ms", self.language, self.duration_ms),
+        };
+        if self.phase == "build" && self.exit_code != Some(0) {
             status.push_str(" (compilation failed)");
         }
         if self.timed_out {
@@ -256,11 +300,7 @@ with `session` (create one with sandbox_session) variables and files persist bet
             let result = self.run_execute(params, watch, asker).await;
             reporter.finish().await;
             slot.report(match result {
-                Ok(execution) => {
-                    let changed = self.changed_outputs(&execution, started).await;
-                    self.notify_changed(&context.peer, &changed).await;
-                    success_or_code_error(execution, changed)
-                }
+                Ok(executed) => self.answer_executed(executed, started, &context.peer).await,
                 Err(error) => refusal(&error),
             })
         }
@@ -275,7 +315,7 @@ impl SandboxServer {
         params: ExecuteParams,
         watch: Watch,
         asker: UserAsker,
-    ) -> Result<ExecutionOutcome, ExecuteError> {
+    ) -> Result<Executed, ExecuteError> {
         let language = Language::parse(&params.language)?;
         let request = ExecuteRequest {
             language,
@@ -289,8 +329,33 @@ impl SandboxServer {
             network: params.network,
             asker,
             watch,
+            background: params.background.unwrap_or(false),
+            detach_after: params.detach_after.map(Duration::from_secs),
         };
         self.executor.execute(&request).await
+    }
+
+    /// The answer to an execute or a job's wait: the finished code's
+    /// result (with its files, and the session files it changed since
+    /// `started` as links), or a running job's handle and output so far.
+    pub(crate) async fn answer_executed(
+        &self,
+        executed: Executed,
+        started: u64,
+        peer: &Peer<RoleServer>,
+    ) -> ToolAnswer {
+        match executed {
+            Executed::Done(execution) => {
+                let changed = self.changed_outputs(&execution, started).await;
+                self.notify_changed(peer, &changed).await;
+                success_or_code_error(execution, changed)
+            }
+            Executed::Running(progress) => {
+                let output = ExecuteOutput::from(progress);
+                let text = output.render();
+                structured_result(&output, text, Outcome::Ok)
+            }
+        }
     }
 }
 
@@ -358,6 +423,7 @@ mod tests {
             state_lost: false,
             notes: Vec::new(),
             artifacts: Vec::new(),
+            job: None,
         }
     }
 

@@ -7,6 +7,7 @@ pub mod execute;
 pub mod file_ops;
 pub mod inspect;
 pub mod install;
+pub mod job;
 mod next_step;
 pub(crate) mod schema;
 pub mod security;
@@ -120,6 +121,7 @@ fn argument_check(tool: &str) -> Option<ArgumentCheck> {
         "sandbox_file_ops" => check::<file_ops::FileOpsParams>,
         "sandbox_inspect" => check::<inspect::InspectParams>,
         "sandbox_security" => check::<security::SecurityParams>,
+        "sandbox_job" => check::<job::JobParams>,
         _ => return None,
     })
 }
@@ -148,7 +150,7 @@ mod tests {
         let tools = crate::mcp::SandboxServer::tools().list_all();
         assert_eq!(
             tools.len(),
-            6,
+            7,
             "{:?}",
             tools.iter().map(|tool| &tool.name).collect::<Vec<_>>()
         );

@@ -31,6 +31,9 @@ pub enum AuditEvent {
     ToolCall(Box<ToolCall>),
     /// A session was created, destroyed or expired.
     Session(SessionEvent),
+    /// A background job started, was detached from its call, collected,
+    /// cancelled or expired uncollected.
+    Job(JobEvent),
     /// Code matched a code-policy rule.
     Violation(Violation),
     /// A connection through the egress proxy ended (allowed or refused;
@@ -121,6 +124,33 @@ impl Outcome {
     pub fn is_error(&self) -> bool {
         !matches!(self, Self::Ok)
     }
+}
+
+/// A job's lifecycle (`action` in the log); `job` is its handle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum JobEvent {
+    /// A background execute started as a job.
+    Started {
+        job: String,
+        language: String,
+    },
+    /// An execute still running at its detach deadline became a job.
+    Detached {
+        job: String,
+        language: String,
+    },
+    /// Its result was collected.
+    Collected {
+        job: String,
+    },
+    Cancelled {
+        job: String,
+    },
+    /// Its result was dropped after `jobs.keep_s` uncollected.
+    Expired {
+        job: String,
+    },
 }
 
 /// A session's lifecycle (`action` in the log).
@@ -313,6 +343,19 @@ mod tests {
                     language: "bash".into(),
                 }),
                 json!({"type": "session", "action": "expired", "name": "s1", "language": "bash"}),
+            ),
+            (
+                AuditEvent::Job(JobEvent::Detached {
+                    job: "s1/0a1b2c3d4e5f".into(),
+                    language: "python".into(),
+                }),
+                json!({"type": "job", "action": "detached", "job": "s1/0a1b2c3d4e5f", "language": "python"}),
+            ),
+            (
+                AuditEvent::Job(JobEvent::Collected {
+                    job: "0a1b2c3d4e5f".into(),
+                }),
+                json!({"type": "job", "action": "collected", "job": "0a1b2c3d4e5f"}),
             ),
             (
                 AuditEvent::Violation(Violation {

@@ -21,7 +21,9 @@ mod store;
 mod verify;
 
 pub use error::AuditError;
-pub use event::{AuditEvent, CallArguments, EgressEvent, MountRecord, Outcome, SessionEvent, ToolCall, Violation};
+pub use event::{
+    AuditEvent, CallArguments, EgressEvent, JobEvent, MountRecord, Outcome, SessionEvent, ToolCall, Violation,
+};
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::Value;
