@@ -232,6 +232,36 @@ async fn cancel_case(client: &Client, session: &str, runs: usize) -> Result<Case
     })
 }
 
+/// `print(1)` in a session started with `background: true`, then collected
+/// at once with `sandbox_job wait`: both calls, to compare with the plain
+/// execute in the same session.
+async fn job_case(client: &Client, session: &str, runs: usize) -> Result<Case, BoxError> {
+    let background = json!({"language": "python", "session": session, "code": "print(1)", "background": true});
+    let mut samples = Vec::with_capacity(runs + 1);
+    for _ in 0..=runs {
+        let started = Instant::now();
+        let job = call(client, "sandbox_execute", background.clone()).await?;
+        let handle = job["job"]["job"]
+            .as_str()
+            .ok_or_else(|| format!("no job handle: {job}"))?;
+        let collected = call(
+            client,
+            "sandbox_job",
+            json!({"action": "wait", "job": handle, "wait": 10}),
+        )
+        .await?;
+        if collected["result"]["exit_code"] != 0 || collected["result"]["stdout"] != "1\n" {
+            return Err(format!("the job did not print 1: {collected}").into());
+        }
+        samples.push(started.elapsed());
+    }
+    samples.remove(0); // warm-up
+    Ok(Case {
+        name: "`print(1)` in a python session with `background: true`, then `sandbox_job` `wait`".to_string(),
+        samples,
+    })
+}
+
 /// Stateless `print(1)` on a pool hit through the streamable HTTP transport.
 async fn http_case(runs: usize) -> Result<Case, BoxError> {
     use rmcp::transport::StreamableHttpClientTransport;
@@ -335,6 +365,7 @@ async fn mcp_cases(runs: usize) -> Result<Vec<Case>, BoxError> {
     .await?;
     let in_session = json!({"language": "python", "code": "print(1)", "session": session});
     cases.push(time_execute(&client, "`print(1)` in a python session", runs, in_session, None).await?);
+    cases.push(job_case(&client, &session, runs).await?);
     cases.extend(file_cases(&client, &session, runs).await?);
     cases.push(cancel_case(&client, &session, runs).await?);
     call(

@@ -108,6 +108,13 @@ async fn a_ninety_second_job_is_collected_by_a_client_with_a_ten_second_timeout(
         .and_then(|jobs| jobs.iter().find(|entry| entry["job"] == job.as_str()))
         .unwrap_or_else(|| panic!("{job} not in {listed}"));
     assert_eq!(entry["code"], "import time", "{entry}");
+    let inspected = common::inspect(&client, "jobs").await;
+    assert!(
+        inspected["jobs"]
+            .as_array()
+            .is_some_and(|jobs| jobs.iter().any(|entry| entry["job"] == job.as_str())),
+        "sandbox_inspect shows {job}: {inspected}"
+    );
     let (result, printed) = collect(&client, &job, 8, Duration::from_secs(150)).await;
     let expected: String = (0..10).map(|step| format!("step {step}\n")).collect::<String>() + "done\n";
     assert_eq!(printed, expected, "every line once, in order");

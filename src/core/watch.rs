@@ -58,24 +58,47 @@ impl Watch {
     }
 
     /// A watch of its own for work that may outlive this one's caller (a
-    /// job): the same listener, and cancelled when this one is, as long as
-    /// the returned link lives.
+    /// job): cancelled when this one is, and its updates passed on to this
+    /// one's listener, as long as the returned link lives (updates sent
+    /// before the link is dropped are passed on; later ones go nowhere,
+    /// since the caller's call has ended).
     pub fn linked(&self) -> (Watch, WatchLink) {
+        let (sender, mut receiver) = mpsc::unbounded_channel::<Update>();
         let own = Watch {
             cancel: CancellationToken::new(),
-            updates: self.updates.clone(),
+            updates: self.updates.as_ref().map(|_| sender),
             reports_progress: self.reports_progress,
         };
         let link = WatchLink {
             unlinked: CancellationToken::new(),
         };
         let (caller, child, unlinked) = (self.cancel.clone(), own.cancel.clone(), link.unlinked.clone());
+        let listener = self.updates.clone();
+        let pass_on = move |update: Update| {
+            if let Some(listener) = &listener {
+                let _ = listener.send(update);
+            }
+        };
         tokio::spawn(async move {
-            tokio::select! {
-                biased;
-                () = unlinked.cancelled() => {}
-                () = child.cancelled() => {}
-                () = caller.cancelled() => child.cancel(),
+            let mut following = true;
+            loop {
+                tokio::select! {
+                    biased;
+                    () = unlinked.cancelled() => {
+                        while let Ok(update) = receiver.try_recv() {
+                            pass_on(update);
+                        }
+                        return;
+                    }
+                    () = caller.cancelled(), if following => {
+                        child.cancel();
+                        following = false;
+                    }
+                    update = receiver.recv() => match update {
+                        Some(update) => pass_on(update),
+                        None => return,
+                    },
+                }
             }
         });
         (own, link)
@@ -88,7 +111,8 @@ impl Watch {
     }
 }
 
-/// While it lives, cancelling the caller's watch cancels the linked one
+/// While it lives, cancelling the caller's watch cancels the linked one,
+/// and the linked one's updates reach the caller's listener
 /// ([`Watch::linked`]).
 pub struct WatchLink {
     unlinked: CancellationToken,

@@ -1,7 +1,8 @@
-//! The MCP surface: six tools as thin adapters (parse arguments, call the
+//! The MCP surface: seven tools as thin adapters (parse arguments, call the
 //! core, shape the result), and session files as resources. Nothing here
 //! talks to Docker directly.
 
+pub mod client_limits;
 pub mod elicitation;
 pub mod http;
 pub mod message_check;

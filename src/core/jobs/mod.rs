@@ -109,6 +109,18 @@ pub struct JobInfo {
 }
 
 impl JobInfo {
+    /// One line for a text rendering.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} [{}] {} s, {} bytes of output: {}",
+            self.job,
+            self.state.name(),
+            self.elapsed_ms / 1000,
+            self.output_bytes,
+            self.code
+        )
+    }
+
     pub fn from_report(place: &JobPlace, report: &JobReport) -> Self {
         let started = chrono::DateTime::from_timestamp_millis(i64::try_from(report.started_ms).unwrap_or(i64::MAX))
             .unwrap_or_default()

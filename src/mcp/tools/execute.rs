@@ -8,6 +8,7 @@ use crate::core::error::ExecuteError;
 use crate::core::jobs::{Executed, JobInfo, JobProgress};
 use crate::core::{ExecuteRequest, ExecutionOutcome, Watch};
 use crate::mcp::SandboxServer;
+use crate::mcp::client_limits;
 use crate::mcp::elicitation::ClientAsker;
 use crate::mcp::progress::Reporter;
 use crate::mcp::resources;
@@ -296,8 +297,9 @@ with `session` (create one with sandbox_session) variables and files persist bet
         async move {
             let (watch, reporter) = Reporter::start(&context, &self.log_level);
             let asker = ClientAsker::for_client(&context.peer);
+            let client = context.peer.peer_info().map(|info| info.client_info.name.clone());
             let started = unix_now();
-            let result = self.run_execute(params, watch, asker).await;
+            let result = self.run_execute(params, watch, asker, client.as_deref()).await;
             reporter.finish().await;
             slot.report(match result {
                 Ok(executed) => self.answer_executed(executed, started, &context.peer).await,
@@ -315,6 +317,7 @@ impl SandboxServer {
         params: ExecuteParams,
         watch: Watch,
         asker: UserAsker,
+        client: Option<&str>,
     ) -> Result<Executed, ExecuteError> {
         let language = Language::parse(&params.language)?;
         let request = ExecuteRequest {
@@ -330,7 +333,11 @@ impl SandboxServer {
             asker,
             watch,
             background: params.background.unwrap_or(false),
-            detach_after: params.detach_after.map(Duration::from_secs),
+            detach_after: Some(client_limits::detach_after(
+                params.detach_after.map(Duration::from_secs),
+                self.executor.config().jobs.detach_after,
+                client,
+            )),
         };
         self.executor.execute(&request).await
     }

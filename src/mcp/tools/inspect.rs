@@ -3,6 +3,7 @@
 
 use super::security::SecurityPosture;
 use super::{OutcomeSlot, Reported, ToolAnswer, refusal, structured_result, tool_error};
+use crate::core::jobs::JobInfo;
 use crate::core::{CacheStats, PoolLanguageStats, SessionInfo};
 use crate::mcp::SandboxServer;
 use crate::security::audit::{AuditStats, Outcome};
@@ -21,14 +22,16 @@ pub enum InspectTarget {
     Pool,
     Cache,
     Sessions,
+    Jobs,
     Audit,
 }
 
 /// Arguments of `sandbox_inspect`.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct InspectParams {
-    /// all (default: pool, cache and sessions), pool, cache, sessions or audit (the audit log's
-    /// file, policy mode, seccomp profile and event counts; sandbox_security has the events).
+    /// all (default: pool, cache, sessions and jobs), pool, cache, sessions, jobs (background
+    /// jobs, as sandbox_job lists them) or audit (the audit log's file, policy mode, seccomp
+    /// profile and event counts; sandbox_security has the events).
     #[serde(default)]
     pub target: Option<InspectTarget>,
 }
@@ -42,6 +45,9 @@ pub struct InspectOutput {
     /// Every session on the Docker engine (target all or sessions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sessions: Option<Vec<SessionInfo>>,
+    /// Background jobs: this server's and those kept in running sessions (target all or jobs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<Vec<JobInfo>>,
     /// The package cache (target all or cache).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheStats>,
@@ -67,8 +73,9 @@ impl SandboxServer {
         name = "sandbox_inspect",
         description = "Show the sandbox's state: `pool` (warm containers per language, hits, misses, \
 average acquire time), `cache` (cached package images, hits, misses, size), `sessions` (name, language, \
-state, created, last used, ttl left), `audit` (audit log file, policy mode, seccomp profile, event \
-counts), or `all` (default: pool, cache and sessions).",
+state, created, last used, ttl left), `jobs` (background jobs: handle, state, age, first line of code), \
+`audit` (audit log file, policy mode, seccomp profile, event counts), or `all` (default: pool, cache, \
+sessions and jobs).",
         output_schema = schema_for_output::<InspectOutput>(),
         title = "Inspect the sandbox",
         // Reads the pool, cache and sessions; changes nothing.
@@ -104,6 +111,11 @@ impl SandboxServer {
         } else {
             None
         };
+        let jobs = if matches!(target, InspectTarget::All | InspectTarget::Jobs) {
+            Some(self.executor.job_list().await)
+        } else {
+            None
+        };
         let cache = if matches!(target, InspectTarget::All | InspectTarget::Cache) {
             match self.executor.cache().stats().await {
                 Ok(cache) => Some(cache),
@@ -115,6 +127,7 @@ impl SandboxServer {
         let output = InspectOutput {
             pool,
             sessions,
+            jobs,
             cache,
             audit,
             instance: self.instance_id.clone(),
@@ -171,6 +184,12 @@ fn render(output: &InspectOutput) -> String {
                 session.last_used,
                 session.ttl_left_seconds
             ));
+        }
+    }
+    if let Some(jobs) = &output.jobs {
+        text.push_str(&format!("Jobs: {}\n", jobs.len()));
+        for job in jobs {
+            text.push_str(&format!("- {}\n", job.describe()));
         }
     }
     if let Some(audit) = &output.audit {

@@ -158,17 +158,5 @@ fn render_jobs(jobs: &[JobInfo]) -> String {
     if jobs.is_empty() {
         return "No jobs.".to_string();
     }
-    jobs.iter()
-        .map(|job| {
-            format!(
-                "{} [{}] {} s, {} bytes of output: {}",
-                job.job,
-                job.state.name(),
-                job.elapsed_ms / 1000,
-                job.output_bytes,
-                job.code
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
+    jobs.iter().map(JobInfo::describe).collect::<Vec<_>>().join("\n")
 }
