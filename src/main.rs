@@ -7,6 +7,7 @@ use multilang_sandbox::config::Config;
 use multilang_sandbox::core::Executor;
 use multilang_sandbox::docker::DockerEngine;
 use multilang_sandbox::images::ImageBuilder;
+use multilang_sandbox::mcp::tasks::TaskRegistry;
 use multilang_sandbox::mcp::{SandboxServer, http};
 use multilang_sandbox::security::audit::{AuditEvent, AuditLog};
 use rmcp::ServiceExt;
@@ -221,12 +222,15 @@ async fn serve_over_http(config: Arc<Config>, options: http::HttpOptions) -> Res
         wait_for_stop_signal().await;
         signal.cancel();
     });
+    let tasks = TaskRegistry::new(config.jobs.keep);
+    let stopped_tasks = tasks.clone();
     let make_server = {
         let executor = executor.clone();
         let instance_id = instance_id.clone();
-        move || SandboxServer::new(executor.clone(), instance_id.clone())
+        move || SandboxServer::new(executor.clone(), instance_id.clone(), tasks.clone())
     };
     let served = http::serve_http(options, make_server, shutdown).await;
+    stopped_tasks.shutdown();
     stop_executor(&executor, &instance_id).await;
     served.map_err(|error| error.to_string())
 }
@@ -249,7 +253,8 @@ async fn wait_for_stop_signal() {
 async fn serve(config: Arc<Config>) -> Result<(), String> {
     let (executor, instance_id) = start_executor(&config, "stdio");
     let stopped_instance = instance_id.clone();
-    let server = SandboxServer::new(executor.clone(), instance_id);
+    let tasks = TaskRegistry::new(config.jobs.keep);
+    let server = SandboxServer::new(executor.clone(), instance_id, tasks.clone());
     let front = multilang_sandbox::mcp::stdio::front(tokio::io::stdin(), tokio::io::stdout());
     let service = server
         .serve((front.rmcp_reads, front.rmcp_writes))
@@ -257,6 +262,7 @@ async fn serve(config: Arc<Config>) -> Result<(), String> {
         .map_err(|error| format!("MCP session failed to start: {error}"))?;
     let reason = service.waiting().await;
     tracing::info!(?reason, "MCP session ended");
+    tasks.shutdown();
     // rmcp has dropped its writer: let the last replies reach stdout.
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), front.output_task).await;
     stop_executor(&executor, &stopped_instance).await;

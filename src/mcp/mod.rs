@@ -10,6 +10,7 @@ pub mod progress;
 pub mod resources;
 mod server;
 pub mod stdio;
+pub mod tasks;
 pub mod tools;
 
 pub use server::SandboxServer;

@@ -3,6 +3,7 @@
 
 use super::progress::LogLevel;
 use super::resources::Subscriptions;
+use super::tasks::TaskRegistry;
 use super::tools::{OutcomeSlot, validate_arguments};
 use crate::core::Executor;
 use crate::security::audit::{
@@ -11,9 +12,9 @@ use crate::security::audit::{
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, Implementation, JsonObject, ListResourceTemplatesResult,
-    ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
-    ServerConfig, SubscribeRequestParams, UnsubscribeRequestParams,
+    CallToolRequestParams, CallToolResponse, CancelTaskParams, GetTaskParams, GetTaskResult, Implementation,
+    JsonObject, ListResourceTemplatesResult, ListResourcesResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ServerCapabilities, ServerConfig, SubscribeRequestParams, UnsubscribeRequestParams,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, tool_handler};
@@ -38,16 +39,19 @@ pub struct SandboxServer {
     pub(crate) log_level: LogLevel,
     /// The session files this client subscribed to.
     pub(crate) subscriptions: Subscriptions,
+    /// The process's MCP tasks (shared by every client's server).
+    pub(crate) tasks: Arc<TaskRegistry>,
     tool_router: ToolRouter<Self>,
 }
 
 impl SandboxServer {
-    pub fn new(executor: Arc<Executor>, instance_id: String) -> Self {
+    pub fn new(executor: Arc<Executor>, instance_id: String, tasks: Arc<TaskRegistry>) -> Self {
         Self {
             executor,
             instance_id,
             log_level: LogLevel::default(),
             subscriptions: Subscriptions::default(),
+            tasks,
             tool_router: Self::tools(),
         }
     }
@@ -78,6 +82,7 @@ impl ServerHandler for SandboxServer {
                 .enable_logging()
                 .enable_resources()
                 .enable_resources_subscribe()
+                .enable_tasks()
                 .build(),
         )
         .with_server_info(Implementation::new("multilang-sandbox", env!("CARGO_PKG_VERSION")))
@@ -144,6 +149,25 @@ impl ServerHandler for SandboxServer {
     ) -> Result<(), ErrorData> {
         self.subscriptions.remove(&request.uri);
         Ok(())
+    }
+
+    /// A task (an execute that runs on as a job, for a client that takes
+    /// tasks): working, or its end with the execute's result inline.
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        Ok(GetTaskResult::new(self.tasks.detailed(&request.task_id)?))
+    }
+
+    /// Asks a task's job to stop; `tasks/get` then shows it cancelled.
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        self.cancel_task_job(&request.task_id).await
     }
 
     /// Arguments that do not match a tool's schema are a malformed request:

@@ -85,6 +85,12 @@ impl Executor {
 
     /// Stops the job and returns its result (what it printed until then).
     pub async fn job_cancel(&self, id: &str) -> Result<Executed, ExecuteError> {
+        self.job_stop(id).await?;
+        self.job_wait(id, CANCEL_GRACE, &CancellationToken::new()).await
+    }
+
+    /// Asks the job to stop, without waiting for it.
+    pub async fn job_stop(&self, id: &str) -> Result<(), ExecuteError> {
         let job = self.find_job(id).await?;
         match job.run() {
             Some(run) => run.watch.cancel.cancel(),
@@ -98,7 +104,7 @@ impl Executor {
         }
         self.audit
             .record(AuditEvent::Job(JobEvent::Cancelled { job: job.id.clone() }));
-        self.job_wait(id, CANCEL_GRACE, &CancellationToken::new()).await
+        Ok(())
     }
 
     /// This server's jobs, and the jobs kept in every running session.

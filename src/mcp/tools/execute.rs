@@ -8,10 +8,10 @@ use crate::core::error::ExecuteError;
 use crate::core::jobs::{Executed, JobInfo, JobProgress};
 use crate::core::{ExecuteRequest, ExecutionOutcome, Watch};
 use crate::mcp::SandboxServer;
-use crate::mcp::client_limits;
 use crate::mcp::elicitation::ClientAsker;
 use crate::mcp::progress::Reporter;
 use crate::mcp::resources;
+use crate::mcp::{client_limits, tasks};
 use crate::runtime::Language;
 use crate::security::audit::Outcome;
 use rmcp::handler::server::common::{Extension, schema_for_output};
@@ -301,10 +301,14 @@ with `session` (create one with sandbox_session) variables and files persist bet
             let started = unix_now();
             let result = self.run_execute(params, watch, asker, client.as_deref()).await;
             reporter.finish().await;
-            slot.report(match result {
-                Ok(executed) => self.answer_executed(executed, started, &context.peer).await,
-                Err(error) => refusal(&error),
-            })
+            match result {
+                // A client that takes tasks follows the job as a task.
+                Ok(Executed::Running(progress)) if tasks::client_takes_tasks(&context) => {
+                    slot.report_task(self.start_task(progress, &context))
+                }
+                Ok(executed) => slot.report(self.answer_executed(executed, started, &context.peer).await),
+                Err(error) => slot.report(refusal(&error)),
+            }
         }
         .instrument(span)
         .await

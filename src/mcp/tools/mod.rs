@@ -16,7 +16,7 @@ pub mod session;
 use crate::security::audit::Outcome;
 use rmcp::ErrorData;
 use rmcp::handler::server::tool::IntoCallToolResult;
-use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, JsonObject};
+use rmcp::model::{CallToolResponse, CallToolResult, ContentBlock, CreateTaskResult, JsonObject};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::sync::{Arc, OnceLock};
@@ -25,6 +25,19 @@ use std::sync::{Arc, OnceLock};
 pub(crate) struct ToolAnswer {
     result: CallToolResult,
     outcome: Outcome,
+}
+
+impl ToolAnswer {
+    /// The result, for an answer that goes elsewhere than the call's reply
+    /// (a task's result).
+    pub(crate) fn into_result(self) -> CallToolResult {
+        self.result
+    }
+}
+
+/// The message of a failed call: what went wrong and the tool to use next.
+pub(crate) fn error_message(error: &(dyn std::error::Error + 'static)) -> String {
+    next_step::explain(error)
 }
 
 /// Where a tool reports how its call ended: the server puts a fresh one in
@@ -37,7 +50,14 @@ impl OutcomeSlot {
     pub(crate) fn report(&self, answer: ToolAnswer) -> Reported {
         // A call runs one handler, which answers once: the slot is empty.
         let _ = self.0.set(answer.outcome);
-        Reported(answer.result)
+        Reported(answer.result.into())
+    }
+
+    /// Records that the call answered with a task (MCP Tasks): the code
+    /// runs on; its end is the job's audit events.
+    pub(crate) fn report_task(&self, task: CreateTaskResult) -> Reported {
+        let _ = self.0.set(Outcome::Ok);
+        Reported(task.into())
     }
 
     /// What the tool reported, if it ran.
@@ -49,11 +69,11 @@ impl OutcomeSlot {
 /// A tool's result with its outcome reported. Tool handlers return this,
 /// which only [`OutcomeSlot::report`] makes, so no tool answers without
 /// saying how its call ended.
-pub(crate) struct Reported(CallToolResult);
+pub(crate) struct Reported(CallToolResponse);
 
 impl IntoCallToolResult for Reported {
     fn into_call_tool_result(self) -> Result<CallToolResponse, ErrorData> {
-        Ok(self.0.into())
+        Ok(self.0)
     }
 }
 
@@ -186,7 +206,9 @@ mod tests {
         let slot = OutcomeSlot::default();
         let kept_by_the_server = slot.clone();
         assert_eq!(kept_by_the_server.outcome(), None);
-        let Reported(result) = slot.report(tool_error("no session named `x`"));
+        let Reported(CallToolResponse::Complete(result)) = slot.report(tool_error("no session named `x`")) else {
+            panic!("a tool error is a complete result")
+        };
         assert_eq!(result.is_error, Some(true));
         assert_eq!(
             kept_by_the_server.outcome(),
