@@ -52,6 +52,7 @@ impl Executor {
                 continue;
             }
             if report.state == crate::core::protocol::JobState::Done {
+                job.mark_ended();
                 if !report.unread {
                     return Ok(Executed::Done(
                         self.collect(&job, &connection, report, stdout, stderr).await,
@@ -80,6 +81,10 @@ impl Executor {
             .iter()
             .find(|report| report.job == job.run_id)
             .ok_or_else(|| JobError::Unknown(id.to_string()))?;
+        if report.state == crate::core::protocol::JobState::Done {
+            // Adopted jobs count as running until seen ended.
+            job.mark_ended();
+        }
         Ok(JobInfo::from_report(&job.place, report))
     }
 
