@@ -185,3 +185,36 @@ async fn an_execute_past_its_deadline_becomes_a_task_and_tasks_cancel_stops_it()
     let ended = until_done(peer, &task, Duration::from_secs(30)).await;
     assert_eq!(ended.status(), TaskStatus::Cancelled, "{ended:?}");
 }
+
+#[tokio::test]
+async fn an_install_still_going_at_the_deadline_is_a_task() {
+    require_docker().await;
+    let client = TaskClient::default();
+    let (service, _) = start_server_with_handler(
+        client,
+        &[
+            ("MULTILANG_SANDBOX_POOL_SIZE", "0"),
+            ("MULTILANG_SANDBOX_JOBS_DETACH_AFTER_S", "1"),
+        ],
+    )
+    .await;
+    let peer = service.peer();
+    // A spec unique to this run, so pip really installs (seconds).
+    let six = format!("six!=0.0.{}", uuid::Uuid::new_v4().as_u128() % 1_000_000_000);
+    let params = CallToolRequestParams::new("sandbox_install").with_arguments(
+        json!({"language": "python", "packages": [six]})
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+    );
+    let answer = tokio::time::timeout(LIMIT, peer.call_tool_once(params))
+        .await
+        .expect("the call answers by its deadline")
+        .expect("sandbox_install");
+    let CallToolResponse::Task(created) = answer else {
+        panic!("expected a task, got {answer:?}")
+    };
+    let result = completed(until_done(peer, &created.task.task_id, Duration::from_secs(240)).await);
+    assert_eq!(result["packages"], json!([six]), "{result}");
+    assert_eq!(result["cache_hit"], false, "{result}");
+}

@@ -16,8 +16,9 @@ import runner_protocol as protocol
 from runner_capture import utf8_prefix
 
 # Finished jobs kept at most (the host caps them lower; this is the
-# runner's own bound on memory).
-MAX_FINISHED = 16
+# runner's own bound on memory: each keeps its output captures and its
+# result's files).
+MAX_FINISHED = 8
 # Most bytes of one stream a `read` returns (the rest waits for the next).
 READ_LIMIT = 1 << 20
 
@@ -63,7 +64,7 @@ class Job:
             message[name] = data.decode("utf-8", "replace")
         unread = self.read_to[0] < self.stdout.size or self.read_to[1] < self.stderr.size
         if done:
-            result = {key: value for key, value in self.result.items() if key != "type"}
+            result = dict(self.result)
             result["stdout"], result["stderr"] = "", ""
             message["result"] = result
             message["unread"] = unread
@@ -95,7 +96,8 @@ class Jobs:
         job, self.current = self.current, None
         if job is None or not job.kept:
             return
-        job.result = result
+        # The output is in the captures already: not kept twice.
+        job.result = {key: value for key, value in result.items() if key not in ("type", "stdout", "stderr")}
         job.ended = time.monotonic()
         finished = [kept for kept in self.kept.values() if kept.result is not None]
         for old in finished[: max(0, len(finished) - MAX_FINISHED)]:

@@ -184,7 +184,7 @@ class JobsTest(unittest.TestCase):
     def test_a_cancelled_job_keeps_what_it_printed(self):
         self.live.send(run_request("j", self.stepped(["kept\n", "never\n"]), self.workspace, keep=True))
         self.release(0)
-        wait_until(lambda: self.live.runner.jobs.current.stdout.size, "output")
+        wait_until(lambda: self.live.runner.jobs.current is not None and self.live.runner.jobs.current.stdout.size, "output")
         self.live.send({"type": "cancel", "id": "j"})
         self.assertTrue(self.live.reply("result", "j")["cancelled"])
         done = self.live.ask("read", "j")["jobs"][0]

@@ -11,7 +11,7 @@ use crate::core::error::ExecuteError;
 use crate::docker::DockerError;
 use crate::runtime::{Kernel, Language, Phase, Program};
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Slack on top of the caller's timeout before the host gives up on the
 /// runner (which enforces the timeout itself, interrupting first).
@@ -46,6 +46,8 @@ pub struct ExecuteRequest {
     /// Turn it into a job when it still runs after this long (`None`: the
     /// configured `jobs.detach_after_s`; zero: never).
     pub detach_after: Option<Duration>,
+    /// When the call arrived (the detach deadline counts from it).
+    pub received: Instant,
 }
 
 impl ExecuteRequest {
@@ -65,6 +67,7 @@ impl ExecuteRequest {
             watch: Watch::default(),
             background: false,
             detach_after: None,
+            received: Instant::now(),
         }
     }
 

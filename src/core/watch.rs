@@ -80,8 +80,8 @@ impl Watch {
             }
         };
         tokio::spawn(async move {
-            let mut following = true;
-            loop {
+            let (mut following, mut listening) = (true, true);
+            while following || listening {
                 tokio::select! {
                     biased;
                     () = unlinked.cancelled() => {
@@ -94,9 +94,11 @@ impl Watch {
                         child.cancel();
                         following = false;
                     }
-                    update = receiver.recv() => match update {
+                    update = receiver.recv(), if listening => match update {
                         Some(update) => pass_on(update),
-                        None => return,
+                        // No listener (or the work is over): the cancel
+                        // still has to be passed on.
+                        None => listening = false,
                     },
                 }
             }

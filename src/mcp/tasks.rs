@@ -1,16 +1,19 @@
 //! MCP Tasks, as rmcp 3.11 implements them: the tasks extension
 //! (`io.modelcontextprotocol/tasks`, the design of protocol 2026-07-28).
 //! For a client that declares the extension, an execute that becomes a job
-//! (`background: true`, or still running at its detach deadline) answers
-//! with a task instead of a job handle; `tasks/get` shows it (with the
-//! execute's result inline once done) and `tasks/cancel` stops it. A task
-//! is followed by a task of this server's until its job ends: it reads the
-//! job's output, sends it as progress to the call's progress token, and
-//! keeps the final result for `tasks/get` until the task expires.
+//! (`background: true`, or still running at its detach deadline), and an
+//! install still running at the detach deadline, answer with a task
+//! instead; `tasks/get` shows it (with the call's result inline once done)
+//! and `tasks/cancel` stops it. An execute's task is followed by a task of
+//! this server's until its job ends: it reads the job's output, sends it as
+//! progress to the call's progress token, and keeps the final result for
+//! `tasks/get` until the task expires. An install's task is the install
+//! itself, carried on in the background.
 //! `tasks/list` and `tasks/result` do not exist in this design (rmcp
 //! answers them "method not found").
 
 use super::SandboxServer;
+use super::tools::ToolAnswer;
 use crate::core::jobs::{Executed, JobProgress};
 use parking_lot::Mutex;
 use rmcp::model::{
@@ -39,10 +42,18 @@ enum TaskState {
     Cancelled,
 }
 
+/// How a task's work is stopped.
+#[derive(Debug, Clone)]
+enum TaskWork {
+    /// An execute's job (its handle).
+    Job(String),
+    /// An install carried on in the background.
+    Install(CancellationToken),
+}
+
 #[derive(Debug)]
 struct TaskEntry {
-    /// The job it follows.
-    job: String,
+    work: TaskWork,
     created_at: String,
     updated_at: String,
     /// When it last changed (a terminal task expires `ttl` after).
@@ -82,11 +93,11 @@ impl TaskRegistry {
         .with_poll_interval_ms(POLL_INTERVAL_MS)
     }
 
-    fn insert(&self, job: &str) -> Task {
+    fn insert(&self, work: TaskWork) -> Task {
         let id = uuid::Uuid::new_v4().to_string();
         let now = rmcp::task_manager::current_timestamp();
         let entry = TaskEntry {
-            job: job.to_string(),
+            work,
             created_at: now.clone(),
             updated_at: now,
             changed: Instant::now(),
@@ -116,15 +127,26 @@ impl TaskRegistry {
         Ok(DetailedTask::new(self.task_of(id, entry), payload))
     }
 
-    /// Marks the task as asked to stop; returns its job while it works.
-    fn ask_cancel(&self, id: &str) -> Result<Option<String>, ErrorData> {
+    /// The working task that follows the job `job`, if one does.
+    pub fn following(&self, job: &str) -> Option<String> {
+        self.tasks
+            .lock()
+            .iter()
+            .find(|(_, entry)| {
+                matches!(&entry.work, TaskWork::Job(followed) if followed == job) && !is_terminal(&entry.state)
+            })
+            .map(|(id, _)| id.clone())
+    }
+
+    /// Marks the task as asked to stop; returns its work while it goes on.
+    fn ask_cancel(&self, id: &str) -> Result<Option<TaskWork>, ErrorData> {
         let mut tasks = self.tasks.lock();
         let entry = tasks.get_mut(id).ok_or_else(|| unknown(id))?;
         if is_terminal(&entry.state) {
             return Ok(None);
         }
         entry.cancel_asked = true;
-        Ok(Some(entry.job.clone()))
+        Ok(Some(entry.work.clone()))
     }
 
     /// The task's end; returns it as it now stands.
@@ -187,7 +209,7 @@ impl SandboxServer {
     /// Hands the job of `progress` to a new task and starts following it;
     /// returns the call's answer.
     pub(crate) fn start_task(&self, progress: JobProgress, context: &RequestContext<RoleServer>) -> CreateTaskResult {
-        let task = self.tasks.insert(&progress.info.job);
+        let task = self.tasks.insert(TaskWork::Job(progress.info.job.clone()));
         let follower = Follower {
             server: self.clone(),
             task: task.task_id.clone(),
@@ -199,12 +221,42 @@ impl SandboxServer {
         CreateTaskResult::new(task)
     }
 
-    /// `tasks/cancel`: asks the task's job to stop (its end is `cancelled`).
+    /// Carries `work` (an install under way, stopped by `cancel`) on as a
+    /// task; returns the call's answer. Its end is the answer `work` gives.
+    pub(crate) fn carry_on_as_task(
+        &self,
+        work: tokio::task::JoinHandle<ToolAnswer>,
+        cancel: CancellationToken,
+    ) -> CreateTaskResult {
+        let task = self.tasks.insert(TaskWork::Install(cancel));
+        let (tasks, id) = (self.tasks.clone(), task.task_id.clone());
+        tokio::spawn(async move {
+            let end = match work.await {
+                Ok(answer) => {
+                    let mut result = answer.into_result();
+                    result.result_type = None;
+                    TaskState::Completed(object_of(result))
+                }
+                Err(error) => TaskState::Failed(object_of(ErrorData::internal_error(
+                    format!("the task's work stopped: {error}"),
+                    None,
+                ))),
+            };
+            tasks.finish(&id, end);
+        });
+        CreateTaskResult::new(task)
+    }
+
+    /// `tasks/cancel`: asks the task's work to stop (its end is `cancelled`).
     pub(crate) async fn cancel_task_job(&self, id: &str) -> Result<(), ErrorData> {
-        if let Some(job) = self.tasks.ask_cancel(id)?
-            && let Err(error) = self.executor.job_stop(&job).await
-        {
-            tracing::info!(%error, task = id, "could not stop a task's job");
+        match self.tasks.ask_cancel(id)? {
+            Some(TaskWork::Job(job)) => {
+                if let Err(error) = self.executor.job_stop(&job).await {
+                    tracing::info!(%error, task = id, "could not stop a task's job");
+                }
+            }
+            Some(TaskWork::Install(cancel)) => cancel.cancel(),
+            None => {}
         }
         Ok(())
     }
@@ -350,17 +402,15 @@ mod tests {
     #[test]
     fn tasks_end_cancelled_when_asked_and_unknown_ids_are_invalid_params() {
         let registry = TaskRegistry::new(Duration::from_secs(60));
-        let task = registry.insert("s/abc");
+        let task = registry.insert(TaskWork::Job("s/abc".into()));
         assert_eq!(task.status, TaskStatus::Working);
-        assert_eq!(
-            registry.ask_cancel(&task.task_id).ok().flatten().as_deref(),
-            Some("s/abc")
-        );
+        let asked = registry.ask_cancel(&task.task_id).ok().flatten();
+        assert!(matches!(asked, Some(TaskWork::Job(job)) if job == "s/abc"));
         let ended = registry
             .finish(&task.task_id, TaskState::Completed(JsonObject::new()))
             .map(|detailed| detailed.status());
         assert_eq!(ended, Some(TaskStatus::Cancelled));
-        assert_eq!(registry.ask_cancel(&task.task_id).ok().flatten(), None, "already over");
+        assert!(registry.ask_cancel(&task.task_id).ok().flatten().is_none(), "already over");
         let error = registry.detailed("nope").err().map(|error| error.code);
         assert_eq!(error, Some(rmcp::model::ErrorCode::INVALID_PARAMS));
     }

@@ -38,21 +38,28 @@ impl Executor {
         let job = self.find_job(id).await?;
         let deadline = Instant::now() + up_to;
         let cap = usize::try_from(self.config.max_output_bytes).unwrap_or(usize::MAX);
-        let (mut stdout, mut stderr) = (String::new(), String::new());
+        // One reader at a time; what a failed or dropped wait read waits in
+        // `unread` for the next.
+        let mut unread = job.reading.lock().await;
+        if let Some(session) = job.session() {
+            // A session whose job is being collected is in use.
+            self.sessions.note_activity(session).await;
+        }
         loop {
             let connection = self.job_connection(&job).await?;
             let Some(report) = read(&connection, &job.run_id).await? else {
                 return self.job_gone(&job).await;
             };
-            stdout.push_str(report.stdout.as_deref().unwrap_or(""));
-            stderr.push_str(report.stderr.as_deref().unwrap_or(""));
-            let full = stdout.len() >= cap || stderr.len() >= cap;
+            unread.stdout.push_str(report.stdout.as_deref().unwrap_or(""));
+            unread.stderr.push_str(report.stderr.as_deref().unwrap_or(""));
+            let full = unread.stdout.len() >= cap || unread.stderr.len() >= cap;
             if report.unread && !full {
                 // More output waits than one read returns.
                 continue;
             }
             if report.state == crate::core::protocol::JobState::Done {
                 job.mark_ended();
+                let (stdout, stderr) = (std::mem::take(&mut unread.stdout), std::mem::take(&mut unread.stderr));
                 if !report.unread {
                     return Ok(Executed::Done(
                         self.collect(&job, &connection, report, stdout, stderr).await,
@@ -66,6 +73,7 @@ impl Executor {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || full || cancel.is_cancelled() {
+                let (stdout, stderr) = (std::mem::take(&mut unread.stdout), std::mem::take(&mut unread.stderr));
                 return Ok(Executed::Running(self.progress(&job, &report, stdout, stderr)));
             }
             self.until_end(&job, left, cancel).await;
@@ -97,16 +105,16 @@ impl Executor {
     /// Asks the job to stop, without waiting for it.
     pub async fn job_stop(&self, id: &str) -> Result<(), ExecuteError> {
         let job = self.find_job(id).await?;
-        match job.run() {
-            Some(run) => run.watch.cancel.cancel(),
-            None => {
-                let connection = self.job_connection(&job).await?;
-                let payload = HostMessage::Cancel { id: &job.run_id }
-                    .encode()
-                    .map_err(ExecuteError::Docker)?;
-                connection.send(&payload).await.map_err(ExecuteError::Docker)?;
-            }
+        if let Some(run) = job.run() {
+            run.watch.cancel.cancel();
         }
+        // Straight to the runner too: the run's own task may have ended
+        // (its stream broke) while the job runs on.
+        let connection = self.job_connection(&job).await?;
+        let payload = HostMessage::Cancel { id: &job.run_id }
+            .encode()
+            .map_err(ExecuteError::Docker)?;
+        connection.send(&payload).await.map_err(ExecuteError::Docker)?;
         self.audit
             .record(AuditEvent::Job(JobEvent::Cancelled { job: job.id.clone() }));
         Ok(())
@@ -207,7 +215,6 @@ impl Executor {
             language,
             timeout_ms: self.config.max_timeout_ms,
             connection: None,
-            notes: Vec::new(),
             run: None,
         }));
         self.jobs.insert(job.clone());
@@ -225,7 +232,7 @@ impl Executor {
     /// Waits up to `limit` for the end of a job this server started (a
     /// poll interval for one it did not), or for `cancel`.
     async fn until_end(&self, job: &Job, limit: Duration, cancel: &CancellationToken) {
-        match job.run() {
+        match job.run().filter(|run| !run.has_ended()) {
             Some(run) => {
                 let mut ended = run.ended();
                 tokio::select! {
@@ -276,7 +283,7 @@ impl Executor {
             .unwrap_or_else(|| missing_result(&job.run_id));
         run.stdout = stdout;
         run.stderr = stderr;
-        let mut collected = outcome(&self.config, &request, run, job.notes.clone());
+        let mut collected = outcome(&self.config, &request, run, Vec::new());
         collected.duration_ms = info.elapsed_ms.max(collected.duration_ms);
         collected.job = Some(info);
         if let Err(error) = forget(connection, &job.run_id).await {

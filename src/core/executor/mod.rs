@@ -248,7 +248,6 @@ impl Executor {
             program,
             kernel: sandbox.kernel,
             place: JobPlace::Stateless,
-            notes: notes.clone(),
         }
         .run()
         .await;

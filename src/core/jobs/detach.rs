@@ -4,7 +4,8 @@
 //! the table, and the caller gets its handle and the output so far.
 
 use super::{
-    ActiveRun, Job, JobInfo, JobPlace, JobProgress, JobTable, NewJob, OwnedRun, RunEnd, keep, read, still_running_note,
+    ActiveRun, Job, JobInfo, JobPlace, JobProgress, JobTable, NewJob, OwnedRun, RunEnd, ended_note, keep, read,
+    still_running_note,
 };
 use crate::config::Config;
 use crate::core::connection::RunnerConnection;
@@ -35,7 +36,11 @@ impl JobStarted {
     /// The caller's answer: the job's handle and output so far, after the
     /// execute's `notes`.
     pub fn progress(self, language: crate::runtime::Language, mut notes: Vec<String>) -> JobProgress {
-        notes.push(still_running_note(&self.info));
+        if self.info.state == super::JobState::Running {
+            notes.push(still_running_note(&self.info));
+        } else {
+            notes.push(ended_note(&self.info));
+        }
         JobProgress {
             info: self.info,
             language,
@@ -55,8 +60,6 @@ pub struct Detachable<'a> {
     pub program: Program,
     pub kernel: Option<Kernel>,
     pub place: JobPlace,
-    /// Notes of the execute so far (kept with the job for its result).
-    pub notes: Vec<String>,
 }
 
 /// When a run that is still going becomes a job: at once for a background
@@ -101,13 +104,11 @@ impl Detachable<'_> {
         let Some(deadline) = deadline else {
             return Ok(Ran::Ended(finish(&active).await));
         };
-        if let Some(end) = active.wait(deadline).await {
+        // The deadline counts from the call's start (a package install, a
+        // session's previous execute or a container start came first).
+        let left = deadline.saturating_sub(request.received.elapsed());
+        if let Some(end) = active.wait(left).await {
             return Ok(Ran::Ended(end));
-        }
-        if !request.background && self.table.check_room().is_err() {
-            // No room for another job: the call goes on waiting, as
-            // without jobs.
-            return Ok(Ran::Ended(finish(&active).await));
         }
         let kept = match keep(&self.connection, &run_id, &label).await {
             Ok(Some(report)) => report,
@@ -132,7 +133,6 @@ impl Detachable<'_> {
             language: request.language,
             timeout_ms: request.timeout_ms,
             connection: stateless.then_some(self.connection),
-            notes: self.notes,
             run: Some(active),
         }));
         self.table.insert(job.clone());

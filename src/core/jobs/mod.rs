@@ -171,6 +171,14 @@ pub fn still_running_note(info: &JobInfo) -> String {
     )
 }
 
+/// The note of a job that ended before its call answered.
+pub fn ended_note(info: &JobInfo) -> String {
+    format!(
+        "It ended as job {job}: collect its result with sandbox_job {{\"action\": \"wait\", \"job\": \"{job}\"}}.",
+        job = info.job,
+    )
+}
+
 /// What removes a stateless job's sandbox (its container and network).
 pub type Cleanup = BoxFuture<'static, ()>;
 
@@ -184,14 +192,24 @@ pub struct Job {
     /// Stateless: the connection to its sandbox's runner (a session's job
     /// uses the session's current connection).
     pub connection: Option<Arc<RunnerConnection>>,
-    /// Notes of the execute that started it (a resumed session, …).
-    pub notes: Vec<String>,
     /// Its run, when this server started it (`None`: adopted).
     run: Option<ActiveRun>,
     /// Stateless: what removes its sandbox once collected.
     cleanup: Mutex<Option<Cleanup>>,
     /// When this server saw it end (for the expiry of uncollected results).
     ended_at: Mutex<Option<Instant>>,
+    /// When this server started it or found it in a session's runner.
+    found_at: Instant,
+    /// One reader at a time, and the output read from the runner but not
+    /// yet handed to a caller (a wait that failed or was dropped midway).
+    pub reading: tokio::sync::Mutex<Unread>,
+}
+
+/// Output read from a job's runner and not handed over yet.
+#[derive(Debug, Default)]
+pub struct Unread {
+    pub stdout: String,
+    pub stderr: String,
 }
 
 /// What a new job is.
@@ -201,7 +219,6 @@ pub struct NewJob {
     pub language: Language,
     pub timeout_ms: u64,
     pub connection: Option<Arc<RunnerConnection>>,
-    pub notes: Vec<String>,
     pub run: Option<ActiveRun>,
 }
 
@@ -214,10 +231,11 @@ impl Job {
             language: new.language,
             timeout_ms: new.timeout_ms,
             connection: new.connection,
-            notes: new.notes,
             run: new.run,
             cleanup: Mutex::new(None),
             ended_at: Mutex::new(None),
+            found_at: Instant::now(),
+            reading: tokio::sync::Mutex::new(Unread::default()),
         }
     }
 
@@ -276,9 +294,16 @@ impl JobTable {
         &self.settings
     }
 
-    /// Refuses a new job when `jobs.max_running` run already.
+    /// Refuses a new background job when `jobs.max_running` of this
+    /// server's run already (a stateless job counts until collected: it
+    /// holds a sandbox).
     pub fn check_room(&self) -> Result<(), JobError> {
-        let running = self.jobs.lock().values().filter(|job| job.is_running()).count();
+        let running = self
+            .jobs
+            .lock()
+            .values()
+            .filter(|job| job.run().is_some() && (job.place == JobPlace::Stateless || job.is_running()))
+            .count();
         if running >= self.settings.max_running {
             return Err(JobError::TooMany {
                 max: self.settings.max_running,
@@ -328,8 +353,12 @@ impl JobTable {
             .lock()
             .values()
             .filter(|job| {
-                job.is_running();
-                job.ended_before(keep)
+                // A job found in a session's runner and not seen to end is
+                // let go after as long (it lives on in its session).
+                (job.run().is_none() && job.found_at.elapsed() >= keep) || {
+                    job.is_running();
+                    job.ended_before(keep)
+                }
             })
             .cloned()
             .collect()

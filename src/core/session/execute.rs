@@ -57,7 +57,7 @@ impl SessionManager {
             self.lock_handles().remove(name);
             return Err(SessionError::Unknown(name.to_string()).into());
         }
-        if facts.expires_at() <= unix_now() {
+        if facts.expires_at() <= unix_now() && !self.runs_job(&facts).await {
             self.remove(&facts).await?;
             return Err(SessionError::Expired(name.to_string()).into());
         }
@@ -93,7 +93,6 @@ impl SessionManager {
             program,
             kernel,
             place: JobPlace::Session(name.to_string()),
-            notes: notes.clone(),
         }
         .run()
         .await?;

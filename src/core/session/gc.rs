@@ -65,7 +65,7 @@ impl SessionManager {
 
     /// True when a job runs in the session (any server's): it is kept
     /// until the job ends, whatever its time to live.
-    async fn runs_job(&self, facts: &SessionFacts) -> bool {
+    pub(super) async fn runs_job(&self, facts: &SessionFacts) -> bool {
         if facts.info.state != ContainerState::Running {
             return false;
         }

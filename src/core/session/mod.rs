@@ -335,6 +335,13 @@ impl SessionManager {
         handle.connect(self.launcher.engine()).await
     }
 
+    /// Records activity in the session now (a job of it being collected).
+    pub async fn note_activity(&self, name: &str) {
+        if let Ok(facts) = self.lookup(name).await {
+            self.touch(&facts.info.id);
+        }
+    }
+
     /// True when this server is running code in the session right now.
     fn is_busy(&self, name: &str) -> bool {
         self.lock_handles()

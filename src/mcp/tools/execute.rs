@@ -337,6 +337,7 @@ impl SandboxServer {
             asker,
             watch,
             background: params.background.unwrap_or(false),
+            received: std::time::Instant::now(),
             detach_after: Some(client_limits::detach_after(
                 params.detach_after.map(Duration::from_secs),
                 self.executor.config().jobs.detach_after,

@@ -29,9 +29,9 @@ pub enum InspectTarget {
 /// Arguments of `sandbox_inspect`.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct InspectParams {
-    /// all (default: pool, cache, sessions and jobs), pool, cache, sessions, jobs (background
-    /// jobs, as sandbox_job lists them) or audit (the audit log's file, policy mode, seccomp
-    /// profile and event counts; sandbox_security has the events).
+    /// all (default: pool, cache and sessions), pool, cache, sessions, jobs (background jobs, as
+    /// sandbox_job lists them) or audit (the audit log's file, policy mode, seccomp profile and
+    /// event counts; sandbox_security has the events).
     #[serde(default)]
     pub target: Option<InspectTarget>,
 }
@@ -45,7 +45,7 @@ pub struct InspectOutput {
     /// Every session on the Docker engine (target all or sessions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sessions: Option<Vec<SessionInfo>>,
-    /// Background jobs: this server's and those kept in running sessions (target all or jobs).
+    /// Background jobs: this server's and those kept in running sessions (target jobs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jobs: Option<Vec<JobInfo>>,
     /// The package cache (target all or cache).
@@ -74,8 +74,8 @@ impl SandboxServer {
         description = "Show the sandbox's state: `pool` (warm containers per language, hits, misses, \
 average acquire time), `cache` (cached package images, hits, misses, size), `sessions` (name, language, \
 state, created, last used, ttl left), `jobs` (background jobs: handle, state, age, first line of code), \
-`audit` (audit log file, policy mode, seccomp profile, event counts), or `all` (default: pool, cache, \
-sessions and jobs).",
+`audit` (audit log file, policy mode, seccomp profile, event counts), or `all` (default: pool, cache \
+and sessions).",
         output_schema = schema_for_output::<InspectOutput>(),
         title = "Inspect the sandbox",
         // Reads the pool, cache and sessions; changes nothing.
@@ -111,7 +111,8 @@ impl SandboxServer {
         } else {
             None
         };
-        let jobs = if matches!(target, InspectTarget::All | InspectTarget::Jobs) {
+        // Listing jobs asks every running session's runner: only on request.
+        let jobs = if target == InspectTarget::Jobs {
             Some(self.executor.job_list().await)
         } else {
             None

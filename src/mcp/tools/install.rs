@@ -4,8 +4,8 @@ use super::{OutcomeSlot, Reported, answer};
 use crate::core::Watch;
 use crate::core::error::ExecuteError;
 use crate::core::executor::{InstallReport, InstallRequest};
-use crate::mcp::SandboxServer;
 use crate::mcp::progress::Reporter;
+use crate::mcp::{SandboxServer, client_limits, tasks};
 use crate::runtime::Language;
 use rmcp::handler::server::common::{Extension, schema_for_output};
 use rmcp::handler::server::wrapper::Parameters;
@@ -101,9 +101,40 @@ Managers: pip (python), npm (javascript, typescript), cargo (rust), go modules (
         let span = tracing::info_span!("sandbox_install", session = ?params.session, language = ?params.language);
         async move {
             let (watch, reporter) = Reporter::start(&context, &self.log_level);
-            let result = self.run_install(&params, watch).await.map(InstallOutput::from);
+            if !tasks::client_takes_tasks(&context) {
+                let result = self.run_install(&params, watch).await.map(InstallOutput::from);
+                reporter.finish().await;
+                return slot.report(answer(result, render));
+            }
+            // For a client that takes tasks, an install still going at the
+            // detach deadline carries on as a task (with a stop of its own:
+            // the call's is cancelled once it has answered).
+            let (own, link) = watch.linked();
+            drop(watch);
+            let cancel = own.cancel.clone();
+            let server = self.clone();
+            let mut work = tokio::spawn(async move {
+                let result = server.run_install(&params, own).await.map(InstallOutput::from);
+                answer(result, render)
+            });
+            let client = context.peer.peer_info().map(|info| info.client_info.name.clone());
+            let config = self.executor.config();
+            let deadline = client_limits::detach_after(None, config.jobs.detach_after, client.as_deref());
+            let waited = if deadline.is_zero() {
+                Ok((&mut work).await)
+            } else {
+                tokio::time::timeout(deadline, &mut work).await
+            };
+            let reported = match waited {
+                Ok(Ok(done)) => slot.report(done),
+                Ok(Err(error)) => slot.report(super::tool_error(format!("the install stopped: {error}"))),
+                Err(_) => {
+                    drop(link);
+                    slot.report_task(self.carry_on_as_task(work, cancel))
+                }
+            };
             reporter.finish().await;
-            slot.report(answer(result, render))
+            reported
         }
         .instrument(span)
         .await

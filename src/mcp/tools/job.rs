@@ -6,7 +6,7 @@ use super::execute::ExecuteOutput;
 use super::{OutcomeSlot, Reported, refusal, structured_result};
 use crate::clock::unix_now;
 use crate::core::jobs::{Executed, JobInfo};
-use crate::mcp::SandboxServer;
+use crate::mcp::{SandboxServer, client_limits};
 use crate::security::audit::Outcome;
 use rmcp::handler::server::common::{Extension, schema_for_output};
 use rmcp::handler::server::wrapper::Parameters;
@@ -93,6 +93,14 @@ session with a running job refuses other executes until the job is collected or 
     ) -> Reported {
         let job = params.job.unwrap_or_default();
         let executor = &self.executor;
+        if matches!(params.action, JobAction::Wait | JobAction::Cancel)
+            && let Some(task) = self.tasks.following(&job)
+        {
+            // Two readers would split its output between them.
+            return slot.report(super::tool_error(format!(
+                "job {job} is followed as the MCP task {task}: use tasks/get and tasks/cancel for it"
+            )));
+        }
         let answer = match params.action {
             JobAction::List => {
                 let jobs = executor.job_list().await;
@@ -122,8 +130,12 @@ session with a running job refuses other executes until the job is collected or 
             },
             JobAction::Wait | JobAction::Cancel => {
                 let executed = if params.action == JobAction::Wait {
-                    let seconds = params.wait.unwrap_or(DEFAULT_WAIT_S).min(MAX_WAIT_S);
-                    executor.job_wait(&job, Duration::from_secs(seconds), &context.ct).await
+                    let asked = Duration::from_secs(params.wait.unwrap_or(DEFAULT_WAIT_S).min(MAX_WAIT_S));
+                    // Under the client's own limit, where it is known: what
+                    // a wait read after the client gave up would be lost.
+                    let client = context.peer.peer_info().map(|info| info.client_info.name.clone());
+                    let wait = client_limits::detach_after(Some(asked), asked, client.as_deref());
+                    executor.job_wait(&job, wait, &context.ct).await
                 } else {
                     executor.job_cancel(&job).await
                 };
