@@ -8,11 +8,10 @@ mod common;
 
 use common::origin::{Origin, docker, note, pip_index_hosts, python_fetch, stdout};
 use common::{
-    TestSession, execute_with, instance_label, require_docker, session, session_network, start_server_process,
-    tool_error_text, unique_name,
+    TestSession, execute_with, instance_label, kill_nine, require_docker, session, session_network,
+    start_server_process, tool_error_text, unique_name,
 };
 use serde_json::{Value, json};
-use std::process::Command;
 use std::time::Duration;
 
 /// Python that tries the ways around the proxy; prints one line each.
@@ -251,11 +250,7 @@ fn main() {{
     )
     .await;
     let killed = instance_label(&client).await;
-    let status = Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    kill_nine(pid);
     drop(client);
     let restarted_env: Vec<(&str, &str)> = env
         .iter()

@@ -7,14 +7,13 @@
 mod common;
 
 use common::{
-    create_session, execute_with, instance_label, require_docker, start_server, start_server_process,
+    create_session, execute_with, instance_label, kill_nine, require_docker, start_server, start_server_process,
     start_server_with_env, text_of, wait_for_none,
 };
 use rmcp::RoleClient;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::Peer;
 use serde_json::{Value, json};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// The client's own request timeout in these tests, as short as the
@@ -283,11 +282,7 @@ async fn a_sessions_job_outlives_a_killed_server() {
     )
     .await;
     let job = job_of(&started);
-    let status = Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    kill_nine(pid);
     drop(client);
     let (client, _) = start_server_process(&env).await;
     let listed = structured(&client, "sandbox_job", json!({"action": "list"})).await;

@@ -51,11 +51,7 @@ async fn sessions_survive_a_killed_server_and_its_pool_is_removed() {
     let pooled = sandbox_containers(&docker, &[&first_instance, "multilang-sandbox.kind=pool"]).await;
     assert_eq!(pooled.len(), 3, "expected 3 warm containers before the kill");
 
-    let status = std::process::Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .expect("kill");
-    assert!(status.success());
+    kill_nine(pid);
     drop(first);
 
     // The dead server's warm containers go away on their own (their stdin closed).

@@ -410,7 +410,10 @@ mod tests {
             .finish(&task.task_id, TaskState::Completed(JsonObject::new()))
             .map(|detailed| detailed.status());
         assert_eq!(ended, Some(TaskStatus::Cancelled));
-        assert!(registry.ask_cancel(&task.task_id).ok().flatten().is_none(), "already over");
+        assert!(
+            registry.ask_cancel(&task.task_id).ok().flatten().is_none(),
+            "already over"
+        );
         let error = registry.detailed("nope").err().map(|error| error.code);
         assert_eq!(error, Some(rmcp::model::ErrorCode::INVALID_PARAMS));
     }

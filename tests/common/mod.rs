@@ -58,6 +58,15 @@ pub async fn start_server_with_handler<H: rmcp::ClientHandler>(
     (client, pid)
 }
 
+/// Kills the server `pid` with SIGKILL, as a crash would.
+pub fn kill_nine(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -9 {pid}: {status}");
+}
+
 /// An audit log for this test process (shared by its servers).
 pub fn test_audit_log() -> std::path::PathBuf {
     std::env::temp_dir().join(format!(
