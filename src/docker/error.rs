@@ -80,6 +80,12 @@ impl DockerError {
             _ => false,
         }
     }
+
+    /// True when the engine refused a fixed address on a network because
+    /// another endpoint holds it (it says "Address already in use").
+    pub fn is_address_in_use(&self) -> bool {
+        matches!(self, DockerError::Api(failure) if failure.detail.contains("Address already in use"))
+    }
 }
 
 /// An engine error in words for the client: the engine's storage and state

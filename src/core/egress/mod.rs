@@ -289,13 +289,24 @@ impl EgressGateway {
     /// returns its address there.
     async fn join(&self, proxy: &ProxyProcess, network: &str, address: IpAddr) -> Result<IpAddr, EgressError> {
         let wanted = address.to_string();
-        match self.engine.connect_to_network(network, proxy.id(), Some(&wanted)).await {
-            Ok(()) => Ok(address),
-            // Joined already (another call got there first): where?
-            Err(error) => match self.engine.address_on_network(proxy.id(), network).await? {
-                Some(_) => self.address_of(proxy.id(), network).await,
-                None => Err(error.into()),
-            },
+        let deadline = tokio::time::Instant::now() + TAKEOVER_LIMIT;
+        loop {
+            match self.engine.connect_to_network(network, proxy.id(), Some(&wanted)).await {
+                Ok(()) => return Ok(address),
+                // A proxy just taken off the network may hold the address a
+                // moment longer than it is listed: try again.
+                Err(error) if error.is_address_in_use() && tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(network, %error, "the proxy address is still held; trying again");
+                    tokio::time::sleep(TAKEOVER_POLL).await;
+                }
+                // Joined already (another call got there first): where?
+                Err(error) => {
+                    return match self.engine.address_on_network(proxy.id(), network).await? {
+                        Some(_) => self.address_of(proxy.id(), network).await,
+                        None => Err(error.into()),
+                    };
+                }
+            }
         }
     }
 
