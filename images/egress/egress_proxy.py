@@ -167,6 +167,7 @@ import argparse
 import asyncio
 import ipaddress
 import re
+import resource
 import secrets
 import signal
 import sys
@@ -180,6 +181,7 @@ from egress_connection import CLOSE_GRACE, STREAM_LIMIT, Connection
 from egress_http import answer
 
 SHUTDOWN_GRACE = 2.0
+DESCRIPTORS_PER_CONNECTION = 8  # client and origin sockets, their duplicates, two pipes (egress_relay.py)
 BACKLOG = 1024  # sandboxes may open many connections at once
 LOOKUPS = 32  # name lookups at once (each a thread)
 
@@ -391,8 +393,26 @@ def parse_arguments(argv):
     )
 
 
+def raise_open_files(connections):
+    """Raises the soft limit on open files towards what `connections`
+    relayed at once need, within the hard limit the container was given."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections * DESCRIPTORS_PER_CONNECTION + LOOKUPS + 64
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    limit = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+    except (OSError, ValueError) as error:
+        limit = soft
+        log("cannot raise the open files limit: %s" % error)
+    if limit < wanted:
+        log("open files limited to %d: fewer than %d connections may be relayed at once" % (limit, connections))
+
+
 def main(argv=None):
     settings = parse_arguments(sys.argv[1:] if argv is None else argv)
+    raise_open_files(settings.max_connections)
     # stdout is the server's channel, written only through fd 1: a stray
     # print must not reach it.
     sys.stdout = sys.stderr

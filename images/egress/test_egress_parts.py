@@ -1,12 +1,16 @@
 """Tests of the egress proxy's pure parts (standard library only): which
 addresses are refused and why (and what a decision's `private` opens), how
-request targets are read, the head sent to an origin, and the check of the
-server's messages. Sandbox networks are in test_egress_networks.py. The proxy as a whole
-is tested in test_egress_proxy.py."""
+request targets are read, the head sent to an origin, the check of the
+server's messages and the open files limit. Sandbox networks are in
+test_egress_networks.py. The proxy as a whole is tested in
+test_egress_proxy.py."""
 
 import io
 import ipaddress
 import json
+import os
+import subprocess
+import sys
 import unittest
 from contextlib import redirect_stderr
 
@@ -367,6 +371,24 @@ class ArgumentsTest(unittest.TestCase):
                           ["--idle-timeout", "0"], ["--connect-timeout", "-1"]):
             with self.subTest(arguments), self.assertRaises(SystemExit), redirect_stderr(io.StringIO()):
                 parse_arguments(arguments)
+
+
+class OpenFilesTest(unittest.TestCase):
+    def test_the_soft_limit_is_raised_within_the_hard_one(self):
+        # in a child, whose limits the test may lower
+        code = (
+            "import resource, egress_proxy\n"
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 2048))\n"
+            "egress_proxy.raise_open_files(100)\n"
+            "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+            "egress_proxy.raise_open_files(1024)\n"
+            "print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+        )
+        here = os.path.dirname(os.path.abspath(__file__))
+        done = subprocess.run([sys.executable, "-c", code], cwd=here, capture_output=True, text=True, timeout=30)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertEqual(done.stdout.split(), ["896", "2048"])  # 100 * 8 + 32 + 64, then the hard limit
+        self.assertIn("open files limited to 2048: fewer than 1024 connections", done.stderr)
 
 
 if __name__ == "__main__":
