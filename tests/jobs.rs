@@ -315,3 +315,30 @@ async fn a_job_that_runs_out_of_memory_says_so() {
         "{result}"
     );
 }
+
+#[tokio::test]
+async fn a_background_execute_is_a_job_however_soon_it_ends() {
+    let client = start_server().await;
+    let name = create_session(&client, "job-quick", "python").await;
+    for round in 0..3 {
+        let started = structured(
+            &client,
+            "sandbox_execute",
+            json!({"language": "python", "code": format!("print({round})"), "session": name, "background": true}),
+        )
+        .await;
+        let job = job_of(&started);
+        let (result, printed) = collect(&client, &job, 5, Duration::from_secs(30)).await;
+        assert_eq!(
+            (printed, &result["exit_code"]),
+            (format!("{round}\n"), &json!(0)),
+            "{result}"
+        );
+    }
+    // Other tests' sessions may hold jobs of their own.
+    let listed = structured(&client, "sandbox_job", json!({"action": "list"})).await;
+    let left = listed["jobs"]
+        .as_array()
+        .is_some_and(|jobs| jobs.iter().any(|entry| entry["session"] == name.as_str()));
+    assert!(!left, "every job was collected: {listed}");
+}

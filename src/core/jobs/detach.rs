@@ -107,7 +107,11 @@ impl Detachable<'_> {
         // The deadline counts from the call's start (a package install, a
         // session's previous execute or a container start came first).
         let left = deadline.saturating_sub(request.received.elapsed());
-        if let Some(end) = active.wait(left).await {
+        // A background run is a job however soon it ends: the runner keeps
+        // it, and the caller gets its handle.
+        if !request.background
+            && let Some(end) = active.wait(left).await
+        {
             return Ok(Ran::Ended(end));
         }
         let kept = match keep(&self.connection, &run_id, &label).await {
