@@ -994,7 +994,9 @@ async fn main() -> Result<(), BoxError> {
          Every figure is wall time seen by the caller: \
          MCP cases through rmcp's client over stdio (HTTP where it says so) to the release binary (pool-hit cases wait \
          until the pool is refilled before each run, so each run is a hit); baselines through \
-         the Docker API on the same engine in the same run.\n\n{table}",
+         the Docker API on the same engine in the same run. The `background: true` case is both calls, the execute \
+         that returns the job's handle and the `sandbox_job` `wait` that collects it, in the same session as the \
+         plain `print(1)` above.\n\n{table}",
     );
     write_report(false, &report)?;
     eprintln!("wrote BENCHMARKS.md");
