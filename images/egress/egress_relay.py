@@ -165,7 +165,7 @@ class Relay:
         error ("error")."""
         try:
             pipe = Pipe()
-        except OSError as error:  # out of descriptors
+        except OSError as error:  # out of descriptors, or of the user's pipe pages
             return self.failed(error, upward)
         try:
             while True:
@@ -221,14 +221,17 @@ class Relay:
         upward = True
         try:
             ended = []
-            for (reader, source), (_, target), upward in ((client, origin, True), (origin, client, False)):
-                source.transport.pause_reading()
-                data, eof = take_buffered(reader)
-                target.transport.set_write_buffer_limits(0)  # drain() waits until all is sent
-                if data and not await self.send(target, data, upward):
-                    return
-                await target.drain()
-                ended.append(eof)
+            # What the streams hold goes first, within the idle timeout (a
+            # side that does not read must not hold the connection for ever).
+            async with asyncio.timeout(self.idle_timeout):
+                for (reader, source), (_, target), upward in ((client, origin, True), (origin, client, False)):
+                    source.transport.pause_reading()
+                    data, eof = take_buffered(reader)
+                    target.transport.set_write_buffer_limits(0)  # drain() waits until all is sent
+                    if data and not await self.send(target, data, upward):
+                        return
+                    await target.drain()
+                    ended.append(eof)
             for _, writer in (client, origin):
                 held = writer.transport.get_extra_info("socket")
                 # a duplicate descriptor: the event loop will not watch a transport's own
@@ -236,10 +239,16 @@ class Relay:
             ways = ((sockets[0], sockets[1], True), (sockets[1], sockets[0], False))
             await self.watch(*(self.passed_on(target) if eof else self.splice_pump(source, target, upward)
                                for (source, target, upward), eof in zip(ways, ended)))
+        except TimeoutError:
+            self.reason = "idle for %g s" % self.idle_timeout
         except (ConnectionError, OSError) as error:
             self.failed(error, upward)
         finally:
+            loop = asyncio.get_running_loop()
             for held in sockets:
+                # no watch may outlive its descriptor (a second cancel can end watch() early)
+                loop.remove_reader(held.fileno())
+                loop.remove_writer(held.fileno())
                 held.close()
 
     async def passed_on(self, target):

@@ -183,6 +183,27 @@ class RelayTest(unittest.TestCase):
         self.assertEqual((relay.up, relay.down, relay.reason), (4, 0, "idle for 0.3 s"))
         self.assertGreater(waited, 0.2)
 
+    def test_bytes_held_before_the_relay_do_not_outlast_the_idle_timeout(self):
+        async def before(client, origin, client_reader, origin_reader):
+            # an origin that reads nothing, behind small buffers
+            origin.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            for reader in (client_reader, origin_reader):
+                held = reader._transport.get_extra_info("socket")
+                held.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            loop = asyncio.get_running_loop()
+            await loop.sock_sendall(client, b"HEAD|" + b"x" * 100000)
+            await client_reader.readuntil(b"|")
+            await asyncio.sleep(0.05)  # the body reaches the client's reader
+
+        async def scenario(client, origin, relay, relaying):
+            started = time.monotonic()
+            await asyncio.wait_for(asyncio.shield(relaying), TIMEOUT)
+            return time.monotonic() - started
+
+        relay, waited = self.relay(scenario, idle_timeout=0.5, before=before)
+        self.assertEqual(relay.reason, "idle for 0.5 s")
+        self.assertLess(waited, TIMEOUT)
+
     def test_the_clients_end_of_stream_is_passed_on_and_the_answer_still_relayed(self):
         async def scenario(client, origin, relay, relaying):
             loop = asyncio.get_running_loop()

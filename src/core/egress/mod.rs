@@ -296,7 +296,12 @@ impl EgressGateway {
                 // A proxy just taken off the network may hold the address a
                 // moment longer than it is listed: try again.
                 Err(error) if error.is_address_in_use() && tokio::time::Instant::now() < deadline => {
+                    if self.engine.address_on_network(proxy.id(), network).await?.is_some() {
+                        return self.address_of(proxy.id(), network).await;
+                    }
                     tracing::debug!(network, %error, "the proxy address is still held; trying again");
+                    // Another server's proxy may have come back meanwhile.
+                    self.take_over(network, proxy.name()).await?;
                     tokio::time::sleep(TAKEOVER_POLL).await;
                 }
                 // Joined already (another call got there first): where?

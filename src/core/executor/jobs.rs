@@ -77,6 +77,11 @@ impl Executor {
                 return Ok(Executed::Running(self.progress(&job, &report, stdout, stderr)));
             }
             self.until_end(&job, left, cancel).await;
+            if cancel.is_cancelled() {
+                // Its answer would go nowhere: what was read waits in
+                // `unread`, and the job is not collected.
+                return Err(ExecuteError::Cancelled);
+            }
         }
     }
 
@@ -168,9 +173,12 @@ impl Executor {
                     () = stop.stopping() => return,
                 }
                 for job in jobs.expired() {
-                    let connection = match (&job.place, &job.connection) {
-                        (JobPlace::Session(name), _) => sessions.runner(name).await.ok(),
-                        (JobPlace::Stateless, connection) => connection.clone(),
+                    // A job found in a session's runner is only let go: the
+                    // runner keeps its result, which may be fresh.
+                    let connection = match (&job.place, &job.connection, job.run()) {
+                        (_, _, None) => None,
+                        (JobPlace::Session(name), _, Some(_)) => sessions.runner(name).await.ok(),
+                        (JobPlace::Stateless, connection, Some(_)) => connection.clone(),
                     };
                     if let Some(connection) = connection {
                         let _ = forget(&connection, &job.run_id).await;

@@ -114,6 +114,11 @@ impl Detachable<'_> {
         {
             return Ok(Ran::Ended(end));
         }
+        if self.place == JobPlace::Stateless && !request.background && self.table.check_room().is_err() {
+            // A job outside sessions holds a sandbox until collected: with
+            // no room, the call goes on waiting, as without jobs.
+            return Ok(Ran::Ended(finish(&active).await));
+        }
         let kept = match keep(&self.connection, &run_id, &label).await {
             Ok(Some(report)) => report,
             // It ended meanwhile (or never started: a job runs there).

@@ -125,13 +125,12 @@ Managers: pip (python), npm (javascript, typescript), cargo (rust), go modules (
             } else {
                 tokio::time::timeout(deadline, &mut work).await
             };
+            // The call's cancel and updates stop reaching the install now.
+            drop(link);
             let reported = match waited {
                 Ok(Ok(done)) => slot.report(done),
                 Ok(Err(error)) => slot.report(super::tool_error(format!("the install stopped: {error}"))),
-                Err(_) => {
-                    drop(link);
-                    slot.report_task(self.carry_on_as_task(work, cancel))
-                }
+                Err(_) => slot.report_task(self.carry_on_as_task(work, cancel)),
             };
             reporter.finish().await;
             reported
