@@ -265,6 +265,12 @@ class Kernel:
         if not self.alive():
             self.restart()
             restarted = True
+        # A cancel that came with the request: the cell is not sent (an
+        # interrupt the kernel gets before it reads the cell would be lost,
+        # and the cell would run on).
+        stop.host.listen(stop)
+        if stop.cancelled:
+            return 130, signal.SIGINT, restarted, []
         try:
             os.write(self.control, self.command(source, request))
         except OSError:

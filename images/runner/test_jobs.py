@@ -196,6 +196,24 @@ class JobsTest(unittest.TestCase):
         self.live.send({"type": "cancel", "id": "k"})
         self.live.reply("result", "k")
 
+    def test_a_cancel_that_comes_with_its_kernel_cell_keeps_the_kernel(self):
+        """The cell is not sent: an interrupt the kernel got before reading
+        it would be lost, the cell would run on and the kernel be killed."""
+        cell = os.path.join(self.workspace, "cell.py")
+
+        def cell_request(request_id, code):
+            return run_request(request_id, "", self.workspace, mode="kernel", kernel="python", kernel_source=cell,
+                               steps=[], files=[{"path": cell, "content": code}])
+
+        self.live.send(cell_request("set", "x = 7"))
+        self.assertEqual(self.live.reply("result", "set")["exit_code"], 0)
+        both = [cell_request("busy", "import time\nwhile True: time.sleep(1)"), {"type": "cancel", "id": "busy"}]
+        os.write(self.live.to_runner, "".join(json.dumps(message) + "\n" for message in both).encode())
+        cancelled = self.live.reply("result", "busy")
+        self.assertEqual((cancelled["cancelled"], cancelled["state_lost"]), (True, False), cancelled)
+        self.live.send(cell_request("after", "print(x)"))
+        self.assertEqual(self.live.reply("result", "after")["stdout"], "7\n")
+
     def test_long_output_is_read_in_bounded_pieces(self):
         saved, runner_jobs.READ_LIMIT = runner_jobs.READ_LIMIT, 1000
         try:

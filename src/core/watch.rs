@@ -72,6 +72,10 @@ impl Watch {
         let link = WatchLink {
             unlinked: CancellationToken::new(),
         };
+        if self.cancel.is_cancelled() {
+            // Already cancelled: so is the linked one, before anything runs.
+            own.cancel.cancel();
+        }
         let (caller, child, unlinked) = (self.cancel.clone(), own.cancel.clone(), link.unlinked.clone());
         let listener = self.updates.clone();
         let pass_on = move |update: Update| {
@@ -160,6 +164,12 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), own.cancel.cancelled())
             .await
             .expect("the linked watch is cancelled with its caller");
+        let already = Watch::default();
+        already.cancel.cancel();
+        assert!(
+            already.linked().0.is_cancelled(),
+            "a cancelled caller's link starts cancelled"
+        );
         let caller = Watch::default();
         let (own, link_two) = caller.linked();
         drop(link_two);
