@@ -383,7 +383,7 @@ fn runner_notes(notes: Vec<String>) -> impl Iterator<Item = String> {
 
 /// Cuts `text` to at most `max` bytes (at a character boundary); true when
 /// it was longer.
-fn cap_output(text: &mut String, max: u64) -> bool {
+pub fn cap_output(text: &mut String, max: u64) -> bool {
     let max = usize::try_from(max).unwrap_or(usize::MAX);
     if text.len() <= max {
         return false;

@@ -3,6 +3,8 @@
 //! declares its request timeout in the protocol today, so this is a table
 //! of the clients we know, by the name they give at `initialize`.
 
+use rmcp::RoleServer;
+use rmcp::service::RequestContext;
 use std::time::Duration;
 
 /// Time between turning an execute into a job and the client's own limit:
@@ -21,6 +23,11 @@ const KNOWN: &[(&str, Duration)] = &[
     ("mcp inspector", Duration::from_secs(60)),
     ("mcp-inspector-tui", Duration::from_secs(60)),
 ];
+
+/// The name the client of this call gave at `initialize`.
+pub fn client_name(context: &RequestContext<RoleServer>) -> Option<String> {
+    context.peer.peer_info().map(|info| info.client_info.name.clone())
+}
 
 /// The request timeout of the client called `name`, when known.
 pub fn known_limit(name: &str) -> Option<Duration> {

@@ -15,6 +15,7 @@
 use super::SandboxServer;
 use super::tools::ToolAnswer;
 use crate::core::jobs::{Executed, JobProgress};
+use crate::core::run::cap_output;
 use parking_lot::Mutex;
 use rmcp::model::{
     CallToolResult, CreateTaskResult, DetailedTask, JsonObject, Notification, ProgressNotificationParam, ProgressToken,
@@ -215,7 +216,7 @@ impl SandboxServer {
             task: task.task_id.clone(),
             peer: context.peer.clone(),
             token: context.meta.get_progress_token(),
-            started: crate::clock::unix_now().saturating_sub(progress.info.elapsed_ms / 1000 + 1),
+            started: progress.info.since(),
         };
         tokio::spawn(follower.follow(progress));
         CreateTaskResult::new(task)
@@ -276,8 +277,7 @@ struct Follower {
 impl Follower {
     async fn follow(self, first: JobProgress) {
         let job = first.info.job.clone();
-        let cap = usize::try_from(self.server.executor.config().max_output_bytes).unwrap_or(usize::MAX);
-        let mut output = Output::new(cap);
+        let mut output = Output::new(self.server.executor.config().max_output_bytes);
         output.add(&first.stdout, &first.stderr);
         let mut reports = 0.0;
         let stop = self.server.tasks.stop.clone();
@@ -332,14 +332,14 @@ impl Follower {
 
 /// A task's output across the job's reads, within the output cap.
 struct Output {
-    cap: usize,
+    cap: u64,
     stdout: String,
     stderr: String,
     cut: bool,
 }
 
 impl Output {
-    fn new(cap: usize) -> Self {
+    fn new(cap: u64) -> Self {
         Self {
             cap,
             stdout: String::new(),
@@ -362,18 +362,9 @@ impl Output {
 
 /// Appends what fits under `cap` bytes (whole characters); true when some
 /// did not.
-fn push_capped(into: &mut String, text: &str, cap: usize) -> bool {
-    let room = cap.saturating_sub(into.len());
-    if text.len() <= room {
-        into.push_str(text);
-        return false;
-    }
-    let mut end = room;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    into.push_str(&text[..end]);
-    true
+fn push_capped(into: &mut String, text: &str, cap: u64) -> bool {
+    into.push_str(text);
+    cap_output(into, cap)
 }
 
 /// The last lines of a read's output, for a progress message.

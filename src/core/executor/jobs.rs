@@ -8,8 +8,7 @@ use super::Executor;
 use crate::core::connection::RunnerConnection;
 use crate::core::error::ExecuteError;
 use crate::core::jobs::{
-    Executed, Job, JobError, JobInfo, JobPlace, JobProgress, JobState, NewJob, forget, list, parse_job_id, read,
-    still_running_note,
+    Executed, Job, JobError, JobInfo, JobPlace, JobProgress, NewJob, forget, list, parse_job_id, read,
 };
 use crate::core::protocol::{HostMessage, JobReport};
 use crate::core::run::{CANCEL_GRACE, ExecuteRequest, RunFailure, outcome};
@@ -59,7 +58,7 @@ impl Executor {
             }
             if report.state == crate::core::protocol::JobState::Done {
                 job.mark_ended();
-                let (stdout, stderr) = (std::mem::take(&mut unread.stdout), std::mem::take(&mut unread.stderr));
+                let (stdout, stderr) = unread.take();
                 if !report.unread {
                     return Ok(Executed::Done(
                         self.collect(&job, &connection, report, stdout, stderr).await,
@@ -73,7 +72,7 @@ impl Executor {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() || full || cancel.is_cancelled() {
-                let (stdout, stderr) = (std::mem::take(&mut unread.stdout), std::mem::take(&mut unread.stderr));
+                let (stdout, stderr) = unread.take();
                 return Ok(Executed::Running(self.progress(&job, &report, stdout, stderr)));
             }
             self.until_end(&job, left, cancel).await;
@@ -259,17 +258,7 @@ impl Executor {
 
     fn progress(&self, job: &Job, report: &JobReport, stdout: String, stderr: String) -> JobProgress {
         let info = JobInfo::from_report(&job.place, report);
-        let mut notes = Vec::new();
-        if info.state == JobState::Running {
-            notes.push(still_running_note(&info));
-        }
-        JobProgress {
-            info,
-            language: job.language,
-            stdout,
-            stderr,
-            notes,
-        }
+        JobProgress::new(info, job.language, stdout, stderr, Vec::new())
     }
 
     /// The finished job's result, with the output of this wait; the job is
@@ -297,7 +286,6 @@ impl Executor {
         if let Err(error) = forget(connection, &job.run_id).await {
             tracing::debug!(%error, job = %job.id, "could not forget a collected job");
         }
-        job.mark_ended();
         self.jobs.remove(&job.id).await;
         self.audit
             .record(AuditEvent::Job(JobEvent::Collected { job: job.id.clone() }));

@@ -5,7 +5,6 @@
 
 use super::{
     ActiveRun, Job, JobInfo, JobPlace, JobProgress, JobTable, NewJob, OwnedRun, RunEnd, ended_note, keep, read,
-    still_running_note,
 };
 use crate::config::Config;
 use crate::core::connection::RunnerConnection;
@@ -36,18 +35,10 @@ impl JobStarted {
     /// The caller's answer: the job's handle and output so far, after the
     /// execute's `notes`.
     pub fn progress(self, language: crate::runtime::Language, mut notes: Vec<String>) -> JobProgress {
-        if self.info.state == super::JobState::Running {
-            notes.push(still_running_note(&self.info));
-        } else {
+        if self.info.state != super::JobState::Running {
             notes.push(ended_note(&self.info));
         }
-        JobProgress {
-            info: self.info,
-            language,
-            stdout: self.stdout,
-            stderr: self.stderr,
-            notes,
-        }
+        JobProgress::new(self.info, language, self.stdout, self.stderr, notes)
     }
 }
 

@@ -24,7 +24,7 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use thiserror::Error;
 
 /// Failures of job operations.
@@ -109,6 +109,12 @@ pub struct JobInfo {
 }
 
 impl JobInfo {
+    /// Unix seconds when it started, by this server's clock (the session
+    /// files it changed since are linked in its result).
+    pub fn since(&self) -> u64 {
+        crate::clock::unix_now().saturating_sub(self.elapsed_ms / 1000 + 1)
+    }
+
     /// One line for a text rendering.
     pub fn describe(&self) -> String {
         format!(
@@ -162,6 +168,23 @@ pub struct JobProgress {
     pub notes: Vec<String>,
 }
 
+impl JobProgress {
+    /// A job's answer: its handle, its output since the last read, the
+    /// `notes` so far and, while it runs, how to go on.
+    pub fn new(info: JobInfo, language: Language, stdout: String, stderr: String, mut notes: Vec<String>) -> Self {
+        if info.state == JobState::Running {
+            notes.push(still_running_note(&info));
+        }
+        Self {
+            info,
+            language,
+            stdout,
+            stderr,
+            notes,
+        }
+    }
+}
+
 /// The note of a running job's answer: what it is and how to go on.
 pub fn still_running_note(info: &JobInfo) -> String {
     format!(
@@ -212,6 +235,13 @@ pub struct Unread {
     pub stderr: String,
 }
 
+impl Unread {
+    /// Hands it all over: (stdout, stderr).
+    pub fn take(&mut self) -> (String, String) {
+        (std::mem::take(&mut self.stdout), std::mem::take(&mut self.stderr))
+    }
+}
+
 /// What a new job is.
 pub struct NewJob {
     pub run_id: String,
@@ -255,24 +285,22 @@ impl Job {
         *self.cleanup.lock() = Some(cleanup);
     }
 
+    /// When this server saw it end: a read said so, or its run's task ended.
+    fn ended_at(&self) -> Option<Instant> {
+        let mut ended_at = self.ended_at.lock();
+        if ended_at.is_none() && self.run.as_ref().is_some_and(ActiveRun::has_ended) {
+            *ended_at = Some(Instant::now());
+        }
+        *ended_at
+    }
+
     /// True while it runs, as far as this server knows.
     fn is_running(&self) -> bool {
-        if self.ended_at.lock().is_some() {
-            return false;
-        }
-        if self.run.as_ref().is_some_and(ActiveRun::has_ended) {
-            self.mark_ended();
-            return false;
-        }
-        true
+        self.ended_at().is_none()
     }
 
     pub fn mark_ended(&self) {
         self.ended_at.lock().get_or_insert_with(Instant::now);
-    }
-
-    fn ended_before(&self, limit: Duration) -> bool {
-        self.ended_at.lock().is_some_and(|ended| ended.elapsed() >= limit)
     }
 }
 
@@ -288,10 +316,6 @@ impl JobTable {
             settings,
             jobs: Mutex::new(HashMap::new()),
         }
-    }
-
-    pub fn settings(&self) -> &JobSettings {
-        &self.settings
     }
 
     /// Refuses a new background job when `jobs.max_running` of this
@@ -327,14 +351,6 @@ impl JobTable {
         jobs
     }
 
-    /// True when a job of this server runs in `session`.
-    pub fn runs_in(&self, session: &str) -> bool {
-        self.jobs
-            .lock()
-            .values()
-            .any(|job| job.session() == Some(session) && job.is_running())
-    }
-
     /// Takes the job out of the table and removes its sandbox, if it had one.
     pub async fn remove(&self, id: &str) {
         let job = self.jobs.lock().remove(id);
@@ -355,10 +371,8 @@ impl JobTable {
             .filter(|job| {
                 // A job found in a session's runner and not seen to end is
                 // let go after as long (it lives on in its session).
-                (job.run().is_none() && job.found_at.elapsed() >= keep) || {
-                    job.is_running();
-                    job.ended_before(keep)
-                }
+                (job.run().is_none() && job.found_at.elapsed() >= keep)
+                    || job.ended_at().is_some_and(|ended| ended.elapsed() >= keep)
             })
             .cloned()
             .collect()

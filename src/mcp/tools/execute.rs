@@ -297,7 +297,7 @@ with `session` (create one with sandbox_session) variables and files persist bet
         async move {
             let (watch, reporter) = Reporter::start(&context, &self.log_level);
             let asker = ClientAsker::for_client(&context.peer);
-            let client = context.peer.peer_info().map(|info| info.client_info.name.clone());
+            let client = client_limits::client_name(&context);
             let started = unix_now();
             let result = self.run_execute(params, watch, asker, client.as_deref()).await;
             reporter.finish().await;

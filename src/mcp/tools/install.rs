@@ -117,7 +117,7 @@ Managers: pip (python), npm (javascript, typescript), cargo (rust), go modules (
                 let result = server.run_install(&params, own).await.map(InstallOutput::from);
                 answer(result, render)
             });
-            let client = context.peer.peer_info().map(|info| info.client_info.name.clone());
+            let client = client_limits::client_name(&context);
             let config = self.executor.config();
             let deadline = client_limits::detach_after(None, config.jobs.detach_after, client.as_deref());
             let waited = if deadline.is_zero() {

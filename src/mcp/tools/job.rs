@@ -133,7 +133,7 @@ session with a running job refuses other executes until the job is collected or 
                     let asked = Duration::from_secs(params.wait.unwrap_or(DEFAULT_WAIT_S).min(MAX_WAIT_S));
                     // Under the client's own limit, where it is known: what
                     // a wait read after the client gave up would be lost.
-                    let client = context.peer.peer_info().map(|info| info.client_info.name.clone());
+                    let client = client_limits::client_name(&context);
                     let wait = client_limits::detach_after(Some(asked), asked, client.as_deref());
                     executor.job_wait(&job, wait, &context.ct).await
                 } else {
@@ -159,11 +159,13 @@ session with a running job refuses other executes until the job is collected or 
 /// When the job started, in Unix seconds (the session files it changed
 /// since then are linked in its result).
 fn started_at(executed: &Executed) -> u64 {
-    let elapsed_s = match executed {
-        Executed::Done(outcome) => outcome.job.as_ref().map_or(0, |job| job.elapsed_ms / 1000),
-        Executed::Running(progress) => progress.info.elapsed_ms / 1000,
-    };
-    unix_now().saturating_sub(elapsed_s + 1)
+    match executed {
+        Executed::Done(outcome) => outcome
+            .job
+            .as_ref()
+            .map_or_else(|| unix_now().saturating_sub(1), JobInfo::since),
+        Executed::Running(progress) => progress.info.since(),
+    }
 }
 
 fn render_jobs(jobs: &[JobInfo]) -> String {
