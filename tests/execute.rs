@@ -48,6 +48,80 @@ async fn typescript_strips_types_and_runs() {
     client.cancel().await.ok();
 }
 
+/// Stateless JavaScript and TypeScript run in a `node` the pooled container
+/// started ahead of the call; the program must not tell the difference from
+/// `node main.js`: its own main module and argv, the request's env, stdin
+/// and working directory, Node's exit codes. An env Node reads while it
+/// starts (NODE_OPTIONS) gets a fresh `node`, so it still applies.
+#[tokio::test]
+async fn stateless_node_programs_run_as_their_own_process() {
+    require_docker().await;
+    let pool_sizes = "python=0,go=0,rust=0,bash=0,javascript=1,typescript=1";
+    let client = start_server_with_env(&[("MULTILANG_SANDBOX_POOL_SIZE", pool_sizes)]).await;
+    // The first call is a pool hit: its node was started before it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let pool = inspect(&client, "pool").await;
+        let idle = pool["pool"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|language| language["language"] == "javascript" && language["idle"].as_u64().unwrap_or(0) > 0);
+        if idle {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the javascript pool never filled: {pool}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let code = "let input = '';\nprocess.stdin.on('data', (c) => (input += c)).on('end', () => {\n  console.log(JSON.stringify([require.main === module, process.argv.length, process.env.GREETING, process.cwd(), input]));\n  process.exitCode = 4;\n});";
+    let arguments = json!({"language": "javascript", "code": code, "env": {"GREETING": "hi"}, "stdin": "from stdin"});
+    let result = execute_with(&client, arguments).await;
+    assert_eq!(
+        result["stdout"], "[true,2,\"hi\",\"/workspace\",\"from stdin\"]\n",
+        "{result}"
+    );
+    assert_eq!(result["exit_code"], 4, "{result}");
+    let result = execute(
+        &client,
+        "typescript",
+        "const n: number = 6 * 7;\nthrow new Error(`boom ${n}`);",
+    )
+    .await;
+    assert_eq!(result["exit_code"], 1, "{result}");
+    let stderr = result["stderr"].as_str().unwrap_or_default();
+    assert!(
+        stderr.contains("Error: boom 42") && !stderr.contains("/opt/sandbox"),
+        "{result}"
+    );
+    let arguments = json!({
+        "language": "javascript",
+        "code": "console.log(process.execArgv.length, process.argv.length)",
+        "env": {"NODE_OPTIONS": "--require=/opt/sandbox/node-proxy.js --max-old-space-size=100"},
+    });
+    let result = execute_with(&client, arguments).await;
+    assert_eq!(result["stdout"], "0 2\n", "{result}");
+    let arguments = json!({
+        "language": "javascript",
+        "code": "console.log(require('v8').getHeapStatistics().heap_size_limit < 200 * 1024 * 1024)",
+        "env": {"NODE_OPTIONS": "--require=/opt/sandbox/node-proxy.js --max-old-space-size=100"},
+    });
+    let result = execute_with(&client, arguments).await;
+    assert_eq!(result["stdout"], "true\n", "NODE_OPTIONS must apply: {result}");
+    let pool = inspect(&client, "pool").await;
+    let hits: u64 = pool["pool"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|language| ["javascript", "typescript"].contains(&language["language"].as_str().unwrap_or_default()))
+        .map(|language| language["hits"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(hits >= 1, "no pool hit for javascript or typescript: {pool}");
+    client.cancel().await.ok();
+}
+
 #[tokio::test]
 async fn go_runs_whole_programs_and_wrapped_snippets() {
     let client = start_server().await;

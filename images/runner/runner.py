@@ -36,7 +36,7 @@ from runner_artifacts import collect_artifacts
 from runner_capture import Capture, Progress, Stop
 from runner_channel import HostChannel, log
 from runner_jobs import Jobs
-from runner_processes import Kernel, run_step
+from runner_processes import make_kernel, run_step
 
 STDIN_PATH = "/tmp/run/.stdin"
 WORKSPACE = "/workspace"
@@ -59,7 +59,7 @@ class Runner:
     def serve(self):
         """Says `ready`, then answers requests until the host closes the stream."""
         if self.kernel_kind:
-            self.kernel = Kernel(self.kernel_kind, self.workspace, self.stdin_path)
+            self.kernel = make_kernel(self.kernel_kind, self.workspace, self.stdin_path)
             self.kernel.start()
         self.channel.send(protocol.ready(self.kernel_kind))
         while True:
@@ -85,7 +85,7 @@ class Runner:
             self.channel.send(self.jobs.answer(request))
         elif kind == "run":
             if request["mode"] == "kernel" and self.kernel is None:
-                self.kernel = Kernel(request["kernel"], self.workspace, self.stdin_path)
+                self.kernel = make_kernel(request["kernel"], self.workspace, self.stdin_path)
             try:
                 self.channel.send(self.run(request))
             except Exception as error:  # keep serving: report instead of dying

@@ -165,18 +165,46 @@ KERNEL_COMMANDS = {
     "python": [sys.executable, os.path.join(SANDBOX_DIR, "python_kernel.py")],
     "node": ["node", os.path.join(SANDBOX_DIR, "kernel.js")],
     "bash": ["bash", "--noprofile", "--norc", os.path.join(SANDBOX_DIR, "kernel.sh")],
+    "node-main": ["node", os.path.join(SANDBOX_DIR, "node_main.js")],
 }
+
+
+def make_kernel(kind, workspace, stdin_path):
+    """The kernel of `kind`: a long-lived interpreter, or (`node-main`) a
+    program started ahead of its one request."""
+    if kind == "node-main":
+        return WarmProgram(kind, workspace, stdin_path)
+    return Kernel(kind, workspace, stdin_path)
 
 
 class Kernel:
     """A long-lived interpreter in its own process group, started in
     `workspace`; a request's stdin reaches it through the file `stdin_path`."""
 
+    # The kernel's own stdin (a request's stdin is a file it opens).
+    stdin = subprocess.DEVNULL
+
     def __init__(self, kind, workspace, stdin_path):
         self.kind = kind
         self.workspace = workspace
         self.stdin_path = stdin_path
         self.process = None
+
+    def popen(self, control_read, done_write, stdout, stderr):
+        """Starts the kernel process; it talks on the two descriptors."""
+        env = child_env({})
+        env["SANDBOX_CTL_FD"] = str(control_read)
+        env["SANDBOX_DONE_FD"] = str(done_write)
+        return subprocess.Popen(
+            KERNEL_COMMANDS[self.kind],
+            stdin=self.stdin,
+            stdout=stdout,
+            stderr=stderr,
+            cwd=self.workspace,
+            env=env,
+            pass_fds=(control_read, done_write),
+            start_new_session=True,
+        )
 
     def alive(self):
         return self.process is not None and self.process.poll() is None
@@ -186,19 +214,7 @@ class Kernel:
         done_read, done_write = os.pipe()
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
-        env = child_env({})
-        env["SANDBOX_CTL_FD"] = str(control_read)
-        env["SANDBOX_DONE_FD"] = str(done_write)
-        self.process = subprocess.Popen(
-            KERNEL_COMMANDS[self.kind],
-            stdin=subprocess.DEVNULL,
-            stdout=out_write,
-            stderr=err_write,
-            cwd=self.workspace,
-            env=env,
-            pass_fds=(control_read, done_write),
-            start_new_session=True,
-        )
+        self.process = self.popen(control_read, done_write, out_write, err_write)
         for fd in (control_read, done_write, out_write, err_write):
             os.close(fd)
         for fd in (done_read, out_read, err_read):
@@ -298,3 +314,54 @@ class Kernel:
         return done.message["exit_code"], None, restarted, done.message["lost"]
 
 
+
+
+class WarmProgram(Kernel):
+    """A program's interpreter started ahead of its one request (Node.js in
+    a pooled container: node_main.js), so a stateless execute does not pay
+    its start-up. The request turns it into the program itself: the run is
+    over when the process ends, and its exit status is the result, as for a
+    step. Its stdin is a pipe that carries the request's stdin. It is never
+    reused: a second request, or one after it died, starts a fresh one."""
+
+    stdin = subprocess.PIPE
+
+    def start(self):
+        super().start()
+        # Whether a thread now owns the process's stdin (it closes it).
+        self.feeding = False
+
+    def stop(self):
+        if self.process is not None and not self.feeding:
+            self.process.stdin.close()
+        super().stop()
+
+    def run(self, source, request, stop, stdout, stderr):
+        """Returns (exit_code, signal, state_lost, output_lost) like a
+        kernel's run; a program has no state to lose."""
+        if not self.alive():
+            self.restart()
+        stop.host.listen(stop)
+        if stop.cancelled:
+            return 130, signal.SIGINT, False, []
+        line = json.dumps({"path": source, "env": request["env"], "cwd": request["cwd"]}) + "\n"
+        try:
+            os.write(self.control, line.encode("utf-8"))
+        except OSError:  # it died since the check
+            self.restart()
+            os.write(self.control, line.encode("utf-8"))
+        process = self.process
+        self.feeding = True
+        threading.Thread(
+            target=feed_stdin,
+            args=(process.stdin, (request.get("stdin") or "").encode("utf-8")),
+            daemon=True,
+        ).start()
+        pump({self.out: stdout, self.err: stderr}, stop, process=process)
+        kill_group(process.pid)
+        returncode = process.wait()
+        # Never reused: a later request gets a fresh process.
+        self.stop()
+        if returncode < 0:
+            return 128 - returncode, -returncode, False, []
+        return returncode, None, False, []

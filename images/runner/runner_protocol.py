@@ -11,8 +11,8 @@ Defaults live on the host: it sends every setting, and a message that lacks
 a required field, or has one of the wrong type, is answered with `error`.
 The optional fields below are features that are off when absent.
 
-  runner -> host  {"type": "ready", "protocol": 4,
-                   "kernel": "python"|"node"|"bash"|null}
+  runner -> host  {"type": "ready", "protocol": 5,
+                   "kernel": "python"|"node"|"bash"|"node-main"|null}
                    once, when the runner (and its kernel, if it was started
                    with one) is loaded.
 
@@ -26,7 +26,7 @@ The optional fields below are features that are off when absent.
                    "env": {"NAME": "value"}, "cwd": "/workspace",
                    "timeout_ms": 30000, "max_output_bytes": 1048576,
                    optional:
-                   "kernel": "python"|"node"|"bash",   (kernel mode: both
+                   "kernel": "python"|"node"|"bash"|"node-main", (kernel mode: both
                    "kernel_source": "/tmp/run/cell.py", required)
                    "stdin": "...",
                    "collect_outputs": {"dir": "/outputs", "max_files": 10,
@@ -114,8 +114,8 @@ The optional fields below are features that are off when absent.
 
 import json
 
-PROTOCOL = 4
-KERNELS = ("python", "node", "bash")
+PROTOCOL = 5
+KERNELS = ("python", "node", "bash", "node-main")
 FILE_OPS = ("read", "write", "mkdir", "list", "delete")
 JOB_OPS = ("keep", "read", "forget", "list")
 STEP_PHASES = ("build", "run")

@@ -22,13 +22,14 @@ class LiveRunner:
     """A Runner serving in a thread: the test writes requests when it
     likes and waits for each reply."""
 
-    def __init__(self, workspace):
+    def __init__(self, workspace, kernel_kind=None):
         self.to_runner_read, self.to_runner = os.pipe()
         self.from_runner, self.from_runner_write = os.pipe()
         self.buffer = b""
         self.seen = []
         self.runner = Runner(
             HostChannel(self.to_runner_read, self.from_runner_write),
+            kernel_kind=kernel_kind,
             workspace=workspace,
             stdin_path=os.path.join(workspace, ".stdin"),
         )

@@ -60,6 +60,7 @@ pub const BASE: ImageDefinition = ImageDefinition {
         ("fileops.py", include_str!("../../images/runner/fileops.py")),
         ("python_kernel.py", include_str!("../../images/runner/python_kernel.py")),
         ("kernel.js", include_str!("../../images/runner/kernel.js")),
+        ("node_main.js", include_str!("../../images/runner/node_main.js")),
         ("kernel.sh", include_str!("../../images/runner/kernel.sh")),
         ("node-proxy.js", include_str!("../../images/runner/node-proxy.js")),
         (

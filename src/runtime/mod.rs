@@ -12,6 +12,7 @@ mod rust;
 mod typescript;
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use thiserror::Error;
 
 /// Where the runner writes program sources inside the container (a tmpfs,
@@ -84,13 +85,28 @@ impl Language {
         }
     }
 
-    /// The kernel a pooled (stateless) container pre-starts: only where it
-    /// keeps the exact semantics of a fresh program run (Python), so a pool
-    /// hit pays no interpreter start-up.
+    /// What a pooled (stateless) container pre-starts, so a pool hit pays
+    /// no interpreter start-up: Python's kernel (a fresh `__main__` for the
+    /// one execute), and for JavaScript and TypeScript a `node` that becomes
+    /// the program ([`Kernel::NodeMain`]). Go, Rust and Bash start nothing.
     pub fn pool_kernel(self) -> Option<Kernel> {
         match self {
             Language::Python => Some(Kernel::Python),
-            _ => None,
+            Language::JavaScript | Language::TypeScript => Some(Kernel::NodeMain),
+            Language::Go | Language::Rust | Language::Bash => None,
+        }
+    }
+
+    /// The program for a stateless execute in a container that pre-started
+    /// `kernel` (see [`Language::pool_kernel`]). Node cannot take a variable
+    /// it reads while starting (`NODE_OPTIONS`, proxies, …) once it runs,
+    /// so code with such an `env` runs in a fresh `node` instead.
+    pub fn prepare_pooled(self, kernel: Kernel, code: &str, env: &BTreeMap<String, String>) -> Program {
+        let program = self.prepare(code);
+        match kernel {
+            Kernel::NodeMain if !env.keys().any(|name| node_reads_at_start(name)) => program.run_by_node_main(),
+            Kernel::NodeMain => program,
+            Kernel::Python | Kernel::Node | Kernel::Bash => self.prepare_cell(code),
         }
     }
 
@@ -129,6 +145,11 @@ pub enum Kernel {
     Python,
     Node,
     Bash,
+    /// Not a kernel that keeps state: a `node` started ahead of a stateless
+    /// execute, which becomes that one program (`images/runner/node_main.js`).
+    #[serde(rename = "node-main")]
+    #[strum(serialize = "node-main")]
+    NodeMain,
 }
 
 impl Kernel {
@@ -232,6 +253,33 @@ impl Program {
     pub fn uses_kernel(&self) -> bool {
         self.kernel_source.is_some()
     }
+
+    /// The same program with its final `node <file>` step left to a
+    /// pre-started `node` ([`Kernel::NodeMain`]); a program that does not
+    /// end that way is returned as it is.
+    fn run_by_node_main(mut self) -> Program {
+        let Some(last) = self.steps.last() else {
+            return self;
+        };
+        if let (Phase::Run, [node, file]) = (last.phase, last.argv.as_slice())
+            && node == "node"
+        {
+            self.kernel_source = Some(file.clone());
+            self.steps.pop();
+        }
+        self
+    }
+}
+
+/// True for an environment variable Node.js reads only while it starts
+/// (and the image's proxy preload reads then too).
+fn node_reads_at_start(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    upper.starts_with("NODE_")
+        || upper.starts_with("UV_")
+        || upper.starts_with("SSL_CERT_")
+        || upper.starts_with("OPENSSL_")
+        || matches!(upper.as_str(), "HTTP_PROXY" | "HTTPS_PROXY" | "NO_PROXY" | "ALL_PROXY")
 }
 
 /// Absolute path of a source file inside the container.
@@ -321,6 +369,50 @@ mod tests {
         let ts = Language::TypeScript.prepare_cell("let x: number = 1");
         assert_eq!(ts.kernel_source.as_deref(), Some("/tmp/run/cell.js"));
         assert_eq!(ts.steps.len(), 1);
+    }
+
+    #[test]
+    fn pooled_node_programs_leave_their_run_to_the_started_node() {
+        let plain = BTreeMap::new();
+        let js = Language::JavaScript.prepare_pooled(Kernel::NodeMain, "console.log(1)", &plain);
+        assert_eq!(js.kernel_source.as_deref(), Some("/tmp/run/main.js"));
+        assert!(js.steps.is_empty());
+        let esm = Language::JavaScript.prepare_pooled(Kernel::NodeMain, "import fs from 'fs'", &plain);
+        assert_eq!(esm.kernel_source.as_deref(), Some("/tmp/run/main.mjs"));
+        let ts = Language::TypeScript.prepare_pooled(Kernel::NodeMain, "const x: number = 1", &plain);
+        assert_eq!(ts.kernel_source.as_deref(), Some("/tmp/run/main.mjs"));
+        assert_eq!(ts.steps.len(), 1);
+        assert_eq!(ts.steps[0].phase, Phase::Build);
+        let python = Language::Python.prepare_pooled(Kernel::Python, "x = 1", &plain);
+        assert_eq!(python, Language::Python.prepare_cell("x = 1"));
+    }
+
+    #[test]
+    fn a_variable_node_reads_at_start_gets_a_fresh_node() {
+        for name in [
+            "NODE_OPTIONS",
+            "node_path",
+            "https_proxy",
+            "UV_THREADPOOL_SIZE",
+            "SSL_CERT_FILE",
+        ] {
+            let env = BTreeMap::from([(name.to_string(), "x".to_string())]);
+            let program = Language::JavaScript.prepare_pooled(Kernel::NodeMain, "console.log(1)", &env);
+            assert_eq!(program, Language::JavaScript.prepare("console.log(1)"), "{name}");
+        }
+        let env = BTreeMap::from([("GREETING".to_string(), "hi".to_string())]);
+        let program = Language::JavaScript.prepare_pooled(Kernel::NodeMain, "console.log(1)", &env);
+        assert!(program.uses_kernel());
+    }
+
+    #[test]
+    fn kernel_names_are_the_runners() {
+        assert_eq!(Kernel::NodeMain.name(), "node-main");
+        assert_eq!(serde_json::to_value(Kernel::NodeMain).unwrap(), "node-main");
+        assert_eq!(
+            serde_json::from_value::<Kernel>("python".into()).unwrap(),
+            Kernel::Python
+        );
     }
 
     #[test]

@@ -230,7 +230,7 @@ impl Executor {
         let (sandbox, network) = self.stateless_sandbox(request, grants, &mut notes).await?;
         let acquired = started.elapsed();
         let program = match sandbox.kernel {
-            Some(_) => request.language.prepare_cell(&request.code),
+            Some(kernel) => request.language.prepare_pooled(kernel, &request.code, &request.env),
             None => request.language.prepare(&request.code),
         };
         let asking = network.as_ref().and_then(|network| {
