@@ -1,5 +1,6 @@
 //! Server lifecycle with real Docker: a server killed with SIGKILL and
-//! started again, two servers at once, and a burst of concurrent executes.
+//! started again, two servers at once, a burst of concurrent executes and
+//! the pool growing after it.
 
 mod common;
 
@@ -7,12 +8,16 @@ use common::*;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-fn pool_idle(inspect: &Value, language: &str) -> u64 {
+fn pool_entry(inspect: &Value, language: &str) -> Value {
     inspect["pool"]
         .as_array()
         .and_then(|pool| pool.iter().find(|entry| entry["language"] == language))
-        .and_then(|entry| entry["idle"].as_u64())
-        .unwrap_or(0)
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn pool_idle(inspect: &Value, language: &str) -> u64 {
+    pool_entry(inspect, language)["idle"].as_u64().unwrap_or(0)
 }
 
 /// Waits until the server's pool holds `count` idle containers for `language`.
@@ -142,19 +147,65 @@ async fn twenty_concurrent_stateless_executes_all_succeed() {
         assert_eq!(result["exit_code"], 0, "execute {i}: {result}");
         assert_eq!(result["stdout"], format!("{}\n", i * i), "execute {i}: {result}");
     }
-    let state = inspect(&client, "pool").await;
-    let python = state["pool"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["language"] == "python")
-        .cloned()
-        .unwrap();
+    let python = pool_entry(&inspect(&client, "pool").await, "python");
     assert_eq!(
         python["hits"].as_u64().unwrap() + python["misses"].as_u64().unwrap(),
         20,
         "{python}"
     );
     assert!(python["hits"].as_u64().unwrap() >= 1, "{python}");
+
+    // The misses grew the pool: it fills up to its new target, says what
+    // an idle container weighs, and the next calls back to back are hits.
+    let target = python["target"].as_u64().unwrap();
+    assert!(target > 2, "the burst's misses did not grow the pool: {python}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let python = loop {
+        let python = pool_entry(&inspect(&client, "pool").await, "python");
+        if python["idle"].as_u64() >= Some(target) && python["memory_each_mb"].as_f64().is_some() {
+            break python;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the grown pool never filled: {python}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(python["idle_memory_mb"].as_f64().unwrap() > 0.0, "{python}");
+    let hits_before = python["hits"].as_u64().unwrap();
+    let back_to_back = target.min(10);
+    for i in 0..back_to_back {
+        assert_eq!(
+            execute(&client, "python", "print(1)").await["stdout"],
+            "1\n",
+            "call {i}"
+        );
+    }
+    let python = pool_entry(&inspect(&client, "pool").await, "python");
+    assert_eq!(python["hits"].as_u64().unwrap(), hits_before + back_to_back, "{python}");
+    client.cancel().await.ok();
+}
+
+/// A pool whose memory budget holds nothing beyond its configured size
+/// does not grow, however many calls miss.
+#[tokio::test]
+async fn a_pool_grows_only_as_far_as_its_memory_budget() {
+    require_docker().await;
+    let client = start_server_with_env(&[
+        (
+            "MULTILANG_SANDBOX_POOL_SIZE",
+            "python=1,bash=0,javascript=0,typescript=0,go=0,rust=0",
+        ),
+        ("MULTILANG_SANDBOX_POOL_MEMORY_MB", "1"),
+    ])
+    .await;
+    wait_for_pool(&client, "python", 1).await;
+    let runs = (0..4).map(|_| execute(&client, "python", "print(1)"));
+    for result in futures::future::join_all(runs).await {
+        assert_eq!(result["stdout"], "1\n", "{result}");
+    }
+    let python = pool_entry(&inspect(&client, "pool").await, "python");
+    assert!(python["misses"].as_u64().unwrap() >= 3, "{python}");
+    assert_eq!(python["target"], 1, "{python}");
     client.cancel().await.ok();
 }

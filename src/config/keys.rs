@@ -238,6 +238,24 @@ pub static KEYS: &[Key] = &[
         get: |config| render_pool_sizes(&config.pool_sizes),
     },
     Key {
+        name: "pool_max_size",
+        kind: Kind::Number,
+        default: KeyDefault::Value("24"),
+        doc: "most warm containers per language when calls come faster than the pool refills; \
+              it shrinks back to `pool_size` after a minute without calls",
+        set: |config, value, label| number(value, label).map(|value| config.pool_max_size = value),
+        get: |config| config.pool_max_size.to_string(),
+    },
+    Key {
+        name: "pool_memory_mb",
+        kind: Kind::Number,
+        default: KeyDefault::Value("1024"),
+        doc: "memory the containers a pool grows beyond `pool_size` may use, all languages \
+              together (measured from idle ones; at most a quarter of the engine's memory)",
+        set: |config, value, label| number(value, label).map(|value| config.pool_memory_mb = value),
+        get: |config| config.pool_memory_mb.to_string(),
+    },
+    Key {
         name: "session_ttl_s",
         kind: Kind::Number,
         default: KeyDefault::Value("3600"),

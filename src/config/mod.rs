@@ -64,6 +64,12 @@ pub struct Config {
     pub runtime: Option<String>,
     /// `pool_size`: warm containers per language (0 disables the pool for it).
     pub pool_sizes: BTreeMap<Language, usize>,
+    /// `pool_max_size`: the most warm containers a language's pool grows
+    /// to when calls come faster than it refills (never below `pool_size`).
+    pub pool_max_size: usize,
+    /// `pool_memory_mb`, in MiB: memory the pool's containers beyond the
+    /// configured sizes may use, all languages together.
+    pub pool_memory_mb: u64,
     /// `session_ttl_s`, in seconds.
     pub session_ttl_s: u64,
     /// `max_session_ttl_s`, in seconds.
@@ -192,6 +198,8 @@ impl Config {
             session_storage_mb: 0,
             runtime: None,
             pool_sizes: BTreeMap::new(),
+            pool_max_size: 0,
+            pool_memory_mb: 0,
             session_ttl_s: 0,
             max_session_ttl_s: 0,
             max_sessions: 0,

@@ -1,14 +1,20 @@
 //! The warm pool: per language, containers already started with the runner
-//! (and, for Python, its kernel) loaded and waiting on stdin. A pooled
-//! container serves exactly one stateless execute and is then removed; a
-//! background task keeps each language topped up to its target and drops
-//! containers that died. A miss starts a container on demand.
+//! (and its kernel, or a `node` waiting for its program) loaded and waiting
+//! on stdin. A pooled container serves exactly one stateless execute and is
+//! then removed. A background task keeps each language topped up to its
+//! target, starting several containers at once, and drops containers that
+//! died. The target follows demand: the configured size is the floor, each
+//! miss raises it by one (up to `pool_max_size`, and while the grown part's
+//! measured memory fits `pool_memory_mb`), and a minute without calls
+//! brings it back down. A miss starts a container on demand.
 
 use super::background::Background;
 use super::launcher::{Launcher, Purpose, Sandbox};
 use crate::docker::DockerError;
 use crate::docker::labels;
 use crate::runtime::Language;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use parking_lot::Mutex;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -24,6 +30,16 @@ const RETRY_AFTER: Duration = Duration::from_secs(30);
 /// removed) and is older than this is an orphan of a server that died
 /// mid-start; any server removes it.
 const ORPHAN_AGE: Duration = Duration::from_secs(120);
+/// Containers the pool starts at once: more only queue in the engine (on
+/// a 2-core machine, 4 parallel starts finish sooner than 2 or 8).
+const PARALLEL_STARTS: usize = 4;
+/// A language whose pool grew shrinks after this long without a call,
+/// halving what it grew by at each check.
+const SHRINK_AFTER: Duration = Duration::from_secs(60);
+/// Memory assumed for one idle container until one has been measured.
+const ASSUMED_MEMORY: u64 = 64 * 1024 * 1024;
+/// How often one idle container per language is measured again.
+const MEASURE_EVERY: Duration = Duration::from_secs(300);
 
 #[derive(Debug, Default, Clone)]
 struct LanguageStats {
@@ -33,19 +49,78 @@ struct LanguageStats {
     last_error: Option<(Instant, String)>,
 }
 
+/// One language's part of the pool.
+#[derive(Default)]
+struct LanguagePool {
+    idle: VecDeque<Sandbox>,
+    starting: usize,
+    stats: LanguageStats,
+    /// Containers wanted beyond the configured size, from recent misses.
+    grown: usize,
+    last_call: Option<Instant>,
+    /// One idle container's memory in bytes, and when it was measured.
+    memory_each: Option<(u64, Instant)>,
+}
+
+impl LanguagePool {
+    fn have(&self) -> usize {
+        self.idle.len() + self.starting
+    }
+
+    fn memory_each(&self) -> u64 {
+        self.memory_each.map_or(ASSUMED_MEMORY, |(bytes, _)| bytes)
+    }
+
+    /// The containers to aim for: `floor`, plus what misses grew it by as
+    /// far as `memory_left` (of the grown part's budget) holds them.
+    fn target(&self, floor: usize, memory_left: u64) -> usize {
+        let affordable = usize::try_from(memory_left / self.memory_each().max(1)).unwrap_or(usize::MAX);
+        (floor + self.grown).min(self.have().max(floor).saturating_add(affordable))
+    }
+
+    fn backing_off(&self) -> bool {
+        self.stats
+            .last_error
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < RETRY_AFTER)
+    }
+}
+
 #[derive(Default)]
 struct PoolState {
-    idle: HashMap<Language, VecDeque<Sandbox>>,
-    starting: HashMap<Language, usize>,
-    stats: HashMap<Language, LanguageStats>,
+    languages: HashMap<Language, LanguagePool>,
     closed: bool,
+    /// Memory the grown part of the pool may use, in bytes.
+    memory_budget: u64,
+}
+
+impl PoolState {
+    fn language(&mut self, language: Language) -> &mut LanguagePool {
+        self.languages.entry(language).or_default()
+    }
+
+    /// Memory the containers beyond the configured sizes use (or will,
+    /// once started), by each language's measured figure.
+    fn grown_memory(&self, floors: &BTreeMap<Language, usize>) -> u64 {
+        self.languages
+            .iter()
+            .map(|(language, pool)| {
+                let floor = floors.get(language).copied().unwrap_or(0);
+                pool.have().saturating_sub(floor) as u64 * pool.memory_each()
+            })
+            .sum()
+    }
 }
 
 /// Pool figures for one language, as `sandbox_inspect` shows them.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PoolLanguageStats {
     pub language: String,
-    /// Warm containers the pool keeps for this language.
+    /// Warm containers the pool keeps for this language when calls are
+    /// rare (the configured `pool_size`).
+    pub size: usize,
+    /// Warm containers the pool aims for right now: the size, plus what
+    /// recent misses added (up to `pool_max_size` and the memory budget).
     pub target: usize,
     /// Warm containers waiting right now.
     pub idle: usize,
@@ -57,6 +132,13 @@ pub struct PoolLanguageStats {
     pub misses: u64,
     /// Mean time to get a container (hits and misses), in milliseconds.
     pub avg_acquire_ms: f64,
+    /// Memory one idle container uses, in MiB, as last measured (absent
+    /// until one was).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_each_mb: Option<f64>,
+    /// Memory the idle containers use together, in MiB (idle × each).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_memory_mb: Option<f64>,
     /// Why the last start failed, if it did recently.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -65,25 +147,34 @@ pub struct PoolLanguageStats {
 /// Warm containers for stateless executes.
 pub struct ContainerPool {
     launcher: Arc<Launcher>,
-    targets: BTreeMap<Language, usize>,
+    /// The configured sizes: the floor of each language's target.
+    floors: BTreeMap<Language, usize>,
+    max_size: usize,
     state: Mutex<PoolState>,
     refill: Notify,
 }
 
 impl ContainerPool {
     pub fn new(launcher: Arc<Launcher>) -> Arc<Self> {
-        let targets = launcher.config().pool_sizes.clone();
+        let config = launcher.config();
+        let floors = config.pool_sizes.clone();
+        let max_size = config.pool_max_size;
+        let memory_budget = config.pool_memory_mb.saturating_mul(1024 * 1024);
         Arc::new(Self {
             launcher,
-            targets,
-            state: Mutex::new(PoolState::default()),
+            floors,
+            max_size,
+            state: Mutex::new(PoolState {
+                memory_budget,
+                ..PoolState::default()
+            }),
             refill: Notify::new(),
         })
     }
 
     /// Starts the background task that fills the pool and replaces dead
     /// containers. It never blocks the caller, and ends when `background`
-    /// shuts down (after finishing a container start under way).
+    /// shuts down (after finishing the container starts under way).
     pub fn start_maintenance(self: &Arc<Self>, background: &Background) {
         let pool = self.clone();
         let stop = background.clone();
@@ -93,9 +184,12 @@ impl ContainerPool {
                 Ok(removed) => tracing::info!(removed, "removed orphaned pool containers"),
                 Err(error) => tracing::debug!(%error, "orphan sweep skipped"),
             }
+            pool.limit_budget_to_engine().await;
             while !pool.is_closed() && !stop.is_stopping() {
                 pool.drop_dead();
-                pool.fill().await;
+                pool.shrink_when_quiet().await;
+                pool.fill(&stop).await;
+                pool.measure_memory().await;
                 tokio::select! {
                     () = pool.refill.notified() => {}
                     () = tokio::time::sleep(CHECK_INTERVAL) => {}
@@ -106,50 +200,69 @@ impl ContainerPool {
     }
 
     /// A ready container for one stateless execute: a warm one if there is
-    /// one (a hit), else a new one (a miss).
+    /// one (a hit), else a new one (a miss, which also grows the pool).
     pub async fn acquire(&self, language: Language) -> Result<Sandbox, DockerError> {
         let started = Instant::now();
         let warm = self.take_idle(language);
         let hit = warm.is_some();
+        if !hit {
+            let room = self.room_to_grow(language);
+            self.with_state(|state| {
+                let pool = state.language(language);
+                pool.grown = (pool.grown + 1).min(room);
+            });
+        }
+        // The refill starts now, alongside this call's own start on a miss.
+        self.refill.notify_one();
         let result = match warm {
             Some(sandbox) => Ok(sandbox),
             None => self.launcher.launch(language, Purpose::Pool).await,
         };
         self.with_state(|state| {
-            let stats = state.stats.entry(language).or_default();
+            let pool = state.language(language);
+            pool.last_call = Some(Instant::now());
             if hit {
-                stats.hits += 1;
+                pool.stats.hits += 1;
             } else {
-                stats.misses += 1;
+                pool.stats.misses += 1;
             }
-            stats.acquire_total += started.elapsed();
+            pool.stats.acquire_total += started.elapsed();
         });
-        self.refill.notify_one();
         result
     }
 
     /// Figures per language.
     pub fn stats(&self) -> Vec<PoolLanguageStats> {
         self.with_state(|state| {
-            self.targets
+            let budget = state.memory_budget;
+            let grown_memory = state.grown_memory(&self.floors);
+            self.floors
                 .iter()
-                .map(|(language, target)| {
-                    let stats = state.stats.get(language).cloned().unwrap_or_default();
-                    let served = stats.hits + stats.misses;
+                .map(|(language, size)| {
+                    let target = self.target(state, *language, budget, grown_memory);
+                    let pool = state.language(*language);
+                    let served = pool.stats.hits + pool.stats.misses;
+                    let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
+                    let measured = pool.memory_each.map(|(bytes, _)| bytes);
                     PoolLanguageStats {
                         language: language.name().to_string(),
-                        target: *target,
-                        idle: state.idle.get(language).map_or(0, VecDeque::len),
-                        starting: state.starting.get(language).copied().unwrap_or(0),
-                        hits: stats.hits,
-                        misses: stats.misses,
+                        size: *size,
+                        target,
+                        idle: pool.idle.len(),
+                        starting: pool.starting,
+                        hits: pool.stats.hits,
+                        misses: pool.stats.misses,
                         avg_acquire_ms: if served == 0 {
                             0.0
                         } else {
-                            stats.acquire_total.as_secs_f64() * 1000.0 / served as f64
+                            pool.stats.acquire_total.as_secs_f64() * 1000.0 / served as f64
                         },
-                        last_error: stats
+                        memory_each_mb: measured.map(mib),
+                        idle_memory_mb: measured.map(|each| mib(each * pool.idle.len() as u64)),
+                        last_error: pool
+                            .stats
                             .last_error
+                            .clone()
                             .filter(|(at, _)| at.elapsed() < RETRY_AFTER * 4)
                             .map(|(_, message)| message),
                     }
@@ -164,7 +277,11 @@ impl ContainerPool {
     pub async fn shutdown(&self) {
         let idle: Vec<Sandbox> = self.with_state(|state| {
             state.closed = true;
-            state.idle.drain().flat_map(|(_, queue)| queue).collect()
+            state
+                .languages
+                .values_mut()
+                .flat_map(|pool| pool.idle.drain(..))
+                .collect()
         });
         self.refill.notify_one();
         futures::future::join_all(idle.into_iter().map(|sandbox| sandbox.container.remove())).await;
@@ -189,9 +306,40 @@ impl ContainerPool {
         Ok(removed)
     }
 
+    fn floor(&self, language: Language) -> usize {
+        self.floors.get(&language).copied().unwrap_or(0)
+    }
+
+    /// The containers `language` aims for: its floor, plus what misses
+    /// grew it by while the grown part's memory fits the budget.
+    fn target(&self, state: &mut PoolState, language: Language, budget: u64, grown_memory: u64) -> usize {
+        let floor = self.floor(language);
+        state
+            .language(language)
+            .target(floor, budget.saturating_sub(grown_memory))
+    }
+
+    /// How far misses may grow `language`'s pool: up to `pool_max_size`,
+    /// and not at all where its size is 0 (the pool is off for it).
+    fn room_to_grow(&self, language: Language) -> usize {
+        match self.floor(language) {
+            0 => 0,
+            floor => self.max_size.saturating_sub(floor),
+        }
+    }
+
+    /// The engine's memory bounds the budget: at most a quarter of it.
+    async fn limit_budget_to_engine(&self) {
+        match self.launcher.engine().memory_total().await {
+            Ok(Some(total)) => self.with_state(|state| state.memory_budget = state.memory_budget.min(total / 4)),
+            Ok(None) => {}
+            Err(error) => tracing::debug!(%error, "could not read the engine's memory"),
+        }
+    }
+
     fn take_idle(&self, language: Language) -> Option<Sandbox> {
         self.with_state(|state| {
-            let queue = state.idle.get_mut(&language)?;
+            let queue = &mut state.languages.get_mut(&language)?.idle;
             while let Some(sandbox) = queue.pop_front() {
                 if sandbox.connection.is_alive() {
                     return Some(sandbox);
@@ -209,56 +357,127 @@ impl ContainerPool {
     /// Removes idle containers whose runner stream ended.
     fn drop_dead(&self) {
         self.with_state(|state| {
-            for queue in state.idle.values_mut() {
-                queue.retain(|sandbox| sandbox.connection.is_alive());
+            for pool in state.languages.values_mut() {
+                pool.idle.retain(|sandbox| sandbox.connection.is_alive());
             }
         });
     }
 
-    /// Starts containers, one at a time, until every language reaches its target.
-    async fn fill(&self) {
-        for (language, target) in &self.targets {
-            loop {
-                let wanted = self.with_state(|state| {
-                    let stats = state.stats.entry(*language).or_default();
-                    let backing_off = stats
-                        .last_error
-                        .as_ref()
-                        .is_some_and(|(at, _)| at.elapsed() < RETRY_AFTER);
-                    let have = state.idle.get(language).map_or(0, VecDeque::len)
-                        + state.starting.get(language).copied().unwrap_or(0);
-                    let wanted = !state.closed && !backing_off && have < *target;
-                    if wanted {
-                        *state.starting.entry(*language).or_default() += 1;
+    /// Halves what a language grew by once it has had no call for
+    /// [`SHRINK_AFTER`], and removes the idle containers beyond its target.
+    async fn shrink_when_quiet(&self) {
+        let surplus: Vec<Sandbox> = self.with_state(|state| {
+            let mut surplus = Vec::new();
+            for (language, pool) in &mut state.languages {
+                let quiet = pool.last_call.is_none_or(|at| at.elapsed() >= SHRINK_AFTER);
+                if !quiet || pool.grown == 0 {
+                    continue;
+                }
+                pool.grown /= 2;
+                let target = self.floor(*language) + pool.grown;
+                while pool.have() > target {
+                    match pool.idle.pop_back() {
+                        Some(sandbox) => surplus.push(sandbox),
+                        None => break,
                     }
-                    wanted
-                });
-                if !wanted {
+                }
+            }
+            surplus
+        });
+        if !surplus.is_empty() {
+            tracing::debug!(removed = surplus.len(), "the pool shrinks after a quiet minute");
+        }
+        futures::future::join_all(surplus.into_iter().map(|sandbox| sandbox.container.remove())).await;
+    }
+
+    /// Starts containers, up to [`PARALLEL_STARTS`] at once, until every
+    /// language reaches its target; a call that misses meanwhile raises
+    /// the target and is seen at once.
+    async fn fill(&self, stop: &Background) {
+        let mut starts = FuturesUnordered::new();
+        loop {
+            while starts.len() < PARALLEL_STARTS && !stop.is_stopping() {
+                let Some(language) = self.next_to_start() else {
                     break;
+                };
+                starts.push(async move { (language, self.launcher.launch(language, Purpose::Pool).await) });
+            }
+            if starts.is_empty() {
+                return;
+            }
+            tokio::select! {
+                Some((language, launched)) = starts.next() => self.settle(language, launched).await,
+                () = self.refill.notified() => {}
+            }
+        }
+    }
+
+    /// The language most short of its target, counted as started.
+    fn next_to_start(&self) -> Option<Language> {
+        self.with_state(|state| {
+            if state.closed {
+                return None;
+            }
+            let budget = state.memory_budget;
+            let grown_memory = state.grown_memory(&self.floors);
+            let (language, _) = self
+                .floors
+                .keys()
+                .filter_map(|language| {
+                    let target = self.target(state, *language, budget, grown_memory);
+                    let pool = state.language(*language);
+                    (!pool.backing_off() && pool.have() < target).then(|| (*language, pool.have() * 1000 / target))
+                })
+                .min_by_key(|(_, filled)| *filled)?;
+            state.language(language).starting += 1;
+            Some(language)
+        })
+    }
+
+    /// Puts a started container in the pool (or removes it, the pool being
+    /// closed), or notes why it could not start.
+    async fn settle(&self, language: Language, launched: Result<Sandbox, DockerError>) {
+        let leftover = self.with_state(|state| {
+            let closed = state.closed;
+            let pool = state.language(language);
+            pool.starting = pool.starting.saturating_sub(1);
+            match launched {
+                Ok(sandbox) if !closed => {
+                    pool.stats.last_error = None;
+                    pool.idle.push_back(sandbox);
+                    None
                 }
-                let launched = self.launcher.launch(*language, Purpose::Pool).await;
-                let leftover = self.with_state(|state| {
-                    if let Some(starting) = state.starting.get_mut(language) {
-                        *starting = starting.saturating_sub(1);
-                    }
-                    match launched {
-                        Ok(sandbox) if !state.closed => {
-                            state.stats.entry(*language).or_default().last_error = None;
-                            state.idle.entry(*language).or_default().push_back(sandbox);
-                            None
-                        }
-                        Ok(sandbox) => Some(sandbox),
-                        Err(error) => {
-                            tracing::warn!(language = %language, %error, "could not warm a pooled container");
-                            state.stats.entry(*language).or_default().last_error =
-                                Some((Instant::now(), error.to_string()));
-                            None
-                        }
-                    }
-                });
-                if let Some(sandbox) = leftover {
-                    sandbox.container.remove().await;
+                Ok(sandbox) => Some(sandbox),
+                Err(error) => {
+                    tracing::warn!(language = %language, %error, "could not warm a pooled container");
+                    pool.stats.last_error = Some((Instant::now(), error.to_string()));
+                    None
                 }
+            }
+        });
+        if let Some(sandbox) = leftover {
+            sandbox.container.remove().await;
+        }
+    }
+
+    /// Measures one idle container per language whose figure is missing
+    /// or old, for the memory budget and `sandbox_inspect`.
+    async fn measure_memory(&self) {
+        let due: Vec<(Language, String)> = self.with_state(|state| {
+            state
+                .languages
+                .iter()
+                .filter(|(_, pool)| pool.memory_each.is_none_or(|(_, at)| at.elapsed() >= MEASURE_EVERY))
+                .filter_map(|(language, pool)| Some((*language, pool.idle.front()?.container.id().to_string())))
+                .collect()
+        });
+        for (language, id) in due {
+            match self.launcher.engine().memory_in_use(&id).await {
+                Ok(Some(bytes)) => {
+                    self.with_state(|state| state.language(language).memory_each = Some((bytes, Instant::now())))
+                }
+                Ok(None) => {}
+                Err(error) => tracing::debug!(%error, language = %language, "could not measure a pooled container"),
             }
         }
     }
@@ -266,5 +485,54 @@ impl ContainerPool {
     fn with_state<T>(&self, f: impl FnOnce(&mut PoolState) -> T) -> T {
         let mut state = self.state.lock();
         f(&mut state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+
+    fn grown_by(grown: usize, starting: usize, memory_each_mib: u64) -> LanguagePool {
+        LanguagePool {
+            grown,
+            starting,
+            memory_each: Some((memory_each_mib * MIB, Instant::now())),
+            ..LanguagePool::default()
+        }
+    }
+
+    #[test]
+    fn the_configured_size_is_the_floor_whatever_the_budget() {
+        assert_eq!(grown_by(0, 0, 30).target(2, 0), 2);
+        assert_eq!(grown_by(5, 0, 30).target(2, 0), 2);
+    }
+
+    #[test]
+    fn misses_grow_the_target_while_the_memory_holds_it() {
+        assert_eq!(grown_by(10, 0, 30).target(2, 1024 * MIB), 12);
+        // 100 MiB left holds three more 30 MiB containers.
+        assert_eq!(grown_by(10, 0, 30).target(2, 100 * MIB), 5);
+        // Containers already starting count as held.
+        assert_eq!(grown_by(10, 4, 30).target(2, 60 * MIB), 6);
+    }
+
+    #[test]
+    fn an_unmeasured_language_is_assumed_large() {
+        let pool = LanguagePool {
+            grown: 10,
+            ..LanguagePool::default()
+        };
+        assert_eq!(pool.target(1, 4 * ASSUMED_MEMORY), 5);
+    }
+
+    #[test]
+    fn grown_memory_counts_what_is_beyond_each_floor() {
+        let mut state = PoolState::default();
+        state.languages.insert(Language::Python, grown_by(3, 5, 30));
+        state.languages.insert(Language::Bash, grown_by(0, 1, 10));
+        let floors = BTreeMap::from([(Language::Python, 2), (Language::Bash, 1)]);
+        assert_eq!(state.grown_memory(&floors), 3 * 30 * MIB);
     }
 }

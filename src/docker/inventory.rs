@@ -6,7 +6,9 @@ use super::{DockerEngine, is_not_found};
 use bollard::models::VolumeCreateRequest;
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder, StartContainerOptions,
+    StatsOptionsBuilder,
 };
+use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
 
 /// Run state of a container, as the engine reports it (its name is the
@@ -144,6 +146,38 @@ impl DockerEngine {
             Err(error) if is_not_found(&error) => Ok(None),
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// The memory a running container uses, in bytes, as `docker stats`
+    /// counts it: its cgroup's usage less the page cache it could drop.
+    /// `None` when the engine reports no figure (or the container is gone).
+    pub async fn memory_in_use(&self, id: &str) -> Result<Option<u64>, DockerError> {
+        let options = StatsOptionsBuilder::new().stream(false).one_shot(true).build();
+        let client = self.client().await?;
+        let mut stats = client.stats(id, Some(options));
+        let Some(reading) = stats.next().await else {
+            return Ok(None);
+        };
+        let memory = match reading {
+            Ok(reading) => reading.memory_stats,
+            Err(error) if is_not_found(&error) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        let Some(memory) = memory else {
+            return Ok(None);
+        };
+        let droppable = memory.stats.as_ref().and_then(|stats| {
+            ["total_inactive_file", "inactive_file"]
+                .iter()
+                .find_map(|key| stats.get(*key).copied())
+        });
+        Ok(memory.usage.map(|usage| usage.saturating_sub(droppable.unwrap_or(0))))
+    }
+
+    /// The engine machine's memory, in bytes, if it says.
+    pub async fn memory_total(&self) -> Result<Option<u64>, DockerError> {
+        let info = self.client().await?.info().await?;
+        Ok(info.mem_total.and_then(|total| u64::try_from(total).ok()))
     }
 
     pub async fn pause_sandbox(&self, id: &str) -> Result<(), DockerError> {
