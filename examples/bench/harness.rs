@@ -170,34 +170,49 @@ pub async fn execute_expecting(client: &Client, arguments: Value, stdout: &str) 
     Ok(structured)
 }
 
-/// One language's line of `sandbox_inspect` `pool`.
-pub async fn pool_entry(client: &Client, language: &str) -> Result<Value, BoxError> {
+/// The lines of `sandbox_inspect` `pool`, one per language.
+async fn pool_lines(client: &Client) -> Result<Vec<Value>, BoxError> {
     let state = call(client, "sandbox_inspect", json!({"target": "pool"})).await?;
     state["pool"]
         .as_array()
-        .and_then(|pool| pool.iter().find(|entry| entry["language"] == language))
         .cloned()
-        .ok_or_else(|| format!("no pool line for {language}: {state}").into())
+        .ok_or_else(|| format!("no pool in sandbox_inspect: {state}").into())
+}
+
+fn line_of(lines: &[Value], language: &str) -> Result<Value, BoxError> {
+    lines
+        .iter()
+        .find(|line| line["language"] == language)
+        .cloned()
+        .ok_or_else(|| format!("no pool line for {language}: {lines:?}").into())
+}
+
+/// One language's line of `sandbox_inspect` `pool`.
+pub async fn pool_entry(client: &Client, language: &str) -> Result<Value, BoxError> {
+    line_of(&pool_lines(client).await?, language)
 }
 
 /// Waits until the pool holds `count` idle containers for `language` (its
-/// target when `None`) and starts none, so the next execute is a hit and
-/// no start competes with it. Returns that pool line.
+/// target when `None`) and starts none for any language, so the next
+/// execute is a hit and no start competes with it. Returns the language's
+/// pool line.
 pub async fn wait_for_warm_pool(client: &Client, language: &str, count: Option<u64>) -> Result<Value, BoxError> {
     let deadline = Instant::now() + WARM_TIMEOUT;
     loop {
-        let entry = pool_entry(client, language).await?;
+        let lines = pool_lines(client).await?;
+        let entry = line_of(&lines, language)?;
         let wanted = count.or(entry["target"].as_u64()).unwrap_or(1);
         if wanted == 0 {
             return Err(format!("the pool keeps no {language} containers: {entry}").into());
         }
-        if entry["idle"].as_u64().unwrap_or(0) >= wanted && entry["starting"].as_u64() == Some(0) {
+        let starting_none = lines.iter().all(|line| line["starting"].as_u64() == Some(0));
+        if entry["idle"].as_u64().unwrap_or(0) >= wanted && starting_none {
             // Let the background removal of the previous container finish too.
             tokio::time::sleep(Duration::from_millis(100)).await;
             return Ok(entry);
         }
         if Instant::now() > deadline {
-            return Err(format!("the {language} pool never warmed: {entry}").into());
+            return Err(format!("the {language} pool never warmed: {lines:?}").into());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
