@@ -7,8 +7,9 @@
 # standard-library imports are all in the build cache is compiled and linked
 # by the toolchain's own compile and link, with the flags and build info go
 # build gives them, against the cached packages named in an import config.
-# Any other program, or any failure, takes `go build` (its messages are the
-# ones people see). The configs are in /opt/go-fast (the packages the image
+# Any other program, settings of the go command's own (GOFLAGS, GOARCH, a
+# go.mod…), or any failure, take `go build` (its messages are the ones
+# people see). The configs are in /opt/go-fast (the packages the image
 # warmed; the link's adds the build info, `modinfo`); a session keeps its
 # own copies in /tmp/go-fast and adds the standard packages of each program
 # `go build` built, so the next builds of those programs take the fast path
@@ -25,8 +26,26 @@ if [ "${3:-}" = session ]; then
     fi
 fi
 . "$fast/env"
+
+# True when go build would build with the image's settings (none changed
+# by the request's environment or `go env -w`) outside any module (a go.mod
+# or go.work from the working directory up sets the language version and
+# the requirements), as the fast path does.
+image_settings() {
+    [ "${GOFLAGS-}" = -buildvcs=false ] && [ "${CGO_ENABLED-}" = 0 ] && [ "${GOTOOLCHAIN-}" = local ] \
+        && [ -z "${GOOS-}${GOARCH-}${GOAMD64-}${GOEXPERIMENT-}${GO111MODULE-}${GOWORK-}${GOROOT-}${GOENV-}" ] \
+        && [ ! -e "${XDG_CONFIG_HOME:-${HOME:-/}/.config}/go/env" ] \
+        || return 1
+    dir=$PWD
+    while [ -n "$dir" ]; do
+        [ -e "$dir/go.mod" ] || [ -e "$dir/go.work" ] && return 1
+        dir=${dir%/*}
+    done
+    [ ! -e /go.mod ] && [ ! -e /go.work ]
+}
+
 # Build constraints, embedded files and GODEBUG settings are go build's.
-if ! grep -q -e '^//go:build' -e '^// +build' -e '//go:embed' -e '^//go:debug' "$src"; then
+if image_settings && ! grep -q -e '^//go:build' -e '^// +build' -e '//go:embed' -e '^//go:debug' "$src"; then
     if "$GO_TOOLDIR/compile" -o "$out.a" -p main -lang="$GO_LANG" -complete -nolocalimports \
         -importcfg "$config/importcfg" -pack "$src" >/dev/null 2>&1 \
         && GOROOT="$GO_ROOT" "$GO_TOOLDIR/link" -o "$out" -importcfg "$config/importcfg.link" \
