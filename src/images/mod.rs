@@ -91,6 +91,7 @@ const GO: ImageDefinition = ImageDefinition {
     files: &[
         ("warm.go", include_str!("../../images/go/warm.go")),
         ("go-install.sh", include_str!("../../images/go/go-install.sh")),
+        ("go-build.sh", include_str!("../../images/go/go-build.sh")),
     ],
 };
 const RUST: ImageDefinition = ImageDefinition {

@@ -1,23 +1,39 @@
-//! Go: `go build` then run. Code without `package main` gets one; code
-//! without `func main` is treated as the body of `main` (imports are kept
-//! at the top). The runner fixes the imports with goimports: always for
-//! code wrapped here, and for a full program when its build failed only on
-//! missing or unused imports (`images/runner/runner_imports.py`). The
-//! image carries a warm build cache for the standard library.
+//! Go: built (as `go build -ldflags="-s -w"` would) then run. Code without
+//! `package main` gets one; code without `func main` is treated as the body
+//! of `main` (imports are kept at the top). The runner fixes the imports
+//! with goimports: always for code wrapped here, and for a full program when
+//! its build failed only on missing or unused imports
+//! (`images/runner/runner_imports.py`). The image carries a warm build cache
+//! for the standard library, and `images/go/go-build.sh` compiles and links
+//! with the toolchain's compile and link straight when the program's
+//! standard packages are cached (the go command's own work is most of a
+//! small program's build), else with `go build`. A session's container
+//! keeps its build cache in `/tmp` between executes, and its list of cached
+//! packages grows with the programs it builds.
 
 use super::{ImportTool, Phase, Program, import_fixing_build, source_path, step, wrap_body};
 
+/// The build script in the Go image.
+const BUILD: &str = "/opt/sandbox/go-build.sh";
+
 pub(super) fn prepare(code: &str) -> Program {
+    program(code, &[])
+}
+
+/// A session's program: the build notes the standard packages `go build`
+/// compiled, so the session's next builds of them take the fast path.
+pub(super) fn prepare_cell(code: &str) -> Program {
+    program(code, &["session"])
+}
+
+fn program(code: &str, build_options: &[&str]) -> Program {
     let source = source_path("main.go");
     let binary = source_path("main");
     let (content, wrapped) = wrap(code);
+    let mut build = vec!["sh", BUILD, &binary, &source];
+    build.extend_from_slice(build_options);
     let steps = vec![
-        import_fixing_build(
-            &["go", "build", "-o", &binary, &source],
-            ImportTool::Goimports,
-            &source,
-            wrapped,
-        ),
+        import_fixing_build(&build, ImportTool::Goimports, &source, wrapped),
         step(Phase::Run, &[&binary]),
     ];
     Program::single_file("main.go", content, steps)
@@ -90,6 +106,19 @@ mod tests {
         assert_eq!(fix("fmt.Println(6 * 7)"), expected(true));
         assert_eq!(fix("package main\nfunc main() {}"), expected(false));
         assert_eq!(prepare("x").steps[1].fix_imports, None);
+    }
+
+    #[test]
+    fn sessions_keep_their_package_list() {
+        let argv = |program: Program| program.steps[0].argv.join(" ");
+        assert_eq!(
+            argv(prepare("x")),
+            "sh /opt/sandbox/go-build.sh /tmp/run/main /tmp/run/main.go"
+        );
+        assert_eq!(
+            argv(prepare_cell("x")),
+            "sh /opt/sandbox/go-build.sh /tmp/run/main /tmp/run/main.go session"
+        );
     }
 
     #[test]

@@ -112,14 +112,16 @@ impl Language {
 
     /// Turns user code into a request for the language's kernel: the files,
     /// any build step (TypeScript's type stripping) and the file the kernel runs.
-    /// Languages without a kernel get their normal build-and-run program.
+    /// Languages without a kernel (Go, Rust) get their build-and-run program
+    /// with the session's build caches.
     pub fn prepare_cell(self, code: &str) -> Program {
         match self {
             Language::Python => python::prepare_cell(code),
             Language::JavaScript => javascript::prepare_cell(code),
             Language::TypeScript => typescript::prepare_cell(code),
             Language::Bash => bash::prepare_cell(code),
-            Language::Go | Language::Rust => self.prepare(code),
+            Language::Go => go::prepare_cell(code),
+            Language::Rust => rust::prepare_cell(code),
         }
     }
 
