@@ -6,10 +6,11 @@
 //! died. The target follows demand: the configured size is the floor, each
 //! miss raises it by one (up to `pool_max_size`, and while the grown part's
 //! measured memory fits `pool_memory_mb`), and a minute without calls
-//! brings it back down. A miss starts a container on demand.
+//! brings it back down. A miss waits for a container the pool is already
+//! starting, if no earlier miss waits for it, else starts one on demand.
 
 use super::background::Background;
-use super::launcher::{Launcher, Purpose, Sandbox};
+use super::launcher::{Launcher, Purpose, READY_TIMEOUT, Sandbox};
 use crate::docker::DockerError;
 use crate::docker::labels;
 use crate::runtime::Language;
@@ -54,6 +55,8 @@ struct LanguageStats {
 struct LanguagePool {
     idle: VecDeque<Sandbox>,
     starting: usize,
+    /// Callers that missed and wait for one of the `starting` containers.
+    waiting: usize,
     stats: LanguageStats,
     /// Containers wanted beyond the configured size, from recent misses.
     grown: usize,
@@ -152,6 +155,24 @@ pub struct ContainerPool {
     max_size: usize,
     state: Mutex<PoolState>,
     refill: Notify,
+    /// Told when a start the pool made ends, ready or failed.
+    settled: Notify,
+}
+
+/// A caller waiting for a container the pool is starting; counted while
+/// it waits, however the wait ends.
+struct Waiting<'a> {
+    pool: &'a ContainerPool,
+    language: Language,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.pool.with_state(|state| {
+            let pool = state.language(self.language);
+            pool.waiting = pool.waiting.saturating_sub(1);
+        });
+    }
 }
 
 impl ContainerPool {
@@ -169,6 +190,7 @@ impl ContainerPool {
                 ..PoolState::default()
             }),
             refill: Notify::new(),
+            settled: Notify::new(),
         })
     }
 
@@ -203,7 +225,7 @@ impl ContainerPool {
     /// one (a hit), else a new one (a miss, which also grows the pool).
     pub async fn acquire(&self, language: Language) -> Result<Sandbox, DockerError> {
         let started = Instant::now();
-        let warm = self.take_idle(language);
+        let mut warm = self.take_idle(language);
         let hit = warm.is_some();
         if !hit {
             let room = self.room_to_grow(language);
@@ -212,8 +234,12 @@ impl ContainerPool {
                 pool.grown = (pool.grown + 1).min(room);
             });
         }
-        // The refill starts now, alongside this call's own start on a miss.
         self.refill.notify_one();
+        // A miss takes a container the pool is already starting, when no
+        // earlier miss waits for it: it is ready sooner than a new one.
+        while warm.is_none() && self.wait_for_a_start(language).await {
+            warm = self.take_idle(language);
+        }
         let result = match warm {
             Some(sandbox) => Ok(sandbox),
             None => self.launcher.launch(language, Purpose::Pool).await,
@@ -229,6 +255,28 @@ impl ContainerPool {
             pool.stats.acquire_total += started.elapsed();
         });
         result
+    }
+
+    /// Waits until a container the pool is starting for `language` is
+    /// ready (or failed), if there is one no other caller waits for;
+    /// false when there is none.
+    async fn wait_for_a_start(&self, language: Language) -> bool {
+        let settled = self.settled.notified();
+        tokio::pin!(settled);
+        settled.as_mut().enable();
+        let promised = self.with_state(|state| {
+            let pool = state.language(language);
+            let free = pool.waiting < pool.starting;
+            if free {
+                pool.waiting += 1;
+            }
+            free
+        });
+        if !promised {
+            return false;
+        }
+        let _waiting = Waiting { pool: self, language };
+        tokio::time::timeout(READY_TIMEOUT, settled).await.is_ok()
     }
 
     /// Figures per language.
@@ -455,6 +503,7 @@ impl ContainerPool {
                 }
             }
         });
+        self.settled.notify_waiters();
         if let Some(sandbox) = leftover {
             sandbox.container.remove().await;
         }
