@@ -10,6 +10,7 @@ use multilang_sandbox::images::ImageBuilder;
 use multilang_sandbox::mcp::tasks::TaskRegistry;
 use multilang_sandbox::mcp::{SandboxServer, http};
 use multilang_sandbox::security::audit::{AuditEvent, AuditLog};
+use multilang_sandbox::security::policy::{self, PolicyMode};
 use rmcp::ServiceExt;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -190,6 +191,10 @@ fn init_logging() {
 fn start_executor(config: &Arc<Config>, transport: &str) -> (Arc<Executor>, String) {
     let instance_id = uuid::Uuid::new_v4().to_string();
     tracing::info!(instance = %instance_id, version = env!("CARGO_PKG_VERSION"), transport, "multilang-sandbox starting");
+    if config.policy != PolicyMode::Off {
+        // Otherwise the first execute would compile the code policy's rules.
+        policy::compile();
+    }
     let engine = Arc::new(DockerEngine::new());
     let executor = Arc::new(Executor::new(engine, config.clone(), instance_id.clone()));
     executor.audit().record(AuditEvent::ServerStart {

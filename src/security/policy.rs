@@ -127,6 +127,13 @@ const RULES: &[(&str, &str, &[Language], &str)] = &[
     ),
 ];
 
+/// Compiles the rules now (about 1.5 ms), so that the first execute does
+/// not wait for it; the server calls this before it answers `initialize`.
+/// Returns how many rules compiled.
+pub fn compile() -> usize {
+    rules().len()
+}
+
 fn rules() -> &'static [Rule] {
     static COMPILED: OnceLock<Vec<Rule>> = OnceLock::new();
     COMPILED.get_or_init(|| {
@@ -177,7 +184,7 @@ mod tests {
 
     #[test]
     fn every_rule_compiles() {
-        assert_eq!(rules().len(), RULES.len());
+        assert_eq!(compile(), RULES.len());
     }
 
     #[test]
