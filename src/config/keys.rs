@@ -240,7 +240,7 @@ pub static KEYS: &[Key] = &[
     Key {
         name: "pool_max_size",
         kind: Kind::Number,
-        default: KeyDefault::Value("24"),
+        default: KeyDefault::Value("32"),
         doc: "most warm containers per language when calls come faster than the pool refills; \
               it shrinks back to `pool_size` after a minute without calls",
         set: |config, value, label| number(value, label).map(|value| config.pool_max_size = value),

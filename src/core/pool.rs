@@ -2,12 +2,13 @@
 //! (and its kernel, or a `node` waiting for its program) loaded and waiting
 //! on stdin. A pooled container serves exactly one stateless execute and is
 //! then removed. A background task keeps each language topped up to its
-//! target, starting several containers at once, and drops containers that
-//! died. The target follows demand: the configured size is the floor, each
-//! miss raises it by one (up to `pool_max_size`, and while the grown part's
-//! measured memory fits `pool_memory_mb`), and a minute without calls
-//! brings it back down. A miss waits for a container the pool is already
-//! starting, if no earlier miss waits for it, else starts one on demand.
+//! target, starting one container per engine CPU at once, and drops those
+//! that died. The target follows demand: the configured size is the floor,
+//! a miss raises it to the number of calls of the last 10 s (up to
+//! `pool_max_size`, and while the grown part's measured memory fits
+//! `pool_memory_mb`), and a minute without calls brings it back down. A
+//! miss waits for a container the pool is already starting, if no earlier
+//! miss waits for it, else starts one on demand.
 
 use super::background::Background;
 use super::launcher::{Launcher, Purpose, READY_TIMEOUT, Sandbox};
@@ -31,9 +32,14 @@ const RETRY_AFTER: Duration = Duration::from_secs(30);
 /// removed) and is older than this is an orphan of a server that died
 /// mid-start; any server removes it.
 const ORPHAN_AGE: Duration = Duration::from_secs(120);
-/// Containers the pool starts at once: more only queue in the engine (on
-/// a 2-core machine, 4 parallel starts finish sooner than 2 or 8).
-const PARALLEL_STARTS: usize = 4;
+/// Containers the pool starts at once: one per CPU of the engine's machine
+/// within these bounds (more only queue in the engine, and take the CPU the
+/// calls being served need: on 2 cores, 2 at once served calls right after
+/// a burst faster than 4).
+const PARALLEL_STARTS: (usize, usize) = (2, 8);
+/// A miss grows the pool to the number of calls that came within this
+/// span: the demand the pool did not keep up with.
+const DEMAND_WINDOW: Duration = Duration::from_secs(10);
 /// A language whose pool grew shrinks after this long without a call,
 /// halving what it grew by at each check.
 const SHRINK_AFTER: Duration = Duration::from_secs(60);
@@ -60,7 +66,9 @@ struct LanguagePool {
     stats: LanguageStats,
     /// Containers wanted beyond the configured size, from recent misses.
     grown: usize,
-    last_call: Option<Instant>,
+    /// When the latest calls came, newest last (no more than the pool's
+    /// largest size are kept).
+    calls: VecDeque<Instant>,
     /// One idle container's memory in bytes, and when it was measured.
     memory_each: Option<(u64, Instant)>,
 }
@@ -68,6 +76,21 @@ struct LanguagePool {
 impl LanguagePool {
     fn have(&self) -> usize {
         self.idle.len() + self.starting
+    }
+
+    fn note_call(&mut self, keep: usize) {
+        self.calls.push_back(Instant::now());
+        while self.calls.len() > keep.max(1) {
+            self.calls.pop_front();
+        }
+    }
+
+    fn calls_within(&self, window: Duration) -> usize {
+        self.calls.iter().rev().take_while(|at| at.elapsed() < window).count()
+    }
+
+    fn quiet_for(&self, span: Duration) -> bool {
+        self.calls.back().is_none_or(|at| at.elapsed() >= span)
     }
 
     fn memory_each(&self) -> u64 {
@@ -95,6 +118,8 @@ struct PoolState {
     closed: bool,
     /// Memory the grown part of the pool may use, in bytes.
     memory_budget: u64,
+    /// Containers started at once.
+    parallel_starts: usize,
 }
 
 impl PoolState {
@@ -187,6 +212,7 @@ impl ContainerPool {
             max_size,
             state: Mutex::new(PoolState {
                 memory_budget,
+                parallel_starts: PARALLEL_STARTS.0,
                 ..PoolState::default()
             }),
             refill: Notify::new(),
@@ -206,7 +232,7 @@ impl ContainerPool {
                 Ok(removed) => tracing::info!(removed, "removed orphaned pool containers"),
                 Err(error) => tracing::debug!(%error, "orphan sweep skipped"),
             }
-            pool.limit_budget_to_engine().await;
+            pool.size_to_engine().await;
             while !pool.is_closed() && !stop.is_stopping() {
                 pool.drop_dead();
                 pool.shrink_when_quiet().await;
@@ -228,11 +254,7 @@ impl ContainerPool {
         let mut warm = self.take_idle(language);
         let hit = warm.is_some();
         if !hit {
-            let room = self.room_to_grow(language);
-            self.with_state(|state| {
-                let pool = state.language(language);
-                pool.grown = (pool.grown + 1).min(room);
-            });
+            self.grow(language);
         }
         self.refill.notify_one();
         // A miss takes a container the pool is already starting, when no
@@ -246,7 +268,7 @@ impl ContainerPool {
         };
         self.with_state(|state| {
             let pool = state.language(language);
-            pool.last_call = Some(Instant::now());
+            pool.note_call(self.max_size);
             if hit {
                 pool.stats.hits += 1;
             } else {
@@ -255,6 +277,18 @@ impl ContainerPool {
             pool.stats.acquire_total += started.elapsed();
         });
         result
+    }
+
+    /// After a miss: the pool aims to hold as many containers as calls came
+    /// in the last [`DEMAND_WINDOW`] (this one included), within its room.
+    fn grow(&self, language: Language) {
+        let room = self.room_to_grow(language);
+        let floor = self.floor(language);
+        self.with_state(|state| {
+            let pool = state.language(language);
+            let demand = pool.calls_within(DEMAND_WINDOW) + 1;
+            pool.grown = pool.grown.max(demand.saturating_sub(floor)).max(1).min(room);
+        });
     }
 
     /// Waits until a container the pool is starting for `language` is
@@ -376,12 +410,19 @@ impl ContainerPool {
         }
     }
 
-    /// The engine's memory bounds the budget: at most a quarter of it.
-    async fn limit_budget_to_engine(&self) {
-        match self.launcher.engine().memory_total().await {
-            Ok(Some(total)) => self.with_state(|state| state.memory_budget = state.memory_budget.min(total / 4)),
-            Ok(None) => {}
-            Err(error) => tracing::debug!(%error, "could not read the engine's memory"),
+    /// The engine's machine bounds the memory budget (at most a quarter of
+    /// its memory) and sets how many containers start at once.
+    async fn size_to_engine(&self) {
+        match self.launcher.engine().capacity().await {
+            Ok(capacity) => self.with_state(|state| {
+                if let Some(total) = capacity.memory_bytes {
+                    state.memory_budget = state.memory_budget.min(total / 4);
+                }
+                if let Some(cpus) = capacity.cpus {
+                    state.parallel_starts = cpus.clamp(PARALLEL_STARTS.0, PARALLEL_STARTS.1);
+                }
+            }),
+            Err(error) => tracing::debug!(%error, "could not read the engine's capacity"),
         }
     }
 
@@ -417,8 +458,7 @@ impl ContainerPool {
         let surplus: Vec<Sandbox> = self.with_state(|state| {
             let mut surplus = Vec::new();
             for (language, pool) in &mut state.languages {
-                let quiet = pool.last_call.is_none_or(|at| at.elapsed() >= SHRINK_AFTER);
-                if !quiet || pool.grown == 0 {
+                if !pool.quiet_for(SHRINK_AFTER) || pool.grown == 0 {
                     continue;
                 }
                 pool.grown /= 2;
@@ -438,13 +478,14 @@ impl ContainerPool {
         futures::future::join_all(surplus.into_iter().map(|sandbox| sandbox.container.remove())).await;
     }
 
-    /// Starts containers, up to [`PARALLEL_STARTS`] at once, until every
+    /// Starts containers, as many at once as the engine has CPUs, until every
     /// language reaches its target; a call that misses meanwhile raises
     /// the target and is seen at once.
     async fn fill(&self, stop: &Background) {
         let mut starts = FuturesUnordered::new();
+        let parallel = self.with_state(|state| state.parallel_starts);
         loop {
-            while starts.len() < PARALLEL_STARTS && !stop.is_stopping() {
+            while starts.len() < parallel && !stop.is_stopping() {
                 let Some(language) = self.next_to_start() else {
                     break;
                 };
@@ -574,6 +615,19 @@ mod tests {
             ..LanguagePool::default()
         };
         assert_eq!(pool.target(1, 4 * ASSUMED_MEMORY), 5);
+    }
+
+    #[test]
+    fn recent_calls_are_counted_within_a_window_and_kept_bounded() {
+        let mut pool = LanguagePool::default();
+        assert!(pool.quiet_for(SHRINK_AFTER));
+        for _ in 0..5 {
+            pool.note_call(3);
+        }
+        assert_eq!(pool.calls.len(), 3);
+        assert_eq!(pool.calls_within(DEMAND_WINDOW), 3);
+        assert_eq!(pool.calls_within(Duration::ZERO), 0);
+        assert!(!pool.quiet_for(SHRINK_AFTER));
     }
 
     #[test]

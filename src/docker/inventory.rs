@@ -86,6 +86,13 @@ impl VolumeBacking {
     }
 }
 
+/// What the engine's machine has, for sizing the warm pool.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EngineCapacity {
+    pub memory_bytes: Option<u64>,
+    pub cpus: Option<usize>,
+}
+
 impl DockerEngine {
     /// Containers (any state) carrying every `key=value` label given.
     pub async fn list_sandboxes(&self, labels: &[(&str, &str)]) -> Result<Vec<SandboxInfo>, DockerError> {
@@ -174,10 +181,13 @@ impl DockerEngine {
         Ok(memory.usage.map(|usage| usage.saturating_sub(droppable.unwrap_or(0))))
     }
 
-    /// The engine machine's memory, in bytes, if it says.
-    pub async fn memory_total(&self) -> Result<Option<u64>, DockerError> {
+    /// The engine machine's memory in bytes and its CPUs, as far as it says.
+    pub async fn capacity(&self) -> Result<EngineCapacity, DockerError> {
         let info = self.client().await?.info().await?;
-        Ok(info.mem_total.and_then(|total| u64::try_from(total).ok()))
+        Ok(EngineCapacity {
+            memory_bytes: info.mem_total.and_then(|total| u64::try_from(total).ok()),
+            cpus: info.ncpu.and_then(|cpus| usize::try_from(cpus).ok()),
+        })
     }
 
     pub async fn pause_sandbox(&self, id: &str) -> Result<(), DockerError> {
