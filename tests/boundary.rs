@@ -250,22 +250,26 @@ async fn session_names_never_share_or_squat_volumes() {
     for name in &names {
         session(&client, json!({"action": "destroy", "name": name})).await;
     }
-    let options = bollard::query_parameters::ListVolumesOptionsBuilder::default()
-        .filters(&std::collections::HashMap::from([(
-            "name".to_string(),
-            vec![format!("multilang-sandbox-session-{base}")],
-        )]))
-        .build();
-    let left = docker
-        .list_volumes(Some(options))
-        .await
-        .expect("cannot list volumes")
-        .volumes
-        .unwrap_or_default();
+    // Destroy answers at once; the volumes go in the background.
+    let list = || async {
+        let options = bollard::query_parameters::ListVolumesOptionsBuilder::default()
+            .filters(&std::collections::HashMap::from([(
+                "name".to_string(),
+                vec![format!("multilang-sandbox-session-{base}")],
+            )]))
+            .build();
+        docker
+            .list_volumes(Some(options))
+            .await
+            .expect("cannot list volumes")
+            .volumes
+            .unwrap_or_default()
+    };
+    let gone = eventually(std::time::Duration::from_secs(30), || async { list().await.is_empty() }).await;
     assert!(
-        left.is_empty(),
+        gone,
         "volumes left behind: {:?}",
-        left.iter().map(|volume| &volume.name).collect::<Vec<_>>()
+        list().await.iter().map(|volume| &volume.name).collect::<Vec<_>>()
     );
     client.cancel().await.ok();
 }

@@ -8,7 +8,7 @@ mod common;
 
 use common::origin::{Origin, docker, note, pip_index_hosts, python_fetch, stdout};
 use common::{
-    TestSession, execute_with, instance_label, kill_nine, require_docker, session, session_network,
+    TestSession, eventually, execute_with, instance_label, kill_nine, require_docker, session, session_network,
     start_server_process, tool_error_text, unique_name,
 };
 use serde_json::{Value, json};
@@ -266,9 +266,11 @@ fn main() {{
     // Destroy removes the session's network and its holder.
     let network =
         session_network(&format!("multilang-sandbox-session-{granted}")).expect("the session's network label");
+    // (in the background, just after destroy answers).
     session(&client, json!({"action": "destroy", "name": granted})).await;
-    let left = docker(&["network", "ls", "-q", "--filter", &format!("name=^{network}$")]);
-    assert!(left.is_empty(), "the session's network is still there");
+    let left = || docker(&["network", "ls", "-q", "--filter", &format!("name=^{network}$")]);
+    let gone = eventually(Duration::from_secs(30), || async { left().is_empty() }).await;
+    assert!(gone, "the session's network is still there");
     let holder = docker(&["ps", "-aq", "--filter", &format!("name=^{network}$")]);
     assert!(holder.is_empty(), "the session's network holder is still there");
 

@@ -345,7 +345,13 @@ async fn destroying_a_session_during_an_execute_ends_both_cleanly() {
         .expect("the execute task did not panic");
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_eq!(execute.is_error, Some(true), "{}", text_of(&execute));
-    let left = sandbox_containers(&docker, &[&format!("multilang-sandbox.session={name}")]).await;
+    // Destroy answers at once; the container is removed in the background.
+    let left = wait_for_none(
+        &docker,
+        &[&format!("multilang-sandbox.session={name}")],
+        Duration::from_secs(30),
+    )
+    .await;
     assert!(left.is_empty(), "{left:?}");
     still_answers(&client).await;
     if let Ok(client) = std::sync::Arc::try_unwrap(client) {

@@ -209,3 +209,54 @@ async fn a_pool_grows_only_as_far_as_its_memory_budget() {
     assert_eq!(python["target"], 1, "{python}");
     client.cancel().await.ok();
 }
+
+#[tokio::test]
+async fn a_destroy_cut_short_by_a_killed_server_is_finished_by_the_next() {
+    let docker = require_docker().await;
+    let (first, pid) = start_server_process(&[("MULTILANG_SANDBOX_POOL_SIZE", "0")]).await;
+    let name = create_session(&first, "cutshort", "python").await;
+    let container = format!("multilang-sandbox-session-{name}");
+    let id = docker
+        .inspect_container(&container, None)
+        .await
+        .expect("the session's container")
+        .id
+        .expect("an id");
+    let volumes = mounted_volumes(&docker, &id).await;
+    kill_nine(pid);
+    drop(first);
+    // What a destroy leaves when its server dies before the removal: the
+    // container under its tombstone name.
+    let tombstone = format!("multilang-sandbox-removing-{}", &id[..12]);
+    docker
+        .rename_container(
+            &id,
+            bollard::query_parameters::RenameContainerOptionsBuilder::default()
+                .name(&tombstone)
+                .build(),
+        )
+        .await
+        .expect("rename");
+
+    let second = start_server_with_env(&[("MULTILANG_SANDBOX_POOL_SIZE", "0")]).await;
+    let listed = session(&second, json!({"action": "list"})).await;
+    assert!(
+        !listed["sessions"]
+            .as_array()
+            .expect("sessions")
+            .iter()
+            .any(|listed| listed["name"] == name.as_str()),
+        "a destroyed session is not listed: {listed}"
+    );
+    let gone = eventually(Duration::from_secs(30), || async {
+        docker.inspect_container(&id, None).await.is_err()
+    })
+    .await;
+    assert!(gone, "the new server did not remove {tombstone}");
+    let volumes_gone = eventually(Duration::from_secs(30), || async {
+        session_volumes(&docker, &name).await.is_empty()
+    })
+    .await;
+    assert!(volumes_gone, "its volumes are still there: {volumes:?}");
+    second.cancel().await.ok();
+}

@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use serde_json::json;
+use std::time::Duration;
 
 const NO_POOL: (&str, &str) = ("MULTILANG_SANDBOX_POOL_SIZE", "0");
 
@@ -301,7 +302,13 @@ async fn short_ttl_sessions_are_garbage_collected() {
     assert_eq!(gone.is_error, Some(true));
     assert!(text_of(&gone).contains("no session named"), "{}", text_of(&gone));
     let docker = require_docker().await;
-    let left = sandbox_containers(&docker, &[&format!("multilang-sandbox.session={name}")]).await;
+    // Removed in the background, soon after.
+    let left = wait_for_none(
+        &docker,
+        &[&format!("multilang-sandbox.session={name}")],
+        Duration::from_secs(30),
+    )
+    .await;
     assert!(left.is_empty(), "expired session container left: {left:?}");
     client.cancel().await.ok();
 }
@@ -383,5 +390,59 @@ async fn bad_session_requests_are_clear_tool_errors() {
     )
     .await;
     assert!(text_of(&result).contains("no session named"), "{}", text_of(&result));
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn a_destroyed_name_is_free_at_once_and_its_container_goes_later() {
+    let docker = require_docker().await;
+    let client = start_server_with_env(&[NO_POOL]).await;
+    let name = create_session(&client, "again", "python").await;
+    execute_in(&client, &name, "python", "left = 'old'").await;
+    let container = format!("multilang-sandbox-session-{name}");
+    let old = docker
+        .inspect_container(&container, None)
+        .await
+        .expect("the session's container")
+        .id
+        .expect("an id");
+    let old_volumes = mounted_volumes(&docker, &old).await;
+    assert_eq!(old_volumes.len(), 3, "{old_volumes:?}");
+
+    destroy(&client, &name).await;
+    // No wait: the name is free as soon as destroy answers.
+    session(&client, json!({"action": "create", "name": name, "language": "python"})).await;
+    let result = execute_in(&client, &name, "python", "print('left' in globals())").await;
+    assert_eq!(result["stdout"], "False\n", "a new session, not the old one: {result}");
+    let listed = session(&client, json!({"action": "list"})).await;
+    let same: Vec<_> = listed["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter(|listed| listed["name"] == name.as_str())
+        .collect();
+    assert_eq!(same.len(), 1, "the destroyed one is not listed: {listed}");
+
+    // The old container and its volumes go in the background.
+    let gone = eventually(Duration::from_secs(30), || async {
+        docker.inspect_container(&old, None).await.is_err()
+    })
+    .await;
+    assert!(gone, "the destroyed session's container {old} is still there");
+    let volumes_gone = eventually(Duration::from_secs(30), || async {
+        let now = session_volumes(&docker, &name).await;
+        old_volumes.iter().all(|volume| !now.contains(volume))
+    })
+    .await;
+    assert!(
+        volumes_gone,
+        "the destroyed session's volumes are still there: {old_volumes:?}"
+    );
+    assert_eq!(
+        session_volumes(&docker, &name).await.len(),
+        3,
+        "the new session's volumes stay"
+    );
+    destroy(&client, &name).await;
     client.cancel().await.ok();
 }

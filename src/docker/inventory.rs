@@ -1,12 +1,12 @@
 //! What exists on the engine: listing and inspecting sandbox containers by
-//! label, pausing and resuming them, and session workspace volumes.
+//! label, pausing, resuming and renaming them, and session workspace volumes.
 
 use super::DockerError;
 use super::{DockerEngine, is_not_found};
-use bollard::models::VolumeCreateRequest;
+use bollard::models::{MountPoint, VolumeCreateRequest};
 use bollard::query_parameters::{
-    ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder, StartContainerOptions,
-    StatsOptionsBuilder,
+    ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder, RenameContainerOptionsBuilder,
+    StartContainerOptions, StatsOptionsBuilder,
 };
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -56,6 +56,38 @@ pub struct SandboxInfo {
     pub created: Option<i64>,
     /// The image the container was created from.
     pub image: Option<String>,
+    /// The container's name (without Docker's leading `/`).
+    pub name: Option<String>,
+    /// The named volumes mounted into it.
+    pub volumes: Vec<MountedVolume>,
+}
+
+/// A named volume mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountedVolume {
+    pub name: String,
+    /// Where it is mounted inside the container.
+    pub target: String,
+}
+
+/// The named volumes among a container's mounts.
+fn mounted_volumes(mounts: Option<Vec<MountPoint>>) -> Vec<MountedVolume> {
+    mounts
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|mount| mount.typ.as_deref() == Some("volume"))
+        .filter_map(|mount| {
+            Some(MountedVolume {
+                name: mount.name?,
+                target: mount.destination?,
+            })
+        })
+        .collect()
+}
+
+/// A container name as Docker reports it, without the leading `/`.
+fn container_name(name: &str) -> String {
+    name.trim_start_matches('/').to_string()
 }
 
 /// What a volume's files are stored on.
@@ -115,6 +147,10 @@ impl DockerEngine {
                     labels: summary.labels.unwrap_or_default(),
                     created: summary.created,
                     image: summary.image,
+                    name: summary
+                        .names
+                        .and_then(|names| names.first().map(|name| container_name(name))),
+                    volumes: mounted_volumes(summary.mounts),
                 })
             })
             .collect())
@@ -149,6 +185,8 @@ impl DockerEngine {
                     .unwrap_or(ContainerState::Unknown),
                 labels: inspect.config.and_then(|config| config.labels).unwrap_or_default(),
                 created: None,
+                name: inspect.name.as_deref().map(container_name),
+                volumes: mounted_volumes(inspect.mounts),
             })),
             Err(error) if is_not_found(&error) => Ok(None),
             Err(error) => Err(error.into()),
@@ -236,6 +274,37 @@ impl DockerEngine {
             self.remove_volume(&volume.name).await?;
         }
         Ok(())
+    }
+
+    /// Names and labels of the volumes carrying every `key=value` label
+    /// given that no container uses.
+    pub async fn unused_volumes(
+        &self,
+        labels: &[(&str, &str)],
+    ) -> Result<Vec<(String, HashMap<String, String>)>, DockerError> {
+        let client = self.client().await?;
+        let filters: Vec<String> = labels.iter().map(|(key, value)| format!("{key}={value}")).collect();
+        let options = ListVolumesOptionsBuilder::default()
+            .filters(&HashMap::from([
+                ("label".to_string(), filters),
+                ("dangling".to_string(), vec!["true".to_string()]),
+            ]))
+            .build();
+        let volumes = client.list_volumes(Some(options)).await?.volumes.unwrap_or_default();
+        Ok(volumes.into_iter().map(|volume| (volume.name, volume.labels)).collect())
+    }
+
+    /// Renames a container. `Ok(false)`: it is gone, or the name is taken
+    /// (another server renamed it first).
+    pub async fn rename_sandbox(&self, id: &str, name: &str) -> Result<bool, DockerError> {
+        let client = self.client().await?;
+        let options = RenameContainerOptionsBuilder::default().name(name).build();
+        match client.rename_container(id, options).await {
+            Ok(()) => Ok(true),
+            Err(error) if is_not_found(&error) => Ok(false),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Removes a volume; an absent volume is fine.

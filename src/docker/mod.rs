@@ -16,7 +16,7 @@ pub use container::{BindMount, ContainerLimits, NetworkAccess, SandboxContainer,
 pub use error::{DockerError, EngineFailure};
 pub use holder::HolderSpec;
 pub use images::{BuildContext, BuildEvent, ImageInfo};
-pub use inventory::{ContainerState, EngineCapacity, SandboxInfo, VolumeBacking};
+pub use inventory::{ContainerState, EngineCapacity, MountedVolume, SandboxInfo, VolumeBacking};
 pub use network::{IsolatedNetwork, NetworkMembers};
 
 use bollard::Docker;

@@ -342,3 +342,59 @@ pub fn execute_call(id: u64, code: &[u8]) -> Vec<u8> {
     line.extend_from_slice(b"}}}");
     line
 }
+
+/// Names of the volumes (in use or not) labelled with session `name`.
+pub async fn session_volumes(docker: &Docker, name: &str) -> Vec<String> {
+    let options = bollard::query_parameters::ListVolumesOptionsBuilder::default()
+        .filters(&HashMap::from([(
+            "label".to_string(),
+            vec![format!("multilang-sandbox.session={name}")],
+        )]))
+        .build();
+    let mut names: Vec<String> = docker
+        .list_volumes(Some(options))
+        .await
+        .expect("cannot list volumes")
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|volume| volume.name)
+        .collect();
+    names.sort();
+    names
+}
+
+/// Names of the named volumes mounted into container `id`.
+pub async fn mounted_volumes(docker: &Docker, id: &str) -> Vec<String> {
+    let inspected = docker
+        .inspect_container(id, None)
+        .await
+        .expect("cannot inspect the container");
+    let mut names: Vec<String> = inspected
+        .mounts
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|mount| mount.name)
+        .collect();
+    names.sort();
+    names
+}
+
+/// Polls `check` every 100 ms until it returns true or `limit` passes;
+/// returns its last answer.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -209,6 +209,11 @@ impl EgressGateway {
         self.ledger.lock().unbind(owner);
     }
 
+    /// Forgets `owner` entirely, its totals too (its sandbox is being removed).
+    pub fn release(&self, owner: &Owner) {
+        self.ledger.lock().release(owner);
+    }
+
     /// Lets `asker` be asked about connections of `owner` outside its
     /// grants (when `egress.ask` is on) until the guard is dropped: an
     /// execute registers its client while it runs.

@@ -129,6 +129,12 @@ impl EgressGateway {
         self.remove_network(network).await
     }
 
+    /// Removes a network and its holder whose sandbox is gone, once its
+    /// owner was released (a destroyed session).
+    pub async fn remove_unused_network(&self, network: &str) -> Result<(), DockerError> {
+        self.remove_network(network).await
+    }
+
     /// Removes sandbox networks nothing uses any more: ones whose server
     /// died before removing them (its spares, or a stateless execute's),
     /// or whose session is gone. Returns how many.

@@ -3,7 +3,7 @@
 use super::super::launcher::Purpose;
 use super::super::session_store::SessionRecord;
 use super::labels::{
-    NAME_PREFIX, VOLUME_KIND, mounts_label, outputs_volume, packages_volume, validate_name, workspace_volume,
+    NAME_PREFIX, OUTPUTS, PACKAGES, VOLUME_KIND, WORKSPACE, mounts_label, session_volume, validate_name,
 };
 use super::{NewSession, SessionHandle, SessionInfo, SessionManager};
 use crate::clock::unix_now;
@@ -11,8 +11,7 @@ use crate::config::SessionStorage;
 use crate::core::egress::{OpenedNetwork, Owner};
 use crate::core::error::SessionError;
 use crate::docker::DockerError;
-use crate::docker::{BindMount, DockerEngine, VolumeBacking, VolumeMount, labels};
-use crate::runtime::packages::SESSION_ROOT;
+use crate::docker::{BindMount, VolumeBacking, VolumeMount, labels};
 use crate::security::audit::{AuditEvent, MountRecord, SessionEvent};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -58,7 +57,8 @@ impl SessionManager {
         let engine = self.launcher.engine();
         let container_name = format!("{NAME_PREFIX}{name}");
         let existing = engine.list_sandboxes(&[(labels::KIND, "session")]).await?;
-        if existing.len() >= config.max_sessions {
+        let live = existing.into_iter().filter_map(|info| self.facts(info)).count();
+        if live >= config.max_sessions {
             return Err(SessionError::TooMany {
                 max: config.max_sessions,
             });
@@ -67,6 +67,7 @@ impl SessionManager {
         let volume_labels = HashMap::from([
             (labels::KIND.to_string(), VOLUME_KIND.to_string()),
             (labels::SESSION.to_string(), name.to_string()),
+            (labels::CREATED.to_string(), created.to_string()),
         ]);
         let storage = config.session_storage;
         let (files_backing, outputs_backing, extra_memory_mb) = match storage {
@@ -81,19 +82,18 @@ impl SessionManager {
             ),
             SessionStorage::Disk => (VolumeBacking::Disk, VolumeBacking::Disk, 0),
         };
-        // Volumes left by an earlier session of this name (a failed removal)
-        // would be reused with their old options: start from none.
-        remove_session_volumes(engine, name).await?;
+        // Named for this container alone: the volumes of a destroyed session
+        // of this name may still be being removed.
+        let instance = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let volume = |(folder, _): (&str, &str)| session_volume(name, &instance, folder);
+        let volume_names = [volume(WORKSPACE), volume(PACKAGES), volume(OUTPUTS)];
         let volumes_made = async {
-            engine
-                .create_volume(&workspace_volume(name), &volume_labels, files_backing)
-                .await?;
-            engine
-                .create_volume(&packages_volume(name), &volume_labels, VolumeBacking::Disk)
-                .await?;
-            engine
-                .create_volume(&outputs_volume(name), &volume_labels, outputs_backing)
-                .await
+            tokio::try_join!(
+                engine.create_volume(&volume_names[0], &volume_labels, files_backing),
+                engine.create_volume(&volume_names[1], &volume_labels, VolumeBacking::Disk),
+                engine.create_volume(&volume_names[2], &volume_labels, outputs_backing),
+            )
+            .map(|_| ())
         };
         let owner = Owner::Session(name.to_string());
         let mut extra_labels = HashMap::from([
@@ -121,12 +121,15 @@ impl SessionManager {
         let network = match (volumes, opened) {
             (Ok(()), Ok(network)) => network,
             (Err(error), opened) => {
-                self.discard(name, opened.ok().flatten().as_ref().map(|network| (network, &owner)))
-                    .await;
+                self.discard(
+                    &volume_names,
+                    opened.ok().flatten().as_ref().map(|network| (network, &owner)),
+                )
+                .await;
                 return Err(error.into());
             }
             (Ok(()), Err(error)) => {
-                self.discard(name, None).await;
+                self.discard(&volume_names, None).await;
                 return Err(error.into());
             }
         };
@@ -139,11 +142,11 @@ impl SessionManager {
             name,
             container_name: &container_name,
             volumes: vec![
-                mount(workspace_volume(name), "/workspace", false),
+                mount(volume_names[0].clone(), WORKSPACE.1, false),
                 // Only install containers write packages: code cannot fill
                 // this disk-backed volume.
-                mount(packages_volume(name), SESSION_ROOT, true),
-                mount(outputs_volume(name), "/outputs", false),
+                mount(volume_names[1].clone(), PACKAGES.1, true),
+                mount(volume_names[2].clone(), OUTPUTS.1, false),
             ],
             extra_memory_mb,
             binds: folders
@@ -161,16 +164,13 @@ impl SessionManager {
         let made_network = network.as_ref().map(|network| (network, &owner));
         let sandbox = match self.launcher.launch_from(language, image, purpose).await {
             Ok(sandbox) => sandbox,
-            // Another server made a session of this name meanwhile: its
-            // volumes are that session's now; the network was this create's.
+            // Another server made a session of this name meanwhile.
             Err(DockerError::NameInUse(_)) => {
-                if let Some((network, owner)) = made_network {
-                    let _ = self.egress.close_network(&network.name, owner).await;
-                }
+                self.discard(&volume_names, made_network).await;
                 return Err(SessionError::Exists(name.to_string()));
             }
             Err(error) => {
-                self.discard(name, made_network).await;
+                self.discard(&volume_names, made_network).await;
                 return Err(error.into());
             }
         };
@@ -215,21 +215,14 @@ impl SessionManager {
 }
 
 impl SessionManager {
-    /// Removes what a failed create made: the volumes and, when it was
+    /// Removes what a failed create made: its volumes and, when it was
     /// made, the session's network.
-    async fn discard(&self, name: &str, network: Option<(&OpenedNetwork, &Owner)>) {
+    async fn discard(&self, volumes: &[String], network: Option<(&OpenedNetwork, &Owner)>) {
         if let Some((network, owner)) = network {
             let _ = self.egress.close_network(&network.name, owner).await;
         }
-        let _ = remove_session_volumes(self.launcher.engine(), name).await;
+        for volume in volumes {
+            let _ = self.launcher.engine().remove_volume(volume).await;
+        }
     }
-}
-
-/// Removes a session's workspace, packages and outputs volumes: the ones
-/// labelled with its name, whatever they are called (sessions made before
-/// the `.` separator named them `<prefix><name>-outputs` and the like).
-pub(super) async fn remove_session_volumes(engine: &DockerEngine, name: &str) -> Result<(), DockerError> {
-    engine
-        .remove_volumes_labelled(&[(labels::KIND, VOLUME_KIND), (labels::SESSION, name)])
-        .await
 }

@@ -58,7 +58,7 @@ impl SessionManager {
             return Err(SessionError::Unknown(name.to_string()).into());
         }
         if facts.expires_at() <= unix_now() && !self.runs_job(&facts).await {
-            self.remove(&facts).await?;
+            self.retire(&facts).await?;
             return Err(SessionError::Expired(name.to_string()).into());
         }
         let engine = self.launcher.engine();

@@ -1,4 +1,5 @@
-//! Garbage collection of expired sessions, in the background.
+//! Garbage collection of expired sessions (and of what destroyed ones
+//! left), in the background.
 
 use super::SessionManager;
 use super::labels::SessionFacts;
@@ -20,8 +21,10 @@ impl SessionManager {
         let manager = self.clone();
         let interval = Duration::from_secs(manager.launcher.config().gc_interval_s);
         let stop = background.clone();
+        let _ = manager.removals.set(background.clone());
         background.spawn(async move {
-            // Networks a server killed before removing them go at once.
+            // What a server killed before removing it goes at once.
+            manager.sweep().await;
             manager.collect_networks().await;
             loop {
                 tokio::select! {
@@ -50,7 +53,12 @@ impl SessionManager {
         for facts in all.into_iter().filter_map(|info| self.facts(info)) {
             if facts.expires_at() <= now && !self.is_busy(&facts.name) && !self.runs_job(&facts).await {
                 tracing::info!(session = %facts.name, "session expired");
-                self.remove(&facts).await?;
+                match self.retire(&facts).await {
+                    Ok(()) => {}
+                    // Destroyed meanwhile (by another server).
+                    Err(SessionError::Unknown(_)) => continue,
+                    Err(error) => return Err(error),
+                }
                 self.audit.record(AuditEvent::Session(SessionEvent::Expired {
                     name: facts.name.clone(),
                     language: facts.language.name().to_string(),
@@ -59,8 +67,18 @@ impl SessionManager {
             }
         }
         self.store.retain(&ids);
+        self.sweep().await;
         self.collect_networks().await;
         Ok(removed)
+    }
+
+    /// Removes what destroyed sessions left (see `remove.rs`).
+    async fn sweep(&self) {
+        match self.sweep_remains().await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed what destroyed sessions left behind"),
+            Err(error) => tracing::debug!(%error, "sweeping destroyed sessions skipped"),
+        }
     }
 
     /// True when a job runs in the session (any server's): it is kept

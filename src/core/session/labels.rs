@@ -1,6 +1,6 @@
 //! The session label and name format: what a session's container labels
 //! say (read back into [`SessionFacts`]), the mounts label, session names,
-//! and the names of a session's container and volumes.
+//! and the names of a session's container (live or being removed) and volumes.
 
 use super::super::session_store::SessionRecord;
 use super::{SessionInfo, SessionMount};
@@ -9,6 +9,7 @@ use crate::config::{HostFolder, SessionStorage};
 use crate::core::error::SessionError;
 use crate::docker::{SandboxInfo, labels};
 use crate::runtime::Language;
+use crate::runtime::packages::SESSION_ROOT;
 use crate::security::egress::HostPattern;
 
 /// Facts read from a session container's labels plus its record.
@@ -72,10 +73,19 @@ impl SessionFacts {
             // Made before network holders: on a network named after the
             // session, with an address of its own.
             None => SessionNetwork {
-                name: session_volume(&self.name, "network"),
+                name: legacy_network(&self.name),
                 holder: self.info.id.clone(),
             },
         })
+    }
+
+    /// The session's packages volume (where install containers write).
+    pub(super) fn packages_volume(&self) -> Option<&str> {
+        self.info
+            .volumes
+            .iter()
+            .find(|volume| volume.target == PACKAGES.1)
+            .map(|volume| volume.name.as_str())
     }
 
     /// Where the session's files live (sessions made before the label
@@ -125,22 +135,36 @@ pub(super) const NAME_PREFIX: &str = "multilang-sandbox-session-";
 /// The kind label of a session's volumes.
 pub(super) const VOLUME_KIND: &str = "session-workspace";
 
-/// The volume of one of a session's folders. The `.` before `folder` cannot
-/// appear in a session name, so no session's volume can be another's
-/// (`x` with `x-outputs`) or be squatted by a session named after it.
-pub(super) fn session_volume(name: &str, folder: &str) -> String {
-    format!("{NAME_PREFIX}{name}.{folder}")
+/// Prefix of the name a destroyed session's container takes while it is
+/// removed in the background: its session's name is free at once, and no
+/// server finds it as that session any more.
+pub(super) const TOMBSTONE_PREFIX: &str = "multilang-sandbox-removing-";
+
+/// The name a destroyed session's container is given until it is gone.
+pub(super) fn tombstone_name(container_id: &str) -> String {
+    format!(
+        "{TOMBSTONE_PREFIX}{}",
+        container_id.chars().take(12).collect::<String>()
+    )
 }
 
-/// The volume holding a session's `/workspace`.
-pub(super) fn workspace_volume(name: &str) -> String {
-    session_volume(name, "workspace")
+/// The folders of a session kept in volumes, and where they are mounted.
+pub(super) const WORKSPACE: (&str, &str) = ("workspace", "/workspace");
+pub(super) const OUTPUTS: (&str, &str) = ("outputs", "/outputs");
+pub(super) const PACKAGES: (&str, &str) = ("packages", SESSION_ROOT);
+
+/// The volume of one of a session's folders, unique to one container
+/// (`instance`): a session destroyed while its volumes are still being
+/// removed does not hold up a new session of the same name. The `.`s cannot
+/// appear in a session name, so no session's volume can be another's (`x`
+/// with `x-outputs`) or be squatted by a session named after it.
+pub(super) fn session_volume(name: &str, instance: &str, folder: &str) -> String {
+    format!("{NAME_PREFIX}{name}.{instance}.{folder}")
 }
 
-/// The volume holding a session's own installed packages (mounted at
-/// `/packages/session`; packages from a cached image stay in the image).
-pub fn packages_volume(name: &str) -> String {
-    session_volume(name, "packages")
+/// The name of the network of a session made before network holders.
+pub(super) fn legacy_network(name: &str) -> String {
+    format!("{NAME_PREFIX}{name}.network")
 }
 
 /// A session's grants: the record's when they were changed, else the
@@ -153,9 +177,4 @@ pub(super) fn parse_grants(record: Option<&[String]>, label: Option<&str>) -> Op
         (None, None) => return None,
     };
     Some(entries.iter().filter_map(|entry| entry.parse().ok()).collect())
-}
-
-/// The volume holding a session's `/outputs`.
-pub fn outputs_volume(name: &str) -> String {
-    session_volume(name, "outputs")
 }

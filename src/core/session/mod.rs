@@ -3,14 +3,15 @@
 //! TypeScript, Bash) and whose `/workspace` is a named volume (every
 //! language keeps its files). Docker is the registry: a session exists
 //! exactly when its labelled container `multilang-sandbox-session-<name>`
-//! exists, so a restarted server, or a second server running beside this
-//! one, sees and uses the same sessions. Labels hold what never changes
+//! exists (a destroyed one is renamed at once, then removed), so a
+//! restarted server, or a second server running beside this one, sees and
+//! uses the same sessions. Labels hold what never changes
 //! (name, language, created, ttl); the [`SessionStore`] holds activity and
 //! extensions. Executes in one session are serialized.
 //!
 //! One operation per file: `create.rs`, `execute.rs`, `file_request.rs`,
-//! `gc.rs`; the label format in `labels.rs`, this server's per-session
-//! connection in `handle.rs`.
+//! `gc.rs`, `remove.rs` (destroying); the label format in `labels.rs`, this
+//! server's per-session connection in `handle.rs`.
 
 mod create;
 mod execute;
@@ -18,9 +19,11 @@ mod file_request;
 mod gc;
 mod handle;
 mod labels;
+mod remove;
 
-pub use labels::{outputs_volume, packages_volume, validate_name};
+pub use labels::validate_name;
 
+use super::background::Background;
 use super::connection::RunnerConnection;
 use super::launcher::Launcher;
 use super::session_store::SessionStore;
@@ -33,13 +36,12 @@ use crate::runtime::Language;
 use crate::security::audit::{AuditEvent, AuditLog, SessionEvent};
 use crate::security::egress::HostPattern;
 use crate::security::seccomp::SeccompProfile;
-use create::remove_session_volumes;
 use handle::SessionHandle;
 use labels::{NAME_PREFIX, SessionFacts, parse_grants};
 use parking_lot::{Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A session as `sandbox_session` and `sandbox_inspect` show it.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema, PartialEq)]
@@ -141,6 +143,9 @@ pub struct SessionManager {
     egress: Arc<EgressGateway>,
     store: SessionStore,
     handles: Mutex<HashMap<String, Arc<SessionHandle>>>,
+    /// Where destroyed sessions are removed (the server's background work,
+    /// from [`SessionManager::start_gc`]); without it, removals are awaited.
+    removals: OnceLock<Background>,
 }
 
 impl SessionManager {
@@ -152,6 +157,7 @@ impl SessionManager {
             egress,
             store,
             handles: Mutex::new(HashMap::new()),
+            removals: OnceLock::new(),
         })
     }
 
@@ -253,11 +259,13 @@ impl SessionManager {
         self.get(name).await
     }
 
-    /// Removes the session's container, workspace volume and record.
+    /// Destroys the session: it is gone and its name free when this
+    /// returns; its container, volumes and network are removed in the
+    /// background.
     pub async fn destroy(&self, name: &str) -> Result<SessionInfo, SessionError> {
         let facts = self.lookup(name).await?;
         let info = facts.to_info(unix_now());
-        self.remove(&facts).await?;
+        self.retire(&facts).await?;
         self.audit.record(AuditEvent::Session(SessionEvent::Destroyed {
             name: name.to_string(),
             language: info.language.clone(),
@@ -285,14 +293,16 @@ impl SessionManager {
     /// What an install into this session needs.
     pub async fn install_target(&self, name: &str) -> Result<InstallTarget, SessionError> {
         let facts = self.lookup(name).await?;
-        let image = facts.info.image.clone().ok_or_else(|| SessionError::Unusable {
+        let unusable = |what: &str| SessionError::Unusable {
             name: name.to_string(),
-            state: "without a known image".into(),
-        })?;
+            state: format!("without a known {what}"),
+        };
+        let image = facts.info.image.clone().ok_or_else(|| unusable("image"))?;
+        let packages_volume = facts.packages_volume().ok_or_else(|| unusable("packages volume"))?;
         Ok(InstallTarget {
             language: facts.language,
             image,
-            packages_volume: packages_volume(&facts.name),
+            packages_volume: packages_volume.to_string(),
         })
     }
 
@@ -349,26 +359,6 @@ impl SessionManager {
             .is_some_and(|handle| handle.turn.try_lock().is_err())
     }
 
-    async fn remove(&self, facts: &SessionFacts) -> Result<(), SessionError> {
-        self.lock_handles().remove(&facts.name);
-        let engine = self.launcher.engine();
-        engine.remove_sandbox(&facts.info.id).await?;
-        // Both, whatever the first does: once the container is gone, the
-        // session cannot be found to try again.
-        let network_closed = match facts.network() {
-            Some(network) => {
-                self.egress
-                    .close_network(&network.name, &Owner::Session(facts.name.clone()))
-                    .await
-            }
-            None => Ok(()),
-        };
-        remove_session_volumes(engine, &facts.name).await?;
-        network_closed?;
-        self.store.remove(&facts.info.id);
-        Ok(())
-    }
-
     /// This server's handle on a session, adopting it from Docker if needed.
     async fn handle(&self, name: &str) -> Result<Arc<SessionHandle>, SessionError> {
         validate_name(name)?;
@@ -396,6 +386,15 @@ impl SessionManager {
             return None;
         }
         let name = info.labels.get(label_keys::SESSION)?.clone();
+        // A destroyed session's container keeps its labels under a
+        // tombstone name until it is removed.
+        if info
+            .name
+            .as_ref()
+            .is_some_and(|container| *container != format!("{NAME_PREFIX}{name}"))
+        {
+            return None;
+        }
         let language = Language::parse(info.labels.get(label_keys::LANGUAGE)?).ok()?;
         let created = info.labels.get(label_keys::CREATED)?.parse().ok()?;
         let ttl = info.labels.get(label_keys::TTL)?.parse().ok()?;
