@@ -33,7 +33,8 @@ fi
 # the requirements), as the fast path does.
 image_settings() {
     [ "${GOFLAGS-}" = -buildvcs=false ] && [ "${CGO_ENABLED-}" = 0 ] && [ "${GOTOOLCHAIN-}" = local ] \
-        && [ -z "${GOOS-}${GOARCH-}${GOAMD64-}${GOEXPERIMENT-}${GO111MODULE-}${GOWORK-}${GOROOT-}${GOENV-}" ] \
+        && [ -z "${GOOS-}${GOARCH-}${GOAMD64-}${GOARM64-}${GOARM-}${GO386-}${GORISCV64-}${GOPPC64-}" ] \
+        && [ -z "${GOFIPS140-}${GOEXPERIMENT-}${GO111MODULE-}${GOWORK-}${GOROOT-}${GOENV-}" ] \
         && [ ! -e "${XDG_CONFIG_HOME:-${HOME:-/}/.config}/go/env" ] \
         || return 1
     dir=$PWD

@@ -11,10 +11,12 @@
 //
 // Both descriptors are closed before the program starts, so it holds only
 // stdin, stdout and stderr. Its stdin is a pipe the runner fills with the
-// request's stdin and closes (end of input at once when there is none).
-// The runner sends a request only when its environment sets nothing Node
-// reads while it starts (NODE_OPTIONS and the like); others run in a fresh
-// `node`. The runner reads the exit status when the process ends.
+// request's stdin and closes (end of input at once when there is none,
+// where a fresh node gets /dev/null), and process.uptime() counts from the
+// container's start: the two differences a program can see. The server
+// sends a request here only when its environment sets nothing read while a
+// process starts (NODE_OPTIONS, LD_*, the locale and the like); others run
+// in a fresh `node`. The runner reads the exit status when the process ends.
 'use strict';
 
 const fs = require('fs');

@@ -242,7 +242,7 @@ pub static KEYS: &[Key] = &[
         kind: Kind::Number,
         default: KeyDefault::Value("32"),
         doc: "most warm containers per language when calls come faster than the pool refills; \
-              it shrinks back to `pool_size` after a minute without calls",
+              after a minute without a miss it shrinks back toward `pool_size`",
         set: |config, value, label| number(value, label).map(|value| config.pool_max_size = value),
         get: |config| config.pool_max_size.to_string(),
     },

@@ -4,10 +4,10 @@
 //! then removed. A background task keeps each language topped up to its
 //! target, starting one container per engine CPU at once, and drops those
 //! that died. The target follows demand: the configured size is the floor,
-//! a miss raises it to the number of calls of the last 10 s (up to
-//! `pool_max_size`, and while the grown part's measured memory fits
-//! `pool_memory_mb`), and a minute without calls brings it back down. A
-//! miss waits for a container the pool is already starting, if no earlier
+//! a miss raises it to the calls that came within two container starts
+//! (up to `pool_max_size`, and while the grown part's measured memory fits
+//! `pool_memory_mb`), and each check after a minute without a miss halves
+//! the growth. A miss waits for a container the pool is already starting, if no earlier
 //! miss waits for it, else starts one on demand.
 
 use super::background::Background;
@@ -37,11 +37,14 @@ const ORPHAN_AGE: Duration = Duration::from_secs(120);
 /// calls being served need: on 2 cores, 2 at once served calls right after
 /// a burst faster than 4).
 const PARALLEL_STARTS: (usize, usize) = (2, 8);
-/// A miss grows the pool to the number of calls that came within this
-/// span: the demand the pool did not keep up with.
-const DEMAND_WINDOW: Duration = Duration::from_secs(10);
-/// A language whose pool grew shrinks after this long without a call,
-/// halving what it grew by at each check.
+/// A miss grows the pool to the calls that came within two of the
+/// language's container starts (arrivals times the time to replace one:
+/// what keeps every call a hit), the span kept within these bounds; until
+/// a start was timed, one is taken to last a second.
+const DEMAND_SPAN: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(10));
+const ASSUMED_START: Duration = Duration::from_secs(1);
+/// A language whose pool grew shrinks once it has had no miss for this
+/// long, halving what it grew by at most once per [`CHECK_INTERVAL`].
 const SHRINK_AFTER: Duration = Duration::from_secs(60);
 /// Memory assumed for one idle container until one has been measured.
 const ASSUMED_MEMORY: u64 = 64 * 1024 * 1024;
@@ -69,6 +72,10 @@ struct LanguagePool {
     /// When the latest calls came, newest last (no more than the pool's
     /// largest size are kept).
     calls: VecDeque<Instant>,
+    last_miss: Option<Instant>,
+    last_shrink: Option<Instant>,
+    /// How long a container start takes (a moving average).
+    start_time: Option<Duration>,
     /// One idle container's memory in bytes, and when it was measured.
     memory_each: Option<(u64, Instant)>,
 }
@@ -89,8 +96,30 @@ impl LanguagePool {
         self.calls.iter().rev().take_while(|at| at.elapsed() < window).count()
     }
 
-    fn quiet_for(&self, span: Duration) -> bool {
-        self.calls.back().is_none_or(|at| at.elapsed() >= span)
+    /// The calls that came within two container starts.
+    fn demand(&self) -> usize {
+        let span = (self.start_time.unwrap_or(ASSUMED_START) * 2).clamp(DEMAND_SPAN.0, DEMAND_SPAN.1);
+        self.calls_within(span)
+    }
+
+    fn note_start_time(&mut self, took: Duration) {
+        self.start_time = Some(match self.start_time {
+            Some(mean) => (mean * 3 + took) / 4,
+            None => took,
+        });
+    }
+
+    /// Halves what the pool grew by once it has had no miss for
+    /// [`SHRINK_AFTER`], at most once per [`CHECK_INTERVAL`]; true when it did.
+    fn shrink_if_quiet(&mut self) -> bool {
+        let quiet = self.last_miss.is_none_or(|at| at.elapsed() >= SHRINK_AFTER);
+        let due = self.last_shrink.is_none_or(|at| at.elapsed() >= CHECK_INTERVAL);
+        if self.grown == 0 || !quiet || !due {
+            return false;
+        }
+        self.grown /= 2;
+        self.last_shrink = Some(Instant::now());
+        true
     }
 
     fn memory_each(&self) -> u64 {
@@ -251,6 +280,7 @@ impl ContainerPool {
     /// one (a hit), else a new one (a miss, which also grows the pool).
     pub async fn acquire(&self, language: Language) -> Result<Sandbox, DockerError> {
         let started = Instant::now();
+        self.with_state(|state| state.language(language).note_call(self.max_size));
         let mut warm = self.take_idle(language);
         let hit = warm.is_some();
         if !hit {
@@ -268,7 +298,6 @@ impl ContainerPool {
         };
         self.with_state(|state| {
             let pool = state.language(language);
-            pool.note_call(self.max_size);
             if hit {
                 pool.stats.hits += 1;
             } else {
@@ -280,14 +309,14 @@ impl ContainerPool {
     }
 
     /// After a miss: the pool aims to hold as many containers as calls came
-    /// in the last [`DEMAND_WINDOW`] (this one included), within its room.
+    /// within two container starts (this one included), within its room.
     fn grow(&self, language: Language) {
         let room = self.room_to_grow(language);
         let floor = self.floor(language);
         self.with_state(|state| {
             let pool = state.language(language);
-            let demand = pool.calls_within(DEMAND_WINDOW) + 1;
-            pool.grown = pool.grown.max(demand.saturating_sub(floor)).max(1).min(room);
+            pool.last_miss = Some(Instant::now());
+            pool.grown = pool.grown.max(pool.demand().saturating_sub(floor)).max(1).min(room);
         });
     }
 
@@ -458,10 +487,9 @@ impl ContainerPool {
         let surplus: Vec<Sandbox> = self.with_state(|state| {
             let mut surplus = Vec::new();
             for (language, pool) in &mut state.languages {
-                if !pool.quiet_for(SHRINK_AFTER) || pool.grown == 0 {
+                if !pool.shrink_if_quiet() {
                     continue;
                 }
-                pool.grown /= 2;
                 let target = self.floor(*language) + pool.grown;
                 while pool.have() > target {
                     match pool.idle.pop_back() {
@@ -489,13 +517,17 @@ impl ContainerPool {
                 let Some(language) = self.next_to_start() else {
                     break;
                 };
-                starts.push(async move { (language, self.launcher.launch(language, Purpose::Pool).await) });
+                starts.push(async move {
+                    let started = Instant::now();
+                    let launched = self.launcher.launch(language, Purpose::Pool).await;
+                    (language, launched, started.elapsed())
+                });
             }
             if starts.is_empty() {
                 return;
             }
             tokio::select! {
-                Some((language, launched)) = starts.next() => self.settle(language, launched).await,
+                Some((language, launched, took)) = starts.next() => self.settle(language, launched, took).await,
                 () = self.refill.notified() => {}
             }
         }
@@ -525,7 +557,7 @@ impl ContainerPool {
 
     /// Puts a started container in the pool (or removes it, the pool being
     /// closed), or notes why it could not start.
-    async fn settle(&self, language: Language, launched: Result<Sandbox, DockerError>) {
+    async fn settle(&self, language: Language, launched: Result<Sandbox, DockerError>, took: Duration) {
         let leftover = self.with_state(|state| {
             let closed = state.closed;
             let pool = state.language(language);
@@ -533,6 +565,7 @@ impl ContainerPool {
             match launched {
                 Ok(sandbox) if !closed => {
                     pool.stats.last_error = None;
+                    pool.note_start_time(took);
                     pool.idle.push_back(sandbox);
                     None
                 }
@@ -620,14 +653,42 @@ mod tests {
     #[test]
     fn recent_calls_are_counted_within_a_window_and_kept_bounded() {
         let mut pool = LanguagePool::default();
-        assert!(pool.quiet_for(SHRINK_AFTER));
         for _ in 0..5 {
             pool.note_call(3);
         }
         assert_eq!(pool.calls.len(), 3);
-        assert_eq!(pool.calls_within(DEMAND_WINDOW), 3);
+        assert_eq!(pool.demand(), 3);
         assert_eq!(pool.calls_within(Duration::ZERO), 0);
-        assert!(!pool.quiet_for(SHRINK_AFTER));
+    }
+
+    #[test]
+    fn demand_is_the_calls_within_two_starts() {
+        let mut pool = LanguagePool::default();
+        pool.note_start_time(Duration::from_millis(400));
+        pool.note_start_time(Duration::from_millis(800));
+        assert_eq!(pool.start_time, Some(Duration::from_millis(500)));
+        let now = Instant::now();
+        for ago_ms in [3000, 1200, 900, 100, 0] {
+            pool.calls.push_back(now - Duration::from_millis(ago_ms));
+        }
+        assert_eq!(pool.demand(), 3);
+    }
+
+    #[test]
+    fn growth_halves_only_after_a_minute_without_a_miss_and_once_per_check() {
+        let mut pool = LanguagePool {
+            grown: 8,
+            last_miss: Some(Instant::now()),
+            ..LanguagePool::default()
+        };
+        assert!(!pool.shrink_if_quiet());
+        pool.last_miss = Instant::now().checked_sub(SHRINK_AFTER);
+        assert!(pool.shrink_if_quiet());
+        assert_eq!(pool.grown, 4);
+        assert!(!pool.shrink_if_quiet(), "twice within one check interval");
+        pool.last_shrink = Instant::now().checked_sub(CHECK_INTERVAL);
+        assert!(pool.shrink_if_quiet());
+        assert_eq!(pool.grown, 2);
     }
 
     #[test]

@@ -262,20 +262,6 @@ impl DockerEngine {
         Ok(())
     }
 
-    /// Removes every volume carrying every `key=value` label given.
-    pub async fn remove_volumes_labelled(&self, labels: &[(&str, &str)]) -> Result<(), DockerError> {
-        let client = self.client().await?;
-        let filters: Vec<String> = labels.iter().map(|(key, value)| format!("{key}={value}")).collect();
-        let options = ListVolumesOptionsBuilder::default()
-            .filters(&HashMap::from([("label".to_string(), filters)]))
-            .build();
-        let volumes = client.list_volumes(Some(options)).await?.volumes.unwrap_or_default();
-        for volume in volumes {
-            self.remove_volume(&volume.name).await?;
-        }
-        Ok(())
-    }
-
     /// Names and labels of the volumes carrying every `key=value` label
     /// given that no container uses.
     pub async fn unused_volumes(

@@ -98,9 +98,9 @@ impl Language {
     }
 
     /// The program for a stateless execute in a container that pre-started
-    /// `kernel` (see [`Language::pool_kernel`]). Node cannot take a variable
-    /// it reads while starting (`NODE_OPTIONS`, proxies, …) once it runs,
-    /// so code with such an `env` runs in a fresh `node` instead.
+    /// `kernel` (see [`Language::pool_kernel`]). A started `node` cannot take
+    /// a variable read while it starts (`NODE_OPTIONS`, proxies, `LD_*`,
+    /// the locale, …), so code with such an `env` runs in a fresh `node`.
     pub fn prepare_pooled(self, kernel: Kernel, code: &str, env: &BTreeMap<String, String>) -> Program {
         let program = self.prepare(code);
         match kernel {
@@ -273,15 +273,19 @@ impl Program {
     }
 }
 
-/// True for an environment variable Node.js reads only while it starts
-/// (and the image's proxy preload reads then too).
+/// True for an environment variable read only while a `node` process
+/// starts: by Node.js itself, by the image's proxy preload, by the dynamic
+/// loader and the C library (`LD_*`, `GLIBC_TUNABLES`, `MALLOC_*`), or for
+/// the default locale (`LANG`, `LC_*`).
 fn node_reads_at_start(name: &str) -> bool {
     let upper = name.to_ascii_uppercase();
-    upper.starts_with("NODE_")
-        || upper.starts_with("UV_")
-        || upper.starts_with("SSL_CERT_")
-        || upper.starts_with("OPENSSL_")
-        || matches!(upper.as_str(), "HTTP_PROXY" | "HTTPS_PROXY" | "NO_PROXY" | "ALL_PROXY")
+    ["NODE_", "UV_", "SSL_CERT_", "OPENSSL_", "LD_", "MALLOC_", "LC_"]
+        .iter()
+        .any(|prefix| upper.starts_with(prefix))
+        || matches!(
+            upper.as_str(),
+            "HTTP_PROXY" | "HTTPS_PROXY" | "NO_PROXY" | "ALL_PROXY" | "GLIBC_TUNABLES" | "LANG" | "LANGUAGE"
+        )
 }
 
 /// Absolute path of a source file inside the container.

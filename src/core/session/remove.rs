@@ -71,9 +71,11 @@ impl SessionManager {
     }
 
     /// Removes tombstoned session containers (with their volumes and
-    /// networks) whose server died before removing them, and session
-    /// volumes no container uses (a create or removal cut short). Returns
-    /// how many containers and volumes went.
+    /// networks): those whose server died before removing them, and any
+    /// still being removed (by this server or another: the engine removes
+    /// each once, the slower removal only logs), and session volumes no
+    /// container uses (a create or removal cut short). Returns how many
+    /// containers and volumes went.
     pub(super) async fn sweep_remains(&self) -> Result<usize, SessionError> {
         let engine = self.launcher.engine();
         let removal = self.removal_context();

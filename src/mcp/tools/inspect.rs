@@ -71,8 +71,9 @@ pub struct AuditSummary {
 impl SandboxServer {
     #[tool(
         name = "sandbox_inspect",
-        description = "Show the sandbox's state: `pool` (warm containers per language, hits, misses, \
-average acquire time), `cache` (cached package images, hits, misses, size), `sessions` (name, language, \
+        description = "Show the sandbox's state: `pool` (warm containers per language: configured size, \
+current target, which grows while calls come faster than the pool refills, idle, starting, hits, misses, \
+average acquire time, idle memory), `cache` (cached package images, hits, misses, size), `sessions` (name, language, \
 state, created, last used, ttl left), `jobs` (background jobs: handle, state, age, first line of code), \
 `audit` (audit log file, policy mode, seccomp profile, event counts), or `all` (default: pool, cache \
 and sessions).",
