@@ -190,22 +190,6 @@ class Kernel:
         self.stdin_path = stdin_path
         self.process = None
 
-    def popen(self, control_read, done_write, stdout, stderr):
-        """Starts the kernel process; it talks on the two descriptors."""
-        env = child_env({})
-        env["SANDBOX_CTL_FD"] = str(control_read)
-        env["SANDBOX_DONE_FD"] = str(done_write)
-        return subprocess.Popen(
-            KERNEL_COMMANDS[self.kind],
-            stdin=self.stdin,
-            stdout=stdout,
-            stderr=stderr,
-            cwd=self.workspace,
-            env=env,
-            pass_fds=(control_read, done_write),
-            start_new_session=True,
-        )
-
     def alive(self):
         return self.process is not None and self.process.poll() is None
 
@@ -214,7 +198,19 @@ class Kernel:
         done_read, done_write = os.pipe()
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
-        self.process = self.popen(control_read, done_write, out_write, err_write)
+        env = child_env({})
+        env["SANDBOX_CTL_FD"] = str(control_read)
+        env["SANDBOX_DONE_FD"] = str(done_write)
+        self.process = subprocess.Popen(
+            KERNEL_COMMANDS[self.kind],
+            stdin=self.stdin,
+            stdout=out_write,
+            stderr=err_write,
+            cwd=self.workspace,
+            env=env,
+            pass_fds=(control_read, done_write),
+            start_new_session=True,
+        )
         for fd in (control_read, done_write, out_write, err_write):
             os.close(fd)
         for fd in (done_read, out_read, err_read):

@@ -185,7 +185,8 @@ pub struct PoolLanguageStats {
     pub starting: usize,
     /// Executes served by a warm container.
     pub hits: u64,
-    /// Executes that had to start a container.
+    /// Executes that found no warm container (they took one the pool was
+    /// starting, or started their own).
     pub misses: u64,
     /// Mean time to get a container (hits and misses), in milliseconds.
     pub avg_acquire_ms: f64,
