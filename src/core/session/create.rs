@@ -7,7 +7,7 @@ use super::labels::{
 };
 use super::{NewSession, SessionHandle, SessionInfo, SessionManager};
 use crate::clock::unix_now;
-use crate::config::SessionStorage;
+use crate::config::{Config, SessionStorage};
 use crate::core::egress::{OpenedNetwork, Owner};
 use crate::core::error::SessionError;
 use crate::docker::DockerError;
@@ -70,18 +70,7 @@ impl SessionManager {
             (labels::CREATED.to_string(), created.to_string()),
         ]);
         let storage = config.session_storage;
-        let (files_backing, outputs_backing, extra_memory_mb) = match storage {
-            SessionStorage::Memory => (
-                VolumeBacking::Memory {
-                    size_mb: config.session_storage_mb,
-                },
-                VolumeBacking::Memory {
-                    size_mb: config.tmpfs_mb,
-                },
-                config.session_storage_mb,
-            ),
-            SessionStorage::Disk => (VolumeBacking::Disk, VolumeBacking::Disk, 0),
-        };
+        let (files_backing, outputs_backing, extra_memory_mb) = backings(config);
         // Named for this container alone: the volumes of a destroyed session
         // of this name may still be being removed.
         let instance = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
@@ -160,6 +149,7 @@ impl SessionManager {
             extra_labels,
             seccomp,
             network: network.as_ref(),
+            spare: false,
         };
         let made_network = network.as_ref().map(|network| (network, &owner));
         let sandbox = match self.launcher.launch_from(language, image, purpose).await {
@@ -217,12 +207,30 @@ impl SessionManager {
 impl SessionManager {
     /// Removes what a failed create made: its volumes and, when it was
     /// made, the session's network.
-    async fn discard(&self, volumes: &[String], network: Option<(&OpenedNetwork, &Owner)>) {
+    pub(super) async fn discard(&self, volumes: &[String], network: Option<(&OpenedNetwork, &Owner)>) {
         if let Some((network, owner)) = network {
             let _ = self.egress.close_network(&network.name, owner).await;
         }
         for volume in volumes {
             let _ = self.launcher.engine().remove_volume(volume).await;
         }
+    }
+}
+
+/// The backing of a session's workspace and outputs volumes, and the memory
+/// its container gets on top of the limit (files in memory count as its
+/// memory).
+pub(super) fn backings(config: &Config) -> (VolumeBacking, VolumeBacking, u64) {
+    match config.session_storage {
+        SessionStorage::Memory => (
+            VolumeBacking::Memory {
+                size_mb: config.session_storage_mb,
+            },
+            VolumeBacking::Memory {
+                size_mb: config.tmpfs_mb,
+            },
+            config.session_storage_mb,
+        ),
+        SessionStorage::Disk => (VolumeBacking::Disk, VolumeBacking::Disk, 0),
     }
 }

@@ -20,6 +20,7 @@ mod gc;
 mod handle;
 mod labels;
 mod remove;
+mod spares;
 
 pub use labels::validate_name;
 
@@ -146,6 +147,11 @@ pub struct SessionManager {
     /// Where destroyed sessions are removed (the server's background work,
     /// from [`SessionManager::start_gc`]); without it, removals are awaited.
     removals: OnceLock<Background>,
+    /// Runner connections of the spares this server made (a claim takes
+    /// its spare's).
+    spare_connections: Mutex<HashMap<String, Arc<RunnerConnection>>>,
+    /// Wakes the spare maker after a claim.
+    spare_wanted: tokio::sync::Notify,
 }
 
 impl SessionManager {
@@ -158,6 +164,8 @@ impl SessionManager {
             store,
             handles: Mutex::new(HashMap::new()),
             removals: OnceLock::new(),
+            spare_connections: Mutex::new(HashMap::new()),
+            spare_wanted: tokio::sync::Notify::new(),
         })
     }
 

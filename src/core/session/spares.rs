@@ -1,0 +1,254 @@
+//! Warm spare sessions: containers made like a default session create
+//! (volumes attached, runner and kernel ready), labelled kind `spare` with a
+//! hash of what shapes them, which a plain create claims by renaming one to
+//! the session's container name instead of creating a container. This
+//! server's maker keeps `session_spares` of them per language and removes its
+//! own unclaimed ones at shutdown.
+
+use super::super::connection::RunnerConnection;
+use super::super::launcher::Purpose;
+use super::SessionManager;
+use super::labels::{NAME_PREFIX, OUTPUTS, PACKAGES, VOLUME_KIND, WORKSPACE, mounts_label};
+use crate::clock::unix_now;
+use crate::core::background::Background;
+use crate::core::error::SessionError;
+use crate::docker::{ContainerState, SandboxInfo, VolumeBacking, VolumeMount, labels};
+use crate::images;
+use crate::runtime::Language;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Prefix of an unclaimed spare's container (and volume) names.
+pub(super) const SPARE_PREFIX: &str = "multilang-sandbox-spare-";
+
+/// The kind label of spare containers (claimed or not).
+pub(super) const SPARE_KIND: &str = "spare";
+
+/// How often the maker checks its spares when no claim woke it.
+const REFILL_INTERVAL: Duration = Duration::from_secs(30);
+
+impl SessionManager {
+    /// A hash of everything that shapes a spare of `language` under this
+    /// server's config: the image, seccomp, storage and its size, limits,
+    /// runtime and the default ttl (which the spare's label holds).
+    pub(super) fn spare_hash(&self, language: Language) -> String {
+        let config = self.launcher.config();
+        let mut hasher = Sha256::new();
+        let parts = [
+            images::tag_for(language, config),
+            config.seccomp.name(),
+            config.session_storage.name().to_string(),
+            config.session_storage_mb.to_string(),
+            config.tmpfs_mb.to_string(),
+            config.memory_mb.to_string(),
+            config.cpus.to_string(),
+            config.pids_limit.to_string(),
+            config.runtime.clone().unwrap_or_default(),
+            config.session_ttl_s.to_string(),
+        ];
+        for part in parts {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
+        hex::encode(&hasher.finalize()[..8])
+    }
+
+    /// Running, unclaimed spares of `language` that match this server's
+    /// config (any server's: a dead server's spares are reused).
+    pub(super) async fn idle_spares(&self, language: Language) -> Result<Vec<SandboxInfo>, SessionError> {
+        let hash = self.spare_hash(language);
+        Ok(self
+            .launcher
+            .engine()
+            .list_sandboxes(&[
+                (labels::KIND, SPARE_KIND),
+                (labels::LANGUAGE, language.name()),
+                (labels::SPARE_HASH, &hash),
+            ])
+            .await?
+            .into_iter()
+            .filter(|info| info.state == ContainerState::Running && is_unclaimed(info))
+            .collect())
+    }
+
+    /// Claims a running spare of `language` for the session `name` by
+    /// renaming it; a spare gone or renamed by another server meanwhile is
+    /// skipped. Returns the container id and, when this server made the
+    /// spare, its runner connection. `None`: no spare (create a cold one).
+    pub(super) async fn claim_spare(
+        &self,
+        name: &str,
+        language: Language,
+    ) -> Option<(String, Option<Arc<RunnerConnection>>)> {
+        let spares = match self.idle_spares(language).await {
+            Ok(spares) => spares,
+            Err(error) => {
+                tracing::debug!(%error, "could not list spare sessions");
+                return None;
+            }
+        };
+        let container_name = format!("{NAME_PREFIX}{name}");
+        for spare in spares {
+            match self.launcher.engine().rename_sandbox(&spare.id, &container_name).await {
+                Ok(true) => {
+                    let connection = self.spare_connections.lock().remove(&spare.id);
+                    self.spare_wanted.notify_one();
+                    tracing::debug!(session = name, container = %spare.id, "claimed a spare session");
+                    return Some((spare.id, connection));
+                }
+                Ok(false) => continue,
+                Err(error) => {
+                    tracing::debug!(%error, "could not claim a spare session");
+                    return None;
+                }
+            }
+        }
+        None
+    }
+
+    /// Makes one spare of `language`, as a default create would make a
+    /// session (without a name).
+    async fn make_spare(&self, language: Language) -> Result<(), SessionError> {
+        let config = self.launcher.config();
+        let engine = self.launcher.engine();
+        let token = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let container_name = format!("{SPARE_PREFIX}{token}");
+        let created = unix_now();
+        let volume_labels = HashMap::from([
+            (labels::KIND.to_string(), VOLUME_KIND.to_string()),
+            (labels::CREATED.to_string(), created.to_string()),
+        ]);
+        let (files_backing, outputs_backing, extra_memory_mb) = super::create::backings(config);
+        let volume = |(folder, _): (&str, &str)| format!("{container_name}.{folder}");
+        let volume_names = [volume(WORKSPACE), volume(PACKAGES), volume(OUTPUTS)];
+        let made = tokio::try_join!(
+            engine.create_volume(&volume_names[0], &volume_labels, files_backing),
+            engine.create_volume(&volume_names[1], &volume_labels, VolumeBacking::Disk),
+            engine.create_volume(&volume_names[2], &volume_labels, outputs_backing),
+        );
+        if let Err(error) = made {
+            self.discard(&volume_names, None).await;
+            return Err(error.into());
+        }
+        let mount = |volume: &String, target: &str, read_only: bool| VolumeMount {
+            volume: volume.clone(),
+            target: target.to_string(),
+            read_only,
+        };
+        let extra_labels = HashMap::from([
+            (labels::CREATED.to_string(), created.to_string()),
+            (labels::TTL.to_string(), config.session_ttl_s.to_string()),
+            (labels::MOUNTS.to_string(), mounts_label(&[])),
+            (labels::STORAGE.to_string(), config.session_storage.name().to_string()),
+            (labels::SPARE_HASH.to_string(), self.spare_hash(language)),
+        ]);
+        let purpose = Purpose::Session {
+            name: &token,
+            container_name: &container_name,
+            volumes: vec![
+                mount(&volume_names[0], WORKSPACE.1, false),
+                mount(&volume_names[1], PACKAGES.1, true),
+                mount(&volume_names[2], OUTPUTS.1, false),
+            ],
+            extra_memory_mb,
+            binds: Vec::new(),
+            seccomp: config.seccomp.clone(),
+            extra_labels,
+            network: None,
+            spare: true,
+        };
+        match self.launcher.launch(language, purpose).await {
+            Ok(sandbox) => {
+                let id = sandbox.container.keep();
+                tracing::debug!(container = %id, language = language.name(), "made a spare session");
+                self.spare_connections.lock().insert(id, sandbox.connection);
+                Ok(())
+            }
+            Err(error) => {
+                self.discard(&volume_names, None).await;
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Starts the maker of spare sessions (when `session_spares` asks for
+    /// any): it refills after each claim and every 30 s, and when
+    /// `background` shuts down it removes this server's unclaimed spares.
+    pub fn start_spares(self: &Arc<Self>, background: &Background) {
+        let targets: Vec<(Language, usize)> = self
+            .launcher
+            .config()
+            .session_spares
+            .iter()
+            .filter(|(_, count)| **count > 0)
+            .map(|(language, count)| (*language, *count))
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let manager = self.clone();
+        let stop = background.clone();
+        background.spawn(async move {
+            loop {
+                for (language, target) in &targets {
+                    manager.refill(*language, *target, &stop).await;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(REFILL_INTERVAL) => {}
+                    () = manager.spare_wanted.notified() => {}
+                    () = stop.stopping() => break,
+                }
+            }
+            manager.remove_own_spares().await;
+        });
+    }
+
+    /// Makes spares of `language` until `target` run (any server's count).
+    async fn refill(&self, language: Language, target: usize, stop: &Background) {
+        while !stop.is_stopping() {
+            match self.idle_spares(language).await {
+                Ok(spares) if spares.len() >= target => return,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "could not count spare sessions");
+                    return;
+                }
+            }
+            if let Err(error) = self.make_spare(language).await {
+                tracing::warn!(%error, language = language.name(), "could not make a spare session");
+                return;
+            }
+        }
+    }
+
+    /// Removes this server's unclaimed spares (at shutdown).
+    async fn remove_own_spares(&self) {
+        let engine = self.launcher.engine();
+        let own = match engine
+            .list_sandboxes(&[
+                (labels::KIND, SPARE_KIND),
+                (labels::INSTANCE, self.launcher.instance_id()),
+            ])
+            .await
+        {
+            Ok(own) => own,
+            Err(error) => {
+                tracing::warn!(%error, "could not list this server's spare sessions");
+                return;
+            }
+        };
+        for spare in own.iter().filter(|info| is_unclaimed(info)) {
+            self.spare_connections.lock().remove(&spare.id);
+            if let Err(error) = self.remove_spare(spare).await {
+                tracing::warn!(container = %spare.id, %error, "could not remove a spare session");
+            }
+        }
+    }
+}
+
+/// True for a spare container not yet claimed (still named as a spare).
+fn is_unclaimed(info: &SandboxInfo) -> bool {
+    info.name.as_deref().is_some_and(|name| name.starts_with(SPARE_PREFIX))
+}
