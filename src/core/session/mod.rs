@@ -41,6 +41,7 @@ use handle::SessionHandle;
 use labels::{NAME_PREFIX, SessionFacts, parse_grants};
 use parking_lot::{Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
+use spares::SPARE_KIND;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
@@ -169,13 +170,23 @@ impl SessionManager {
         })
     }
 
+    /// The containers that may be sessions: those made as sessions and
+    /// spares (claimed ones are sessions; [`SessionManager::facts`] tells).
+    async fn session_containers(&self) -> Result<Vec<SandboxInfo>, SessionError> {
+        let engine = self.launcher.engine();
+        let (mut sessions, spares) = tokio::try_join!(
+            engine.list_sandboxes(&[(label_keys::KIND, "session")]),
+            engine.list_sandboxes(&[(label_keys::KIND, SPARE_KIND)]),
+        )?;
+        sessions.extend(spares);
+        Ok(sessions)
+    }
+
     /// Every session on the engine, newest first.
     pub async fn list(&self) -> Result<Vec<SessionInfo>, SessionError> {
         let now = unix_now();
         let mut sessions: Vec<SessionFacts> = self
-            .launcher
-            .engine()
-            .list_sandboxes(&[(label_keys::KIND, "session")])
+            .session_containers()
             .await?
             .into_iter()
             .filter_map(|info| self.facts(info))
@@ -326,9 +337,7 @@ impl SessionManager {
     /// The names of the sessions whose containers run.
     pub async fn running_names(&self) -> Result<Vec<String>, SessionError> {
         Ok(self
-            .launcher
-            .engine()
-            .list_sandboxes(&[(label_keys::KIND, "session")])
+            .session_containers()
             .await?
             .into_iter()
             .filter(|info| info.state == ContainerState::Running)
@@ -390,28 +399,37 @@ impl SessionManager {
     }
 
     fn facts(&self, info: SandboxInfo) -> Option<SessionFacts> {
-        if info.labels.get(label_keys::KIND).map(String::as_str) != Some("session") {
-            return None;
-        }
-        let name = info.labels.get(label_keys::SESSION)?.clone();
-        // A destroyed session's container keeps its labels under a
-        // tombstone name until it is removed.
-        if info
-            .name
-            .as_ref()
-            .is_some_and(|container| *container != format!("{NAME_PREFIX}{name}"))
-        {
-            return None;
-        }
+        let name = match info.labels.get(label_keys::KIND).map(String::as_str) {
+            Some("session") => {
+                let name = info.labels.get(label_keys::SESSION)?.clone();
+                // A destroyed session's container keeps its labels under a
+                // tombstone name until it is removed.
+                if info
+                    .name
+                    .as_ref()
+                    .is_some_and(|container| *container != format!("{NAME_PREFIX}{name}"))
+                {
+                    return None;
+                }
+                name
+            }
+            // A claimed spare: its name is its session's (an unclaimed
+            // spare is never a session).
+            Some(SPARE_KIND) => info.name.as_deref()?.strip_prefix(NAME_PREFIX)?.to_string(),
+            _ => return None,
+        };
         let language = Language::parse(info.labels.get(label_keys::LANGUAGE)?).ok()?;
-        let created = info.labels.get(label_keys::CREATED)?.parse().ok()?;
+        let record = self.store.load(&info.id);
+        let created = match record.created {
+            Some(created) => created,
+            None => info.labels.get(label_keys::CREATED)?.parse().ok()?,
+        };
         let ttl = info.labels.get(label_keys::TTL)?.parse().ok()?;
         let mounts = info
             .labels
             .get(label_keys::MOUNTS)
             .and_then(|label| serde_json::from_str(label).ok())
             .unwrap_or_default();
-        let record = self.store.load(&info.id);
         let grants = parse_grants(
             record.grants.as_deref(),
             info.labels.get(label_keys::NETWORK).map(String::as_str),
