@@ -446,3 +446,166 @@ async fn a_destroyed_name_is_free_at_once_and_its_container_goes_later() {
     destroy(&client, &name).await;
     client.cancel().await.ok();
 }
+
+/// One python spare, no pool.
+const ONE_SPARE: [(&str, &str); 2] = [
+    NO_POOL,
+    (
+        "MULTILANG_SANDBOX_SESSION_SPARES",
+        "python=1,javascript=0,typescript=0,go=0,rust=0,bash=0",
+    ),
+];
+
+/// Waits until the server with `instance` (a label filter) has an unclaimed
+/// running spare; returns its id.
+async fn wait_for_spare(docker: &bollard::Docker, instance: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        for id in sandbox_containers(docker, &[instance, "multilang-sandbox.kind=spare"]).await {
+            if let Ok(inspected) = docker.inspect_container(&id, None).await {
+                let running = inspected.state.and_then(|state| state.running).unwrap_or(false);
+                let unclaimed = inspected
+                    .name
+                    .is_some_and(|name| name.trim_start_matches('/').starts_with("multilang-sandbox-spare-"));
+                if running && unclaimed {
+                    return id;
+                }
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no spare session was made");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The id of session `name`'s container and its kind label.
+async fn session_container(docker: &bollard::Docker, name: &str) -> (String, String) {
+    let inspected = docker
+        .inspect_container(&format!("multilang-sandbox-session-{name}"), None)
+        .await
+        .expect("the session's container");
+    let kind = inspected
+        .config
+        .and_then(|config| config.labels)
+        .and_then(|labels| labels.get("multilang-sandbox.kind").cloned())
+        .unwrap_or_default();
+    (inspected.id.expect("an id"), kind)
+}
+
+/// Removes the containers of `instance` of kind spare (a killed server's
+/// spares) with their volumes.
+async fn remove_spares(docker: &bollard::Docker, instance: &str) {
+    for id in sandbox_containers(docker, &[instance, "multilang-sandbox.kind=spare"]).await {
+        let volumes = mounted_volumes(docker, &id).await;
+        let _ = std::process::Command::new("docker").args(["rm", "-f", &id]).output();
+        for volume in volumes {
+            let _ = std::process::Command::new("docker")
+                .args(["volume", "rm", "-f", &volume])
+                .output();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_claimed_spare_is_a_session_that_survives_a_killed_server() {
+    let docker = require_docker().await;
+    let (first, pid) = start_server_process(&ONE_SPARE).await;
+    let instance = instance_label(&first).await;
+    let spare = wait_for_spare(&docker, &instance).await;
+    let name = create_session(&first, "claimed", "python").await;
+    let (id, kind) = session_container(&docker, &name).await;
+    assert_eq!(
+        (id.as_str(), kind.as_str()),
+        (spare.as_str(), "spare"),
+        "the spare was claimed"
+    );
+    execute_in(&first, &name, "python", "x = 41").await;
+    let listed = session(&first, json!({"action": "get", "name": name})).await;
+    assert_eq!(listed["name"], name.as_str(), "{listed}");
+
+    kill_nine(pid);
+    drop(first);
+    let second = start_server_with_env(&[NO_POOL]).await;
+    let listed = session(&second, json!({"action": "list"})).await;
+    assert!(
+        listed["sessions"]
+            .as_array()
+            .expect("sessions")
+            .iter()
+            .any(|listed| listed["name"] == name.as_str()),
+        "{listed}"
+    );
+    let result = execute_in(&second, &name, "python", "print(x + 1)").await;
+    assert_eq!(result["stdout"], "42\n", "{result}");
+    destroy(&second, &name).await;
+    let gone = eventually(Duration::from_secs(30), || async {
+        docker.inspect_container(&spare, None).await.is_err()
+    })
+    .await;
+    assert!(gone, "the destroyed claimed spare {spare} is still there");
+    second.cancel().await.ok();
+    // The killed server's maker made another spare after the claim.
+    remove_spares(&docker, &instance).await;
+}
+
+#[tokio::test]
+async fn no_spare_is_left_after_shutdown() {
+    let docker = require_docker().await;
+    let client = start_server_with_env(&ONE_SPARE).await;
+    let instance = instance_label(&client).await;
+    let spare = wait_for_spare(&docker, &instance).await;
+    let volumes = mounted_volumes(&docker, &spare).await;
+    assert_eq!(volumes.len(), 3, "{volumes:?}");
+    client.cancel().await.ok();
+    let left = wait_for_none(
+        &docker,
+        &[&instance, "multilang-sandbox.kind=spare"],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(left.is_empty(), "spares left after shutdown: {left:?}");
+    let volumes_gone = eventually(Duration::from_secs(30), || async {
+        let mut gone = true;
+        for volume in &volumes {
+            gone &= docker.inspect_volume(volume).await.is_err();
+        }
+        gone
+    })
+    .await;
+    assert!(volumes_gone, "a spare's volumes are left: {volumes:?}");
+}
+
+#[tokio::test]
+async fn a_create_with_options_never_claims_a_spare() {
+    let docker = require_docker().await;
+    let base = std::env::temp_dir().join(unique_name("spare-mount"));
+    std::fs::create_dir_all(&base).expect("make a host folder");
+    let folders = format!("data={}", base.display());
+    let mut env = ONE_SPARE.to_vec();
+    env.push(("MULTILANG_SANDBOX_HOST_FOLDERS", &folders));
+    let client = start_server_with_env(&env).await;
+    let instance = instance_label(&client).await;
+    let spare = wait_for_spare(&docker, &instance).await;
+    let asks = [
+        json!({"mounts": ["data"]}),
+        json!({"seccomp": "strict"}),
+        json!({"ttl": 77}),
+    ];
+    for ask in asks {
+        let name = TestSession::adopt(unique_name("opts"));
+        let mut arguments = json!({"action": "create", "name": name, "language": "python"});
+        for (key, value) in ask.as_object().expect("options") {
+            arguments[key] = value.clone();
+        }
+        session(&client, arguments).await;
+        let (id, kind) = session_container(&docker, &name).await;
+        assert_ne!(id, spare, "a create with {ask} claimed the spare");
+        assert_eq!(kind, "session", "{ask}");
+        destroy(&client, &name).await;
+    }
+    let name = create_session(&client, "plain", "python").await;
+    let (id, _) = session_container(&docker, &name).await;
+    assert_eq!(id, spare, "a plain create claims the spare");
+    destroy(&client, &name).await;
+    client.cancel().await.ok();
+    let _ = std::fs::remove_dir_all(&base);
+}
