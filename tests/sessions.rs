@@ -519,9 +519,12 @@ async fn a_claimed_spare_is_a_session_that_survives_a_killed_server() {
         "the spare was claimed"
     );
     execute_in(&first, &name, "python", "x = 41").await;
-    let listed = session(&first, json!({"action": "get", "name": name})).await;
-    assert_eq!(listed["name"], name.as_str(), "{listed}");
+    let got = session(&first, json!({"action": "get", "name": name})).await;
+    assert_eq!(got["sessions"][0]["name"], name.as_str(), "{got}");
 
+    // The maker makes another after the claim; killed once it is made, so
+    // the test can remove it.
+    wait_for_spare(&docker, &instance).await;
     kill_nine(pid);
     drop(first);
     let second = start_server_with_env(&[NO_POOL]).await;
@@ -543,7 +546,7 @@ async fn a_claimed_spare_is_a_session_that_survives_a_killed_server() {
     .await;
     assert!(gone, "the destroyed claimed spare {spare} is still there");
     second.cancel().await.ok();
-    // The killed server's maker made another spare after the claim.
+    // A killed server's spares stay (for any server's claims): removed here.
     remove_spares(&docker, &instance).await;
 }
 
