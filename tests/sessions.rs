@@ -608,6 +608,17 @@ async fn a_create_with_options_never_claims_a_spare() {
     let name = create_session(&client, "plain", "python").await;
     let (id, _) = session_container(&docker, &name).await;
     assert_eq!(id, spare, "a plain create claims the spare");
+    let state = inspect(&client, "sessions").await;
+    let python = state["spares"]
+        .as_array()
+        .and_then(|spares| spares.iter().find(|stats| stats["language"] == "python"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (python["configured"].as_u64(), python["claimed"].as_u64()),
+        (Some(1), Some(1)),
+        "{state}"
+    );
     destroy(&client, &name).await;
     client.cancel().await.ok();
     let _ = std::fs::remove_dir_all(&base);

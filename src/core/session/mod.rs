@@ -23,6 +23,7 @@ mod remove;
 mod spares;
 
 pub use labels::validate_name;
+pub use spares::SpareStats;
 
 use super::background::Background;
 use super::connection::RunnerConnection;
@@ -151,6 +152,8 @@ pub struct SessionManager {
     /// Runner connections of the spares this server made (a claim takes
     /// its spare's).
     spare_connections: Mutex<HashMap<String, Arc<RunnerConnection>>>,
+    /// Creates served with a spare, per language.
+    spares_claimed: Mutex<HashMap<Language, u64>>,
     /// Wakes the spare maker after a claim.
     spare_wanted: tokio::sync::Notify,
 }
@@ -166,6 +169,7 @@ impl SessionManager {
             handles: Mutex::new(HashMap::new()),
             removals: OnceLock::new(),
             spare_connections: Mutex::new(HashMap::new()),
+            spares_claimed: Mutex::new(HashMap::new()),
             spare_wanted: tokio::sync::Notify::new(),
         })
     }

@@ -15,10 +15,24 @@ use crate::core::error::SessionError;
 use crate::docker::{ContainerState, SandboxInfo, VolumeBacking, VolumeMount, labels};
 use crate::images;
 use crate::runtime::Language;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Warm spare sessions of one language, as `sandbox_inspect` shows them.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema, PartialEq)]
+pub struct SpareStats {
+    pub language: String,
+    /// Spares this server keeps (`session_spares`).
+    pub configured: usize,
+    /// Unclaimed running spares that fit this server's config (any
+    /// server's).
+    pub ready: usize,
+    /// Creates this server served with a spare.
+    pub claimed: u64,
+}
 
 /// Prefix of an unclaimed spare's container (and volume) names.
 pub(super) const SPARE_PREFIX: &str = "multilang-sandbox-spare-";
@@ -91,9 +105,19 @@ impl SessionManager {
         };
         let container_name = format!("{NAME_PREFIX}{name}");
         for spare in spares {
-            match self.launcher.engine().rename_sandbox(&spare.id, &container_name).await {
+            // By its spare name, not its id: a spare another create claimed
+            // meanwhile has another name, and must not be taken from it.
+            let Some(spare_name) = spare.name.as_deref() else {
+                continue;
+            };
+            match self.launcher.engine().rename_sandbox(spare_name, &container_name).await {
                 Ok(true) => {
                     let connection = self.spare_connections.lock().remove(&spare.id);
+                    self.spares_claimed
+                        .lock()
+                        .entry(language)
+                        .and_modify(|count| *count += 1)
+                        .or_insert(1);
                     self.spare_wanted.notify_one();
                     tracing::debug!(session = name, container = %spare.id, "claimed a spare session");
                     return Some((spare.id, connection));
@@ -106,6 +130,27 @@ impl SessionManager {
             }
         }
         None
+    }
+
+    /// Spare figures for each language that has spares configured or
+    /// running.
+    pub async fn spare_stats(&self) -> Result<Vec<SpareStats>, SessionError> {
+        let configured = &self.launcher.config().session_spares;
+        let mut stats = Vec::new();
+        for language in Language::ALL {
+            let wanted = configured.get(&language).copied().unwrap_or(0);
+            let ready = self.idle_spares(language).await?.len();
+            let claimed = self.spares_claimed.lock().get(&language).copied().unwrap_or(0);
+            if wanted > 0 || ready > 0 || claimed > 0 {
+                stats.push(SpareStats {
+                    language: language.name().to_string(),
+                    configured: wanted,
+                    ready,
+                    claimed,
+                });
+            }
+        }
+        Ok(stats)
     }
 
     /// Makes one spare of `language`, as a default create would make a
