@@ -447,14 +447,20 @@ async fn a_destroyed_name_is_free_at_once_and_its_container_goes_later() {
     client.cancel().await.ok();
 }
 
-/// One python spare, no pool.
-const ONE_SPARE: [(&str, &str); 2] = [
-    NO_POOL,
-    (
-        "MULTILANG_SANDBOX_SESSION_SPARES",
-        "python=1,javascript=0,typescript=0,go=0,rust=0,bash=0",
-    ),
-];
+/// One python spare, no pool, and a default ttl of `ttl` seconds: any
+/// server whose config fits a spare claims it, so each test gives its own
+/// ttl (part of what a spare must fit), and no other test's server claims
+/// its spares.
+fn one_spare(ttl: &str) -> [(&str, &str); 3] {
+    [
+        NO_POOL,
+        (
+            "MULTILANG_SANDBOX_SESSION_SPARES",
+            "python=1,javascript=0,typescript=0,go=0,rust=0,bash=0",
+        ),
+        ("MULTILANG_SANDBOX_SESSION_TTL_S", ttl),
+    ]
+}
 
 /// Waits until the server with `instance` (a label filter) has an unclaimed
 /// running spare; returns its id.
@@ -508,7 +514,7 @@ async fn remove_spares(docker: &bollard::Docker, instance: &str) {
 #[tokio::test]
 async fn a_claimed_spare_is_a_session_that_survives_a_killed_server() {
     let docker = require_docker().await;
-    let (first, pid) = start_server_process(&ONE_SPARE).await;
+    let (first, pid) = start_server_process(&one_spare("3601")).await;
     let instance = instance_label(&first).await;
     let spare = wait_for_spare(&docker, &instance).await;
     let name = create_session(&first, "claimed", "python").await;
@@ -553,7 +559,7 @@ async fn a_claimed_spare_is_a_session_that_survives_a_killed_server() {
 #[tokio::test]
 async fn no_spare_is_left_after_shutdown() {
     let docker = require_docker().await;
-    let client = start_server_with_env(&ONE_SPARE).await;
+    let client = start_server_with_env(&one_spare("3602")).await;
     let instance = instance_label(&client).await;
     let spare = wait_for_spare(&docker, &instance).await;
     let volumes = mounted_volumes(&docker, &spare).await;
@@ -583,7 +589,7 @@ async fn a_create_with_options_never_claims_a_spare() {
     let base = std::env::temp_dir().join(unique_name("spare-mount"));
     std::fs::create_dir_all(&base).expect("make a host folder");
     let folders = format!("data={}", base.display());
-    let mut env = ONE_SPARE.to_vec();
+    let mut env = one_spare("3603").to_vec();
     env.push(("MULTILANG_SANDBOX_HOST_FOLDERS", &folders));
     let client = start_server_with_env(&env).await;
     let instance = instance_label(&client).await;

@@ -62,6 +62,11 @@ impl SessionManager {
             }
         }
         self.store.retain(&ids);
+        match self.collect_stale_spares().await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed spare sessions no config claims"),
+            Err(error) => tracing::debug!(%error, "collecting stale spare sessions skipped"),
+        }
         self.sweep().await;
         self.collect_networks().await;
         Ok(removed)

@@ -40,6 +40,10 @@ pub(super) const SPARE_PREFIX: &str = "multilang-sandbox-spare-";
 /// The kind label of spare containers (claimed or not).
 pub(super) const SPARE_KIND: &str = "spare";
 
+/// A spare that fits no language of this server's config and is older than
+/// this is removed by its gc (its server's config changed, or it is gone).
+const STALE_SPARE_AGE: Duration = Duration::from_secs(600);
+
 /// How often the maker checks its spares when no claim woke it.
 const REFILL_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -266,6 +270,38 @@ impl SessionManager {
                 return;
             }
         }
+    }
+
+    /// Removes unclaimed spares that fit no language of this server's
+    /// config and are older than 10 minutes (made under another config:
+    /// no server with this one claims them). Returns how many went.
+    pub(super) async fn collect_stale_spares(&self) -> Result<usize, SessionError> {
+        let hashes: Vec<String> = Language::ALL
+            .iter()
+            .map(|language| self.spare_hash(*language))
+            .collect();
+        let now = unix_now();
+        let mut removed = 0;
+        let spares = self
+            .launcher
+            .engine()
+            .list_sandboxes(&[(labels::KIND, SPARE_KIND)])
+            .await?;
+        for spare in spares.iter().filter(|info| is_unclaimed(info)) {
+            let fits = spare
+                .labels
+                .get(labels::SPARE_HASH)
+                .is_some_and(|hash| hashes.contains(hash));
+            let made = spare
+                .labels
+                .get(labels::CREATED)
+                .and_then(|created| created.parse::<u64>().ok())
+                .unwrap_or(0);
+            if !fits && now.saturating_sub(made) >= STALE_SPARE_AGE.as_secs() && self.remove_spare(spare).await? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     /// Removes this server's unclaimed spares (at shutdown).
