@@ -44,6 +44,9 @@ pub(super) const SPARE_KIND: &str = "spare";
 /// this is removed by its gc (its server's config changed, or it is gone).
 const STALE_SPARE_AGE: Duration = Duration::from_secs(600);
 
+/// An unclaimed spare not running and older than this is removed by gc.
+const STOPPED_SPARE_AGE: Duration = Duration::from_secs(120);
+
 /// How often the maker checks its spares when no claim woke it.
 const REFILL_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -274,7 +277,8 @@ impl SessionManager {
 
     /// Removes unclaimed spares that fit no language of this server's
     /// config and are older than 10 minutes (made under another config:
-    /// no server with this one claims them). Returns how many went.
+    /// no server with this one claims them), and those that stopped.
+    /// Returns how many went.
     pub(super) async fn collect_stale_spares(&self) -> Result<usize, SessionError> {
         let hashes: Vec<String> = Language::ALL
             .iter()
@@ -297,7 +301,12 @@ impl SessionManager {
                 .get(labels::CREATED)
                 .and_then(|created| created.parse::<u64>().ok())
                 .unwrap_or(0);
-            if !fits && now.saturating_sub(made) >= STALE_SPARE_AGE.as_secs() && self.remove_spare(spare).await? {
+            let age = now.saturating_sub(made);
+            // Stopped (by an engine restart, say): never claimed, never
+            // counted; one being started is younger.
+            let stopped = spare.state != ContainerState::Running && age >= STOPPED_SPARE_AGE.as_secs();
+            let stale = !fits && age >= STALE_SPARE_AGE.as_secs();
+            if (stopped || stale) && self.remove_spare(spare).await? {
                 removed += 1;
             }
         }
