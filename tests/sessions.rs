@@ -629,3 +629,33 @@ async fn a_create_with_options_never_claims_a_spare() {
     client.cancel().await.ok();
     let _ = std::fs::remove_dir_all(&base);
 }
+
+#[tokio::test]
+async fn concurrent_creates_claim_a_spare_once() {
+    let docker = require_docker().await;
+    let client = start_server_with_env(&one_spare("3604")).await;
+    let instance = instance_label(&client).await;
+    let spare = wait_for_spare(&docker, &instance).await;
+    let names: Vec<TestSession> = (0..4).map(|_| TestSession::adopt(unique_name("race"))).collect();
+    let creates = names
+        .iter()
+        .map(|name| session(&client, json!({"action": "create", "name": name, "language": "python"})));
+    futures::future::join_all(creates).await;
+    let mut ids = Vec::new();
+    for name in &names {
+        ids.push(session_container(&docker, name).await.0);
+        execute_in(&client, name, "python", &format!("mine = '{name}'")).await;
+    }
+    let claimed = ids.iter().filter(|id| **id == spare).count();
+    assert_eq!(claimed, 1, "the spare went to exactly one create: {ids:?}");
+    let mut distinct = ids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 4, "four containers: {ids:?}");
+    for name in &names {
+        let result = execute_in(&client, name, "python", "print(mine)").await;
+        assert_eq!(result["stdout"], format!("{name}\n"), "{result}");
+        destroy(&client, name).await;
+    }
+    client.cancel().await.ok();
+}

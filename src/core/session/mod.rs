@@ -154,6 +154,8 @@ pub struct SessionManager {
     spare_connections: Mutex<HashMap<String, Arc<RunnerConnection>>>,
     /// Creates served with a spare, per language.
     spares_claimed: Mutex<HashMap<Language, u64>>,
+    /// Held while this server claims a spare.
+    claim_turn: tokio::sync::Mutex<()>,
     /// Wakes the spare maker after a claim.
     spare_wanted: tokio::sync::Notify,
 }
@@ -170,6 +172,7 @@ impl SessionManager {
             removals: OnceLock::new(),
             spare_connections: Mutex::new(HashMap::new()),
             spares_claimed: Mutex::new(HashMap::new()),
+            claim_turn: tokio::sync::Mutex::new(()),
             spare_wanted: tokio::sync::Notify::new(),
         })
     }

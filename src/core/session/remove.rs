@@ -68,16 +68,14 @@ impl SessionManager {
     /// claims it) and removes it with its volumes. False when it was
     /// claimed or removed meanwhile.
     pub(super) async fn remove_spare(&self, spare: &SandboxInfo) -> Result<bool, SessionError> {
-        // By its spare name, not its id: a spare claimed meanwhile is a
+        // Taken first, as a claim takes it: a spare claimed meanwhile is a
         // session and must stay.
-        let Some(spare_name) = spare.name.as_deref() else {
-            return Ok(false);
-        };
-        if !self
-            .launcher
-            .engine()
-            .rename_sandbox(spare_name, &tombstone_name(&spare.id))
-            .await?
+        if !self.take_spare(spare).await
+            || !self
+                .launcher
+                .engine()
+                .rename_sandbox(&spare.id, &tombstone_name(&spare.id))
+                .await?
         {
             return Ok(false);
         }

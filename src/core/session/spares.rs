@@ -103,6 +103,8 @@ impl SessionManager {
         name: &str,
         language: Language,
     ) -> Option<(String, Option<Arc<RunnerConnection>>)> {
+        // This server's claims one at a time: each sees the others' done.
+        let _turn = self.claim_turn.lock().await;
         let spares = match self.idle_spares(language).await {
             Ok(spares) => spares,
             Err(error) => {
@@ -110,33 +112,62 @@ impl SessionManager {
                 return None;
             }
         };
+        let engine = self.launcher.engine();
         let container_name = format!("{NAME_PREFIX}{name}");
         for spare in spares {
-            // By its spare name, not its id: a spare another create claimed
-            // meanwhile has another name, and must not be taken from it.
-            let Some(spare_name) = spare.name.as_deref() else {
+            if !self.take_spare(&spare).await {
                 continue;
-            };
-            match self.launcher.engine().rename_sandbox(spare_name, &container_name).await {
-                Ok(true) => {
-                    let connection = self.spare_connections.lock().remove(&spare.id);
-                    self.spares_claimed
-                        .lock()
-                        .entry(language)
-                        .and_modify(|count| *count += 1)
-                        .or_insert(1);
-                    self.spare_wanted.notify_one();
-                    tracing::debug!(session = name, container = %spare.id, "claimed a spare session");
-                    return Some((spare.id, connection));
-                }
-                Ok(false) => continue,
-                Err(error) => {
-                    tracing::debug!(%error, "could not claim a spare session");
+            }
+            match engine.rename_sandbox(&spare.id, &container_name).await {
+                Ok(true) => {}
+                // The session's name was taken meanwhile: the spare is put
+                // back, the create goes on (and finds the name taken).
+                result => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "could not claim a spare session");
+                    }
+                    if let Some(spare_name) = &spare.name {
+                        let _ = engine.rename_sandbox(&spare.id, spare_name).await;
+                    }
                     return None;
                 }
             }
+            let connection = self.spare_connections.lock().remove(&spare.id);
+            self.spares_claimed
+                .lock()
+                .entry(language)
+                .and_modify(|count| *count += 1)
+                .or_insert(1);
+            self.spare_wanted.notify_one();
+            tracing::debug!(session = name, container = %spare.id, "claimed a spare session");
+            return Some((spare.id, connection));
         }
         None
+    }
+
+    /// Takes a listed spare for a claim or a removal: renames it, found by
+    /// its spare name, to a name of its own while taken. The engine renames
+    /// a container under its lock and refuses to rename it to the name it
+    /// has, so of two servers taking the same spare only one succeeds (a
+    /// spare renamed straight to a session name could be renamed again by
+    /// a second claim that found it by its old name). False: taken by
+    /// another, or gone.
+    pub(super) async fn take_spare(&self, spare: &SandboxInfo) -> bool {
+        let Some(spare_name) = spare.name.as_deref() else {
+            return false;
+        };
+        match self
+            .launcher
+            .engine()
+            .rename_sandbox(spare_name, &taken_name(&spare.id))
+            .await
+        {
+            Ok(taken) => taken,
+            Err(error) => {
+                tracing::debug!(container = %spare.id, %error, "a spare session was taken by another");
+                false
+            }
+        }
     }
 
     /// Spare figures for each language that has spares configured or
@@ -336,6 +367,15 @@ impl SessionManager {
             }
         }
     }
+}
+
+/// Prefix of the name a spare has while a claim or removal takes it (for
+/// milliseconds; a server killed in between leaves it, see SPARES_STATUS.md).
+const TAKEN_PREFIX: &str = "multilang-sandbox-taken-";
+
+/// The name of a spare while it is taken.
+fn taken_name(container_id: &str) -> String {
+    format!("{TAKEN_PREFIX}{}", container_id.chars().take(12).collect::<String>())
 }
 
 /// True for a spare container not yet claimed (still named as a spare).
