@@ -634,12 +634,15 @@ async fn a_create_with_options_never_claims_a_spare() {
 async fn concurrent_creates_claim_a_spare_once() {
     let docker = require_docker().await;
     let client = start_server_with_env(&one_spare("3604")).await;
+    // Another server that fits the spare and makes none: it claims too.
+    let other = start_server_with_env(&[NO_POOL, ("MULTILANG_SANDBOX_SESSION_TTL_S", "3604")]).await;
     let instance = instance_label(&client).await;
     let spare = wait_for_spare(&docker, &instance).await;
-    let names: Vec<TestSession> = (0..4).map(|_| TestSession::adopt(unique_name("race"))).collect();
-    let creates = names
-        .iter()
-        .map(|name| session(&client, json!({"action": "create", "name": name, "language": "python"})));
+    let names: Vec<TestSession> = (0..6).map(|_| TestSession::adopt(unique_name("race"))).collect();
+    let creates = names.iter().enumerate().map(|(index, name)| {
+        let server = if index % 2 == 0 { &client } else { &other };
+        session(server, json!({"action": "create", "name": name, "language": "python"}))
+    });
     futures::future::join_all(creates).await;
     let mut ids = Vec::new();
     for name in &names {
@@ -651,11 +654,12 @@ async fn concurrent_creates_claim_a_spare_once() {
     let mut distinct = ids.clone();
     distinct.sort();
     distinct.dedup();
-    assert_eq!(distinct.len(), 4, "four containers: {ids:?}");
+    assert_eq!(distinct.len(), 6, "six containers: {ids:?}");
     for name in &names {
         let result = execute_in(&client, name, "python", "print(mine)").await;
         assert_eq!(result["stdout"], format!("{name}\n"), "{result}");
         destroy(&client, name).await;
     }
+    other.cancel().await.ok();
     client.cancel().await.ok();
 }
