@@ -154,6 +154,8 @@ pub struct SessionManager {
     spare_connections: Mutex<HashMap<String, Arc<RunnerConnection>>>,
     /// Creates served with a spare, per language.
     spares_claimed: Mutex<HashMap<Language, u64>>,
+    /// Spares the last gc round saw taken (by a claim or removal).
+    taken_seen: Mutex<std::collections::HashSet<String>>,
     /// Held while this server claims a spare.
     claim_turn: tokio::sync::Mutex<()>,
     /// Wakes the spare maker after a claim.
@@ -173,6 +175,7 @@ impl SessionManager {
             spare_connections: Mutex::new(HashMap::new()),
             spares_claimed: Mutex::new(HashMap::new()),
             claim_turn: tokio::sync::Mutex::new(()),
+            taken_seen: Mutex::new(std::collections::HashSet::new()),
             spare_wanted: tokio::sync::Notify::new(),
         })
     }

@@ -83,6 +83,24 @@ impl SessionManager {
         Ok(true)
     }
 
+    /// Removes a spare left taken (a server died mid-claim). False when it
+    /// is gone or was claimed meanwhile.
+    pub(super) async fn remove_taken_spare(&self, spare: &SandboxInfo) -> Result<bool, SessionError> {
+        let Some(taken) = spare.name.as_deref() else {
+            return Ok(false);
+        };
+        if !self
+            .launcher
+            .engine()
+            .rename_sandbox(taken, &tombstone_name(&spare.id))
+            .await?
+        {
+            return Ok(false);
+        }
+        self.removal_context().remove_remains(Remains::of(spare, None)).await;
+        Ok(true)
+    }
+
     fn removal_context(&self) -> Removal {
         Removal {
             launcher: self.launcher.clone(),

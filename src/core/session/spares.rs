@@ -17,7 +17,7 @@ use crate::images;
 use crate::runtime::Language;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -338,6 +338,23 @@ impl SessionManager {
             let stopped = spare.state != ContainerState::Running && age >= STOPPED_SPARE_AGE.as_secs();
             let stale = !fits && age >= STALE_SPARE_AGE.as_secs();
             if (stopped || stale) && self.remove_spare(spare).await? {
+                removed += 1;
+            }
+        }
+        // A spare still taken a whole gc round later was left by a server
+        // killed mid-claim (a claim holds it for milliseconds).
+        let taken: HashSet<String> = spares
+            .iter()
+            .filter(|info| info.name.as_deref().is_some_and(|name| name.starts_with(TAKEN_PREFIX)))
+            .map(|info| info.id.clone())
+            .collect();
+        let seen_before = std::mem::replace(&mut *self.taken_seen.lock(), taken.clone());
+        for spare in spares
+            .iter()
+            .filter(|info| taken.contains(&info.id) && seen_before.contains(&info.id))
+        {
+            tracing::info!(container = %spare.id, "removing a spare session a claim left taken");
+            if self.remove_taken_spare(spare).await? {
                 removed += 1;
             }
         }
