@@ -341,6 +341,36 @@ impl SessionManager {
                 removed += 1;
             }
         }
+        // Spares a killed server left beyond what this server keeps: the
+        // oldest others' go once they are older than 10 minutes.
+        for (index, language) in Language::ALL.iter().enumerate() {
+            let target = self
+                .launcher
+                .config()
+                .session_spares
+                .get(language)
+                .copied()
+                .unwrap_or(0);
+            let mut ready: Vec<&SandboxInfo> = spares
+                .iter()
+                .filter(|info| {
+                    is_unclaimed(info)
+                        && info.state == ContainerState::Running
+                        && info.labels.get(labels::SPARE_HASH) == Some(&hashes[index])
+                })
+                .collect();
+            let surplus = ready.len().saturating_sub(target);
+            ready.retain(|info| {
+                info.labels.get(labels::INSTANCE).map(String::as_str) != Some(self.launcher.instance_id())
+                    && made_at(info).is_some_and(|made| now.saturating_sub(made) >= STALE_SPARE_AGE.as_secs())
+            });
+            ready.sort_by_key(|info| made_at(info));
+            for spare in ready.into_iter().take(surplus) {
+                if self.remove_spare(spare).await? {
+                    removed += 1;
+                }
+            }
+        }
         // A spare still taken a whole gc round later was left by a server
         // killed mid-claim (a claim holds it for milliseconds).
         let taken: HashSet<String> = spares
@@ -393,6 +423,11 @@ const TAKEN_PREFIX: &str = "multilang-sandbox-taken-";
 /// The name of a spare while it is taken.
 fn taken_name(container_id: &str) -> String {
     format!("{TAKEN_PREFIX}{}", container_id.chars().take(12).collect::<String>())
+}
+
+/// When a spare was made (its label), Unix seconds.
+fn made_at(info: &SandboxInfo) -> Option<u64> {
+    info.labels.get(labels::CREATED)?.parse().ok()
 }
 
 /// True for a spare container not yet claimed (still named as a spare).
