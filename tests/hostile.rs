@@ -366,6 +366,7 @@ async fn huge_and_malformed_messages_get_errors_and_the_server_survives() {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_multilang-sandbox"))
         .env("MULTILANG_SANDBOX_LOG", "error")
         .env("MULTILANG_SANDBOX_POOL_SIZE", "0")
+        .env("MULTILANG_SANDBOX_SESSION_SPARES", "0")
         .env("MULTILANG_SANDBOX_AUDIT_LOG", test_audit_log())
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

@@ -24,6 +24,7 @@ fn server_command(extra: &[&str]) -> Command {
         .args(extra)
         .env("MULTILANG_SANDBOX_LOG", "info,rmcp=warn")
         .env("MULTILANG_SANDBOX_POOL_SIZE", "0")
+        .env("MULTILANG_SANDBOX_SESSION_SPARES", "0")
         .env("MULTILANG_SANDBOX_AUDIT_LOG", test_audit_log())
         .env_remove("MULTILANG_SANDBOX_HTTP_TOKEN")
         .stdin(Stdio::null())

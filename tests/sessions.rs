@@ -446,3 +446,221 @@ async fn a_destroyed_name_is_free_at_once_and_its_container_goes_later() {
     destroy(&client, &name).await;
     client.cancel().await.ok();
 }
+
+/// One python spare, no pool, and a default ttl of `ttl` seconds: any
+/// server whose config fits a spare claims it, so each test gives its own
+/// ttl (part of what a spare must fit), and no other test's server claims
+/// its spares.
+fn one_spare(ttl: &str) -> [(&str, &str); 3] {
+    [
+        NO_POOL,
+        (
+            "MULTILANG_SANDBOX_SESSION_SPARES",
+            "python=1,javascript=0,typescript=0,go=0,rust=0,bash=0",
+        ),
+        ("MULTILANG_SANDBOX_SESSION_TTL_S", ttl),
+    ]
+}
+
+/// Waits until the server with `instance` (a label filter) has an unclaimed
+/// running spare; returns its id.
+async fn wait_for_spare(docker: &bollard::Docker, instance: &str) -> String {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        for id in sandbox_containers(docker, &[instance, "multilang-sandbox.kind=spare"]).await {
+            if let Ok(inspected) = docker.inspect_container(&id, None).await {
+                let running = inspected.state.and_then(|state| state.running).unwrap_or(false);
+                let unclaimed = inspected
+                    .name
+                    .is_some_and(|name| name.trim_start_matches('/').starts_with("multilang-sandbox-spare-"));
+                if running && unclaimed {
+                    return id;
+                }
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no spare session was made");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The id of session `name`'s container and its kind label.
+async fn session_container(docker: &bollard::Docker, name: &str) -> (String, String) {
+    let inspected = docker
+        .inspect_container(&format!("multilang-sandbox-session-{name}"), None)
+        .await
+        .expect("the session's container");
+    let kind = inspected
+        .config
+        .and_then(|config| config.labels)
+        .and_then(|labels| labels.get("multilang-sandbox.kind").cloned())
+        .unwrap_or_default();
+    (inspected.id.expect("an id"), kind)
+}
+
+/// Removes the containers of `instance` of kind spare (a killed server's
+/// spares) with their volumes.
+async fn remove_spares(docker: &bollard::Docker, instance: &str) {
+    for id in sandbox_containers(docker, &[instance, "multilang-sandbox.kind=spare"]).await {
+        let volumes = mounted_volumes(docker, &id).await;
+        let _ = std::process::Command::new("docker").args(["rm", "-f", &id]).output();
+        for volume in volumes {
+            let _ = std::process::Command::new("docker")
+                .args(["volume", "rm", "-f", &volume])
+                .output();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_claimed_spare_is_a_session_that_survives_a_killed_server() {
+    let docker = require_docker().await;
+    let (first, pid) = start_server_process(&one_spare("3601")).await;
+    let instance = instance_label(&first).await;
+    let spare = wait_for_spare(&docker, &instance).await;
+    let name = create_session(&first, "claimed", "python").await;
+    let (id, kind) = session_container(&docker, &name).await;
+    assert_eq!(
+        (id.as_str(), kind.as_str()),
+        (spare.as_str(), "spare"),
+        "the spare was claimed"
+    );
+    execute_in(&first, &name, "python", "x = 41").await;
+    let got = session(&first, json!({"action": "get", "name": name})).await;
+    assert_eq!(got["sessions"][0]["name"], name.as_str(), "{got}");
+
+    // The maker makes another after the claim; killed once it is made, so
+    // the test can remove it.
+    wait_for_spare(&docker, &instance).await;
+    kill_nine(pid);
+    drop(first);
+    let second = start_server_with_env(&[NO_POOL]).await;
+    let listed = session(&second, json!({"action": "list"})).await;
+    assert!(
+        listed["sessions"]
+            .as_array()
+            .expect("sessions")
+            .iter()
+            .any(|listed| listed["name"] == name.as_str()),
+        "{listed}"
+    );
+    let result = execute_in(&second, &name, "python", "print(x + 1)").await;
+    assert_eq!(result["stdout"], "42\n", "{result}");
+    destroy(&second, &name).await;
+    let gone = eventually(Duration::from_secs(30), || async {
+        docker.inspect_container(&spare, None).await.is_err()
+    })
+    .await;
+    assert!(gone, "the destroyed claimed spare {spare} is still there");
+    second.cancel().await.ok();
+    // A killed server's spares stay (for any server's claims): removed here.
+    remove_spares(&docker, &instance).await;
+}
+
+#[tokio::test]
+async fn no_spare_is_left_after_shutdown() {
+    let docker = require_docker().await;
+    let client = start_server_with_env(&one_spare("3602")).await;
+    let instance = instance_label(&client).await;
+    let spare = wait_for_spare(&docker, &instance).await;
+    let volumes = mounted_volumes(&docker, &spare).await;
+    assert_eq!(volumes.len(), 3, "{volumes:?}");
+    client.cancel().await.ok();
+    let left = wait_for_none(
+        &docker,
+        &[&instance, "multilang-sandbox.kind=spare"],
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(left.is_empty(), "spares left after shutdown: {left:?}");
+    let volumes_gone = eventually(Duration::from_secs(30), || async {
+        let mut gone = true;
+        for volume in &volumes {
+            gone &= docker.inspect_volume(volume).await.is_err();
+        }
+        gone
+    })
+    .await;
+    assert!(volumes_gone, "a spare's volumes are left: {volumes:?}");
+}
+
+#[tokio::test]
+async fn a_create_with_options_never_claims_a_spare() {
+    let docker = require_docker().await;
+    let base = std::env::temp_dir().join(unique_name("spare-mount"));
+    std::fs::create_dir_all(&base).expect("make a host folder");
+    let folders = format!("data={}", base.display());
+    let mut env = one_spare("3603").to_vec();
+    env.push(("MULTILANG_SANDBOX_HOST_FOLDERS", &folders));
+    let client = start_server_with_env(&env).await;
+    let instance = instance_label(&client).await;
+    let spare = wait_for_spare(&docker, &instance).await;
+    let mut asks = vec![json!({"mounts": ["data"]}), json!({"ttl": 77})];
+    // Asking for the profile the server is configured with is a plain
+    // create (the strict CI pass configures `strict`).
+    if std::env::var("MULTILANG_SANDBOX_SECCOMP").as_deref() != Ok("strict") {
+        asks.push(json!({"seccomp": "strict"}));
+    }
+    for ask in asks {
+        let name = TestSession::adopt(unique_name("opts"));
+        let mut arguments = json!({"action": "create", "name": name, "language": "python"});
+        for (key, value) in ask.as_object().expect("options") {
+            arguments[key] = value.clone();
+        }
+        session(&client, arguments).await;
+        let (id, kind) = session_container(&docker, &name).await;
+        assert_ne!(id, spare, "a create with {ask} claimed the spare");
+        assert_eq!(kind, "session", "{ask}");
+        destroy(&client, &name).await;
+    }
+    let name = create_session(&client, "plain", "python").await;
+    let (id, _) = session_container(&docker, &name).await;
+    assert_eq!(id, spare, "a plain create claims the spare");
+    let state = inspect(&client, "sessions").await;
+    let python = state["spares"]
+        .as_array()
+        .and_then(|spares| spares.iter().find(|stats| stats["language"] == "python"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (python["configured"].as_u64(), python["claimed"].as_u64()),
+        (Some(1), Some(1)),
+        "{state}"
+    );
+    destroy(&client, &name).await;
+    client.cancel().await.ok();
+    let _ = std::fs::remove_dir_all(&base);
+}
+
+#[tokio::test]
+async fn concurrent_creates_claim_a_spare_once() {
+    let docker = require_docker().await;
+    let client = start_server_with_env(&one_spare("3604")).await;
+    // Another server that fits the spare and makes none: it claims too.
+    let other = start_server_with_env(&[NO_POOL, ("MULTILANG_SANDBOX_SESSION_TTL_S", "3604")]).await;
+    let instance = instance_label(&client).await;
+    let spare = wait_for_spare(&docker, &instance).await;
+    let names: Vec<TestSession> = (0..6).map(|_| TestSession::adopt(unique_name("race"))).collect();
+    let creates = names.iter().enumerate().map(|(index, name)| {
+        let server = if index % 2 == 0 { &client } else { &other };
+        session(server, json!({"action": "create", "name": name, "language": "python"}))
+    });
+    futures::future::join_all(creates).await;
+    let mut ids = Vec::new();
+    for name in &names {
+        ids.push(session_container(&docker, name).await.0);
+        execute_in(&client, name, "python", &format!("mine = '{name}'")).await;
+    }
+    let claimed = ids.iter().filter(|id| **id == spare).count();
+    assert_eq!(claimed, 1, "the spare went to exactly one create: {ids:?}");
+    let mut distinct = ids.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 6, "six containers: {ids:?}");
+    for name in &names {
+        let result = execute_in(&client, name, "python", "print(mine)").await;
+        assert_eq!(result["stdout"], format!("{name}\n"), "{result}");
+        destroy(&client, name).await;
+    }
+    other.cancel().await.ok();
+    client.cancel().await.ok();
+}

@@ -4,8 +4,8 @@
 //! the stateless cases over streamable HTTP and with the pool off.
 
 use crate::harness::{
-    BoxError, CALL_TIMEOUT, Case, Client, Sessions, call, execute, execute_expecting, start_server, stop_server,
-    time_execute, unique, within,
+    BoxError, CALL_TIMEOUT, Case, Client, Sessions, call, execute, execute_expecting, spare_line, start_server,
+    stop_server, time_execute, unique, wait_for_spare, within,
 };
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -87,7 +87,12 @@ pub async fn session_lifecycle(client: &Client, runs: usize) -> Result<Vec<Case>
         let (mut creates, mut destroys) = (Vec::new(), Vec::new());
         for run in 0..=runs {
             let name = unique(&format!("life-{run}"));
+            // Each create claims a warm spare (the default server keeps one).
+            let claimed = wait_for_spare(client, "python").await?;
             let created = sessions.create_plain(&name, "python").await?;
+            if spare_line(client, "python").await?["claimed"].as_u64() != Some(claimed + 1) {
+                return Err(format!("create {run} did not claim the ready spare").into());
+            }
             let destroyed = sessions.destroy(&name).await?;
             if run > 0 {
                 creates.push(created);
@@ -95,7 +100,7 @@ pub async fn session_lifecycle(client: &Client, runs: usize) -> Result<Vec<Case>
             }
         }
         Ok::<_, BoxError>(vec![
-            Case::new("session create (python)", creates),
+            Case::new("session create (python), on a warm spare", creates),
             Case::new("session destroy (python)", destroys),
         ])
     }
@@ -326,20 +331,46 @@ pub async fn http_case(runs: usize) -> Result<Case, BoxError> {
 }
 
 /// Stateless `print(1)` with the pool off: each run starts a container.
-pub async fn pool_off_case(runs: usize) -> Result<Case, BoxError> {
-    let cold = start_server(&[("MULTILANG_SANDBOX_POOL_SIZE", "0")]).await?;
-    let case = time_execute(
-        &cold,
-        "stateless `print(1)` (python), pool miss (pool off)",
-        runs,
-        print_one(),
-        None,
-    )
+pub async fn pool_off_cases(runs: usize) -> Result<Vec<Case>, BoxError> {
+    let cold = start_server(&[
+        ("MULTILANG_SANDBOX_POOL_SIZE", "0"),
+        ("MULTILANG_SANDBOX_SESSION_SPARES", "0"),
+    ])
+    .await?;
+    let cases = async {
+        let miss = time_execute(
+            &cold,
+            "stateless `print(1)` (python), pool miss (pool off)",
+            runs,
+            print_one(),
+            None,
+        )
+        .await?;
+        let mut sessions = Sessions::new(&cold);
+        let creates = async {
+            let mut creates = Vec::new();
+            for run in 0..=runs {
+                let name = unique(&format!("cold-{run}"));
+                let created = sessions.create_plain(&name, "python").await?;
+                sessions.destroy(&name).await?;
+                if run > 0 {
+                    creates.push(created);
+                }
+            }
+            Ok::<_, BoxError>(creates)
+        }
+        .await;
+        sessions.close().await;
+        Ok::<_, BoxError>(vec![
+            miss,
+            Case::new("session create (python), cold (no spares)", creates?),
+        ])
+    }
     .await;
     let stopped = stop_server(cold).await;
-    let case = case?;
+    let cases = cases?;
     stopped?;
-    Ok(case)
+    Ok(cases)
 }
 
 /// Stateless `print(1)` in python.

@@ -218,6 +218,33 @@ pub async fn wait_for_warm_pool(client: &Client, language: &str, count: Option<u
     }
 }
 
+/// One language's line of `sandbox_inspect`'s warm spare sessions.
+pub async fn spare_line(client: &Client, language: &str) -> Result<Value, BoxError> {
+    let state = call(client, "sandbox_inspect", json!({"target": "sessions"})).await?;
+    state["spares"]
+        .as_array()
+        .and_then(|lines| lines.iter().find(|line| line["language"] == language))
+        .cloned()
+        .ok_or_else(|| format!("no {language} spare line in sandbox_inspect: {state}").into())
+}
+
+/// Waits until `sandbox_inspect` shows a ready spare session for
+/// `language`, so the next plain create claims one. Returns the claims
+/// counted so far.
+pub async fn wait_for_spare(client: &Client, language: &str) -> Result<u64, BoxError> {
+    let deadline = Instant::now() + WARM_TIMEOUT;
+    loop {
+        let line = spare_line(client, language).await?;
+        if line["ready"].as_u64().unwrap_or(0) >= 1 {
+            return Ok(line["claimed"].as_u64().unwrap_or(0));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("no {language} spare session became ready: {line}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Times `runs` executes of `arguments` after one warm-up. With
 /// `warm_pool`, each run waits for a full pool first, and a run the pool
 /// counts as a miss is an error.

@@ -186,7 +186,9 @@ async fn latency_group(options: &Options, docker: &Docker, image: &str) -> Resul
             .push(part("streamable HTTP", calls::http_case(runs)).await?);
     }
     if options.wants("pool-off") {
-        latency.cases.push(part("pool off", calls::pool_off_case(runs)).await?);
+        latency
+            .cases
+            .extend(part("pool off", calls::pool_off_cases(runs)).await?);
     }
     if options.wants("first-call") {
         latency
@@ -293,7 +295,9 @@ async fn main() -> Result<(), BoxError> {
          starting (as calls ~1.5 s apart would), and fail if the pool counts a miss. Hello is a whole program \
          printing `hello` (Go and Rust with their `main`), after one warm-up; session cases use one session per \
          language. The `background: true` case is both calls, the execute that returns the job's handle and the \
-         `sandbox_job` `wait` that collects it, in the same session as the plain `print(1)`. The sweep runs \
+         `sandbox_job` `wait` that collects it, in the same session as the plain `print(1)`. Session create on \
+         a warm spare waits for a ready spare (`sandbox_inspect`) and fails if the create did not claim it; \
+         the cold create runs on a server with spares and pool off. The sweep runs \
          {sweep} python sessions at once, each executing `print(1)` {runs} times back to back (every call a \
          sample). The burst is {burst} stateless executes sent at once from a full pool, in {rounds} rounds, \
          each followed by {after_burst} calls back to back. The sustained case runs {concurrency} callers of \

@@ -238,6 +238,17 @@ pub static KEYS: &[Key] = &[
         get: |config| render_pool_sizes(&config.pool_sizes),
     },
     Key {
+        name: "session_spares",
+        kind: Kind::Text,
+        default: KeyDefault::Value("python=1,javascript=0,typescript=0,go=0,rust=0,bash=0"),
+        doc: "warm spare session containers per language, claimed by a session create with \
+              no packages, mounts, network or other options: one number for all, or `python=1,bash=0,…`",
+        set: |config, value, label| {
+            parse_pool_sizes(label, value, &config.session_spares).map(|sizes| config.session_spares = sizes)
+        },
+        get: |config| render_pool_sizes(&config.session_spares),
+    },
+    Key {
         name: "pool_max_size",
         kind: Kind::Number,
         default: KeyDefault::Value("32"),

@@ -64,6 +64,8 @@ pub struct Config {
     pub runtime: Option<String>,
     /// `pool_size`: warm containers per language (0 disables the pool for it).
     pub pool_sizes: BTreeMap<Language, usize>,
+    /// `session_spares`: warm spare session containers per language.
+    pub session_spares: BTreeMap<Language, usize>,
     /// `pool_max_size`: the most warm containers a language's pool grows
     /// to when calls come faster than it refills (never below `pool_size`).
     pub pool_max_size: usize,
@@ -198,6 +200,7 @@ impl Config {
             session_storage_mb: 0,
             runtime: None,
             pool_sizes: BTreeMap::new(),
+            session_spares: BTreeMap::new(),
             pool_max_size: 0,
             pool_memory_mb: 0,
             session_ttl_s: 0,

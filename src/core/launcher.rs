@@ -62,6 +62,9 @@ pub enum Purpose<'a> {
         extra_labels: HashMap<String, String>,
         /// The session's sandbox network, when it has network grants.
         network: Option<&'a OpenedNetwork>,
+        /// A warm spare (kind `spare`, no session label; `name` is its
+        /// token): a plain create claims it by renaming it.
+        spare: bool,
     },
     /// A short-lived container that installs packages, either into a
     /// session's packages volume or into its own filesystem (to be
@@ -185,14 +188,19 @@ impl Launcher {
                 seccomp,
                 extra_labels,
                 network,
+                spare,
             } => {
                 if let Some(network) = network {
                     join(network, &mut spec, &mut labels);
                 }
                 spec.limits.memory_bytes += (extra_memory_mb * 1024 * 1024) as i64;
                 profile = seccomp;
-                labels.insert(labels::KIND.to_string(), "session".to_string());
-                labels.insert(labels::SESSION.to_string(), name.to_string());
+                if spare {
+                    labels.insert(labels::KIND.to_string(), "spare".to_string());
+                } else {
+                    labels.insert(labels::KIND.to_string(), "session".to_string());
+                    labels.insert(labels::SESSION.to_string(), name.to_string());
+                }
                 labels.extend(extra_labels);
                 spec.name = Some(container_name.to_string());
                 spec.volumes = volumes;

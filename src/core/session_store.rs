@@ -15,6 +15,10 @@ pub struct SessionRecord {
     /// Unix seconds the session was extended to, if it was.
     #[serde(default)]
     pub extended_until: Option<u64>,
+    /// Unix seconds the session was created, when its container was made
+    /// before (a claimed spare: its label holds when the spare was made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<u64>,
     /// The session's network grants since they were last changed (the
     /// label holds those it was created with).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -93,6 +97,7 @@ mod tests {
             last_used: Some(10),
             extended_until: Some(99),
             grants: None,
+            created: Some(5),
         };
         store.save("abc", &record);
         store.save("def", &SessionRecord::default());

@@ -16,7 +16,9 @@ use tokio_util::task::TaskTracker;
 /// Label keys every sandbox container carries; Docker is the registry of
 /// what exists.
 pub mod labels {
-    /// `pool` (one stateless execute) or `session`.
+    /// `pool` (one stateless execute), `session`, or `spare` (a warm
+    /// session container not yet claimed, or claimed: then it has a
+    /// session's container name).
     pub const KIND: &str = "multilang-sandbox.kind";
     /// Id of the server instance that created the container.
     pub const INSTANCE: &str = "multilang-sandbox.instance";
@@ -38,6 +40,9 @@ pub mod labels {
     /// The host patterns a session was created with (JSON list); present
     /// only on sessions with network (sessions only).
     pub const NETWORK: &str = "multilang-sandbox.network";
+    /// A hash of everything that shapes a spare session container (spares
+    /// only): a spare is claimed only by a server whose config gives the same.
+    pub const SPARE_HASH: &str = "multilang-sandbox.spare-hash";
     /// The sandbox network a container with network grants is on (through
     /// the network's holder, which has its name).
     pub const NETWORK_NAME: &str = "multilang-sandbox.network-name";

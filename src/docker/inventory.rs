@@ -280,8 +280,9 @@ impl DockerEngine {
         Ok(volumes.into_iter().map(|volume| (volume.name, volume.labels)).collect())
     }
 
-    /// Renames a container. `Ok(false)`: it is gone, or the name is taken
-    /// (another server renamed it first).
+    /// Renames a container, found by its id or its current name.
+    /// `Ok(false)`: it is gone (or no longer has that name), or the name is
+    /// taken (another server renamed it first).
     pub async fn rename_sandbox(&self, id: &str, name: &str) -> Result<bool, DockerError> {
         let client = self.client().await?;
         let options = RenameContainerOptionsBuilder::default().name(name).build();

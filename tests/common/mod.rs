@@ -49,6 +49,9 @@ pub async fn start_server_with_handler<H: rmcp::ClientHandler>(
     command.env("MULTILANG_SANDBOX_LOG", "warn");
     // Test servers keep their audit events out of the user's own log.
     command.env("MULTILANG_SANDBOX_AUDIT_LOG", test_audit_log());
+    // No warm spare sessions unless a test asks for them (a claimed spare's
+    // volumes and labels are not named after its session).
+    command.env("MULTILANG_SANDBOX_SESSION_SPARES", "0");
     for (key, value) in env {
         command.env(key, value);
     }

@@ -78,6 +78,7 @@ impl Executor {
     pub fn start_background_tasks(&self) {
         self.pool.start_maintenance(&self.background);
         self.sessions.start_gc(&self.background);
+        self.sessions.start_spares(&self.background);
         self.start_job_sweep();
         if !self.config.egress.allow.is_empty() {
             self.egress.warm();

@@ -1,5 +1,6 @@
 //! Creating a session: checks, volumes, the container with its labels.
 
+use super::super::connection::RunnerConnection;
 use super::super::launcher::Purpose;
 use super::super::session_store::SessionRecord;
 use super::labels::{
@@ -7,11 +8,13 @@ use super::labels::{
 };
 use super::{NewSession, SessionHandle, SessionInfo, SessionManager};
 use crate::clock::unix_now;
-use crate::config::SessionStorage;
+use crate::config::{Config, SessionStorage};
 use crate::core::egress::{OpenedNetwork, Owner};
 use crate::core::error::SessionError;
 use crate::docker::DockerError;
 use crate::docker::{BindMount, VolumeBacking, VolumeMount, labels};
+use crate::images;
+use crate::runtime::Language;
 use crate::security::audit::{AuditEvent, MountRecord, SessionEvent};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -56,12 +59,32 @@ impl SessionManager {
         let config = self.launcher.config();
         let engine = self.launcher.engine();
         let container_name = format!("{NAME_PREFIX}{name}");
-        let existing = engine.list_sandboxes(&[(labels::KIND, "session")]).await?;
+        let existing = self.session_containers().await?;
         let live = existing.into_iter().filter_map(|info| self.facts(info)).count();
         if live >= config.max_sessions {
             return Err(SessionError::TooMany {
                 max: config.max_sessions,
             });
+        }
+        // A plain create (the standard image, no host folders, no network,
+        // the configured seccomp and ttl) claims a warm spare when one runs.
+        let plain = image == images::tag_for(language, config)
+            && folders.is_empty()
+            && grants.is_none()
+            && seccomp == config.seccomp
+            && ttl == config.session_ttl_s;
+        if plain && let Some((container_id, connection)) = self.claim_spare(name, language).await {
+            let created = unix_now();
+            self.store.save(
+                &container_id,
+                &SessionRecord {
+                    last_used: Some(created),
+                    extended_until: None,
+                    grants: None,
+                    created: Some(created),
+                },
+            );
+            return self.created(name, language, image, container_id, connection).await;
         }
         let created = unix_now();
         let volume_labels = HashMap::from([
@@ -70,18 +93,7 @@ impl SessionManager {
             (labels::CREATED.to_string(), created.to_string()),
         ]);
         let storage = config.session_storage;
-        let (files_backing, outputs_backing, extra_memory_mb) = match storage {
-            SessionStorage::Memory => (
-                VolumeBacking::Memory {
-                    size_mb: config.session_storage_mb,
-                },
-                VolumeBacking::Memory {
-                    size_mb: config.tmpfs_mb,
-                },
-                config.session_storage_mb,
-            ),
-            SessionStorage::Disk => (VolumeBacking::Disk, VolumeBacking::Disk, 0),
-        };
+        let (files_backing, outputs_backing, extra_memory_mb) = backings(config);
         // Named for this container alone: the volumes of a destroyed session
         // of this name may still be being removed.
         let instance = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
@@ -160,6 +172,7 @@ impl SessionManager {
             extra_labels,
             seccomp,
             network: network.as_ref(),
+            spare: false,
         };
         let made_network = network.as_ref().map(|network| (network, &owner));
         let sandbox = match self.launcher.launch_from(language, image, purpose).await {
@@ -185,13 +198,24 @@ impl SessionManager {
                 last_used: Some(created),
                 extended_until: None,
                 grants: None,
+                created: None,
             },
         );
-        let handle = Arc::new(SessionHandle::new(
-            container_id.clone(),
-            language,
-            Some(sandbox.connection),
-        ));
+        self.created(name, language, image, container_id, Some(sandbox.connection))
+            .await
+    }
+
+    /// What follows a create, made or claimed: this server's handle on the
+    /// session, its info, the audit record.
+    async fn created(
+        &self,
+        name: &str,
+        language: Language,
+        image: &str,
+        container_id: String,
+        connection: Option<Arc<RunnerConnection>>,
+    ) -> Result<SessionInfo, SessionError> {
+        let handle = Arc::new(SessionHandle::new(container_id, language, connection));
         self.lock_handles().insert(name.to_string(), handle);
         let info = self.get(name).await?;
         self.audit.record(AuditEvent::Session(SessionEvent::Created {
@@ -217,12 +241,30 @@ impl SessionManager {
 impl SessionManager {
     /// Removes what a failed create made: its volumes and, when it was
     /// made, the session's network.
-    async fn discard(&self, volumes: &[String], network: Option<(&OpenedNetwork, &Owner)>) {
+    pub(super) async fn discard(&self, volumes: &[String], network: Option<(&OpenedNetwork, &Owner)>) {
         if let Some((network, owner)) = network {
             let _ = self.egress.close_network(&network.name, owner).await;
         }
         for volume in volumes {
             let _ = self.launcher.engine().remove_volume(volume).await;
         }
+    }
+}
+
+/// The backing of a session's workspace and outputs volumes, and the memory
+/// its container gets on top of the limit (files in memory count as its
+/// memory).
+pub(super) fn backings(config: &Config) -> (VolumeBacking, VolumeBacking, u64) {
+    match config.session_storage {
+        SessionStorage::Memory => (
+            VolumeBacking::Memory {
+                size_mb: config.session_storage_mb,
+            },
+            VolumeBacking::Memory {
+                size_mb: config.tmpfs_mb,
+            },
+            config.session_storage_mb,
+        ),
+        SessionStorage::Disk => (VolumeBacking::Disk, VolumeBacking::Disk, 0),
     }
 }

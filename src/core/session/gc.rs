@@ -9,7 +9,6 @@ use crate::core::error::SessionError;
 use crate::core::jobs;
 use crate::core::protocol::JobState;
 use crate::docker::ContainerState;
-use crate::docker::labels;
 use crate::security::audit::{AuditEvent, SessionEvent};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,11 +42,7 @@ impl SessionManager {
     /// Destroys every expired session; returns how many.
     pub async fn collect_expired(&self) -> Result<usize, SessionError> {
         let now = unix_now();
-        let all = self
-            .launcher
-            .engine()
-            .list_sandboxes(&[(labels::KIND, "session")])
-            .await?;
+        let all = self.session_containers().await?;
         let ids: Vec<String> = all.iter().map(|info| info.id.clone()).collect();
         let mut removed = 0;
         for facts in all.into_iter().filter_map(|info| self.facts(info)) {
@@ -67,6 +62,11 @@ impl SessionManager {
             }
         }
         self.store.retain(&ids);
+        match self.collect_stale_spares().await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "removed spare sessions no config claims"),
+            Err(error) => tracing::debug!(%error, "collecting stale spare sessions skipped"),
+        }
         self.sweep().await;
         self.collect_networks().await;
         Ok(removed)

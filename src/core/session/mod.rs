@@ -20,8 +20,10 @@ mod gc;
 mod handle;
 mod labels;
 mod remove;
+mod spares;
 
 pub use labels::validate_name;
+pub use spares::SpareStats;
 
 use super::background::Background;
 use super::connection::RunnerConnection;
@@ -40,6 +42,7 @@ use handle::SessionHandle;
 use labels::{NAME_PREFIX, SessionFacts, parse_grants};
 use parking_lot::{Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
+use spares::SPARE_KIND;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
@@ -146,6 +149,17 @@ pub struct SessionManager {
     /// Where destroyed sessions are removed (the server's background work,
     /// from [`SessionManager::start_gc`]); without it, removals are awaited.
     removals: OnceLock<Background>,
+    /// Runner connections of the spares this server made (a claim takes
+    /// its spare's).
+    spare_connections: Mutex<HashMap<String, Arc<RunnerConnection>>>,
+    /// Creates served with a spare, per language.
+    spares_claimed: Mutex<HashMap<Language, u64>>,
+    /// Spares the last gc round saw taken (by a claim or removal).
+    taken_seen: Mutex<std::collections::HashSet<String>>,
+    /// Held while this server claims a spare.
+    claim_turn: tokio::sync::Mutex<()>,
+    /// Wakes the spare maker after a claim.
+    spare_wanted: tokio::sync::Notify,
 }
 
 impl SessionManager {
@@ -158,16 +172,31 @@ impl SessionManager {
             store,
             handles: Mutex::new(HashMap::new()),
             removals: OnceLock::new(),
+            spare_connections: Mutex::new(HashMap::new()),
+            spares_claimed: Mutex::new(HashMap::new()),
+            claim_turn: tokio::sync::Mutex::new(()),
+            taken_seen: Mutex::new(std::collections::HashSet::new()),
+            spare_wanted: tokio::sync::Notify::new(),
         })
+    }
+
+    /// The containers that may be sessions: those made as sessions and
+    /// spares (claimed ones are sessions; [`SessionManager::facts`] tells).
+    async fn session_containers(&self) -> Result<Vec<SandboxInfo>, SessionError> {
+        let engine = self.launcher.engine();
+        let (mut sessions, spares) = tokio::try_join!(
+            engine.list_sandboxes(&[(label_keys::KIND, "session")]),
+            engine.list_sandboxes(&[(label_keys::KIND, SPARE_KIND)]),
+        )?;
+        sessions.extend(spares);
+        Ok(sessions)
     }
 
     /// Every session on the engine, newest first.
     pub async fn list(&self) -> Result<Vec<SessionInfo>, SessionError> {
         let now = unix_now();
         let mut sessions: Vec<SessionFacts> = self
-            .launcher
-            .engine()
-            .list_sandboxes(&[(label_keys::KIND, "session")])
+            .session_containers()
             .await?
             .into_iter()
             .filter_map(|info| self.facts(info))
@@ -318,9 +347,7 @@ impl SessionManager {
     /// The names of the sessions whose containers run.
     pub async fn running_names(&self) -> Result<Vec<String>, SessionError> {
         Ok(self
-            .launcher
-            .engine()
-            .list_sandboxes(&[(label_keys::KIND, "session")])
+            .session_containers()
             .await?
             .into_iter()
             .filter(|info| info.state == ContainerState::Running)
@@ -382,28 +409,37 @@ impl SessionManager {
     }
 
     fn facts(&self, info: SandboxInfo) -> Option<SessionFacts> {
-        if info.labels.get(label_keys::KIND).map(String::as_str) != Some("session") {
-            return None;
-        }
-        let name = info.labels.get(label_keys::SESSION)?.clone();
-        // A destroyed session's container keeps its labels under a
-        // tombstone name until it is removed.
-        if info
-            .name
-            .as_ref()
-            .is_some_and(|container| *container != format!("{NAME_PREFIX}{name}"))
-        {
-            return None;
-        }
+        let name = match info.labels.get(label_keys::KIND).map(String::as_str) {
+            Some("session") => {
+                let name = info.labels.get(label_keys::SESSION)?.clone();
+                // A destroyed session's container keeps its labels under a
+                // tombstone name until it is removed.
+                if info
+                    .name
+                    .as_ref()
+                    .is_some_and(|container| *container != format!("{NAME_PREFIX}{name}"))
+                {
+                    return None;
+                }
+                name
+            }
+            // A claimed spare: its name is its session's (an unclaimed
+            // spare is never a session).
+            Some(SPARE_KIND) => info.name.as_deref()?.strip_prefix(NAME_PREFIX)?.to_string(),
+            _ => return None,
+        };
         let language = Language::parse(info.labels.get(label_keys::LANGUAGE)?).ok()?;
-        let created = info.labels.get(label_keys::CREATED)?.parse().ok()?;
+        let record = self.store.load(&info.id);
+        let created = match record.created {
+            Some(created) => created,
+            None => info.labels.get(label_keys::CREATED)?.parse().ok()?,
+        };
         let ttl = info.labels.get(label_keys::TTL)?.parse().ok()?;
         let mounts = info
             .labels
             .get(label_keys::MOUNTS)
             .and_then(|label| serde_json::from_str(label).ok())
             .unwrap_or_default();
-        let record = self.store.load(&info.id);
         let grants = parse_grants(
             record.grants.as_deref(),
             info.labels.get(label_keys::NETWORK).map(String::as_str),

@@ -6,6 +6,7 @@
 
 use super::SessionManager;
 use super::labels::{SessionFacts, TOMBSTONE_PREFIX, VOLUME_KIND, tombstone_name};
+use super::spares::SPARE_KIND;
 use crate::clock::unix_now;
 use crate::core::egress::Owner;
 use crate::core::error::SessionError;
@@ -63,6 +64,43 @@ impl SessionManager {
         Ok(())
     }
 
+    /// Takes an unclaimed spare away (a tombstone name, so no create
+    /// claims it) and removes it with its volumes. False when it was
+    /// claimed or removed meanwhile.
+    pub(super) async fn remove_spare(&self, spare: &SandboxInfo) -> Result<bool, SessionError> {
+        // Taken first, as a claim takes it: a spare claimed meanwhile is a
+        // session and must stay.
+        if !self.take_spare(spare).await
+            || !self
+                .launcher
+                .engine()
+                .rename_sandbox(&spare.id, &tombstone_name(&spare.id))
+                .await?
+        {
+            return Ok(false);
+        }
+        self.removal_context().remove_remains(Remains::of(spare, None)).await;
+        Ok(true)
+    }
+
+    /// Removes a spare left taken (a server died mid-claim). False when it
+    /// is gone or was claimed meanwhile.
+    pub(super) async fn remove_taken_spare(&self, spare: &SandboxInfo) -> Result<bool, SessionError> {
+        let Some(taken) = spare.name.as_deref() else {
+            return Ok(false);
+        };
+        if !self
+            .launcher
+            .engine()
+            .rename_sandbox(taken, &tombstone_name(&spare.id))
+            .await?
+        {
+            return Ok(false);
+        }
+        self.removal_context().remove_remains(Remains::of(spare, None)).await;
+        Ok(true)
+    }
+
     fn removal_context(&self) -> Removal {
         Removal {
             launcher: self.launcher.clone(),
@@ -80,7 +118,9 @@ impl SessionManager {
         let engine = self.launcher.engine();
         let removal = self.removal_context();
         let mut removed = 0;
-        for info in engine.list_sandboxes(&[(labels::KIND, "session")]).await? {
+        let mut containers = engine.list_sandboxes(&[(labels::KIND, "session")]).await?;
+        containers.extend(engine.list_sandboxes(&[(labels::KIND, SPARE_KIND)]).await?);
+        for info in containers {
             if info
                 .name
                 .as_deref()

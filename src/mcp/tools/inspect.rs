@@ -4,6 +4,7 @@
 use super::security::SecurityPosture;
 use super::{OutcomeSlot, Reported, ToolAnswer, refusal, structured_result, tool_error};
 use crate::core::jobs::JobInfo;
+use crate::core::session::SpareStats;
 use crate::core::{CacheStats, PoolLanguageStats, SessionInfo};
 use crate::mcp::SandboxServer;
 use crate::security::audit::{AuditStats, Outcome};
@@ -45,6 +46,10 @@ pub struct InspectOutput {
     /// Every session on the Docker engine (target all or sessions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sessions: Option<Vec<SessionInfo>>,
+    /// Warm spare sessions per language, which plain creates claim
+    /// (target all or sessions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spares: Option<Vec<SpareStats>>,
     /// Background jobs: this server's and those kept in running sessions (target jobs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jobs: Option<Vec<JobInfo>>,
@@ -112,6 +117,14 @@ impl SandboxServer {
         } else {
             None
         };
+        let spares = if matches!(target, InspectTarget::All | InspectTarget::Sessions) {
+            match self.executor.sessions().spare_stats().await {
+                Ok(spares) => Some(spares),
+                Err(error) => return refusal(&error),
+            }
+        } else {
+            None
+        };
         // Listing jobs asks every running session's runner: only on request.
         let jobs = if target == InspectTarget::Jobs {
             Some(self.executor.job_list().await)
@@ -129,6 +142,7 @@ impl SandboxServer {
         let output = InspectOutput {
             pool,
             sessions,
+            spares,
             jobs,
             cache,
             audit,
@@ -171,6 +185,15 @@ fn render(output: &InspectOutput) -> String {
                     .as_ref()
                     .map(|e| format!(" (last error: {e})"))
                     .unwrap_or_default()
+            ));
+        }
+    }
+    if let Some(spares) = output.spares.as_ref().filter(|spares| !spares.is_empty()) {
+        text.push_str("Spare sessions:\n");
+        for stats in spares {
+            text.push_str(&format!(
+                "- {}: {} ready of {}, {} claimed\n",
+                stats.language, stats.ready, stats.configured, stats.claimed
             ));
         }
     }

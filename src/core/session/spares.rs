@@ -1,0 +1,436 @@
+//! Warm spare sessions: containers made like a default session create
+//! (volumes attached, runner and kernel ready), labelled kind `spare` with a
+//! hash of what shapes them, which a plain create claims by renaming one to
+//! the session's container name instead of creating a container. This
+//! server's maker keeps `session_spares` of them per language and removes its
+//! own unclaimed ones at shutdown.
+
+use super::super::connection::RunnerConnection;
+use super::super::launcher::Purpose;
+use super::SessionManager;
+use super::labels::{NAME_PREFIX, OUTPUTS, PACKAGES, VOLUME_KIND, WORKSPACE, mounts_label};
+use crate::clock::unix_now;
+use crate::core::background::Background;
+use crate::core::error::SessionError;
+use crate::docker::{ContainerState, SandboxInfo, VolumeBacking, VolumeMount, labels};
+use crate::images;
+use crate::runtime::Language;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Warm spare sessions of one language, as `sandbox_inspect` shows them.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema, PartialEq)]
+pub struct SpareStats {
+    pub language: String,
+    /// Spares this server keeps (`session_spares`).
+    pub configured: usize,
+    /// Unclaimed running spares that fit this server's config (any
+    /// server's).
+    pub ready: usize,
+    /// Creates this server served with a spare.
+    pub claimed: u64,
+}
+
+/// Prefix of an unclaimed spare's container (and volume) names.
+pub(super) const SPARE_PREFIX: &str = "multilang-sandbox-spare-";
+
+/// The kind label of spare containers (claimed or not).
+pub(super) const SPARE_KIND: &str = "spare";
+
+/// A spare that fits no language of this server's config and is older than
+/// this is removed by its gc (its server's config changed, or it is gone).
+const STALE_SPARE_AGE: Duration = Duration::from_secs(600);
+
+/// An unclaimed spare not running and older than this is removed by gc.
+const STOPPED_SPARE_AGE: Duration = Duration::from_secs(120);
+
+/// How often the maker checks its spares when no claim woke it.
+const REFILL_INTERVAL: Duration = Duration::from_secs(30);
+
+impl SessionManager {
+    /// A hash of everything that shapes a spare of `language` under this
+    /// server's config: the image, seccomp, storage and its size, limits,
+    /// runtime and the default ttl (which the spare's label holds).
+    pub(super) fn spare_hash(&self, language: Language) -> String {
+        let config = self.launcher.config();
+        let mut hasher = Sha256::new();
+        let parts = [
+            images::tag_for(language, config),
+            config.seccomp.name(),
+            config.session_storage.name().to_string(),
+            config.session_storage_mb.to_string(),
+            config.tmpfs_mb.to_string(),
+            config.memory_mb.to_string(),
+            config.cpus.to_string(),
+            config.pids_limit.to_string(),
+            config.runtime.clone().unwrap_or_default(),
+            config.session_ttl_s.to_string(),
+        ];
+        for part in parts {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part.as_bytes());
+        }
+        hex::encode(&hasher.finalize()[..8])
+    }
+
+    /// Running, unclaimed spares of `language` that match this server's
+    /// config (any server's: a dead server's spares are reused).
+    pub(super) async fn idle_spares(&self, language: Language) -> Result<Vec<SandboxInfo>, SessionError> {
+        let hash = self.spare_hash(language);
+        Ok(self
+            .launcher
+            .engine()
+            .list_sandboxes(&[
+                (labels::KIND, SPARE_KIND),
+                (labels::LANGUAGE, language.name()),
+                (labels::SPARE_HASH, &hash),
+            ])
+            .await?
+            .into_iter()
+            .filter(|info| info.state == ContainerState::Running && is_unclaimed(info))
+            .collect())
+    }
+
+    /// Claims a running spare of `language` for the session `name` by
+    /// renaming it; a spare gone or renamed by another server meanwhile is
+    /// skipped. Returns the container id and, when this server made the
+    /// spare, its runner connection. `None`: no spare (create a cold one).
+    pub(super) async fn claim_spare(
+        &self,
+        name: &str,
+        language: Language,
+    ) -> Option<(String, Option<Arc<RunnerConnection>>)> {
+        // This server's claims one at a time: each sees the others' done.
+        let _turn = self.claim_turn.lock().await;
+        let spares = match self.idle_spares(language).await {
+            Ok(spares) => spares,
+            Err(error) => {
+                tracing::debug!(%error, "could not list spare sessions");
+                return None;
+            }
+        };
+        let engine = self.launcher.engine();
+        let container_name = format!("{NAME_PREFIX}{name}");
+        for spare in spares {
+            if !self.take_spare(&spare).await {
+                continue;
+            }
+            match engine.rename_sandbox(&spare.id, &container_name).await {
+                Ok(true) => {}
+                // The session's name was taken meanwhile: the spare is put
+                // back, the create goes on (and finds the name taken).
+                result => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "could not claim a spare session");
+                    }
+                    if let Some(spare_name) = &spare.name {
+                        let _ = engine.rename_sandbox(&spare.id, spare_name).await;
+                    }
+                    return None;
+                }
+            }
+            let connection = self.spare_connections.lock().remove(&spare.id);
+            self.spares_claimed
+                .lock()
+                .entry(language)
+                .and_modify(|count| *count += 1)
+                .or_insert(1);
+            self.spare_wanted.notify_one();
+            tracing::debug!(session = name, container = %spare.id, "claimed a spare session");
+            return Some((spare.id, connection));
+        }
+        None
+    }
+
+    /// Takes a listed spare for a claim or a removal: renames it, found by
+    /// its spare name, to a name of its own while taken. The engine renames
+    /// a container under its lock and refuses to rename it to the name it
+    /// has, so of two servers taking the same spare only one succeeds (a
+    /// spare renamed straight to a session name could be renamed again by
+    /// a second claim that found it by its old name). False: taken by
+    /// another, or gone.
+    pub(super) async fn take_spare(&self, spare: &SandboxInfo) -> bool {
+        let Some(spare_name) = spare.name.as_deref() else {
+            return false;
+        };
+        match self
+            .launcher
+            .engine()
+            .rename_sandbox(spare_name, &taken_name(&spare.id))
+            .await
+        {
+            Ok(taken) => taken,
+            Err(error) => {
+                tracing::debug!(container = %spare.id, %error, "a spare session was taken by another");
+                false
+            }
+        }
+    }
+
+    /// Spare figures for each language that has spares configured or
+    /// running.
+    pub async fn spare_stats(&self) -> Result<Vec<SpareStats>, SessionError> {
+        let configured = &self.launcher.config().session_spares;
+        let mut stats = Vec::new();
+        for language in Language::ALL {
+            let wanted = configured.get(&language).copied().unwrap_or(0);
+            let ready = self.idle_spares(language).await?.len();
+            let claimed = self.spares_claimed.lock().get(&language).copied().unwrap_or(0);
+            if wanted > 0 || ready > 0 || claimed > 0 {
+                stats.push(SpareStats {
+                    language: language.name().to_string(),
+                    configured: wanted,
+                    ready,
+                    claimed,
+                });
+            }
+        }
+        Ok(stats)
+    }
+
+    /// Makes one spare of `language`, as a default create would make a
+    /// session (without a name).
+    async fn make_spare(&self, language: Language) -> Result<(), SessionError> {
+        let config = self.launcher.config();
+        let engine = self.launcher.engine();
+        let token = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let container_name = format!("{SPARE_PREFIX}{token}");
+        let created = unix_now();
+        let volume_labels = HashMap::from([
+            (labels::KIND.to_string(), VOLUME_KIND.to_string()),
+            (labels::CREATED.to_string(), created.to_string()),
+        ]);
+        let (files_backing, outputs_backing, extra_memory_mb) = super::create::backings(config);
+        let volume = |(folder, _): (&str, &str)| format!("{container_name}.{folder}");
+        let volume_names = [volume(WORKSPACE), volume(PACKAGES), volume(OUTPUTS)];
+        let made = tokio::try_join!(
+            engine.create_volume(&volume_names[0], &volume_labels, files_backing),
+            engine.create_volume(&volume_names[1], &volume_labels, VolumeBacking::Disk),
+            engine.create_volume(&volume_names[2], &volume_labels, outputs_backing),
+        );
+        if let Err(error) = made {
+            self.discard(&volume_names, None).await;
+            return Err(error.into());
+        }
+        let mount = |volume: &String, target: &str, read_only: bool| VolumeMount {
+            volume: volume.clone(),
+            target: target.to_string(),
+            read_only,
+        };
+        let extra_labels = HashMap::from([
+            (labels::CREATED.to_string(), created.to_string()),
+            (labels::TTL.to_string(), config.session_ttl_s.to_string()),
+            (labels::MOUNTS.to_string(), mounts_label(&[])),
+            (labels::STORAGE.to_string(), config.session_storage.name().to_string()),
+            (labels::SPARE_HASH.to_string(), self.spare_hash(language)),
+        ]);
+        let purpose = Purpose::Session {
+            name: &token,
+            container_name: &container_name,
+            volumes: vec![
+                mount(&volume_names[0], WORKSPACE.1, false),
+                mount(&volume_names[1], PACKAGES.1, true),
+                mount(&volume_names[2], OUTPUTS.1, false),
+            ],
+            extra_memory_mb,
+            binds: Vec::new(),
+            seccomp: config.seccomp.clone(),
+            extra_labels,
+            network: None,
+            spare: true,
+        };
+        match self.launcher.launch(language, purpose).await {
+            Ok(sandbox) => {
+                let id = sandbox.container.keep();
+                tracing::debug!(container = %id, language = language.name(), "made a spare session");
+                self.spare_connections.lock().insert(id, sandbox.connection);
+                Ok(())
+            }
+            Err(error) => {
+                self.discard(&volume_names, None).await;
+                Err(error.into())
+            }
+        }
+    }
+
+    /// Starts the maker of spare sessions (when `session_spares` asks for
+    /// any): it refills after each claim and every 30 s, and when
+    /// `background` shuts down it removes this server's unclaimed spares.
+    pub fn start_spares(self: &Arc<Self>, background: &Background) {
+        let targets: Vec<(Language, usize)> = self
+            .launcher
+            .config()
+            .session_spares
+            .iter()
+            .filter(|(_, count)| **count > 0)
+            .map(|(language, count)| (*language, *count))
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let manager = self.clone();
+        let stop = background.clone();
+        background.spawn(async move {
+            loop {
+                for (language, target) in &targets {
+                    manager.refill(*language, *target, &stop).await;
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(REFILL_INTERVAL) => {}
+                    () = manager.spare_wanted.notified() => {}
+                    () = stop.stopping() => break,
+                }
+            }
+            manager.remove_own_spares().await;
+        });
+    }
+
+    /// Makes spares of `language` until `target` run (any server's count).
+    async fn refill(&self, language: Language, target: usize, stop: &Background) {
+        while !stop.is_stopping() {
+            match self.idle_spares(language).await {
+                Ok(spares) if spares.len() >= target => return,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(%error, "could not count spare sessions");
+                    return;
+                }
+            }
+            if let Err(error) = self.make_spare(language).await {
+                tracing::warn!(%error, language = language.name(), "could not make a spare session");
+                return;
+            }
+        }
+    }
+
+    /// Removes unclaimed spares that fit no language of this server's
+    /// config and are older than 10 minutes (made under another config:
+    /// no server with this one claims them), and those that stopped.
+    /// Returns how many went.
+    pub(super) async fn collect_stale_spares(&self) -> Result<usize, SessionError> {
+        let hashes: Vec<String> = Language::ALL
+            .iter()
+            .map(|language| self.spare_hash(*language))
+            .collect();
+        let now = unix_now();
+        let mut removed = 0;
+        let spares = self
+            .launcher
+            .engine()
+            .list_sandboxes(&[(labels::KIND, SPARE_KIND)])
+            .await?;
+        for spare in spares.iter().filter(|info| is_unclaimed(info)) {
+            let fits = spare
+                .labels
+                .get(labels::SPARE_HASH)
+                .is_some_and(|hash| hashes.contains(hash));
+            let made = spare
+                .labels
+                .get(labels::CREATED)
+                .and_then(|created| created.parse::<u64>().ok())
+                .unwrap_or(0);
+            let age = now.saturating_sub(made);
+            // Stopped (by an engine restart, say): never claimed, never
+            // counted; one being started is younger.
+            let stopped = spare.state != ContainerState::Running && age >= STOPPED_SPARE_AGE.as_secs();
+            let stale = !fits && age >= STALE_SPARE_AGE.as_secs();
+            if (stopped || stale) && self.remove_spare(spare).await? {
+                removed += 1;
+            }
+        }
+        // Spares a killed server left beyond what this server keeps: the
+        // oldest others' go once they are older than 10 minutes.
+        for (index, language) in Language::ALL.iter().enumerate() {
+            let target = self
+                .launcher
+                .config()
+                .session_spares
+                .get(language)
+                .copied()
+                .unwrap_or(0);
+            let mut ready: Vec<&SandboxInfo> = spares
+                .iter()
+                .filter(|info| {
+                    is_unclaimed(info)
+                        && info.state == ContainerState::Running
+                        && info.labels.get(labels::SPARE_HASH) == Some(&hashes[index])
+                })
+                .collect();
+            let surplus = ready.len().saturating_sub(target);
+            ready.retain(|info| {
+                info.labels.get(labels::INSTANCE).map(String::as_str) != Some(self.launcher.instance_id())
+                    && made_at(info).is_some_and(|made| now.saturating_sub(made) >= STALE_SPARE_AGE.as_secs())
+            });
+            ready.sort_by_key(|info| made_at(info));
+            for spare in ready.into_iter().take(surplus) {
+                if self.remove_spare(spare).await? {
+                    removed += 1;
+                }
+            }
+        }
+        // A spare still taken a whole gc round later was left by a server
+        // killed mid-claim (a claim holds it for milliseconds).
+        let taken: HashSet<String> = spares
+            .iter()
+            .filter(|info| info.name.as_deref().is_some_and(|name| name.starts_with(TAKEN_PREFIX)))
+            .map(|info| info.id.clone())
+            .collect();
+        let seen_before = std::mem::replace(&mut *self.taken_seen.lock(), taken.clone());
+        for spare in spares
+            .iter()
+            .filter(|info| taken.contains(&info.id) && seen_before.contains(&info.id))
+        {
+            tracing::info!(container = %spare.id, "removing a spare session a claim left taken");
+            if self.remove_taken_spare(spare).await? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes this server's unclaimed spares (at shutdown).
+    async fn remove_own_spares(&self) {
+        let engine = self.launcher.engine();
+        let own = match engine
+            .list_sandboxes(&[
+                (labels::KIND, SPARE_KIND),
+                (labels::INSTANCE, self.launcher.instance_id()),
+            ])
+            .await
+        {
+            Ok(own) => own,
+            Err(error) => {
+                tracing::warn!(%error, "could not list this server's spare sessions");
+                return;
+            }
+        };
+        for spare in own.iter().filter(|info| is_unclaimed(info)) {
+            self.spare_connections.lock().remove(&spare.id);
+            if let Err(error) = self.remove_spare(spare).await {
+                tracing::warn!(container = %spare.id, %error, "could not remove a spare session");
+            }
+        }
+    }
+}
+
+/// Prefix of the name a spare has while a claim or removal takes it (for
+/// milliseconds; a server killed in between leaves it, see SPARES_STATUS.md).
+const TAKEN_PREFIX: &str = "multilang-sandbox-taken-";
+
+/// The name of a spare while it is taken.
+fn taken_name(container_id: &str) -> String {
+    format!("{TAKEN_PREFIX}{}", container_id.chars().take(12).collect::<String>())
+}
+
+/// When a spare was made (its label), Unix seconds.
+fn made_at(info: &SandboxInfo) -> Option<u64> {
+    info.labels.get(labels::CREATED)?.parse().ok()
+}
+
+/// True for a spare container not yet claimed (still named as a spare).
+fn is_unclaimed(info: &SandboxInfo) -> bool {
+    info.name.as_deref().is_some_and(|name| name.starts_with(SPARE_PREFIX))
+}
