@@ -135,8 +135,31 @@ def pump(streams, stop, until_done=None, process=None):
 
     Returns True when it ended because `stop` was due.
     """
+    exit_fd = exit_watch(process)
+    try:
+        return pump_until(streams, stop, until_done, process, exit_fd)
+    finally:
+        if exit_fd is not None:
+            os.close(exit_fd)
+
+
+def exit_watch(process):
+    """A descriptor that turns readable when `process` exits (a pidfd), so
+    the pump wakes at once when a program's output closed a moment before it
+    ended; None without one (an old kernel, or a process already reaped):
+    the pump then looks every 50 ms."""
+    if process is None or not hasattr(os, "pidfd_open"):
+        return None
+    try:
+        return os.pidfd_open(process.pid)
+    except OSError:
+        return None
+
+
+def pump_until(streams, stop, until_done, process, exit_fd):
     open_fds = set(streams)
     drain_deadline = None
+    exit_fds = [] if exit_fd is None else [exit_fd]
     # A cancel may already sit in the buffer (read together with its run).
     stop.host.listen(stop)
     while open_fds or (process is not None and process.poll() is None):
@@ -154,9 +177,12 @@ def pump(streams, stop, until_done=None, process=None):
         wait = min(stop.deadline, drain_deadline or stop.deadline) - now
         host_fds = stop.host.fds()
         extra = until_done.fds() if until_done else []
-        ready, _, _ = select.select(list(open_fds) + host_fds + extra, [], [], max(0, min(wait, 0.05)))
+        ready, _, _ = select.select(list(open_fds) + host_fds + extra + exit_fds, [], [], max(0, min(wait, 0.05)))
         for fd in ready:
-            if fd in host_fds:
+            if fd in exit_fds:
+                # Readable from now on: the process ended, poll() reaps it.
+                exit_fds.clear()
+            elif fd in host_fds:
                 stop.host.listen(stop)
             elif fd in streams:
                 try:

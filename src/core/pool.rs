@@ -4,10 +4,11 @@
 //! then removed. A background task keeps each language topped up to its
 //! target, starting one container per engine CPU at once, and drops those
 //! that died. The target follows demand: the configured size is the floor,
-//! a miss raises it to the calls that came within two container starts
-//! (up to `pool_max_size`, and while the grown part's measured memory fits
-//! `pool_memory_mb`), and each check after a minute without a miss halves
-//! the growth. A miss waits for a container the pool is already starting, if no earlier
+//! a miss raises it to the calls that came while the pool could not have
+//! refilled (the time to start its whole target, at least two container
+//! starts), up to `pool_max_size` and while the grown part's measured
+//! memory fits `pool_memory_mb`; each check after a minute without a miss
+//! halves the growth. A miss waits for a container the pool is already starting, if no earlier
 //! miss waits for it, else starts one on demand.
 
 use super::background::Background;
@@ -37,10 +38,12 @@ const ORPHAN_AGE: Duration = Duration::from_secs(120);
 /// calls being served need: on 2 cores, 2 at once served calls right after
 /// a burst faster than 4).
 const PARALLEL_STARTS: (usize, usize) = (2, 8);
-/// A miss grows the pool to the calls that came within two of the
-/// language's container starts (arrivals times the time to replace one:
-/// what keeps every call a hit), the span kept within these bounds; until
-/// a start was timed, one is taken to last a second.
+/// A miss grows the pool to the calls that came while it could not have
+/// refilled: within the time to start its whole target, [`PARALLEL_STARTS`]
+/// at a time, and no less than two of the language's container starts
+/// (arrivals times the time to replace them: what keeps every call a hit).
+/// The span is kept within these bounds; until a start was timed, one is
+/// taken to last a second.
 const DEMAND_SPAN: (Duration, Duration) = (Duration::from_millis(200), Duration::from_secs(10));
 const ASSUMED_START: Duration = Duration::from_secs(1);
 /// A language whose pool grew shrinks once it has had no miss for this
@@ -50,6 +53,14 @@ const SHRINK_AFTER: Duration = Duration::from_secs(60);
 const ASSUMED_MEMORY: u64 = 64 * 1024 * 1024;
 /// How often one idle container per language is measured again.
 const MEASURE_EVERY: Duration = Duration::from_secs(300);
+/// While stateless calls keep coming (one within this span), the pool's
+/// own work waits for a pause: starts beyond what keeps each language at
+/// its configured size, and the removal of used containers. On a small
+/// machine they take the CPU the calls need (calls right after a burst,
+/// served from a grown pool, ran 3 to 10 times slower beside them).
+const YIELD_TO_CALLS: Duration = Duration::from_millis(250);
+/// The longest a used container's removal waits for calls to pause.
+const REMOVAL_WAITS_AT_MOST: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Default, Clone)]
 struct LanguageStats {
@@ -96,10 +107,14 @@ impl LanguagePool {
         self.calls.iter().rev().take_while(|at| at.elapsed() < window).count()
     }
 
-    /// The calls that came within two container starts.
-    fn demand(&self) -> usize {
-        let span = (self.start_time.unwrap_or(ASSUMED_START) * 2).clamp(DEMAND_SPAN.0, DEMAND_SPAN.1);
-        self.calls_within(span)
+    /// The calls that came while the pool could not have refilled: within
+    /// the time to start its target (`floor` plus its growth) `parallel` at
+    /// a time, and at least two container starts. A burst that emptied the
+    /// pool counts with the calls that came while it refilled.
+    fn demand(&self, floor: usize, parallel: usize) -> usize {
+        let rounds = (floor + self.grown).div_ceil(parallel.max(1)).max(2);
+        let span = self.start_time.unwrap_or(ASSUMED_START) * u32::try_from(rounds).unwrap_or(u32::MAX);
+        self.calls_within(span.clamp(DEMAND_SPAN.0, DEMAND_SPAN.1))
     }
 
     fn note_start_time(&mut self, took: Duration) {
@@ -149,6 +164,19 @@ struct PoolState {
     memory_budget: u64,
     /// Containers started at once.
     parallel_starts: usize,
+    /// When the latest stateless call came (any language).
+    last_call: Option<Instant>,
+    /// Used containers whose removal waits for calls to pause.
+    removals_waiting: usize,
+}
+
+impl PoolState {
+    /// When the pool's own work may go on if no call comes meanwhile; None
+    /// when it may now.
+    fn yielding_until(&self) -> Option<Instant> {
+        let resume = self.last_call? + YIELD_TO_CALLS;
+        (resume > Instant::now()).then_some(resume)
+    }
 }
 
 impl PoolState {
@@ -221,6 +249,19 @@ struct Waiting<'a> {
     language: Language,
 }
 
+/// A used container's removal waiting for calls to pause; counted while
+/// it waits.
+struct RemovalWaiting<'a> {
+    pool: &'a ContainerPool,
+}
+
+impl Drop for RemovalWaiting<'_> {
+    fn drop(&mut self) {
+        self.pool
+            .with_state(|state| state.removals_waiting = state.removals_waiting.saturating_sub(1));
+    }
+}
+
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.pool.with_state(|state| {
@@ -281,7 +322,10 @@ impl ContainerPool {
     /// one (a hit), else a new one (a miss, which also grows the pool).
     pub async fn acquire(&self, language: Language) -> Result<Sandbox, DockerError> {
         let started = Instant::now();
-        self.with_state(|state| state.language(language).note_call(self.max_size));
+        self.with_state(|state| {
+            state.last_call = Some(started);
+            state.language(language).note_call(self.max_size);
+        });
         let mut warm = self.take_idle(language);
         let hit = warm.is_some();
         if !hit {
@@ -310,14 +354,16 @@ impl ContainerPool {
     }
 
     /// After a miss: the pool aims to hold as many containers as calls came
-    /// within two container starts (this one included), within its room.
+    /// while it could not have refilled (this one included), within its room.
     fn grow(&self, language: Language) {
         let room = self.room_to_grow(language);
         let floor = self.floor(language);
         self.with_state(|state| {
+            let parallel = state.parallel_starts;
             let pool = state.language(language);
             pool.last_miss = Some(Instant::now());
-            pool.grown = pool.grown.max(pool.demand().saturating_sub(floor)).max(1).min(room);
+            let demand = pool.demand(floor, parallel);
+            pool.grown = pool.grown.max(demand.saturating_sub(floor)).max(1).min(room);
         });
     }
 
@@ -524,17 +570,73 @@ impl ContainerPool {
                     (language, launched, started.elapsed())
                 });
             }
-            if starts.is_empty() {
+            // Starts held back while calls come go on at the first pause.
+            let resume = self
+                .with_state(|state| state.yielding_until())
+                .filter(|_| self.holds_back());
+            if starts.is_empty() && resume.is_none() {
                 return;
             }
+            let pause = async {
+                match resume {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                Some((language, launched, took)) = starts.next() => self.settle(language, launched, took).await,
+                Some((language, launched, took)) = starts.next() => {
+                    self.settle(language, launched, took).await;
+                    // A language's first container is measured at once:
+                    // until then its growth counts an assumed size.
+                    if self.with_state(|state| state.language(language).memory_each.is_none()) {
+                        self.measure_memory().await;
+                    }
+                }
                 () = self.refill.notified() => {}
+                () = pause => {}
             }
         }
     }
 
-    /// The language most short of its target, counted as started.
+    /// Waits until stateless calls pause (none for [`YIELD_TO_CALLS`]), or
+    /// [`REMOVAL_WAITS_AT_MOST`] passed: the removal of a used container
+    /// waits so, unless as many as the pool's largest size already wait
+    /// (steady calls must not pile up used containers).
+    pub async fn until_calls_pause(&self) {
+        let waiting = self.with_state(|state| {
+            state.removals_waiting += 1;
+            state.removals_waiting
+        });
+        let _counted = RemovalWaiting { pool: self };
+        if waiting > self.max_size {
+            return;
+        }
+        let deadline = Instant::now() + REMOVAL_WAITS_AT_MOST;
+        while let Some(resume) = self.with_state(|state| state.yielding_until()) {
+            if resume >= deadline {
+                tokio::time::sleep_until(deadline.into()).await;
+                return;
+            }
+            tokio::time::sleep_until(resume.into()).await;
+        }
+    }
+
+    /// True when some language is short of its target but above its
+    /// configured size: its starts wait while calls come.
+    fn holds_back(&self) -> bool {
+        self.with_state(|state| {
+            let budget = state.memory_budget;
+            let grown_memory = state.grown_memory(&self.floors);
+            self.floors.keys().any(|language| {
+                let target = self.target(state, *language, budget, grown_memory);
+                let pool = state.language(*language);
+                !pool.backing_off() && pool.have() < target
+            })
+        })
+    }
+
+    /// The language most short of its target, counted as started. While
+    /// calls come, only a language below its configured size is started.
     fn next_to_start(&self) -> Option<Language> {
         self.with_state(|state| {
             if state.closed {
@@ -542,13 +644,16 @@ impl ContainerPool {
             }
             let budget = state.memory_budget;
             let grown_memory = state.grown_memory(&self.floors);
+            let calls_coming = state.yielding_until().is_some();
             let (language, _) = self
                 .floors
                 .keys()
                 .filter_map(|language| {
+                    let floor = self.floor(*language);
                     let target = self.target(state, *language, budget, grown_memory);
                     let pool = state.language(*language);
-                    (!pool.backing_off() && pool.have() < target).then(|| (*language, pool.have() * 1000 / target))
+                    let wanted = pool.have() < target && !(calls_coming && pool.have() >= floor);
+                    (!pool.backing_off() && wanted).then(|| (*language, pool.have() * 1000 / target))
                 })
                 .min_by_key(|(_, filled)| *filled)?;
             state.language(language).starting += 1;
@@ -658,21 +763,28 @@ mod tests {
             pool.note_call(3);
         }
         assert_eq!(pool.calls.len(), 3);
-        assert_eq!(pool.demand(), 3);
+        assert_eq!(pool.demand(1, 2), 3);
         assert_eq!(pool.calls_within(Duration::ZERO), 0);
     }
 
     #[test]
-    fn demand_is_the_calls_within_two_starts() {
+    fn demand_is_the_calls_within_the_time_to_refill_the_target() {
         let mut pool = LanguagePool::default();
         pool.note_start_time(Duration::from_millis(400));
         pool.note_start_time(Duration::from_millis(800));
         assert_eq!(pool.start_time, Some(Duration::from_millis(500)));
         let now = Instant::now();
-        for ago_ms in [3000, 1200, 900, 100, 0] {
+        for ago_ms in [6000, 3000, 1200, 900, 100, 0] {
             pool.calls.push_back(now - Duration::from_millis(ago_ms));
         }
-        assert_eq!(pool.demand(), 3);
+        // A target of 2 refills in two starts at least: 1 s.
+        assert_eq!(pool.demand(2, 2), 3);
+        // 10 containers, 2 at a time: five starts, 2.5 s.
+        pool.grown = 8;
+        assert_eq!(pool.demand(2, 2), 4);
+        // 4 at a time: three starts, 1.5 s.
+        assert_eq!(pool.demand(2, 4), 4);
+        assert_eq!(pool.demand(2, 8), 3);
     }
 
     #[test]

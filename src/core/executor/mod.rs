@@ -260,7 +260,9 @@ impl Executor {
         }
         let egress = self.egress.clone();
         let container = sandbox.container;
+        let pool = self.pool.clone();
         let remove = async move {
+            pool.until_calls_pause().await;
             container.remove().await;
             if let Some(network) = network {
                 network.close(&egress).await;

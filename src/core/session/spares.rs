@@ -300,7 +300,12 @@ impl SessionManager {
                 }
             }
             if let Err(error) = self.make_spare(language).await {
-                tracing::warn!(%error, language = language.name(), "could not make a spare session");
+                // A shutdown cuts a spare's start short: nothing to say then.
+                if stop.is_stopping() {
+                    tracing::debug!(%error, language = language.name(), "a spare's start ended with the server");
+                } else {
+                    tracing::warn!(%error, language = language.name(), "could not make a spare session");
+                }
                 return;
             }
         }
