@@ -557,6 +557,32 @@ async fn a_claimed_spare_is_a_session_that_survives_a_killed_server() {
 }
 
 #[tokio::test]
+async fn a_spare_older_than_the_ttl_gives_its_session_the_whole_ttl() {
+    let docker = require_docker().await;
+    let mut env = one_spare("5").to_vec();
+    env.push(("MULTILANG_SANDBOX_GC_INTERVAL_S", "1"));
+    let client = start_server_with_env(&env).await;
+    let instance = instance_label(&client).await;
+    let spare = wait_for_spare(&docker, &instance).await;
+    // The spare outlives a session's ttl (5 s) before it is claimed.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let name = create_session(&client, "old-spare", "python").await;
+    let (id, _) = session_container(&docker, &name).await;
+    assert_eq!(id, spare, "the plain create claimed the spare");
+    let got = session(&client, json!({"action": "get", "name": name})).await;
+    assert!(
+        got["sessions"][0]["ttl_left_seconds"].as_u64().unwrap_or(0) >= 4,
+        "the ttl counts from the claim: {got}"
+    );
+    // Two gc rounds later the session is still there.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let result = execute_in(&client, &name, "python", "print(6 * 7)").await;
+    assert_eq!(result["stdout"], "42\n", "{result}");
+    destroy(&client, &name).await;
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
 async fn no_spare_is_left_after_shutdown() {
     let docker = require_docker().await;
     let client = start_server_with_env(&one_spare("3602")).await;

@@ -146,9 +146,10 @@ def pump(streams, stop, until_done=None, process=None):
 def exit_watch(process):
     """A descriptor that turns readable when `process` exits (a pidfd), so
     the pump wakes at once when a program's output closed a moment before it
-    ended; None without one (an old kernel, or a process already reaped):
-    the pump then looks every 50 ms."""
-    if process is None or not hasattr(os, "pidfd_open"):
+    ended (its 50 ms wake-ups are for timeouts and progress); None without
+    one (an old kernel, or a process already reaped): the pump then sees
+    the exit at its next wake-up."""
+    if process is None or process.returncode is not None or not hasattr(os, "pidfd_open"):
         return None
     try:
         return os.pidfd_open(process.pid)

@@ -114,6 +114,10 @@ pub enum SessionError {
         "host folder `{name}` ({path}) is reached through a symbolic link (its real path is {real}); it is not mounted, because a link can be changed to point anywhere. Configure the real path in MULTILANG_SANDBOX_HOST_FOLDERS"
     )]
     HostFolderLinked { name: String, path: String, real: String },
+    #[error(
+        "a spare session container was removed while it started (another server's gc, or the engine); it is made again"
+    )]
+    SpareGone,
     #[error(transparent)]
     UnknownLanguage(#[from] UnknownLanguage),
     #[error(transparent)]

@@ -55,12 +55,14 @@ const ASSUMED_MEMORY: u64 = 64 * 1024 * 1024;
 const MEASURE_EVERY: Duration = Duration::from_secs(300);
 /// While stateless calls keep coming (one within this span), the pool's
 /// own work waits for a pause: starts beyond what keeps each language at
-/// its configured size, and the removal of used containers. On a small
-/// machine they take the CPU the calls need (calls right after a burst,
-/// served from a grown pool, ran 3 to 10 times slower beside them).
+/// its configured size, and the removal of used containers without
+/// network. On a small machine they take the CPU the calls need (calls
+/// right after a burst, served from a grown pool, ran 3 to 10 times slower
+/// beside them).
 const YIELD_TO_CALLS: Duration = Duration::from_millis(250);
-/// The longest a used container's removal waits for calls to pause.
-const REMOVAL_WAITS_AT_MOST: Duration = Duration::from_secs(10);
+/// The longest the pool's own work waits for calls to pause: steady calls
+/// still get the pool grown, and used containers removed.
+const YIELD_AT_MOST: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Default, Clone)]
 struct LanguageStats {
@@ -113,7 +115,10 @@ impl LanguagePool {
     /// pool counts with the calls that came while it refilled.
     fn demand(&self, floor: usize, parallel: usize) -> usize {
         let rounds = (floor + self.grown).div_ceil(parallel.max(1)).max(2);
-        let span = self.start_time.unwrap_or(ASSUMED_START) * u32::try_from(rounds).unwrap_or(u32::MAX);
+        let span = self
+            .start_time
+            .unwrap_or(ASSUMED_START)
+            .saturating_mul(u32::try_from(rounds).unwrap_or(u32::MAX));
         self.calls_within(span.clamp(DEMAND_SPAN.0, DEMAND_SPAN.1))
     }
 
@@ -166,6 +171,9 @@ struct PoolState {
     parallel_starts: usize,
     /// When the latest stateless call came (any language).
     last_call: Option<Instant>,
+    /// Since when starts beyond the configured sizes have waited for calls
+    /// to pause (they go on after [`YIELD_AT_MOST`]).
+    holding_since: Option<Instant>,
     /// Used containers whose removal waits for calls to pause.
     removals_waiting: usize,
 }
@@ -177,6 +185,23 @@ impl PoolState {
         let resume = self.last_call? + YIELD_TO_CALLS;
         (resume > Instant::now()).then_some(resume)
     }
+
+    /// When starts beyond the configured sizes may go on: at a pause in
+    /// the calls, or once they waited [`YIELD_AT_MOST`]. None when they may
+    /// now.
+    fn starts_held_until(&self) -> Option<Instant> {
+        let pause = self.yielding_until()?;
+        let limit = self.holding_since.map_or(Instant::now(), |since| since) + YIELD_AT_MOST;
+        (limit > Instant::now()).then_some(pause.min(limit))
+    }
+}
+
+/// What the pool starts next.
+enum NextStart {
+    Start(Language),
+    /// Starts wait for calls to pause, until then at the latest.
+    Held(Instant),
+    Nothing,
 }
 
 impl PoolState {
@@ -560,9 +585,16 @@ impl ContainerPool {
         let mut starts = FuturesUnordered::new();
         let parallel = self.with_state(|state| state.parallel_starts);
         loop {
+            // Starts held back while calls come go on then.
+            let mut resume = None;
             while starts.len() < parallel && !stop.is_stopping() {
-                let Some(language) = self.next_to_start() else {
-                    break;
+                let language = match self.next_to_start() {
+                    NextStart::Start(language) => language,
+                    NextStart::Held(until) => {
+                        resume = Some(until);
+                        break;
+                    }
+                    NextStart::Nothing => break,
                 };
                 starts.push(async move {
                     let started = Instant::now();
@@ -570,10 +602,6 @@ impl ContainerPool {
                     (language, launched, started.elapsed())
                 });
             }
-            // Starts held back while calls come go on at the first pause.
-            let resume = self
-                .with_state(|state| state.yielding_until())
-                .filter(|_| self.holds_back());
             if starts.is_empty() && resume.is_none() {
                 return;
             }
@@ -599,9 +627,9 @@ impl ContainerPool {
     }
 
     /// Waits until stateless calls pause (none for [`YIELD_TO_CALLS`]), or
-    /// [`REMOVAL_WAITS_AT_MOST`] passed: the removal of a used container
-    /// waits so, unless as many as the pool's largest size already wait
-    /// (steady calls must not pile up used containers).
+    /// [`YIELD_AT_MOST`] passed: the removal of a used container waits so,
+    /// unless as many as the pool's largest size already wait (steady calls
+    /// must not pile up used containers).
     pub async fn until_calls_pause(&self) {
         let waiting = self.with_state(|state| {
             state.removals_waiting += 1;
@@ -611,7 +639,7 @@ impl ContainerPool {
         if waiting > self.max_size {
             return;
         }
-        let deadline = Instant::now() + REMOVAL_WAITS_AT_MOST;
+        let deadline = Instant::now() + YIELD_AT_MOST;
         while let Some(resume) = self.with_state(|state| state.yielding_until()) {
             if resume >= deadline {
                 tokio::time::sleep_until(deadline.into()).await;
@@ -621,43 +649,49 @@ impl ContainerPool {
         }
     }
 
-    /// True when some language is short of its target but above its
-    /// configured size: its starts wait while calls come.
-    fn holds_back(&self) -> bool {
-        self.with_state(|state| {
-            let budget = state.memory_budget;
-            let grown_memory = state.grown_memory(&self.floors);
-            self.floors.keys().any(|language| {
-                let target = self.target(state, *language, budget, grown_memory);
-                let pool = state.language(*language);
-                !pool.backing_off() && pool.have() < target
-            })
-        })
-    }
-
     /// The language most short of its target, counted as started. While
-    /// calls come, only a language below its configured size is started.
-    fn next_to_start(&self) -> Option<Language> {
+    /// calls come, only a language below its configured size is started;
+    /// the others wait for a pause ([`PoolState::starts_held_until`]).
+    fn next_to_start(&self) -> NextStart {
         self.with_state(|state| {
             if state.closed {
-                return None;
+                return NextStart::Nothing;
             }
             let budget = state.memory_budget;
             let grown_memory = state.grown_memory(&self.floors);
-            let calls_coming = state.yielding_until().is_some();
-            let (language, _) = self
-                .floors
-                .keys()
-                .filter_map(|language| {
-                    let floor = self.floor(*language);
-                    let target = self.target(state, *language, budget, grown_memory);
-                    let pool = state.language(*language);
-                    let wanted = pool.have() < target && !(calls_coming && pool.have() >= floor);
-                    (!pool.backing_off() && wanted).then(|| (*language, pool.have() * 1000 / target))
-                })
-                .min_by_key(|(_, filled)| *filled)?;
-            state.language(language).starting += 1;
-            Some(language)
+            let held_until = state.starts_held_until();
+            let mut held = false;
+            let mut neediest: Option<(Language, usize)> = None;
+            for language in self.floors.keys() {
+                let floor = self.floor(*language);
+                let target = self.target(state, *language, budget, grown_memory);
+                let pool = state.language(*language);
+                if pool.backing_off() || pool.have() >= target {
+                    continue;
+                }
+                if held_until.is_some() && pool.have() >= floor {
+                    held = true;
+                    continue;
+                }
+                let filled = pool.have() * 1000 / target;
+                if neediest.is_none_or(|(_, least)| filled < least) {
+                    neediest = Some((*language, filled));
+                }
+            }
+            if let Some((language, _)) = neediest {
+                state.language(language).starting += 1;
+                return NextStart::Start(language);
+            }
+            match held_until {
+                Some(until) if held => {
+                    state.holding_since.get_or_insert_with(Instant::now);
+                    NextStart::Held(until)
+                }
+                _ => {
+                    state.holding_since = None;
+                    NextStart::Nothing
+                }
+            }
         })
     }
 

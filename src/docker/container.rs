@@ -43,6 +43,9 @@ pub mod labels {
     /// A hash of everything that shapes a spare session container (spares
     /// only): a spare is claimed only by a server whose config gives the same.
     pub const SPARE_HASH: &str = "multilang-sandbox.spare-hash";
+    /// How many spares of its language the server that made a spare keeps
+    /// (others trim surplus spares only beyond the largest such count).
+    pub const SPARE_TARGET: &str = "multilang-sandbox.spare-target";
     /// The sandbox network a container with network grants is on (through
     /// the network's holder, which has its name).
     pub const NETWORK_NAME: &str = "multilang-sandbox.network-name";

@@ -260,26 +260,36 @@ impl Executor {
         }
         let egress = self.egress.clone();
         let container = sandbox.container;
-        let pool = self.pool.clone();
+        // A container with network goes at once: its grants end with the call.
+        let waits_for_a_pause = network.is_none();
         let remove = async move {
-            pool.until_calls_pause().await;
             container.remove().await;
             if let Some(network) = network {
                 network.close(&egress).await;
             }
         };
+        // Removed in the background, after the stateless calls that keep
+        // coming (see ContainerPool::until_calls_pause).
+        let pool = self.pool.clone();
+        let remove_later = |remove| async move {
+            if waits_for_a_pause {
+                pool.until_calls_pause().await;
+            }
+            remove.await;
+        };
         let result = match ran {
             Ok(Ran::Ended(result)) => result,
             Ok(Ran::Job(started)) => {
+                // Collecting the job removes it, without waiting.
                 started.job.set_cleanup(Box::pin(remove));
                 return Ok(Executed::Running(started.progress(request.language, notes)));
             }
             Err(error) => {
-                self.background.spawn(remove);
+                self.background.spawn(remove_later(remove));
                 return Err(error);
             }
         };
-        self.background.spawn(remove);
+        self.background.spawn(remove_later(remove));
         tracing::debug!(
             container = %container_id,
             acquire_ms = acquired.as_secs_f64() * 1000.0,

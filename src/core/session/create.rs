@@ -74,16 +74,6 @@ impl SessionManager {
             && seccomp == config.seccomp
             && ttl == config.session_ttl_s;
         if plain && let Some((container_id, connection)) = self.claim_spare(name, language).await {
-            let created = unix_now();
-            self.store.save(
-                &container_id,
-                &SessionRecord {
-                    last_used: Some(created),
-                    extended_until: None,
-                    grants: None,
-                    created: Some(created),
-                },
-            );
             return self.created(name, language, image, container_id, connection).await;
         }
         let created = unix_now();

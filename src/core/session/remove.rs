@@ -79,6 +79,7 @@ impl SessionManager {
         {
             return Ok(false);
         }
+        self.spare_connections.lock().remove(&spare.id);
         self.removal_context().remove_remains(Remains::of(spare, None)).await;
         Ok(true)
     }
@@ -97,6 +98,7 @@ impl SessionManager {
         {
             return Ok(false);
         }
+        self.spare_connections.lock().remove(&spare.id);
         self.removal_context().remove_remains(Remains::of(spare, None)).await;
         Ok(true)
     }

@@ -1,12 +1,14 @@
 //! Warm spare sessions: containers made like a default session create
 //! (volumes attached, runner and kernel ready), labelled kind `spare` with a
 //! hash of what shapes them, which a plain create claims by renaming one to
-//! the session's container name instead of creating a container. This
-//! server's maker keeps `session_spares` of them per language and removes its
-//! own unclaimed ones at shutdown.
+//! the session's container name instead of creating a container. A spare
+//! starts under a name no claim looks for and takes its spare name once its
+//! runner is ready. This server's maker keeps `session_spares` of them per
+//! language and removes its own unclaimed ones at shutdown.
 
 use super::super::connection::RunnerConnection;
 use super::super::launcher::Purpose;
+use super::super::session_store::SessionRecord;
 use super::SessionManager;
 use super::labels::{NAME_PREFIX, OUTPUTS, PACKAGES, VOLUME_KIND, WORKSPACE, mounts_label};
 use crate::clock::unix_now;
@@ -37,6 +39,10 @@ pub struct SpareStats {
 /// Prefix of an unclaimed spare's container (and volume) names.
 pub(super) const SPARE_PREFIX: &str = "multilang-sandbox-spare-";
 
+/// Prefix of a spare's container name while it starts (no claim takes it
+/// before its runner is ready).
+const MAKING_PREFIX: &str = "multilang-sandbox-making-";
+
 /// The kind label of spare containers (claimed or not).
 pub(super) const SPARE_KIND: &str = "spare";
 
@@ -44,7 +50,8 @@ pub(super) const SPARE_KIND: &str = "spare";
 /// this is removed by its gc (its server's config changed, or it is gone).
 const STALE_SPARE_AGE: Duration = Duration::from_secs(600);
 
-/// An unclaimed spare not running and older than this is removed by gc.
+/// An unclaimed spare not running, or one still starting (its server died
+/// mid-start), older than this is removed by gc.
 const STOPPED_SPARE_AGE: Duration = Duration::from_secs(120);
 
 /// How often the maker checks its spares when no claim woke it.
@@ -90,7 +97,7 @@ impl SessionManager {
             ])
             .await?
             .into_iter()
-            .filter(|info| info.state == ContainerState::Running && is_unclaimed(info))
+            .filter(|info| is_ready_spare(info, language, &hash))
             .collect())
     }
 
@@ -118,7 +125,22 @@ impl SessionManager {
             if !self.take_spare(&spare).await {
                 continue;
             }
-            match engine.rename_sandbox(&spare.id, &container_name).await {
+            // Saved before the session's name makes it a session another
+            // server's gc sees: its expiry counts from now, not from when
+            // the spare was made.
+            let claimed_at = unix_now();
+            self.store.save(
+                &spare.id,
+                &SessionRecord {
+                    last_used: Some(claimed_at),
+                    extended_until: None,
+                    grants: None,
+                    created: Some(claimed_at),
+                },
+            );
+            // By its taken name: one a gc tombstoned meanwhile stays so.
+            let taken = taken_name(&spare.id);
+            match engine.rename_sandbox(&taken, &container_name).await {
                 Ok(true) => {}
                 // The session's name was taken meanwhile: the spare is put
                 // back, the create goes on (and finds the name taken).
@@ -126,8 +148,9 @@ impl SessionManager {
                     if let Err(error) = result {
                         tracing::debug!(%error, "could not claim a spare session");
                     }
+                    self.store.remove(&spare.id);
                     if let Some(spare_name) = &spare.name {
-                        let _ = engine.rename_sandbox(&spare.id, spare_name).await;
+                        let _ = engine.rename_sandbox(&taken, spare_name).await;
                     }
                     return None;
                 }
@@ -174,10 +197,19 @@ impl SessionManager {
     /// running.
     pub async fn spare_stats(&self) -> Result<Vec<SpareStats>, SessionError> {
         let configured = &self.launcher.config().session_spares;
+        let spares = self
+            .launcher
+            .engine()
+            .list_sandboxes(&[(labels::KIND, SPARE_KIND)])
+            .await?;
         let mut stats = Vec::new();
         for language in Language::ALL {
             let wanted = configured.get(&language).copied().unwrap_or(0);
-            let ready = self.idle_spares(language).await?.len();
+            let hash = self.spare_hash(language);
+            let ready = spares
+                .iter()
+                .filter(|info| is_ready_spare(info, language, &hash))
+                .count();
             let claimed = self.spares_claimed.lock().get(&language).copied().unwrap_or(0);
             if wanted > 0 || ready > 0 || claimed > 0 {
                 stats.push(SpareStats {
@@ -198,6 +230,7 @@ impl SessionManager {
         let engine = self.launcher.engine();
         let token = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let container_name = format!("{SPARE_PREFIX}{token}");
+        let making_name = format!("{MAKING_PREFIX}{token}");
         let created = unix_now();
         let volume_labels = HashMap::from([
             (labels::KIND.to_string(), VOLUME_KIND.to_string()),
@@ -226,10 +259,14 @@ impl SessionManager {
             (labels::MOUNTS.to_string(), mounts_label(&[])),
             (labels::STORAGE.to_string(), config.session_storage.name().to_string()),
             (labels::SPARE_HASH.to_string(), self.spare_hash(language)),
+            (
+                labels::SPARE_TARGET.to_string(),
+                self.spare_target(language).to_string(),
+            ),
         ]);
         let purpose = Purpose::Session {
             name: &token,
-            container_name: &container_name,
+            container_name: &making_name,
             volumes: vec![
                 mount(&volume_names[0], WORKSPACE.1, false),
                 mount(&volume_names[1], PACKAGES.1, true),
@@ -242,18 +279,69 @@ impl SessionManager {
             network: None,
             spare: true,
         };
-        match self.launcher.launch(language, purpose).await {
-            Ok(sandbox) => {
-                let id = sandbox.container.keep();
-                tracing::debug!(container = %id, language = language.name(), "made a spare session");
-                self.spare_connections.lock().insert(id, sandbox.connection);
-                Ok(())
-            }
+        let sandbox = match self.launcher.launch(language, purpose).await {
+            Ok(sandbox) => sandbox,
             Err(error) => {
                 self.discard(&volume_names, None).await;
-                Err(error.into())
+                return Err(error.into());
+            }
+        };
+        // Ready: it takes its spare name, which claims look for.
+        let id = sandbox.container.id().to_string();
+        self.spare_connections
+            .lock()
+            .insert(id.clone(), sandbox.connection.clone());
+        match self
+            .launcher
+            .engine()
+            .rename_sandbox(&making_name, &container_name)
+            .await
+        {
+            Ok(true) => {
+                sandbox.container.keep();
+                tracing::debug!(container = %id, language = language.name(), "made a spare session");
+                Ok(())
+            }
+            renamed => {
+                self.spare_connections.lock().remove(&id);
+                sandbox.container.remove().await;
+                self.discard(&volume_names, None).await;
+                match renamed {
+                    Err(error) => Err(error.into()),
+                    Ok(_) => Err(SessionError::SpareGone),
+                }
             }
         }
+    }
+
+    /// Drops the runner connections of this server's spares that are no
+    /// longer unclaimed spares (claimed by another server, or removed).
+    async fn forget_gone_spares(&self) {
+        let listed = self
+            .launcher
+            .engine()
+            .list_sandboxes(&[
+                (labels::KIND, SPARE_KIND),
+                (labels::INSTANCE, self.launcher.instance_id()),
+            ])
+            .await;
+        match listed {
+            Ok(own) => {
+                let waiting: HashSet<String> = own.into_iter().filter(is_unclaimed).map(|info| info.id).collect();
+                self.spare_connections.lock().retain(|id, _| waiting.contains(id));
+            }
+            Err(error) => tracing::debug!(%error, "could not list this server's spare sessions"),
+        }
+    }
+
+    /// The spares of `language` this server keeps.
+    fn spare_target(&self, language: Language) -> usize {
+        self.launcher
+            .config()
+            .session_spares
+            .get(&language)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Starts the maker of spare sessions (when `session_spares` asks for
@@ -275,6 +363,7 @@ impl SessionManager {
         let stop = background.clone();
         background.spawn(async move {
             loop {
+                manager.forget_gone_spares().await;
                 for (language, target) in &targets {
                     manager.refill(*language, *target, &stop).await;
                 }
@@ -311,10 +400,13 @@ impl SessionManager {
         }
     }
 
-    /// Removes unclaimed spares that fit no language of this server's
-    /// config and are older than 10 minutes (made under another config:
-    /// no server with this one claims them), and those that stopped.
-    /// Returns how many went.
+    /// Removes, and returns how many went: unclaimed spares that fit no
+    /// language of this server's config and are older than 10 minutes (made
+    /// under another config: no server with this one claims them); those
+    /// that stopped, and those still starting after 2 minutes (their server
+    /// died mid-start); other servers' spares beyond the most any server
+    /// keeps of that language, once older than 10 minutes (left by a killed
+    /// server); and spares a claim left taken a whole gc round.
     pub(super) async fn collect_stale_spares(&self) -> Result<usize, SessionError> {
         let hashes: Vec<String> = Language::ALL
             .iter()
@@ -327,6 +419,13 @@ impl SessionManager {
             .engine()
             .list_sandboxes(&[(labels::KIND, SPARE_KIND)])
             .await?;
+        for spare in spares.iter().filter(|info| is_making(info)) {
+            if made_at(spare).is_none_or(|made| now.saturating_sub(made) >= STOPPED_SPARE_AGE.as_secs())
+                && self.remove_spare(spare).await?
+            {
+                removed += 1;
+            }
+        }
         for spare in spares.iter().filter(|info| is_unclaimed(info)) {
             let fits = spare
                 .labels
@@ -346,24 +445,20 @@ impl SessionManager {
                 removed += 1;
             }
         }
-        // Spares a killed server left beyond what this server keeps: the
-        // oldest others' go once they are older than 10 minutes.
+        // Spares a killed server left beyond what any server keeps (this
+        // one, or what the ready ones' makers said): the oldest others' go
+        // once they are older than 10 minutes.
         for (index, language) in Language::ALL.iter().enumerate() {
-            let target = self
-                .launcher
-                .config()
-                .session_spares
-                .get(language)
-                .copied()
-                .unwrap_or(0);
             let mut ready: Vec<&SandboxInfo> = spares
                 .iter()
-                .filter(|info| {
-                    is_unclaimed(info)
-                        && info.state == ContainerState::Running
-                        && info.labels.get(labels::SPARE_HASH) == Some(&hashes[index])
-                })
+                .filter(|info| is_ready_spare(info, *language, &hashes[index]))
                 .collect();
+            let target = ready
+                .iter()
+                .filter_map(|info| info.labels.get(labels::SPARE_TARGET)?.parse::<usize>().ok())
+                .max()
+                .unwrap_or(0)
+                .max(self.spare_target(*language));
             let surplus = ready.len().saturating_sub(target);
             ready.retain(|info| {
                 info.labels.get(labels::INSTANCE).map(String::as_str) != Some(self.launcher.instance_id())
@@ -422,7 +517,7 @@ impl SessionManager {
 }
 
 /// Prefix of the name a spare has while a claim or removal takes it (for
-/// milliseconds; a server killed in between leaves it, see SPARES_STATUS.md).
+/// milliseconds; a server killed in between leaves it, and gc removes it).
 const TAKEN_PREFIX: &str = "multilang-sandbox-taken-";
 
 /// The name of a spare while it is taken.
@@ -438,4 +533,18 @@ fn made_at(info: &SandboxInfo) -> Option<u64> {
 /// True for a spare container not yet claimed (still named as a spare).
 fn is_unclaimed(info: &SandboxInfo) -> bool {
     info.name.as_deref().is_some_and(|name| name.starts_with(SPARE_PREFIX))
+}
+
+/// True for a running unclaimed spare of `language` made under the config
+/// whose spare hash is `hash`: one a create may claim.
+fn is_ready_spare(info: &SandboxInfo, language: Language, hash: &str) -> bool {
+    info.state == ContainerState::Running
+        && is_unclaimed(info)
+        && info.labels.get(labels::LANGUAGE).map(String::as_str) == Some(language.name())
+        && info.labels.get(labels::SPARE_HASH).map(String::as_str) == Some(hash)
+}
+
+/// True for a spare container still starting (not yet claimable).
+fn is_making(info: &SandboxInfo) -> bool {
+    info.name.as_deref().is_some_and(|name| name.starts_with(MAKING_PREFIX))
 }
