@@ -839,6 +839,20 @@ mod tests {
     }
 
     #[test]
+    fn starts_wait_for_a_pause_in_the_calls_at_most_a_while() {
+        let mut state = PoolState::default();
+        assert_eq!(state.starts_held_until(), None, "no call yet");
+        state.last_call = Some(Instant::now());
+        let held = state.starts_held_until().expect("held while calls come");
+        assert!(held <= Instant::now() + YIELD_TO_CALLS);
+        state.holding_since = Instant::now().checked_sub(YIELD_AT_MOST);
+        assert_eq!(state.starts_held_until(), None, "held long enough");
+        state.holding_since = None;
+        state.last_call = Instant::now().checked_sub(YIELD_TO_CALLS);
+        assert_eq!(state.starts_held_until(), None, "the calls paused");
+    }
+
+    #[test]
     fn grown_memory_counts_what_is_beyond_each_floor() {
         let mut state = PoolState::default();
         state.languages.insert(Language::Python, grown_by(3, 5, 30));
