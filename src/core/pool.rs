@@ -8,8 +8,10 @@
 //! refilled (the time to start its whole target, at least two container
 //! starts), up to `pool_max_size` and while the grown part's measured
 //! memory fits `pool_memory_mb`; each check after a minute without a miss
-//! halves the growth. A miss waits for a container the pool is already starting, if no earlier
-//! miss waits for it, else starts one on demand.
+//! halves the growth. A miss waits for a container the pool is already
+//! starting, if no earlier miss waits for it, else starts one on demand.
+//! While stateless calls keep coming, starts beyond the configured sizes
+//! and the removal of used containers wait for a pause (at most 2 s).
 
 use super::background::Background;
 use super::launcher::{Launcher, Purpose, READY_TIMEOUT, Sandbox};
