@@ -57,7 +57,6 @@ impl SessionManager {
         } = new;
         let ttl = self.check_create(name, ttl).await?;
         let config = self.launcher.config();
-        let engine = self.launcher.engine();
         let container_name = format!("{NAME_PREFIX}{name}");
         let existing = self.session_containers().await?;
         let live = existing.into_iter().filter_map(|info| self.facts(info)).count();
@@ -83,20 +82,12 @@ impl SessionManager {
             (labels::CREATED.to_string(), created.to_string()),
         ]);
         let storage = config.session_storage;
-        let (files_backing, outputs_backing, extra_memory_mb) = backings(config);
         // Named for this container alone: the volumes of a destroyed session
         // of this name may still be being removed.
         let instance = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let volume = |(folder, _): (&str, &str)| session_volume(name, &instance, folder);
         let volume_names = [volume(WORKSPACE), volume(PACKAGES), volume(OUTPUTS)];
-        let volumes_made = async {
-            tokio::try_join!(
-                engine.create_volume(&volume_names[0], &volume_labels, files_backing),
-                engine.create_volume(&volume_names[1], &volume_labels, VolumeBacking::Disk),
-                engine.create_volume(&volume_names[2], &volume_labels, outputs_backing),
-            )
-            .map(|_| ())
-        };
+        let volumes_made = self.make_volumes(&volume_names, &volume_labels);
         let owner = Owner::Session(name.to_string());
         let mut extra_labels = HashMap::from([
             (labels::CREATED.to_string(), created.to_string()),
@@ -135,22 +126,11 @@ impl SessionManager {
                 return Err(error.into());
             }
         };
-        let mount = |volume: String, target: &str, read_only: bool| VolumeMount {
-            volume,
-            target: target.to_string(),
-            read_only,
-        };
         let purpose = Purpose::Session {
             name,
             container_name: &container_name,
-            volumes: vec![
-                mount(volume_names[0].clone(), WORKSPACE.1, false),
-                // Only install containers write packages: code cannot fill
-                // this disk-backed volume.
-                mount(volume_names[1].clone(), PACKAGES.1, true),
-                mount(volume_names[2].clone(), OUTPUTS.1, false),
-            ],
-            extra_memory_mb,
+            volumes: volume_mounts(&volume_names),
+            extra_memory_mb: files_memory_mb(config),
             binds: folders
                 .iter()
                 .map(|folder| BindMount {
@@ -231,6 +211,23 @@ impl SessionManager {
 impl SessionManager {
     /// Removes what a failed create made: its volumes and, when it was
     /// made, the session's network.
+    /// Makes a session's workspace, packages and outputs volumes (named in
+    /// that order), backed as the config says.
+    pub(super) async fn make_volumes(
+        &self,
+        names: &[String; 3],
+        volume_labels: &HashMap<String, String>,
+    ) -> Result<(), DockerError> {
+        let engine = self.launcher.engine();
+        let (files_backing, outputs_backing) = backings(self.launcher.config());
+        tokio::try_join!(
+            engine.create_volume(&names[0], volume_labels, files_backing),
+            engine.create_volume(&names[1], volume_labels, VolumeBacking::Disk),
+            engine.create_volume(&names[2], volume_labels, outputs_backing),
+        )
+        .map(|_| ())
+    }
+
     pub(super) async fn discard(&self, volumes: &[String], network: Option<(&OpenedNetwork, &Owner)>) {
         if let Some((network, owner)) = network {
             let _ = self.egress.close_network(&network.name, owner).await;
@@ -241,10 +238,8 @@ impl SessionManager {
     }
 }
 
-/// The backing of a session's workspace and outputs volumes, and the memory
-/// its container gets on top of the limit (files in memory count as its
-/// memory).
-pub(super) fn backings(config: &Config) -> (VolumeBacking, VolumeBacking, u64) {
+/// The backing of a session's workspace and outputs volumes.
+fn backings(config: &Config) -> (VolumeBacking, VolumeBacking) {
     match config.session_storage {
         SessionStorage::Memory => (
             VolumeBacking::Memory {
@@ -253,8 +248,33 @@ pub(super) fn backings(config: &Config) -> (VolumeBacking, VolumeBacking, u64) {
             VolumeBacking::Memory {
                 size_mb: config.tmpfs_mb,
             },
-            config.session_storage_mb,
         ),
-        SessionStorage::Disk => (VolumeBacking::Disk, VolumeBacking::Disk, 0),
+        SessionStorage::Disk => (VolumeBacking::Disk, VolumeBacking::Disk),
     }
+}
+
+/// The memory a session's container gets on top of the limit: files in
+/// memory count as its memory.
+pub(super) fn files_memory_mb(config: &Config) -> u64 {
+    match config.session_storage {
+        SessionStorage::Memory => config.session_storage_mb,
+        SessionStorage::Disk => 0,
+    }
+}
+
+/// The mounts of a session's workspace, packages and outputs volumes
+/// (named in that order).
+pub(super) fn volume_mounts(names: &[String; 3]) -> Vec<VolumeMount> {
+    let mount = |volume: &String, target: &str, read_only: bool| VolumeMount {
+        volume: volume.clone(),
+        target: target.to_string(),
+        read_only,
+    };
+    vec![
+        mount(&names[0], WORKSPACE.1, false),
+        // Only install containers write packages: code cannot fill this
+        // disk-backed volume.
+        mount(&names[1], PACKAGES.1, true),
+        mount(&names[2], OUTPUTS.1, false),
+    ]
 }

@@ -6,7 +6,7 @@
 
 use super::SessionManager;
 use super::labels::{SessionFacts, TOMBSTONE_PREFIX, VOLUME_KIND, tombstone_name};
-use super::spares::SPARE_KIND;
+use super::spares::taken_name;
 use crate::clock::unix_now;
 use crate::core::egress::Owner;
 use crate::core::error::SessionError;
@@ -70,26 +70,24 @@ impl SessionManager {
     pub(super) async fn remove_spare(&self, spare: &SandboxInfo) -> Result<bool, SessionError> {
         // Taken first, as a claim takes it: a spare claimed meanwhile is a
         // session and must stay.
-        if !self.take_spare(spare).await
-            || !self
-                .launcher
-                .engine()
-                .rename_sandbox(&spare.id, &tombstone_name(&spare.id))
-                .await?
-        {
+        if !self.take_spare(spare).await {
             return Ok(false);
         }
-        self.spare_connections.lock().remove(&spare.id);
-        self.removal_context().remove_remains(Remains::of(spare, None)).await;
-        Ok(true)
+        self.remove_taken(spare, &taken_name(&spare.id)).await
     }
 
     /// Removes a spare left taken (a server died mid-claim). False when it
     /// is gone or was claimed meanwhile.
     pub(super) async fn remove_taken_spare(&self, spare: &SandboxInfo) -> Result<bool, SessionError> {
-        let Some(taken) = spare.name.as_deref() else {
-            return Ok(false);
-        };
+        match spare.name.as_deref() {
+            Some(taken) => self.remove_taken(spare, taken).await,
+            None => Ok(false),
+        }
+    }
+
+    /// Tombstones a taken spare, found by its name `taken` (one claimed
+    /// meanwhile has another), and removes it with its volumes.
+    async fn remove_taken(&self, spare: &SandboxInfo, taken: &str) -> Result<bool, SessionError> {
         if !self
             .launcher
             .engine()
@@ -120,9 +118,7 @@ impl SessionManager {
         let engine = self.launcher.engine();
         let removal = self.removal_context();
         let mut removed = 0;
-        let mut containers = engine.list_sandboxes(&[(labels::KIND, "session")]).await?;
-        containers.extend(engine.list_sandboxes(&[(labels::KIND, SPARE_KIND)]).await?);
-        for info in containers {
+        for info in self.session_containers().await? {
             if info
                 .name
                 .as_deref()

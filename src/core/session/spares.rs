@@ -14,7 +14,7 @@ use super::labels::{NAME_PREFIX, OUTPUTS, PACKAGES, VOLUME_KIND, WORKSPACE, moun
 use crate::clock::unix_now;
 use crate::core::background::Background;
 use crate::core::error::SessionError;
-use crate::docker::{ContainerState, SandboxInfo, VolumeBacking, VolumeMount, labels};
+use crate::docker::{ContainerState, SandboxInfo, labels};
 use crate::images;
 use crate::runtime::Language;
 use serde::Serialize;
@@ -196,7 +196,6 @@ impl SessionManager {
     /// Spare figures for each language that has spares configured or
     /// running.
     pub async fn spare_stats(&self) -> Result<Vec<SpareStats>, SessionError> {
-        let configured = &self.launcher.config().session_spares;
         let spares = self
             .launcher
             .engine()
@@ -204,7 +203,7 @@ impl SessionManager {
             .await?;
         let mut stats = Vec::new();
         for language in Language::ALL {
-            let wanted = configured.get(&language).copied().unwrap_or(0);
+            let wanted = self.spare_target(language);
             let hash = self.spare_hash(language);
             let ready = spares
                 .iter()
@@ -227,7 +226,6 @@ impl SessionManager {
     /// session (without a name).
     async fn make_spare(&self, language: Language) -> Result<(), SessionError> {
         let config = self.launcher.config();
-        let engine = self.launcher.engine();
         let token = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let container_name = format!("{SPARE_PREFIX}{token}");
         let making_name = format!("{MAKING_PREFIX}{token}");
@@ -236,23 +234,12 @@ impl SessionManager {
             (labels::KIND.to_string(), VOLUME_KIND.to_string()),
             (labels::CREATED.to_string(), created.to_string()),
         ]);
-        let (files_backing, outputs_backing, extra_memory_mb) = super::create::backings(config);
         let volume = |(folder, _): (&str, &str)| format!("{container_name}.{folder}");
         let volume_names = [volume(WORKSPACE), volume(PACKAGES), volume(OUTPUTS)];
-        let made = tokio::try_join!(
-            engine.create_volume(&volume_names[0], &volume_labels, files_backing),
-            engine.create_volume(&volume_names[1], &volume_labels, VolumeBacking::Disk),
-            engine.create_volume(&volume_names[2], &volume_labels, outputs_backing),
-        );
-        if let Err(error) = made {
+        if let Err(error) = self.make_volumes(&volume_names, &volume_labels).await {
             self.discard(&volume_names, None).await;
             return Err(error.into());
         }
-        let mount = |volume: &String, target: &str, read_only: bool| VolumeMount {
-            volume: volume.clone(),
-            target: target.to_string(),
-            read_only,
-        };
         let extra_labels = HashMap::from([
             (labels::CREATED.to_string(), created.to_string()),
             (labels::TTL.to_string(), config.session_ttl_s.to_string()),
@@ -267,12 +254,8 @@ impl SessionManager {
         let purpose = Purpose::Session {
             name: &token,
             container_name: &making_name,
-            volumes: vec![
-                mount(&volume_names[0], WORKSPACE.1, false),
-                mount(&volume_names[1], PACKAGES.1, true),
-                mount(&volume_names[2], OUTPUTS.1, false),
-            ],
-            extra_memory_mb,
+            volumes: super::create::volume_mounts(&volume_names),
+            extra_memory_mb: super::create::files_memory_mb(config),
             binds: Vec::new(),
             seccomp: config.seccomp.clone(),
             extra_labels,
@@ -317,15 +300,7 @@ impl SessionManager {
     /// Drops the runner connections of this server's spares that are no
     /// longer unclaimed spares (claimed by another server, or removed).
     async fn forget_gone_spares(&self) {
-        let listed = self
-            .launcher
-            .engine()
-            .list_sandboxes(&[
-                (labels::KIND, SPARE_KIND),
-                (labels::INSTANCE, self.launcher.instance_id()),
-            ])
-            .await;
-        match listed {
+        match self.own_spares().await {
             Ok(own) => {
                 let waiting: HashSet<String> = own.into_iter().filter(is_unclaimed).map(|info| info.id).collect();
                 self.spare_connections.lock().retain(|id, _| waiting.contains(id));
@@ -431,12 +406,7 @@ impl SessionManager {
                 .labels
                 .get(labels::SPARE_HASH)
                 .is_some_and(|hash| hashes.contains(hash));
-            let made = spare
-                .labels
-                .get(labels::CREATED)
-                .and_then(|created| created.parse::<u64>().ok())
-                .unwrap_or(0);
-            let age = now.saturating_sub(made);
+            let age = now.saturating_sub(made_at(spare).unwrap_or(0));
             // Stopped (by an engine restart, say): never claimed, never
             // counted; one being started is younger.
             let stopped = spare.state != ContainerState::Running && age >= STOPPED_SPARE_AGE.as_secs();
@@ -491,16 +461,21 @@ impl SessionManager {
         Ok(removed)
     }
 
-    /// Removes this server's unclaimed spares (at shutdown).
-    async fn remove_own_spares(&self) {
-        let engine = self.launcher.engine();
-        let own = match engine
+    /// The spare containers this server made, claimed or not.
+    async fn own_spares(&self) -> Result<Vec<SandboxInfo>, SessionError> {
+        Ok(self
+            .launcher
+            .engine()
             .list_sandboxes(&[
                 (labels::KIND, SPARE_KIND),
                 (labels::INSTANCE, self.launcher.instance_id()),
             ])
-            .await
-        {
+            .await?)
+    }
+
+    /// Removes this server's unclaimed spares (at shutdown).
+    async fn remove_own_spares(&self) {
+        let own = match self.own_spares().await {
             Ok(own) => own,
             Err(error) => {
                 tracing::warn!(%error, "could not list this server's spare sessions");
@@ -508,7 +483,6 @@ impl SessionManager {
             }
         };
         for spare in own.iter().filter(|info| is_unclaimed(info)) {
-            self.spare_connections.lock().remove(&spare.id);
             if let Err(error) = self.remove_spare(spare).await {
                 tracing::warn!(container = %spare.id, %error, "could not remove a spare session");
             }
@@ -521,7 +495,7 @@ impl SessionManager {
 const TAKEN_PREFIX: &str = "multilang-sandbox-taken-";
 
 /// The name of a spare while it is taken.
-fn taken_name(container_id: &str) -> String {
+pub(super) fn taken_name(container_id: &str) -> String {
     format!("{TAKEN_PREFIX}{}", container_id.chars().take(12).collect::<String>())
 }
 
