@@ -48,6 +48,68 @@ async fn typescript_strips_types_and_runs() {
     client.cancel().await.ok();
 }
 
+/// The runner keeps esbuild running as a service in a TypeScript container
+/// and strips each program's types through it: the service reads every
+/// cell's request, its messages name the file as esbuild names it, and a
+/// stateless program runs in strict mode whether it is emitted as CommonJS
+/// or as an ES module.
+#[tokio::test]
+async fn typescript_types_are_stripped_by_the_runners_esbuild_service() {
+    let client = start_server().await;
+    let ts_session = create_session(&client, "ts-service", "typescript").await;
+    let find = "import { readdirSync, readFileSync } from 'node:fs';\n\
+        const service = readdirSync('/proc').filter((p) => /^\\d+$/.test(p)).find((p) => {\n\
+          try { return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('\\0--service=') } catch { return false }\n\
+        });\n\
+        const reads = (): number => Number(/rchar: (\\d+)/.exec(readFileSync(`/proc/${service}/io`, 'utf8'))![1]);\n\
+        let before: number = reads();\n\
+        console.log(service !== undefined)";
+    let result = execute_in(&client, &ts_session, "typescript", find).await;
+    assert_eq!(
+        result["stdout"], "true\n",
+        "no esbuild service in the container: {result}"
+    );
+    let result = execute_in(
+        &client,
+        &ts_session,
+        "typescript",
+        "const now: number = reads(); console.log(now > before); before = now",
+    )
+    .await;
+    assert_eq!(
+        result["stdout"], "true\n",
+        "the service did not read the cell: {result}"
+    );
+    let result = execute_in(&client, &ts_session, "typescript", "const broken: number = (1 +;").await;
+    assert_ne!(result["exit_code"], 0, "{result}");
+    assert_eq!(result["phase"], "build", "{result}");
+    let stderr = result["stderr"].as_str().unwrap_or_default();
+    assert!(
+        stderr.contains("[ERROR]") && stderr.contains("/tmp/run/cell.ts:1:"),
+        "{result}"
+    );
+    let result = execute_in(&client, &ts_session, "typescript", "console.log(reads() > before)").await;
+    assert_eq!(result["stdout"], "true\n", "the session after a failed build: {result}");
+    session(&client, json!({"action": "destroy", "name": &*ts_session})).await;
+
+    for (code, emitted) in [
+        ("enum E { A, B }\nundeclared = E.B; console.log('sloppy')", "CommonJS"),
+        (
+            "enum E { A, B }\nundeclared = await Promise.resolve(E.B); console.log('sloppy')",
+            "ES module",
+        ),
+    ] {
+        let result = execute(&client, "typescript", code).await;
+        assert_eq!(result["exit_code"], 1, "{emitted}: {result}");
+        let stderr = result["stderr"].as_str().unwrap_or_default();
+        assert!(
+            stderr.contains("ReferenceError: undeclared is not defined"),
+            "{emitted}: {result}"
+        );
+    }
+    client.cancel().await.ok();
+}
+
 /// Stateless JavaScript and TypeScript run in a `node` the pooled container
 /// started ahead of the call; the program must not tell the difference from
 /// `node main.js`: its own main module and argv, the request's env, stdin

@@ -4,7 +4,8 @@ container. It serves the host's requests on its own stdin and stdout, the
 container's attached stream, one at a time (the protocol and its spec:
 runner_protocol.py): it runs programs as fresh processes or in a kernel
 (runner_processes.py; Go and Rust builds that fix the program's imports:
-runner_imports.py), their output captured within caps
+runner_imports.py; TypeScript's types stripped by an esbuild kept running:
+runner_esbuild.py), their output captured within caps
 (runner_capture.py) and the files they write to the outputs folder
 collected (runner_artifacts.py); it keeps the output and result of jobs
 until the host collects them (runner_jobs.py); it answers file operations
@@ -35,6 +36,7 @@ import runner_protocol as protocol
 from runner_artifacts import collect_artifacts
 from runner_capture import Capture, Progress, Stop
 from runner_channel import HostChannel, log
+from runner_esbuild import EsbuildService, ServiceError
 from runner_jobs import Jobs
 from runner_processes import make_kernel, run_step
 
@@ -55,9 +57,12 @@ class Runner:
         self.stdin_path = stdin_path
         self.kernel = None
         self.jobs = Jobs()
+        # esbuild's service, in an image that has esbuild (started in serve).
+        self.esbuild = None
 
     def serve(self):
         """Says `ready`, then answers requests until the host closes the stream."""
+        self.esbuild = EsbuildService.start_if_installed()
         if self.kernel_kind:
             self.kernel = make_kernel(self.kernel_kind, self.workspace, self.stdin_path)
             self.kernel.start()
@@ -161,6 +166,8 @@ class Runner:
                 if step.get("fix_imports"):
                     exit_code, signal_number, fixed = fix_imports(step, request, stop, stdout, stderr)
                     notes.extend(fixed)
+                elif step.get("transform") and self.esbuild is not None:
+                    exit_code, signal_number = self.transform(step, request, stop, stdout, stderr)
                 else:
                     exit_code, signal_number = run_step(step["argv"], request, stop, stdout, stderr)
                 if stop.expired or stop.cancelled or exit_code != 0:
@@ -195,6 +202,20 @@ class Runner:
             "artifacts_omitted": omitted,
             "notes": notes,
         })
+
+
+    def transform(self, step, request, stop, stdout, stderr):
+        """A `transform` step through esbuild's service; the step's own argv
+        when the service fails (it is not used again). Returns (exit_code, signal)."""
+        try:
+            exit_code, messages = self.esbuild.transform(step["transform"], stop.deadline)
+        except (ServiceError, OSError) as error:
+            log("esbuild service failed, running esbuild itself from now on: %s" % error)
+            self.esbuild.stop()
+            self.esbuild = None
+            return run_step(step["argv"], request, stop, stdout, stderr)
+        stderr.add(messages.encode("utf-8"))
+        return exit_code, None
 
 
 def failed_result(request_id, error, started):

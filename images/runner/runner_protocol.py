@@ -22,7 +22,12 @@ The optional fields below are features that are off when absent.
                               optional: "fix_imports": {
                                 "tool": "goimports"|"rustc",
                                 "source": "/tmp/run/main.go",
-                                "before_build": true}}],
+                                "before_build": true},
+                              optional: "transform": {
+                                "tool": "esbuild",
+                                "source": "/tmp/run/main.ts",
+                                "output": "/tmp/run/main.mjs",
+                                "flags": ["--format=esm", ...]}}],
                    "env": {"NAME": "value"}, "cwd": "/workspace",
                    "timeout_ms": 30000, "max_output_bytes": 1048576,
                    optional:
@@ -40,6 +45,11 @@ The optional fields below are features that are off when absent.
                   imports to `source` (and drops unused Go ones) with the
                   tool and tries once more (runner_imports.py); goimports
                   runs before the first build too with `before_build`.
+                  A step with `transform` is a build that turns `source`
+                  into `output` as its argv would (`esbuild <source>
+                  --outfile=<output> <flags>`), through the tool's service
+                  when the runner keeps one running (runner_esbuild.py);
+                  its argv runs when it does not.
                   `keep` makes the run a job from the start (below).
   runner -> host  {"type": "progress", "id": "...", "elapsed_ms": 1000,
                    "phase": "build"|"run", "stdout_bytes": 10,
@@ -120,6 +130,7 @@ FILE_OPS = ("read", "write", "mkdir", "list", "delete")
 JOB_OPS = ("keep", "read", "forget", "list")
 STEP_PHASES = ("build", "run")
 IMPORT_TOOLS = ("goimports", "rustc")
+TRANSFORM_TOOLS = ("esbuild",)
 
 
 class ProtocolError(ValueError):
@@ -195,6 +206,12 @@ def check_run(message):
             field(fix, "tool", str, choices=IMPORT_TOOLS)
             field(fix, "source", str)
             field(fix, "before_build", bool)
+        transform = field(step, "transform", dict, optional=True)
+        if transform is not None:
+            field(transform, "tool", str, choices=TRANSFORM_TOOLS)
+            field(transform, "source", str)
+            field(transform, "output", str)
+            strings(field(transform, "flags", list), "transform flags")
     env = field(message, "env", dict)
     strings(list(env) + list(env.values()), "env names and values")
     field(message, "cwd", str)

@@ -94,6 +94,9 @@ class HostMessagesTest(unittest.TestCase):
             ("progress", "yes"),
             ("steps", [{"phase": "build", "argv": ["x"], "fix_imports": {"tool": "gofmt", "source": "/a", "before_build": True}}]),
             ("steps", [{"phase": "build", "argv": ["x"], "fix_imports": {"tool": "rustc", "source": "/a"}}]),
+            ("steps", [{"phase": "build", "argv": ["x"], "transform": {"tool": "tsc", "source": "/a", "output": "/b", "flags": []}}]),
+            ("steps", [{"phase": "build", "argv": ["x"], "transform": {"tool": "esbuild", "source": "/a", "output": "/b", "flags": [1]}}]),
+            ("steps", [{"phase": "build", "argv": ["x"], "transform": {"tool": "esbuild", "source": "/a", "flags": []}}]),
         ):
             with self.subTest(key=key, bad=bad), self.assertRaises(protocol.ProtocolError):
                 protocol.parse_request(json.dumps(dict(run, **{key: bad})).encode())

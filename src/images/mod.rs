@@ -57,6 +57,10 @@ pub const BASE: ImageDefinition = ImageDefinition {
             include_str!("../../images/runner/runner_imports.py"),
         ),
         ("runner_jobs.py", include_str!("../../images/runner/runner_jobs.py")),
+        (
+            "runner_esbuild.py",
+            include_str!("../../images/runner/runner_esbuild.py"),
+        ),
         ("fileops.py", include_str!("../../images/runner/fileops.py")),
         ("python_kernel.py", include_str!("../../images/runner/python_kernel.py")),
         ("kernel.js", include_str!("../../images/runner/kernel.js")),

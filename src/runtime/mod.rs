@@ -195,6 +195,22 @@ pub struct Step {
     /// (Go and Rust snippets; `images/runner/runner_imports.py`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix_imports: Option<FixImports>,
+    /// The same build served by a tool the runner keeps running, when it
+    /// has one (`images/runner/runner_esbuild.py`); `argv` otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transform: Option<Transform>,
+}
+
+impl Step {
+    /// A step that runs `argv` as it is.
+    pub fn new(phase: Phase, argv: Vec<String>) -> Step {
+        Step {
+            phase,
+            argv,
+            fix_imports: None,
+            transform: None,
+        }
+    }
 }
 
 /// How the runner fixes a build's imports; the result's notes say what it
@@ -207,6 +223,24 @@ pub struct FixImports {
     /// Run the tool before the first build too (Go code the server wrapped),
     /// not only after a build that failed on imports alone.
     pub before_build: bool,
+}
+
+/// A build that turns one source file into one output file, as `argv`
+/// would: `esbuild <source> --outfile=<output> <flags>`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Transform {
+    pub tool: TransformTool,
+    pub source: String,
+    pub output: String,
+    pub flags: Vec<String>,
+}
+
+/// A tool the runner can keep running between builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransformTool {
+    /// esbuild's service (its JavaScript API's protocol): strips TypeScript's types.
+    Esbuild,
 }
 
 /// What finds a program's missing imports.
@@ -294,11 +328,7 @@ fn source_path(file_name: &str) -> String {
 }
 
 fn step(phase: Phase, argv: &[&str]) -> Step {
-    Step {
-        phase,
-        argv: argv.iter().map(|arg| arg.to_string()).collect(),
-        fix_imports: None,
-    }
+    Step::new(phase, argv.iter().map(|arg| arg.to_string()).collect())
 }
 
 /// A build step that fixes `source`'s imports with `tool`.
@@ -386,7 +416,7 @@ mod tests {
         let esm = Language::JavaScript.prepare_pooled(Kernel::NodeMain, "import fs from 'fs'", &plain);
         assert_eq!(esm.kernel_source.as_deref(), Some("/tmp/run/main.mjs"));
         let ts = Language::TypeScript.prepare_pooled(Kernel::NodeMain, "const x: number = 1", &plain);
-        assert_eq!(ts.kernel_source.as_deref(), Some("/tmp/run/main.mjs"));
+        assert_eq!(ts.kernel_source.as_deref(), Some("/tmp/run/main.cjs"));
         assert_eq!(ts.steps.len(), 1);
         assert_eq!(ts.steps[0].phase, Phase::Build);
         let python = Language::Python.prepare_pooled(Kernel::Python, "x = 1", &plain);

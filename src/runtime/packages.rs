@@ -107,11 +107,7 @@ impl PackageManager {
         let with = |prefix: &[&str]| {
             let mut argv: Vec<String> = prefix.iter().map(|arg| arg.to_string()).collect();
             argv.extend(specs.iter().cloned());
-            Step {
-                phase: Phase::Run,
-                argv,
-                fix_imports: None,
-            }
+            Step::new(Phase::Run, argv)
         };
         match self {
             PackageManager::Pip => vec![with(&[

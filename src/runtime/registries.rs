@@ -143,11 +143,7 @@ fn script_step(arguments: &[&str]) -> Step {
     // have put a `python3` of its own first on PATH.
     let mut argv: Vec<String> = ["/usr/bin/python3", "-E", "-s", SCRIPT_PATH].map(String::from).to_vec();
     argv.extend(arguments.iter().map(|argument| argument.to_string()));
-    Step {
-        phase: Phase::Run,
-        argv,
-        fix_imports: None,
-    }
+    Step::new(Phase::Run, argv)
 }
 
 #[cfg(test)]

@@ -1,55 +1,76 @@
 //! TypeScript: esbuild strips the types (no type-check, so it starts fast),
-//! then Node.js runs the result. Code that uses `require` without module
-//! syntax is emitted as CommonJS, everything else as an ES module.
+//! then Node.js runs the result. The runner keeps esbuild running as a
+//! service where the image has it, so stripping is a request, not a process.
+//! Code that mentions neither `import`, `export` nor `await` is emitted as
+//! CommonJS (Node.js loads it faster), in strict mode as an ES module would
+//! run; everything else as an ES module.
 
-use super::{Phase, Program, javascript::uses_module_syntax, source_path, step};
+use super::{Phase, Program, Step, Transform, TransformTool, source_path};
 
 /// A session cell: esbuild strips the types but keeps the module syntax
 /// (the Node kernel rewrites imports), then the kernel runs the result.
 /// `verbatimModuleSyntax` keeps imports the cell itself does not use, so a
 /// later cell can use them.
 pub(super) fn prepare_cell(code: &str) -> Program {
-    let source = source_path("cell.ts");
-    let output = source_path("cell.js");
-    let strip = step(
-        Phase::Build,
+    let strip = strip_types(
+        "cell.ts",
+        "cell.js",
         &[
-            "esbuild",
-            &source,
-            &format!("--outfile={output}"),
             r#"--tsconfig-raw={"compilerOptions":{"verbatimModuleSyntax":true}}"#,
             "--target=node20",
-            "--log-level=warning",
         ],
     );
     Program::cell("cell.ts", code.to_string(), vec![strip], "cell.js")
 }
 
 pub(super) fn prepare(code: &str) -> Program {
-    let commonjs = code.contains("require(") && !uses_module_syntax(code);
-    let (format, output) = if commonjs {
-        ("cjs", "main.cjs")
+    let (format, output) = if runs_as_commonjs(code) {
+        ("--format=cjs", "main.cjs")
     } else {
-        ("esm", "main.mjs")
+        ("--format=esm", "main.mjs")
     };
-    let source = source_path("main.ts");
-    let output = source_path(output);
     let steps = vec![
-        step(
-            Phase::Build,
+        strip_types(
+            "main.ts",
+            output,
             &[
-                "esbuild",
-                &source,
-                &format!("--outfile={output}"),
-                &format!("--format={format}"),
+                format,
                 "--platform=node",
                 "--target=node20",
-                "--log-level=warning",
+                r#"--tsconfig-raw={"compilerOptions":{"alwaysStrict":true}}"#,
             ],
         ),
-        step(Phase::Run, &["node", &output]),
+        Step::new(Phase::Run, vec!["node".to_string(), source_path(output)]),
     ];
     Program::single_file("main.ts", code.to_string(), steps)
+}
+
+/// True for code that needs nothing of an ES module: no module syntax, no
+/// `import.meta`, no top-level `await`. A plain check of the words: it
+/// cannot tell a top-level `await` from a nested one, or a keyword from a
+/// string, so any mention keeps the ES module.
+fn runs_as_commonjs(code: &str) -> bool {
+    !["import", "export", "await"].iter().any(|word| code.contains(word))
+}
+
+/// The build step that strips `source_name`'s types into `output_name`:
+/// esbuild's service in the runner when it has one, `esbuild` itself if not.
+fn strip_types(source_name: &str, output_name: &str, flags: &[&str]) -> Step {
+    let source = source_path(source_name);
+    let output = source_path(output_name);
+    let flags: Vec<String> = flags.iter().map(|flag| flag.to_string()).collect();
+    let mut argv = vec!["esbuild".to_string(), source.clone(), format!("--outfile={output}")];
+    argv.extend(flags.iter().cloned());
+    argv.push("--log-level=warning".to_string());
+    Step {
+        transform: Some(Transform {
+            tool: TransformTool::Esbuild,
+            source,
+            output,
+            flags,
+        }),
+        ..Step::new(Phase::Build, argv)
+    }
 }
 
 #[cfg(test)]
@@ -57,16 +78,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn typed_code_builds_as_esm_then_runs() {
-        let program = prepare("const x: number = 1; console.log(x)");
+    fn module_code_builds_as_esm_then_runs() {
+        let program = prepare("import fs from 'node:fs'; const x: number = 1; console.log(x)");
         assert_eq!(program.steps[0].phase, Phase::Build);
         assert!(program.steps[0].argv.contains(&"--format=esm".to_string()));
         assert_eq!(program.steps[1].argv[1], source_path("main.mjs"));
+        let awaiting = prepare("const r: Response = await fetch(url)");
+        assert!(awaiting.steps[0].argv.contains(&"--format=esm".to_string()));
     }
 
     #[test]
-    fn require_code_builds_as_commonjs() {
-        let program = prepare("const fs = require('fs'); const n: number = 2;");
-        assert!(program.steps[0].argv.contains(&"--format=cjs".to_string()));
+    fn plain_code_builds_as_strict_commonjs() {
+        for code in [
+            "const x: number = 1; console.log(x)",
+            "const fs = require('fs'); const n: number = 2;",
+        ] {
+            let program = prepare(code);
+            assert!(program.steps[0].argv.contains(&"--format=cjs".to_string()), "{code}");
+            assert!(
+                program.steps[0].argv.iter().any(|arg| arg.contains("alwaysStrict")),
+                "{code}"
+            );
+            assert_eq!(program.steps[1].argv[1], source_path("main.cjs"));
+        }
+    }
+
+    #[test]
+    fn the_strip_step_says_the_same_to_the_service_and_to_esbuild() {
+        let step = &prepare("console.log(1)").steps[0];
+        let transform = step.transform.as_ref().expect("a transform");
+        assert_eq!(transform.tool, TransformTool::Esbuild);
+        assert_eq!(step.argv[1], transform.source);
+        assert_eq!(step.argv[2], format!("--outfile={}", transform.output));
+        for flag in &transform.flags {
+            assert!(step.argv.contains(flag), "{flag}");
+        }
     }
 }

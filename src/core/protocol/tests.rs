@@ -137,11 +137,7 @@ fn program(files: &[(&str, &str)], steps: &[(Phase, &[&str])], kernel_source: Op
             .collect(),
         steps: steps
             .iter()
-            .map(|(phase, argv)| Step {
-                phase: *phase,
-                argv: argv.iter().map(|arg| arg.to_string()).collect(),
-                fix_imports: None,
-            })
+            .map(|(phase, argv)| Step::new(*phase, argv.iter().map(|arg| arg.to_string()).collect()))
             .collect(),
         kernel_source: kernel_source.map(str::to_string),
     }
@@ -243,6 +239,14 @@ fn every_host_message_serializes_as_its_fixture() {
             value(&HostMessage::Run(run_request(
                 "run-3",
                 &install(&Language::Go.prepare("fmt.Println(6 * 7)")),
+                &config,
+            ))),
+        ),
+        (
+            "run_transform",
+            value(&HostMessage::Run(run_request(
+                "run-4",
+                &install(&Language::TypeScript.prepare("const n: number = 6 * 7\nconsole.log(n)\n")),
                 &config,
             ))),
         ),
