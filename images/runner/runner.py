@@ -50,8 +50,12 @@ class Runner:
     once (a session's, or a pooled Python container's), if any; kernels run
     in `workspace` and read a request's stdin from `stdin_path`."""
 
-    def __init__(self, channel, kernel_kind=None, workspace=WORKSPACE, stdin_path=STDIN_PATH):
+    def __init__(self, channel, kernel_kind=None, workspace=WORKSPACE, stdin_path=STDIN_PATH, is_container_init=False):
         self.channel = channel
+        # Whether the runner is the child of the container's init (it may
+        # then end every other process of the container on `retire`).
+        self.is_container_init = is_container_init
+        self.retired = False
         self.kernel_kind = kernel_kind
         self.workspace = workspace
         self.stdin_path = stdin_path
@@ -82,7 +86,11 @@ class Runner:
             self.channel.send(protocol.error(str(error), error.request_id))
             return
         kind = request["type"]
-        if kind == "ping":
+        if self.retired and kind != "ping":
+            self.channel.send(protocol.error("this container's request is over (it was retired)", request["id"]))
+        elif kind == "retire":
+            self.retire()
+        elif kind == "ping":
             self.channel.send(protocol.pong(request["id"]))
         elif kind == "file":
             self.channel.send(answer_file(request))
@@ -97,6 +105,22 @@ class Runner:
                 log("request failed: %r" % error)
                 self.channel.send(protocol.error(str(error), request["id"]))
         # A cancel while nothing runs has nothing to stop.
+
+    def retire(self):
+        """The container's one request is over; the host removes the
+        container when calls pause. Every other process ends now, as it
+        would with the container, so nothing the code left behind runs on
+        meanwhile; the runner exits (ending the container) if one outlives
+        that."""
+        self.retired = True
+        if self.kernel is not None:
+            self.kernel.stop()
+        if self.esbuild is not None:
+            self.esbuild.stop()
+            self.esbuild = None
+        if self.is_container_init and not end_other_processes():
+            log("a process outlived the retire; ending the container")
+            os._exit(0)
 
     # While a request runs, the runner is its Stop's `host`:
 
@@ -218,6 +242,38 @@ class Runner:
         return exit_code, None
 
 
+def end_other_processes(attempts=100):
+    """SIGKILLs every process of the container but init (PID 1) and the
+    runner, again while new ones appear (a fork bomb's children); True once
+    no other live process is left."""
+    me = os.getpid()
+    for _ in range(attempts):
+        try:
+            os.kill(-1, signal.SIGKILL)  # all but init and the caller
+        except ProcessLookupError:
+            return True
+        if not [pid for pid in live_processes() if pid not in (1, me)]:
+            return True
+        time.sleep(0.001)
+    return False
+
+
+def live_processes():
+    """The container's process ids, zombies left out (init reaps them)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry, "rb") as handle:
+                state = handle.read().rpartition(b")")[2].split()[0]
+        except (OSError, IndexError):
+            continue  # ended meanwhile
+        if state != b"Z":
+            pids.append(int(entry))
+    return pids
+
+
 def failed_result(request_id, error, started):
     """The result kept for a job whose run failed inside the runner."""
     return protocol.result(request_id, {
@@ -321,11 +377,12 @@ def become_init():
 
 if __name__ == "__main__":
     make_undumpable()
-    if os.getpid() == 1:
+    is_init = os.getpid() == 1
+    if is_init:
         become_init()
     kind = None
     if len(sys.argv) > 2 and sys.argv[1] == "--kernel":
         kind = sys.argv[2]
     seed_directories()
     os.makedirs(os.path.dirname(STDIN_PATH), exist_ok=True)
-    Runner(HostChannel(0, 1), kind).serve()
+    Runner(HostChannel(0, 1), kind, is_container_init=is_init).serve()

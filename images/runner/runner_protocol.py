@@ -106,6 +106,13 @@ The optional fields below are features that are off when absent.
                   the reply to a `run` that arrived while a job runs: it
                   was not run (jobs never hold other runs queued).
   host -> runner  {"type": "ping", "id": "..."}  -> {"type": "pong", "id": "..."}
+  host -> runner  {"type": "retire", "id": "..."}
+                  the container's one request is over and the host removes
+                  the container later (when calls pause): the runner ends
+                  every other process in the container (init excepted) at
+                  once, as the container's end would, and answers nothing;
+                  later requests are refused with `error`. A runner that
+                  cannot end them all exits, which ends the container.
   host -> runner  {"type": "file", "id": "...",
                    "op": "read"|"write"|"mkdir"|"list"|"delete",
                    "path": "/workspace/a.txt",
@@ -254,6 +261,7 @@ CHECKS = {
     "job": check_job,
     "cancel": lambda message: None,
     "ping": lambda message: None,
+    "retire": lambda message: None,
 }
 
 

@@ -186,6 +186,16 @@ class RunnerMessagesTest(unittest.TestCase):
                 self.assertEqual(shape(sent), shape(fixture), "sent: %r" % sent)
                 self.assertEqual(sent["type"], fixture["type"])
 
+    def test_a_retired_runner_refuses_later_requests(self):
+        replies = self.serve([
+            {"type": "retire", "id": "retire"},
+            self.run_request("late", [self.python("print(1)")]),
+            {"type": "ping", "id": "still-there"},
+        ])
+        self.assertEqual([reply["type"] for reply in replies], ["ready", "error", "pong"], replies)
+        self.assertEqual(replies[1]["id"], "late")
+        self.assertIn("retired", replies[1]["message"])
+
     def by_id(self, replies, kind):
         return {reply.get("id"): reply for reply in replies if reply["type"] == kind}
 

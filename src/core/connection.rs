@@ -3,7 +3,7 @@
 //! requests never read each other's replies and the stream is always drained
 //! (a second server attached to the same session sees, and ignores, ours).
 
-use super::protocol::{PROTOCOL, RunnerMessage};
+use super::protocol::{HostMessage, PROTOCOL, RunnerMessage};
 use super::watch::Watch;
 use crate::docker::DockerError;
 use crate::docker::{RunnerChannel, RunnerReader, RunnerWriter};
@@ -148,6 +148,17 @@ impl RunnerConnection {
     /// Sends a message that expects no reply (a cancel).
     pub async fn send(&self, payload: &[u8]) -> Result<(), DockerError> {
         self.writer.lock().await.send_line(payload).await
+    }
+
+    /// Tells the runner of a used pooled container, which stays until the
+    /// pool removes it, to end every process the code left (see
+    /// `HostMessage::Retire`). A runner already gone needs nothing.
+    pub async fn retire(&self) {
+        if let Ok(payload) = (HostMessage::Retire { id: "retire" }).encode()
+            && let Err(error) = self.send(&payload).await
+        {
+            tracing::debug!(%error, "a used container's runner is gone before its retire");
+        }
     }
 
     fn forget(&self, id: &str) {

@@ -269,13 +269,19 @@ impl Executor {
             }
         };
         // Removed in the background, after the stateless calls that keep
-        // coming (see ContainerPool::until_calls_pause).
+        // coming (see ContainerPool::until_calls_pause). Meanwhile its
+        // runner holds it up: the end of the stream would end the container
+        // at once, and the engine's work of ending it take the CPU those
+        // calls need. What the code left running ends now (retire).
         let pool = self.pool.clone();
+        let connection = sandbox.connection;
         let remove_later = |remove| async move {
             if waits_for_a_pause {
+                connection.retire().await;
                 pool.until_calls_pause().await;
             }
             remove.await;
+            drop(connection);
         };
         let result = match ran {
             Ok(Ran::Ended(result)) => result,

@@ -40,6 +40,9 @@ pub enum HostMessage<'a> {
     /// A question about a job (a run whose output and result the runner
     /// keeps until forgotten), answered at once.
     Job(JobQuery<'a>),
+    /// A pooled container's one request is over and it is removed later:
+    /// the runner ends every other process in it now. No answer.
+    Retire { id: &'a str },
 }
 
 impl HostMessage<'_> {

@@ -256,6 +256,7 @@ fn every_host_message_serializes_as_its_fixture() {
         ("job_forget", job("query-3", JobOp::Forget, None)),
         ("job_list", job("query-4", JobOp::List, None)),
         ("ping", value(&HostMessage::Ping { id: "ping-1" })),
+        ("retire", value(&HostMessage::Retire { id: "retire" })),
         ("file_read", file("file-1", FileOp::Read, "/mnt/data/input.csv", None)),
         (
             "file_write",
