@@ -83,13 +83,34 @@ async fn typescript_types_are_stripped_by_the_runners_esbuild_service() {
     let result = execute_in(&client, &ts_session, "typescript", "const broken: number = (1 +;").await;
     assert_ne!(result["exit_code"], 0, "{result}");
     assert_eq!(result["phase"], "build", "{result}");
+    // The service names the file as it was given; esbuild itself, relative
+    // to the working directory.
     let stderr = result["stderr"].as_str().unwrap_or_default();
     assert!(
-        stderr.contains("[ERROR]") && stderr.contains("/tmp/run/cell.ts:1:"),
+        stderr.contains("[ERROR]") && stderr.contains("    /tmp/run/cell.ts:1:"),
         "{result}"
     );
     let result = execute_in(&client, &ts_session, "typescript", "console.log(reads() > before)").await;
     assert_eq!(result["stdout"], "true\n", "the session after a failed build: {result}");
+    // A cell that kills the service: the next cells run esbuild itself.
+    execute_in(
+        &client,
+        &ts_session,
+        "typescript",
+        "process.kill(Number(service), 'SIGKILL')",
+    )
+    .await;
+    let result = execute_in(
+        &client,
+        &ts_session,
+        "typescript",
+        "const after: number = 2; console.log(after)",
+    )
+    .await;
+    assert_eq!(result["stdout"], "2\n", "a cell after the service died: {result}");
+    let result = execute_in(&client, &ts_session, "typescript", "const broken: number = (1 +;").await;
+    let stderr = result["stderr"].as_str().unwrap_or_default();
+    assert!(stderr.contains("../tmp/run/cell.ts:1:"), "not esbuild itself: {result}");
     session(&client, json!({"action": "destroy", "name": &*ts_session})).await;
 
     for (code, emitted) in [

@@ -36,7 +36,6 @@ import runner_protocol as protocol
 from runner_artifacts import collect_artifacts
 from runner_capture import Capture, Progress, Stop
 from runner_channel import HostChannel, log
-from runner_esbuild import EsbuildService, ServiceError
 from runner_jobs import Jobs
 from runner_processes import make_kernel, run_step
 
@@ -50,11 +49,11 @@ class Runner:
     once (a session's, or a pooled Python container's), if any; kernels run
     in `workspace` and read a request's stdin from `stdin_path`."""
 
-    def __init__(self, channel, kernel_kind=None, workspace=WORKSPACE, stdin_path=STDIN_PATH, is_container_init=False):
+    def __init__(self, channel, kernel_kind=None, workspace=WORKSPACE, stdin_path=STDIN_PATH, under_own_init=False):
         self.channel = channel
-        # Whether the runner is the child of the container's init (it may
-        # then end every other process of the container on `retire`).
-        self.is_container_init = is_container_init
+        # Whether the runner is the child of its own init, PID 1 of the
+        # container (it may then end every other process on `retire`).
+        self.under_own_init = under_own_init
         self.retired = False
         self.kernel_kind = kernel_kind
         self.workspace = workspace
@@ -66,18 +65,22 @@ class Runner:
 
     def serve(self):
         """Says `ready`, then answers requests until the host closes the stream."""
-        self.esbuild = EsbuildService.start_if_installed()
-        if self.kernel_kind:
-            self.kernel = make_kernel(self.kernel_kind, self.workspace, self.stdin_path)
-            self.kernel.start()
-        self.channel.send(protocol.ready(self.kernel_kind))
-        while True:
-            line = self.channel.next_line()
-            if line is None:
-                return
-            line = line.strip()
-            if line:
-                self.serve_line(line)
+        self.esbuild = start_esbuild_service()
+        try:
+            if self.kernel_kind:
+                self.kernel = make_kernel(self.kernel_kind, self.workspace, self.stdin_path)
+                self.kernel.start()
+            self.channel.send(protocol.ready(self.kernel_kind))
+            while True:
+                line = self.channel.next_line()
+                if line is None:
+                    return
+                line = line.strip()
+                if line:
+                    self.serve_line(line)
+        finally:
+            if self.esbuild is not None:
+                self.esbuild.stop()
 
     def serve_line(self, line):
         try:
@@ -118,9 +121,9 @@ class Runner:
         if self.esbuild is not None:
             self.esbuild.stop()
             self.esbuild = None
-        if self.is_container_init and not end_other_processes():
+        if self.under_own_init and not end_other_processes():
             log("a process outlived the retire; ending the container")
-            os._exit(0)
+            os._exit(1)
 
     # While a request runs, the runner is its Stop's `host`:
 
@@ -190,7 +193,7 @@ class Runner:
                 if step.get("fix_imports"):
                     exit_code, signal_number, fixed = fix_imports(step, request, stop, stdout, stderr)
                     notes.extend(fixed)
-                elif step.get("transform") and self.esbuild is not None:
+                elif step.get("transform") and step["transform"]["tool"] == "esbuild" and self.esbuild is not None:
                     exit_code, signal_number = self.transform(step, request, stop, stdout, stderr)
                 else:
                     exit_code, signal_number = run_step(step["argv"], request, stop, stdout, stderr)
@@ -227,19 +230,33 @@ class Runner:
             "notes": notes,
         })
 
-
     def transform(self, step, request, stop, stdout, stderr):
         """A `transform` step through esbuild's service; the step's own argv
         when the service fails (it is not used again). Returns (exit_code, signal)."""
+        from runner_esbuild import ServiceError
+
         try:
             exit_code, messages = self.esbuild.transform(step["transform"], stop.deadline)
-        except (ServiceError, OSError) as error:
+        except ServiceError as error:
             log("esbuild service failed, running esbuild itself from now on: %s" % error)
             self.esbuild.stop()
             self.esbuild = None
             return run_step(step["argv"], request, stop, stdout, stderr)
+        except OSError:  # the files: esbuild itself says what went wrong
+            return run_step(step["argv"], request, stop, stdout, stderr)
         stderr.add(messages.encode("utf-8"))
         return exit_code, None
+
+
+def start_esbuild_service():
+    """esbuild's service, started when the image has esbuild (TypeScript);
+    its module is loaded only then."""
+    folders = os.environ.get("PATH", os.defpath).split(os.pathsep)
+    if not any(os.access(os.path.join(folder, "esbuild"), os.X_OK) for folder in folders if folder):
+        return None
+    from runner_esbuild import EsbuildService
+
+    return EsbuildService.start_if_installed()
 
 
 def end_other_processes(attempts=100):
@@ -385,4 +402,4 @@ if __name__ == "__main__":
         kind = sys.argv[2]
     seed_directories()
     os.makedirs(os.path.dirname(STDIN_PATH), exist_ok=True)
-    Runner(HostChannel(0, 1), kind, is_container_init=is_init).serve()
+    Runner(HostChannel(0, 1), kind, under_own_init=is_init).serve()

@@ -10,8 +10,10 @@ on stderr, exit code 1 when there are errors. When the service cannot
 start, dies, or answers something unexpected, the step runs its argv as a
 fresh process instead; nothing is lost but the time.
 
-The service is a process of the runner, started before any code of the
-request runs; what it reads and writes are pipes only the runner holds.
+The service runs as the code's user, so code in a session can reach it
+through /proc as it could run esbuild itself: it gains nothing by that,
+and an answer the runner does not expect turns the service off (the
+session's later steps run esbuild themselves).
 """
 
 import os
@@ -150,7 +152,7 @@ class EsbuildService:
     def __init__(self, executable):
         self.executable = executable
         self.process = None
-        self.buffer = b""
+        self.buffer = bytearray()
         self.next_id = 0
 
     @classmethod
@@ -184,6 +186,7 @@ class EsbuildService:
             start_new_session=True,
         )
         os.set_blocking(self.process.stdout.fileno(), False)
+        os.set_blocking(self.process.stdin.fileno(), False)
         # The protocol starts with the service's version, length-prefixed.
         said = self.read_packet(time.monotonic() + START_TIMEOUT_S).decode("utf-8", "replace")
         if said != version:
@@ -219,7 +222,8 @@ class EsbuildService:
                 if length > MAX_PACKET_BYTES:
                     raise ServiceError("esbuild sent a packet of %d bytes" % length)
                 if len(self.buffer) >= 4 + length:
-                    body, self.buffer = self.buffer[4:4 + length], self.buffer[4 + length:]
+                    body = bytes(self.buffer[4:4 + length])
+                    del self.buffer[:4 + length]
                     return body
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -231,27 +235,42 @@ class EsbuildService:
                 data = os.read(fd, 1 << 16)
             except BlockingIOError:
                 continue
+            except OSError as error:
+                raise ServiceError("cannot read esbuild's service: %s" % error) from error
             if not data:
                 raise ServiceError("esbuild's service ended")
             self.buffer += data
+
+    def write(self, data, deadline):
+        """Writes `data` to the service, waiting until `deadline` at most."""
+        fd = self.process.stdin.fileno()
+        view = memoryview(data)
+        while view:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ServiceError("esbuild did not read its request in time")
+            _, ready, _ = select.select([], [fd], [], remaining)
+            if not ready:
+                continue
+            try:
+                view = view[os.write(fd, view):]
+            except BlockingIOError:
+                continue
+            except OSError as error:
+                raise ServiceError("cannot write to esbuild's service: %s" % error) from error
 
     def request(self, value, deadline):
         """Sends one request and returns its response's value."""
         packet_id = self.next_id
         self.next_id += 1
-        try:
-            self.process.stdin.write(encode_packet(packet_id, True, value))
-            self.process.stdin.flush()
-        except OSError as error:
-            raise ServiceError("cannot write to esbuild's service: %s" % error) from error
+        self.write(encode_packet(packet_id, True, value), deadline)
         while True:
             answer_id, is_request, answer = decode_packet(self.read_packet(deadline))
             if is_request:
                 # The service asks nothing of a host that did not ask for
                 # pings; answer anything with an empty map, as its own
                 # JavaScript host does for pings.
-                self.process.stdin.write(encode_packet(answer_id, False, {}))
-                self.process.stdin.flush()
+                self.write(encode_packet(answer_id, False, {}), deadline)
                 continue
             if answer_id != packet_id or not isinstance(answer, dict):
                 raise ServiceError("esbuild answered another request")
@@ -274,7 +293,8 @@ class EsbuildService:
 
     def transform(self, transform, deadline):
         """Runs one `transform` step: (exit_code, stderr text). Writes the
-        output file when there are no errors."""
+        output file when there are no errors. Raises ServiceError when the
+        service failed, OSError when a file could not be read or written."""
         source = transform["source"]
         with open(source, "rb") as handle:
             code = handle.read()

@@ -110,9 +110,10 @@ The optional fields below are features that are off when absent.
                   the container's one request is over and the host removes
                   the container later (when calls pause): the runner ends
                   every other process in the container (init excepted) at
-                  once, as the container's end would, and answers nothing;
-                  later requests are refused with `error`. A runner that
-                  cannot end them all exits, which ends the container.
+                  once, as the container's end would (when it runs under
+                  its own init, PID 1), and answers nothing; later
+                  requests but `ping` are refused with `error`. A runner
+                  that cannot end them all exits, ending the container.
   host -> runner  {"type": "file", "id": "...",
                    "op": "read"|"write"|"mkdir"|"list"|"delete",
                    "path": "/workspace/a.txt",

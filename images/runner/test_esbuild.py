@@ -1,5 +1,5 @@
 """Tests of runner_esbuild.py's encoding of esbuild's service protocol (the
-service itself is exercised through Docker: tests/languages.rs)."""
+service itself is exercised through Docker: tests/execute.rs)."""
 
 import struct
 import unittest

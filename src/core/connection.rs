@@ -58,6 +58,9 @@ pub enum RequestFailure {
     Gone(DockerError),
 }
 
+/// The longest a retire may wait for the container's stream to take it.
+const RETIRE_WRITE_LIMIT: Duration = Duration::from_secs(5);
+
 /// One attached runner.
 pub struct RunnerConnection {
     writer: tokio::sync::Mutex<RunnerWriter>,
@@ -154,10 +157,13 @@ impl RunnerConnection {
     /// pool removes it, to end every process the code left (see
     /// `HostMessage::Retire`). A runner already gone needs nothing.
     pub async fn retire(&self) {
-        if let Ok(payload) = (HostMessage::Retire { id: "retire" }).encode()
-            && let Err(error) = self.send(&payload).await
-        {
-            tracing::debug!(%error, "a used container's runner is gone before its retire");
+        let Ok(payload) = (HostMessage::Retire { id: "retire" }).encode() else {
+            return;
+        };
+        match tokio::time::timeout(RETIRE_WRITE_LIMIT, self.send(&payload)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::debug!(%error, "a used container's runner is gone before its retire"),
+            Err(_) => tracing::debug!("a used container's stream took no retire; it is removed as it is"),
         }
     }
 

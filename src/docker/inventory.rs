@@ -232,8 +232,20 @@ impl DockerEngine {
         Ok(self.client().await?.pause_container(id).await?)
     }
 
+    /// Resumes a paused container. The engine can hold a container as
+    /// paused whose processes run (runc then refuses the resume with
+    /// "cannot resume a running process"; seen under load on cgroup v1):
+    /// it runs, which is what the resume is for.
     pub async fn unpause_sandbox(&self, id: &str) -> Result<(), DockerError> {
-        Ok(self.client().await?.unpause_container(id).await?)
+        match self.client().await?.unpause_container(id).await {
+            Err(bollard::errors::Error::DockerResponseServerError { message, .. })
+                if message.contains("cannot resume a running process") =>
+            {
+                tracing::debug!(container = id, "the engine held a running container as paused");
+                Ok(())
+            }
+            resumed => Ok(resumed?),
+        }
     }
 
     /// Starts a stopped container again.

@@ -230,8 +230,11 @@ pub struct FixImports {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Transform {
     pub tool: TransformTool,
+    /// The file the tool reads.
     pub source: String,
+    /// The file it writes (the next step runs it).
     pub output: String,
+    /// The tool's options, as on its command line (`--format=esm`, …).
     pub flags: Vec<String>,
 }
 

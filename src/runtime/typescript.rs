@@ -1,11 +1,11 @@
 //! TypeScript: esbuild strips the types (no type-check, so it starts fast),
 //! then Node.js runs the result. The runner keeps esbuild running as a
 //! service where the image has it, so stripping is a request, not a process.
-//! Code that mentions neither `import`, `export` nor `await` is emitted as
-//! CommonJS (Node.js loads it faster), in strict mode as an ES module would
-//! run; everything else as an ES module.
+//! Code that needs nothing of an ES module is emitted as CommonJS (Node.js
+//! loads it faster), in strict mode as an ES module would run, and so is
+//! code that uses `require`; everything else as an ES module.
 
-use super::{Phase, Program, Step, Transform, TransformTool, source_path};
+use super::{Phase, Program, Step, Transform, TransformTool, javascript::uses_module_syntax, source_path};
 
 /// A session cell: esbuild strips the types but keeps the module syntax
 /// (the Node kernel rewrites imports), then the kernel runs the result.
@@ -45,12 +45,25 @@ pub(super) fn prepare(code: &str) -> Program {
     Program::single_file("main.ts", code.to_string(), steps)
 }
 
-/// True for code that needs nothing of an ES module: no module syntax, no
-/// `import.meta`, no top-level `await`. A plain check of the words: it
-/// cannot tell a top-level `await` from a nested one, or a keyword from a
-/// string, so any mention keeps the ES module.
+/// True for code that runs as CommonJS: code that uses `require` and no
+/// module syntax, and code that needs nothing of an ES module and could
+/// not tell the difference: no `import`, `export` or `await` (a plain
+/// check of the words: it cannot tell a top-level `await` from a nested
+/// one, or a keyword from a string, so any mention keeps the ES module),
+/// and none of the names CommonJS's wrapper declares (`module`, `exports`,
+/// `require`, `__filename`, `__dirname`: code that declares one of its own
+/// would fail there).
 fn runs_as_commonjs(code: &str) -> bool {
-    !["import", "export", "await"].iter().any(|word| code.contains(word))
+    const ES_MODULE_WORDS: [&str; 7] = [
+        "import",
+        "export",
+        "await",
+        "module",
+        "require",
+        "__filename",
+        "__dirname",
+    ];
+    (code.contains("require(") && !uses_module_syntax(code)) || !ES_MODULE_WORDS.iter().any(|word| code.contains(word))
 }
 
 /// The build step that strips `source_name`'s types into `output_name`:
@@ -83,8 +96,16 @@ mod tests {
         assert_eq!(program.steps[0].phase, Phase::Build);
         assert!(program.steps[0].argv.contains(&"--format=esm".to_string()));
         assert_eq!(program.steps[1].argv[1], source_path("main.mjs"));
-        let awaiting = prepare("const r: Response = await fetch(url)");
-        assert!(awaiting.steps[0].argv.contains(&"--format=esm".to_string()));
+        for code in [
+            "const r: Response = await fetch(url)",
+            "const module: number = 1; console.log(module)",
+            "console.log(typeof __dirname)",
+        ] {
+            assert!(
+                prepare(code).steps[0].argv.contains(&"--format=esm".to_string()),
+                "{code}"
+            );
+        }
     }
 
     #[test]
@@ -92,6 +113,7 @@ mod tests {
         for code in [
             "const x: number = 1; console.log(x)",
             "const fs = require('fs'); const n: number = 2;",
+            "const fs = require('fs');\nasync function f(): Promise<void> { console.log((await fs.promises.readdir('.')).length) }\nf()",
         ] {
             let program = prepare(code);
             assert!(program.steps[0].argv.contains(&"--format=cjs".to_string()), "{code}");
