@@ -9,7 +9,8 @@ runner_esbuild.py), their output captured within caps
 (runner_capture.py) and the files they write to the outputs folder
 collected (runner_artifacts.py); it keeps the output and result of jobs
 until the host collects them (runner_jobs.py); it answers file operations
-(fileops.py) and job queries at once, even while a program runs.
+(fileops.py) and job queries at once, even while a program runs; it logs
+what ran so a restored session can run it again (runner_cells.py).
 
 The runner is not dumpable (prctl PR_SET_DUMPABLE 0): code runs as the same
 user, but cannot open its /proc/<pid>/fd, mem or environ, so it can neither
@@ -35,6 +36,7 @@ import time
 import runner_protocol as protocol
 from runner_artifacts import collect_artifacts
 from runner_capture import Capture, Progress, Stop
+from runner_cells import CellLog, replay
 from runner_channel import HostChannel, log
 from runner_jobs import Jobs
 from runner_processes import make_kernel, run_step
@@ -60,6 +62,7 @@ class Runner:
         self.stdin_path = stdin_path
         self.kernel = None
         self.jobs = Jobs()
+        self.cells = CellLog()
         # esbuild's service, in an image that has esbuild (started in serve).
         self.esbuild = None
 
@@ -100,12 +103,18 @@ class Runner:
         elif kind == "job":
             self.channel.send(self.jobs.answer(request))
         elif kind == "run":
-            if request["mode"] == "kernel" and self.kernel is None:
-                self.kernel = make_kernel(request["kernel"], self.workspace, self.stdin_path)
             try:
-                self.channel.send(self.run(request))
+                self.channel.send(self.run_logged(request))
             except Exception as error:  # keep serving: report instead of dying
                 log("request failed: %r" % error)
+                self.channel.send(protocol.error(str(error), request["id"]))
+        elif kind == "cells":
+            self.channel.send(self.cells.answer(request["id"]))
+        elif kind == "replay":
+            try:
+                self.channel.send(replay(request["id"], request["cells"], self.run_logged))
+            except Exception as error:  # keep serving: report instead of dying
+                log("replay failed: %r" % error)
                 self.channel.send(protocol.error(str(error), request["id"]))
         # A cancel while nothing runs has nothing to stop.
 
@@ -132,7 +141,7 @@ class Runner:
 
     def listen(self, stop):
         """Host messages that arrived while a request runs: a cancel of it
-        stops it, file and job requests are answered at once, a run while
+        stops it, file, job and cells requests are answered at once, a run while
         a job runs is refused as busy, anything else waits its turn."""
         for line in self.channel.read_available():
             try:
@@ -146,10 +155,25 @@ class Runner:
                 self.channel.send(answer_file(message))
             elif message["type"] == "job":
                 self.channel.send(self.jobs.answer(message))
+            elif message["type"] == "cells":
+                self.channel.send(self.cells.answer(message["id"]))
             elif message["type"] == "run" and self.jobs.running_job() is not None:
                 self.channel.send(protocol.busy(message["id"], self.jobs.running_job().job_id))
             else:
                 self.channel.defer(line)
+
+    def run_logged(self, request):
+        """Runs a checked `run` request and logs it (runner_cells.py);
+        returns its `result`."""
+        if request["mode"] == "kernel" and self.kernel is None:
+            self.kernel = make_kernel(request["kernel"], self.workspace, self.stdin_path)
+        try:
+            result = self.run(request)
+        except Exception:
+            self.cells.lost_one()
+            raise
+        self.cells.record(request, result)
+        return result
 
     def run(self, request):
         """Runs a checked `run` request; returns its `result` (kept too when

@@ -1,4 +1,4 @@
-"""The host <-> runner protocol, version 4: its spec, the check of every
+"""The host <-> runner protocol, version 6: its spec, the check of every
 host message, and the runner's own messages.
 
 Newline-delimited JSON on the runner's stdin (host -> runner) and stdout
@@ -11,7 +11,7 @@ Defaults live on the host: it sends every setting, and a message that lacks
 a required field, or has one of the wrong type, is answered with `error`.
 The optional fields below are features that are off when absent.
 
-  runner -> host  {"type": "ready", "protocol": 5,
+  runner -> host  {"type": "ready", "protocol": 6,
                    "kernel": "python"|"node"|"bash"|"node-main"|null}
                    once, when the runner (and its kernel, if it was started
                    with one) is loaded.
@@ -106,6 +106,30 @@ The optional fields below are features that are off when absent.
                   the reply to a `run` that arrived while a job runs: it
                   was not run (jobs never hold other runs queued).
   host -> runner  {"type": "ping", "id": "..."}  -> {"type": "pong", "id": "..."}
+  host -> runner  {"type": "cells", "id": "..."}
+  runner -> host  {"type": "cells", "id": "...", "complete": true,
+                   "cells": [{"request": {"mode": ..., "files": ...,
+                                          "steps": ..., "env": ..., ...},
+                              "exit_code": 0, "stdout_sha256": "...",
+                              "stderr_sha256": "...", "duration_ms": 12,
+                              "job": false}]}
+                  the runs since the runner started, oldest first, kernel
+                  runs before a kernel lost its state left out
+                  (runner_cells.py); `complete` is false when the oldest
+                  were dropped (the log's caps) or a run failed inside the
+                  runner. Answered at once, while a program runs too.
+  host -> runner  {"type": "replay", "id": "...", "cells": [...as above]}
+  runner -> host  {"type": "replayed", "id": "...", "replayed": 3,
+                   "failed": [{"cell": 2, "exit_code": 1, "stderr": "..."}],
+                   "differed": [1], "cancelled": false, "duration_ms": 40}
+                  runs the cells that succeeded again, in order, each as a
+                  run under the replay's id (no progress, no outputs; a
+                  cancel of that id ends the replay: `cancelled`); they
+                  join this runner's log. `cell` and `differed` are indexes
+                  into the `cells` sent; `failed`: those that now fail,
+                  with the last 2000 characters of their stderr;
+                  `differed`: those whose stdout is not what it was. What
+                  a cell does to files it does again.
   host -> runner  {"type": "retire", "id": "..."}
                   the container's one request is over and the host removes
                   the container later (when calls pause): the runner ends
@@ -132,7 +156,7 @@ The optional fields below are features that are off when absent.
 
 import json
 
-PROTOCOL = 5
+PROTOCOL = 6
 KERNELS = ("python", "node", "bash", "node-main")
 FILE_OPS = ("read", "write", "mkdir", "list", "delete")
 JOB_OPS = ("keep", "read", "forget", "list")
@@ -250,6 +274,17 @@ def check_file(message):
     field(message, "content_base64", str, optional=True)
 
 
+def check_replay(message):
+    for index, cell in enumerate(objects(message, "cells")):
+        try:
+            check_run(field(cell, "request", dict))
+            field(cell, "exit_code", int)
+            field(cell, "stdout_sha256", str)
+            field(cell, "stderr_sha256", str)
+        except ValueError as error:
+            raise ValueError("cell %d: %s" % (index, error))
+
+
 def check_job(message):
     op = field(message, "op", str, choices=JOB_OPS)
     field(message, "job", str, optional=op == "list")
@@ -263,6 +298,8 @@ CHECKS = {
     "cancel": lambda message: None,
     "ping": lambda message: None,
     "retire": lambda message: None,
+    "cells": lambda message: None,
+    "replay": check_replay,
 }
 
 

@@ -178,6 +178,7 @@ class RunnerMessagesTest(unittest.TestCase):
         self.kernel_runs()
         self.file_answers()
         self.job_answers()
+        self.cell_answers()
         found = fixtures("runner_to_host")
         self.assertEqual(sorted(found), sorted(self.sent), "a fixture the runner was not seen to send, or the reverse")
         for name, text in found.items():
@@ -290,6 +291,34 @@ class RunnerMessagesTest(unittest.TestCase):
         self.sent["result_output_lost"] = results["closes"]
         self.assertEqual((results["exits"]["exit_code"], results["exits"]["state_lost"]), (3, True))
         self.sent["result_state_lost"] = results["exits"]
+
+    def cell_answers(self):
+        """A log of three cells, and its replay where one prints something
+        else and one fails now (test_cells.py tests their behaviour)."""
+        cell = os.path.join(self.workspace, "cell.py")
+        data = os.path.join(self.workspace, "data.csv")
+        open(data, "w").close()
+        live = LiveRunner(self.workspace, kernel_kind="python")
+        try:
+            for request_id, code in (
+                ("random", "import random\nprint(random.random())\n"),
+                ("fails", "print(y)\n"),
+                ("reads", "rows = open(%r).read().split()\n" % data),
+            ):
+                live.send(self.run_request(
+                    request_id, [], mode="kernel", kernel="python", kernel_source=cell,
+                    files=[{"path": cell, "content": code}], env={"N": "1"},
+                ))
+                live.reply("result", request_id)
+            live.send({"type": "cells", "id": "cells-1"})
+            self.sent["cells"] = live.reply("cells", "cells-1")
+            os.remove(data)
+            live.send({"type": "replay", "id": "replay-1", "cells": self.sent["cells"]["cells"]})
+            self.sent["replayed"] = live.reply("replayed", "replay-1")
+        finally:
+            live.close()
+            live.runner.kernel.stop()
+        self.assertEqual((self.sent["replayed"]["differed"], len(self.sent["replayed"]["failed"])), ([0], 1))
 
     def job_answers(self):
         """A job queried while it runs and once it ended (test_jobs.py

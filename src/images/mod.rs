@@ -61,6 +61,7 @@ pub const BASE: ImageDefinition = ImageDefinition {
             "runner_esbuild.py",
             include_str!("../../images/runner/runner_esbuild.py"),
         ),
+        ("runner_cells.py", include_str!("../../images/runner/runner_cells.py")),
         ("fileops.py", include_str!("../../images/runner/fileops.py")),
         ("python_kernel.py", include_str!("../../images/runner/python_kernel.py")),
         ("kernel.js", include_str!("../../images/runner/kernel.js")),
@@ -212,6 +213,34 @@ pub fn tag_for(language: Language, config: &Config) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every file of the runner (its modules, kernels and helpers; not its
+    /// tests) is in the base image's build context and copied in by its
+    /// Dockerfile: a missing module stops every container at start.
+    #[test]
+    fn the_base_image_has_every_runner_module() {
+        let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("images/runner");
+        let modules: Vec<String> = std::fs::read_dir(&folder)
+            .expect("images/runner")
+            .map(|entry| entry.expect("an entry"))
+            .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_file()))
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .filter(|name| [".py", ".js", ".sh"].iter().any(|kind| name.ends_with(kind)) && !name.starts_with("test_"))
+            .collect();
+        assert!(modules.len() > 5, "{modules:?}");
+        for module in &modules {
+            assert!(
+                BASE.files.iter().any(|(name, _)| name == module),
+                "{module} is not in BASE.files"
+            );
+            let copied = BASE.dockerfile.split("COPY ").skip(1).any(|copy| {
+                copy.split("/opt/sandbox")
+                    .next()
+                    .is_some_and(|sources| sources.split_whitespace().any(|word| word == module))
+            });
+            assert!(copied, "the base Dockerfile does not copy {module}");
+        }
+    }
 
     #[test]
     fn tags_are_stable_and_distinct_per_language() {

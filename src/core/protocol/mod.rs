@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Protocol version this server speaks; the runner announces its own.
-pub const PROTOCOL: u32 = 5;
+pub const PROTOCOL: u32 = 6;
 
 /// Host → runner.
 #[derive(Debug, Serialize)]
@@ -43,6 +43,13 @@ pub enum HostMessage<'a> {
     /// A pooled container's one request is over and it is removed later:
     /// the runner ends every other process in it now. No answer.
     Retire { id: &'a str },
+    /// The runs since the runner started (kernel runs before a lost state
+    /// left out); answered with [`RunnerMessage::Cells`].
+    Cells { id: &'a str },
+    /// Run the logged cells that succeeded again, in order (a fresh
+    /// kernel rebuilding a snapshot's state); answered with
+    /// [`RunnerMessage::Replayed`].
+    Replay { id: &'a str, cells: &'a [LoggedCell] },
 }
 
 impl HostMessage<'_> {
@@ -215,6 +222,17 @@ pub enum RunnerMessage {
         id: Option<String>,
         job: String,
     },
+    /// The runner's log of runs, oldest first; `complete` is false when
+    /// the oldest were dropped (the log's caps) or a run failed inside the
+    /// runner.
+    Cells {
+        #[serde(default)]
+        id: Option<String>,
+        cells: Vec<LoggedCell>,
+        complete: bool,
+    },
+    /// What a replay did.
+    Replayed(ReplayReport),
 }
 
 impl RunnerMessage {
@@ -227,10 +245,56 @@ impl RunnerMessage {
             RunnerMessage::Error { id, .. }
             | RunnerMessage::Pong { id }
             | RunnerMessage::Job { id, .. }
-            | RunnerMessage::Busy { id, .. } => id.as_deref(),
+            | RunnerMessage::Busy { id, .. }
+            | RunnerMessage::Cells { id, .. } => id.as_deref(),
+            RunnerMessage::Replayed(report) => report.id.as_deref(),
             RunnerMessage::File(reply) => reply.id.as_deref(),
         }
     }
+}
+
+/// One run in the runner's log (`images/runner/runner_cells.py`): the
+/// request as the runner kept it, which the host only stores and sends
+/// back, and how it ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(test, serde(deny_unknown_fields))]
+pub struct LoggedCell {
+    pub request: serde_json::Value,
+    pub exit_code: i32,
+    pub stdout_sha256: String,
+    pub stderr_sha256: String,
+    pub duration_ms: u64,
+    /// It ran as a job (`background`, or past its detach deadline).
+    pub job: bool,
+}
+
+/// What a replay of logged cells did.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[cfg_attr(test, serde(deny_unknown_fields))]
+pub struct ReplayReport {
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The cells run again (those that had succeeded).
+    pub replayed: u32,
+    /// Those that fail now.
+    pub failed: Vec<ReplayFailure>,
+    /// Those that succeeded with other output than before (indexes into
+    /// the cells sent).
+    pub differed: Vec<usize>,
+    /// A cancel ended it before its last cell.
+    pub cancelled: bool,
+    pub duration_ms: u64,
+}
+
+/// A logged cell that failed when it ran again.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[cfg_attr(test, serde(deny_unknown_fields))]
+pub struct ReplayFailure {
+    /// Its index in the cells sent.
+    pub cell: usize,
+    pub exit_code: i32,
+    /// The end of its stderr.
+    pub stderr: String,
 }
 
 /// A job as the runner reports it.

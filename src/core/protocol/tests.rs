@@ -103,6 +103,11 @@ fn expected_runner_message(name: &str, message: &RunnerMessage) -> bool {
                 && jobs[0].result.as_ref().is_some_and(|run| run.exit_code == 0 && run.stdout.is_empty())
                 && !jobs[0].unread),
         "busy" => matches!(message, Busy { id: Some(id), job } if id == "run-2" && job == "run-1"),
+        "cells" => matches!(message, Cells { cells, complete: true, .. }
+            if cells.iter().map(|cell| cell.exit_code).eq([0, 1, 0]) && cells[0].request["mode"] == "kernel"),
+        "replayed" => matches!(message, Replayed(report)
+            if report.replayed == 2 && report.differed == [0] && !report.cancelled && report.failed[0].cell == 2
+                && report.failed[0].stderr.contains("FileNotFoundError")),
         other => panic!("no expectation for the runner fixture {other}: add one here"),
     }
 }
@@ -221,6 +226,17 @@ fn every_host_message_serializes_as_its_fixture() {
             label,
         }))
     };
+    // A replay sends back the cells the runner logged, as it logged them.
+    let logged = match serde_json::from_str(
+        &fixtures("runner_to_host")
+            .into_iter()
+            .find(|(name, _)| name == "cells")
+            .expect("a cells fixture")
+            .1,
+    ) {
+        Ok(RunnerMessage::Cells { cells, .. }) => cells,
+        other => panic!("cells.json is not a cells answer: {other:?}"),
+    };
     let built = [
         (
             "run_exec",
@@ -257,6 +273,14 @@ fn every_host_message_serializes_as_its_fixture() {
         ("job_list", job("query-4", JobOp::List, None)),
         ("ping", value(&HostMessage::Ping { id: "ping-1" })),
         ("retire", value(&HostMessage::Retire { id: "retire" })),
+        ("cells", value(&HostMessage::Cells { id: "cells-1" })),
+        (
+            "replay",
+            value(&HostMessage::Replay {
+                id: "replay-1",
+                cells: &logged,
+            }),
+        ),
         ("file_read", file("file-1", FileOp::Read, "/mnt/data/input.csv", None)),
         (
             "file_write",
