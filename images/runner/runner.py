@@ -276,11 +276,12 @@ def start_esbuild_service():
     """esbuild's service, started when the image has esbuild (TypeScript);
     its module is loaded only then."""
     folders = os.environ.get("PATH", os.defpath).split(os.pathsep)
-    if not any(os.access(os.path.join(folder, "esbuild"), os.X_OK) for folder in folders if folder):
-        return None
-    from runner_esbuild import EsbuildService
+    for executable in (os.path.join(folder, "esbuild") for folder in folders if folder):
+        if os.path.isfile(executable) and os.access(executable, os.X_OK):
+            from runner_esbuild import EsbuildService
 
-    return EsbuildService.start_if_installed()
+            return EsbuildService.started(executable)
+    return None
 
 
 def end_other_processes(attempts=100):

@@ -62,21 +62,26 @@ def size_of(cell):
 class CellLog:
     def __init__(self):
         self.cells = []
-        self.size = 0
+        # Each cell's request size (as JSON), measured once when it is added.
+        self.sizes = []
         self.complete = True
+
+    @property
+    def size(self):
+        return sum(self.sizes)
 
     def record(self, request, result):
         """Adds a finished run; a kernel that lost its state drops the
         kernel runs before it."""
         if result.get("state_lost"):
-            kept = [cell for cell in self.cells if cell["request"]["mode"] != "kernel"]
-            self.cells = kept
-            self.size = sum(size_of(cell) for cell in kept)
+            kept = [(cell, size) for cell, size in zip(self.cells, self.sizes) if cell["request"]["mode"] != "kernel"]
+            self.cells = [cell for cell, _ in kept]
+            self.sizes = [size for _, size in kept]
         cell = cell_of(request, result)
         self.cells.append(cell)
-        self.size += size_of(cell)
+        self.sizes.append(size_of(cell))
         while self.cells and (len(self.cells) > MAX_CELLS or self.size > MAX_LOG_BYTES):
-            self.size -= size_of(self.cells.pop(0))
+            del self.cells[0], self.sizes[0]
             self.complete = False
 
     def lost_one(self):

@@ -18,7 +18,6 @@ session's later steps run esbuild themselves).
 
 import os
 import select
-import shutil
 import struct
 import subprocess
 import time
@@ -156,11 +155,8 @@ class EsbuildService:
         self.next_id = 0
 
     @classmethod
-    def start_if_installed(cls):
-        """A started service when the image has esbuild, else None."""
-        executable = shutil.which("esbuild")
-        if executable is None:
-            return None
+    def started(cls, executable):
+        """A started service of `executable`, else None (logged)."""
         service = cls(executable)
         try:
             service.start()

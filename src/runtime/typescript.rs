@@ -5,7 +5,7 @@
 //! loads it faster), in strict mode as an ES module would run, and so is
 //! code that uses `require`; everything else as an ES module.
 
-use super::{Phase, Program, Step, Transform, TransformTool, javascript::uses_module_syntax, source_path};
+use super::{Phase, Program, Step, Transform, TransformTool, javascript::uses_module_syntax, source_path, step};
 
 /// A session cell: esbuild strips the types but keeps the module syntax
 /// (the Node kernel rewrites imports), then the kernel runs the result.
@@ -40,7 +40,7 @@ pub(super) fn prepare(code: &str) -> Program {
                 r#"--tsconfig-raw={"compilerOptions":{"alwaysStrict":true}}"#,
             ],
         ),
-        Step::new(Phase::Run, vec!["node".to_string(), source_path(output)]),
+        step(Phase::Run, &["node", &source_path(output)]),
     ];
     Program::single_file("main.ts", code.to_string(), steps)
 }

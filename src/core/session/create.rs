@@ -209,8 +209,6 @@ impl SessionManager {
 }
 
 impl SessionManager {
-    /// Removes what a failed create made: its volumes and, when it was
-    /// made, the session's network.
     /// Makes a session's workspace, packages and outputs volumes (named in
     /// that order), backed as the config says.
     pub(super) async fn make_volumes(
@@ -228,6 +226,8 @@ impl SessionManager {
         .map(|_| ())
     }
 
+    /// Removes what a failed create made: its volumes and, when it was
+    /// made, the session's network.
     pub(super) async fn discard(&self, volumes: &[String], network: Option<(&OpenedNetwork, &Owner)>) {
         if let Some((network, owner)) = network {
             let _ = self.egress.close_network(&network.name, owner).await;
