@@ -291,6 +291,23 @@ pub static KEYS: &[Key] = &[
         get: |config| config.max_sessions.to_string(),
     },
     Key {
+        name: "snapshot_ttl_s",
+        kind: Kind::Number,
+        default: KeyDefault::Value("604800"),
+        doc: "how long a session snapshot is kept after it was taken (it outlives its session \
+              until then, unless `destroy` is given `snapshots: true`)",
+        set: |config, value, label| number(value, label).map(|value| config.snapshot_ttl_s = value),
+        get: |config| config.snapshot_ttl_s.to_string(),
+    },
+    Key {
+        name: "max_snapshots",
+        kind: Kind::Number,
+        default: KeyDefault::Value("20"),
+        doc: "most snapshots kept of one session",
+        set: |config, value, label| number(value, label).map(|value| config.max_snapshots = value),
+        get: |config| config.max_snapshots.to_string(),
+    },
+    Key {
         name: "gc_interval_s",
         kind: Kind::Number,
         default: KeyDefault::Value("30"),

@@ -78,6 +78,10 @@ pub struct Config {
     pub max_session_ttl_s: u64,
     /// `max_sessions` on the engine at once.
     pub max_sessions: usize,
+    /// `snapshot_ttl_s`: how long a snapshot is kept, in seconds.
+    pub snapshot_ttl_s: u64,
+    /// `max_snapshots` of one session.
+    pub max_snapshots: usize,
     /// `gc_interval_s`, in seconds.
     pub gc_interval_s: u64,
     /// `state_dir`: state shared by every server on this machine.
@@ -206,6 +210,8 @@ impl Config {
             session_ttl_s: 0,
             max_session_ttl_s: 0,
             max_sessions: 0,
+            snapshot_ttl_s: 0,
+            max_snapshots: 0,
             gc_interval_s: 0,
             state_dir: PathBuf::new(),
             cache_keep_per_language: 0,
@@ -325,6 +331,9 @@ impl Config {
         }
         if self.gc_interval_s == 0 {
             return Err(invalid("gc_interval_s", "must be at least 1"));
+        }
+        if self.snapshot_ttl_s == 0 {
+            return Err(invalid("snapshot_ttl_s", "must be at least 1"));
         }
         Ok(())
     }

@@ -322,7 +322,7 @@ fn entry_of(image: &ImageInfo) -> Option<CacheEntry> {
     })
 }
 
-fn tail(text: &str, max: usize) -> String {
+pub(crate) fn tail(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }

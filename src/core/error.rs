@@ -51,6 +51,8 @@ pub enum ExecuteError {
     JobRunning { job: String },
     #[error(transparent)]
     Job(#[from] crate::core::jobs::JobError),
+    #[error(transparent)]
+    Snapshot(#[from] crate::core::session::SnapshotError),
 }
 
 /// Failures of session operations.

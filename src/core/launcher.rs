@@ -21,6 +21,10 @@ use std::time::Duration;
 /// build cache; kernels load).
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The kind label of the containers that copy a session's files into or
+/// out of a snapshot.
+pub const COPY_KIND: &str = "snapshot-copy";
+
 /// A started container with its runner connected and ready.
 pub struct Sandbox {
     pub container: SandboxContainer,
@@ -76,6 +80,11 @@ pub enum Purpose<'a> {
         as_root: bool,
         network: &'a OpenedNetwork,
     },
+    /// A short-lived container that copies files between a session's
+    /// volumes and a snapshot's (core/session/snapshot/copy.rs). It runs as
+    /// root with the capabilities a faithful copy needs (reading every
+    /// file, keeping owners and modes), no network, and only those volumes.
+    Copy { volumes: Vec<VolumeMount> },
 }
 
 /// Creates sandbox containers for this server instance.
@@ -229,6 +238,12 @@ impl Launcher {
                 // Package managers need more room and time than a program.
                 spec.limits.memory_bytes = spec.limits.memory_bytes.max(2048 * 1024 * 1024);
                 spec.limits.pids = spec.limits.pids.max(1024);
+                None
+            }
+            Purpose::Copy { volumes } => {
+                labels.insert(labels::KIND.to_string(), COPY_KIND.to_string());
+                spec.run_as_root = true;
+                spec.volumes = volumes;
                 None
             }
         };

@@ -49,6 +49,25 @@ pub mod labels {
     /// The sandbox network a container with network grants is on (through
     /// the network's holder, which has its name).
     pub const NETWORK_NAME: &str = "multilang-sandbox.network-name";
+    /// A snapshot's name (snapshot volumes only; `SESSION` names the
+    /// session it was taken of).
+    pub const SNAPSHOT: &str = "multilang-sandbox.snapshot";
+    /// The image a snapshot's session ran (snapshot volumes only).
+    pub const IMAGE: &str = "multilang-sandbox.image";
+    /// How many logged cells a snapshot holds, and whether the log was
+    /// whole (snapshot volumes only).
+    pub const CELLS: &str = "multilang-sandbox.cells";
+    pub const CELLS_COMPLETE: &str = "multilang-sandbox.cells-complete";
+    /// Bytes a snapshot's files take (snapshot volumes only).
+    pub const SIZE: &str = "multilang-sandbox.size";
+    /// When a snapshot is deleted, Unix seconds (snapshot volumes only).
+    pub const EXPIRES: &str = "multilang-sandbox.expires";
+    /// Unique to one snapshot's making: a create that found a volume of
+    /// the same name made by another tells it was not its own.
+    pub const TOKEN: &str = "multilang-sandbox.token";
+    /// `true` on the snapshot a fork of a session's current state takes
+    /// (listed nowhere, deleted after the fork).
+    pub const TEMPORARY: &str = "multilang-sandbox.temporary";
 }
 
 /// A named volume mounted into a container.

@@ -6,7 +6,7 @@ use super::{DockerEngine, is_not_found};
 use bollard::models::{MountPoint, VolumeCreateRequest};
 use bollard::query_parameters::{
     ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder, RenameContainerOptionsBuilder,
-    StartContainerOptions, StatsOptionsBuilder,
+    StartContainerOptions, StatsOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -245,6 +245,19 @@ impl DockerEngine {
                 Ok(())
             }
             resumed => Ok(resumed?),
+        }
+    }
+
+    /// Stops a container at once (SIGKILL to every process in it) and
+    /// returns when it has stopped; a container already stopped is fine.
+    pub async fn stop_sandbox(&self, id: &str) -> Result<(), DockerError> {
+        let client = self.client().await?;
+        let options = StopContainerOptionsBuilder::default().t(0).build();
+        match client.stop_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            // 304: it was not running.
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
+            Err(error) => Err(error.into()),
         }
     }
 

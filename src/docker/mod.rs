@@ -10,6 +10,7 @@ mod holder;
 mod images;
 mod inventory;
 mod network;
+mod volumes;
 
 pub use channel::{RunnerChannel, RunnerReader, RunnerWriter};
 pub use container::{BindMount, ContainerLimits, NetworkAccess, SandboxContainer, SandboxSpec, VolumeMount, labels};
@@ -18,6 +19,7 @@ pub use holder::HolderSpec;
 pub use images::{BuildContext, BuildEvent, ImageInfo};
 pub use inventory::{ContainerState, EngineCapacity, MountedVolume, SandboxInfo, VolumeBacking};
 pub use network::{IsolatedNetwork, NetworkMembers};
+pub use volumes::LabelledVolume;
 
 use bollard::Docker;
 use std::time::Duration;

@@ -79,7 +79,7 @@ impl Executor {
 
     /// The seccomp profile a session asked for: a built-in one no weaker
     /// than the configured profile (a model must not loosen the sandbox).
-    fn session_seccomp(&self, asked: Option<&str>) -> Result<SeccompProfile, SessionError> {
+    pub(super) fn session_seccomp(&self, asked: Option<&str>) -> Result<SeccompProfile, SessionError> {
         let configured = &self.config.seccomp;
         let Some(name) = asked else {
             return Ok(configured.clone());
@@ -95,7 +95,7 @@ impl Executor {
     }
 
     /// The configured host folders named in `names`, each checked to exist.
-    fn host_folders(&self, names: &[String]) -> Result<Vec<HostFolder>, SessionError> {
+    pub(super) fn host_folders(&self, names: &[String]) -> Result<Vec<HostFolder>, SessionError> {
         let mut folders: Vec<HostFolder> = Vec::new();
         for name in names {
             let folder = self

@@ -4,10 +4,12 @@
 //! background tasks.
 
 mod create_session;
+mod fork_session;
 mod install;
 mod jobs;
 
 pub use create_session::{SessionRequest, check_host_folder};
+pub use fork_session::ForkRequest;
 pub use install::{InstallReport, InstallRequest};
 
 use super::background::Background;

@@ -149,15 +149,7 @@ impl SessionManager {
         match readiness(facts.info.state, facts.storage()) {
             Readiness::Ready | Readiness::Paused => Ok(None),
             Readiness::Stopped { files_lost } => {
-                let engine = self.launcher.engine();
-                if let Some(network) = facts.network().filter(|network| network.holder != facts.info.id) {
-                    // The sandbox joins its holder's network namespace.
-                    engine.start_network_holder_again(&network.holder).await?;
-                }
-                let fresh = RunnerConnection::new(engine.attach_sandbox(&facts.info.id).await?);
-                engine.restart_sandbox(&facts.info.id).await?;
-                fresh.wait_ready(READY_TIMEOUT).await?;
-                handle.set_connection(Some(fresh));
+                self.start_again(handle, facts).await?;
                 let files = if files_lost {
                     "files in /workspace and /outputs were lost (they live in memory); installed packages were kept"
                 } else {
@@ -172,6 +164,23 @@ impl SessionManager {
                 state: facts.info.state.name().to_string(),
             }),
         }
+    }
+}
+
+impl SessionManager {
+    /// Starts the session's stopped container with a fresh connection to
+    /// its runner, and waits until the runner is ready.
+    pub(super) async fn start_again(&self, handle: &SessionHandle, facts: &SessionFacts) -> Result<(), SessionError> {
+        let engine = self.launcher.engine();
+        if let Some(network) = facts.network().filter(|network| network.holder != facts.info.id) {
+            // The sandbox joins its holder's network namespace.
+            engine.start_network_holder_again(&network.holder).await?;
+        }
+        let fresh = RunnerConnection::new(engine.attach_sandbox(&facts.info.id).await?);
+        engine.restart_sandbox(&facts.info.id).await?;
+        fresh.wait_ready(READY_TIMEOUT).await?;
+        handle.set_connection(Some(fresh));
+        Ok(())
     }
 }
 

@@ -1,5 +1,5 @@
-//! Garbage collection of expired sessions (and of what destroyed ones
-//! left), in the background.
+//! Garbage collection of expired sessions and snapshots (and of what
+//! destroyed sessions left), in the background.
 
 use super::SessionManager;
 use super::labels::SessionFacts;
@@ -34,6 +34,9 @@ impl SessionManager {
                     Ok(0) => {}
                     Ok(removed) => tracing::info!(removed, "garbage-collected expired sessions"),
                     Err(error) => tracing::debug!(%error, "session garbage collection skipped"),
+                }
+                if let Err(error) = manager.remove_expired_snapshots().await {
+                    tracing::debug!(%error, "snapshot garbage collection skipped");
                 }
             }
         });

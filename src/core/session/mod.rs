@@ -11,7 +11,8 @@
 //!
 //! One operation per file: `create.rs`, `execute.rs`, `file_request.rs`,
 //! `gc.rs`, `remove.rs` (destroying); the label format in `labels.rs`, this
-//! server's per-session connection in `handle.rs`.
+//! server's per-session connection in `handle.rs`; snapshots, restores and
+//! forks in `snapshot/`.
 
 mod create;
 mod execute;
@@ -20,9 +21,12 @@ mod gc;
 mod handle;
 mod labels;
 mod remove;
+mod snapshot;
 mod spares;
 
 pub use labels::validate_name;
+pub(crate) use snapshot::SnapshotFacts;
+pub use snapshot::{ReplayFailure, ReplaySummary, Restored, SnapshotError, SnapshotInfo, validate_snapshot_name};
 pub use spares::SpareStats;
 
 use super::background::Background;

@@ -2,7 +2,8 @@
 
 use super::{OutcomeSlot, Reported, answer};
 use crate::core::error::{ExecuteError, SessionError};
-use crate::core::executor::SessionRequest;
+use crate::core::executor::{ForkRequest, SessionRequest};
+use crate::core::session::{ReplaySummary, Restored, SnapshotError, SnapshotInfo};
 use crate::core::{SessionInfo, Watch};
 use crate::mcp::SandboxServer;
 use crate::mcp::progress::Reporter;
@@ -17,7 +18,7 @@ use tracing::Instrument;
 
 /// What to do with a session.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum SessionAction {
     Create,
     List,
@@ -27,12 +28,18 @@ pub enum SessionAction {
     Extend,
     Destroy,
     Network,
+    Snapshot,
+    Snapshots,
+    Restore,
+    Fork,
+    DeleteSnapshot,
 }
 
 /// Arguments of `sandbox_session`.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct SessionParams {
-    /// create, list, get, pause, resume, extend, destroy or network.
+    /// create, list, get, pause, resume, extend, destroy, network, snapshot, snapshots, restore,
+    /// fork or delete_snapshot.
     pub action: SessionAction,
     /// Session name: 1 to 63 letters, digits, `-` or `_`, starting with a letter or digit,
     /// for example "analysis-1". Required for every action except list.
@@ -42,7 +49,8 @@ pub struct SessionParams {
     #[serde(default)]
     pub language: Option<String>,
     /// create: seconds of inactivity after which the session is destroyed (default 3600, at
-    /// most 604800). extend: seconds to add (default: the session's ttl).
+    /// most 604800). extend: seconds to add (default: the session's ttl). fork: the new
+    /// session's (default: the forked session's).
     #[serde(default)]
     pub ttl: Option<u64>,
     /// create: packages to start with, for example `["pandas"]` (pip, npm, crates, or Debian
@@ -71,6 +79,18 @@ pub struct SessionParams {
     /// session's new list (replaces the old one).
     #[serde(default)]
     pub network: Option<Vec<String>>,
+    /// snapshot: the new snapshot's name (same characters as session names; made from the time
+    /// when left out). restore, delete_snapshot: the snapshot to use. fork: the snapshot to
+    /// fork (left out: the session's state now).
+    #[serde(default)]
+    pub snapshot: Option<String>,
+    /// fork: the name of the new session.
+    #[serde(default)]
+    pub new_name: Option<String>,
+    /// destroy: also delete the session's snapshots (by default they are kept until they expire,
+    /// and can still be forked).
+    #[serde(default)]
+    pub snapshots: Option<bool>,
 }
 
 /// Result of `sandbox_session`.
@@ -78,8 +98,17 @@ pub struct SessionParams {
 pub struct SessionOutput {
     /// The action that was carried out.
     pub action: SessionAction,
-    /// The session acted on (one element), or every session for list.
+    /// The session acted on (one element), or every session for list (none for snapshots and
+    /// delete_snapshot).
     pub sessions: Vec<SessionInfo>,
+    /// snapshot, restore, fork, delete_snapshot: the snapshot acted on; snapshots: every snapshot
+    /// of the session, oldest first; destroy with `snapshots`: those deleted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<SnapshotInfo>,
+    /// restore, fork: how the logged cells were run again to rebuild variables (absent for Go
+    /// and Rust, and when there were no cells).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<ReplaySummary>,
     /// What happened, in plain words.
     pub message: String,
 }
@@ -133,6 +162,14 @@ impl SandboxServer {
     async fn run_session_action(&self, params: &SessionParams, watch: Watch) -> Result<SessionOutput, ExecuteError> {
         let sessions = self.executor.sessions();
         let name = || params.name.as_deref().ok_or(SessionError::NameRequired);
+        let snapshot = || params.snapshot.as_deref().ok_or(SnapshotError::SnapshotRequired);
+        let mut output = SessionOutput {
+            action: params.action,
+            sessions: Vec::new(),
+            snapshots: Vec::new(),
+            replay: None,
+            message: String::new(),
+        };
         let (sessions, message) = match params.action {
             SessionAction::List => {
                 let all = sessions.list().await?;
@@ -195,17 +232,122 @@ impl SandboxServer {
                 );
                 (vec![session], message)
             }
-            SessionAction::Destroy => (
-                vec![sessions.destroy(name()?).await?],
-                format!("Destroyed session {} and its files.", name()?),
-            ),
+            SessionAction::Destroy => {
+                let name = name()?;
+                let session = sessions.destroy(name).await?;
+                let message = if params.snapshots == Some(true) {
+                    output.snapshots = sessions.delete_snapshots(name).await?;
+                    format!(
+                        "Destroyed session {name}, its files and its {} snapshot(s).",
+                        output.snapshots.len()
+                    )
+                } else {
+                    let kept = sessions.snapshots(name).await.map(|kept| kept.len()).unwrap_or(0);
+                    match kept {
+                        0 => format!("Destroyed session {name} and its files."),
+                        kept => format!(
+                            "Destroyed session {name} and its files. Its {kept} snapshot(s) are kept until they expire: fork one with action fork, or delete them with delete_snapshot."
+                        ),
+                    }
+                };
+                (vec![session], message)
+            }
+            SessionAction::Snapshot => {
+                let name = name()?;
+                let taken = sessions.snapshot(name, params.snapshot.as_deref()).await?;
+                let message = format!(
+                    "Took snapshot {} of session {name}: {}. Roll back with restore {{name: \"{name}\", snapshot: \"{}\"}}, or branch with fork.",
+                    taken.name, taken.holds, taken.name
+                );
+                output.snapshots = vec![taken];
+                (Vec::new(), message)
+            }
+            SessionAction::Snapshots => {
+                let name = name()?;
+                output.snapshots = sessions.snapshots(name).await?;
+                (
+                    Vec::new(),
+                    format!("Session {name} has {} snapshot(s).", output.snapshots.len()),
+                )
+            }
+            SessionAction::DeleteSnapshot => {
+                let name = name()?;
+                let deleted = sessions.delete_snapshot(name, snapshot()?).await?;
+                let message = format!("Deleted snapshot {} of session {name}.", deleted.name);
+                output.snapshots = vec![deleted];
+                (Vec::new(), message)
+            }
+            SessionAction::Restore => {
+                let name = name()?;
+                let restored = sessions.restore(name, snapshot()?, &watch).await?;
+                let message = format!("Restored session {name} to snapshot {}.", restored.snapshot.name);
+                take_restored(&mut output, restored, message)
+            }
+            SessionAction::Fork => {
+                let name = name()?;
+                let new_name = params.new_name.clone().ok_or(SnapshotError::NewNameRequired)?;
+                let request = ForkRequest {
+                    source: name.to_string(),
+                    snapshot: params.snapshot.clone(),
+                    new_name: new_name.clone(),
+                    ttl: params.ttl,
+                };
+                let forked = self.executor.fork_session(&request, &watch).await?;
+                let from = match &params.snapshot {
+                    Some(snapshot) => format!("snapshot {snapshot} of session {name}"),
+                    None => format!("session {name} as it is now"),
+                };
+                let message = format!(
+                    "Forked {from} into session {new_name}; pass `session: \"{new_name}\"` to sandbox_execute."
+                );
+                take_restored(&mut output, forked, message)
+            }
         };
-        Ok(SessionOutput {
-            action: params.action,
-            sessions,
-            message,
-        })
+        output.sessions = sessions;
+        output.message = message;
+        Ok(output)
     }
+}
+
+/// Puts a restore's or fork's session, snapshot and replay into `output`;
+/// the message says what the replay did.
+fn take_restored(output: &mut SessionOutput, restored: Restored, message: String) -> (Vec<SessionInfo>, String) {
+    let mut message = message;
+    match &restored.replay {
+        Some(replay) => {
+            message.push_str(&format!(
+                " Files are back; {} logged cell(s) ran again in a fresh interpreter in {} ms to rebuild variables",
+                replay.replayed, replay.duration_ms
+            ));
+            if replay.skipped > 0 {
+                message.push_str(&format!(" ({} that had failed were skipped)", replay.skipped));
+            }
+            message.push('.');
+            if !replay.failed.is_empty() {
+                message.push_str(&format!(
+                    " {} cell(s) failed now, so what they set is missing: see `replay.failed`.",
+                    replay.failed.len()
+                ));
+            }
+            if !replay.differed.is_empty() {
+                message.push_str(&format!(
+                    " {} cell(s) printed something else than the first time (random numbers, times, or data read from outside).",
+                    replay.differed.len()
+                ));
+            }
+            if replay.cancelled {
+                message.push_str(" The replay was cancelled: later cells did not run.");
+            }
+            if !replay.log_complete {
+                message.push_str(" The log had lost older cells, so their state is missing.");
+            }
+            message.push_str(" Open files, sockets, threads and background processes are not brought back.");
+        }
+        None => message.push_str(" Files are back (no interpreter state to rebuild)."),
+    }
+    output.snapshots = vec![restored.snapshot];
+    output.replay = restored.replay;
+    (vec![restored.session], message)
 }
 
 fn render(output: &SessionOutput) -> String {
@@ -241,6 +383,28 @@ fn render(output: &SessionOutput) -> String {
                 mount.path,
                 mount.host_path,
                 if mount.writable { "read-write" } else { "read-only" }
+            ));
+        }
+    }
+    for snapshot in &output.snapshots {
+        text.push_str(&format!(
+            "\n- snapshot {} of {} ({}), taken {}, kept until {}, {:.1} MB: {}",
+            snapshot.name,
+            snapshot.session,
+            snapshot.language,
+            snapshot.created,
+            snapshot.expires_at,
+            snapshot.size_bytes as f64 / 1e6,
+            snapshot.holds
+        ));
+    }
+    if let Some(replay) = &output.replay {
+        for failure in &replay.failed {
+            text.push_str(&format!(
+                "\n- cell {} failed on replay (exit code {}): {}",
+                failure.cell,
+                failure.exit_code,
+                failure.stderr.trim()
             ));
         }
     }

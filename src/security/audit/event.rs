@@ -175,6 +175,32 @@ pub enum SessionEvent {
         name: String,
         language: String,
     },
+    /// A snapshot of it was taken.
+    Snapshot {
+        name: String,
+        snapshot: String,
+    },
+    /// It was rolled back to one of its snapshots.
+    Restored {
+        name: String,
+        snapshot: String,
+        /// Logged cells run again, and how many of them failed.
+        replayed: u32,
+        failed: usize,
+    },
+    /// It was made from a snapshot of session `from` (`snapshot: null`:
+    /// from that session's state at the time).
+    Forked {
+        name: String,
+        from: String,
+        snapshot: Option<String>,
+        replayed: u32,
+        failed: usize,
+    },
+    SnapshotDeleted {
+        name: String,
+        snapshot: String,
+    },
 }
 
 /// A host folder mounted into a session, as `sandbox_session` shows it.

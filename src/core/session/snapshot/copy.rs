@@ -1,0 +1,220 @@
+//! The container that copies a session's files into a snapshot or back:
+//! the session's image, its runner, root with the capabilities a faithful
+//! copy needs (`Purpose::Copy`), no network, and only the volumes of the
+//! copy mounted: the snapshot's at `/snapshot`, the session's workspace,
+//! outputs and packages at `/session/<folder>`. The side copied from is
+//! mounted read-only. `cp -a` keeps owners, modes, times and symbolic
+//! links as links (it never follows one), so nothing a session's code
+//! planted makes the copy read or write outside these volumes.
+
+use super::SnapshotError;
+use crate::core::cache::tail;
+use crate::core::connection::RequestFailure;
+use crate::core::launcher::{Launcher, Purpose, Sandbox};
+use crate::core::protocol::{FileOp, FileRequest, FileRoot, HostMessage, LoggedCell, RunnerMessage};
+use crate::core::run::{RunFailure, RunSpec, new_run_id, run_program};
+use crate::core::watch::Watch;
+use crate::docker::VolumeMount;
+use crate::runtime::{Language, Phase, Program, SourceFile, Step};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Where the copy container sees the snapshot.
+const SNAPSHOT_MOUNT: &str = "/snapshot";
+/// The cell log's file in a snapshot.
+const CELLS_FILE: &str = "/snapshot/cells.json";
+/// A session's folders kept in a snapshot, by their folder names under
+/// `/session` and `/snapshot`.
+const FOLDERS: &str = "workspace outputs packages";
+/// The longest one copy may take (a large workspace on a slow disk).
+const COPY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+/// The longest reading a snapshot's cell log may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest cell log read back (the runner keeps at most 16 MiB of
+/// code, plus each cell's digests).
+const MAX_LOG_BYTES: u64 = 40 * 1024 * 1024;
+/// The end of a failed copy's error output kept in its error.
+const ERROR_TAIL: usize = 1500;
+
+/// The session's volumes a snapshot copies, named.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionVolumes {
+    pub(crate) workspace: String,
+    pub(crate) outputs: String,
+    pub(crate) packages: String,
+}
+
+/// Which way files go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Direction {
+    /// Session → snapshot.
+    Take,
+    /// Snapshot → session.
+    Restore,
+}
+
+/// A running copy container.
+pub(super) struct CopyContainer {
+    sandbox: Sandbox,
+}
+
+impl CopyContainer {
+    /// Starts a copy container from `image` (the session's) with the
+    /// snapshot's and the session's volumes mounted for `direction`.
+    pub(super) async fn launch(
+        launcher: &Launcher,
+        language: Language,
+        image: &str,
+        snapshot_volume: &str,
+        session: &SessionVolumes,
+        direction: Direction,
+    ) -> Result<Self, SnapshotError> {
+        let mount = |volume: &str, target: &str, read_only: bool| VolumeMount {
+            volume: volume.to_string(),
+            target: target.to_string(),
+            read_only,
+        };
+        let session_read_only = direction == Direction::Take;
+        let volumes = vec![
+            mount(snapshot_volume, SNAPSHOT_MOUNT, !session_read_only),
+            mount(&session.workspace, "/session/workspace", session_read_only),
+            mount(&session.outputs, "/session/outputs", session_read_only),
+            mount(&session.packages, "/session/packages", session_read_only),
+        ];
+        let sandbox = launcher.launch_from(language, image, Purpose::Copy { volumes }).await?;
+        Ok(Self { sandbox })
+    }
+
+    /// Copies the session's folders into the (empty) snapshot and writes
+    /// its cell log there; returns the bytes the snapshot's files take.
+    pub(super) async fn take(
+        &self,
+        cells: &[LoggedCell],
+        config: &crate::config::Config,
+    ) -> Result<u64, SnapshotError> {
+        let log = serde_json::to_string(cells).map_err(|error| SnapshotError::CopyFailed {
+            detail: format!("the cell log could not be written: {error}"),
+        })?;
+        let script = format!(
+            "set -e; for folder in {FOLDERS}; do mkdir /snapshot/$folder; cp -a /session/$folder/. /snapshot/$folder/; done; sync -f /snapshot; du -sb /snapshot"
+        );
+        let stdout = self.run(&script, Some(log), config).await?;
+        // `du` prints the size, a tab, and the folder.
+        Ok(stdout
+            .split_whitespace()
+            .next()
+            .and_then(|bytes| bytes.parse().ok())
+            .unwrap_or(0))
+    }
+
+    /// Replaces what is in the session's folders with the snapshot's.
+    pub(super) async fn restore(&self, config: &crate::config::Config) -> Result<(), SnapshotError> {
+        let script = format!(
+            "set -e; for folder in {FOLDERS}; do find /session/$folder -mindepth 1 -delete; cp -a /snapshot/$folder/. /session/$folder/; done"
+        );
+        self.run(&script, None, config).await.map(|_| ())
+    }
+
+    /// Runs `script` with `sh`, with the cell log written first when
+    /// given; returns its standard output.
+    async fn run(
+        &self,
+        script: &str,
+        log: Option<String>,
+        config: &crate::config::Config,
+    ) -> Result<String, SnapshotError> {
+        let program = Program {
+            files: log
+                .into_iter()
+                .map(|content| SourceFile {
+                    path: CELLS_FILE.to_string(),
+                    content,
+                })
+                .collect(),
+            steps: vec![Step::new(Phase::Run, ["sh", "-c", script].map(String::from).to_vec())],
+            kernel_source: None,
+        };
+        // The copy is not the caller's to cancel halfway: a half-made copy
+        // is worse than a finished one (the caller checks the cancel
+        // between steps).
+        let watch = Watch::default();
+        let spec = RunSpec {
+            program: &program,
+            kernel: None,
+            env: &BTreeMap::new(),
+            stdin: None,
+            timeout_ms: COPY_TIMEOUT.as_millis() as u64,
+            collect_outputs: false,
+            watch: &watch,
+            keep: false,
+            label: None,
+        };
+        let run = run_program(&self.sandbox.connection, spec, config)
+            .await
+            .map_err(|failure| SnapshotError::CopyFailed {
+                detail: match failure {
+                    RunFailure::HostTimeout => format!("it took over {} minutes", COPY_TIMEOUT.as_secs() / 60),
+                    RunFailure::Gone(error) => error.to_string(),
+                    RunFailure::Cancelled | RunFailure::NotStarted => "it was stopped".to_string(),
+                    RunFailure::Busy { job } => format!("the copy container said job {job} runs in it"),
+                },
+            })?;
+        if run.exit_code == 0 && !run.timed_out {
+            return Ok(run.stdout);
+        }
+        let detail = tail(run.stderr.trim(), ERROR_TAIL);
+        if detail.contains("No space left on device") {
+            return Err(SnapshotError::DiskFull { detail });
+        }
+        Err(SnapshotError::CopyFailed {
+            detail: if run.timed_out {
+                format!("it took over {} minutes", COPY_TIMEOUT.as_secs() / 60)
+            } else {
+                detail
+            },
+        })
+    }
+
+    /// The snapshot's cell log.
+    pub(super) async fn read_cells(&self, snapshot: &str) -> Result<Vec<LoggedCell>, SnapshotError> {
+        let bad = |detail: String| SnapshotError::BadLog {
+            snapshot: snapshot.to_string(),
+            detail,
+        };
+        let id = new_run_id();
+        let payload = HostMessage::File(FileRequest {
+            id: &id,
+            op: FileOp::Read,
+            path: CELLS_FILE,
+            roots: vec![FileRoot {
+                path: SNAPSHOT_MOUNT,
+                writable: false,
+            }],
+            content_base64: None,
+            max_bytes: MAX_LOG_BYTES,
+            max_entries: 0,
+        })
+        .encode()?;
+        let reply = match self.sandbox.connection.request(&id, &payload, READ_TIMEOUT).await {
+            Ok(RunnerMessage::File(reply)) => reply,
+            Ok(other) => return Err(bad(format!("the copy container answered {other:?}"))),
+            Err(RequestFailure::Timeout) => return Err(bad("no answer in time".to_string())),
+            Err(RequestFailure::Gone(error)) => return Err(error.into()),
+        };
+        if let Some(error) = reply.error {
+            return Err(bad(format!("{} ({})", error.kind, error.message.unwrap_or_default())));
+        }
+        let content = STANDARD
+            .decode(reply.content_base64.unwrap_or_default())
+            .map_err(|error| bad(error.to_string()))?;
+        serde_json::from_slice(&content).map_err(|error| bad(error.to_string()))
+    }
+
+    /// Removes the container (the runner exits when its stream closes; the
+    /// engine removes it then).
+    pub(super) async fn remove(self) {
+        self.sandbox.container.remove().await;
+    }
+}
