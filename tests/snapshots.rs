@@ -131,3 +131,277 @@ async fn restore_brings_back_files_and_variables_in_every_interpreted_language()
     }
     client.cancel().await.ok();
 }
+
+#[tokio::test]
+async fn a_snapshot_outlives_the_server_that_took_it() {
+    require_docker().await;
+    let (first, pid) = start_server_process(&[NO_POOL]).await;
+    let name = create_session(&first, "snap-kill", "python").await;
+    run(
+        &first,
+        &name,
+        "python",
+        "import random\nrandom.seed(7)\nvalue = random.random()",
+    )
+    .await;
+    let before = run(&first, &name, "python", "print(value)").await;
+    snapshot(&first, &name, "kept").await;
+    kill_nine(pid);
+    drop(first);
+
+    let second = server().await;
+    let listed = session(&second, json!({"action": "snapshots", "name": name})).await;
+    assert_eq!(listed["snapshots"][0]["name"], "kept", "{listed}");
+    assert!(listed["snapshots"][0]["size_bytes"].is_u64(), "{listed}");
+    run(&second, &name, "python", "value = None").await;
+    restore(&second, &name, "kept").await;
+    assert_eq!(run(&second, &name, "python", "print(value)").await, before);
+    session(&second, json!({"action": "destroy", "name": name, "snapshots": true})).await;
+    second.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn restore_rolls_back_packages_installed_after_the_snapshot() {
+    let client = server().await;
+    let name = create_session(&client, "snap-pkg", "python").await;
+    run(&client, &name, "python", "kept = 41").await;
+    snapshot(&client, &name, "no-packages").await;
+    let installed = call(
+        &client,
+        "sandbox_install",
+        json!({"session": name, "packages": ["tabulate"]}),
+    )
+    .await;
+    assert_ne!(installed.is_error, Some(true), "{}", text_of(&installed));
+    run(&client, &name, "python", "import tabulate").await;
+
+    restore(&client, &name, "no-packages").await;
+    let result = execute_in(&client, &name, "python", "print(kept + 1)\nimport tabulate").await;
+    assert_eq!(result["stdout"], "42\n", "{result}");
+    assert!(
+        result["stderr"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("No module named 'tabulate'"),
+        "the package installed after the snapshot is gone: {result}"
+    );
+    session(&client, json!({"action": "destroy", "name": name, "snapshots": true})).await;
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn a_replayed_cell_that_fails_now_is_reported() {
+    let client = server().await;
+    let name = create_session(&client, "snap-fail", "python").await;
+    // The file comes from outside the log (an upload), and a later cell
+    // deletes it.
+    let written = call(
+        &client,
+        "sandbox_file_ops",
+        json!({"session": name, "operation": "write", "path": "input.txt", "content": "data"}),
+    )
+    .await;
+    assert_ne!(written.is_error, Some(true), "{}", text_of(&written));
+    run(&client, &name, "python", "count = 3").await;
+    run(&client, &name, "python", "text = open('input.txt').read()").await;
+    run(&client, &name, "python", "import os\nos.remove('input.txt')").await;
+    let failing = execute_in(&client, &name, "python", "raise ValueError('first time')").await;
+    assert_ne!(failing["exit_code"], 0);
+    snapshot(&client, &name, "after-remove").await;
+
+    // Replayed against the snapshot's files (no input.txt), the read fails.
+    let restored = restore(&client, &name, "after-remove").await;
+    let replay = &restored["replay"];
+    assert_eq!(replay["skipped"], 1, "{restored}");
+    assert_eq!(replay["replayed"], 3, "{restored}");
+    let failed = replay["failed"].as_array().expect("a failed cell is listed");
+    assert!(
+        failed
+            .iter()
+            .any(|cell| cell["cell"] == 1 && cell["stderr"].as_str().unwrap_or_default().contains("input.txt")),
+        "{restored}"
+    );
+    assert!(
+        restored["message"].as_str().unwrap_or_default().contains("failed now"),
+        "{restored}"
+    );
+    // What the other cells set is back; the file stays deleted, as in the snapshot.
+    assert_eq!(run(&client, &name, "python", "print(count)").await, "3\n");
+    let missing = execute_in(&client, &name, "python", "print(text)").await;
+    assert!(
+        missing["stderr"].as_str().unwrap_or_default().contains("NameError"),
+        "{missing}"
+    );
+    session(&client, json!({"action": "destroy", "name": name, "snapshots": true})).await;
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn go_and_rust_sessions_keep_their_files() {
+    let client = server().await;
+    for (language, code) in [
+        (
+            "go",
+            "package main\nimport \"os\"\nfunc main() { os.WriteFile(\"notes.txt\", []byte(\"kept\"), 0o644) }",
+        ),
+        (
+            "rust",
+            "fn main() { std::fs::write(\"notes.txt\", \"kept\").unwrap(); }",
+        ),
+    ] {
+        let name = create_session(&client, &format!("snap-{language}"), language).await;
+        run(&client, &name, language, code).await;
+        let taken = snapshot(&client, &name, "files").await;
+        assert_eq!(taken["snapshots"][0]["cells"], 0, "{taken}");
+        run(&client, &name, "bash", "rm notes.txt && echo -n other > extra.txt").await;
+        let restored = restore(&client, &name, "files").await;
+        assert!(restored.get("replay").is_none(), "{restored}");
+        assert_eq!(
+            run(&client, &name, "bash", "cat notes.txt; ls").await,
+            "keptnotes.txt\n"
+        );
+        session(&client, json!({"action": "destroy", "name": name, "snapshots": true})).await;
+    }
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn a_50_mb_workspace_round_trips_byte_exact() {
+    let client = server().await;
+    let name = create_session(&client, "snap-big", "python").await;
+    let digest = "import hashlib\nprint(hashlib.sha256(open('big.bin', 'rb').read()).hexdigest())";
+    run(
+        &client,
+        &name,
+        "python",
+        "import os\nwith open('big.bin', 'wb') as f:\n    f.write(os.urandom(50 * 1024 * 1024))",
+    )
+    .await;
+    let original = run(&client, &name, "python", digest).await;
+    let taken = snapshot(&client, &name, "big").await;
+    assert!(
+        taken["snapshots"][0]["size_bytes"].as_u64().unwrap_or(0) >= 50 * 1024 * 1024,
+        "{taken}"
+    );
+    run(&client, &name, "python", "open('big.bin', 'r+b').write(b'spoiled')").await;
+    assert_ne!(run(&client, &name, "python", digest).await, original);
+    restore(&client, &name, "big").await;
+    assert_eq!(run(&client, &name, "python", digest).await, original);
+
+    let fork = TestSession::adopt(unique_name("fork-big"));
+    session(&client, json!({"action": "fork", "name": name, "new_name": fork})).await;
+    assert_eq!(run(&client, &fork, "python", digest).await, original);
+    session(&client, json!({"action": "destroy", "name": fork})).await;
+    session(&client, json!({"action": "destroy", "name": name, "snapshots": true})).await;
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn a_paused_session_is_snapshotted_and_stays_paused() {
+    let client = server().await;
+    let name = create_session(&client, "snap-paused", "python").await;
+    run(&client, &name, "python", "x = 41").await;
+    session(&client, json!({"action": "pause", "name": name})).await;
+    snapshot(&client, &name, "paused").await;
+    let got = session(&client, json!({"action": "get", "name": name})).await;
+    assert_eq!(got["sessions"][0]["state"], "paused", "{got}");
+    run(&client, &name, "python", "x = 0").await;
+    restore(&client, &name, "paused").await;
+    assert_eq!(run(&client, &name, "python", "print(x + 1)").await, "42\n");
+    session(&client, json!({"action": "destroy", "name": name, "snapshots": true})).await;
+    client.cancel().await.ok();
+}
+
+#[tokio::test]
+async fn bad_snapshot_requests_name_the_fix() {
+    let client = server().await;
+    let name = create_session(&client, "snap-bad", "python").await;
+    let other = create_session(&client, "snap-other", "javascript").await;
+    let error = |arguments: Value| {
+        let client = &client;
+        async move { tool_error_text(client, "sandbox_session", arguments).await }
+    };
+    let text = error(json!({"action": "restore", "name": name, "snapshot": "nope"})).await;
+    assert!(
+        text.contains("has no snapshot named `nope`") && text.contains("snapshots"),
+        "{text}"
+    );
+    let text = error(json!({"action": "restore", "name": name})).await;
+    assert!(text.contains("`snapshot` is required"), "{text}");
+    let text = error(json!({"action": "snapshot", "name": name, "snapshot": "a/b"})).await;
+    assert!(text.contains("invalid snapshot name"), "{text}");
+    let text = error(json!({"action": "snapshot", "name": "missing-session-xyz"})).await;
+    assert!(text.contains("no session named"), "{text}");
+
+    snapshot(&client, &name, "one").await;
+    let text = error(json!({"action": "snapshot", "name": name, "snapshot": "one"})).await;
+    assert!(text.contains("already has a snapshot named `one`"), "{text}");
+    let text = error(json!({"action": "fork", "name": name, "snapshot": "one"})).await;
+    assert!(text.contains("`new_name` is required"), "{text}");
+    let text = error(json!({"action": "fork", "name": name, "snapshot": "one", "new_name": other})).await;
+    assert!(text.contains("already exists"), "{text}");
+
+    // A generated name, listed, deleted.
+    let taken = session(&client, json!({"action": "snapshot", "name": name})).await;
+    let generated = taken["snapshots"][0]["name"].as_str().expect("a name").to_string();
+    assert!(generated.starts_with("snap-"), "{taken}");
+    let listed = session(&client, json!({"action": "snapshots", "name": name})).await;
+    assert_eq!(listed["snapshots"].as_array().map(Vec::len), Some(2), "{listed}");
+    session(
+        &client,
+        json!({"action": "delete_snapshot", "name": name, "snapshot": generated}),
+    )
+    .await;
+    let text = error(json!({"action": "delete_snapshot", "name": name, "snapshot": generated})).await;
+    assert!(text.contains("has no snapshot named"), "{text}");
+
+    // Destroying keeps snapshots by default; they can still be forked.
+    let destroyed = session(&client, json!({"action": "destroy", "name": name})).await;
+    assert!(
+        destroyed["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("1 snapshot(s) are kept"),
+        "{destroyed}"
+    );
+    let fork = TestSession::adopt(unique_name("fork-of-gone"));
+    session(
+        &client,
+        json!({"action": "fork", "name": name, "snapshot": "one", "new_name": fork}),
+    )
+    .await;
+    session(&client, json!({"action": "destroy", "name": fork})).await;
+    // A session of another language under the old name cannot take it.
+    session(
+        &client,
+        json!({"action": "create", "name": name, "language": "javascript"}),
+    )
+    .await;
+    let text = error(json!({"action": "restore", "name": name, "snapshot": "one"})).await;
+    assert!(text.contains("python session") && text.contains("fork it"), "{text}");
+    session(&client, json!({"action": "destroy", "name": name, "snapshots": true})).await;
+    let listed = session(&client, json!({"action": "snapshots", "name": name})).await;
+    assert!(listed.get("snapshots").is_none(), "{listed}");
+
+    // A running background job holds the session's state: refused.
+    let started = call(
+        &client,
+        "sandbox_execute",
+        json!({"language": "javascript", "code": "await new Promise(r => setTimeout(r, 60000))", "session": other, "background": true, "timeout": 120000}),
+    )
+    .await;
+    let job = started
+        .structured_content
+        .as_ref()
+        .and_then(|content| content["job"]["job"].as_str().map(String::from));
+    let text = error(json!({"action": "snapshot", "name": other})).await;
+    assert!(
+        text.contains("background job runs") && text.contains("cancel"),
+        "{text} ({job:?})"
+    );
+    if let Some(job) = job {
+        call(&client, "sandbox_job", json!({"action": "cancel", "job": job})).await;
+    }
+    session(&client, json!({"action": "destroy", "name": other})).await;
+    client.cancel().await.ok();
+}
