@@ -405,3 +405,39 @@ async fn bad_snapshot_requests_name_the_fix() {
     session(&client, json!({"action": "destroy", "name": other})).await;
     client.cancel().await.ok();
 }
+
+#[tokio::test]
+async fn a_snapshot_copies_links_as_links_and_a_restore_ends_what_the_code_left() {
+    let client = server().await;
+    let name = create_session(&client, "snap-links", "bash").await;
+    run(
+        &client,
+        &name,
+        "bash",
+        "ln -s /etc/shadow shadow-link; ln -s / root-link",
+    )
+    .await;
+    // A cell that fails is not replayed: the process it left is not
+    // started again.
+    let left = execute_in(&client, &name, "bash", "(setsid sleep 1000 >/dev/null 2>&1 &); false").await;
+    assert_ne!(left["exit_code"], 0, "{left}");
+    snapshot(&client, &name, "links").await;
+    assert!(run(&client, &name, "bash", "ps -eo args").await.contains("sleep 1000"));
+    restore(&client, &name, "links").await;
+    let listed = run(&client, &name, "bash", "readlink shadow-link root-link; ps -eo args").await;
+    assert!(
+        listed.starts_with("/etc/shadow\n/\n"),
+        "the links came back as links: {listed}"
+    );
+    assert!(!listed.contains("sleep 1000"), "the left process ended: {listed}");
+    let read = execute_in(&client, &name, "bash", "cat shadow-link").await;
+    assert!(
+        read["stderr"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Permission denied"),
+        "{read}"
+    );
+    session(&client, json!({"action": "destroy", "name": name, "snapshots": true})).await;
+    client.cancel().await.ok();
+}

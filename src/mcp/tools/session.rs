@@ -126,7 +126,15 @@ create also takes `packages` (installed once, then cached), `ml` (Python data-sc
 `mounts` (host folders the user configured, seen at /mnt/<name>), `seccomp` (\"strict\" to \
 tighten the system-call filter) and `network` (hosts the code may reach over HTTP(S) through the \
 egress proxy, which the user must have allowed; without it the session has no network). \
-network {name, network} replaces a session's hosts.",
+network {name, network} replaces a session's hosts. \
+snapshot {name, snapshot?} saves the session's files, packages and variables under a name; \
+restore {name, snapshot} rolls the session back to it in place (try something risky, then undo); \
+fork {name, new_name, snapshot?} makes a new session from a snapshot, or from the session as it is \
+now, to branch one state into two experiments; snapshots {name} lists them; delete_snapshot \
+{name, snapshot}. Variables come back by re-running the session's successful cells in a fresh \
+interpreter: the result's `replay` says which cells fail now or print something else; open files, \
+sockets, threads, background processes and unseeded random numbers do not come back. Snapshots \
+outlive the session unless destroy is given `snapshots: true`.",
         output_schema = schema_for_output::<SessionOutput>(),
         title = "Manage sandbox sessions",
         // destroy removes a session and its files; extend twice adds twice.
