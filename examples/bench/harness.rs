@@ -313,6 +313,11 @@ impl<'a> Sessions<'a> {
         Ok(elapsed)
     }
 
+    /// Takes charge of destroying `name`, made by another call (a fork).
+    pub fn adopt(&mut self, name: &str) {
+        self.live.push(name.to_string());
+    }
+
     /// A plain session of `language` called `name`.
     pub async fn create_plain(&mut self, name: &str, language: &str) -> Result<Duration, BoxError> {
         self.create(json!({"name": name, "language": language})).await

@@ -17,7 +17,7 @@
 //! cargo run --release --example bench -- --only load,engine [RUNS]     # some parts, printed only
 //! ```
 //!
-//! The parts `--only` takes: `languages`, `sessions`, `sweep`, `plot`,
+//! The parts `--only` takes: `languages`, `sessions`, `snapshots`, `sweep`, `plot`,
 //! `packages`, `load`, `http`, `pool-off`, `first-call`, `engine`.
 
 mod calls;
@@ -26,14 +26,16 @@ mod engine;
 mod first_call;
 mod harness;
 mod load;
+mod snapshots;
 
 use bollard::Docker;
 use harness::{BoxError, Case, Client, start_server, stop_server, table};
 
 /// Every part of the latency group, in the order of the table.
-const PARTS: [&str; 10] = [
+const PARTS: [&str; 11] = [
     "languages",
     "sessions",
+    "snapshots",
     "sweep",
     "plot",
     "packages",
@@ -44,7 +46,15 @@ const PARTS: [&str; 10] = [
     "engine",
 ];
 /// The parts that run against the main server.
-const MAIN_SERVER_PARTS: [&str; 6] = ["languages", "sessions", "sweep", "plot", "packages", "load"];
+const MAIN_SERVER_PARTS: [&str; 7] = [
+    "languages",
+    "sessions",
+    "snapshots",
+    "sweep",
+    "plot",
+    "packages",
+    "load",
+];
 /// The main server's pool: the default sizes, written out.
 const MAIN_POOL: &str = "python=2,bash=1,javascript=1,typescript=1,go=1,rust=1";
 
@@ -140,6 +150,11 @@ async fn main_server_parts(
         latency
             .cases
             .extend(part("session create and destroy", calls::session_lifecycle(client, runs)).await?);
+    }
+    if options.wants("snapshots") {
+        latency
+            .cases
+            .extend(part("snapshots", snapshots::snapshot_cases(client, runs)).await?);
     }
     if options.wants("sweep") {
         latency
@@ -297,7 +312,11 @@ async fn main() -> Result<(), BoxError> {
          language. The `background: true` case is both calls, the execute that returns the job's handle and the \
          `sandbox_job` `wait` that collects it, in the same session as the plain `print(1)`. Session create on \
          a warm spare waits for a ready spare (`sandbox_inspect`) and fails if the create did not claim it; \
-         the cold create runs on a server with spares and pool off. The sweep runs \
+         the cold create runs on a server with spares and pool off. The snapshot cases use one python session \
+         that ran {snapshot_cells} cells, the first writing a {workspace} MiB file of random bytes to `/workspace`; \
+         each run snapshots it, restores the snapshot, forks it into a new session (destroyed after, untimed) and \
+         deletes it (untimed); the replay row is the runner's own measure of the replay inside each restore. \
+         The sweep runs \
          {sweep} python sessions at once, each executing `print(1)` {runs} times back to back (every call a \
          sample). The burst is {burst} stateless executes sent at once from a full pool, in {rounds} rounds, \
          each followed by {after_burst} calls back to back. The sustained case runs {concurrency} callers of \
@@ -308,6 +327,8 @@ async fn main() -> Result<(), BoxError> {
          a pool hit: either waited for with `sandbox_inspect`, or, for the first tool call of all, waited for \
          through the engine (the pool's containers running, then {grace} s for their kernels).\n\n{table}{comparison}",
         sweep = load::SWEEP.map(|level| level.to_string()).join(", "),
+        snapshot_cells = snapshots::SMALL_CELLS + 1,
+        workspace = snapshots::WORKSPACE_MIB,
         burst = load::BURST,
         rounds = options.few(),
         after_burst = load::AFTER_BURST,
