@@ -14,7 +14,7 @@ use crate::core::launcher::{Launcher, Purpose, Sandbox};
 use crate::core::protocol::{FileOp, FileRequest, FileRoot, HostMessage, LoggedCell, RunnerMessage};
 use crate::core::run::{RunFailure, RunSpec, new_run_id, run_program};
 use crate::core::watch::Watch;
-use crate::docker::VolumeMount;
+use crate::docker::{DockerEngine, VolumeMount};
 use crate::runtime::{Language, Phase, Program, SourceFile, Step};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -35,6 +35,8 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest cell log read back (the runner keeps at most 16 MiB of
 /// code, plus each cell's digests).
 const MAX_LOG_BYTES: u64 = 40 * 1024 * 1024;
+/// How long a copy container's removal is waited for.
+const REMOVAL_WAIT: Duration = Duration::from_secs(10);
 /// The end of a failed copy's error output kept in its error.
 const ERROR_TAIL: usize = 1500;
 
@@ -212,9 +214,23 @@ impl CopyContainer {
         serde_json::from_slice(&content).map_err(|error| bad(error.to_string()))
     }
 
-    /// Removes the container (the runner exits when its stream closes; the
-    /// engine removes it then).
-    pub(super) async fn remove(self) {
+    /// Removes the container and waits until the engine has let go of its
+    /// volumes (an auto-removal already under way makes the engine answer
+    /// the removal at once, before it is done).
+    pub(super) async fn remove(self, engine: &DockerEngine) {
+        let id = self.sandbox.container.id().to_string();
         self.sandbox.container.remove().await;
+        let started = tokio::time::Instant::now();
+        while started.elapsed() < REMOVAL_WAIT {
+            match engine.inspect_sandbox(&id).await {
+                Ok(None) => return,
+                Ok(Some(_)) => tokio::time::sleep(Duration::from_millis(20)).await,
+                Err(error) => {
+                    tracing::debug!(container = %id, %error, "could not see whether a copy container is gone");
+                    return;
+                }
+            }
+        }
+        tracing::debug!(container = %id, "a copy container is still being removed");
     }
 }

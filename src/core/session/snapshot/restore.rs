@@ -74,7 +74,7 @@ impl SessionManager {
         );
         let copy = copy?;
         if let Err(error) = restarted {
-            copy.remove().await;
+            copy.remove(self.launcher.engine()).await;
             return Err(error.into());
         }
         let filled = async {
@@ -83,7 +83,7 @@ impl SessionManager {
             self.fill(&connection, &snap, &copy, name, watch).await
         }
         .await;
-        copy.remove().await;
+        copy.remove(self.launcher.engine()).await;
         self.touch(&facts.info.id);
         let replay = filled?;
         self.audit.record(AuditEvent::Session(SessionEvent::Restored {
@@ -126,7 +126,7 @@ impl SessionManager {
             self.fill(&connection, snap, &copy, name, watch).await
         }
         .await;
-        copy.remove().await;
+        copy.remove(self.launcher.engine()).await;
         filled
     }
 

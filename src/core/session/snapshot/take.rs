@@ -140,7 +140,7 @@ impl SessionManager {
             )
             .await?;
             let copied = copy.take(&cells, config).await;
-            copy.remove().await;
+            copy.remove(self.launcher.engine()).await;
             made.size_bytes = copied?;
             // The record makes the snapshot exist.
             engine
