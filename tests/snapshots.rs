@@ -237,28 +237,45 @@ async fn a_replayed_cell_that_fails_now_is_reported() {
 }
 
 #[tokio::test]
-async fn go_and_rust_sessions_keep_their_files() {
+async fn go_and_rust_sessions_keep_their_files_and_build_caches() {
     let client = server().await;
-    for (language, code) in [
+    for (language, code, cache) in [
         (
             "go",
             "package main\nimport \"os\"\nfunc main() { os.WriteFile(\"notes.txt\", []byte(\"kept\"), 0o644) }",
+            "/tmp/gocache",
         ),
         (
             "rust",
             "fn main() { std::fs::write(\"notes.txt\", \"kept\").unwrap(); }",
+            "/tmp/rust-incremental",
         ),
     ] {
         let name = create_session(&client, &format!("snap-{language}"), language).await;
         run(&client, &name, language, code).await;
+        let count = format!("find {cache} -type f | wc -l");
+        let cached = run(&client, &name, "bash", &count).await;
+        assert_ne!(cached.trim(), "0", "{language}: the build filled its cache");
+        run(&client, &name, "bash", "echo -n scratch > /tmp/scratch.txt").await;
         let taken = snapshot(&client, &name, "files").await;
         assert_eq!(taken["snapshots"][0]["cells"], 0, "{taken}");
-        run(&client, &name, "bash", "rm notes.txt && echo -n other > extra.txt").await;
+        run(
+            &client,
+            &name,
+            "bash",
+            &format!("rm -r notes.txt /tmp/scratch.txt {cache} && echo -n other > extra.txt"),
+        )
+        .await;
         let restored = restore(&client, &name, "files").await;
         assert!(restored.get("replay").is_none(), "{restored}");
         assert_eq!(
-            run(&client, &name, "bash", "cat notes.txt; ls").await,
-            "keptnotes.txt\n"
+            run(&client, &name, "bash", "cat notes.txt /tmp/scratch.txt; ls").await,
+            "keptscratchnotes.txt\n"
+        );
+        assert_eq!(
+            run(&client, &name, "bash", &count).await,
+            cached,
+            "{language}: its build cache is back"
         );
         session(&client, json!({"action": "destroy", "name": name, "snapshots": true})).await;
     }

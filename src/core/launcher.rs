@@ -53,7 +53,7 @@ pub enum Purpose<'a> {
     Session {
         name: &'a str,
         container_name: &'a str,
-        /// The workspace, outputs and packages volumes.
+        /// The workspace, packages, outputs and `/tmp` volumes.
         volumes: Vec<VolumeMount>,
         /// Memory on top of the configured limit: the session's files when
         /// they live in memory-backed volumes (their pages count as the

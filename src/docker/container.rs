@@ -132,10 +132,10 @@ pub struct SandboxSpec {
     pub labels: HashMap<String, String>,
     pub limits: ContainerLimits,
     pub runtime: Option<String>,
-    /// Named volumes (sessions: `/workspace`, `/outputs` and, read-only,
-    /// `/packages/session`). A new volume takes the ownership of the image's
-    /// (empty) folder. `/workspace` and `/outputs` are tmpfs unless a volume
-    /// is mounted there.
+    /// Named volumes (sessions: `/workspace`, `/outputs`, `/tmp` and,
+    /// read-only, `/packages/session`). A new volume takes the ownership of
+    /// the image's (empty) folder. `/tmp`, `/workspace` and `/outputs` are
+    /// tmpfs unless a volume is mounted there.
     pub volumes: Vec<VolumeMount>,
     /// Host folders (sessions with configured host folders only).
     pub binds: Vec<BindMount>,
@@ -159,10 +159,10 @@ impl SandboxSpec {
     fn container_body(&self) -> ContainerCreateBody {
         let tmpfs = |extra: &str| format!("rw,exec,nosuid,nodev,size={}m{extra}", self.limits.tmpfs_mb);
         let owned = ",uid=1000,gid=1000,mode=0755";
-        let mut tmpfs_mounts = HashMap::from([("/tmp".to_string(), tmpfs(",mode=1777"))]);
-        for folder in ["/workspace", "/outputs"] {
+        let mut tmpfs_mounts = HashMap::new();
+        for (folder, options) in [("/tmp", ",mode=1777"), ("/workspace", owned), ("/outputs", owned)] {
             if !self.volumes.iter().any(|mount| mount.target == folder) {
-                tmpfs_mounts.insert(folder.to_string(), tmpfs(owned));
+                tmpfs_mounts.insert(folder.to_string(), tmpfs(options));
             }
         }
         let volumes = self.volumes.iter().map(|mount| Mount {

@@ -99,6 +99,9 @@ pub enum VolumeBacking {
     /// mounts it when a container using it starts, so its files last as long
     /// as the container runs or is paused, and are gone after an engine restart.
     Memory { size_mb: u64 },
+    /// A tmpfs of at most `size_mb` MiB anyone may write, as `/tmp` (mode
+    /// 1777), lasting as [`VolumeBacking::Memory`] does.
+    Scratch { size_mb: u64 },
 }
 
 impl VolumeBacking {
@@ -113,6 +116,11 @@ impl VolumeBacking {
                     "o".to_string(),
                     format!("size={size_mb}m,uid=1000,gid=1000,mode=0755,nosuid,nodev"),
                 ),
+            ])),
+            VolumeBacking::Scratch { size_mb } => Some(HashMap::from([
+                ("type".to_string(), "tmpfs".to_string()),
+                ("device".to_string(), "tmpfs".to_string()),
+                ("o".to_string(), format!("size={size_mb}m,mode=1777,nosuid,nodev")),
             ])),
         }
     }

@@ -4,7 +4,7 @@ use super::super::connection::RunnerConnection;
 use super::super::launcher::Purpose;
 use super::super::session_store::SessionRecord;
 use super::labels::{
-    NAME_PREFIX, OUTPUTS, PACKAGES, VOLUME_KIND, WORKSPACE, mounts_label, session_volume, validate_name,
+    FOLDERS, NAME_PREFIX, OUTPUTS, PACKAGES, TMP, VOLUME_KIND, WORKSPACE, mounts_label, session_volume, validate_name,
 };
 use super::{NewSession, SessionHandle, SessionInfo, SessionManager};
 use crate::clock::unix_now;
@@ -86,7 +86,7 @@ impl SessionManager {
         // of this name may still be being removed.
         let instance = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let volume = |(folder, _): (&str, &str)| session_volume(name, &instance, folder);
-        let volume_names = [volume(WORKSPACE), volume(PACKAGES), volume(OUTPUTS)];
+        let volume_names = FOLDERS.map(volume);
         let volumes_made = self.make_volumes(&volume_names, &volume_labels);
         let owner = Owner::Session(name.to_string());
         let mut extra_labels = HashMap::from([
@@ -209,19 +209,27 @@ impl SessionManager {
 }
 
 impl SessionManager {
-    /// Makes a session's workspace, packages and outputs volumes (named in
-    /// that order), backed as the config says.
+    /// Makes a session's workspace, packages, outputs and `/tmp` volumes
+    /// (named in that order, as [`FOLDERS`]), backed as the config says.
     pub(super) async fn make_volumes(
         &self,
-        names: &[String; 3],
+        names: &[String; 4],
         volume_labels: &HashMap<String, String>,
     ) -> Result<(), DockerError> {
         let engine = self.launcher.engine();
-        let (files_backing, outputs_backing) = backings(self.launcher.config());
+        let config = self.launcher.config();
+        let (files_backing, outputs_backing) = backings(config);
         tokio::try_join!(
             engine.create_volume(&names[0], volume_labels, files_backing),
             engine.create_volume(&names[1], volume_labels, VolumeBacking::Disk),
             engine.create_volume(&names[2], volume_labels, outputs_backing),
+            engine.create_volume(
+                &names[3],
+                volume_labels,
+                VolumeBacking::Scratch {
+                    size_mb: config.tmpfs_mb
+                }
+            ),
         )
         .map(|_| ())
     }
@@ -262,9 +270,9 @@ pub(super) fn files_memory_mb(config: &Config) -> u64 {
     }
 }
 
-/// The mounts of a session's workspace, packages and outputs volumes
-/// (named in that order).
-pub(super) fn volume_mounts(names: &[String; 3]) -> Vec<VolumeMount> {
+/// The mounts of a session's workspace, packages, outputs and `/tmp`
+/// volumes (named in that order).
+pub(super) fn volume_mounts(names: &[String; 4]) -> Vec<VolumeMount> {
     let mount = |volume: &String, target: &str, read_only: bool| VolumeMount {
         volume: volume.clone(),
         target: target.to_string(),
@@ -276,5 +284,6 @@ pub(super) fn volume_mounts(names: &[String; 3]) -> Vec<VolumeMount> {
         // disk-backed volume.
         mount(&names[1], PACKAGES.1, true),
         mount(&names[2], OUTPUTS.1, false),
+        mount(&names[3], TMP.1, false),
     ]
 }

@@ -152,6 +152,13 @@ pub(super) fn tombstone_name(container_id: &str) -> String {
 pub(super) const WORKSPACE: (&str, &str) = ("workspace", "/workspace");
 pub(super) const OUTPUTS: (&str, &str) = ("outputs", "/outputs");
 pub(super) const PACKAGES: (&str, &str) = ("packages", SESSION_ROOT);
+/// A session's `/tmp` (a volume, not the container's own tmpfs, so that a
+/// snapshot can copy it: the build caches of Go and Rust live there).
+pub(super) const TMP: (&str, &str) = ("tmp", "/tmp");
+/// Every volume a session has, in the order [`make_volumes`] takes them.
+///
+/// [`make_volumes`]: super::SessionManager::make_volumes
+pub(super) const FOLDERS: [(&str, &str); 4] = [WORKSPACE, PACKAGES, OUTPUTS, TMP];
 
 /// The volume of one of a session's folders, unique to one container
 /// (`instance`): a session destroyed while its volumes are still being

@@ -10,7 +10,7 @@ use super::super::connection::RunnerConnection;
 use super::super::launcher::Purpose;
 use super::super::session_store::SessionRecord;
 use super::SessionManager;
-use super::labels::{NAME_PREFIX, OUTPUTS, PACKAGES, VOLUME_KIND, WORKSPACE, mounts_label};
+use super::labels::{FOLDERS, NAME_PREFIX, VOLUME_KIND, mounts_label};
 use crate::clock::unix_now;
 use crate::core::background::Background;
 use crate::core::error::SessionError;
@@ -70,6 +70,9 @@ impl SessionManager {
             config.session_storage.name().to_string(),
             config.session_storage_mb.to_string(),
             config.tmpfs_mb.to_string(),
+            // The session's volumes (a spare made before `/tmp` was one
+            // would make a session whose `/tmp` no snapshot copies).
+            FOLDERS.map(|(folder, _)| folder).join(","),
             config.memory_mb.to_string(),
             config.cpus.to_string(),
             config.pids_limit.to_string(),
@@ -235,7 +238,7 @@ impl SessionManager {
             (labels::CREATED.to_string(), created.to_string()),
         ]);
         let volume = |(folder, _): (&str, &str)| format!("{container_name}.{folder}");
-        let volume_names = [volume(WORKSPACE), volume(PACKAGES), volume(OUTPUTS)];
+        let volume_names = FOLDERS.map(volume);
         if let Err(error) = self.make_volumes(&volume_names, &volume_labels).await {
             self.discard(&volume_names, None).await;
             return Err(error.into());

@@ -25,9 +25,6 @@ use std::time::Duration;
 const SNAPSHOT_MOUNT: &str = "/snapshot";
 /// The cell log's file in a snapshot.
 const CELLS_FILE: &str = "/snapshot/cells.json";
-/// A session's folders kept in a snapshot, by their folder names under
-/// `/session` and `/snapshot`.
-const FOLDERS: &str = "workspace outputs packages";
 /// The longest one copy may take (a large workspace on a slow disk).
 const COPY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// The longest reading a snapshot's cell log may take.
@@ -46,6 +43,19 @@ pub(crate) struct SessionVolumes {
     pub(crate) workspace: String,
     pub(crate) outputs: String,
     pub(crate) packages: String,
+    /// `/tmp`: absent in sessions made before it was a volume.
+    pub(crate) tmp: Option<String>,
+}
+
+impl SessionVolumes {
+    /// The folder names of the volumes under `/session` and `/snapshot`,
+    /// as a shell word list.
+    fn folders(&self) -> &'static str {
+        match self.tmp {
+            Some(_) => "workspace outputs packages tmp",
+            None => "workspace outputs packages",
+        }
+    }
 }
 
 /// Which way files go.
@@ -60,6 +70,8 @@ pub(super) enum Direction {
 /// A running copy container.
 pub(super) struct CopyContainer {
     sandbox: Sandbox,
+    /// The session's folders it copies (see [`SessionVolumes::folders`]).
+    folders: &'static str,
 }
 
 impl CopyContainer {
@@ -79,14 +91,20 @@ impl CopyContainer {
             read_only,
         };
         let session_read_only = direction == Direction::Take;
-        let volumes = vec![
+        let mut volumes = vec![
             mount(snapshot_volume, SNAPSHOT_MOUNT, !session_read_only),
             mount(&session.workspace, "/session/workspace", session_read_only),
             mount(&session.outputs, "/session/outputs", session_read_only),
             mount(&session.packages, "/session/packages", session_read_only),
         ];
+        if let Some(tmp) = &session.tmp {
+            volumes.push(mount(tmp, "/session/tmp", session_read_only));
+        }
         let sandbox = launcher.launch_from(language, image, Purpose::Copy { volumes }).await?;
-        Ok(Self { sandbox })
+        Ok(Self {
+            sandbox,
+            folders: session.folders(),
+        })
     }
 
     /// Copies the session's folders into the (empty) snapshot and writes
@@ -100,7 +118,8 @@ impl CopyContainer {
             detail: format!("the cell log could not be written: {error}"),
         })?;
         let script = format!(
-            "set -e; for folder in {FOLDERS}; do mkdir /snapshot/$folder; cp -a /session/$folder/. /snapshot/$folder/; done; sync -f /snapshot; du -sb /snapshot"
+            "set -e; for folder in {}; do mkdir /snapshot/$folder; cp -a /session/$folder/. /snapshot/$folder/; done; sync -f /snapshot; du -sb /snapshot",
+            self.folders
         );
         let stdout = self.run(&script, Some(log), config).await?;
         // `du` prints the size, a tab, and the folder.
@@ -111,10 +130,12 @@ impl CopyContainer {
             .unwrap_or(0))
     }
 
-    /// Replaces what is in the session's folders with the snapshot's.
+    /// Replaces what is in the session's folders with the snapshot's (a
+    /// folder the snapshot does not hold is left as it is).
     pub(super) async fn restore(&self, config: &crate::config::Config) -> Result<(), SnapshotError> {
         let script = format!(
-            "set -e; for folder in {FOLDERS}; do find /session/$folder -mindepth 1 -delete; cp -a /snapshot/$folder/. /session/$folder/; done"
+            "set -e; for folder in {}; do [ -d /snapshot/$folder ] || continue; find /session/$folder -mindepth 1 -delete; cp -a /snapshot/$folder/. /session/$folder/; done",
+            self.folders
         );
         self.run(&script, None, config).await.map(|_| ())
     }

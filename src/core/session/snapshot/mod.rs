@@ -1,7 +1,8 @@
 //! Session snapshots. A snapshot is two labelled volumes: its files volume
-//! holds copies of a session's workspace, outputs and packages volumes and
-//! the log of the cells the session's runner ran since it started; its
-//! record, an empty volume made once the copy is whole, holds in its labels
+//! holds copies of a session's workspace, outputs, packages and `/tmp`
+//! volumes and the log of the cells the session's runner ran since it
+//! started; its record, an empty volume made once the copy is whole, holds
+//! in its labels
 //! what a session needs to be made again (language, image, seccomp, host
 //! folders, network grants) and the files' size. Docker is the registry,
 //! as for sessions: a snapshot exists exactly when its record does, so it

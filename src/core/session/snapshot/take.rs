@@ -12,7 +12,7 @@ use crate::core::connection::RequestFailure;
 use crate::core::error::SessionError;
 use crate::core::protocol::{HostMessage, LoggedCell, RunnerMessage};
 use crate::core::run::new_run_id;
-use crate::core::session::labels::{OUTPUTS, PACKAGES, SessionFacts, WORKSPACE};
+use crate::core::session::labels::{OUTPUTS, PACKAGES, SessionFacts, TMP, WORKSPACE};
 use crate::core::session::{SessionHandle, SessionManager};
 use crate::docker::{ContainerState, VolumeBacking, labels};
 use crate::security::audit::{AuditEvent, SessionEvent};
@@ -223,7 +223,7 @@ impl SessionManager {
     }
 }
 
-/// The session's workspace, outputs and packages volumes.
+/// The session's workspace, outputs, packages and `/tmp` volumes.
 pub(super) fn session_volumes(facts: &SessionFacts) -> Result<SessionVolumes, SnapshotError> {
     let at = |target: &str| {
         facts
@@ -241,5 +241,6 @@ pub(super) fn session_volumes(facts: &SessionFacts) -> Result<SessionVolumes, Sn
         workspace: at(WORKSPACE.1)?,
         outputs: at(OUTPUTS.1)?,
         packages: at(PACKAGES.1)?,
+        tmp: at(TMP.1).ok(),
     })
 }
