@@ -111,6 +111,9 @@ class Runner:
         elif kind == "cells":
             self.channel.send(self.cells.answer(request["id"]))
         elif kind == "replay":
+            if not request["complete"]:
+                # Rebuilt from a log that had lost cells: so has this one.
+                self.cells.lost_one()
             try:
                 self.channel.send(replay(request["id"], request["cells"], self.run_logged))
             except Exception as error:  # keep serving: report instead of dying

@@ -118,7 +118,8 @@ The optional fields below are features that are off when absent.
                   (runner_cells.py); `complete` is false when the oldest
                   were dropped (the log's caps) or a run failed inside the
                   runner. Answered at once, while a program runs too.
-  host -> runner  {"type": "replay", "id": "...", "cells": [...as above]}
+  host -> runner  {"type": "replay", "id": "...", "cells": [...as above],
+                   "complete": true}
   runner -> host  {"type": "replayed", "id": "...", "replayed": 3,
                    "failed": [{"cell": 2, "exit_code": 1, "stderr": "..."}],
                    "differed": [1], "cancelled": false, "duration_ms": 40}
@@ -129,7 +130,9 @@ The optional fields below are features that are off when absent.
                   into the `cells` sent; `failed`: those that now fail,
                   with the last 2000 characters of their stderr;
                   `differed`: those whose stdout is not what it was. What
-                  a cell does to files it does again.
+                  a cell does to files it does again. `complete: false`
+                  (the cells are an incomplete log) makes this runner's
+                  log incomplete too.
   host -> runner  {"type": "retire", "id": "..."}
                   the container's one request is over and the host removes
                   the container later (when calls pause): the runner ends
@@ -275,6 +278,7 @@ def check_file(message):
 
 
 def check_replay(message):
+    field(message, "complete", bool)
     for index, cell in enumerate(objects(message, "cells")):
         try:
             check_run(field(cell, "request", dict))

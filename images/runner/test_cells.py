@@ -73,7 +73,7 @@ class CellsTest(unittest.TestCase):
         # The file the side command grew is as the snapshot left it; the
         # replay grows it once more, so cell d prints something else now.
         replies = self.serve([
-            {"type": "replay", "id": "again", "cells": log["cells"]},
+            {"type": "replay", "id": "again", "cells": log["cells"], "complete": True},
             self.cell_request("check", "print(x, y, name)"),
             {"type": "cells", "id": "log"},
         ])
@@ -82,13 +82,23 @@ class CellsTest(unittest.TestCase):
         self.assertEqual((replayed["replayed"], replayed["failed"], replayed["differed"]), (4, [], [3]), replayed)
         self.assertEqual(check["stdout"], "41 42 from stdin\n", check)
         self.assertEqual(len(after["cells"]), 5, "the replayed runs and the check join the new log")
+        self.assertTrue(after["complete"])
+
+    def test_a_replay_of_an_incomplete_log_leaves_an_incomplete_log(self):
+        log = self.logged([self.cell_request("a", "x = 1")])
+        replies = self.serve([
+            {"type": "replay", "id": "again", "cells": log["cells"], "complete": False},
+            {"type": "cells", "id": "log"},
+        ])
+        self.assertEqual(replies[0]["replayed"], 1, replies[0])
+        self.assertFalse(replies[1]["complete"])
 
     def test_a_cell_that_fails_now_is_reported_with_its_stderr(self):
         marker = os.path.join(self.workspace, "marker")
         open(marker, "w").close()
         log = self.logged([self.cell_request("a", "import os\nos.stat(%r)\nz = 1" % marker)])
         os.remove(marker)
-        replayed = self.serve([{"type": "replay", "id": "again", "cells": log["cells"]}])[0]
+        replayed = self.serve([{"type": "replay", "id": "again", "cells": log["cells"], "complete": True}])[0]
         self.assertEqual(replayed["replayed"], 1)
         self.assertEqual([failure["cell"] for failure in replayed["failed"]], [0])
         self.assertIn("FileNotFoundError", replayed["failed"][0]["stderr"])
@@ -108,7 +118,7 @@ class CellsTest(unittest.TestCase):
         log = self.logged([slow, slow])
         live = LiveRunner(self.workspace)  # no kernel yet: the replay starts one
         try:
-            live.send({"type": "replay", "id": "again", "cells": log["cells"]})
+            live.send({"type": "replay", "id": "again", "cells": log["cells"], "complete": True})
             time.sleep(0.5)
             live.send({"type": "cancel", "id": "again"})
             replayed = live.reply("replayed", "again")
@@ -121,7 +131,7 @@ class CellsTest(unittest.TestCase):
         log = self.logged([self.cell_request("a", "x = 6 * 7")])
         live = LiveRunner(self.workspace)
         try:
-            live.send({"type": "replay", "id": "again", "cells": log["cells"]})
+            live.send({"type": "replay", "id": "again", "cells": log["cells"], "complete": True})
             self.assertEqual(live.reply("replayed", "again")["replayed"], 1)
             live.send(self.cell_request("check", "print(x)"))
             self.assertEqual(live.reply("result", "check")["stdout"], "42\n")

@@ -313,7 +313,7 @@ class RunnerMessagesTest(unittest.TestCase):
             live.send({"type": "cells", "id": "cells-1"})
             self.sent["cells"] = live.reply("cells", "cells-1")
             os.remove(data)
-            live.send({"type": "replay", "id": "replay-1", "cells": self.sent["cells"]["cells"]})
+            live.send({"type": "replay", "id": "replay-1", "cells": self.sent["cells"]["cells"], "complete": True})
             self.sent["replayed"] = live.reply("replayed", "replay-1")
         finally:
             live.close()

@@ -335,6 +335,9 @@ impl Config {
         if self.snapshot_ttl_s == 0 {
             return Err(invalid("snapshot_ttl_s", "must be at least 1"));
         }
+        if self.max_snapshots == 0 {
+            return Err(invalid("max_snapshots", "must be at least 1"));
+        }
         Ok(())
     }
 }

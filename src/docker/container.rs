@@ -9,6 +9,7 @@ use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
+    WaitContainerOptionsBuilder,
 };
 use std::collections::HashMap;
 use tokio_util::task::TaskTracker;
@@ -335,6 +336,22 @@ impl DockerEngine {
         let client = self.client().await?;
         remove_container(&client, id).await;
         Ok(())
+    }
+
+    /// Waits up to `limit` until the container is gone (its volumes free):
+    /// a removal the engine already had under way (an auto-removal)
+    /// answers a removal request before it is done. False on timeout.
+    pub async fn wait_removed(&self, id: &str, limit: std::time::Duration) -> bool {
+        let Ok(client) = self.client().await else {
+            return false;
+        };
+        let options = WaitContainerOptionsBuilder::default().condition("removed").build();
+        let mut waiting = client.wait_container(id, Some(options));
+        // Any answer ends the wait: the container's exit (bollard reports a
+        // non-zero exit code as an error), or its absence.
+        tokio::time::timeout(limit, futures::StreamExt::next(&mut waiting))
+            .await
+            .is_ok()
     }
 }
 

@@ -5,8 +5,8 @@ use super::DockerError;
 use super::{DockerEngine, is_not_found};
 use bollard::models::{MountPoint, VolumeCreateRequest};
 use bollard::query_parameters::{
-    ListContainersOptionsBuilder, ListVolumesOptionsBuilder, RemoveVolumeOptionsBuilder, RenameContainerOptionsBuilder,
-    StartContainerOptions, StatsOptionsBuilder, StopContainerOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveVolumeOptionsBuilder, RenameContainerOptionsBuilder, StartContainerOptions,
+    StatsOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
@@ -293,24 +293,6 @@ impl DockerEngine {
             })
             .await?;
         Ok(())
-    }
-
-    /// Names and labels of the volumes carrying every `key=value` label
-    /// given that no container uses.
-    pub async fn unused_volumes(
-        &self,
-        labels: &[(&str, &str)],
-    ) -> Result<Vec<(String, HashMap<String, String>)>, DockerError> {
-        let client = self.client().await?;
-        let filters: Vec<String> = labels.iter().map(|(key, value)| format!("{key}={value}")).collect();
-        let options = ListVolumesOptionsBuilder::default()
-            .filters(&HashMap::from([
-                ("label".to_string(), filters),
-                ("dangling".to_string(), vec!["true".to_string()]),
-            ]))
-            .build();
-        let volumes = client.list_volumes(Some(options)).await?.volumes.unwrap_or_default();
-        Ok(volumes.into_iter().map(|volume| (volume.name, volume.labels)).collect())
     }
 
     /// Renames a container, found by its id or its current name.

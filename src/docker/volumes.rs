@@ -16,11 +16,23 @@ pub struct LabelledVolume {
 impl DockerEngine {
     /// The volumes carrying every `key=value` label given.
     pub async fn labelled_volumes(&self, labels: &[(&str, &str)]) -> Result<Vec<LabelledVolume>, DockerError> {
+        self.list_volumes(labels, false).await
+    }
+
+    /// The volumes carrying every `key=value` label given that no container
+    /// uses.
+    pub async fn unused_volumes(&self, labels: &[(&str, &str)]) -> Result<Vec<LabelledVolume>, DockerError> {
+        self.list_volumes(labels, true).await
+    }
+
+    async fn list_volumes(&self, labels: &[(&str, &str)], unused: bool) -> Result<Vec<LabelledVolume>, DockerError> {
         let client = self.client().await?;
         let filters: Vec<String> = labels.iter().map(|(key, value)| format!("{key}={value}")).collect();
-        let options = ListVolumesOptionsBuilder::default()
-            .filters(&HashMap::from([("label".to_string(), filters)]))
-            .build();
+        let mut wanted = HashMap::from([("label".to_string(), filters)]);
+        if unused {
+            wanted.insert("dangling".to_string(), vec!["true".to_string()]);
+        }
+        let options = ListVolumesOptionsBuilder::default().filters(&wanted).build();
         let volumes = client.list_volumes(Some(options)).await?.volumes.unwrap_or_default();
         Ok(volumes
             .into_iter()

@@ -49,7 +49,13 @@ pub enum HostMessage<'a> {
     /// Run the logged cells that succeeded again, in order (a fresh
     /// kernel rebuilding a snapshot's state); answered with
     /// [`RunnerMessage::Replayed`].
-    Replay { id: &'a str, cells: &'a [LoggedCell] },
+    Replay {
+        id: &'a str,
+        cells: &'a [LoggedCell],
+        /// False when `cells` is a log that had lost cells: the runner's
+        /// own log is then incomplete too.
+        complete: bool,
+    },
 }
 
 impl HostMessage<'_> {

@@ -279,6 +279,7 @@ fn every_host_message_serializes_as_its_fixture() {
             value(&HostMessage::Replay {
                 id: "replay-1",
                 cells: &logged,
+                complete: true,
             }),
         ),
         ("file_read", file("file-1", FileOp::Read, "/mnt/data/input.csv", None)),

@@ -33,7 +33,7 @@ impl SessionManager {
             handle = self.handle(name).await?;
         }
         let engine = self.launcher.engine();
-        if target.state == ContainerState::Running && !handle.resumed_for_files.load(Ordering::SeqCst) {
+        if target.state == ContainerState::Running && !handle.files_take_turn.load(Ordering::SeqCst) {
             let live = handle.connect(engine).await?;
             return Ok((send_file_request(&live, name, id, payload).await?, None));
         }
@@ -48,7 +48,7 @@ impl SessionManager {
         // Other file operations wait for the turn instead of taking the
         // running session's fast path while it is briefly resumed (cleared
         // however this ends, a dropped future included).
-        let _resumed = paused.then(|| ResumedForFiles::mark(&handle.resumed_for_files));
+        let _resumed = paused.then(|| FilesTakeTurn::mark(&handle.files_take_turn));
         if paused {
             engine.unpause_sandbox(&facts.info.id).await?;
         }
@@ -68,17 +68,18 @@ impl SessionManager {
     }
 }
 
-/// Marks a session as briefly resumed for a file operation until dropped.
-struct ResumedForFiles<'a>(&'a AtomicBool);
+/// Makes a session's file operations wait for its turn until dropped (it
+/// is briefly resumed for one, or a restore replaces its files).
+pub(super) struct FilesTakeTurn<'a>(&'a AtomicBool);
 
-impl<'a> ResumedForFiles<'a> {
-    fn mark(flag: &'a AtomicBool) -> Self {
+impl<'a> FilesTakeTurn<'a> {
+    pub(super) fn mark(flag: &'a AtomicBool) -> Self {
         flag.store(true, Ordering::SeqCst);
         Self(flag)
     }
 }
 
-impl Drop for ResumedForFiles<'_> {
+impl Drop for FilesTakeTurn<'_> {
     fn drop(&mut self) {
         self.0.store(false, Ordering::SeqCst);
     }

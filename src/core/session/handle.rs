@@ -18,8 +18,10 @@ pub(super) struct SessionHandle {
     /// This server's connection to the session's runner (file operations
     /// use it while an execute runs).
     connection: Mutex<Option<Arc<RunnerConnection>>>,
-    /// A paused session is resumed for a file operation just now.
-    pub(super) resumed_for_files: AtomicBool,
+    /// File operations must wait for the turn instead of going to the
+    /// running session at once: it is resumed for one just now, or a
+    /// restore is replacing its files.
+    pub(super) files_take_turn: AtomicBool,
 }
 
 impl SessionHandle {
@@ -29,7 +31,7 @@ impl SessionHandle {
             language,
             turn: tokio::sync::Mutex::new(()),
             connection: Mutex::new(connection),
-            resumed_for_files: AtomicBool::new(false),
+            files_take_turn: AtomicBool::new(false),
         }
     }
 

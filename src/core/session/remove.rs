@@ -131,9 +131,11 @@ impl SessionManager {
             }
         }
         let now = unix_now();
-        for (volume, volume_labels) in engine.unused_volumes(&[(labels::KIND, VOLUME_KIND)]).await? {
+        for unused in engine.unused_volumes(&[(labels::KIND, VOLUME_KIND)]).await? {
+            let volume = unused.name;
             // Volumes made before the label are old enough.
-            let made = volume_labels
+            let made = unused
+                .labels
                 .get(labels::CREATED)
                 .and_then(|created| created.parse::<u64>().ok())
                 .unwrap_or(0);

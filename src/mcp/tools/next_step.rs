@@ -4,6 +4,7 @@
 //! the tool that helps is added here.
 
 use crate::core::error::{ExecuteError, FileError, PackageError, SessionError};
+use crate::core::session::SnapshotError;
 use std::error::Error;
 
 /// The message a client sees for `error`: its own text, with the tool to
@@ -31,6 +32,7 @@ fn next_step(error: &(dyn Error + 'static)) -> Option<Step> {
         return match error {
             ExecuteError::Session(error) => session_step(error),
             ExecuteError::Package(error) => package_step(error),
+            ExecuteError::Snapshot(SnapshotError::Session(error)) => session_step(error),
             _ => None,
         };
     }

@@ -244,11 +244,19 @@ impl SandboxServer {
                 let name = name()?;
                 let session = sessions.destroy(name).await?;
                 let message = if params.snapshots == Some(true) {
-                    output.snapshots = sessions.delete_snapshots(name).await?;
-                    format!(
-                        "Destroyed session {name}, its files and its {} snapshot(s).",
+                    let (deleted, failed) = sessions.delete_snapshots(name).await?;
+                    output.snapshots = deleted;
+                    let mut message = format!(
+                        "Destroyed session {name}, its files and {} snapshot(s).",
                         output.snapshots.len()
-                    )
+                    );
+                    if !failed.is_empty() {
+                        message.push_str(&format!(
+                            " These snapshots could not be deleted: {}; delete them with delete_snapshot.",
+                            failed.join(", ")
+                        ));
+                    }
+                    message
                 } else {
                     let kept = sessions.snapshots(name).await.map(|kept| kept.len()).unwrap_or(0);
                     match kept {

@@ -201,6 +201,11 @@ pub enum SessionEvent {
         name: String,
         snapshot: String,
     },
+    /// Deleted by the garbage collector after its time to keep.
+    SnapshotExpired {
+        name: String,
+        snapshot: String,
+    },
 }
 
 /// A host folder mounted into a session, as `sandbox_session` shows it.

@@ -11,7 +11,7 @@ use super::SnapshotError;
 use crate::core::cache::tail;
 use crate::core::connection::RequestFailure;
 use crate::core::launcher::{Launcher, Purpose, Sandbox};
-use crate::core::protocol::{FileOp, FileRequest, FileRoot, HostMessage, LoggedCell, RunnerMessage};
+use crate::core::protocol::{FileOp, FileRequest, FileRoot, HostMessage, LoggedCell, RunResult, RunnerMessage};
 use crate::core::run::{RunFailure, RunSpec, new_run_id, run_program};
 use crate::core::watch::Watch;
 use crate::docker::{DockerEngine, VolumeMount};
@@ -32,6 +32,27 @@ const READ_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest cell log read back (the runner keeps at most 16 MiB of
 /// code, plus each cell's digests).
 const MAX_LOG_BYTES: u64 = 40 * 1024 * 1024;
+/// The standard output of a copy that succeeded; the error of one that
+/// did not.
+fn copied(run: RunResult) -> Result<String, SnapshotError> {
+    if run.exit_code == 0 && !run.timed_out {
+        return Ok(run.stdout);
+    }
+    let detail = tail(run.stderr.trim(), ERROR_TAIL);
+    if detail.contains("No space left on device") {
+        return Err(SnapshotError::DiskFull { detail });
+    }
+    Err(SnapshotError::CopyFailed {
+        detail: if run.timed_out {
+            format!("it took over {} minutes", COPY_TIMEOUT.as_secs() / 60)
+        } else {
+            detail
+        },
+    })
+}
+
+/// The exit code of a restore that found no snapshot to copy from.
+const VANISHED: i64 = 3;
 /// How long a copy container's removal is waited for.
 const REMOVAL_WAIT: Duration = Duration::from_secs(10);
 /// The end of a failed copy's error output kept in its error.
@@ -121,33 +142,39 @@ impl CopyContainer {
             "set -e; for folder in {}; do mkdir /snapshot/$folder; cp -a /session/$folder/. /snapshot/$folder/; done; sync -f /snapshot; du -sb /snapshot",
             self.folders
         );
-        let stdout = self.run(&script, Some(log), config).await?;
+        let stdout = copied(self.run(&script, Some(log), config).await?)?;
         // `du` prints the size, a tab, and the folder.
-        Ok(stdout
-            .split_whitespace()
-            .next()
-            .and_then(|bytes| bytes.parse().ok())
-            .unwrap_or(0))
+        let size = stdout.split_whitespace().next().and_then(|bytes| bytes.parse().ok());
+        if size.is_none() {
+            tracing::warn!(output = %stdout, "a snapshot's size could not be read from du");
+        }
+        Ok(size.unwrap_or(0))
     }
 
     /// Replaces what is in the session's folders with the snapshot's (a
     /// folder the snapshot does not hold is left as it is).
     pub(super) async fn restore(&self, config: &crate::config::Config) -> Result<(), SnapshotError> {
         let script = format!(
-            "set -e; for folder in {}; do [ -d /snapshot/$folder ] || continue; find /session/$folder -mindepth 1 -delete; cp -a /snapshot/$folder/. /session/$folder/; done",
+            // No cell log: the snapshot was deleted before its volume was
+            // mounted (the engine then made an empty one); nothing is cleared.
+            "[ -f {CELLS_FILE} ] || exit {VANISHED}; set -e; for folder in {}; do [ -d /snapshot/$folder ] || continue; find /session/$folder -mindepth 1 -delete; cp -a /snapshot/$folder/. /session/$folder/; done",
             self.folders
         );
-        self.run(&script, None, config).await.map(|_| ())
+        let run = self.run(&script, None, config).await?;
+        if run.exit_code == VANISHED {
+            return Err(SnapshotError::Vanished);
+        }
+        copied(run).map(|_| ())
     }
 
     /// Runs `script` with `sh`, with the cell log written first when
-    /// given; returns its standard output.
+    /// given.
     async fn run(
         &self,
         script: &str,
         log: Option<String>,
         config: &crate::config::Config,
-    ) -> Result<String, SnapshotError> {
+    ) -> Result<RunResult, SnapshotError> {
         let program = Program {
             files: log
                 .into_iter()
@@ -160,8 +187,7 @@ impl CopyContainer {
             kernel_source: None,
         };
         // The copy is not the caller's to cancel halfway: a half-made copy
-        // is worse than a finished one (the caller checks the cancel
-        // between steps).
+        // is worse than a finished one.
         let watch = Watch::default();
         let spec = RunSpec {
             program: &program,
@@ -184,20 +210,7 @@ impl CopyContainer {
                     RunFailure::Busy { job } => format!("the copy container said job {job} runs in it"),
                 },
             })?;
-        if run.exit_code == 0 && !run.timed_out {
-            return Ok(run.stdout);
-        }
-        let detail = tail(run.stderr.trim(), ERROR_TAIL);
-        if detail.contains("No space left on device") {
-            return Err(SnapshotError::DiskFull { detail });
-        }
-        Err(SnapshotError::CopyFailed {
-            detail: if run.timed_out {
-                format!("it took over {} minutes", COPY_TIMEOUT.as_secs() / 60)
-            } else {
-                detail
-            },
-        })
+        Ok(run)
     }
 
     /// The snapshot's cell log.
@@ -236,22 +249,12 @@ impl CopyContainer {
     }
 
     /// Removes the container and waits until the engine has let go of its
-    /// volumes (an auto-removal already under way makes the engine answer
-    /// the removal at once, before it is done).
+    /// volumes.
     pub(super) async fn remove(self, engine: &DockerEngine) {
         let id = self.sandbox.container.id().to_string();
         self.sandbox.container.remove().await;
-        let started = tokio::time::Instant::now();
-        while started.elapsed() < REMOVAL_WAIT {
-            match engine.inspect_sandbox(&id).await {
-                Ok(None) => return,
-                Ok(Some(_)) => tokio::time::sleep(Duration::from_millis(20)).await,
-                Err(error) => {
-                    tracing::debug!(container = %id, %error, "could not see whether a copy container is gone");
-                    return;
-                }
-            }
+        if !engine.wait_removed(&id, REMOVAL_WAIT).await {
+            tracing::debug!(container = %id, "a copy container is still being removed");
         }
-        tracing::debug!(container = %id, "a copy container is still being removed");
     }
 }

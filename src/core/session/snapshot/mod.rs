@@ -19,6 +19,7 @@
 //! place, and filling a fork), `copy.rs` (the container that copies
 //! files), `replay.rs`; naming, listing, deleting and expiry here.
 
+mod catalog;
 mod copy;
 mod replay;
 mod restore;
@@ -27,14 +28,13 @@ mod take;
 pub use replay::{ReplayFailure, ReplaySummary};
 pub use restore::Restored;
 
-use super::SessionManager;
-use super::labels::validate_name;
-use crate::clock::{rfc3339, unix_now};
+use super::labels::{SessionFacts, validate_name};
+use super::{SessionHandle, SessionManager};
+use crate::clock::rfc3339;
 use crate::core::error::SessionError;
 use crate::core::session::SessionMount;
 use crate::docker::{DockerError, LabelledVolume, labels};
 use crate::runtime::Language;
-use crate::security::audit::{AuditEvent, SessionEvent};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -95,6 +95,10 @@ pub enum SnapshotError {
     )]
     Exists { session: String, snapshot: String },
     #[error(
+        "a snapshot named `{snapshot}` of session `{session}` is being made or deleted right now: pick another name, or try again in a few minutes"
+    )]
+    NameBusy { session: String, snapshot: String },
+    #[error(
         "session `{session}` already has {max} snapshots: delete one it no longer needs with action delete_snapshot, then try again"
     )]
     TooMany { session: String, max: usize },
@@ -116,21 +120,27 @@ pub enum SnapshotError {
         session_language: String,
     },
     #[error(
-        "the image snapshot `{snapshot}` ran, {image}, is no longer on the engine (the package cache was pruned, or the images were rebuilt), so no session can be made from it: create a new session and bring its files over instead"
+        "the image snapshot `{snapshot}` ran, {image}, is no longer on the engine (the package cache was pruned, or the images were rebuilt), so no session can be forked from it: create a session named like the snapshot's session, with the same language and packages, and restore the snapshot into it"
     )]
     ImageGone { snapshot: String, image: String },
     #[error(
-        "the engine's disk is full: the snapshot could not be written ({detail}). Nothing was kept and the session is unharmed; free space by deleting snapshots (action delete_snapshot) or with `multilang-sandbox cache prune`"
+        "no space was left while copying the files ({detail}): free space by deleting snapshots (action delete_snapshot) or with `multilang-sandbox cache prune`, then try again"
     )]
     DiskFull { detail: String },
-    #[error("copying the files failed: {detail}")]
+    #[error(
+        "copying the files failed: {detail}; try again, and if it fails again, `multilang-sandbox doctor` checks the engine"
+    )]
     CopyFailed { detail: String },
+    #[error(
+        "the snapshot was deleted (or expired) while it was being copied from; the session was not changed. Take a new snapshot, or use another (action snapshots lists them)"
+    )]
+    Vanished,
     #[error(
         "the restore failed after session `{name}`'s files were cleared ({detail}); its files are incomplete: restore again, or destroy the session"
     )]
     RestoreBroken { name: String, detail: String },
     #[error(
-        "replaying the snapshot's cells failed ({detail}); the files are restored, but variables may be missing: restore again, or run the cells you need"
+        "replaying the snapshot's cells failed ({detail}); the files are restored, but variables may be missing: restore again, or run the code you need"
     )]
     ReplayBroken { detail: String },
     #[error(
@@ -138,11 +148,9 @@ pub enum SnapshotError {
     )]
     NoLog { name: String },
     #[error(
-        "snapshot `{snapshot}` holds an unreadable cell log ({detail}); its files can be restored, its variables cannot"
+        "snapshot `{snapshot}` holds an unreadable cell log ({detail}), so it cannot be restored; delete it with action delete_snapshot"
     )]
     BadLog { snapshot: String, detail: String },
-    #[error("cancelled: {0}")]
-    Cancelled(&'static str),
     #[error(transparent)]
     Session(#[from] SessionError),
     #[error(transparent)]
@@ -185,14 +193,17 @@ impl SnapshotFacts {
             created: get(labels::CREATED)?.parse().ok()?,
             expires_at: get(labels::EXPIRES)?.parse().ok()?,
             ttl: get(labels::TTL)?.parse().ok()?,
-            seccomp: get(labels::SECCOMP).cloned().unwrap_or_default(),
-            mounts: get(labels::MOUNTS)
-                .and_then(|label| serde_json::from_str(label).ok())
-                .unwrap_or_default(),
-            grants: get(labels::NETWORK).and_then(|label| serde_json::from_str(label).ok()),
+            seccomp: get(labels::SECCOMP)?.clone(),
+            // A record whose labels do not read back is no snapshot: a fork
+            // of it would lose host folders or network without a word.
+            mounts: serde_json::from_str(get(labels::MOUNTS)?).ok()?,
+            grants: match get(labels::NETWORK) {
+                Some(label) => Some(serde_json::from_str(label).ok()?),
+                None => None,
+            },
             cells: get(labels::CELLS)?.parse().ok()?,
-            cells_complete: get(labels::CELLS_COMPLETE).map(String::as_str) == Some("true"),
-            size_bytes: get(labels::SIZE).and_then(|size| size.parse().ok()).unwrap_or(0),
+            cells_complete: get(labels::CELLS_COMPLETE)?.parse().ok()?,
+            size_bytes: get(labels::SIZE)?.parse().ok()?,
             temporary: get(labels::TEMPORARY).map(String::as_str) == Some("true"),
         })
     }
@@ -291,141 +302,26 @@ fn generated_name(taken: &[String]) -> String {
 }
 
 impl SessionManager {
-    /// The snapshots on the engine (of `session` when given), oldest
-    /// first, temporary ones left out.
-    async fn snapshot_facts(&self, session: Option<&str>) -> Result<Vec<SnapshotFacts>, SessionError> {
-        let mut wanted = vec![(labels::KIND, SNAPSHOT_KIND)];
-        if let Some(session) = session {
-            wanted.push((labels::SESSION, session));
+    /// The session as it is now, checked to be the one `handle` holds and
+    /// to run no background job (call it in the session's turn).
+    async fn idle_session(&self, name: &str, handle: &SessionHandle) -> Result<SessionFacts, SnapshotError> {
+        let facts = self.lookup(name).await?;
+        if facts.info.id != handle.container_id {
+            // Destroyed and made again by another server.
+            self.lock_handles().remove(name);
+            return Err(SessionError::Unknown(name.to_string()).into());
         }
-        let mut found: Vec<SnapshotFacts> = self
-            .launcher
-            .engine()
-            .labelled_volumes(&wanted)
-            .await?
-            .iter()
-            .filter_map(SnapshotFacts::from_volume)
-            .filter(|facts| !facts.temporary)
-            .collect();
-        found.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
-        Ok(found)
-    }
-
-    /// One snapshot of a session.
-    pub(crate) async fn find_snapshot(&self, session: &str, snapshot: &str) -> Result<SnapshotFacts, SnapshotError> {
-        validate_name(session)?;
-        validate_snapshot_name(snapshot)?;
-        let unknown = || SnapshotError::Unknown {
-            session: session.to_string(),
-            snapshot: snapshot.to_string(),
-        };
-        let volume = record_volume(session, snapshot);
-        let labels = self
-            .launcher
-            .engine()
-            .volume_labels(&volume)
-            .await?
-            .ok_or_else(unknown)?;
-        SnapshotFacts::from_volume(&LabelledVolume { name: volume, labels }).ok_or_else(unknown)
-    }
-
-    /// A session's snapshots, oldest first. The session itself may be
-    /// gone: its snapshots stay until they expire.
-    pub async fn snapshots(&self, session: &str) -> Result<Vec<SnapshotInfo>, SnapshotError> {
-        validate_name(session)?;
-        Ok(self
-            .snapshot_facts(Some(session))
-            .await?
-            .iter()
-            .map(SnapshotFacts::info)
-            .collect())
-    }
-
-    /// Deletes a snapshot.
-    pub async fn delete_snapshot(&self, session: &str, snapshot: &str) -> Result<SnapshotInfo, SnapshotError> {
-        let facts = self.find_snapshot(session, snapshot).await?;
-        self.remove_snapshot(&facts).await?;
-        self.audit.record(AuditEvent::Session(SessionEvent::SnapshotDeleted {
-            name: session.to_string(),
-            snapshot: snapshot.to_string(),
-        }));
-        Ok(facts.info())
-    }
-
-    /// Deletes every snapshot of a session (destroy with `snapshots`).
-    pub async fn delete_snapshots(&self, session: &str) -> Result<Vec<SnapshotInfo>, SnapshotError> {
-        let mut deleted = Vec::new();
-        for facts in self.snapshot_facts(Some(session)).await? {
-            self.remove_snapshot(&facts).await?;
-            deleted.push(facts.info());
+        if self.runs_job(&facts).await {
+            return Err(SnapshotError::JobRunning { name: name.to_string() });
         }
-        Ok(deleted)
-    }
-
-    /// Deletes the temporary snapshot a fork took.
-    pub(crate) async fn delete_temporary(&self, facts: &SnapshotFacts) -> Result<(), SnapshotError> {
-        self.remove_snapshot(facts).await
-    }
-
-    /// Removes snapshots past their expiry (temporary ones included), and
-    /// files volumes a copy cut short left; returns how many went. A
-    /// snapshot a copy container still reads is left for the next round.
-    pub(super) async fn remove_expired_snapshots(&self) -> Result<usize, SessionError> {
-        let engine = self.launcher.engine();
-        let now = unix_now();
-        let records: Vec<SnapshotFacts> = engine
-            .labelled_volumes(&[(labels::KIND, SNAPSHOT_KIND)])
-            .await?
-            .iter()
-            .filter_map(SnapshotFacts::from_volume)
-            .collect();
-        let mut removed = 0;
-        for facts in records.iter().filter(|facts| facts.expires_at <= now) {
-            match self.remove_snapshot(facts).await {
-                Ok(()) => {
-                    tracing::info!(session = %facts.session, snapshot = %facts.name, "snapshot expired");
-                    removed += 1;
-                }
-                Err(error) => tracing::debug!(snapshot = %facts.name, %error, "could not remove an expired snapshot"),
-            }
-        }
-        let recorded: Vec<String> = records.iter().map(SnapshotFacts::files_volume).collect();
-        for files in engine.labelled_volumes(&[(labels::KIND, FILES_KIND)]).await? {
-            let made = files
-                .labels
-                .get(labels::CREATED)
-                .and_then(|created| created.parse::<u64>().ok())
-                .unwrap_or(0);
-            if recorded.contains(&files.name) || now.saturating_sub(made) < ORPHAN_AGE.as_secs() {
-                continue;
-            }
-            match engine.remove_volume(&files.name).await {
-                Ok(()) => removed += 1,
-                Err(error) => tracing::debug!(volume = %files.name, %error, "could not remove a snapshot's left files"),
-            }
-        }
-        Ok(removed)
-    }
-
-    /// Removes a snapshot: its record first (it no longer exists for any
-    /// server), then its files.
-    async fn remove_snapshot(&self, facts: &SnapshotFacts) -> Result<(), SnapshotError> {
-        let engine = self.launcher.engine();
-        engine
-            .remove_volume(&record_volume(&facts.session, &facts.name))
-            .await?;
-        if let Err(error) = engine.remove_volume(&facts.files_volume()).await {
-            // A restore or fork may be copying from it; the gc removes it.
-            tracing::debug!(snapshot = %facts.name, %error, "a deleted snapshot's files are removed later");
-        }
-        Ok(())
+        Ok(facts)
     }
 
     /// Waits up to [`TURN_WAIT`] for the session's turn (its running
     /// execute to end).
     async fn snapshot_turn<'a>(
         &self,
-        handle: &'a super::SessionHandle,
+        handle: &'a SessionHandle,
         name: &str,
     ) -> Result<tokio::sync::MutexGuard<'a, ()>, SnapshotError> {
         tokio::time::timeout(TURN_WAIT, handle.turn.lock())

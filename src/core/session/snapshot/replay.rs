@@ -11,8 +11,10 @@ use crate::core::watch::Watch;
 use serde::Serialize;
 use std::time::Duration;
 
-/// Time a replay may take beyond the sum of its cells' own timeouts.
+/// Time a replay may take beyond the sum of its cells' own timeouts: the
+/// kernel's start, and each cell's overhead.
 const REPLAY_MARGIN: Duration = Duration::from_secs(60);
+const PER_CELL_MARGIN: Duration = Duration::from_millis(200);
 
 /// What replaying a snapshot's cells did.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema, PartialEq)]
@@ -47,6 +49,16 @@ pub struct ReplayFailure {
     pub stderr: String,
 }
 
+impl From<crate::core::protocol::ReplayFailure> for ReplayFailure {
+    fn from(failure: crate::core::protocol::ReplayFailure) -> Self {
+        Self {
+            cell: failure.cell,
+            exit_code: failure.exit_code,
+            stderr: failure.stderr,
+        }
+    }
+}
+
 /// Replays the successful cells of `cells` in the session behind
 /// `connection`.
 pub(super) async fn replay(
@@ -70,7 +82,12 @@ pub(super) async fn replay(
     }
     let broken = |detail: String| SnapshotError::ReplayBroken { detail };
     let id = new_run_id();
-    let payload = HostMessage::Replay { id: &id, cells }.encode()?;
+    let payload = HostMessage::Replay {
+        id: &id,
+        cells,
+        complete: log_complete,
+    }
+    .encode()?;
     let mut pending = connection
         .start(&id, &payload, None)
         .await
@@ -80,12 +97,17 @@ pub(super) async fn replay(
         })?;
     let limit = replay_limit(cells);
     let answered = tokio::select! {
-        reply = pending.wait(limit) => Some(reply),
+        reply = pending.wait(limit) => match reply {
+            Err(RequestFailure::Timeout) => None,
+            reply => Some(reply),
+        },
         () = watch.cancel.cancelled() => None,
     };
     let reply = match answered {
         Some(reply) => reply,
         None => {
+            // Cancelled, or past its time: the runner stops the cell that
+            // runs and answers with what was replayed.
             if let Ok(cancel) = (HostMessage::Cancel { id: &id }).encode() {
                 let _ = connection.send(&cancel).await;
             }
@@ -95,15 +117,7 @@ pub(super) async fn replay(
     match reply {
         Ok(RunnerMessage::Replayed(report)) => {
             summary.replayed = report.replayed;
-            summary.failed = report
-                .failed
-                .into_iter()
-                .map(|failure| ReplayFailure {
-                    cell: failure.cell,
-                    exit_code: failure.exit_code,
-                    stderr: failure.stderr,
-                })
-                .collect();
+            summary.failed = report.failed.into_iter().map(ReplayFailure::from).collect();
             summary.differed = report.differed;
             summary.cancelled = report.cancelled;
             summary.duration_ms = report.duration_ms;
@@ -111,7 +125,11 @@ pub(super) async fn replay(
         }
         Ok(RunnerMessage::Error { message, .. }) => Err(broken(message)),
         Ok(other) => Err(broken(format!("the session answered {other:?}"))),
-        Err(RequestFailure::Timeout) => Err(broken(format!("it did not end within {} s", limit.as_secs()))),
+        Err(RequestFailure::Timeout) => Err(broken(format!(
+            "it neither ended within {} s nor stopped within {} s of being cancelled",
+            limit.as_secs(),
+            CANCEL_GRACE.as_secs()
+        ))),
         Err(RequestFailure::Gone(error)) => Err(SnapshotError::Docker(error)),
     }
 }
@@ -119,9 +137,9 @@ pub(super) async fn replay(
 /// The longest a replay of `cells` may take: the successful cells' own
 /// timeouts, plus a margin.
 fn replay_limit(cells: &[LoggedCell]) -> Duration {
-    let cells_ms: u64 = cells
+    let replayed: Vec<&LoggedCell> = cells.iter().filter(|cell| cell.exit_code == 0).collect();
+    let cells_ms: u64 = replayed
         .iter()
-        .filter(|cell| cell.exit_code == 0)
         .map(|cell| {
             cell.request
                 .get("timeout_ms")
@@ -129,7 +147,8 @@ fn replay_limit(cells: &[LoggedCell]) -> Duration {
                 .unwrap_or(0)
         })
         .sum();
-    Duration::from_millis(cells_ms) + REPLAY_MARGIN
+    let count = u32::try_from(replayed.len()).unwrap_or(u32::MAX);
+    Duration::from_millis(cells_ms) + REPLAY_MARGIN + PER_CELL_MARGIN * count
 }
 
 #[cfg(test)]
@@ -150,6 +169,9 @@ mod tests {
     #[test]
     fn the_limit_counts_the_cells_that_run_again() {
         let cells = [cell(0, 30_000), cell(1, 600_000), cell(0, 5_000)];
-        assert_eq!(replay_limit(&cells), Duration::from_millis(35_000) + REPLAY_MARGIN);
+        assert_eq!(
+            replay_limit(&cells),
+            Duration::from_millis(35_000) + REPLAY_MARGIN + PER_CELL_MARGIN * 2
+        );
     }
 }

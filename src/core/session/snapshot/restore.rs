@@ -1,18 +1,22 @@
 //! Bringing a snapshot back: into the session it was taken of (restore,
 //! in place) or into a session just made for it (a fork, which the
-//! executor makes with the snapshot's configuration). The session's
-//! container is started afresh (every process the code left ends, the
-//! kernel is new), the snapshot's files replace the session's, its cells
-//! that succeeded run again, and the files are copied once more (a
-//! replayed cell redoes what it did to files, such as appending to one).
+//! executor makes with the snapshot's configuration). The copy container
+//! starts first (so a failure there leaves the session as it was, and its
+//! mounts keep files in memory alive), then the session's container is
+//! started afresh (every process the code left ends, the kernel is new),
+//! the snapshot's files replace the session's, its cells that succeeded
+//! run again, and the files are copied once more (a replayed cell redoes
+//! what it did to files, such as appending to one). The session is paused
+//! while files are copied, so nothing in it races the copy.
 
 use super::copy::{CopyContainer, Direction};
 use super::replay::{ReplaySummary, replay};
 use super::take::session_volumes;
 use super::{SnapshotError, SnapshotFacts, SnapshotInfo};
 use crate::core::connection::RunnerConnection;
-use crate::core::error::SessionError;
-use crate::core::session::{SessionInfo, SessionManager};
+use crate::core::session::file_request::FilesTakeTurn;
+use crate::core::session::labels::SessionFacts;
+use crate::core::session::{SessionHandle, SessionInfo, SessionManager};
 use crate::core::watch::Watch;
 use crate::docker::ContainerState;
 use crate::security::audit::{AuditEvent, SessionEvent};
@@ -31,11 +35,7 @@ impl SessionManager {
         let snap = self.find_snapshot(name, snapshot).await?;
         let handle = self.handle(name).await?;
         let _turn = self.snapshot_turn(&handle, name).await?;
-        let facts = self.lookup(name).await?;
-        if facts.info.id != handle.container_id {
-            self.lock_handles().remove(name);
-            return Err(SessionError::Unknown(name.to_string()).into());
-        }
+        let facts = self.idle_session(name, &handle).await?;
         if snap.language != facts.language {
             return Err(SnapshotError::LanguageMismatch {
                 name: name.to_string(),
@@ -44,47 +44,31 @@ impl SessionManager {
                 session_language: facts.language.name().to_string(),
             });
         }
-        if self.runs_job(&facts).await {
-            return Err(SnapshotError::JobRunning { name: name.to_string() });
-        }
-        let volumes = session_volumes(&facts)?;
+        // A long replay must not let another server's gc take the session.
+        self.touch(&facts.info.id);
+        let _files_wait = FilesTakeTurn::mark(&handle.files_take_turn);
         let image = facts.info.image.clone().unwrap_or_else(|| snap.image.clone());
-        let files = snap.files_volume();
-        watch.progress(format!("restarting session {name} and copying snapshot {snapshot} in"));
-        // The copy container starts while the session's container stops and
-        // starts again.
-        let (restarted, copy) = tokio::join!(
-            async {
-                let engine = self.launcher.engine();
-                if facts.info.state == ContainerState::Paused {
-                    engine.unpause_sandbox(&facts.info.id).await?;
-                }
-                engine.stop_sandbox(&facts.info.id).await?;
-                handle.set_connection(None);
-                self.start_again(&handle, &facts).await
-            },
-            CopyContainer::launch(
-                &self.launcher,
-                facts.language,
-                &image,
-                &files,
-                &volumes,
-                Direction::Restore
-            ),
-        );
-        let copy = copy?;
-        if let Err(error) = restarted {
-            copy.remove(self.launcher.engine()).await;
-            return Err(error.into());
-        }
+        watch.progress(format!("copying snapshot {snapshot} into session {name}"));
+        let copy = CopyContainer::launch(
+            &self.launcher,
+            facts.language,
+            &image,
+            &snap.files_volume(),
+            &session_volumes(&facts)?,
+            Direction::Restore,
+        )
+        .await?;
         let filled = async {
-            self.serve_network(&facts, true).await?;
+            self.start_afresh(&handle, &facts).await?;
             let connection = handle.connect(self.launcher.engine()).await?;
-            self.fill(&connection, &snap, &copy, name, watch).await
+            self.fill(&connection, &facts, &snap, &copy, watch).await
         }
         .await;
         copy.remove(self.launcher.engine()).await;
         self.touch(&facts.info.id);
+        if matches!(filled, Err(SnapshotError::Vanished)) {
+            self.discard_made_by_mount(&snap.files_volume()).await;
+        }
         let replay = filled?;
         self.audit.record(AuditEvent::Session(SessionEvent::Restored {
             name: name.to_string(),
@@ -109,56 +93,100 @@ impl SessionManager {
     ) -> Result<Option<ReplaySummary>, SnapshotError> {
         let handle = self.handle(name).await?;
         let _turn = handle.turn.lock().await;
+        let _files_wait = FilesTakeTurn::mark(&handle.files_take_turn);
         let facts = self.lookup(name).await?;
-        let volumes = session_volumes(&facts)?;
         let image = facts.info.image.clone().unwrap_or_else(|| snap.image.clone());
         let copy = CopyContainer::launch(
             &self.launcher,
             facts.language,
             &image,
             &snap.files_volume(),
-            &volumes,
+            &session_volumes(&facts)?,
             Direction::Restore,
         )
         .await?;
         let filled = async {
             let connection = handle.connect(self.launcher.engine()).await?;
-            self.fill(&connection, snap, &copy, name, watch).await
+            self.fill(&connection, &facts, snap, &copy, watch).await
         }
         .await;
         copy.remove(self.launcher.engine()).await;
+        if matches!(filled, Err(SnapshotError::Vanished)) {
+            self.discard_made_by_mount(&snap.files_volume()).await;
+        }
         filled
+    }
+
+    /// Removes the empty volume the engine made when a copy container
+    /// mounted a snapshot deleted meanwhile (it has none of our labels).
+    async fn discard_made_by_mount(&self, volume: &str) {
+        let engine = self.launcher.engine();
+        if let Ok(Some(labels)) = engine.volume_labels(volume).await
+            && !labels.contains_key(crate::docker::labels::KIND)
+            && let Err(error) = engine.remove_volume(volume).await
+        {
+            tracing::debug!(%volume, %error, "could not remove an empty volume a copy made");
+        }
+    }
+
+    /// Stops the session's container (every process in it ends) and starts
+    /// it again with a fresh runner and kernel.
+    async fn start_afresh(&self, handle: &SessionHandle, facts: &SessionFacts) -> Result<(), SnapshotError> {
+        let engine = self.launcher.engine();
+        if facts.info.state == ContainerState::Paused {
+            engine.unpause_sandbox(&facts.info.id).await?;
+        }
+        engine.stop_sandbox(&facts.info.id).await?;
+        handle.set_connection(None);
+        self.start_again(handle, facts).await?;
+        self.serve_network(facts, true).await?;
+        Ok(())
     }
 
     /// Copies the snapshot's files into the session, replays its cells in
     /// the session's fresh kernel, and copies the files again when cells
-    /// ran.
+    /// may have run (also when the replay failed).
     async fn fill(
         &self,
         connection: &RunnerConnection,
+        facts: &SessionFacts,
         snap: &SnapshotFacts,
         copy: &CopyContainer,
-        name: &str,
         watch: &Watch,
     ) -> Result<Option<ReplaySummary>, SnapshotError> {
-        let config = self.launcher.config();
-        let broken = |error: SnapshotError| SnapshotError::RestoreBroken {
-            name: name.to_string(),
-            detail: error.to_string(),
-        };
         let cells = match snap.language.kernel().is_some() && snap.cells > 0 {
             true => copy.read_cells(&snap.name).await?,
             false => Vec::new(),
         };
-        copy.restore(config).await.map_err(broken)?;
+        self.copy_in(facts, copy).await?;
         if cells.is_empty() {
             return Ok(None);
         }
         watch.progress(format!("replaying {} logged cell(s)", cells.len()));
-        let summary = replay(connection, &cells, snap.cells_complete, watch).await?;
-        if summary.replayed > 0 {
-            copy.restore(config).await.map_err(broken)?;
+        let replayed = replay(connection, &cells, snap.cells_complete, watch).await;
+        if replayed.as_ref().is_ok_and(|summary| summary.replayed == 0) {
+            return replayed.map(Some);
         }
-        Ok(Some(summary))
+        self.copy_in(facts, copy).await?;
+        replayed.map(Some)
+    }
+
+    /// Replaces the session's files with the snapshot's, the session
+    /// paused meanwhile.
+    async fn copy_in(&self, facts: &SessionFacts, copy: &CopyContainer) -> Result<(), SnapshotError> {
+        let broken = |error: SnapshotError| match error {
+            // Nothing was cleared: the snapshot went away first.
+            gone @ SnapshotError::Vanished => gone,
+            error => SnapshotError::RestoreBroken {
+                name: facts.name.clone(),
+                detail: error.to_string(),
+            },
+        };
+        let engine = self.launcher.engine();
+        engine.pause_sandbox(&facts.info.id).await?;
+        let copied = copy.restore(self.launcher.config()).await.map_err(broken);
+        let resumed = engine.unpause_sandbox(&facts.info.id).await;
+        copied?;
+        Ok(resumed?)
     }
 }

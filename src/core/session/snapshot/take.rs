@@ -36,7 +36,9 @@ impl SessionManager {
 
     /// Takes a snapshot; a `temporary` one (a fork's of the current state)
     /// gets a name of its own, is listed nowhere and expires within the
-    /// hour.
+    /// hour. A paused session is resumed to ask for its cell log and is
+    /// paused again; a running one is paused while its files are copied,
+    /// so nothing in it changes them meanwhile (or races the copy).
     pub(crate) async fn take_snapshot(
         &self,
         name: &str,
@@ -49,14 +51,36 @@ impl SessionManager {
         let handle = self.handle(name).await?;
         let _turn = self.snapshot_turn(&handle, name).await?;
         let facts = self.lookup(name).await?;
-        if facts.info.id != handle.container_id {
-            // Destroyed and made again by another server.
-            self.lock_handles().remove(name);
-            return Err(SessionError::Unknown(name.to_string()).into());
+        let engine = self.launcher.engine();
+        let was_paused = facts.info.state == ContainerState::Paused;
+        if was_paused {
+            engine.unpause_sandbox(&facts.info.id).await?;
         }
-        if self.runs_job(&facts).await {
-            return Err(SnapshotError::JobRunning { name: name.to_string() });
+        let taken = self.take_unpaused(name, snapshot, temporary, &handle, was_paused).await;
+        // A paused session is left paused whatever happened (a snapshot
+        // taken leaves it so).
+        let resumed = |now: SessionFacts| now.info.state == ContainerState::Running;
+        if was_paused
+            && taken.is_err()
+            && self.lookup(name).await.is_ok_and(resumed)
+            && let Err(error) = engine.pause_sandbox(&facts.info.id).await
+        {
+            tracing::warn!(session = name, %error, "could not pause the session again after its snapshot");
         }
+        taken
+    }
+
+    /// [`SessionManager::take_snapshot`] once a paused session is resumed;
+    /// `leave_paused`: pause it at the end.
+    async fn take_unpaused(
+        &self,
+        name: &str,
+        snapshot: Option<&str>,
+        temporary: bool,
+        handle: &SessionHandle,
+        leave_paused: bool,
+    ) -> Result<SnapshotFacts, SnapshotError> {
+        let facts = self.idle_session(name, handle).await?;
         let config = self.launcher.config();
         let existing = self.snapshot_facts(Some(name)).await?;
         let taken: Vec<String> = existing.iter().map(|facts| facts.name.clone()).collect();
@@ -65,12 +89,11 @@ impl SessionManager {
             (Some(snapshot), false) => snapshot.to_string(),
             (None, false) => generated_name(&taken),
         };
-        let exists = || SnapshotError::Exists {
-            session: name.to_string(),
-            snapshot: snapshot.clone(),
-        };
         if taken.contains(&snapshot) {
-            return Err(exists());
+            return Err(SnapshotError::Exists {
+                session: name.to_string(),
+                snapshot,
+            });
         }
         if !temporary && existing.len() >= config.max_snapshots {
             return Err(SnapshotError::TooMany {
@@ -83,7 +106,16 @@ impl SessionManager {
             name: name.to_string(),
             state: "without a known image".to_string(),
         })?;
-        let (cells, cells_complete) = self.cell_log(&handle, &facts).await?;
+        let seccomp = facts
+            .info
+            .labels
+            .get(labels::SECCOMP)
+            .cloned()
+            .ok_or_else(|| SessionError::Unusable {
+                name: name.to_string(),
+                state: "without a known seccomp profile".to_string(),
+            })?;
+        let (cells, cells_complete) = self.cell_log(handle, &facts).await?;
         let now = unix_now();
         let keep = if temporary {
             TEMPORARY_KEEP.as_secs()
@@ -98,7 +130,7 @@ impl SessionManager {
             created: now,
             expires_at: now + keep,
             ttl: facts.ttl,
-            seccomp: facts.info.labels.get(labels::SECCOMP).cloned().unwrap_or_default(),
+            seccomp,
             mounts: facts.mounts.clone(),
             grants: facts
                 .grants
@@ -121,14 +153,18 @@ impl SessionManager {
         ]);
         engine.create_volume(&files, &files_labels, VolumeBacking::Disk).await?;
         // The engine hands back a volume of that name when one exists: a
-        // snapshot of the same name another server is making.
+        // snapshot of that name being made (by another server) or deleted.
         let ours = engine
             .volume_labels(&files)
             .await?
             .and_then(|labels| labels.get(labels::TOKEN).cloned());
         if ours.as_deref() != Some(token.as_str()) {
-            return Err(exists());
+            return Err(SnapshotError::NameBusy {
+                session: name.to_string(),
+                snapshot,
+            });
         }
+        let running = facts.info.state == ContainerState::Running || leave_paused;
         let copied = async {
             let copy = CopyContainer::launch(
                 &self.launcher,
@@ -139,9 +175,24 @@ impl SessionManager {
                 Direction::Take,
             )
             .await?;
-            let copied = copy.take(&cells, config).await;
-            copy.remove(self.launcher.engine()).await;
+            let paused = match running {
+                true => engine.pause_sandbox(&facts.info.id).await.map_err(SnapshotError::from),
+                false => Ok(()),
+            };
+            let copied = match paused {
+                Ok(()) => copy.take(&cells, config).await,
+                Err(error) => Err(error),
+            };
+            copy.remove(engine).await;
+            if running && !leave_paused {
+                engine.unpause_sandbox(&facts.info.id).await?;
+            }
             made.size_bytes = copied?;
+            // Destroyed meanwhile: its volumes may have gone before the copy
+            // mounted them.
+            if self.lookup(name).await.map(|now| now.info.id).ok() != Some(facts.info.id.clone()) {
+                return Err(SessionError::Unknown(name.to_string()).into());
+            }
             // The record makes the snapshot exist.
             engine
                 .create_volume(&record_volume(name, &snapshot), &made.labels(), VolumeBacking::Disk)
@@ -159,15 +210,14 @@ impl SessionManager {
     }
 
     /// The cells the session's runner ran (none for Go and Rust, which
-    /// keep no interpreter state), and whether the log is whole. A paused
-    /// session is resumed for the question and paused again; a stopped one
-    /// has no interpreter state (nor files, when they lived in memory).
+    /// keep no interpreter state), and whether the log is whole. A stopped
+    /// session has no interpreter state (nor files, when they lived in
+    /// memory).
     async fn cell_log(
         &self,
         handle: &SessionHandle,
         facts: &SessionFacts,
     ) -> Result<(Vec<LoggedCell>, bool), SnapshotError> {
-        let engine = self.launcher.engine();
         match facts.info.state {
             state if state.is_stopped() => {
                 if facts.storage() == SessionStorage::Memory {
@@ -176,27 +226,16 @@ impl SessionManager {
                     }
                     .into());
                 }
-                return Ok((Vec::new(), true));
+                Ok((Vec::new(), true))
             }
-            _ if facts.language.kernel().is_none() => return Ok((Vec::new(), true)),
-            ContainerState::Running => {}
-            ContainerState::Paused => {
-                engine.unpause_sandbox(&facts.info.id).await?;
-                let asked = self.ask_cells(handle, facts).await;
-                if let Err(error) = engine.pause_sandbox(&facts.info.id).await {
-                    tracing::warn!(session = %facts.name, %error, "could not pause the session again after its snapshot");
-                }
-                return asked;
+            _ if facts.language.kernel().is_none() => Ok((Vec::new(), true)),
+            ContainerState::Running => self.ask_cells(handle, facts).await,
+            state => Err(SessionError::Unusable {
+                name: facts.name.clone(),
+                state: state.name().to_string(),
             }
-            state => {
-                return Err(SessionError::Unusable {
-                    name: facts.name.clone(),
-                    state: state.name().to_string(),
-                }
-                .into());
-            }
+            .into()),
         }
-        self.ask_cells(handle, facts).await
     }
 
     async fn ask_cells(
