@@ -258,3 +258,39 @@ impl CopyContainer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ended(exit_code: i64, stdout: &str, stderr: &str) -> RunResult {
+        serde_json::from_value(serde_json::json!({
+            "exit_code": exit_code, "signal": null, "stdout": stdout, "stderr": stderr,
+            "duration_ms": 5, "timed_out": false, "truncated": false, "phase": "run",
+        }))
+        .expect("a run result")
+    }
+
+    #[test]
+    fn a_full_disk_is_told_apart_from_other_copy_failures() {
+        assert_eq!(
+            copied(ended(0, "52428800\t/snapshot\n", "")).ok().as_deref(),
+            Some("52428800\t/snapshot\n")
+        );
+        let full = copied(ended(
+            1,
+            "",
+            "cp: error writing '/snapshot/workspace/big.bin': No space left on device",
+        ));
+        assert!(matches!(full, Err(SnapshotError::DiskFull { .. })), "{full:?}");
+        let other = copied(ended(
+            1,
+            "",
+            "cp: cannot stat '/session/workspace/x': Permission denied",
+        ));
+        assert!(
+            matches!(&other, Err(SnapshotError::CopyFailed { detail }) if detail.contains("Permission denied")),
+            "{other:?}"
+        );
+    }
+}
