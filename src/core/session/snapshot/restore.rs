@@ -47,17 +47,8 @@ impl SessionManager {
         // A long replay must not let another server's gc take the session.
         self.touch(&facts.info.id);
         let _files_wait = FilesTakeTurn::mark(&handle.files_take_turn);
-        let image = facts.info.image.clone().unwrap_or_else(|| snap.image.clone());
         watch.progress(format!("copying snapshot {snapshot} into session {name}"));
-        let copy = CopyContainer::launch(
-            &self.launcher,
-            facts.language,
-            &image,
-            &snap.files_volume(),
-            &session_volumes(&facts)?,
-            Direction::Restore,
-        )
-        .await?;
+        let copy = self.copy_container(&facts, &snap).await?;
         let filled = async {
             self.start_afresh(&handle, &facts).await?;
             let connection = handle.connect(self.launcher.engine()).await?;
@@ -95,16 +86,7 @@ impl SessionManager {
         let _turn = handle.turn.lock().await;
         let _files_wait = FilesTakeTurn::mark(&handle.files_take_turn);
         let facts = self.lookup(name).await?;
-        let image = facts.info.image.clone().unwrap_or_else(|| snap.image.clone());
-        let copy = CopyContainer::launch(
-            &self.launcher,
-            facts.language,
-            &image,
-            &snap.files_volume(),
-            &session_volumes(&facts)?,
-            Direction::Restore,
-        )
-        .await?;
+        let copy = self.copy_container(&facts, snap).await?;
         let filled = async {
             let connection = handle.connect(self.launcher.engine()).await?;
             self.fill(&connection, &facts, snap, &copy, watch).await
@@ -127,6 +109,20 @@ impl SessionManager {
         {
             tracing::debug!(%volume, %error, "could not remove an empty volume a copy made");
         }
+    }
+
+    /// A copy container from the snapshot into the session's volumes.
+    async fn copy_container(&self, facts: &SessionFacts, snap: &SnapshotFacts) -> Result<CopyContainer, SnapshotError> {
+        let image = facts.info.image.clone().unwrap_or_else(|| snap.image.clone());
+        CopyContainer::launch(
+            &self.launcher,
+            facts.language,
+            &image,
+            &snap.files_volume(),
+            &session_volumes(facts)?,
+            Direction::Restore,
+        )
+        .await
     }
 
     /// Stops the session's container (every process in it ends) and starts
