@@ -407,7 +407,7 @@ async fn a_destroyed_name_is_free_at_once_and_its_container_goes_later() {
         .id
         .expect("an id");
     let old_volumes = mounted_volumes(&docker, &old).await;
-    assert_eq!(old_volumes.len(), 3, "{old_volumes:?}");
+    assert_eq!(old_volumes.len(), 4, "workspace, packages, outputs, /tmp: {old_volumes:?}");
 
     destroy(&client, &name).await;
     // No wait: the name is free as soon as destroy answers.
@@ -440,7 +440,7 @@ async fn a_destroyed_name_is_free_at_once_and_its_container_goes_later() {
     );
     assert_eq!(
         session_volumes(&docker, &name).await.len(),
-        3,
+        4,
         "the new session's volumes stay"
     );
     destroy(&client, &name).await;
@@ -589,7 +589,7 @@ async fn no_spare_is_left_after_shutdown() {
     let instance = instance_label(&client).await;
     let spare = wait_for_spare(&docker, &instance).await;
     let volumes = mounted_volumes(&docker, &spare).await;
-    assert_eq!(volumes.len(), 3, "{volumes:?}");
+    assert_eq!(volumes.len(), 4, "workspace, packages, outputs, /tmp: {volumes:?}");
     client.cancel().await.ok();
     let left = wait_for_none(
         &docker,
