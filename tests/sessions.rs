@@ -407,7 +407,11 @@ async fn a_destroyed_name_is_free_at_once_and_its_container_goes_later() {
         .id
         .expect("an id");
     let old_volumes = mounted_volumes(&docker, &old).await;
-    assert_eq!(old_volumes.len(), 4, "workspace, packages, outputs, /tmp: {old_volumes:?}");
+    assert_eq!(
+        old_volumes.len(),
+        4,
+        "workspace, packages, outputs, /tmp: {old_volumes:?}"
+    );
 
     destroy(&client, &name).await;
     // No wait: the name is free as soon as destroy answers.

@@ -117,6 +117,10 @@ pub enum SessionError {
     )]
     HostFolderLinked { name: String, path: String, real: String },
     #[error(
+        "session `{name}` is being snapshotted, restored or forked right now (its files are being copied); pause or resume it once that is done"
+    )]
+    Copying { name: String },
+    #[error(
         "a spare session container was removed while it started (another server's gc, or the engine); it is made again"
     )]
     SpareGone,

@@ -244,6 +244,10 @@ impl Launcher {
                 labels.insert(labels::KIND.to_string(), COPY_KIND.to_string());
                 spec.run_as_root = true;
                 spec.volumes = volumes;
+                // What it writes into a session's memory-backed volumes
+                // (workspace, outputs, /tmp) counts as its memory.
+                let copied_mb = self.config.session_storage_mb + 2 * self.config.tmpfs_mb;
+                spec.limits.memory_bytes += (copied_mb * 1024 * 1024) as i64;
                 None
             }
         };

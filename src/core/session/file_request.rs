@@ -3,10 +3,11 @@
 
 use super::super::connection::{RequestFailure, RunnerConnection};
 use super::super::protocol::RunnerMessage;
+use super::handle::Raised;
 use super::{FileTarget, SessionManager};
 use crate::core::error::SessionError;
 use crate::docker::ContainerState;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// How long a file operation may wait for the session's runner (and for
@@ -48,7 +49,7 @@ impl SessionManager {
         // Other file operations wait for the turn instead of taking the
         // running session's fast path while it is briefly resumed (cleared
         // however this ends, a dropped future included).
-        let _resumed = paused.then(|| FilesTakeTurn::mark(&handle.files_take_turn));
+        let _resumed = paused.then(|| Raised::raise(&handle.files_take_turn));
         if paused {
             engine.unpause_sandbox(&facts.info.id).await?;
         }
@@ -65,23 +66,6 @@ impl SessionManager {
             }
         }
         answered
-    }
-}
-
-/// Makes a session's file operations wait for its turn until dropped (it
-/// is briefly resumed for one, or a restore replaces its files).
-pub(super) struct FilesTakeTurn<'a>(&'a AtomicBool);
-
-impl<'a> FilesTakeTurn<'a> {
-    pub(super) fn mark(flag: &'a AtomicBool) -> Self {
-        flag.store(true, Ordering::SeqCst);
-        Self(flag)
-    }
-}
-
-impl Drop for FilesTakeTurn<'_> {
-    fn drop(&mut self) {
-        self.0.store(false, Ordering::SeqCst);
     }
 }
 

@@ -7,7 +7,7 @@ use crate::docker::DockerEngine;
 use crate::runtime::Language;
 use parking_lot::{Mutex, MutexGuard};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub(super) struct SessionHandle {
     pub(super) container_id: String,
@@ -22,6 +22,10 @@ pub(super) struct SessionHandle {
     /// running session at once: it is resumed for one just now, or a
     /// restore is replacing its files.
     pub(super) files_take_turn: AtomicBool,
+    /// A snapshot, restore or fork copies the session's files while it is
+    /// paused: pause and resume refuse meanwhile (a resume would let the
+    /// session's processes race the copy).
+    pub(super) copying: AtomicBool,
 }
 
 impl SessionHandle {
@@ -32,6 +36,7 @@ impl SessionHandle {
             turn: tokio::sync::Mutex::new(()),
             connection: Mutex::new(connection),
             files_take_turn: AtomicBool::new(false),
+            copying: AtomicBool::new(false),
         }
     }
 
@@ -59,5 +64,22 @@ impl SessionHandle {
 
     fn lock_connection(&self) -> MutexGuard<'_, Option<Arc<RunnerConnection>>> {
         self.connection.lock()
+    }
+}
+
+/// Holds one of a handle's flags raised until dropped (however the work
+/// that raised it ends, a dropped future included).
+pub(super) struct Raised<'a>(&'a AtomicBool);
+
+impl<'a> Raised<'a> {
+    pub(super) fn raise(flag: &'a AtomicBool) -> Self {
+        flag.store(true, Ordering::SeqCst);
+        Self(flag)
+    }
+}
+
+impl Drop for Raised<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }

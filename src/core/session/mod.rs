@@ -260,6 +260,7 @@ impl SessionManager {
 
     /// Freezes the session's processes (no CPU use); state is kept.
     pub async fn pause(&self, name: &str) -> Result<SessionInfo, SessionError> {
+        self.refuse_while_copying(name).await?;
         let facts = self.lookup(name).await?;
         if facts.info.state == ContainerState::Running {
             self.launcher.engine().pause_sandbox(&facts.info.id).await?;
@@ -269,11 +270,26 @@ impl SessionManager {
 
     /// Unfreezes a paused session.
     pub async fn resume(&self, name: &str) -> Result<SessionInfo, SessionError> {
+        self.refuse_while_copying(name).await?;
         let facts = self.lookup(name).await?;
         if facts.info.state == ContainerState::Paused {
             self.launcher.engine().unpause_sandbox(&facts.info.id).await?;
         }
         self.get(name).await
+    }
+
+    /// Refuses a pause or resume while this server copies the session's
+    /// files (the copy pauses and resumes it itself).
+    async fn refuse_while_copying(&self, name: &str) -> Result<(), SessionError> {
+        if self
+            .handle(name)
+            .await?
+            .copying
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(SessionError::Copying { name: name.to_string() });
+        }
+        Ok(())
     }
 
     /// Pushes the expiry `seconds` further (default: the session's ttl).

@@ -240,6 +240,11 @@ impl CopyContainer {
             Err(RequestFailure::Gone(error)) => return Err(error.into()),
         };
         if let Some(error) = reply.error {
+            if error.kind == "not_found" {
+                // The snapshot was deleted before its volume was mounted
+                // (the engine then made an empty one).
+                return Err(SnapshotError::Vanished);
+            }
             return Err(bad(format!("{} ({})", error.kind, error.message.unwrap_or_default())));
         }
         let content = STANDARD

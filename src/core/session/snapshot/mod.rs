@@ -247,7 +247,7 @@ impl SnapshotFacts {
 
     pub(crate) fn info(&self) -> SnapshotInfo {
         let mut holds = vec![
-            "files in /workspace and /outputs".to_string(),
+            "files in /workspace, /outputs and /tmp".to_string(),
             "installed packages".to_string(),
         ];
         if self.language.kernel().is_some() {

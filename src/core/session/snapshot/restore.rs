@@ -14,7 +14,8 @@ use super::replay::{ReplaySummary, replay};
 use super::take::session_volumes;
 use super::{SnapshotError, SnapshotFacts, SnapshotInfo};
 use crate::core::connection::RunnerConnection;
-use crate::core::session::file_request::FilesTakeTurn;
+use crate::core::protocol::LoggedCell;
+use crate::core::session::handle::Raised;
 use crate::core::session::labels::SessionFacts;
 use crate::core::session::{SessionHandle, SessionInfo, SessionManager};
 use crate::core::watch::Watch;
@@ -46,13 +47,16 @@ impl SessionManager {
         }
         // A long replay must not let another server's gc take the session.
         self.touch(&facts.info.id);
-        let _files_wait = FilesTakeTurn::mark(&handle.files_take_turn);
+        let _files_wait = Raised::raise(&handle.files_take_turn);
         watch.progress(format!("copying snapshot {snapshot} into session {name}"));
         let copy = self.copy_container(&facts, &snap).await?;
         let filled = async {
+            // Read before anything changes: a snapshot deleted meanwhile
+            // leaves the session as it was.
+            let cells = self.snapshot_cells(&snap, &copy).await?;
             self.start_afresh(&handle, &facts).await?;
             let connection = handle.connect(self.launcher.engine()).await?;
-            self.fill(&connection, &facts, &snap, &copy, watch).await
+            self.fill(&connection, &facts, &snap, &copy, cells, watch).await
         }
         .await;
         copy.remove(self.launcher.engine()).await;
@@ -84,12 +88,13 @@ impl SessionManager {
     ) -> Result<Option<ReplaySummary>, SnapshotError> {
         let handle = self.handle(name).await?;
         let _turn = handle.turn.lock().await;
-        let _files_wait = FilesTakeTurn::mark(&handle.files_take_turn);
+        let _files_wait = Raised::raise(&handle.files_take_turn);
         let facts = self.lookup(name).await?;
         let copy = self.copy_container(&facts, snap).await?;
         let filled = async {
+            let cells = self.snapshot_cells(snap, &copy).await?;
             let connection = handle.connect(self.launcher.engine()).await?;
-            self.fill(&connection, &facts, snap, &copy, watch).await
+            self.fill(&connection, &facts, snap, &copy, cells, watch).await
         }
         .await;
         copy.remove(self.launcher.engine()).await;
@@ -139,22 +144,35 @@ impl SessionManager {
         Ok(())
     }
 
-    /// Copies the snapshot's files into the session, replays its cells in
-    /// the session's fresh kernel, and copies the files again when cells
-    /// may have run (also when the replay failed).
+    /// The snapshot's cell log (none for Go and Rust); `Vanished` when the
+    /// snapshot was deleted before the copy container mounted it.
+    async fn snapshot_cells(
+        &self,
+        snap: &SnapshotFacts,
+        copy: &CopyContainer,
+    ) -> Result<Vec<LoggedCell>, SnapshotError> {
+        let cells = copy.read_cells(&snap.name).await?;
+        match snap.language.kernel() {
+            Some(_) => Ok(cells),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Copies the snapshot's files into the session (whose container was
+    /// just started: only its idle runner runs), replays `cells` in its
+    /// fresh kernel, and copies the files again, the session paused, when
+    /// cells may have run (also when the replay failed).
     async fn fill(
         &self,
         connection: &RunnerConnection,
         facts: &SessionFacts,
         snap: &SnapshotFacts,
         copy: &CopyContainer,
+        cells: Vec<LoggedCell>,
         watch: &Watch,
     ) -> Result<Option<ReplaySummary>, SnapshotError> {
-        let cells = match snap.language.kernel().is_some() && snap.cells > 0 {
-            true => copy.read_cells(&snap.name).await?,
-            false => Vec::new(),
-        };
-        self.copy_in(facts, copy).await?;
+        let config = self.launcher.config();
+        copy.restore(config).await.map_err(|error| broken(facts, error))?;
         if cells.is_empty() {
             return Ok(None);
         }
@@ -163,26 +181,24 @@ impl SessionManager {
         if replayed.as_ref().is_ok_and(|summary| summary.replayed == 0) {
             return replayed.map(Some);
         }
-        self.copy_in(facts, copy).await?;
-        replayed.map(Some)
-    }
-
-    /// Replaces the session's files with the snapshot's, the session
-    /// paused meanwhile.
-    async fn copy_in(&self, facts: &SessionFacts, copy: &CopyContainer) -> Result<(), SnapshotError> {
-        let broken = |error: SnapshotError| match error {
-            // Nothing was cleared: the snapshot went away first.
-            gone @ SnapshotError::Vanished => gone,
-            error => SnapshotError::RestoreBroken {
-                name: facts.name.clone(),
-                detail: error.to_string(),
-            },
-        };
+        // What the replayed cells started runs: it is frozen while the
+        // files are copied.
         let engine = self.launcher.engine();
+        let handle = self.handle(&facts.name).await?;
+        let _copying = Raised::raise(&handle.copying);
         engine.pause_sandbox(&facts.info.id).await?;
-        let copied = copy.restore(self.launcher.config()).await.map_err(broken);
+        let copied = copy.restore(config).await.map_err(|error| broken(facts, error));
         let resumed = engine.unpause_sandbox(&facts.info.id).await;
         copied?;
-        Ok(resumed?)
+        resumed?;
+        replayed.map(Some)
+    }
+}
+
+/// A copy into the session that failed after it began to clear its files.
+fn broken(facts: &SessionFacts, error: SnapshotError) -> SnapshotError {
+    SnapshotError::RestoreBroken {
+        name: facts.name.clone(),
+        detail: error.to_string(),
     }
 }

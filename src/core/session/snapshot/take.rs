@@ -12,6 +12,7 @@ use crate::core::connection::RequestFailure;
 use crate::core::error::SessionError;
 use crate::core::protocol::{HostMessage, LoggedCell, RunnerMessage};
 use crate::core::run::new_run_id;
+use crate::core::session::handle::Raised;
 use crate::core::session::labels::{OUTPUTS, PACKAGES, SessionFacts, TMP, WORKSPACE};
 use crate::core::session::{SessionHandle, SessionManager};
 use crate::docker::{ContainerState, VolumeBacking, labels};
@@ -19,6 +20,9 @@ use crate::security::audit::{AuditEvent, SessionEvent};
 use std::collections::HashMap;
 use std::time::Duration;
 
+/// The time left between resuming a paused session (to ask for its cell
+/// log) and pausing it again for the copy.
+const PAUSE_GAP: Duration = Duration::from_millis(100);
 /// How long the runner may take to send its cell log.
 const CELLS_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -52,7 +56,8 @@ impl SessionManager {
         let _turn = self.snapshot_turn(&handle, name).await?;
         let facts = self.lookup(name).await?;
         let engine = self.launcher.engine();
-        let was_paused = facts.info.state == ContainerState::Paused;
+        // Go and Rust keep no cell log: nothing to resume a paused one for.
+        let was_paused = facts.info.state == ContainerState::Paused && facts.language.kernel().is_some();
         if was_paused {
             engine.unpause_sandbox(&facts.info.id).await?;
         }
@@ -80,7 +85,13 @@ impl SessionManager {
         handle: &SessionHandle,
         leave_paused: bool,
     ) -> Result<SnapshotFacts, SnapshotError> {
-        let facts = self.idle_session(name, handle).await?;
+        let mut facts = self.idle_session(name, handle).await?;
+        if leave_paused {
+            // Resumed by this snapshot just now: the engine's record of the
+            // pause can lag behind (its pause and resume events arrive
+            // late), so it is not read back.
+            facts.info.state = ContainerState::Running;
+        }
         let config = self.launcher.config();
         let existing = self.snapshot_facts(Some(name)).await?;
         let taken: Vec<String> = existing.iter().map(|facts| facts.name.clone()).collect();
@@ -164,8 +175,12 @@ impl SessionManager {
                 snapshot,
             });
         }
-        let running = facts.info.state == ContainerState::Running || leave_paused;
+        let running = facts.info.state == ContainerState::Running;
         let copied = async {
+            // File operations wait, and pause and resume refuse, while the
+            // session is frozen for the copy.
+            let _files_wait = Raised::raise(&handle.files_take_turn);
+            let _copying = Raised::raise(&handle.copying);
             let copy = CopyContainer::launch(
                 &self.launcher,
                 facts.language,
@@ -175,16 +190,22 @@ impl SessionManager {
                 Direction::Take,
             )
             .await?;
+            if leave_paused {
+                // Apart from the resume, so the engine's late resume event
+                // does not undo its record of this pause.
+                tokio::time::sleep(PAUSE_GAP).await;
+            }
             let paused = match running {
-                true => engine.pause_sandbox(&facts.info.id).await.map_err(SnapshotError::from),
+                true => engine.pause_sandbox(&facts.info.id).await,
                 false => Ok(()),
             };
+            let frozen = paused.is_ok();
             let copied = match paused {
                 Ok(()) => copy.take(&cells, config).await,
-                Err(error) => Err(error),
+                Err(error) => Err(error.into()),
             };
             copy.remove(engine).await;
-            if running && !leave_paused {
+            if running && frozen && !leave_paused {
                 engine.unpause_sandbox(&facts.info.id).await?;
             }
             made.size_bytes = copied?;
