@@ -303,13 +303,24 @@ fn generated_name(taken: &[String]) -> String {
 
 impl SessionManager {
     /// The session as it is now, checked to be the one `handle` holds and
-    /// to run no background job (call it in the session's turn).
-    async fn idle_session(&self, name: &str, handle: &SessionHandle) -> Result<SessionFacts, SnapshotError> {
-        let facts = self.lookup(name).await?;
+    /// to run no background job (call it in the session's turn). `resumed`:
+    /// this server resumed it just now, and the engine's record of the
+    /// pause can lag behind (its pause and resume events arrive late), so
+    /// it is taken to run.
+    async fn idle_session(
+        &self,
+        name: &str,
+        handle: &SessionHandle,
+        resumed: bool,
+    ) -> Result<SessionFacts, SnapshotError> {
+        let mut facts = self.lookup(name).await?;
         if facts.info.id != handle.container_id {
             // Destroyed and made again by another server.
             self.lock_handles().remove(name);
             return Err(SessionError::Unknown(name.to_string()).into());
+        }
+        if resumed {
+            facts.info.state = crate::docker::ContainerState::Running;
         }
         if self.runs_job(&facts).await {
             return Err(SnapshotError::JobRunning { name: name.to_string() });

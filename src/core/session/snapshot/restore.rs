@@ -36,7 +36,7 @@ impl SessionManager {
         let snap = self.find_snapshot(name, snapshot).await?;
         let handle = self.handle(name).await?;
         let _turn = self.snapshot_turn(&handle, name).await?;
-        let facts = self.idle_session(name, &handle).await?;
+        let facts = self.idle_session(name, &handle, false).await?;
         if snap.language != facts.language {
             return Err(SnapshotError::LanguageMismatch {
                 name: name.to_string(),

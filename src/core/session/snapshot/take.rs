@@ -85,13 +85,7 @@ impl SessionManager {
         handle: &SessionHandle,
         leave_paused: bool,
     ) -> Result<SnapshotFacts, SnapshotError> {
-        let mut facts = self.idle_session(name, handle).await?;
-        if leave_paused {
-            // Resumed by this snapshot just now: the engine's record of the
-            // pause can lag behind (its pause and resume events arrive
-            // late), so it is not read back.
-            facts.info.state = ContainerState::Running;
-        }
+        let facts = self.idle_session(name, handle, leave_paused).await?;
         let config = self.launcher.config();
         let existing = self.snapshot_facts(Some(name)).await?;
         let taken: Vec<String> = existing.iter().map(|facts| facts.name.clone()).collect();
