@@ -92,15 +92,48 @@ impl DockerEngine {
     pub async fn describe(&self) -> Result<String, DockerError> {
         let facts = self.facts().await?;
         Ok(format!(
-            "Docker {} (API {}, negotiated {})",
-            facts.version, facts.api_version, facts.negotiated_api
+            "{} (API {}, negotiated {})",
+            facts.product_and_version(),
+            facts.api_version,
+            facts.negotiated_api
         ))
+    }
+}
+
+/// Which engine serves the Docker API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, strum::IntoStaticStr)]
+pub enum EngineProduct {
+    #[default]
+    Docker,
+    Podman,
+}
+
+impl EngineProduct {
+    /// The engine that reports these version components (Podman names
+    /// its own "Podman Engine"; Docker's are "Engine", "containerd", …).
+    fn from_components<'a>(names: impl IntoIterator<Item = &'a str>) -> Self {
+        let podman = names
+            .into_iter()
+            .any(|name| name.to_ascii_lowercase().contains("podman"));
+        if podman {
+            EngineProduct::Podman
+        } else {
+            EngineProduct::Docker
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        self.into()
     }
 }
 
 /// What `doctor` reports about the engine.
 #[derive(Debug, Clone, Default)]
 pub struct EngineFacts {
+    /// Docker, or Podman serving Docker's API.
+    pub product: EngineProduct,
+    /// The engine runs as an unprivileged user (rootless Docker or Podman).
+    pub rootless: bool,
     pub version: String,
     pub api_version: String,
     pub negotiated_api: String,
@@ -124,15 +157,27 @@ impl DockerEngine {
         let info = client.info().await?;
         let mut runtimes: Vec<String> = info.runtimes.unwrap_or_default().into_keys().collect();
         runtimes.sort();
+        let security_options = info.security_options.unwrap_or_default();
+        let components = version.components.unwrap_or_default();
         Ok(EngineFacts {
+            product: EngineProduct::from_components(components.iter().map(|component| component.name.as_str())),
+            rootless: security_options.iter().any(|option| option.contains("name=rootless")),
             version: version.version.unwrap_or_default(),
             api_version: version.api_version.unwrap_or_default(),
             negotiated_api: client.client_version().to_string(),
             host: docker_host(),
             os: info.operating_system.unwrap_or_default(),
-            security_options: info.security_options.unwrap_or_default(),
+            security_options,
             runtimes,
         })
+    }
+}
+
+impl EngineFacts {
+    /// For example "Docker 20.10.24" or "Podman 4.3.1 (rootless)".
+    pub fn product_and_version(&self) -> String {
+        let rootless = if self.rootless { " (rootless)" } else { "" };
+        format!("{} {}{rootless}", self.product.name(), self.version)
     }
 }
 
@@ -179,6 +224,26 @@ pub(crate) fn is_not_found(error: &bollard::errors::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn podman_is_told_from_docker_by_its_version_components() {
+        assert_eq!(
+            EngineProduct::from_components(["Podman Engine", "Conmon", "OCI Runtime (runc)"]),
+            EngineProduct::Podman
+        );
+        assert_eq!(
+            EngineProduct::from_components(["Engine", "containerd", "runc", "docker-init"]),
+            EngineProduct::Docker
+        );
+        assert_eq!(EngineProduct::from_components([]), EngineProduct::Docker);
+        let facts = EngineFacts {
+            product: EngineProduct::Podman,
+            rootless: true,
+            version: "4.3.1".to_string(),
+            ..EngineFacts::default()
+        };
+        assert_eq!(facts.product_and_version(), "Podman 4.3.1 (rootless)");
+    }
 
     #[test]
     fn ssh_ports_are_refused_with_the_way_out() {

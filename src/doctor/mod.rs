@@ -152,8 +152,12 @@ fn engine_check(facts: &EngineFacts, local: bool) -> Check {
         "Docker engine",
         Status::Ok,
         format!(
-            "Docker {} on {} (API {}, negotiated {}) at {} ({place})",
-            facts.version, facts.os, facts.api_version, facts.negotiated_api, facts.host
+            "{} on {} (API {}, negotiated {}) at {} ({place})",
+            facts.product_and_version(),
+            facts.os,
+            facts.api_version,
+            facts.negotiated_api,
+            facts.host
         ),
         None,
     )
