@@ -35,7 +35,7 @@ impl Executor {
             }
         };
         let forked = self.fork_from(&snapshot, request, watch).await;
-        if temporary && let Err(error) = self.sessions.delete_temporary(&snapshot).await {
+        if temporary && let Err(error) = self.sessions.remove_snapshot(&snapshot).await {
             tracing::warn!(snapshot = %snapshot.name, %error, "could not delete a fork's temporary snapshot; it expires within the hour");
         }
         let forked = forked?;

@@ -93,11 +93,6 @@ impl SessionManager {
         Ok((deleted, failed))
     }
 
-    /// Deletes the temporary snapshot a fork took.
-    pub(crate) async fn delete_temporary(&self, facts: &SnapshotFacts) -> Result<(), SnapshotError> {
-        self.remove_snapshot(facts).await
-    }
-
     /// Removes snapshots past their expiry (temporary ones included),
     /// records whose labels do not read back, and files volumes a copy cut
     /// short left; returns how many went. A snapshot a copy container
@@ -155,7 +150,7 @@ impl SessionManager {
 
     /// Removes a snapshot: its record first (it no longer exists for any
     /// server), then its files.
-    async fn remove_snapshot(&self, facts: &SnapshotFacts) -> Result<(), SnapshotError> {
+    pub(crate) async fn remove_snapshot(&self, facts: &SnapshotFacts) -> Result<(), SnapshotError> {
         let engine = self.launcher.engine();
         engine
             .remove_volume(&record_volume(&facts.session, &facts.name))

@@ -2,9 +2,8 @@
 //! holds copies of a session's workspace, outputs, packages and `/tmp`
 //! volumes and the log of the cells the session's runner ran since it
 //! started; its record, an empty volume made once the copy is whole, holds
-//! in its labels
-//! what a session needs to be made again (language, image, seccomp, host
-//! folders, network grants) and the files' size. Docker is the registry,
+//! in its labels what a session needs to be made again (language, image,
+//! seccomp, host folders, network grants) and the files' size. Docker is the registry,
 //! as for sessions: a snapshot exists exactly when its record does, so it
 //! outlives server restarts, every server on the engine sees it, and a copy
 //! cut short (its server killed) is never taken for a snapshot.
@@ -17,7 +16,8 @@
 //!
 //! One operation per file: `take.rs` (snapshot), `restore.rs` (restore in
 //! place, and filling a fork), `copy.rs` (the container that copies
-//! files), `replay.rs`; naming, listing, deleting and expiry here.
+//! files), `replay.rs`, `catalog.rs` (finding, listing, deleting and
+//! expiring); the record's labels, names and errors here.
 
 mod catalog;
 mod copy;

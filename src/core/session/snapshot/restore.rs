@@ -13,7 +13,6 @@ use super::copy::{CopyContainer, Direction};
 use super::replay::{ReplaySummary, replay};
 use super::take::session_volumes;
 use super::{SnapshotError, SnapshotFacts, SnapshotInfo};
-use crate::core::connection::RunnerConnection;
 use crate::core::protocol::LoggedCell;
 use crate::core::session::handle::Raised;
 use crate::core::session::labels::SessionFacts;
@@ -55,8 +54,7 @@ impl SessionManager {
             // leaves the session as it was.
             let cells = self.snapshot_cells(&snap, &copy).await?;
             self.start_afresh(&handle, &facts).await?;
-            let connection = handle.connect(self.launcher.engine()).await?;
-            self.fill(&connection, &facts, &snap, &copy, cells, watch).await
+            self.fill(&handle, &facts, &snap, &copy, cells, watch).await
         }
         .await;
         copy.remove(self.launcher.engine()).await;
@@ -93,8 +91,7 @@ impl SessionManager {
         let copy = self.copy_container(&facts, snap).await?;
         let filled = async {
             let cells = self.snapshot_cells(snap, &copy).await?;
-            let connection = handle.connect(self.launcher.engine()).await?;
-            self.fill(&connection, &facts, snap, &copy, cells, watch).await
+            self.fill(&handle, &facts, snap, &copy, cells, watch).await
         }
         .await;
         copy.remove(self.launcher.engine()).await;
@@ -164,7 +161,7 @@ impl SessionManager {
     /// cells may have run (also when the replay failed).
     async fn fill(
         &self,
-        connection: &RunnerConnection,
+        handle: &SessionHandle,
         facts: &SessionFacts,
         snap: &SnapshotFacts,
         copy: &CopyContainer,
@@ -177,14 +174,14 @@ impl SessionManager {
             return Ok(None);
         }
         watch.progress(format!("replaying {} logged cell(s)", cells.len()));
-        let replayed = replay(connection, &cells, snap.cells_complete, watch).await;
+        let engine = self.launcher.engine();
+        let connection = handle.connect(engine).await?;
+        let replayed = replay(&connection, &cells, snap.cells_complete, watch).await;
         if replayed.as_ref().is_ok_and(|summary| summary.replayed == 0) {
             return replayed.map(Some);
         }
         // What the replayed cells started runs: it is frozen while the
         // files are copied.
-        let engine = self.launcher.engine();
-        let handle = self.handle(&facts.name).await?;
         let _copying = Raised::raise(&handle.copying);
         engine.pause_sandbox(&facts.info.id).await?;
         let copied = copy.restore(config).await.map_err(|error| broken(facts, error));
