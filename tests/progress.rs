@@ -195,26 +195,36 @@ async fn cancelling_stops_a_session_execute_and_the_session_stays_usable() {
 #[tokio::test]
 async fn a_cancel_sent_right_after_the_request_is_not_lost() {
     let (client, _listener) = start(&[]).await;
-    let name = create_session(&client, "cancel-at-once", "python").await;
-    execute_in(&client, &name, "python", "x = 7").await;
-    for _ in 0..3 {
-        let handle = send(
-            &client,
-            "sandbox_execute",
-            json!({"language": "python", "session": name, "code": "import time\nwhile True: time.sleep(1)", "timeout": 120000}),
-        )
-        .await;
-        handle.cancel(None).await.expect("cancel sent");
-        let started = Instant::now();
-        let next = execute_in(&client, &name, "python", "print(x)").await;
-        assert_eq!(next["stdout"], "7\n", "{next}");
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the cancelled code kept the session busy for {} ms",
-            started.elapsed().as_millis()
-        );
+    // A cancel that reaches the interpreter before it runs the cell must
+    // neither be lost (the cell would run on) nor end the interpreter.
+    let cases = [
+        ("python", "x = 7", "print(x)", "import time\nwhile True: time.sleep(1)"),
+        ("javascript", "var x = 7", "console.log(x)", "for (;;) {}"),
+        ("bash", "x=7", "echo $x", "while :; do sleep 1; done"),
+    ];
+    for (language, define, show, endless) in cases {
+        let name = create_session(&client, "cancel-at-once", language).await;
+        execute_in(&client, &name, language, define).await;
+        for _ in 0..3 {
+            let handle = send(
+                &client,
+                "sandbox_execute",
+                json!({"language": language, "session": name, "code": endless, "timeout": 120000}),
+            )
+            .await;
+            handle.cancel(None).await.expect("cancel sent");
+            let started = Instant::now();
+            let next = execute_in(&client, &name, language, show).await;
+            assert_eq!(next["stdout"], "7\n", "{language}: {next}");
+            assert_eq!(next["state_lost"], false, "{language}: {next}");
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "{language}: the cancelled code kept the session busy for {} ms",
+                started.elapsed().as_millis()
+            );
+        }
+        session(&client, json!({"action": "destroy", "name": name})).await;
     }
-    session(&client, json!({"action": "destroy", "name": name})).await;
     client.cancel().await.ok();
 }
 
@@ -233,6 +243,8 @@ async fn code_that_ignores_the_interrupt_is_killed_and_the_user_is_warned() {
     handle.cancel(None).await.expect("cancel sent");
     let next = execute_in(&client, &name, "python", "print('alive')").await;
     assert_eq!(next["stdout"], "alive\n", "{next}");
+    // The cancelled execute's result reached no one: the next one tells.
+    assert_eq!(next["state_lost"], true, "{next}");
     let warned = eventually(Duration::from_secs(3), || {
         listener
             .warnings()

@@ -2,7 +2,8 @@
 // stripped the types). Started by runner.py; reads one JSON request per line
 // from fd $SANDBOX_CTL_FD ({path, stdin_path, env}), runs the file in this
 // process's global context so top-level bindings persist between requests,
-// and writes {"exit_code": N} to fd $SANDBOX_DONE_FD when the request is done.
+// and writes {"exit_code": N} to fd $SANDBOX_DONE_FD when the request is done
+// ({"started": true} first, from its first statement).
 //
 // To make a REPL-like session work with plain scripts, top-level lines are
 // rewritten before they run:
@@ -59,6 +60,15 @@ process.on('SIGINT', () => {
   if (interruptRun) interruptRun();
 });
 
+// The runner interrupts a cell (SIGINT) only once the cell says it runs:
+// Node.js loses an interrupt that lands before its script runs, and can end
+// on one that lands while it starts the script. So the cell's first
+// statement says so, and the script is running by then.
+Object.defineProperty(globalThis, '__msbStarted', {
+  value: () => fs.writeSync(doneFd, '{"started": true}\n'),
+});
+const STARTED = '__msbStarted();';
+
 const IDENT = '[A-Za-z_$][\\w$]*';
 
 function rewriteImport(line) {
@@ -97,7 +107,9 @@ function rewrite(code) {
       .replace(new RegExp(`^class\\s+(${IDENT})`), 'var $1 = class $1');
   });
   const body = lines.join('\n');
-  return asyncMode ? { code: `(async () => {\n${body}\n})()`, offset: 1 } : { code: body, offset: 0 };
+  // A leading 'use strict' stays the script's first statement.
+  const start = /^\s*(['"])use strict\1/.test(lines[0]) ? `'use strict'; ${STARTED}` : STARTED;
+  return asyncMode ? { code: `${start} (async () => {\n${body}\n})()`, offset: 1 } : { code: `${start}\n${body}`, offset: 1 };
 }
 
 // Each request's stdin (a file written by the runner) becomes process.stdin.

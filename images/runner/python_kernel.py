@@ -5,9 +5,15 @@ between executes.
 
   runner -> kernel  one JSON line per request on the control pipe
                     (SANDBOX_CTL_FD): {"path", "stdin_path", "env"}
-  kernel -> runner  one JSON line per request on the done pipe
-                    (SANDBOX_DONE_FD): {"exit_code", "lost"}, and
-                    {"ready": true} once, when loaded
+  kernel -> runner  on the done pipe (SANDBOX_DONE_FD): {"ready": true}
+                    once, when loaded; per request {"started": true} when
+                    its code runs (an interrupt from then on stops it), then
+                    {"exit_code", "lost"}
+
+An interrupt (SIGINT, the runner's timeout or cancel) raises
+KeyboardInterrupt in the running code, once; between cells it is ignored: it
+was meant for a cell that has just ended, and must neither end the kernel
+nor cost it the next cell's line.
 
 The code's output goes to the kernel's own stdout and stderr (pipes the
 runner captures). The kernel runs the code, so everything it writes on these
@@ -16,6 +22,7 @@ pipes is untrusted: the runner parses the done line defensively.
 
 import json
 import os
+import signal
 import sys
 import traceback
 
@@ -41,6 +48,14 @@ def python_kernel():
     # Copies of the output pipes, out of the code's usual way, to reopen
     # stdout and stderr if a cell closes them.
     saved_output = {fd: fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 200) for fd in (1, 2)}
+    armed = [False]
+
+    def interrupt(_signal_number, _frame):
+        if armed[0]:
+            armed[0] = False
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
     os.write(done_fd, b'{"ready": true}\n')
     while True:
         try:
@@ -61,11 +76,17 @@ def python_kernel():
             sys.stdin = open(request.get("stdin_path") or os.devnull, encoding="utf-8")
             namespace["__file__"] = path
             refresh_package_paths()
-            exec(compile(code, path, "exec"), namespace)
-            # Like the end of a program: wait for threads the code started.
-            for thread in threads.enumerate():
-                if thread is not threads.main_thread() and not thread.daemon:
-                    thread.join()
+            compiled = compile(code, path, "exec")
+            armed[0] = True
+            try:
+                os.write(done_fd, b'{"started": true}\n')
+                exec(compiled, namespace)
+                # Like the end of a program: wait for threads the code started.
+                for thread in threads.enumerate():
+                    if thread is not threads.main_thread() and not thread.daemon:
+                        thread.join()
+            finally:
+                armed[0] = False
         except SystemExit as stop:
             exit_code = exit_status(stop.code)
         except BaseException as error:  # the user's exception, or an interrupt

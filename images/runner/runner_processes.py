@@ -2,7 +2,8 @@
 long-lived kernels (python_kernel.py, kernel.js, kernel.sh) that keep
 variables, imports, functions, the working directory and the environment
 between requests. On timeout or cancel a kernel is interrupted (SIGINT)
-first; if it does not stop within a grace period it is killed and
+first, once it has said it runs the cell (an interrupt sooner would be
+lost); if it does not stop within a grace period it is killed and
 restarted, and the result says `state_lost`.
 
 Everything a kernel process sends (output, its "done" line) is untrusted
@@ -29,6 +30,9 @@ INTERRUPT_GRACE_S = 2.0
 KERNEL_START_TIMEOUT_S = 30
 # Most bytes a kernel's "done" line may have (it carries only an exit code).
 MAX_DONE_LINE_BYTES = 4096
+# What a kernel writes on its done pipe once a cell runs and an interrupt
+# would stop it (an interrupt sooner would be lost, and the cell run on).
+STARTED_LINE = b'{"started": true}'
 
 
 def kill_group(pid, sig=signal.SIGKILL):
@@ -100,11 +104,15 @@ class DoneChannel:
         self.buffer = b""
         self.message = None
         self.closed = False
+        # The kernel said it is running the cell: an interrupt now stops it.
+        self.started = False
 
     def fds(self):
         return [] if self.closed else [self.fd]
 
     def check(self, ready):
+        """Reads what is ready; True once the request is over (its done line,
+        or the pipe closed). A `started` line on the way only sets `started`."""
         if self.fd in ready and not self.closed:
             try:
                 data = os.read(self.fd, READ_CHUNK)
@@ -114,8 +122,11 @@ class DoneChannel:
                 self.closed = True
             elif data:
                 self.buffer += data
-        if b"\n" in self.buffer:
+        while b"\n" in self.buffer:
             line, _, self.buffer = self.buffer.partition(b"\n")
+            if line.strip() == STARTED_LINE:
+                self.started = True
+                continue
             self.message = done_message(line)
             return True
         if len(self.buffer) > MAX_DONE_LINE_BYTES:
@@ -125,6 +136,23 @@ class DoneChannel:
             self.message = {"exit_code": 1, "lost": []}
             return True
         return self.closed
+
+    def over(self):
+        return self.message is not None or self.closed
+
+
+class StartWatch:
+    """Waits on a DoneChannel until the kernel has started the cell (or the
+    request is over): only then can an interrupt stop it."""
+
+    def __init__(self, done):
+        self.done = done
+
+    def fds(self):
+        return self.done.fds()
+
+    def check(self, ready):
+        return self.done.check(ready) or self.done.started
 
 
 def done_message(line):
@@ -293,10 +321,14 @@ class Kernel:
         done = DoneChannel(self.done)
         interrupted = pump(streams, stop, until_done=done, process=self.process)
         if interrupted:
-            kill_group(self.process.pid, signal.SIGINT)
             # Further cancels of this request must not cut the grace short.
             grace = Stop(None, time.monotonic() + INTERRUPT_GRACE_S, stop.host)
-            if pump(streams, grace, until_done=done) or done.message is None:
+            if not done.over() and not done.started:
+                pump(streams, grace, until_done=StartWatch(done))
+            if not done.over():
+                kill_group(self.process.pid, signal.SIGINT)
+                pump(streams, grace, until_done=done)
+            if done.message is None:
                 self.restart()
                 return 137, signal.SIGKILL, True, []
             return 130, signal.SIGINT, restarted, done.message["lost"]
@@ -308,7 +340,6 @@ class Kernel:
                 return 128 - returncode, -returncode, True, []
             return returncode, None, True, []
         return done.message["exit_code"], None, restarted, done.message["lost"]
-
 
 
 

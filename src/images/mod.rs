@@ -67,6 +67,7 @@ pub const BASE: ImageDefinition = ImageDefinition {
         ("kernel.js", include_str!("../../images/runner/kernel.js")),
         ("node_main.js", include_str!("../../images/runner/node_main.js")),
         ("kernel.sh", include_str!("../../images/runner/kernel.sh")),
+        ("kernel_cell.sh", include_str!("../../images/runner/kernel_cell.sh")),
         ("node-proxy.js", include_str!("../../images/runner/node-proxy.js")),
         (
             "sandbox_mpl.py",

@@ -16,6 +16,7 @@ use crate::core::egress::Owner;
 use crate::core::error::{ExecuteError, SessionError};
 use crate::docker::ContainerState;
 use crate::runtime::Language;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 impl SessionManager {
@@ -106,7 +107,15 @@ impl SessionManager {
         }
         let done = |outcome| Ok(Executed::Done(outcome));
         match result {
-            Ok(run) => done(outcome(config, request, run, notes)),
+            Ok(mut run) => {
+                if run.cancelled && run.state_lost && request.watch.cancel.is_cancelled() {
+                    // The caller gets no result to read this in.
+                    handle.state_lost_untold.store(true, Ordering::SeqCst);
+                } else if handle.state_lost_untold.swap(false, Ordering::SeqCst) {
+                    run.state_lost = true;
+                }
+                done(outcome(config, request, run, notes))
+            }
             Err(RunFailure::HostTimeout) => {
                 handle.set_connection(None);
                 done(host_timeout_outcome(request))

@@ -26,6 +26,9 @@ pub(super) struct SessionHandle {
     /// paused: pause and resume refuse meanwhile (a resume would let the
     /// session's processes race the copy).
     pub(super) copying: AtomicBool,
+    /// The interpreter was restarted while stopping an execute the caller
+    /// cancelled, so no one was told: the next execute's result says so.
+    pub(super) state_lost_untold: AtomicBool,
 }
 
 impl SessionHandle {
@@ -37,6 +40,7 @@ impl SessionHandle {
             connection: Mutex::new(connection),
             files_take_turn: AtomicBool::new(false),
             copying: AtomicBool::new(false),
+            state_lost_untold: AtomicBool::new(false),
         }
     }
 
