@@ -22,6 +22,14 @@ CASES = {
 ROUNDS = 30
 
 
+def setUpModule():
+    # In a container the runner starts with SIGINT at its default, so its
+    # kernels do too. A test run in the background inherits SIGINT ignored,
+    # which its children would inherit, and bash cannot trap a signal
+    # ignored when it started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 class QuietHost:
     """A Stop's host that never hears anything from the host."""
 
