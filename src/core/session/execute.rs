@@ -108,9 +108,12 @@ impl SessionManager {
         let done = |outcome| Ok(Executed::Done(outcome));
         match result {
             Ok(mut run) => {
-                if run.cancelled && run.state_lost && request.watch.cancel.is_cancelled() {
-                    // The caller gets no result to read this in.
-                    handle.state_lost_untold.store(true, Ordering::SeqCst);
+                if request.watch.cancel.is_cancelled() {
+                    // The caller gets no result to read a loss in (nor one
+                    // left untold before): only ever recorded here.
+                    if run.state_lost {
+                        handle.state_lost_untold.store(true, Ordering::SeqCst);
+                    }
                 } else if handle.state_lost_untold.swap(false, Ordering::SeqCst) {
                     run.state_lost = true;
                 }
