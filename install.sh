@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Installs multilang-sandbox: prerequisites (Docker, debootstrap), the release
-# binary, the sandbox images; then registers the server with Claude Code when
-# its CLI is present and prints the Claude Desktop and LM Studio configs.
+# Installs multilang-sandbox: prerequisites (Docker or Podman, debootstrap),
+# the release binary, the sandbox images; then registers the server with
+# Claude Code when its CLI is present and prints the Claude Desktop and LM
+# Studio configs.
 # Safe to run again: every step skips what is already done.
 #
 # Options:
 #   --no-ml   skip the data-science Python image (numpy, pandas, matplotlib, …; about 1 GB)
 #   --gvisor  also install gVisor (Debian's runsc) and register it with Docker
 #             as the runtime `runsc`; use it with MULTILANG_SANDBOX_RUNTIME=runsc
+#   --podman  use Podman instead of Docker (Debian/Ubuntu): its Docker API
+#             socket, rootful at /run/podman/podman.sock when run as root,
+#             else rootless at $XDG_RUNTIME_DIR/podman/podman.sock
 # Environment:
 #   MULTILANG_SANDBOX_BIN_DIR   where to install the binary (default ~/.local/bin)
 #   MULTILANG_SANDBOX_NO_REGISTER=1   do not run `claude mcp add`
@@ -19,13 +23,19 @@ BIN="$BIN_DIR/multilang-sandbox"
 BASE_IMAGE="${MULTILANG_SANDBOX_BASE_IMAGE:-debian:trixie-slim}"
 ML_FLAG="--ml"
 GVISOR=0
+PODMAN=0
 for argument in "$@"; do
     case "$argument" in
         --no-ml) ML_FLAG="" ;;
         --gvisor) GVISOR=1 ;;
-        *) echo "install.sh: unknown option $argument (known: --no-ml, --gvisor)" >&2; exit 2 ;;
+        --podman) PODMAN=1 ;;
+        *) echo "install.sh: unknown option $argument (known: --no-ml, --gvisor, --podman)" >&2; exit 2 ;;
     esac
 done
+if [ "$GVISOR" = 1 ] && [ "$PODMAN" = 1 ]; then
+    echo "install.sh: --gvisor registers runsc with Docker; it cannot be combined with --podman" >&2
+    exit 2
+fi
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
@@ -132,6 +142,81 @@ PY
     die "Docker did not pick up the runsc runtime; see $config and the Docker log"
 }
 
+# Podman: its packages (runc too: crun, Podman's usual runtime, cannot start
+# containers on a cgroup v1 or hybrid hierarchy), then its Docker-compatible
+# API service, which the server finds by itself (DOCKER_HOST is exported
+# here for the image build and printed for the clients).
+install_podman() {
+    [ "$(uname -s)" = "Linux" ] || die "--podman needs Linux (on macOS use Docker Desktop, or point DOCKER_HOST at podman machine's socket)"
+    local missing=()
+    command -v podman >/dev/null 2>&1 || missing+=(podman)
+    command -v runc >/dev/null 2>&1 || missing+=(runc)
+    command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+    if [ ${#missing[@]} -gt 0 ]; then
+        command -v apt-get >/dev/null 2>&1 || die "please install: ${missing[*]}, then run this again"
+        say "installing ${missing[*]} with apt-get"
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+    if [ ! -f /sys/fs/cgroup/cgroup.controllers ]; then
+        use_runc_with_podman
+    fi
+}
+
+# Sets `runtime = "runc"` under [engine] in /etc/containers/containers.conf,
+# unless a runtime is set there already.
+use_runc_with_podman() {
+    local config=/etc/containers/containers.conf
+    if [ -f "$config" ] && grep -Eq '^[[:space:]]*runtime[[:space:]]*=' "$config"; then
+        return 0
+    fi
+    say "cgroup v1: setting Podman's runtime to runc in $config"
+    $SUDO mkdir -p /etc/containers
+    $SUDO python3 - "$config" <<'PY'
+import os, sys
+path = sys.argv[1]
+lines = open(path).read().splitlines() if os.path.exists(path) else []
+try:
+    at = next(i for i, line in enumerate(lines) if line.strip() == "[engine]") + 1
+except StopIteration:
+    lines += ["", "[engine]"]
+    at = len(lines)
+lines.insert(at, 'runtime = "runc"')
+with open(path + ".new", "w") as handle:
+    handle.write("\n".join(lines).lstrip("\n") + "\n")
+os.replace(path + ".new", path)
+PY
+}
+
+start_podman() {
+    local socket
+    if [ "$(id -u)" -eq 0 ]; then
+        socket=/run/podman/podman.sock
+    else
+        socket="${XDG_RUNTIME_DIR:-/run/user/$(id -u)}/podman/podman.sock"
+    fi
+    export DOCKER_HOST="unix://$socket"
+    if podman --url "$DOCKER_HOST" info >/dev/null 2>&1; then return 0; fi
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        say "starting Podman's API socket with systemd"
+        if [ "$(id -u)" -eq 0 ]; then
+            systemctl enable --now podman.socket || true
+        else
+            systemctl --user enable --now podman.socket || true
+        fi
+    fi
+    if ! podman --url "$DOCKER_HOST" info >/dev/null 2>&1; then
+        say "starting Podman's API service in the background (log: ${socket%/*}/service.log)"
+        mkdir -p "${socket%/*}"
+        setsid podman system service --time=0 "$DOCKER_HOST" >"${socket%/*}/service.log" 2>&1 </dev/null &
+    fi
+    for _ in $(seq 1 30); do
+        podman --url "$DOCKER_HOST" info >/dev/null 2>&1 && return 0
+        sleep 1
+    done
+    die "Podman's API service did not start at $socket"
+}
+
 build_binary() {
     command -v cargo >/dev/null 2>&1 || die "Rust is missing: install it with rustup (https://rustup.rs), then rerun"
     say "building the release binary"
@@ -141,9 +226,17 @@ build_binary() {
     say "installed $BIN"
 }
 
+base_image_present() {
+    if [ "$PODMAN" = 1 ]; then
+        podman --url "$DOCKER_HOST" image exists "$BASE_IMAGE"
+    else
+        docker image inspect "$BASE_IMAGE" >/dev/null 2>&1
+    fi
+}
+
 build_images() {
     say "building the sandbox images (first time: a few minutes)"
-    if docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || [ -z "$SUDO" ]; then
+    if [ -z "$SUDO" ] || base_image_present; then
         "$BIN" images build $ML_FLAG
     else
         # The base image may have to be made with debootstrap, which needs root.
@@ -152,13 +245,22 @@ build_images() {
 }
 
 register_clients() {
+    # With Podman the clients start the server with DOCKER_HOST set, so it
+    # uses Podman even where a Docker socket exists too.
+    local add_env="" json_env=""
+    if [ "$PODMAN" = 1 ]; then
+        add_env=" --env DOCKER_HOST=$DOCKER_HOST"
+        json_env=',
+      "env": {"DOCKER_HOST": "'"$DOCKER_HOST"'"}'
+    fi
     if [ "${MULTILANG_SANDBOX_NO_REGISTER:-0}" != "1" ] && command -v claude >/dev/null 2>&1; then
         if claude mcp get multilang-sandbox >/dev/null 2>&1; then
             say "Claude Code already has multilang-sandbox registered"
         else
             say "registering with Claude Code"
-            claude mcp add --scope user multilang-sandbox -- "$BIN" \
-                || say "could not register; run: claude mcp add --scope user multilang-sandbox -- $BIN"
+            # shellcheck disable=SC2086
+            claude mcp add --scope user multilang-sandbox $add_env -- "$BIN" \
+                || say "could not register; run: claude mcp add --scope user multilang-sandbox${add_env} -- $BIN"
         fi
     fi
     cat <<CONFIG
@@ -166,7 +268,7 @@ register_clients() {
 multilang-sandbox is installed: $BIN
 
 Claude Code:
-  claude mcp add --scope user multilang-sandbox -- $BIN
+  claude mcp add --scope user multilang-sandbox${add_env} -- $BIN
 
 Claude Desktop (claude_desktop_config.json; on macOS in
 ~/Library/Application Support/Claude/, on Windows in %APPDATA%\\Claude\\):
@@ -174,7 +276,7 @@ Claude Desktop (claude_desktop_config.json; on macOS in
   "mcpServers": {
     "multilang-sandbox": {
       "command": "$BIN",
-      "args": []
+      "args": []$json_env
     }
   }
 }
@@ -184,15 +286,20 @@ LM Studio (~/.lmstudio/mcp.json, or Program > Install > Edit mcp.json):
   "mcpServers": {
     "multilang-sandbox": {
       "command": "$BIN",
-      "args": []
+      "args": []$json_env
     }
   }
 }
 CONFIG
 }
 
-install_prerequisites
-start_docker
+if [ "$PODMAN" = 1 ]; then
+    install_podman
+    start_podman
+else
+    install_prerequisites
+    start_docker
+fi
 if [ "$GVISOR" = 1 ]; then install_gvisor; fi
 build_binary
 build_images

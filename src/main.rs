@@ -195,7 +195,7 @@ fn start_executor(config: &Arc<Config>, transport: &str) -> (Arc<Executor>, Stri
         // Otherwise the first execute would compile the code policy's rules.
         policy::compile();
     }
-    let engine = Arc::new(DockerEngine::new());
+    let engine = Arc::new(DockerEngine::new(&config.state_dir));
     let executor = Arc::new(Executor::new(engine, config.clone(), instance_id.clone()));
     executor.audit().record(AuditEvent::ServerStart {
         instance: instance_id.clone(),
@@ -313,7 +313,7 @@ fn verify_audit(config: &Config) -> Result<(), String> {
 }
 
 async fn build_images(config: &Config, force: bool, ml: bool) -> Result<(), String> {
-    let engine = DockerEngine::new();
+    let engine = DockerEngine::new(&config.state_dir);
     let engine_description = engine.describe().await.map_err(|e| e.to_string())?;
     eprintln!("Building sandbox images on {engine_description}");
     let report = ImageBuilder::new(&engine, config)
@@ -331,7 +331,7 @@ async fn build_images(config: &Config, force: bool, ml: bool) -> Result<(), Stri
 async fn prune_cache(config: Arc<Config>, keep: Option<usize>, max_mb: Option<u64>) -> Result<(), String> {
     let keep = keep.unwrap_or(config.cache_keep_per_language);
     let max_bytes = (max_mb.unwrap_or(config.cache_max_mb) * 1024 * 1024) as i64;
-    let engine = Arc::new(DockerEngine::new());
+    let engine = Arc::new(DockerEngine::new(&config.state_dir));
     let executor = Executor::new(engine, config, uuid::Uuid::new_v4().to_string());
     let removed = executor
         .cache()

@@ -101,7 +101,7 @@ async fn only_the_proxy_is_reachable_and_it_enforces_the_servers_decisions() {
     };
     // The session's network, as the server makes it: internal, and the
     // bridge owns no host address.
-    let engine = DockerEngine::new();
+    let engine = DockerEngine::new(&std::env::temp_dir());
     let test_label = HashMap::from([("multilang-sandbox.test".to_string(), format!("egress-{id}"))]);
     made.networks.push(inside.clone());
     let network = engine

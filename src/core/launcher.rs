@@ -261,7 +261,7 @@ impl Launcher {
             command.extend(["--kernel".to_string(), kernel.name().to_string()]);
         }
         spec.command = command;
-        spec.seccomp = profile.security_opt();
+        spec.seccomp = profile.json().map(String::from);
         labels.insert(labels::SECCOMP.to_string(), profile.name());
         spec.labels = labels;
         (kernel, spec)

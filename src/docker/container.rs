@@ -140,7 +140,7 @@ pub struct SandboxSpec {
     pub volumes: Vec<VolumeMount>,
     /// Host folders (sessions with configured host folders only).
     pub binds: Vec<BindMount>,
-    /// A `seccomp=<profile JSON>` security option; `None` keeps the engine's default.
+    /// The seccomp profile's JSON; `None` keeps the engine's default.
     pub seccomp: Option<String>,
     /// One-shot containers: stdin closes when our attach ends (so the runner
     /// exits if this server dies) and the engine removes the exited container.
@@ -157,7 +157,9 @@ pub struct SandboxSpec {
 }
 
 impl SandboxSpec {
-    fn container_body(&self) -> ContainerCreateBody {
+    /// The body of the create request; `seccomp` is the `seccomp=` security
+    /// option in the form the engine takes (seccomp_files.rs).
+    fn container_body(&self, seccomp: Option<String>) -> ContainerCreateBody {
         let tmpfs = |extra: &str| format!("rw,exec,nosuid,nodev,size={}m{extra}", self.limits.tmpfs_mb);
         let owned = ",uid=1000,gid=1000,mode=0755";
         let mut tmpfs_mounts = HashMap::new();
@@ -192,7 +194,7 @@ impl SandboxSpec {
             cap_add: (!capabilities_added.is_empty()).then_some(capabilities_added),
             security_opt: Some(
                 std::iter::once("no-new-privileges:true".to_string())
-                    .chain(self.seccomp.clone())
+                    .chain(seccomp)
                     .collect(),
             ),
             readonly_rootfs: Some(!self.writable_root),
@@ -281,8 +283,18 @@ impl DockerEngine {
         if let Some(name) = &spec.name {
             options = options.name(name);
         }
+        let traits = self.traits().await?;
+        if !traits.limits_enforced {
+            return Err(DockerError::LimitsUnenforced {
+                engine: traits.describe(),
+            });
+        }
+        let seccomp = match &spec.seccomp {
+            Some(json) => Some(self.seccomp_option(json, traits).await?),
+            None => None,
+        };
         let created = client
-            .create_container(Some(options.build()), spec.container_body())
+            .create_container(Some(options.build()), spec.container_body(seccomp))
             .await
             .map_err(|error| match error {
                 error if is_not_found(&error) => DockerError::ImageMissing {

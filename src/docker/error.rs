@@ -14,6 +14,19 @@ pub enum DockerError {
     Unreachable(String),
     #[error("cannot use DOCKER_HOST: {0}")]
     UnusableHost(String),
+    #[error(
+        "Podman reads a seccomp profile from a file on its own machine, and this engine is remote. \
+         Run multilang-sandbox on the engine's machine, or set `seccomp = \"engine-default\"` to use Podman's own profile"
+    )]
+    PodmanSeccompRemote,
+    #[error(
+        "the engine ({engine}) cannot enforce memory and process-count limits, so a sandbox would run without them; \
+         refusing to start one. Use a rootful engine (Podman: `sudo podman system service --time=0`, then \
+         DOCKER_HOST=unix:///run/podman/podman.sock), or boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1)"
+    )]
+    LimitsUnenforced { engine: String },
+    #[error("cannot write the seccomp profile file {} for Podman: {reason}. Check that the state folder is writable (`state_dir`)", path.display())]
+    SeccompFile { path: std::path::PathBuf, reason: String },
     #[error("sandbox image `{image}` is missing. Build the images with `multilang-sandbox images build`")]
     ImageMissing { image: String },
     /// Shown without the engine's own paths (its storage and state folders);

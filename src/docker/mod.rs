@@ -10,6 +10,7 @@ mod holder;
 mod images;
 mod inventory;
 mod network;
+mod seccomp_files;
 mod volumes;
 
 pub use channel::{RunnerChannel, RunnerReader, RunnerWriter};
@@ -22,6 +23,7 @@ pub use network::{IsolatedNetwork, NetworkMembers};
 pub use volumes::LabelledVolume;
 
 use bollard::Docker;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_util::task::TaskTracker;
@@ -32,16 +34,26 @@ use tokio_util::task::TaskTracker;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 
 /// A lazily connected, self-healing handle on the Docker engine.
-#[derive(Default)]
 pub struct DockerEngine {
     client: Mutex<Option<Docker>>,
+    /// What the engine is and can do, once asked (cleared with the client).
+    traits: Mutex<Option<EngineTraits>>,
     /// Removals of containers whose handle was dropped, still under way.
     removals: TaskTracker,
+    /// Where seccomp profiles are written for Podman (seccomp_files.rs).
+    profile_folder: PathBuf,
 }
 
 impl DockerEngine {
-    pub fn new() -> Self {
-        Self::default()
+    /// An engine handle; `state_dir` is the server's state folder (Podman's
+    /// seccomp profiles are written there).
+    pub fn new(state_dir: &Path) -> Self {
+        Self {
+            client: Mutex::new(None),
+            traits: Mutex::new(None),
+            removals: TaskTracker::new(),
+            profile_folder: seccomp_files::profile_folder(state_dir),
+        }
     }
 
     /// Waits up to `limit` for removals started by dropped container
@@ -62,7 +74,7 @@ impl DockerEngine {
         if let Some(problem) = std::env::var("DOCKER_HOST").ok().as_deref().and_then(ssh_port_problem) {
             return Err(DockerError::UnusableHost(problem));
         }
-        let client = Docker::connect_with_defaults()
+        let client = Docker::connect_with_host(&docker_host())
             .map_err(|error| DockerError::Unreachable(error.to_string()))?
             .with_timeout(REQUEST_TIMEOUT)
             .negotiate_version()
@@ -79,13 +91,24 @@ impl DockerEngine {
         if error.is_connection_failure() {
             tracing::warn!(%error, "lost the Docker engine; will reconnect on next use");
             *self.client.lock().await = None;
+            *self.traits.lock().await = None;
         }
     }
 
     /// True when the engine runs on this machine (a Unix socket or named
     /// pipe), so host paths here are host paths there.
     pub fn is_local(&self) -> bool {
-        engine_is_local(std::env::var("DOCKER_HOST").ok().as_deref())
+        engine_is_local(Some(&docker_host()))
+    }
+
+    /// What the engine is and can do (asked once per connection).
+    pub async fn traits(&self) -> Result<EngineTraits, DockerError> {
+        if let Some(traits) = *self.traits.lock().await {
+            return Ok(traits);
+        }
+        let traits = self.facts().await?.traits();
+        *self.traits.lock().await = Some(traits);
+        Ok(traits)
     }
 
     /// Engine version and API version, for diagnostics.
@@ -127,6 +150,16 @@ impl EngineProduct {
     }
 }
 
+/// What the engine is, and whether it can hold a sandbox to its limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineTraits {
+    pub product: EngineProduct,
+    pub rootless: bool,
+    /// The engine enforces memory and process-count limits (a rootless
+    /// engine on cgroup v1 cannot: it would drop them).
+    pub limits_enforced: bool,
+}
+
 /// What `doctor` reports about the engine.
 #[derive(Debug, Clone, Default)]
 pub struct EngineFacts {
@@ -134,6 +167,13 @@ pub struct EngineFacts {
     pub product: EngineProduct,
     /// The engine runs as an unprivileged user (rootless Docker or Podman).
     pub rootless: bool,
+    /// The control group version the engine uses ("1" or "2").
+    pub cgroup_version: String,
+    /// The engine says it can limit memory and the number of processes.
+    pub memory_limit: bool,
+    pub pids_limit: bool,
+    /// The OCI runtime containers get when none is named.
+    pub default_runtime: String,
     pub version: String,
     pub api_version: String,
     pub negotiated_api: String,
@@ -159,9 +199,18 @@ impl DockerEngine {
         runtimes.sort();
         let security_options = info.security_options.unwrap_or_default();
         let components = version.components.unwrap_or_default();
+        let product = EngineProduct::from_components(components.iter().map(|component| component.name.as_str()));
+        let storage = info.docker_root_dir.unwrap_or_default();
         Ok(EngineFacts {
-            product: EngineProduct::from_components(components.iter().map(|component| component.name.as_str())),
-            rootless: security_options.iter().any(|option| option.contains("name=rootless")),
+            product,
+            rootless: is_rootless(product, &security_options, &storage),
+            cgroup_version: info
+                .cgroup_version
+                .map(|version| version.to_string())
+                .unwrap_or_default(),
+            memory_limit: info.memory_limit.unwrap_or(false),
+            pids_limit: info.pids_limit.unwrap_or(false),
+            default_runtime: info.default_runtime.unwrap_or_default(),
             version: version.version.unwrap_or_default(),
             api_version: version.api_version.unwrap_or_default(),
             negotiated_api: client.client_version().to_string(),
@@ -173,12 +222,38 @@ impl DockerEngine {
     }
 }
 
+impl EngineTraits {
+    /// For example "Docker" or "rootless Podman".
+    pub fn describe(&self) -> String {
+        let rootless = if self.rootless { "rootless " } else { "" };
+        format!("{rootless}{}", self.product.name())
+    }
+}
+
 impl EngineFacts {
+    pub fn traits(&self) -> EngineTraits {
+        let rootless_on_v1 = self.rootless && self.cgroup_version == "1";
+        EngineTraits {
+            product: self.product,
+            rootless: self.rootless,
+            limits_enforced: self.memory_limit && self.pids_limit && !rootless_on_v1,
+        }
+    }
+
     /// For example "Docker 20.10.24" or "Podman 4.3.1 (rootless)".
     pub fn product_and_version(&self) -> String {
         let rootless = if self.rootless { " (rootless)" } else { "" };
         format!("{} {}{rootless}", self.product.name(), self.version)
     }
+}
+
+/// Docker says it runs rootless among its security options. Podman's
+/// Docker-compatible answer does not (its own `Rootless` field is not
+/// Docker's), but a rootless Podman keeps its storage in the user's home
+/// (`~/.local/share/containers/storage`).
+fn is_rootless(product: EngineProduct, security_options: &[String], storage: &str) -> bool {
+    security_options.iter().any(|option| option.contains("name=rootless"))
+        || (product == EngineProduct::Podman && storage.contains("/.local/share/containers/"))
 }
 
 /// bollard hands ssh only `user@host`, so a port in an `ssh://` DOCKER_HOST
@@ -198,8 +273,37 @@ fn ssh_port_problem(docker_host: &str) -> Option<String> {
 }
 
 /// The engine the client connects to: `DOCKER_HOST`, or the default socket.
+/// Where the engine is: `DOCKER_HOST`; else Docker's socket if it exists;
+/// else Podman's (the user's rootless one, then the system's) if one does;
+/// else Docker's socket.
 fn docker_host() -> String {
-    std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into())
+    let runtime_dir = std::env::var("XDG_RUNTIME_DIR").ok();
+    engine_host(std::env::var("DOCKER_HOST").ok(), runtime_dir.as_deref(), |path| {
+        std::path::Path::new(path).exists()
+    })
+}
+
+const DOCKER_SOCKET: &str = "/var/run/docker.sock";
+
+fn engine_host(docker_host: Option<String>, runtime_dir: Option<&str>, exists: impl Fn(&str) -> bool) -> String {
+    if let Some(host) = docker_host.filter(|host| !host.is_empty()) {
+        return host;
+    }
+    let rootless_podman = runtime_dir
+        .filter(|folder| !folder.is_empty())
+        .map(|folder| format!("{folder}/podman/podman.sock"));
+    [
+        Some(DOCKER_SOCKET.to_string()),
+        rootless_podman,
+        Some("/run/podman/podman.sock".to_string()),
+    ]
+    .into_iter()
+    .flatten()
+    .find(|socket| exists(socket))
+    .map_or_else(
+        || format!("unix://{DOCKER_SOCKET}"),
+        |socket| format!("unix://{socket}"),
+    )
 }
 
 fn engine_is_local(docker_host: Option<&str>) -> bool {
@@ -243,6 +347,84 @@ mod tests {
             ..EngineFacts::default()
         };
         assert_eq!(facts.product_and_version(), "Podman 4.3.1 (rootless)");
+    }
+
+    #[test]
+    fn without_docker_host_dockers_socket_comes_first_then_podmans() {
+        fn present(sockets: &'static [&'static str]) -> impl Fn(&str) -> bool {
+            move |path| sockets.contains(&path)
+        }
+        const PODMAN_USER: &str = "/run/user/1000/podman/podman.sock";
+        assert_eq!(
+            engine_host(Some("ssh://me@box".into()), Some("/run/user/1000"), present(&[])),
+            "ssh://me@box"
+        );
+        assert_eq!(
+            engine_host(None, Some("/run/user/1000"), present(&[DOCKER_SOCKET, PODMAN_USER])),
+            "unix:///var/run/docker.sock"
+        );
+        assert_eq!(
+            engine_host(
+                None,
+                Some("/run/user/1000"),
+                present(&[PODMAN_USER, "/run/podman/podman.sock"])
+            ),
+            format!("unix://{PODMAN_USER}")
+        );
+        assert_eq!(
+            engine_host(Some(String::new()), None, present(&["/run/podman/podman.sock"])),
+            "unix:///run/podman/podman.sock"
+        );
+        assert_eq!(engine_host(None, None, present(&[])), "unix:///var/run/docker.sock");
+    }
+
+    #[test]
+    fn rootless_engines_are_told_by_their_security_options_or_podmans_storage() {
+        let rootless_docker = ["name=seccomp,profile=builtin".to_string(), "name=rootless".to_string()];
+        assert!(is_rootless(
+            EngineProduct::Docker,
+            &rootless_docker,
+            "/home/me/.local/share/docker"
+        ));
+        assert!(!is_rootless(EngineProduct::Docker, &[], "/var/lib/docker"));
+        let seccomp = ["name=seccomp,profile=default".to_string()];
+        assert!(is_rootless(
+            EngineProduct::Podman,
+            &seccomp,
+            "/home/me/.local/share/containers/storage"
+        ));
+        assert!(!is_rootless(
+            EngineProduct::Podman,
+            &seccomp,
+            "/var/lib/containers/storage"
+        ));
+    }
+
+    #[test]
+    fn limits_count_as_enforced_only_when_the_engine_can_and_is_not_rootless_on_cgroup_v1() {
+        let rootful = EngineFacts {
+            cgroup_version: "1".to_string(),
+            memory_limit: true,
+            pids_limit: true,
+            ..EngineFacts::default()
+        };
+        assert!(rootful.traits().limits_enforced);
+        let rootless_v1 = EngineFacts {
+            rootless: true,
+            ..rootful.clone()
+        };
+        assert!(!rootless_v1.traits().limits_enforced);
+        let rootless_v2 = EngineFacts {
+            cgroup_version: "2".to_string(),
+            ..rootless_v1.clone()
+        };
+        assert!(rootless_v2.traits().limits_enforced);
+        let no_pids = EngineFacts {
+            pids_limit: false,
+            ..rootless_v2
+        };
+        assert!(!no_pids.traits().limits_enforced);
+        assert_eq!(rootless_v1.traits().describe(), "rootless Docker");
     }
 
     #[test]

@@ -8,7 +8,7 @@ mod clients;
 use crate::config::{Config, SessionStorage};
 use crate::core::jobs::Executed;
 use crate::core::{ExecuteRequest, Executor};
-use crate::docker::{DockerEngine, EngineFacts};
+use crate::docker::{DockerEngine, EngineFacts, EngineProduct};
 use crate::images;
 use crate::runtime::Language;
 use crate::security::audit::AuditLog;
@@ -94,10 +94,12 @@ impl Report {
 pub async fn run(config: &Config, binary: &str) -> Report {
     let lookup = |key: &str| std::env::var(key).ok();
     let mut report = Report::default();
-    let engine = Arc::new(DockerEngine::new());
+    let engine = Arc::new(DockerEngine::new(&config.state_dir));
     match engine.facts().await {
         Ok(facts) => {
             report.checks.push(engine_check(&facts, engine.is_local()));
+            report.checks.extend(limits_check(&facts));
+            report.checks.extend(podman_checks(&facts, config, engine.is_local()));
             report.checks.push(seccomp_check(&facts, config));
             report.checks.push(runtime_check(&facts, config));
             if let Some(check) = userns_check(&facts, config) {
@@ -116,7 +118,7 @@ pub async fn run(config: &Config, binary: &str) -> Report {
         )),
     }
     report.checks.push(audit_check(config));
-    if !config.host_folders.is_empty() && DockerEngine::new().is_local() {
+    if !config.host_folders.is_empty() && engine.is_local() {
         report.checks.push(host_folders_check(config));
     }
     report.checks.push(folder_check(
@@ -161,6 +163,56 @@ fn engine_check(facts: &EngineFacts, local: bool) -> Check {
         ),
         None,
     )
+}
+
+/// A sandbox's memory and process limits are part of its boundary: an
+/// engine that would drop them gets no sandboxes.
+fn limits_check(facts: &EngineFacts) -> Option<Check> {
+    let traits = facts.traits();
+    (!traits.limits_enforced).then(|| {
+        Check::new(
+            "resource limits",
+            Status::Problem,
+            format!(
+                "the engine ({}, cgroup v{}) cannot enforce memory and process-count limits, so sandboxes are refused",
+                traits.describe(),
+                facts.cgroup_version
+            ),
+            Some(
+                "use a rootful engine (Podman: `sudo podman system service --time=0`), or boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1)"
+                    .into(),
+            ),
+        )
+    })
+}
+
+/// What Podman needs beyond Docker: a runtime that works on the machine's
+/// cgroups, and the seccomp profile as a file on its own machine.
+fn podman_checks(facts: &EngineFacts, config: &Config, local: bool) -> Vec<Check> {
+    if facts.product != EngineProduct::Podman {
+        return Vec::new();
+    }
+    let mut checks = Vec::new();
+    if facts.default_runtime == "crun" && facts.cgroup_version == "1" {
+        checks.push(Check::new(
+            "Podman runtime",
+            Status::Problem,
+            "Podman's default runtime is crun, which cannot start containers on this machine's cgroup v1 (hybrid) hierarchy",
+            Some("install runc and set `runtime = \"runc\"` under [engine] in /etc/containers/containers.conf (`./install.sh --podman` does both)".into()),
+        ));
+    }
+    if config.seccomp.json().is_some() && !local {
+        checks.push(Check::new(
+            "Podman seccomp",
+            Status::Problem,
+            format!(
+                "Podman reads a seccomp profile from a file on its own machine, and this one is remote, so the `{}` profile cannot be given to it",
+                config.seccomp.name()
+            ),
+            Some("run multilang-sandbox on the engine's machine, or set `seccomp = \"engine-default\"`".into()),
+        ));
+    }
+    checks
 }
 
 fn seccomp_check(facts: &EngineFacts, config: &Config) -> Check {
@@ -439,4 +491,64 @@ fn writable_folder(folder: &Path) -> Result<(), String> {
     std::fs::write(&probe, b"").map_err(|error| format!("cannot write in it: {error}"))?;
     let _ = std::fs::remove_file(&probe);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn podman(default_runtime: &str, cgroup_version: &str) -> EngineFacts {
+        EngineFacts {
+            product: EngineProduct::Podman,
+            default_runtime: default_runtime.to_string(),
+            cgroup_version: cgroup_version.to_string(),
+            memory_limit: true,
+            pids_limit: true,
+            ..EngineFacts::default()
+        }
+    }
+
+    #[test]
+    fn podman_with_crun_on_cgroup_v1_is_told_to_use_runc() {
+        let config = Config::default();
+        let checks = podman_checks(&podman("crun", "1"), &config, true);
+        assert_eq!(checks.len(), 1, "{checks:?}");
+        assert_eq!(checks[0].status, Status::Problem);
+        assert!(
+            checks[0]
+                .fix
+                .as_deref()
+                .unwrap_or_default()
+                .contains("runtime = \"runc\"")
+        );
+        assert!(podman_checks(&podman("runc", "1"), &config, true).is_empty());
+        assert!(podman_checks(&podman("crun", "2"), &config, true).is_empty());
+    }
+
+    #[test]
+    fn a_remote_podman_cannot_take_our_seccomp_profile() {
+        let mut config = Config::default();
+        let checks = podman_checks(&podman("runc", "2"), &config, false);
+        assert_eq!(checks.len(), 1, "{checks:?}");
+        assert!(checks[0].detail.contains("remote"), "{checks:?}");
+        config.seccomp = SeccompProfile::EngineDefault;
+        assert!(podman_checks(&podman("runc", "2"), &config, false).is_empty());
+        let docker = EngineFacts::default();
+        assert!(podman_checks(&docker, &Config::default(), false).is_empty());
+    }
+
+    #[test]
+    fn an_engine_that_would_drop_limits_is_a_problem() {
+        let rootless_v1 = EngineFacts {
+            rootless: true,
+            cgroup_version: "1".to_string(),
+            memory_limit: true,
+            pids_limit: true,
+            ..podman("runc", "1")
+        };
+        let check = limits_check(&rootless_v1).expect("a problem");
+        assert_eq!(check.status, Status::Problem);
+        assert!(check.detail.contains("rootless Podman, cgroup v1"), "{check:?}");
+        assert!(limits_check(&podman("runc", "1")).is_none());
+    }
 }

@@ -89,16 +89,15 @@ impl SeccompProfile {
         }
     }
 
-    /// The `security_opt` entry for the container (`None`: the engine's default).
-    pub fn security_opt(&self) -> Option<String> {
-        let json = match self {
-            Self::Permissive => PERMISSIVE,
-            Self::Standard => STANDARD,
-            Self::Strict => STRICT,
-            Self::EngineDefault => return None,
-            Self::Custom { json, .. } => json,
-        };
-        Some(format!("seccomp={json}"))
+    /// The profile's JSON for the container (`None`: the engine's default).
+    pub fn json(&self) -> Option<&str> {
+        match self {
+            Self::Permissive => Some(PERMISSIVE),
+            Self::Standard => Some(STANDARD),
+            Self::Strict => Some(STRICT),
+            Self::EngineDefault => None,
+            Self::Custom { json, .. } => Some(json),
+        }
     }
 }
 
@@ -173,12 +172,7 @@ mod tests {
         assert!(SeccompProfile::from_setting("lax").is_err());
         let missing = SeccompProfile::from_setting("/nonexistent/profile.json").unwrap_err();
         assert!(missing.to_string().contains("cannot read"));
-        assert!(SeccompProfile::EngineDefault.security_opt().is_none());
-        assert!(
-            SeccompProfile::Standard
-                .security_opt()
-                .unwrap()
-                .starts_with("seccomp={")
-        );
+        assert!(SeccompProfile::EngineDefault.json().is_none());
+        assert!(SeccompProfile::Standard.json().unwrap().starts_with('{'));
     }
 }

@@ -180,7 +180,7 @@ fn spec(config: &Config, instance_id: &str) -> SandboxSpec {
         runtime: None,
         volumes: Vec::new(),
         binds: Vec::new(),
-        seccomp: SeccompProfile::Standard.security_opt(),
+        seccomp: SeccompProfile::Standard.json().map(String::from),
         one_shot: true,
         network: NetworkAccess::Bridge,
         env: Vec::new(),

@@ -410,11 +410,8 @@ mod tests {
 
     #[tokio::test]
     async fn timeouts_are_validated_with_the_default_applied() {
-        let executor = Executor::new(
-            Arc::new(DockerEngine::new()),
-            Arc::new(Config::default()),
-            "test".into(),
-        );
+        let config = Arc::new(Config::default());
+        let executor = Executor::new(Arc::new(DockerEngine::new(&config.state_dir)), config, "test".into());
         assert_eq!(executor.timeout_ms(None).unwrap(), 30_000);
         assert_eq!(executor.timeout_ms(Some(2000)).unwrap(), 2000);
         assert!(executor.timeout_ms(Some(0)).is_err());
