@@ -158,34 +158,58 @@ install_podman() {
         $SUDO apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
     fi
-    if [ ! -f /sys/fs/cgroup/cgroup.controllers ]; then
-        use_runc_with_podman
-    fi
+    configure_podman
 }
 
-# Sets `runtime = "runc"` under [engine] in /etc/containers/containers.conf,
-# unless a runtime is set there already.
-use_runc_with_podman() {
-    local config=/etc/containers/containers.conf
-    if [ -f "$config" ] && grep -Eq '^[[:space:]]*runtime[[:space:]]*=' "$config"; then
-        return 0
+# Sets `key = value` under [section] in /etc/containers/containers.conf,
+# unless the key is set there already; says whether it changed the file.
+set_in_containers_conf() {
+    local section="$1" key="$2" value="$3" config=/etc/containers/containers.conf
+    if [ -f "$config" ] && grep -Eq "^[[:space:]]*$key[[:space:]]*=" "$config"; then
+        return 1
     fi
-    say "cgroup v1: setting Podman's runtime to runc in $config"
     $SUDO mkdir -p /etc/containers
-    $SUDO python3 - "$config" <<'PY'
+    $SUDO python3 - "$config" "$section" "$key = $value" <<'PY'
 import os, sys
-path = sys.argv[1]
+path, section, line = sys.argv[1], "[%s]" % sys.argv[2], sys.argv[3]
 lines = open(path).read().splitlines() if os.path.exists(path) else []
 try:
-    at = next(i for i, line in enumerate(lines) if line.strip() == "[engine]") + 1
+    at = next(i for i, text in enumerate(lines) if text.strip() == section) + 1
 except StopIteration:
-    lines += ["", "[engine]"]
+    lines += ["", section]
     at = len(lines)
-lines.insert(at, 'runtime = "runc"')
+lines.insert(at, line)
 with open(path + ".new", "w") as handle:
     handle.write("\n".join(lines).lstrip("\n") + "\n")
 os.replace(path + ".new", path)
 PY
+}
+
+# What Podman needs from /etc/containers/containers.conf here:
+# - on cgroup v1, runc (crun cannot start containers there);
+# - rootful without CAP_SYS_RESOURCE (inside some VMs and containers):
+#   Podman asks for open-file and process limits of about a million, which
+#   only that capability may set, so every container fails with "error
+#   setting rlimit"; it gets this shell's open-file limit and a process
+#   limit within its own instead.
+configure_podman() {
+    CONTAINERS_CONF_CHANGED=0
+    if [ ! -f /sys/fs/cgroup/cgroup.controllers ] && set_in_containers_conf engine runtime '"runc"'; then
+        say "cgroup v1: set Podman's runtime to runc in /etc/containers/containers.conf"
+        CONTAINERS_CONF_CHANGED=1
+    fi
+    local effective nofile nproc
+    effective=$(awk '/^CapEff:/ {print $2}' /proc/self/status)
+    if [ "$(id -u)" -eq 0 ] && [ $(( (16#$effective >> 24) & 1 )) -eq 0 ]; then
+        nofile=$(ulimit -Hn)
+        nproc=$(ulimit -Hu)
+        [ "$nofile" = unlimited ] && nofile=1048576
+        if [ "$nproc" = unlimited ] || [ "$nproc" -gt 16384 ]; then nproc=16384; fi
+        if set_in_containers_conf containers default_ulimits "[\"nofile=$nofile:$nofile\", \"nproc=$nproc:$nproc\"]"; then
+            say "no CAP_SYS_RESOURCE: set Podman's default limits to nofile=$nofile, nproc=$nproc"
+            CONTAINERS_CONF_CHANGED=1
+        fi
+    fi
 }
 
 start_podman() {
@@ -196,7 +220,17 @@ start_podman() {
         socket="${XDG_RUNTIME_DIR:-/run/user/$(id -u)}/podman/podman.sock"
     fi
     export DOCKER_HOST="unix://$socket"
-    if podman --url "$DOCKER_HOST" info >/dev/null 2>&1; then return 0; fi
+    if podman --url "$DOCKER_HOST" info >/dev/null 2>&1; then
+        [ "$CONTAINERS_CONF_CHANGED" = 1 ] || return 0
+        # A running service read the configuration when it started.
+        say "restarting Podman's API service for the new configuration"
+        if [ -d /run/systemd/system ] && systemctl is-active --quiet podman.socket 2>/dev/null; then
+            systemctl restart podman.service 2>/dev/null || true
+        else
+            pkill -f "podman system service --time=0 $DOCKER_HOST" || true
+            sleep 1
+        fi
+    fi
     if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
         say "starting Podman's API socket with systemd"
         if [ "$(id -u)" -eq 0 ]; then

@@ -4,7 +4,7 @@
 //! in the background when the handle is dropped.
 
 use super::DockerError;
-use super::{DockerEngine, RunnerChannel, is_not_found};
+use super::{DockerEngine, EngineProduct, RunnerChannel, is_not_found};
 use bollard::Docker;
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType};
 use bollard::query_parameters::{
@@ -157,11 +157,16 @@ pub struct SandboxSpec {
 }
 
 impl SandboxSpec {
-    /// The body of the create request; `seccomp` is the `seccomp=` security
-    /// option in the form the engine takes (seccomp_files.rs).
-    fn container_body(&self, seccomp: Option<String>) -> ContainerCreateBody {
+    /// The body of the create request for `product`; `seccomp` is the
+    /// `seccomp=` security option in the form it takes (seccomp_files.rs).
+    fn container_body(&self, product: EngineProduct, seccomp: Option<String>) -> ContainerCreateBody {
         let tmpfs = |extra: &str| format!("rw,exec,nosuid,nodev,size={}m{extra}", self.limits.tmpfs_mb);
-        let owned = ",uid=1000,gid=1000,mode=0755";
+        // Owned by the sandbox user: Podman's tmpfs takes no uid or gid,
+        // but `U` makes it the container user's.
+        let owned = match product {
+            EngineProduct::Docker => ",uid=1000,gid=1000,mode=0755",
+            EngineProduct::Podman => ",U,mode=0755",
+        };
         let mut tmpfs_mounts = HashMap::new();
         for (folder, options) in [("/tmp", ",mode=1777"), ("/workspace", owned), ("/outputs", owned)] {
             if !self.volumes.iter().any(|mount| mount.target == folder) {
@@ -294,7 +299,7 @@ impl DockerEngine {
             None => None,
         };
         let created = client
-            .create_container(Some(options.build()), spec.container_body(seccomp))
+            .create_container(Some(options.build()), spec.container_body(traits.product, seccomp))
             .await
             .map_err(|error| match error {
                 error if is_not_found(&error) => DockerError::ImageMissing {

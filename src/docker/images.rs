@@ -182,10 +182,11 @@ impl DockerEngine {
         S: Stream<Item = std::io::Result<Bytes>> + Send + 'static,
     {
         let client = self.client().await?;
+        // The tag goes in `repo`: Podman's Docker-compatible import ignores
+        // the `tag` parameter (the image would be `repository:latest`).
         let options = CreateImageOptionsBuilder::default()
             .from_src("-")
-            .repo(repository)
-            .tag(tag)
+            .repo(&format!("{repository}:{tag}"))
             .build();
         let mut stream = client.create_image(Some(options), Some(bollard::body_try_stream(tarball)), None);
         while let Some(item) = stream.next().await {

@@ -2,14 +2,16 @@
 //! label, pausing, resuming and renaming them, and session workspace volumes.
 
 use super::DockerError;
-use super::{DockerEngine, is_not_found};
-use bollard::models::{MountPoint, VolumeCreateRequest};
+use super::{DockerEngine, EngineProduct, is_not_found};
+use bollard::Docker;
+use bollard::models::{ContainerSummary, MountPoint, VolumeCreateRequest};
 use bollard::query_parameters::{
-    ListContainersOptionsBuilder, RemoveVolumeOptionsBuilder, RenameContainerOptionsBuilder, StartContainerOptions,
-    StatsOptionsBuilder, StopContainerOptionsBuilder,
+    ListContainersOptions, ListContainersOptionsBuilder, RemoveVolumeOptionsBuilder, RenameContainerOptionsBuilder,
+    StartContainerOptions, StatsOptionsBuilder, StopContainerOptionsBuilder,
 };
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
+use std::time::Duration;
 
 /// Run state of a container, as the engine reports it (its name is the
 /// engine's own word: `created`, `running`, …).
@@ -105,25 +107,49 @@ pub enum VolumeBacking {
 }
 
 impl VolumeBacking {
-    /// Options of Docker's `local` volume driver.
-    fn driver_options(self) -> Option<HashMap<String, String>> {
+    /// Options of the `local` volume driver of `product`.
+    fn driver_options(self, product: EngineProduct) -> Option<HashMap<String, String>> {
+        let tmpfs = |size_mb: u64, rest: &str| {
+            // Podman takes `size` in these options for a disk quota (and
+            // refuses it without one), so it gets the tmpfs's own
+            // `nr_blocks` in 4 KiB pages (x86-64's and most arm64 kernels').
+            let size = match product {
+                EngineProduct::Docker => format!("size={size_mb}m"),
+                EngineProduct::Podman => format!("nr_blocks={}", size_mb * 256),
+            };
+            Some(HashMap::from([
+                ("type".to_string(), "tmpfs".to_string()),
+                ("device".to_string(), "tmpfs".to_string()),
+                ("o".to_string(), format!("{size},{rest},nosuid,nodev")),
+            ]))
+        };
         match self {
             VolumeBacking::Disk => None,
-            VolumeBacking::Memory { size_mb } => Some(HashMap::from([
-                ("type".to_string(), "tmpfs".to_string()),
-                ("device".to_string(), "tmpfs".to_string()),
-                (
-                    "o".to_string(),
-                    format!("size={size_mb}m,uid=1000,gid=1000,mode=0755,nosuid,nodev"),
-                ),
-            ])),
-            VolumeBacking::Scratch { size_mb } => Some(HashMap::from([
-                ("type".to_string(), "tmpfs".to_string()),
-                ("device".to_string(), "tmpfs".to_string()),
-                ("o".to_string(), format!("size={size_mb}m,mode=1777,nosuid,nodev")),
-            ])),
+            VolumeBacking::Memory { size_mb } => tmpfs(size_mb, "uid=1000,gid=1000,mode=0755"),
+            VolumeBacking::Scratch { size_mb } => tmpfs(size_mb, "mode=1777"),
         }
     }
+}
+
+/// The containers `options` select. Podman lists a container that has
+/// just stopped as `stopped`, a state Docker's API does not have, which
+/// fails the whole listing; a moment later it says `exited`, so such a
+/// listing is asked again (for up to about five seconds).
+async fn list_containers(
+    client: &Docker,
+    options: ListContainersOptions,
+) -> Result<Vec<ContainerSummary>, DockerError> {
+    for _ in 0..50 {
+        match client.list_containers(Some(options.clone())).await {
+            Err(bollard::errors::Error::JsonDataError { message, .. })
+                if message.contains("unknown variant `stopped`") =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            listed => return Ok(listed?),
+        }
+    }
+    Ok(client.list_containers(Some(options)).await?)
 }
 
 /// What the engine's machine has, for sizing the warm pool.
@@ -142,7 +168,7 @@ impl DockerEngine {
             .all(true)
             .filters(&HashMap::from([("label".to_string(), filters)]))
             .build();
-        let containers = client.list_containers(Some(options)).await?;
+        let containers = list_containers(&client, options).await?;
         Ok(containers
             .into_iter()
             .filter_map(|summary| {
@@ -171,8 +197,7 @@ impl DockerEngine {
             .all(true)
             .filters(&HashMap::from([("label".to_string(), vec![key.to_string()])]))
             .build();
-        Ok(client
-            .list_containers(Some(options))
+        Ok(list_containers(&client, options)
             .await?
             .into_iter()
             .filter_map(|summary| summary.labels?.remove(key))
@@ -288,7 +313,7 @@ impl DockerEngine {
                 name: Some(name.to_string()),
                 labels: Some(labels.clone()),
                 driver: Some("local".to_string()),
-                driver_opts: backing.driver_options(),
+                driver_opts: backing.driver_options(self.traits().await?.product),
                 ..Default::default()
             })
             .await?;
@@ -325,6 +350,20 @@ impl DockerEngine {
 mod tests {
     use super::*;
     use bollard::models::{ContainerStateStatusEnum, ContainerSummaryStateEnum};
+
+    #[test]
+    fn memory_volumes_are_sized_as_each_engine_takes_it() {
+        let options = |backing: VolumeBacking, product| backing.driver_options(product).expect("tmpfs")["o"].clone();
+        assert_eq!(
+            options(VolumeBacking::Memory { size_mb: 64 }, EngineProduct::Docker),
+            "size=64m,uid=1000,gid=1000,mode=0755,nosuid,nodev"
+        );
+        assert_eq!(
+            options(VolumeBacking::Scratch { size_mb: 64 }, EngineProduct::Podman),
+            "nr_blocks=16384,mode=1777,nosuid,nodev"
+        );
+        assert!(VolumeBacking::Disk.driver_options(EngineProduct::Podman).is_none());
+    }
 
     #[test]
     fn engine_states_are_read_from_both_listings_and_inspections() {

@@ -295,13 +295,36 @@ pub async fn sandbox_containers(docker: &Docker, filters: &[&str]) -> Vec<String
         .all(true)
         .filters(&HashMap::from([("label".to_string(), labels)]))
         .build();
-    docker
-        .list_containers(Some(options))
-        .await
-        .expect("cannot list containers")
-        .into_iter()
-        .filter_map(|container| container.id)
-        .collect()
+    // Podman lists a container that has just stopped as `stopped`, a state
+    // Docker's API does not have: asked again, as the server does.
+    for _ in 0..50 {
+        match docker.list_containers(Some(options.clone())).await {
+            Err(bollard::errors::Error::JsonDataError { message, .. })
+                if message.contains("unknown variant `stopped`") =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            listed => {
+                return listed
+                    .expect("cannot list containers")
+                    .into_iter()
+                    .filter_map(|container| container.id)
+                    .collect();
+            }
+        }
+    }
+    panic!("the engine listed a container as `stopped` for five seconds");
+}
+
+/// The engine is Podman (serving Docker's API), which closes a container's
+/// stdin when the connection attached to it ends.
+pub async fn engine_is_podman(docker: &Docker) -> bool {
+    let version = docker.version().await.expect("the engine's version");
+    version
+        .components
+        .unwrap_or_default()
+        .iter()
+        .any(|component| component.name.to_ascii_lowercase().contains("podman"))
 }
 
 /// Waits up to `limit` for no container with all of `filters` to exist.
