@@ -152,6 +152,7 @@ install_podman() {
     command -v podman >/dev/null 2>&1 || missing+=(podman)
     command -v runc >/dev/null 2>&1 || missing+=(runc)
     command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+    command -v python3 >/dev/null 2>&1 || missing+=(python3)
     if [ ${#missing[@]} -gt 0 ]; then
         command -v apt-get >/dev/null 2>&1 || die "please install: ${missing[*]}, then run this again"
         say "installing ${missing[*]} with apt-get"
@@ -162,13 +163,14 @@ install_podman() {
 }
 
 # Sets `key = value` under [section] in /etc/containers/containers.conf,
-# unless the key is set there already; says whether it changed the file.
+# unless the key is set there already (then it returns 1); stops the
+# install when the file cannot be written.
 set_in_containers_conf() {
     local section="$1" key="$2" value="$3" config=/etc/containers/containers.conf
     if [ -f "$config" ] && grep -Eq "^[[:space:]]*$key[[:space:]]*=" "$config"; then
         return 1
     fi
-    $SUDO mkdir -p /etc/containers
+    $SUDO mkdir -p /etc/containers || die "cannot create /etc/containers"
     $SUDO python3 - "$config" "$section" "$key = $value" <<'PY'
 import os, sys
 path, section, line = sys.argv[1], "[%s]" % sys.argv[2], sys.argv[3]
@@ -183,6 +185,7 @@ with open(path + ".new", "w") as handle:
     handle.write("\n".join(lines).lstrip("\n") + "\n")
 os.replace(path + ".new", path)
 PY
+    [ $? -eq 0 ] || die "cannot write $config"
 }
 
 # What Podman needs from /etc/containers/containers.conf here:
@@ -224,8 +227,10 @@ start_podman() {
         [ "$CONTAINERS_CONF_CHANGED" = 1 ] || return 0
         # A running service read the configuration when it started.
         say "restarting Podman's API service for the new configuration"
-        if [ -d /run/systemd/system ] && systemctl is-active --quiet podman.socket 2>/dev/null; then
+        if [ "$(id -u)" -eq 0 ] && [ -d /run/systemd/system ] && systemctl is-active --quiet podman.socket 2>/dev/null; then
             systemctl restart podman.service 2>/dev/null || true
+        elif [ "$(id -u)" -ne 0 ] && systemctl --user is-active --quiet podman.socket 2>/dev/null; then
+            systemctl --user restart podman.service 2>/dev/null || true
         else
             pkill -f "podman system service --time=0 $DOCKER_HOST" || true
             sleep 1

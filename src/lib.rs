@@ -11,6 +11,7 @@
 //! A lock held across an `.await` (a session's turn, the engine client, a
 //! runner stream's writer) is a `tokio::sync::Mutex`.
 
+pub mod atomic_file;
 pub mod clock;
 pub mod config;
 pub mod core;

@@ -149,7 +149,13 @@ async fn the_configured_profile_is_what_the_engine_applies() {
 
 #[tokio::test]
 async fn a_configured_runtime_the_engine_lacks_is_a_clear_error() {
-    require_docker().await;
+    let docker = require_docker().await;
+    // Podman ignores a runtime named per container: the server refuses any.
+    let fix = if engine_is_podman(&docker).await {
+        "containers.conf"
+    } else {
+        "daemon.json"
+    };
     let client = start_server_with_env(&[
         ("MULTILANG_SANDBOX_POOL_SIZE", "0"),
         ("MULTILANG_SANDBOX_RUNTIME", "no-such-runtime"),
@@ -161,9 +167,6 @@ async fn a_configured_runtime_the_engine_lacks_is_a_clear_error() {
         json!({"language": "python", "code": "print(1)"}),
     )
     .await;
-    assert!(
-        text.contains("no-such-runtime") && text.contains("daemon.json"),
-        "{text}"
-    );
+    assert!(text.contains("no-such-runtime") && text.contains(fix), "{text}");
     client.cancel().await.ok();
 }

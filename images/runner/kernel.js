@@ -106,9 +106,13 @@ function rewrite(code) {
       .replace(/^(?:const|let)\s/, 'var ')
       .replace(new RegExp(`^class\\s+(${IDENT})`), 'var $1 = class $1');
   });
+  // A hashbang is only allowed first, where the started call goes: blanked.
+  if (lines[0].startsWith('#!')) lines[0] = '';
   const body = lines.join('\n');
-  // A leading 'use strict' stays the script's first statement.
-  const start = /^\s*(['"])use strict\1/.test(lines[0]) ? `'use strict'; ${STARTED}` : STARTED;
+  // A 'use strict' first (after blank and comment lines) stays the
+  // script's first statement.
+  const first = lines.find((line) => !/^\s*(?:\/\/.*)?$/.test(line)) || '';
+  const start = /^\s*(['"])use strict\1/.test(first) ? `'use strict'; ${STARTED}` : STARTED;
   return asyncMode ? { code: `${start} (async () => {\n${body}\n})()`, offset: 1 } : { code: `${start}\n${body}`, offset: 1 };
 }
 

@@ -102,6 +102,9 @@ class BetweenCellsTest(unittest.TestCase):
         self.assertEqual(exit_code, 1)
         self.assertIn("ReferenceError: undeclared is not defined", stderr)
         self.assertIn("cell:2", stderr, "line numbers are the cell's own")
+        exit_code, _, _, stderr = run.cell("// a comment\n\n'use strict';\nundeclared = 5")
+        self.assertIn("ReferenceError: undeclared is not defined", stderr)
+        self.assertEqual(run.cell("#!/usr/bin/env node\nconsole.log(6 * 7)")[:3], (0, False, "42\n"))
 
 
 class DoneChannelTest(unittest.TestCase):

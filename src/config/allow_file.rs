@@ -13,7 +13,6 @@
 
 use crate::security::egress::{ALLOW_KEY, HostPattern};
 use parking_lot::Mutex;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
 use toml_edit::{Array, DocumentMut, Item, Table, Value};
@@ -83,7 +82,8 @@ pub fn add_to_allow(path: &Path, pattern: &HostPattern) -> Result<AllowEdit, All
     let Some(text) = edited else {
         return Ok(AllowEdit::AlreadyListed);
     };
-    write_atomically(&target, &text).map_err(|source| AllowFileError::Write { path: target, source })?;
+    crate::atomic_file::write_atomically(&target, &text)
+        .map_err(|source| AllowFileError::Write { path: target, source })?;
     Ok(AllowEdit::Added { created })
 }
 
@@ -190,38 +190,6 @@ fn add_to_list(item: &mut Item, pattern: &HostPattern) -> Result<bool, EditError
 
 fn raw_text(raw: Option<&toml_edit::RawString>) -> String {
     raw.and_then(|raw| raw.as_str()).unwrap_or("").to_string()
-}
-
-/// Replaces `path` with `text`: written to a temporary file in the same
-/// folder (with the file's permissions), flushed, then renamed over it.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let folder = match path.parent() {
-        Some(folder) if !folder.as_os_str().is_empty() => folder.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&folder)?;
-    let name = path.file_name().map(|name| name.to_string_lossy().into_owned());
-    let temporary = folder.join(format!(
-        ".{}.{}.tmp",
-        name.as_deref().unwrap_or("config.toml"),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let written = (|| {
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temporary)?;
-        if let Ok(metadata) = std::fs::metadata(path) {
-            file.set_permissions(metadata.permissions())?;
-        }
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    written
 }
 
 #[cfg(test)]

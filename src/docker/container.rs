@@ -294,6 +294,11 @@ impl DockerEngine {
                 engine: traits.describe(),
             });
         }
+        if let (EngineProduct::Podman, Some(runtime)) = (traits.product, &spec.runtime) {
+            return Err(DockerError::PodmanRuntime {
+                runtime: runtime.clone(),
+            });
+        }
         let seccomp = match &spec.seccomp {
             Some(json) => Some(self.seccomp_option(json, traits).await?),
             None => None,

@@ -25,6 +25,12 @@ pub enum DockerError {
          DOCKER_HOST=unix:///run/podman/podman.sock), or boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1)"
     )]
     LimitsUnenforced { engine: String },
+    #[error(
+        "Podman's Docker-compatible API ignores a runtime named per container, so `{runtime}` would not be used; \
+         refusing to start a sandbox without it. Set `runtime = \"{runtime}\"` under [engine] in \
+         /etc/containers/containers.conf (every Podman container then uses it) and unset MULTILANG_SANDBOX_RUNTIME"
+    )]
+    PodmanRuntime { runtime: String },
     #[error("cannot write the seccomp profile file {} for Podman: {reason}. Check that the state folder is writable (`state_dir`)", path.display())]
     SeccompFile { path: std::path::PathBuf, reason: String },
     #[error("sandbox image `{image}` is missing. Build the images with `multilang-sandbox images build`")]

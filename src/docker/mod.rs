@@ -247,13 +247,15 @@ impl EngineFacts {
     }
 }
 
-/// Docker says it runs rootless among its security options. Podman's
+/// Docker says it runs rootless among its security options. Podman 4.3's
 /// Docker-compatible answer does not (its own `Rootless` field is not
-/// Docker's), but a rootless Podman keeps its storage in the user's home
-/// (`~/.local/share/containers/storage`).
+/// Docker's, and bollard drops it), so a Podman counts as rootful only
+/// with its storage where a rootful one keeps it (`/var/lib/containers`):
+/// one that cannot be told apart is taken for rootless, whose limits may
+/// not hold.
 fn is_rootless(product: EngineProduct, security_options: &[String], storage: &str) -> bool {
     security_options.iter().any(|option| option.contains("name=rootless"))
-        || (product == EngineProduct::Podman && storage.contains("/.local/share/containers/"))
+        || (product == EngineProduct::Podman && !storage.starts_with("/var/lib/containers/"))
 }
 
 /// bollard hands ssh only `user@host`, so a port in an `ssh://` DOCKER_HOST
@@ -388,6 +390,7 @@ mod tests {
         ));
         assert!(!is_rootless(EngineProduct::Docker, &[], "/var/lib/docker"));
         let seccomp = ["name=seccomp,profile=default".to_string()];
+        assert!(is_rootless(EngineProduct::Podman, &seccomp, "/srv/containers/storage"));
         assert!(is_rootless(
             EngineProduct::Podman,
             &seccomp,

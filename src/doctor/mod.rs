@@ -174,9 +174,13 @@ fn limits_check(facts: &EngineFacts) -> Option<Check> {
             "resource limits",
             Status::Problem,
             format!(
-                "the engine ({}, cgroup v{}) cannot enforce memory and process-count limits, so sandboxes are refused",
+                "the engine ({}, cgroup {}) cannot enforce memory and process-count limits, so sandboxes are refused",
                 traits.describe(),
-                facts.cgroup_version
+                if facts.cgroup_version.is_empty() {
+                    "version unknown".to_string()
+                } else {
+                    format!("v{}", facts.cgroup_version)
+                }
             ),
             Some(
                 "use a rootful engine (Podman: `sudo podman system service --time=0`), or boot with cgroup v2 (systemd.unified_cgroup_hierarchy=1)"
@@ -199,6 +203,14 @@ fn podman_checks(facts: &EngineFacts, config: &Config, local: bool) -> Vec<Check
             Status::Problem,
             "Podman's default runtime is crun, which cannot start containers on this machine's cgroup v1 (hybrid) hierarchy",
             Some("install runc and set `runtime = \"runc\"` under [engine] in /etc/containers/containers.conf (`./install.sh --podman` does both)".into()),
+        ));
+    }
+    if let Some(runtime) = &config.runtime {
+        checks.push(Check::new(
+            "Podman runtime",
+            Status::Problem,
+            format!("`{runtime}` is configured, but Podman's Docker-compatible API ignores a runtime named per container, so sandboxes are refused"),
+            Some(format!("set `runtime = \"{runtime}\"` under [engine] in /etc/containers/containers.conf and unset MULTILANG_SANDBOX_RUNTIME")),
         ));
     }
     if config.seccomp.json().is_some() && !local {

@@ -125,8 +125,10 @@ impl SessionManager {
             }
             Err(RunFailure::Cancelled) => {
                 // The runner did not confirm the stop in time: it may be
-                // restarting the interpreter.
+                // restarting the interpreter, so the next result says the
+                // state may be gone.
                 handle.set_connection(None);
+                handle.state_lost_untold.store(true, Ordering::SeqCst);
                 request.watch.warn(format!(
                     "Session {name}: the cancelled code did not stop within {} s; its interpreter may be restarting, and variables may be lost.",
                     CANCEL_GRACE.as_secs()
