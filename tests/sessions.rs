@@ -263,11 +263,12 @@ async fn short_ttl_sessions_are_garbage_collected() {
     let name = TestSession::adopt(unique_name("ttl"));
     let created = session(
         &client,
-        json!({"action": "create", "name": name, "language": "bash", "ttl": 2}),
+        // Long enough to outlast a slow create (Podman's) before the extend.
+        json!({"action": "create", "name": name, "language": "bash", "ttl": 5}),
     )
     .await;
     assert!(
-        created["sessions"][0]["ttl_left_seconds"].as_u64().unwrap() <= 2,
+        created["sessions"][0]["ttl_left_seconds"].as_u64().unwrap() <= 5,
         "{created}"
     );
     let extended = session(&client, json!({"action": "extend", "name": name, "ttl": 1})).await;
