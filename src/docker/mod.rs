@@ -274,38 +274,47 @@ fn ssh_port_problem(docker_host: &str) -> Option<String> {
     ))
 }
 
-/// The engine the client connects to: `DOCKER_HOST`, or the default socket.
-/// Where the engine is: `DOCKER_HOST`; else Docker's socket if it exists;
-/// else Podman's (the user's rootless one, then the system's) if one does;
-/// else Docker's socket.
+/// Where the engine is: `DOCKER_HOST`; else Docker's socket, unless Docker
+/// is not installed and a Podman socket exists (the user's rootless one,
+/// then the system's). Where Docker is installed its socket is the answer
+/// even when dockerd is down, so the user is told Docker is not running
+/// rather than silently served by another engine.
 fn docker_host() -> String {
     let runtime_dir = std::env::var("XDG_RUNTIME_DIR").ok();
-    engine_host(std::env::var("DOCKER_HOST").ok(), runtime_dir.as_deref(), |path| {
-        std::path::Path::new(path).exists()
-    })
+    let docker_installed = which::which("dockerd").is_ok() || which::which("docker").is_ok();
+    engine_host(
+        std::env::var("DOCKER_HOST").ok(),
+        runtime_dir.as_deref(),
+        docker_installed,
+        |path| std::path::Path::new(path).exists(),
+    )
 }
 
 const DOCKER_SOCKET: &str = "/var/run/docker.sock";
 
-fn engine_host(docker_host: Option<String>, runtime_dir: Option<&str>, exists: impl Fn(&str) -> bool) -> String {
+fn engine_host(
+    docker_host: Option<String>,
+    runtime_dir: Option<&str>,
+    docker_installed: bool,
+    exists: impl Fn(&str) -> bool,
+) -> String {
     if let Some(host) = docker_host.filter(|host| !host.is_empty()) {
         return host;
+    }
+    if docker_installed || exists(DOCKER_SOCKET) {
+        return format!("unix://{DOCKER_SOCKET}");
     }
     let rootless_podman = runtime_dir
         .filter(|folder| !folder.is_empty())
         .map(|folder| format!("{folder}/podman/podman.sock"));
-    [
-        Some(DOCKER_SOCKET.to_string()),
-        rootless_podman,
-        Some("/run/podman/podman.sock".to_string()),
-    ]
-    .into_iter()
-    .flatten()
-    .find(|socket| exists(socket))
-    .map_or_else(
-        || format!("unix://{DOCKER_SOCKET}"),
-        |socket| format!("unix://{socket}"),
-    )
+    [rootless_podman, Some("/run/podman/podman.sock".to_string())]
+        .into_iter()
+        .flatten()
+        .find(|socket| exists(socket))
+        .map_or_else(
+            || format!("unix://{DOCKER_SOCKET}"),
+            |socket| format!("unix://{socket}"),
+        )
 }
 
 fn engine_is_local(docker_host: Option<&str>) -> bool {
@@ -352,32 +361,50 @@ mod tests {
     }
 
     #[test]
-    fn without_docker_host_dockers_socket_comes_first_then_podmans() {
+    fn without_docker_host_docker_comes_first_and_podman_only_where_docker_is_not_installed() {
         fn present(sockets: &'static [&'static str]) -> impl Fn(&str) -> bool {
             move |path| sockets.contains(&path)
         }
         const PODMAN_USER: &str = "/run/user/1000/podman/podman.sock";
+        const PODMAN_SYSTEM: &str = "/run/podman/podman.sock";
+        let docker = format!("unix://{DOCKER_SOCKET}");
         assert_eq!(
-            engine_host(Some("ssh://me@box".into()), Some("/run/user/1000"), present(&[])),
+            engine_host(Some("ssh://me@box".into()), Some("/run/user/1000"), true, present(&[])),
             "ssh://me@box"
-        );
-        assert_eq!(
-            engine_host(None, Some("/run/user/1000"), present(&[DOCKER_SOCKET, PODMAN_USER])),
-            "unix:///var/run/docker.sock"
         );
         assert_eq!(
             engine_host(
                 None,
                 Some("/run/user/1000"),
-                present(&[PODMAN_USER, "/run/podman/podman.sock"])
+                true,
+                present(&[DOCKER_SOCKET, PODMAN_USER])
+            ),
+            docker
+        );
+        // Docker installed but stopped: its socket, so doctor says it is down.
+        assert_eq!(
+            engine_host(
+                None,
+                Some("/run/user/1000"),
+                true,
+                present(&[PODMAN_USER, PODMAN_SYSTEM])
+            ),
+            docker
+        );
+        assert_eq!(
+            engine_host(
+                None,
+                Some("/run/user/1000"),
+                false,
+                present(&[PODMAN_USER, PODMAN_SYSTEM])
             ),
             format!("unix://{PODMAN_USER}")
         );
         assert_eq!(
-            engine_host(Some(String::new()), None, present(&["/run/podman/podman.sock"])),
-            "unix:///run/podman/podman.sock"
+            engine_host(Some(String::new()), None, false, present(&[PODMAN_SYSTEM])),
+            format!("unix://{PODMAN_SYSTEM}")
         );
-        assert_eq!(engine_host(None, None, present(&[])), "unix:///var/run/docker.sock");
+        assert_eq!(engine_host(None, None, false, present(&[])), docker);
     }
 
     #[test]

@@ -119,28 +119,8 @@ fn our_commands(json: &Value) -> Vec<String> {
 }
 
 fn runnable(command: &str) -> bool {
-    let path = Path::new(command);
-    if path.components().count() == 1 {
-        // A bare name: look it up on PATH.
-        return std::env::var_os("PATH")
-            .map(|paths| std::env::split_paths(&paths).any(|dir| is_executable(&dir.join(command))))
-            .unwrap_or(false);
-    }
-    is_executable(path)
-}
-
-fn is_executable(path: &Path) -> bool {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        path.metadata()
-            .map(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
-            .unwrap_or(false)
-    }
-    #[cfg(not(unix))]
-    {
-        path.is_file()
-    }
+    // A bare name is looked up on PATH; a path must be an executable file.
+    which::which(command).is_ok()
 }
 
 #[cfg(test)]
