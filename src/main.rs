@@ -7,6 +7,7 @@ use multilang_sandbox::config::Config;
 use multilang_sandbox::core::Executor;
 use multilang_sandbox::docker::DockerEngine;
 use multilang_sandbox::images::ImageBuilder;
+use multilang_sandbox::images::templates::{self, TemplateBase};
 use multilang_sandbox::mcp::tasks::TaskRegistry;
 use multilang_sandbox::mcp::{SandboxServer, http};
 use multilang_sandbox::security::audit::{AuditEvent, AuditLog};
@@ -97,7 +98,7 @@ enum CacheCommand {
 
 #[derive(Subcommand)]
 enum ImagesCommand {
-    /// Build the sandbox images that are missing or out of date.
+    /// Build the sandbox images that are missing or out of date, then the user's templates.
     Build {
         /// Rebuild every image even when it is up to date.
         #[arg(long)]
@@ -158,7 +159,7 @@ fn main() -> ExitCode {
             }
             Command::Images {
                 command: ImagesCommand::Build { force, ml },
-            } => build_images(&config, force, ml).await,
+            } => build_images(config.clone(), force, ml).await,
             Command::Cache {
                 command: CacheCommand::Prune { keep, max_mb },
             } => prune_cache(config, keep, max_mb).await,
@@ -312,11 +313,17 @@ fn verify_audit(config: &Config) -> Result<(), String> {
     }
 }
 
-async fn build_images(config: &Config, force: bool, ml: bool) -> Result<(), String> {
-    let engine = DockerEngine::new(&config.state_dir);
+async fn build_images(config: Arc<Config>, force: bool, ml: bool) -> Result<(), String> {
+    let engine = Arc::new(DockerEngine::new(&config.state_dir));
     let engine_description = engine.describe().await.map_err(|e| e.to_string())?;
     eprintln!("Building sandbox images on {engine_description}");
-    let report = ImageBuilder::new(&engine, config)
+    let found = templates::discover(&config.templates_dir);
+    // A template on the data-science image needs it built first.
+    let ml = ml
+        || found
+            .iter()
+            .any(|(_, template)| matches!(template, Ok(template) if template.base == TemplateBase::PythonMl));
+    let report = ImageBuilder::new(&engine, &config)
         .build_all(force, ml)
         .await
         .map_err(|e| e.to_string())?;
@@ -325,6 +332,34 @@ async fn build_images(config: &Config, force: bool, ml: bool) -> Result<(), Stri
         report.built.len(),
         report.up_to_date.len()
     );
+    if found.is_empty() {
+        return Ok(());
+    }
+    eprintln!("Templates in {}:", config.templates_dir.display());
+    let executor = Executor::new(engine, config.clone(), uuid::Uuid::new_v4().to_string());
+    let mut failed = 0;
+    for (name, template) in found {
+        let built = match template.and_then(|template| template.read(&config)) {
+            Ok(source) => executor
+                .templates()
+                .ensure_built(&source, force, |step| eprintln!("  {name:<11} {step}"))
+                .await
+                .map(|took| (source.tag, took)),
+            Err(error) => Err(error),
+        };
+        match built {
+            Ok((tag, Some(took))) => eprintln!("  {name:<11} built {tag} in {took:.1?}"),
+            Ok((tag, None)) => eprintln!("  {name:<11} up to date ({tag})"),
+            Err(error) => {
+                failed += 1;
+                eprintln!("  {name:<11} FAILED: {error}");
+            }
+        }
+    }
+    executor.shutdown().await;
+    if failed > 0 {
+        return Err(format!("{failed} template(s) could not be built (see above)"));
+    }
     Ok(())
 }
 

@@ -146,6 +146,29 @@ mod tests {
     }
 
     #[test]
+    fn a_writable_folder_holding_the_templates_is_refused() {
+        let with = |folders: &str| {
+            Config::from_lookup(|key| match key {
+                "MULTILANG_SANDBOX_HOST_FOLDERS" => Some(folders.to_string()),
+                "MULTILANG_SANDBOX_TEMPLATES_DIR" => Some("/home/me/.config/multilang-sandbox/templates".into()),
+                _ => None,
+            })
+        };
+        for overlapping in [
+            "home=/home/me:rw",
+            "t=/home/me/.config/multilang-sandbox/templates/tools:rw",
+        ] {
+            let error = with(overlapping).unwrap_err().to_string();
+            assert!(
+                error.contains("templates folder") && error.contains("read-only"),
+                "{error}"
+            );
+        }
+        assert!(with("home=/home/me").is_ok());
+        assert!(with("out=/home/me/out:rw").is_ok());
+    }
+
+    #[test]
     fn folders_inside_writable_folders_are_refused() {
         for nested in [
             "proj=/x/proj:rw,inner=/x/proj/inner",

@@ -23,7 +23,7 @@ use super::egress::{
 use super::folders::{parse_host_folders, render_host_folders};
 use super::values::{
     Machine, audit_log_on, ca_bundle_on, flag, invalid, list, number, parse_pool_sizes, path_unless, render_pool_sizes,
-    state_dir_on, text, text_of,
+    state_dir_on, templates_dir_on, text, text_of,
 };
 use super::{Config, MAX_FILE_BYTES_LIMIT, SessionStorage};
 use crate::config::ConfigError;
@@ -325,6 +325,17 @@ pub static KEYS: &[Key] = &[
         doc: "session activity and extensions, shared by servers on this machine",
         set: |config, value, _| text(value).map(|value| config.state_dir = PathBuf::from(value)),
         get: |config| text_of(&config.state_dir),
+    },
+    Key {
+        name: "templates_dir",
+        kind: Kind::Text,
+        default: KeyDefault::Rule {
+            rule: "`$XDG_CONFIG_HOME/multilang-sandbox/templates`",
+            resolve: templates_dir_on,
+        },
+        doc: "the user's own images (templates): a folder each, holding a Dockerfile",
+        set: |config, value, _| text(value).map(|value| config.templates_dir = PathBuf::from(value)),
+        get: |config| text_of(&config.templates_dir),
     },
     Key {
         name: "cache_keep",

@@ -5,6 +5,7 @@
 //! and the checks between keys.
 
 mod allow_file;
+pub mod ca;
 mod egress;
 mod error;
 mod folders;
@@ -86,6 +87,8 @@ pub struct Config {
     pub gc_interval_s: u64,
     /// `state_dir`: state shared by every server on this machine.
     pub state_dir: PathBuf,
+    /// `templates_dir`: the user's own images, a folder each.
+    pub templates_dir: PathBuf,
     /// `cache_keep`, per language.
     pub cache_keep_per_language: usize,
     /// `cache_max_mb`, in MiB.
@@ -214,6 +217,7 @@ impl Config {
             max_snapshots: 0,
             gc_interval_s: 0,
             state_dir: PathBuf::new(),
+            templates_dir: PathBuf::new(),
             cache_keep_per_language: 0,
             cache_max_mb: 0,
             ca_bundle: None,
@@ -338,6 +342,23 @@ impl Config {
         if self.max_snapshots == 0 {
             return Err(invalid("max_snapshots", "must be at least 1"));
         }
+        let templates = canonical(&self.templates_dir);
+        let writable = self.host_folders.iter().filter(|folder| folder.writable);
+        if let Some(folder) = writable.filter(|_| !templates.as_os_str().is_empty()).find(|folder| {
+            let folder = canonical(&folder.host_path);
+            templates.starts_with(&folder) || folder.starts_with(&templates)
+        }) {
+            return Err(invalid(
+                "host_folders",
+                &format!(
+                    "the writable folder `{}` ({}) holds or lies in the templates folder ({}): code in a session could write a template, and template builds run outside the sandbox. Make `{}` read-only, or move the templates folder (templates_dir)",
+                    folder.name,
+                    folder.host_path.display(),
+                    self.templates_dir.display(),
+                    folder.name
+                ),
+            ));
+        }
         Ok(())
     }
 }
@@ -353,6 +374,12 @@ fn this_machine<'a>(lookup: &'a dyn Fn(&str) -> Option<String>) -> Machine<'a> {
         is_file: &Path::is_file,
         temp_dir: std::env::temp_dir(),
     }
+}
+
+/// `path` with its links resolved where it exists (a folder configured
+/// through a link is the folder it reaches).
+fn canonical(path: &std::path::Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 #[cfg(test)]

@@ -86,6 +86,11 @@ pub(super) fn state_dir_on(machine: &Machine<'_>) -> String {
     text_of(xdg_folder(machine, "XDG_STATE_HOME", ".local/state").join("multilang-sandbox"))
 }
 
+/// The templates folder: `$XDG_CONFIG_HOME/multilang-sandbox/templates`.
+pub(super) fn templates_dir_on(machine: &Machine<'_>) -> String {
+    text_of(xdg_folder(machine, "XDG_CONFIG_HOME", ".config").join("multilang-sandbox/templates"))
+}
+
 /// The audit log: `$XDG_DATA_HOME/multilang-sandbox/audit/audit.jsonl`.
 pub(super) fn audit_log_on(machine: &Machine<'_>) -> String {
     text_of(xdg_folder(machine, "XDG_DATA_HOME", ".local/share").join("multilang-sandbox/audit/audit.jsonl"))

@@ -5,6 +5,7 @@
 
 use crate::core::egress::EgressError;
 use crate::docker::DockerError;
+use crate::images::templates::TemplateError;
 use crate::runtime::UnknownLanguage;
 use crate::runtime::packages::SpecError;
 use thiserror::Error;
@@ -37,6 +38,8 @@ pub enum ExecuteError {
     Session(#[from] SessionError),
     #[error(transparent)]
     Package(#[from] PackageError),
+    #[error(transparent)]
+    Template(TemplateError),
     #[error(transparent)]
     Egress(#[from] EgressError),
     #[error(
@@ -161,8 +164,16 @@ pub enum PackageError {
         "`language` is required to prepare packages without a session: python, javascript, typescript, go, rust or bash"
     )]
     LanguageRequired,
-    #[error("`packages` and `ml` apply to stateless executes and session create")]
+    #[error(
+        "`ml` and `template` cannot be combined; a template that builds on the data-science image (`ARG PYTHON_ML` and `FROM ${{PYTHON_ML}}`) has its libraries"
+    )]
+    MlAndTemplate,
+    #[error("`packages`, `ml` and `template` apply to stateless executes and session create")]
     SessionPackages,
+    #[error(
+        "`ml` and `template` choose the image a sandbox starts from; a session's image is chosen when it is created, so leave them out when installing into a session"
+    )]
+    ImageInSession,
     #[error(
         "no install was made: the package registries {manager} is configured to use could not be found in the image ({detail}). \
          Check {hint}. Installs reach only those registries, through the egress proxy, and never get other network"
@@ -233,4 +244,14 @@ pub enum FileError {
     Session(#[from] SessionError),
     #[error(transparent)]
     Docker(#[from] DockerError),
+}
+impl From<TemplateError> for ExecuteError {
+    /// An engine error stays one, so a lost engine connection is noticed
+    /// (and reconnected) as for any other engine call.
+    fn from(error: TemplateError) -> Self {
+        match error {
+            TemplateError::Docker(error) => ExecuteError::Docker(error),
+            other => ExecuteError::Template(other),
+        }
+    }
 }

@@ -17,6 +17,7 @@ pub mod protocol;
 pub mod run;
 pub mod session;
 pub mod session_store;
+pub mod templates;
 pub mod watch;
 
 pub use cache::{CacheEntry, CacheStats};

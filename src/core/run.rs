@@ -7,7 +7,7 @@ use super::egress::UserAsker;
 use super::protocol::{CollectOutputs, HostMessage, RunMode, RunRequest, RunResult, RunnerMessage};
 use super::watch::Watch;
 use crate::config::Config;
-use crate::core::error::ExecuteError;
+use crate::core::error::{ExecuteError, PackageError};
 use crate::docker::DockerError;
 use crate::runtime::{Kernel, Language, Phase, Program};
 use std::collections::BTreeMap;
@@ -19,6 +19,30 @@ const HOST_GRACE: Duration = Duration::from_secs(5);
 /// How long a cancelled run may take to stop: the runner interrupts a
 /// kernel, kills it after its own 2 s grace and starts a new one.
 pub const CANCEL_GRACE: Duration = Duration::from_secs(10);
+
+/// The image a sandbox starts from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ImageChoice {
+    /// The language's standard image.
+    #[default]
+    Standard,
+    /// The data-science Python image (`ml: true`).
+    Ml,
+    /// One of the user's templates, by name.
+    Template(String),
+}
+
+impl ImageChoice {
+    /// The choice a tool's `ml` and `template` arguments make.
+    pub fn from_arguments(ml: Option<bool>, template: Option<&str>) -> Result<Self, PackageError> {
+        match (ml.unwrap_or(false), template) {
+            (true, Some(_)) => Err(PackageError::MlAndTemplate),
+            (true, None) => Ok(ImageChoice::Ml),
+            (false, Some(name)) => Ok(ImageChoice::Template(name.to_string())),
+            (false, None) => Ok(ImageChoice::Standard),
+        }
+    }
+}
 
 /// One execute, validated.
 #[derive(Debug, Clone)]
@@ -33,8 +57,8 @@ pub struct ExecuteRequest {
     /// Packages the code needs (stateless only: a session's packages are
     /// installed into the session, not with an execute).
     pub packages: Vec<String>,
-    /// Use the data-science Python image.
-    pub ml: bool,
+    /// The image to start from (stateless only).
+    pub image: ImageChoice,
     /// Hosts a stateless execute asks to reach (`None`: no network).
     pub network: Option<Vec<String>>,
     /// Who can be asked about hosts outside the grants while it runs.
@@ -61,7 +85,7 @@ impl ExecuteRequest {
             env: BTreeMap::new(),
             session: None,
             packages: Vec::new(),
-            ml: false,
+            image: ImageChoice::Standard,
             network: None,
             asker: UserAsker::default(),
             watch: Watch::default(),

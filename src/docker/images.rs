@@ -6,29 +6,34 @@ use super::{DockerEngine, is_not_found};
 use bollard::models::ContainerConfig;
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CommitContainerOptionsBuilder, CreateImageOptionsBuilder, ListImagesOptionsBuilder,
-    RemoveImageOptionsBuilder,
+    RemoveImageOptions, RemoveImageOptionsBuilder, TagImageOptionsBuilder,
 };
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use std::collections::HashMap;
 
-/// A build context: files (path, content) packed into a tar in memory.
+/// A build context: files (path, mode, content) packed into a tar in memory.
 #[derive(Debug, Clone, Default)]
 pub struct BuildContext {
-    files: Vec<(String, Vec<u8>)>,
+    files: Vec<(String, u32, Vec<u8>)>,
 }
 
 impl BuildContext {
     pub fn add(&mut self, path: &str, content: &[u8]) {
-        self.files.push((path.to_string(), content.to_vec()));
+        self.add_with_mode(path, 0o644, content);
+    }
+
+    /// Adds a file with its permission bits (an executable script stays one).
+    pub fn add_with_mode(&mut self, path: &str, mode: u32, content: &[u8]) {
+        self.files.push((path.to_string(), mode, content.to_vec()));
     }
 
     fn to_tar(&self) -> std::io::Result<Vec<u8>> {
         let mut builder = tar::Builder::new(Vec::new());
-        for (path, content) in &self.files {
+        for (path, mode, content) in &self.files {
             let mut header = tar::Header::new_gnu();
             header.set_size(content.len() as u64);
-            header.set_mode(0o644);
+            header.set_mode(*mode);
             header.set_mtime(0);
             header.set_cksum();
             builder.append_data(&mut header, path, content.as_slice())?;
@@ -46,6 +51,23 @@ pub struct ImageInfo {
     pub created: i64,
     pub size_bytes: i64,
     pub labels: HashMap<String, String>,
+}
+
+/// What an image says about how its containers start, as a template check
+/// reads it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageFacts {
+    /// `USER` (empty: root).
+    pub user: String,
+    pub entrypoint: Vec<String>,
+    /// `VOLUME` mount points.
+    pub volumes: Vec<String>,
+    /// `HEALTHCHECK` test, if any.
+    pub healthcheck: Vec<String>,
+    pub labels: HashMap<String, String>,
+    /// Layer digests, bottom first.
+    pub layers: Vec<String>,
+    pub size_bytes: i64,
 }
 
 /// Progress of a build, as the engine reports it.
@@ -74,6 +96,26 @@ impl DockerEngine {
             Err(error) if is_not_found(&error) => Ok(None),
             Err(error) => Err(error.into()),
         }
+    }
+
+    /// How an image's containers start, and its layers; `None` when absent.
+    pub async fn image_facts(&self, image: &str) -> Result<Option<ImageFacts>, DockerError> {
+        let client = self.client().await?;
+        let inspect = match client.inspect_image(image).await {
+            Ok(inspect) => inspect,
+            Err(error) if is_not_found(&error) => return Ok(None),
+            Err(error) => return Err(error.into()),
+        };
+        let config = inspect.config.unwrap_or_default();
+        Ok(Some(ImageFacts {
+            user: config.user.unwrap_or_default(),
+            entrypoint: config.entrypoint.unwrap_or_default(),
+            volumes: config.volumes.unwrap_or_default(),
+            healthcheck: config.healthcheck.and_then(|check| check.test).unwrap_or_default(),
+            labels: config.labels.unwrap_or_default(),
+            layers: inspect.root_fs.and_then(|root| root.layers).unwrap_or_default(),
+            size_bytes: inspect.size.unwrap_or(0),
+        }))
     }
 
     /// Commits a container's filesystem as `repository:tag`, with labels.
@@ -116,6 +158,27 @@ impl DockerEngine {
                 labels: image.labels,
             })
             .collect())
+    }
+
+    /// Gives `image` the tag `target` (`repository:tag`).
+    pub async fn tag_image(&self, image: &str, target: &str) -> Result<(), DockerError> {
+        let client = self.client().await?;
+        let (repository, tag) = target.rsplit_once(':').unwrap_or((target, "latest"));
+        let options = TagImageOptionsBuilder::default().repo(repository).tag(tag).build();
+        Ok(client.tag_image(image, Some(options)).await?)
+    }
+
+    /// Removes a tag, and the image when no container uses it and nothing
+    /// builds on it (then only the tag goes); false when the engine
+    /// refused because a container uses it.
+    pub async fn remove_image_if_unused(&self, image: &str) -> Result<bool, DockerError> {
+        let client = self.client().await?;
+        match client.remove_image(image, None::<RemoveImageOptions>, None).await {
+            Ok(_) => Ok(true),
+            Err(error) if is_not_found(&error) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, .. }) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
     }
 
     /// Removes an image by tag or id; an absent image is fine.

@@ -17,7 +17,7 @@ pub use channel::{RunnerChannel, RunnerReader, RunnerWriter};
 pub use container::{BindMount, ContainerLimits, NetworkAccess, SandboxContainer, SandboxSpec, VolumeMount, labels};
 pub use error::{DockerError, EngineFailure};
 pub use holder::HolderSpec;
-pub use images::{BuildContext, BuildEvent, ImageInfo};
+pub use images::{BuildContext, BuildEvent, ImageFacts, ImageInfo};
 pub use inventory::{ContainerState, EngineCapacity, MountedVolume, SandboxInfo, VolumeBacking};
 pub use network::{IsolatedNetwork, NetworkMembers};
 pub use volumes::LabelledVolume;

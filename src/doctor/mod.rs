@@ -10,6 +10,7 @@ use crate::core::jobs::Executed;
 use crate::core::{ExecuteRequest, Executor};
 use crate::docker::{DockerEngine, EngineFacts, EngineProduct};
 use crate::images;
+use crate::images::templates::{self, TemplateError};
 use crate::runtime::Language;
 use crate::security::audit::AuditLog;
 use crate::security::seccomp::SeccompProfile;
@@ -108,6 +109,7 @@ pub async fn run(config: &Config, binary: &str) -> Report {
             let images_ok = image_checks(&engine, config, &mut report).await;
             if images_ok {
                 report.checks.push(smoke_test(engine.clone(), config).await);
+                report.checks.extend(template_checks(engine.clone(), config).await);
             }
         }
         Err(error) => report.checks.push(Check::new(
@@ -334,6 +336,60 @@ async fn image_checks(engine: &DockerEngine, config: &Config, report: &mut Repor
         ),
     });
     all_ok
+}
+
+/// One check per template in the templates folder: its Dockerfile reads,
+/// and its image (when built for its current files) keeps the boundary and
+/// has a runner that answers.
+async fn template_checks(engine: Arc<DockerEngine>, config: &Config) -> Vec<Check> {
+    let found = templates::discover(&config.templates_dir);
+    if found.is_empty() {
+        return Vec::new();
+    }
+    let executor = Executor::new(
+        engine,
+        Arc::new(config.clone()),
+        format!("doctor-{}", uuid::Uuid::new_v4()),
+    );
+    let mut checks = Vec::new();
+    for (name, template) in found {
+        let title = format!("template {name}");
+        let checked = match template.and_then(|template| template.read(config)) {
+            Ok(source) => executor
+                .templates()
+                .check(&source)
+                .await
+                .map(|built| (source.template.base.language(), built)),
+            Err(error) => Err(error),
+        };
+        checks.push(match checked {
+            Ok((language, Some(facts))) => Check::new(
+                &title,
+                Status::Ok,
+                format!(
+                    "{language}, built ({:.0} MB), runs as the sandbox user, its runner answers",
+                    facts.size_bytes as f64 / 1e6
+                ),
+                None,
+            ),
+            Ok((language, None)) => Check::new(
+                &title,
+                Status::Note,
+                format!("{language}, not built for its current files yet: its first use builds it"),
+                Some("multilang-sandbox images build".into()),
+            ),
+            Err(error) => {
+                let fix = match &error {
+                    TemplateError::ParentMissing { flag, .. } => format!("multilang-sandbox images build{flag}"),
+                    TemplateError::Docker(_) => engine_fix(),
+                    _ => format!("edit {}", config.templates_dir.join(&name).display()),
+                };
+                Check::new(&title, Status::Problem, error.to_string(), Some(fix))
+            }
+        });
+    }
+    executor.shutdown().await;
+    checks
 }
 
 /// "up to date", "out of date" (an older build exists) or "missing".

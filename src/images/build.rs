@@ -3,17 +3,22 @@
 //! shared sandbox base and one image per language, skipping images whose
 //! content hash is already present. Progress goes to stderr.
 
+use super::templates::{self, TemplateError, TemplateSource};
 use super::{
     BASE, EGRESS, HASH_LABEL, ImageDefinition, PYTHON_ML, bootstrap, content_hash, definition_for, parent_of, tag,
 };
-use crate::config::Config;
-use crate::docker::{BuildContext, BuildEvent, DockerEngine};
+use crate::config::{Config, ca};
+use crate::docker::{BuildContext, BuildEvent, DockerEngine, ImageFacts};
 use crate::images::ImageError;
 use crate::runtime::Language;
 use indicatif::{ProgressBar, ProgressStyle};
+use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
+
+/// How many of a failed template build's last output lines its error keeps.
+const BUILD_ERROR_LINES: usize = 20;
 
 /// How long to wait for a pull of the base image before building it offline.
 const PULL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -148,6 +153,114 @@ impl<'a> ImageBuilder<'a> {
         })?;
         eprintln!("  {:<11} built {image} in {:.1?}", definition.name, started.elapsed());
         Ok(())
+    }
+
+    /// Builds a template's image as `unchecked_tag` and checks it against
+    /// the image it builds on ([`templates::check_built`]); a refused image
+    /// is removed. Each `Step` line of the build goes to `on_step`; a failed
+    /// build's error ends with the last lines of its output.
+    pub async fn build_template(
+        &self,
+        source: &TemplateSource,
+        unchecked_tag: &str,
+        mut on_step: impl FnMut(&str),
+    ) -> Result<ImageFacts, TemplateError> {
+        let template = &source.template;
+        let parent = template.base.image(self.config);
+        let Some(parent_facts) = self.engine.image_facts(&parent).await? else {
+            return Err(TemplateError::parent_missing(template, self.config));
+        };
+        let mut build_args = templates::build_args(self.config);
+        if let Some(bundle) = &source.ca_bundle {
+            let trusting = self.trusting(&template.name, &parent, bundle).await?;
+            build_args.insert(template.base.argument(), trusting);
+        }
+        let mut last_lines = std::collections::VecDeque::new();
+        let built = self
+            .engine
+            .build(
+                unchecked_tag,
+                &source.context,
+                &build_args,
+                &templates::build_labels(source),
+                |BuildEvent::Output(line)| {
+                    // Docker says `Step 2/5 :`, Podman `STEP 2/5:`.
+                    if line.get(..5).is_some_and(|start| start.eq_ignore_ascii_case("step ")) {
+                        on_step(&line);
+                    }
+                    if last_lines.len() == BUILD_ERROR_LINES {
+                        last_lines.pop_front();
+                    }
+                    last_lines.push_back(line);
+                },
+            )
+            .await;
+        if let Err(error) = built {
+            // A failed build may still have tagged nothing; remove in case.
+            self.discard(unchecked_tag).await;
+            let output: Vec<String> = last_lines.into_iter().collect();
+            return Err(TemplateError::BuildFailed {
+                name: template.name.clone(),
+                message: format!("{error}\n{}", output.join("\n")),
+            });
+        }
+        let checked = match self.engine.image_facts(unchecked_tag).await? {
+            Some(built) => templates::check_built(&template.name, &built, &parent_facts).map(|()| built),
+            None => Err(TemplateError::BuildFailed {
+                name: template.name.clone(),
+                message: format!("the engine reported success but has no image {unchecked_tag}"),
+            }),
+        };
+        if checked.is_err() {
+            self.discard(unchecked_tag).await;
+        }
+        checked
+    }
+
+    /// `parent` trusting the machine's CA bundle (built once per parent and
+    /// bundle): a template's steps that download (pip, npm, curl) work
+    /// behind a TLS-inspecting proxy, as installs do, and so do its
+    /// sandboxes' clients.
+    async fn trusting(&self, template: &str, parent: &str, bundle: &str) -> Result<String, TemplateError> {
+        let mut hasher = Sha256::new();
+        hasher.update(parent.as_bytes());
+        hasher.update([0]);
+        hasher.update(bundle.as_bytes());
+        let hash = hex::encode(hasher.finalize());
+        let name = parent.rsplit_once(':').map_or(parent, |(repository, _)| repository);
+        let name = name.rsplit('/').next().unwrap_or(name);
+        let tag = format!("{}/ca-{name}:{}", self.config.image_prefix, &hash[..16]);
+        if self.engine.image_exists(&tag).await? {
+            return Ok(tag);
+        }
+        let path = "/etc/ssl/certs/multilang-sandbox-ca-bundle.pem";
+        let variables: Vec<String> = ca::VARIABLES
+            .iter()
+            .map(|variable| format!("{variable}={path}"))
+            .collect();
+        let dockerfile = format!(
+            "ARG BASE\nFROM ${{BASE}}\nUSER root\nCOPY ca-bundle.pem {path}\nENV {}\nUSER sandbox\n",
+            variables.join(" ")
+        );
+        let mut context = BuildContext::default();
+        context.add("Dockerfile", dockerfile.as_bytes());
+        context.add("ca-bundle.pem", bundle.as_bytes());
+        let build_args = HashMap::from([("BASE".to_string(), parent.to_string())]);
+        self.engine
+            .build(&tag, &context, &build_args, &HashMap::new(), |_| {})
+            .await
+            .map_err(|error| TemplateError::BuildFailed {
+                name: template.to_string(),
+                message: format!("giving {parent} the machine's CA bundle failed: {error}"),
+            })?;
+        Ok(tag)
+    }
+
+    /// Removes an image this builder made and must not keep.
+    pub async fn discard(&self, image: &str) {
+        if let Err(error) = self.engine.remove_image(image).await {
+            tracing::warn!(%image, %error, "could not remove an image that failed its checks");
+        }
     }
 }
 

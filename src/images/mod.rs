@@ -5,6 +5,7 @@
 mod bootstrap;
 mod build;
 mod error;
+pub mod templates;
 
 pub use error::ImageError;
 

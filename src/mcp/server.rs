@@ -6,6 +6,7 @@ use super::resources::Subscriptions;
 use super::tasks::TaskRegistry;
 use super::tools::{OutcomeSlot, validate_arguments};
 use crate::core::Executor;
+use crate::images::templates;
 use crate::security::audit::{
     AuditEvent, CallArguments, MAX_CODE_CHARS, MAX_FIELD_CHARS, Outcome, ToolCall, clip, clip_text, hash_hex,
 };
@@ -46,13 +47,16 @@ pub struct SandboxServer {
 
 impl SandboxServer {
     pub fn new(executor: Arc<Executor>, instance_id: String, tasks: Arc<TaskRegistry>) -> Self {
+        let mut tool_router = Self::tools();
+        let templates = templates::discover(&executor.config().templates_dir);
+        super::tools::templates::name_templates(&mut tool_router, &templates);
         Self {
             executor,
             instance_id,
             log_level: LogLevel::default(),
             subscriptions: Subscriptions::default(),
             tasks,
-            tool_router: Self::tools(),
+            tool_router,
         }
     }
 
@@ -231,6 +235,7 @@ fn describe_call(arguments: Option<&JsonObject>, log_code: bool) -> CallArgument
         packages: pick("packages"),
         target: pick("target"),
         ml: pick("ml"),
+        template: pick("template"),
         timeout: pick("timeout"),
         code_sha256: code.map(|code| hash_hex(code.as_bytes())),
         code_bytes: code.map(str::len),

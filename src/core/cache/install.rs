@@ -4,7 +4,7 @@
 //! package manager's steps run, with the configured CA bundle.
 
 use super::{INSTALL_TIMEOUT, OUTPUT_TAIL, PackageCache, tail};
-use crate::config::Config;
+use crate::config::ca;
 use crate::core::connection::RunnerConnection;
 use crate::core::egress::LeasedNetwork;
 use crate::core::error::PackageError;
@@ -174,12 +174,12 @@ impl PackageCache {
             kernel_source: None,
         };
         let mut env = BTreeMap::new();
-        if let Some(bundle) = read_ca_bundle(config) {
+        if let Some(bundle) = config.read_ca_bundle() {
             program.files.push(SourceFile {
                 path: CA_BUNDLE_PATH.to_string(),
                 content: bundle,
             });
-            for variable in CA_VARIABLES {
+            for variable in ca::VARIABLES {
                 env.insert(variable.to_string(), CA_BUNDLE_PATH.to_string());
             }
         }
@@ -232,26 +232,3 @@ impl StepFailure {
 /// Where install containers get the trusted CA bundle (a tmpfs: never
 /// committed into a cached image).
 const CA_BUNDLE_PATH: &str = "/tmp/ca-bundle.pem";
-/// Variables that point each package manager's TLS at the bundle.
-const CA_VARIABLES: [&str; 7] = [
-    "SSL_CERT_FILE",
-    "PIP_CERT",
-    "REQUESTS_CA_BUNDLE",
-    "NODE_EXTRA_CA_CERTS",
-    "CARGO_HTTP_CAINFO",
-    "GIT_SSL_CAINFO",
-    "CURL_CA_BUNDLE",
-];
-
-/// The configured CA bundle's text, if there is a readable one.
-fn read_ca_bundle(config: &Config) -> Option<String> {
-    let path = config.ca_bundle.as_ref()?;
-    match std::fs::read_to_string(path) {
-        Ok(text) if text.contains("BEGIN CERTIFICATE") => Some(text),
-        Ok(_) => None,
-        Err(error) => {
-            tracing::warn!(path = %path.display(), %error, "cannot read the CA bundle; installs use the image's own");
-            None
-        }
-    }
-}

@@ -6,6 +6,7 @@ use super::Executor;
 use crate::config::HostFolder;
 use crate::core::cache::CachedImage;
 use crate::core::error::{ExecuteError, SessionError};
+use crate::core::run::ImageChoice;
 use crate::core::session::{NewSession, SessionInfo};
 use crate::core::watch::Watch;
 use crate::runtime::Language;
@@ -19,8 +20,8 @@ pub struct SessionRequest {
     pub ttl: Option<u64>,
     /// Packages to start with (served from the package cache).
     pub packages: Vec<String>,
-    /// Python: the data-science image.
-    pub ml: bool,
+    /// The image to start from.
+    pub image: ImageChoice,
     /// Names of configured host folders to mount.
     pub mounts: Vec<String>,
     /// A built-in seccomp profile name; `None` keeps the configured one.
@@ -29,14 +30,24 @@ pub struct SessionRequest {
     pub network: Option<Vec<String>>,
 }
 
+/// A session just created, and how its image was come by.
+#[derive(Debug)]
+pub struct CreatedSession {
+    pub session: SessionInfo,
+    /// Its packages' cached image, when it asked for packages.
+    pub cached: Option<CachedImage>,
+    /// What was unusual (a template built first).
+    pub notes: Vec<String>,
+}
+
 impl Executor {
     /// Creates a session, from the cached image of `packages` when given
-    /// (installing them on a cache miss) and the data-science image with `ml`.
+    /// (installing them on a cache miss), on the image `request` chose.
     pub async fn create_session(
         &self,
         request: &SessionRequest,
         watch: &Watch,
-    ) -> Result<(SessionInfo, Option<CachedImage>), ExecuteError> {
+    ) -> Result<CreatedSession, ExecuteError> {
         let name = request.name.as_str();
         self.sessions.check_create(name, request.ttl).await?;
         let folders = self.host_folders(&request.mounts)?;
@@ -45,7 +56,10 @@ impl Executor {
             Some(requested) => Some(self.egress.review(requested, &[])?),
             None => None,
         };
-        let mut image = self.base_image(request.language, request.ml).await?;
+        let mut notes = Vec::new();
+        let mut image = self
+            .base_image(request.language, &request.image, watch, &mut notes)
+            .await?;
         let mut cached = None;
         if !request.packages.is_empty() {
             let found = self
@@ -74,7 +88,7 @@ impl Executor {
             }
             return Err(ExecuteError::Cancelled);
         }
-        Ok((session, cached))
+        Ok(CreatedSession { session, cached, notes })
     }
 
     /// The seccomp profile a session asked for: a built-in one no weaker

@@ -3,6 +3,7 @@
 
 use super::Executor;
 use crate::core::error::{ExecuteError, PackageError, SessionError};
+use crate::core::run::ImageChoice;
 use crate::core::watch::Watch;
 use crate::runtime::Language;
 
@@ -14,8 +15,8 @@ pub struct InstallRequest {
     pub session: Option<String>,
     /// Required without a session; with one, it must be the session's.
     pub language: Option<Language>,
-    /// Without a session: cache on top of the data-science image (Python).
-    pub ml: bool,
+    /// Without a session: the image to cache on top of.
+    pub image: ImageChoice,
 }
 
 /// What an install did.
@@ -39,6 +40,7 @@ impl Executor {
         let packages = &request.packages;
         let language = request.language;
         match request.session.as_deref() {
+            Some(_) if request.image != ImageChoice::Standard => Err(PackageError::ImageInSession.into()),
             Some(name) => {
                 let target = self.sessions.install_target(name).await?;
                 if let Some(language) = language
@@ -63,7 +65,9 @@ impl Executor {
             }
             None => {
                 let language = language.ok_or(PackageError::LanguageRequired)?;
-                let base = self.base_image(language, request.ml).await?;
+                let base = self
+                    .base_image(language, &request.image, watch, &mut Vec::new())
+                    .await?;
                 let cached = self.cache.image_for(language, &base, packages, watch).await?;
                 Ok(InstallReport {
                     language,

@@ -8,7 +8,7 @@ mod fork_session;
 mod install;
 mod jobs;
 
-pub use create_session::{SessionRequest, check_host_folder};
+pub use create_session::{CreatedSession, SessionRequest, check_host_folder};
 pub use fork_session::ForkRequest;
 pub use install::{InstallReport, InstallRequest};
 
@@ -18,12 +18,17 @@ use super::egress::{EgressGateway, LeasedNetwork, Owner};
 use super::jobs::{Detachable, Executed, JobPlace, JobTable, Ran};
 use super::launcher::{Launcher, Purpose, Sandbox};
 use super::pool::ContainerPool;
-use super::run::{ExecuteRequest, RunFailure, cancelled_outcome, host_timeout_outcome, not_started_outcome, outcome};
+use super::run::{
+    ExecuteRequest, ImageChoice, RunFailure, cancelled_outcome, host_timeout_outcome, not_started_outcome, outcome,
+};
 use super::session::SessionManager;
+use super::templates::TemplateImages;
+use super::watch::Watch;
 use crate::config::Config;
 use crate::core::error::{ExecuteError, PackageError};
 use crate::docker::DockerEngine;
 use crate::images;
+use crate::images::templates::{Template, TemplateError};
 use crate::runtime::Language;
 use crate::security::audit::{self, AuditEvent, AuditLog, JobEvent, MAX_FIELD_CHARS, hash_hex};
 use crate::security::egress::HostPattern;
@@ -43,6 +48,7 @@ pub struct Executor {
     pool: Arc<ContainerPool>,
     sessions: Arc<SessionManager>,
     cache: Arc<PackageCache>,
+    templates: TemplateImages,
     audit: Arc<AuditLog>,
     egress: Arc<EgressGateway>,
     jobs: Arc<JobTable>,
@@ -66,6 +72,7 @@ impl Executor {
             pool: ContainerPool::new(launcher.clone()),
             sessions: SessionManager::new(launcher.clone(), audit.clone(), egress.clone()),
             cache: PackageCache::new(launcher.clone(), egress.clone()),
+            templates: TemplateImages::new(launcher.clone()),
             egress,
             audit,
             launcher,
@@ -149,20 +156,52 @@ impl Executor {
         }
     }
 
-    /// The image to start `language` from: the standard one, or the
-    /// data-science image with `ml` (Python only; it must have been built).
-    pub async fn base_image(&self, language: Language, ml: bool) -> Result<String, PackageError> {
-        if !ml {
-            return Ok(images::tag_for(language, &self.config));
+    /// The image to start `language` from: the standard one, the
+    /// data-science image (Python only; it must have been built), or a
+    /// template's (built first when its files changed, which `notes` says).
+    pub async fn base_image(
+        &self,
+        language: Language,
+        choice: &ImageChoice,
+        watch: &Watch,
+        notes: &mut Vec<String>,
+    ) -> Result<String, ExecuteError> {
+        match choice {
+            ImageChoice::Standard => Ok(images::tag_for(language, &self.config)),
+            ImageChoice::Ml => {
+                if language != Language::Python {
+                    return Err(PackageError::MlNotPython.into());
+                }
+                let image = images::ml_tag(&self.config);
+                if !self.engine.image_exists(&image).await? {
+                    return Err(PackageError::MlImageMissing.into());
+                }
+                Ok(image)
+            }
+            ImageChoice::Template(name) => {
+                let image = self.templates.image_for(name, language, watch).await?;
+                if let Some(took) = image.built_in {
+                    notes.push(format!(
+                        "Built template `{name}` in {:.1} s; its image is kept and reused until the template's files change.",
+                        took.as_secs_f64()
+                    ));
+                }
+                Ok(image.tag)
+            }
         }
-        if language != Language::Python {
-            return Err(PackageError::MlNotPython);
-        }
-        let image = images::ml_tag(&self.config);
-        if !self.engine.image_exists(&image).await? {
-            return Err(PackageError::MlImageMissing);
-        }
-        Ok(image)
+    }
+
+    /// The language of the template `choice` names, if it names one.
+    pub fn template_language(&self, choice: &ImageChoice) -> Result<Option<Language>, TemplateError> {
+        let ImageChoice::Template(name) = choice else {
+            return Ok(None);
+        };
+        Ok(Some(Template::find(&self.config.templates_dir, name)?.base.language()))
+    }
+
+    /// The user's templates.
+    pub fn templates(&self) -> &TemplateImages {
+        &self.templates
     }
 
     /// Validates a caller's timeout (milliseconds), applying the default.
@@ -192,7 +231,7 @@ impl Executor {
                 return Err(ExecuteError::InvalidEnvValue(name.clone()));
             }
         }
-        if request.session.is_some() && (!request.packages.is_empty() || request.ml) {
+        if request.session.is_some() && (!request.packages.is_empty() || request.image != ImageChoice::Standard) {
             return Err(PackageError::SessionPackages.into());
         }
         if request.session.is_some() && request.network.is_some() {
@@ -323,10 +362,12 @@ impl Executor {
         grants: Option<Vec<HostPattern>>,
         notes: &mut Vec<String>,
     ) -> Result<(Sandbox, Option<LeasedNetwork>), ExecuteError> {
-        if request.packages.is_empty() && !request.ml && grants.is_none() {
+        if request.packages.is_empty() && request.image == ImageChoice::Standard && grants.is_none() {
             return Ok((self.pool.acquire(request.language).await?, None));
         }
-        let mut image = self.base_image(request.language, request.ml).await?;
+        let mut image = self
+            .base_image(request.language, &request.image, &request.watch, notes)
+            .await?;
         if !request.packages.is_empty() {
             let cached = self
                 .cache

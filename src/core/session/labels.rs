@@ -8,6 +8,7 @@ use crate::clock::rfc3339;
 use crate::config::{HostFolder, SessionStorage};
 use crate::core::error::SessionError;
 use crate::docker::{SandboxInfo, labels};
+use crate::images::templates::TEMPLATE_LABEL;
 use crate::runtime::Language;
 use crate::runtime::packages::SESSION_ROOT;
 use crate::security::egress::HostPattern;
@@ -46,6 +47,9 @@ impl SessionFacts {
             ttl_seconds: self.ttl,
             ttl_left_seconds: expires_at.saturating_sub(now),
             container: self.info.id.chars().take(12).collect(),
+            // Containers carry their image's labels: a template's image
+            // names its template.
+            template: self.info.labels.get(TEMPLATE_LABEL).cloned(),
             seccomp: self
                 .info
                 .labels

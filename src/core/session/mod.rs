@@ -69,6 +69,9 @@ pub struct SessionInfo {
     pub ttl_left_seconds: u64,
     /// Docker container id (first 12 characters).
     pub container: String,
+    /// The user's template the session started from, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
     /// Seccomp profile the session runs under (standard, strict, …).
     pub seccomp: String,
     /// Where `/workspace` and `/outputs` live: "memory" (size-limited; lost

@@ -6,6 +6,7 @@ use crate::core::artifacts::ArtifactContent;
 use crate::core::egress::UserAsker;
 use crate::core::error::ExecuteError;
 use crate::core::jobs::{Executed, JobInfo, JobProgress};
+use crate::core::run::ImageChoice;
 use crate::core::{ExecuteRequest, ExecutionOutcome, Watch};
 use crate::mcp::SandboxServer;
 use crate::mcp::elicitation::ClientAsker;
@@ -56,6 +57,12 @@ pub struct ExecuteParams {
     /// matplotlib, seaborn, pillow, statsmodels). Not for sessions created without it.
     #[serde(default)]
     pub ml: Option<bool>,
+    /// Stateless only: run in one of the user's own images (templates, listed in this tool's
+    /// description and by sandbox_inspect), for example "data". `language` must be the
+    /// template's. Its first use after the user changed it builds it (as long as its steps
+    /// take); later uses start at once. Sessions take `template` at create.
+    #[serde(default)]
+    pub template: Option<String>,
     /// Packages the code needs, for example `["requests"]`: pip names for Python, npm names for
     /// JavaScript/TypeScript, crates for Rust (`serde@1`), Debian packages for Bash. The first
     /// use of a set installs it (seconds to minutes) and caches it; later uses start at once.
@@ -332,7 +339,7 @@ impl SandboxServer {
             env: params.env.unwrap_or_default(),
             session: params.session,
             packages: params.packages.unwrap_or_default(),
-            ml: params.ml.unwrap_or(false),
+            image: ImageChoice::from_arguments(params.ml, params.template.as_deref())?,
             network: params.network,
             asker,
             watch,

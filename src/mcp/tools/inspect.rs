@@ -5,6 +5,7 @@ use super::security::SecurityPosture;
 use super::{OutcomeSlot, Reported, ToolAnswer, refusal, structured_result, tool_error};
 use crate::core::jobs::JobInfo;
 use crate::core::session::SpareStats;
+use crate::core::templates::TemplateSummary;
 use crate::core::{CacheStats, PoolLanguageStats, SessionInfo};
 use crate::mcp::SandboxServer;
 use crate::security::audit::{AuditStats, Outcome};
@@ -25,13 +26,14 @@ pub enum InspectTarget {
     Sessions,
     Jobs,
     Audit,
+    Templates,
 }
 
 /// Arguments of `sandbox_inspect`.
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct InspectParams {
-    /// all (default: pool, cache and sessions), pool, cache, sessions, jobs (background jobs, as
-    /// sandbox_job lists them) or audit (the audit log's file, policy mode, seccomp profile and
+    /// all (default: pool, cache, sessions and templates), pool, cache, sessions, templates (the
+    /// user's own images), jobs (background jobs, as sandbox_job lists them) or audit (the audit log's file, policy mode, seccomp profile and
     /// event counts; sandbox_security has the events).
     #[serde(default)]
     pub target: Option<InspectTarget>,
@@ -53,6 +55,9 @@ pub struct InspectOutput {
     /// Background jobs: this server's and those kept in running sessions (target jobs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jobs: Option<Vec<JobInfo>>,
+    /// The user's own images (target all or templates): name, language, whether built, size.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub templates: Option<Vec<TemplateSummary>>,
     /// The package cache (target all or cache).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheStats>,
@@ -80,8 +85,9 @@ impl SandboxServer {
 current target, which grows while calls come faster than the pool refills, idle, starting, hits, misses, \
 average acquire time, idle memory), `cache` (cached package images, hits, misses, size), `sessions` (name, language, \
 state, created, last used, ttl left), `jobs` (background jobs: handle, state, age, first line of code), \
-`audit` (audit log file, policy mode, seccomp profile, event counts), or `all` (default: pool, cache \
-and sessions).",
+`templates` (the user's own images: name, language, built, size; use one with `template`), \
+`audit` (audit log file, policy mode, seccomp profile, event counts), or `all` (default: pool, cache, \
+sessions and templates).",
         output_schema = schema_for_output::<InspectOutput>(),
         title = "Inspect the sandbox",
         // Reads the pool, cache and sessions; changes nothing.
@@ -139,11 +145,17 @@ impl SandboxServer {
         } else {
             None
         };
+        let templates = if matches!(target, InspectTarget::All | InspectTarget::Templates) {
+            Some(self.executor.templates().list().await)
+        } else {
+            None
+        };
         let output = InspectOutput {
             pool,
             sessions,
             spares,
             jobs,
+            templates,
             cache,
             audit,
             instance: self.instance_id.clone(),
@@ -215,6 +227,21 @@ fn render(output: &InspectOutput) -> String {
         text.push_str(&format!("Jobs: {}\n", jobs.len()));
         for job in jobs {
             text.push_str(&format!("- {}\n", job.describe()));
+        }
+    }
+    if let Some(templates) = output.templates.as_ref().filter(|templates| !templates.is_empty()) {
+        text.push_str("Templates:\n");
+        for template in templates {
+            let state = match (&template.problem, template.size_bytes) {
+                (Some(problem), _) => format!("unusable: {problem}"),
+                (None, Some(size)) => format!("built, {:.1} MB", size as f64 / 1e6),
+                (None, None) => "not built yet (its first use builds it)".to_string(),
+            };
+            text.push_str(&format!(
+                "- {} ({}): {state}\n",
+                template.name,
+                template.language.as_deref().unwrap_or("?")
+            ));
         }
     }
     if let Some(audit) = &output.audit {

@@ -4,6 +4,7 @@ use super::{OutcomeSlot, Reported, answer};
 use crate::core::Watch;
 use crate::core::error::ExecuteError;
 use crate::core::executor::{InstallReport, InstallRequest};
+use crate::core::run::ImageChoice;
 use crate::mcp::progress::Reporter;
 use crate::mcp::{SandboxServer, client_limits, tasks};
 use crate::runtime::Language;
@@ -35,6 +36,10 @@ pub struct InstallParams {
     /// Without `session`, Python only: prepare the set on the data-science image.
     #[serde(default)]
     pub ml: Option<bool>,
+    /// Without `session`: prepare the set on one of the user's templates (its language is
+    /// the default `language`).
+    #[serde(default)]
+    pub template: Option<String>,
 }
 
 /// Result of `sandbox_install`.
@@ -142,12 +147,16 @@ Managers: pip (python), npm (javascript, typescript), cargo (rust), go modules (
 
 impl SandboxServer {
     async fn run_install(&self, params: &InstallParams, watch: Watch) -> Result<InstallReport, ExecuteError> {
-        let language = params.language.as_deref().map(Language::parse).transpose()?;
+        let image = ImageChoice::from_arguments(params.ml, params.template.as_deref())?;
+        let language = match params.language.as_deref() {
+            Some(given) => Some(Language::parse(given)?),
+            None => self.executor.template_language(&image)?,
+        };
         let request = InstallRequest {
             packages: params.packages.clone(),
             session: params.session.clone(),
             language,
-            ml: params.ml.unwrap_or(false),
+            image,
         };
         self.executor.install(&request, &watch).await
     }

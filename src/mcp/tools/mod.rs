@@ -12,6 +12,7 @@ mod next_step;
 pub(crate) mod schema;
 pub mod security;
 pub mod session;
+pub(crate) mod templates;
 
 use crate::security::audit::Outcome;
 use rmcp::ErrorData;

@@ -123,7 +123,7 @@ mod tests {
             ),
             (
                 Box::new(ExecuteError::Package(PackageError::SessionPackages)),
-                "`packages` and `ml` apply to stateless executes and session create; to add packages to a session use sandbox_install with `session`",
+                "`packages`, `ml` and `template` apply to stateless executes and session create; to add packages to a session use sandbox_install with `session`",
             ),
             (
                 Box::new(FileError::Outside("/etc".into())),

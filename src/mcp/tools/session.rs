@@ -2,7 +2,8 @@
 
 use super::{OutcomeSlot, Reported, answer};
 use crate::core::error::{ExecuteError, SessionError};
-use crate::core::executor::{ForkRequest, SessionRequest};
+use crate::core::executor::{CreatedSession, ForkRequest, SessionRequest};
+use crate::core::run::ImageChoice;
 use crate::core::session::{ReplaySummary, Restored, SnapshotError, SnapshotInfo};
 use crate::core::{SessionInfo, Watch};
 use crate::mcp::SandboxServer;
@@ -61,6 +62,11 @@ pub struct SessionParams {
     /// create, Python only: start from the data-science image (numpy, pandas, matplotlib, …).
     #[serde(default)]
     pub ml: Option<bool>,
+    /// create: start from one of the user's own images (templates, listed in this tool's
+    /// description and by sandbox_inspect), for example "data"; `language` defaults to the
+    /// template's. Its first use after the user changed it builds it first.
+    #[serde(default)]
+    pub template: Option<String>,
     /// create: names of host folders the user configured (MULTILANG_SANDBOX_HOST_FOLDERS) to
     /// mount, for example `["data"]`; each appears at /mnt/<name>, read-only unless the user
     /// made it writable. `list` shows each session's mounts.
@@ -186,20 +192,31 @@ impl SandboxServer {
             }
             SessionAction::Create => {
                 let name = name()?;
-                let language = Language::parse(params.language.as_deref().ok_or(SessionError::LanguageRequired)?)?;
+                let image = ImageChoice::from_arguments(params.ml, params.template.as_deref())?;
+                let language = match params.language.as_deref() {
+                    Some(given) => Language::parse(given)?,
+                    None => self
+                        .executor
+                        .template_language(&image)?
+                        .ok_or(SessionError::LanguageRequired)?,
+                };
                 let request = SessionRequest {
                     name: name.to_string(),
                     language,
                     ttl: params.ttl,
                     packages: params.packages.clone().unwrap_or_default(),
-                    ml: params.ml.unwrap_or(false),
+                    image,
                     mounts: params.mounts.clone().unwrap_or_default(),
                     seccomp: params.seccomp.clone(),
                     network: params.network.clone(),
                 };
-                let (session, cached) = self.executor.create_session(&request, &watch).await?;
+                let CreatedSession { session, cached, notes } = self.executor.create_session(&request, &watch).await?;
                 let mut message =
                     format!("Created session {name} ({language}). Pass `session: \"{name}\"` to sandbox_execute.");
+                for note in notes {
+                    message.push(' ');
+                    message.push_str(&note);
+                }
                 if let Some(cached) = cached {
                     message.push_str(&format!(
                         " Packages {} {} ({:.1} s).",

@@ -80,6 +80,8 @@ pub struct CallArguments {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ml: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub code_sha256: Option<String>,
