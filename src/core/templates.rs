@@ -113,16 +113,22 @@ impl TemplateImages {
         let builder = ImageBuilder::new(engine, self.launcher.config());
         let unchecked = source.unchecked_tag();
         builder.build_template(source, &unchecked, on_step).await?;
-        let tried = self.try_runner(source, &unchecked).await;
-        let tagged = match tried {
+        let tagged = match self.try_runner(source, &unchecked).await {
             Ok(()) => engine
                 .tag_image(&unchecked, &source.tag)
                 .await
                 .map_err(TemplateError::from),
             Err(error) => Err(error),
         };
-        builder.discard(&unchecked).await;
-        tagged?;
+        if let Err(error) = tagged {
+            builder.discard(&unchecked).await;
+            return Err(error);
+        }
+        // Only the tag goes: a forced removal would take the image too (and
+        // on Podman, its other tags with it).
+        if let Err(error) = engine.remove_image_if_unused(&unchecked).await {
+            tracing::warn!(image = %unchecked, %error, "could not remove a checked build's own tag");
+        }
         self.remove_older_builds(source).await;
         Ok(Some(started.elapsed()))
     }
@@ -179,18 +185,27 @@ impl TemplateImages {
     /// container, or a cached or snapshot image built on one, keeps it).
     async fn remove_older_builds(&self, source: &TemplateSource) {
         let engine = self.launcher.engine();
-        let older = match engine.list_images(source.repository()).await {
-            Ok(images) => images,
-            Err(error) => {
+        let listed = match (
+            engine.image_id(&source.tag).await,
+            engine.list_images(source.repository()).await,
+        ) {
+            (Ok(Some(current)), Ok(images)) => images
+                .into_iter()
+                .filter(|image| image.id != current)
+                .collect::<Vec<_>>(),
+            (Ok(None), _) => return,
+            (Err(error), _) | (_, Err(error)) => {
                 tracing::warn!(template = %source.template.name, %error, "could not list the template's earlier builds");
                 return;
             }
         };
-        // Builds being checked (here or by another server) are not earlier.
-        let earlier = |tag: &&String| **tag != source.tag && !tag.contains(templates::UNCHECKED);
-        for tag in older.iter().flat_map(|image| &image.tags).filter(earlier) {
-            if let Err(error) = engine.remove_image_if_unused(tag).await {
-                tracing::warn!(%tag, %error, "could not remove an earlier template build");
+        // Told by id: Podman lists tags with a registry in front. Builds
+        // being checked (here or by another server) are not earlier.
+        for image in listed {
+            for tag in image.tags.iter().filter(|tag| !tag.contains(templates::UNCHECKED)) {
+                if let Err(error) = engine.remove_image_if_unused(tag).await {
+                    tracing::warn!(%tag, %error, "could not remove an earlier template build");
+                }
             }
         }
     }
