@@ -323,7 +323,7 @@ async fn build_images(config: Arc<Config>, force: bool, ml: bool) -> Result<(), 
         || found
             .iter()
             .any(|(_, template)| matches!(template, Ok(template) if template.base == TemplateBase::PythonMl));
-    let report = ImageBuilder::new(&engine, &config)
+    let report = ImageBuilder::new(engine.as_ref(), &config)
         .build_all(force, ml)
         .await
         .map_err(|e| e.to_string())?;

@@ -7,7 +7,7 @@ use super::egress::{self, OpenedNetwork};
 use crate::config::Config;
 use crate::docker::DockerError;
 use crate::docker::{
-    BindMount, ContainerLimits, DockerEngine, NetworkAccess, SandboxContainer, SandboxSpec, VolumeMount, labels,
+    BindMount, ContainerLimits, NetworkAccess, SandboxContainer, SandboxEngine, SandboxSpec, VolumeMount, labels,
 };
 use crate::images;
 use crate::runtime::packages::SESSION_ROOT;
@@ -89,13 +89,13 @@ pub enum Purpose<'a> {
 
 /// Creates sandbox containers for this server instance.
 pub struct Launcher {
-    engine: Arc<DockerEngine>,
+    engine: Arc<dyn SandboxEngine>,
     config: Arc<Config>,
     instance_id: String,
 }
 
 impl Launcher {
-    pub fn new(engine: Arc<DockerEngine>, config: Arc<Config>, instance_id: String) -> Self {
+    pub fn new(engine: Arc<dyn SandboxEngine>, config: Arc<Config>, instance_id: String) -> Self {
         Self {
             engine,
             config,
@@ -103,7 +103,7 @@ impl Launcher {
         }
     }
 
-    pub fn engine(&self) -> &Arc<DockerEngine> {
+    pub fn engine(&self) -> &Arc<dyn SandboxEngine> {
         &self.engine
     }
 

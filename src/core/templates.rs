@@ -95,7 +95,7 @@ impl TemplateImages {
         &self,
         source: &TemplateSource,
         force: bool,
-        on_step: impl FnMut(&str),
+        on_step: impl FnMut(&str) + Send,
     ) -> Result<Option<Duration>, TemplateError> {
         let lock = self
             .building
@@ -110,7 +110,7 @@ impl TemplateImages {
         }
         let started = Instant::now();
         let engine = self.launcher.engine();
-        let builder = ImageBuilder::new(engine, self.launcher.config());
+        let builder = ImageBuilder::new(engine.as_ref(), self.launcher.config());
         let unchecked = source.unchecked_tag();
         builder.build_template(source, &unchecked, on_step).await?;
         let tagged = match self.try_runner(source, &unchecked).await {

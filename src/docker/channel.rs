@@ -3,7 +3,7 @@
 //! into a writer and a reader so one task can read while others write.
 
 use super::DockerError;
-use bollard::container::LogOutput;
+use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use std::pin::Pin;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
@@ -12,7 +12,17 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 /// caps; anything larger means the runner is broken or hostile.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
-type OutputStream = Pin<Box<dyn Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>;
+/// One chunk of what a runner writes on its attached output.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunnerOutput {
+    /// Messages (newline-framed JSON).
+    Stdout(Bytes),
+    /// The runner's own diagnostics (logged).
+    Stderr(Bytes),
+}
+
+/// A runner's attached output, as the engine delivers it.
+pub type RunnerOutputStream = Pin<Box<dyn Stream<Item = std::io::Result<RunnerOutput>> + Send>>;
 
 /// Both ends of a container's attached stream.
 pub struct RunnerChannel {
@@ -21,7 +31,9 @@ pub struct RunnerChannel {
 }
 
 impl RunnerChannel {
-    pub(super) fn new(input: Pin<Box<dyn AsyncWrite + Send>>, output: OutputStream) -> Self {
+    /// The channel over a container's attached stdin and output (each
+    /// engine turns its own attach stream into [`RunnerOutput`]s).
+    pub fn new(input: Pin<Box<dyn AsyncWrite + Send>>, output: RunnerOutputStream) -> Self {
         Self {
             writer: RunnerWriter { input },
             reader: RunnerReader {
@@ -52,7 +64,7 @@ impl RunnerWriter {
 
 /// The container's stdout (messages) and stderr (runner diagnostics, logged).
 pub struct RunnerReader {
-    output: OutputStream,
+    output: RunnerOutputStream,
     buffer: Vec<u8>,
     /// How much of `buffer` is known to hold no newline (each chunk is
     /// searched once, so a large message costs linear time).
@@ -77,11 +89,10 @@ impl RunnerReader {
                 )));
             }
             match self.output.next().await {
-                Some(Ok(LogOutput::StdOut { message })) => self.buffer.extend_from_slice(&message),
-                Some(Ok(LogOutput::StdErr { message })) => {
+                Some(Ok(RunnerOutput::Stdout(message))) => self.buffer.extend_from_slice(&message),
+                Some(Ok(RunnerOutput::Stderr(message))) => {
                     tracing::debug!(runner_stderr = %String::from_utf8_lossy(&message).trim_end());
                 }
-                Some(Ok(_)) => {}
                 Some(Err(error)) => return Err(DockerError::ContainerGone(error.to_string())),
                 None => {
                     return Err(DockerError::ContainerGone(

@@ -4,14 +4,19 @@
 //! in the background when the handle is dropped.
 
 use super::DockerError;
+use super::channel::RunnerOutput;
 use super::{DockerEngine, EngineProduct, RunnerChannel, is_not_found};
+use async_trait::async_trait;
 use bollard::Docker;
+use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder, StartContainerOptions,
     WaitContainerOptionsBuilder,
 };
+use futures::StreamExt;
 use std::collections::HashMap;
+use std::sync::Arc;
 use tokio_util::task::TaskTracker;
 
 /// Label keys every sandbox container carries; Docker is the registry of
@@ -248,13 +253,43 @@ impl SandboxSpec {
 /// (unless [`SandboxContainer::keep`] was called: sessions outlive handles).
 pub struct SandboxContainer {
     id: String,
-    client: Docker,
+    remover: Arc<dyn ContainerRemover>,
     removed: bool,
     /// Where a removal started by `Drop` runs, so shutdown waits for it.
     removals: TaskTracker,
 }
 
+/// How a container handle removes its container, in its engine's way.
+#[async_trait]
+pub trait ContainerRemover: Send + Sync {
+    /// Force-removes container `id` with its anonymous volumes; an absent
+    /// one, or one the engine is already removing, is fine (failures are
+    /// logged: there is no one to tell).
+    async fn remove_container(&self, id: &str);
+}
+
+/// Docker's (and Podman's) container removal.
+struct DockerRemover(Docker);
+
+#[async_trait]
+impl ContainerRemover for DockerRemover {
+    async fn remove_container(&self, id: &str) {
+        remove_container(&self.0, id).await;
+    }
+}
+
 impl SandboxContainer {
+    /// A handle that removes container `id` through `remover` (on
+    /// [`SandboxContainer::remove`], or in `removals` when dropped).
+    pub fn new(id: String, remover: Arc<dyn ContainerRemover>, removals: TaskTracker) -> Self {
+        Self {
+            id,
+            remover,
+            removed: false,
+            removals,
+        }
+    }
+
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -262,7 +297,7 @@ impl SandboxContainer {
     /// Force-removes the container now (whatever runs in it is killed).
     pub async fn remove(mut self) {
         self.removed = true;
-        remove_container(&self.client, &self.id).await;
+        self.remover.remove_container(&self.id).await;
     }
 
     /// Gives up ownership: the container stays when the handle is dropped.
@@ -275,7 +310,7 @@ impl SandboxContainer {
 impl Drop for SandboxContainer {
     fn drop(&mut self) {
         if !self.removed {
-            spawn_remove(&self.removals, self.client.clone(), self.id.clone());
+            spawn_remove(&self.removals, self.remover.clone(), self.id.clone());
         }
     }
 }
@@ -324,12 +359,11 @@ impl DockerEngine {
                 }
                 error => DockerError::from(error),
             })?;
-        let container = SandboxContainer {
-            id: created.id,
-            client: client.clone(),
-            removed: false,
-            removals: self.removals.clone(),
-        };
+        let container = SandboxContainer::new(
+            created.id,
+            Arc::new(DockerRemover(client.clone())),
+            self.removals.clone(),
+        );
         let started = async {
             let channel = attach(&client, &container.id).await?;
             client
@@ -385,13 +419,21 @@ async fn attach(client: &Docker, id: &str) -> Result<RunnerChannel, DockerError>
         .stream(true)
         .build();
     let attached = client.attach_container(id, Some(options)).await?;
-    Ok(RunnerChannel::new(attached.input, attached.output))
+    let output = attached.output.filter_map(|item| async move {
+        match item {
+            Ok(LogOutput::StdOut { message }) => Some(Ok(RunnerOutput::Stdout(message))),
+            Ok(LogOutput::StdErr { message }) => Some(Ok(RunnerOutput::Stderr(message))),
+            Ok(_) => None,
+            Err(error) => Some(Err(std::io::Error::other(error))),
+        }
+    });
+    Ok(RunnerChannel::new(attached.input, Box::pin(output)))
 }
 
-fn spawn_remove(removals: &TaskTracker, client: Docker, id: String) {
+fn spawn_remove(removals: &TaskTracker, remover: Arc<dyn ContainerRemover>, id: String) {
     match tokio::runtime::Handle::try_current() {
         Ok(handle) => {
-            removals.spawn_on(async move { remove_container(&client, &id).await }, &handle);
+            removals.spawn_on(async move { remover.remove_container(&id).await }, &handle);
         }
         Err(_) => tracing::warn!(container = %id, "cannot remove container: no async runtime"),
     }

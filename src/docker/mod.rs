@@ -1,10 +1,12 @@
-//! The Docker seam: the only module that imports `bollard`. It connects
+//! The Docker seam: the only module that imports `bollard`, and the
+//! engine trait `core/` uses ([`SandboxEngine`], in `engine.rs`). It connects
 //! lazily (so the MCP server answers `initialize` even when Docker is down),
 //! negotiates the API version (Debian's engine speaks 1.41), and reconnects
 //! after the engine comes back.
 
 mod channel;
 mod container;
+mod engine;
 mod error;
 mod holder;
 mod images;
@@ -13,8 +15,11 @@ mod network;
 mod seccomp_files;
 mod volumes;
 
-pub use channel::{RunnerChannel, RunnerReader, RunnerWriter};
-pub use container::{BindMount, ContainerLimits, NetworkAccess, SandboxContainer, SandboxSpec, VolumeMount, labels};
+pub use channel::{RunnerChannel, RunnerOutput, RunnerOutputStream, RunnerReader, RunnerWriter};
+pub use container::{
+    BindMount, ContainerLimits, ContainerRemover, NetworkAccess, SandboxContainer, SandboxSpec, VolumeMount, labels,
+};
+pub use engine::{RootfsStream, SandboxEngine};
 pub use error::{DockerError, EngineFailure};
 pub use holder::HolderSpec;
 pub use images::{BuildContext, BuildEvent, ImageFacts, ImageInfo};

@@ -8,7 +8,7 @@ mod clients;
 use crate::config::{Config, SessionStorage};
 use crate::core::jobs::Executed;
 use crate::core::{ExecuteRequest, Executor};
-use crate::docker::{DockerEngine, EngineFacts, EngineProduct};
+use crate::docker::{DockerEngine, EngineFacts, EngineProduct, SandboxEngine};
 use crate::images;
 use crate::images::templates::{self, TemplateError};
 use crate::runtime::Language;
@@ -106,7 +106,7 @@ pub async fn run(config: &Config, binary: &str) -> Report {
             if let Some(check) = userns_check(&facts, config) {
                 report.checks.push(check);
             }
-            let images_ok = image_checks(&engine, config, &mut report).await;
+            let images_ok = image_checks(engine.as_ref(), config, &mut report).await;
             if images_ok {
                 report.checks.push(smoke_test(engine.clone(), config).await);
                 report.checks.extend(template_checks(engine.clone(), config).await);
@@ -302,7 +302,7 @@ fn runtime_check(facts: &EngineFacts, config: &Config) -> Check {
 }
 
 /// One check per image; true when every language image is present and current.
-async fn image_checks(engine: &DockerEngine, config: &Config, report: &mut Report) -> bool {
+async fn image_checks(engine: &dyn SandboxEngine, config: &Config, report: &mut Report) -> bool {
     let mut states: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut all_ok = true;
     for language in Language::ALL {
@@ -341,7 +341,7 @@ async fn image_checks(engine: &DockerEngine, config: &Config, report: &mut Repor
 /// One check per template in the templates folder: its Dockerfile reads,
 /// and its image (when built for its current files) keeps the boundary and
 /// has a runner that answers.
-async fn template_checks(engine: Arc<DockerEngine>, config: &Config) -> Vec<Check> {
+async fn template_checks(engine: Arc<dyn SandboxEngine>, config: &Config) -> Vec<Check> {
     let found = templates::discover(&config.templates_dir);
     if found.is_empty() {
         return Vec::new();
@@ -393,7 +393,7 @@ async fn template_checks(engine: Arc<DockerEngine>, config: &Config) -> Vec<Chec
 }
 
 /// "up to date", "out of date" (an older build exists) or "missing".
-async fn image_state(engine: &DockerEngine, tag: &str) -> &'static str {
+async fn image_state(engine: &dyn SandboxEngine, tag: &str) -> &'static str {
     if engine.image_exists(tag).await.unwrap_or(false) {
         return "up to date";
     }
@@ -405,7 +405,7 @@ async fn image_state(engine: &DockerEngine, tag: &str) -> &'static str {
 }
 
 /// Runs `print("ok")` in a fresh Python sandbox, as the server would.
-async fn smoke_test(engine: Arc<DockerEngine>, config: &Config) -> Check {
+async fn smoke_test(engine: Arc<dyn SandboxEngine>, config: &Config) -> Check {
     let mut config = config.clone();
     config.audit.path = None;
     for size in config.pool_sizes.values_mut() {

@@ -2,7 +2,7 @@
 //! (no registry on the machine), build it from Debian's packages with
 //! `debootstrap --variant=minbase trixie` and import it (`docker import`).
 
-use crate::docker::DockerEngine;
+use crate::docker::SandboxEngine;
 use crate::images::ImageError;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -13,7 +13,7 @@ use tokio_util::io::ReaderStream;
 const SUITE: &str = "trixie";
 
 /// Builds `image` (`repository:tag`) with debootstrap and imports it.
-pub async fn bootstrap_base(engine: &DockerEngine, image: &str) -> Result<(), ImageError> {
+pub async fn bootstrap_base(engine: &dyn SandboxEngine, image: &str) -> Result<(), ImageError> {
     let (repository, tag) = split_reference(image);
     let root = std::env::temp_dir().join(format!("multilang-sandbox-rootfs-{}", uuid::Uuid::new_v4()));
     let result = bootstrap_into(engine, &root, repository, tag).await;
@@ -25,7 +25,12 @@ pub async fn bootstrap_base(engine: &DockerEngine, image: &str) -> Result<(), Im
     result
 }
 
-async fn bootstrap_into(engine: &DockerEngine, root: &Path, repository: &str, tag: &str) -> Result<(), ImageError> {
+async fn bootstrap_into(
+    engine: &dyn SandboxEngine,
+    root: &Path,
+    repository: &str,
+    tag: &str,
+) -> Result<(), ImageError> {
     let output = Command::new("debootstrap")
         .args(["--variant=minbase", SUITE])
         .arg(root)
@@ -62,7 +67,9 @@ async fn bootstrap_into(engine: &DockerEngine, root: &Path, repository: &str, ta
         .stdout
         .take()
         .ok_or_else(|| ImageError::Bootstrap("tar produced no output stream".into()))?;
-    engine.import_rootfs(repository, tag, ReaderStream::new(stdout)).await?;
+    engine
+        .import_rootfs(repository, tag, Box::pin(ReaderStream::new(stdout)))
+        .await?;
     let status = tar.wait().await?;
     if !status.success() {
         return Err(ImageError::Bootstrap(format!(

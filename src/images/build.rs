@@ -8,7 +8,7 @@ use super::{
     BASE, EGRESS, HASH_LABEL, ImageDefinition, PYTHON_ML, bootstrap, content_hash, definition_for, parent_of, tag,
 };
 use crate::config::{Config, ca};
-use crate::docker::{BuildContext, BuildEvent, DockerEngine, ImageFacts};
+use crate::docker::{BuildContext, BuildEvent, ImageFacts, SandboxEngine};
 use crate::images::ImageError;
 use crate::runtime::Language;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -32,12 +32,12 @@ pub struct BuildReport {
 
 /// Builds the sandbox images.
 pub struct ImageBuilder<'a> {
-    engine: &'a DockerEngine,
+    engine: &'a dyn SandboxEngine,
     config: &'a Config,
 }
 
 impl<'a> ImageBuilder<'a> {
-    pub fn new(engine: &'a DockerEngine, config: &'a Config) -> Self {
+    pub fn new(engine: &'a dyn SandboxEngine, config: &'a Config) -> Self {
         Self { engine, config }
     }
 
@@ -136,7 +136,9 @@ impl<'a> ImageBuilder<'a> {
         let name = definition.name;
         let result = self
             .engine
-            .build(image, &context, &build_args, &labels, |BuildEvent::Output(line)| {
+            .build(image, &context, &build_args, &labels, &mut |BuildEvent::Output(
+                line,
+            )| {
                 if line.starts_with("Step ") {
                     if interactive {
                         spinner.set_message(format!("{name:<11} {}", truncate(&line, 90)));
@@ -163,7 +165,7 @@ impl<'a> ImageBuilder<'a> {
         &self,
         source: &TemplateSource,
         unchecked_tag: &str,
-        mut on_step: impl FnMut(&str),
+        mut on_step: impl FnMut(&str) + Send,
     ) -> Result<ImageFacts, TemplateError> {
         let template = &source.template;
         let parent = template.base.image(self.config);
@@ -183,7 +185,7 @@ impl<'a> ImageBuilder<'a> {
                 &source.context,
                 &build_args,
                 &templates::build_labels(source),
-                |BuildEvent::Output(line)| {
+                &mut |BuildEvent::Output(line)| {
                     // Docker says `Step 2/5 :`, Podman `STEP 2/5:`.
                     if line.get(..5).is_some_and(|start| start.eq_ignore_ascii_case("step ")) {
                         on_step(&line);
@@ -247,7 +249,7 @@ impl<'a> ImageBuilder<'a> {
         context.add("ca-bundle.pem", bundle.as_bytes());
         let build_args = HashMap::from([("BASE".to_string(), parent.to_string())]);
         self.engine
-            .build(&tag, &context, &build_args, &HashMap::new(), |_| {})
+            .build(&tag, &context, &build_args, &HashMap::new(), &mut |_| {})
             .await
             .map_err(|error| TemplateError::BuildFailed {
                 name: template.to_string(),

@@ -36,7 +36,7 @@ pub use proxy::PROXY_PORT;
 
 use crate::config::Config;
 use crate::core::session_store::SessionStore;
-use crate::docker::{DockerEngine, NetworkMembers};
+use crate::docker::{NetworkMembers, SandboxEngine};
 use crate::security::audit::AuditLog;
 use crate::security::egress::{HostPattern, Policy};
 use allow_list::AllowList;
@@ -81,7 +81,7 @@ pub struct NetworkPlace<'a> {
 
 /// This server's door to the outside for sandboxes with network.
 pub struct EgressGateway {
-    engine: Arc<DockerEngine>,
+    engine: Arc<dyn SandboxEngine>,
     config: Arc<Config>,
     instance_id: String,
     audit: Arc<AuditLog>,
@@ -97,7 +97,7 @@ pub struct EgressGateway {
 }
 
 impl EgressGateway {
-    pub fn new(engine: Arc<DockerEngine>, config: Arc<Config>, instance_id: String, audit: Arc<AuditLog>) -> Self {
+    pub fn new(engine: Arc<dyn SandboxEngine>, config: Arc<Config>, instance_id: String, audit: Arc<AuditLog>) -> Self {
         let store = Arc::new(SessionStore::new(&config.state_dir));
         let allow = Arc::new(AllowList::new(&config.egress.allow));
         Self {
@@ -285,7 +285,7 @@ impl EgressGateway {
             allow: self.allow.clone(),
         };
         let generation = self.started.fetch_add(1, Ordering::SeqCst);
-        let proxy = Arc::new(ProxyProcess::start(&self.engine, context, generation).await?);
+        let proxy = Arc::new(ProxyProcess::start(self.engine.as_ref(), context, generation).await?);
         *slot = Some(proxy.clone());
         Ok(proxy)
     }

@@ -13,7 +13,7 @@ use super::protocol::{Ask, Closed, DecisionMessage, PROTOCOL, ProxyMessage, Serv
 use crate::config::{AllowEdit, Config, add_to_allow};
 use crate::core::session_store::SessionStore;
 use crate::docker::{
-    ContainerLimits, DockerEngine, NetworkAccess, RunnerReader, SandboxContainer, SandboxSpec, labels,
+    ContainerLimits, NetworkAccess, RunnerReader, SandboxContainer, SandboxEngine, SandboxSpec, labels,
 };
 use crate::images::{self, EGRESS};
 use crate::security::audit::{AuditEvent, AuditLog, EgressEvent};
@@ -62,7 +62,11 @@ pub(super) struct ProxyProcess {
 
 impl ProxyProcess {
     /// Starts the proxy and waits until it listens and is configured.
-    pub(super) async fn start(engine: &DockerEngine, context: Context, generation: u64) -> Result<Self, EgressError> {
+    pub(super) async fn start(
+        engine: &dyn SandboxEngine,
+        context: Context,
+        generation: u64,
+    ) -> Result<Self, EgressError> {
         let config = context.config.clone();
         let mut spec = spec(&config, &context.instance_id);
         let name = format!("{PROXY_NAME_PREFIX}{}-{generation}", context.instance_id);

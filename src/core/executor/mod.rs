@@ -26,7 +26,7 @@ use super::templates::TemplateImages;
 use super::watch::Watch;
 use crate::config::Config;
 use crate::core::error::{ExecuteError, PackageError};
-use crate::docker::DockerEngine;
+use crate::docker::SandboxEngine;
 use crate::images;
 use crate::images::templates::{Template, TemplateError};
 use crate::runtime::Language;
@@ -42,7 +42,7 @@ const SHUTDOWN_LIMIT: Duration = Duration::from_secs(15);
 
 /// Runs code in sandbox containers.
 pub struct Executor {
-    engine: Arc<DockerEngine>,
+    engine: Arc<dyn SandboxEngine>,
     config: Arc<Config>,
     launcher: Arc<Launcher>,
     pool: Arc<ContainerPool>,
@@ -56,7 +56,7 @@ pub struct Executor {
 }
 
 impl Executor {
-    pub fn new(engine: Arc<DockerEngine>, config: Arc<Config>, instance_id: String) -> Self {
+    pub fn new(engine: Arc<dyn SandboxEngine>, config: Arc<Config>, instance_id: String) -> Self {
         let launcher = Arc::new(Launcher::new(engine.clone(), config.clone(), instance_id));
         let jobs = Arc::new(JobTable::new(config.jobs.clone()));
         let audit = Arc::new(AuditLog::new(config.audit.clone()));
@@ -452,7 +452,11 @@ mod tests {
     #[tokio::test]
     async fn timeouts_are_validated_with_the_default_applied() {
         let config = Arc::new(Config::default());
-        let executor = Executor::new(Arc::new(DockerEngine::new(&config.state_dir)), config, "test".into());
+        let executor = Executor::new(
+            Arc::new(crate::docker::DockerEngine::new(&config.state_dir)),
+            config,
+            "test".into(),
+        );
         assert_eq!(executor.timeout_ms(None).unwrap(), 30_000);
         assert_eq!(executor.timeout_ms(Some(2000)).unwrap(), 2000);
         assert!(executor.timeout_ms(Some(0)).is_err());

@@ -75,7 +75,7 @@ impl SessionManager {
             restarted = true;
         }
         self.serve_network(&facts, restarted).await?;
-        let live = handle.connect(engine).await?;
+        let live = handle.connect(engine.as_ref()).await?;
         let config = self.launcher.config();
         self.touch(&facts.info.id);
         let _asking = facts

@@ -35,7 +35,7 @@ impl SessionManager {
         }
         let engine = self.launcher.engine();
         if target.state == ContainerState::Running && !handle.files_take_turn.load(Ordering::SeqCst) {
-            let live = handle.connect(engine).await?;
+            let live = handle.connect(engine.as_ref()).await?;
             return Ok((send_file_request(&live, name, id, payload).await?, None));
         }
         let _turn = tokio::time::timeout(FILE_REQUEST_TIMEOUT, handle.turn.lock())
@@ -55,7 +55,7 @@ impl SessionManager {
         }
         let answered = async {
             let note = self.start_if_stopped(&handle, &facts).await?;
-            let live = handle.connect(engine).await?;
+            let live = handle.connect(engine.as_ref()).await?;
             Ok::<_, SessionError>((send_file_request(&live, name, id, payload).await?, note))
         }
         .await;

@@ -3,7 +3,7 @@
 
 use super::super::connection::RunnerConnection;
 use crate::core::error::SessionError;
-use crate::docker::DockerEngine;
+use crate::docker::SandboxEngine;
 use crate::runtime::Language;
 use parking_lot::{Mutex, MutexGuard};
 use std::sync::Arc;
@@ -57,7 +57,7 @@ impl SessionHandle {
     }
 
     /// The live connection, attaching a new one when there is none.
-    pub(super) async fn connect(&self, engine: &DockerEngine) -> Result<Arc<RunnerConnection>, SessionError> {
+    pub(super) async fn connect(&self, engine: &dyn SandboxEngine) -> Result<Arc<RunnerConnection>, SessionError> {
         if let Some(live) = self.live() {
             return Ok(live);
         }

@@ -392,7 +392,7 @@ impl SessionManager {
                 state: facts.info.state.name().to_string(),
             });
         }
-        handle.connect(self.launcher.engine()).await
+        handle.connect(self.launcher.engine().as_ref()).await
     }
 
     /// Records activity in the session now (a job of it being collected).

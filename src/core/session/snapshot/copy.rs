@@ -14,7 +14,7 @@ use crate::core::launcher::{Launcher, Purpose, Sandbox};
 use crate::core::protocol::{FileOp, FileRequest, FileRoot, HostMessage, LoggedCell, RunResult, RunnerMessage};
 use crate::core::run::{RunFailure, RunSpec, new_run_id, run_program};
 use crate::core::watch::Watch;
-use crate::docker::{DockerEngine, VolumeMount};
+use crate::docker::{SandboxEngine, VolumeMount};
 use crate::runtime::{Language, Phase, Program, SourceFile, Step};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -255,7 +255,7 @@ impl CopyContainer {
 
     /// Removes the container and waits until the engine has let go of its
     /// volumes.
-    pub(super) async fn remove(self, engine: &DockerEngine) {
+    pub(super) async fn remove(self, engine: &dyn SandboxEngine) {
         let id = self.sandbox.container.id().to_string();
         self.sandbox.container.remove().await;
         if !engine.wait_removed(&id, REMOVAL_WAIT).await {

@@ -57,7 +57,7 @@ impl SessionManager {
             self.fill(&handle, &facts, &snap, &copy, cells, watch).await
         }
         .await;
-        copy.remove(self.launcher.engine()).await;
+        copy.remove(self.launcher.engine().as_ref()).await;
         self.touch(&facts.info.id);
         if matches!(filled, Err(SnapshotError::Vanished)) {
             self.discard_made_by_mount(&snap.files_volume()).await;
@@ -94,7 +94,7 @@ impl SessionManager {
             self.fill(&handle, &facts, snap, &copy, cells, watch).await
         }
         .await;
-        copy.remove(self.launcher.engine()).await;
+        copy.remove(self.launcher.engine().as_ref()).await;
         if matches!(filled, Err(SnapshotError::Vanished)) {
             self.discard_made_by_mount(&snap.files_volume()).await;
         }
@@ -175,7 +175,7 @@ impl SessionManager {
         }
         watch.progress(format!("replaying {} logged cell(s)", cells.len()));
         let engine = self.launcher.engine();
-        let connection = handle.connect(engine).await?;
+        let connection = handle.connect(engine.as_ref()).await?;
         let replayed = replay(&connection, &cells, snap.cells_complete, watch).await;
         if replayed.as_ref().is_ok_and(|summary| summary.replayed == 0) {
             return replayed.map(Some);

@@ -198,7 +198,7 @@ impl SessionManager {
                 Ok(()) => copy.take(&cells, config).await,
                 Err(error) => Err(error.into()),
             };
-            copy.remove(engine).await;
+            copy.remove(engine.as_ref()).await;
             if running && frozen && !leave_paused {
                 engine.unpause_sandbox(&facts.info.id).await?;
             }
@@ -258,7 +258,7 @@ impl SessionManager {
         handle: &SessionHandle,
         facts: &SessionFacts,
     ) -> Result<(Vec<LoggedCell>, bool), SnapshotError> {
-        let connection = handle.connect(self.launcher.engine()).await?;
+        let connection = handle.connect(self.launcher.engine().as_ref()).await?;
         let id = new_run_id();
         let payload = HostMessage::Cells { id: &id }.encode()?;
         match connection.request(&id, &payload, CELLS_TIMEOUT).await {
