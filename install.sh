@@ -215,6 +215,24 @@ configure_podman() {
     fi
 }
 
+# Docker beside Podman: Docker sets the FORWARD policy to DROP, and with
+# bridged traffic filtered (br_netfilter) that drops the traffic between two
+# containers on one of Podman's internal networks (netavark accepts it only
+# on networks with a way out), which is how a sandbox reaches the egress
+# proxy: installs and network grants would time out. Accept what stays on
+# one Podman bridge; nothing routed, so no way out is opened.
+allow_podman_bridges() {
+    [ "$(id -u)" -eq 0 ] || return 0
+    command -v iptables >/dev/null 2>&1 || return 0
+    iptables -S FORWARD 2>/dev/null | grep -qx -- '-P FORWARD DROP' || return 0
+    iptables -S DOCKER-USER >/dev/null 2>&1 || return 0
+    local rule=(-i podman+ -o podman+ -m physdev --physdev-is-bridged -j ACCEPT)
+    iptables -C DOCKER-USER "${rule[@]}" 2>/dev/null && return 0
+    iptables -I DOCKER-USER "${rule[@]}" \
+        || die "could not let traffic within Podman's bridges past Docker's FORWARD policy (iptables DOCKER-USER)"
+    say "Docker's FORWARD policy drops traffic within Podman's internal networks: accepted traffic that stays on one Podman bridge (iptables DOCKER-USER; add it to your firewall configuration to keep it across reboots)"
+}
+
 start_podman() {
     local socket
     if [ "$(id -u)" -eq 0 ]; then
@@ -335,6 +353,7 @@ CONFIG
 if [ "$PODMAN" = 1 ]; then
     install_podman
     start_podman
+    allow_podman_bridges
 else
     install_prerequisites
     start_docker
