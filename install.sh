@@ -220,7 +220,8 @@ configure_podman() {
 # containers on one of Podman's internal networks (netavark accepts it only
 # on networks with a way out), which is how a sandbox reaches the egress
 # proxy: installs and network grants would time out. Accept what stays on
-# one Podman bridge; nothing routed, so no way out is opened.
+# one of netavark's `podman*` bridges; nothing routed, so no way out is
+# opened.
 allow_podman_bridges() {
     [ "$(id -u)" -eq 0 ] || return 0
     command -v iptables >/dev/null 2>&1 || return 0

@@ -29,8 +29,9 @@ pub struct InstallParams {
     /// the cache for later `sandbox_execute`/`sandbox_session create` calls with `packages`.
     #[serde(default)]
     pub session: Option<String>,
-    /// Language whose package manager to use; required without `session` (python,
-    /// javascript, typescript, go, rust, bash).
+    /// Language whose package manager to use; required without `session` unless `template`
+    /// is given (then it defaults to the template's): python, javascript, typescript, go,
+    /// rust, bash.
     #[serde(default)]
     pub language: Option<String>,
     /// Without `session`, Python only: prepare the set on the data-science image.

@@ -46,7 +46,8 @@ pub struct SessionParams {
     /// for example "analysis-1". Required for every action except list.
     #[serde(default)]
     pub name: Option<String>,
-    /// Language of the session, for create: python, javascript, typescript, go, rust or bash.
+    /// Language of the session, for create: python, javascript, typescript, go, rust or bash
+    /// (with `template`, it defaults to the template's).
     #[serde(default)]
     pub language: Option<String>,
     /// create: seconds of inactivity after which the session is destroyed (default 3600, at

@@ -21,7 +21,7 @@ pub(crate) fn name_templates<S>(router: &mut ToolRouter<S>, templates: &[(String
         return;
     }
     let sentence = format!(
-        " The user's own images (templates) here: {}; pass `template` with the template's language to use one.",
+        " The user's own images (templates) here: {}; pass `template` to use one (in sandbox_execute with the template's `language`).",
         usable.join(", ")
     );
     for tool in TEMPLATE_TOOLS {
@@ -68,7 +68,9 @@ mod tests {
         for tool in TEMPLATE_TOOLS {
             let description = router.map[tool].attr.description.clone().unwrap_or_default();
             assert!(
-                description.ends_with("here: `data` (python), `web` (javascript); pass `template` with the template's language to use one."),
+                description.ends_with(
+                    "here: `data` (python), `web` (javascript); pass `template` to use one (in sandbox_execute with the template's `language`)."
+                ),
                 "{tool}: {description}"
             );
         }
