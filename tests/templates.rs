@@ -60,16 +60,26 @@ impl Templates {
     }
 }
 
-/// Runs the docker CLI within its time limit, for clean-up (failures are
-/// left to the next run's clean-up).
-fn docker_quietly(args: &[&str]) -> String {
+/// Runs the docker CLI within its time limit: whether it succeeded, and
+/// its output.
+fn docker_quietly_status(args: &[&str]) -> (bool, String) {
     std::process::Command::new("timeout")
         .arg(common::origin::DOCKER_LIMIT.as_secs().to_string())
         .arg("docker")
         .args(args)
         .output()
-        .map(|output| String::from_utf8_lossy(&output.stdout).into_owned())
+        .map(|output| {
+            (
+                output.status.success(),
+                String::from_utf8_lossy(&output.stdout).into_owned(),
+            )
+        })
         .unwrap_or_default()
+}
+
+/// The same for clean-up (failures are left to the next run's clean-up).
+fn docker_quietly(args: &[&str]) -> String {
+    docker_quietly_status(args).1
 }
 
 impl Drop for Templates {
@@ -86,11 +96,19 @@ impl Drop for Templates {
     }
 }
 
+/// The ids of template `name`'s images. Asked again when the listing
+/// fails: Podman fails one that meets an image another test removes.
 fn template_images(name: &str) -> Vec<String> {
-    docker(&["images", "-q", &format!("multilang-sandbox/template-{name}")])
-        .split_whitespace()
-        .map(str::to_string)
-        .collect()
+    let reference = format!("multilang-sandbox/template-{name}");
+    let args = ["images", "-q", reference.as_str()];
+    let listed = (0..4)
+        .map(|attempt| {
+            std::thread::sleep(std::time::Duration::from_millis(200 * attempt));
+            docker_quietly_status(&args)
+        })
+        .find_map(|(ok, output)| ok.then_some(output))
+        .unwrap_or_else(|| docker(&args));
+    listed.split_whitespace().map(str::to_string).collect()
 }
 
 fn tools_dockerfile(mark: &str) -> String {

@@ -12,6 +12,9 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use std::collections::HashMap;
 
+/// How many times a listing that raced a removal is asked again.
+const LIST_ATTEMPTS: u32 = 5;
+
 /// A build context: files (path, mode, content) packed into a tar in memory.
 #[derive(Debug, Clone, Default)]
 pub struct BuildContext {
@@ -146,9 +149,21 @@ impl DockerEngine {
         let options = ListImagesOptionsBuilder::default()
             .filters(&HashMap::from([("reference".to_string(), vec![reference.to_string()])]))
             .build();
-        Ok(client
-            .list_images(Some(options))
-            .await?
+        let mut attempt = 0;
+        let listed = loop {
+            match client.list_images(Some(options.clone())).await {
+                // Podman fails a listing that meets an image removed while
+                // it lists ("image not known"): ask again.
+                Err(bollard::errors::Error::DockerResponseServerError { ref message, .. })
+                    if message.contains("image not known") && attempt < LIST_ATTEMPTS =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                other => break other?,
+            }
+        };
+        Ok(listed
             .into_iter()
             .map(|image| ImageInfo {
                 id: image.id,
