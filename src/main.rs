@@ -317,12 +317,12 @@ async fn build_images(config: Arc<Config>, force: bool, ml: bool) -> Result<(), 
     let engine = Arc::new(DockerEngine::new(&config.state_dir));
     let engine_description = engine.describe().await.map_err(|e| e.to_string())?;
     eprintln!("Building sandbox images on {engine_description}");
-    let found = templates::discover(&config.templates_dir);
+    let found = templates::read_all(&config);
     // A template on the data-science image needs it built first.
     let ml = ml
         || found
             .iter()
-            .any(|(_, template)| matches!(template, Ok(template) if template.base == TemplateBase::PythonMl));
+            .any(|(_, source)| matches!(source, Ok(source) if source.template.base == TemplateBase::PythonMl));
     let report = ImageBuilder::new(engine.as_ref(), &config)
         .build_all(force, ml)
         .await
@@ -338,8 +338,8 @@ async fn build_images(config: Arc<Config>, force: bool, ml: bool) -> Result<(), 
     eprintln!("Templates in {}:", config.templates_dir.display());
     let executor = Executor::new(engine, config.clone(), uuid::Uuid::new_v4().to_string());
     let mut failed = 0;
-    for (name, template) in found {
-        let built = match template.and_then(|template| template.read(&config)) {
+    for (name, source) in found {
+        let built = match source {
             Ok(source) => executor
                 .templates()
                 .ensure_built(&source, force, |step| eprintln!("  {name:<11} {step}"))

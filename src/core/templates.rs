@@ -137,17 +137,9 @@ impl TemplateImages {
     /// tag (a check made stricter since it was built applies to it too);
     /// `None` when the image for its current files is not built.
     async fn check_image(&self, source: &TemplateSource) -> Result<Option<ImageFacts>, TemplateError> {
-        let engine = self.launcher.engine();
-        let Some(built) = engine.image_facts(&source.tag).await? else {
-            return Ok(None);
-        };
-        let parent = source.template.base.image(self.launcher.config());
-        let parent_facts = engine
-            .image_facts(&parent)
-            .await?
-            .ok_or_else(|| TemplateError::parent_missing(&source.template, self.launcher.config()))?;
-        templates::check_built(&source.template.name, &built, &parent_facts)?;
-        Ok(Some(built))
+        ImageBuilder::new(self.launcher.engine().as_ref(), self.launcher.config())
+            .check_template_image(source, &source.tag)
+            .await
     }
 
     /// Checks a template's built image as a build does, its runner
@@ -213,14 +205,9 @@ impl TemplateImages {
     /// Every template in the templates folder, with its state.
     pub async fn list(&self) -> Vec<TemplateSummary> {
         let config = self.launcher.config().clone();
-        let found = tokio::task::spawn_blocking(move || {
-            templates::discover(&config.templates_dir)
-                .into_iter()
-                .map(|(name, template)| (name, template.and_then(|template| template.read(&config))))
-                .collect::<Vec<_>>()
-        })
-        .await
-        .unwrap_or_default();
+        let found = tokio::task::spawn_blocking(move || templates::read_all(&config))
+            .await
+            .unwrap_or_default();
         let mut summaries = Vec::new();
         for (name, source) in found {
             let summary = match source {

@@ -2,7 +2,7 @@
 //! context, and import a root filesystem tarball.
 
 use super::DockerError;
-use super::{DockerEngine, is_not_found};
+use super::{DockerEngine, is_not_found, list_again_while};
 use bollard::models::ContainerConfig;
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CommitContainerOptionsBuilder, CreateImageOptionsBuilder, ListImagesOptionsBuilder,
@@ -149,20 +149,16 @@ impl DockerEngine {
         let options = ListImagesOptionsBuilder::default()
             .filters(&HashMap::from([("reference".to_string(), vec![reference.to_string()])]))
             .build();
-        let mut attempt = 0;
-        let listed = loop {
-            match client.list_images(Some(options.clone())).await {
-                // Podman fails a listing that meets an image removed while
-                // it lists ("image not known"): ask again.
-                Err(bollard::errors::Error::DockerResponseServerError { ref message, .. })
-                    if message.contains("image not known") && attempt < LIST_ATTEMPTS =>
-                {
-                    attempt += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-                other => break other?,
-            }
+        // Podman fails a listing that meets an image removed while it
+        // lists ("image not known"): asked again.
+        let removed_meanwhile = |error: &bollard::errors::Error| {
+            matches!(error, bollard::errors::Error::DockerResponseServerError { message, .. }
+                if message.contains("image not known"))
         };
+        let listed = list_again_while(LIST_ATTEMPTS, removed_meanwhile, || {
+            client.list_images(Some(options.clone()))
+        })
+        .await?;
         Ok(listed
             .into_iter()
             .map(|image| ImageInfo {

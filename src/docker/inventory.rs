@@ -2,7 +2,7 @@
 //! label, pausing, resuming and renaming them, and session workspace volumes.
 
 use super::DockerError;
-use super::{DockerEngine, EngineProduct, is_not_found};
+use super::{DockerEngine, EngineProduct, is_not_found, list_again_while};
 use bollard::Docker;
 use bollard::models::{ContainerSummary, MountPoint, VolumeCreateRequest};
 use bollard::query_parameters::{
@@ -11,7 +11,6 @@ use bollard::query_parameters::{
 };
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
 
 /// Run state of a container, as the engine reports it (its name is the
 /// engine's own word: `created`, `running`, …).
@@ -139,17 +138,11 @@ async fn list_containers(
     client: &Docker,
     options: ListContainersOptions,
 ) -> Result<Vec<ContainerSummary>, DockerError> {
-    for _ in 0..50 {
-        match client.list_containers(Some(options.clone())).await {
-            Err(bollard::errors::Error::JsonDataError { message, .. })
-                if message.contains("unknown variant `stopped`") =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            listed => return Ok(listed?),
-        }
-    }
-    Ok(client.list_containers(Some(options)).await?)
+    let stopped = |error: &bollard::errors::Error| {
+        matches!(error, bollard::errors::Error::JsonDataError { message, .. }
+            if message.contains("unknown variant `stopped`"))
+    };
+    Ok(list_again_while(50, stopped, || client.list_containers(Some(options.clone()))).await?)
 }
 
 /// What the engine's machine has, for sizing the warm pool.

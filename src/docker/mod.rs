@@ -333,6 +333,26 @@ fn describe_unreachable(error: &bollard::errors::Error) -> String {
     format!("{error} (at {})", docker_host())
 }
 
+/// Runs a listing, and again (every 100 ms, up to `attempts` times in all
+/// before a last try) while it fails in a way Podman's listings do for a
+/// moment (`transient`); Docker's never do.
+pub(crate) async fn list_again_while<T, Listing>(
+    attempts: u32,
+    transient: impl Fn(&bollard::errors::Error) -> bool,
+    mut list: impl FnMut() -> Listing,
+) -> Result<T, bollard::errors::Error>
+where
+    Listing: Future<Output = Result<T, bollard::errors::Error>>,
+{
+    for _ in 0..attempts {
+        match list().await {
+            Err(error) if transient(&error) => tokio::time::sleep(Duration::from_millis(100)).await,
+            listed => return listed,
+        }
+    }
+    list().await
+}
+
 /// True when the engine answered 404 (no such image or container).
 pub(crate) fn is_not_found(error: &bollard::errors::Error) -> bool {
     matches!(

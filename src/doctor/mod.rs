@@ -342,7 +342,7 @@ async fn image_checks(engine: &dyn SandboxEngine, config: &Config, report: &mut 
 /// and its image (when built for its current files) keeps the boundary and
 /// has a runner that answers.
 async fn template_checks(engine: Arc<dyn SandboxEngine>, config: &Config) -> Vec<Check> {
-    let found = templates::discover(&config.templates_dir);
+    let found = templates::read_all(config);
     if found.is_empty() {
         return Vec::new();
     }
@@ -352,9 +352,9 @@ async fn template_checks(engine: Arc<dyn SandboxEngine>, config: &Config) -> Vec
         format!("doctor-{}", uuid::Uuid::new_v4()),
     );
     let mut checks = Vec::new();
-    for (name, template) in found {
+    for (name, source) in found {
         let title = format!("template {name}");
-        let checked = match template.and_then(|template| template.read(config)) {
+        let checked = match source {
             Ok(source) => executor
                 .templates()
                 .check(&source)
@@ -397,7 +397,7 @@ async fn image_state(engine: &dyn SandboxEngine, tag: &str) -> &'static str {
     if engine.image_exists(tag).await.unwrap_or(false) {
         return "up to date";
     }
-    let repository = tag.rsplit_once(':').map(|(repository, _)| repository).unwrap_or(tag);
+    let repository = images::repository_of(tag);
     match engine.list_images(repository).await {
         Ok(older) if !older.is_empty() => "out of date",
         _ => "missing",

@@ -5,7 +5,8 @@
 
 use super::templates::{self, TemplateError, TemplateSource};
 use super::{
-    BASE, EGRESS, HASH_LABEL, ImageDefinition, PYTHON_ML, bootstrap, content_hash, definition_for, parent_of, tag,
+    BASE, EGRESS, HASH_LABEL, IMAGE_LABEL, ImageDefinition, PYTHON_ML, bootstrap, content_hash, definition_for,
+    parent_of, repository_of, tag,
 };
 use crate::config::{Config, ca};
 use crate::docker::{BuildContext, BuildEvent, ImageFacts, SandboxEngine};
@@ -128,7 +129,7 @@ impl<'a> ImageBuilder<'a> {
         let build_args = HashMap::from([("BASE".to_string(), parent)]);
         let labels = HashMap::from([
             (HASH_LABEL.to_string(), content_hash(definition, self.config)),
-            ("multilang-sandbox.image".to_string(), definition.name.to_string()),
+            (IMAGE_LABEL.to_string(), definition.name.to_string()),
         ]);
         let started = Instant::now();
         let spinner = spinner(&format!("{:<11} building", definition.name));
@@ -157,21 +158,21 @@ impl<'a> ImageBuilder<'a> {
         Ok(())
     }
 
-    /// Builds a template's image as `unchecked_tag` and checks it against
-    /// the image it builds on ([`templates::check_built`]); a refused image
-    /// is removed. Each `Step` line of the build goes to `on_step`; a failed
-    /// build's error ends with the last lines of its output.
+    /// Builds a template's image as `unchecked_tag` and checks it
+    /// ([`Self::check_template_image`]); a refused image is removed. Each
+    /// `Step` line of the build goes to `on_step`; a failed build's error
+    /// ends with the last lines of its output.
     pub async fn build_template(
         &self,
         source: &TemplateSource,
         unchecked_tag: &str,
         mut on_step: impl FnMut(&str) + Send,
-    ) -> Result<ImageFacts, TemplateError> {
+    ) -> Result<(), TemplateError> {
         let template = &source.template;
         let parent = template.base.image(self.config);
-        let Some(parent_facts) = self.engine.image_facts(&parent).await? else {
+        if !self.engine.image_exists(&parent).await? {
             return Err(TemplateError::parent_missing(template, self.config));
-        };
+        }
         let mut build_args = templates::build_args(self.config);
         if let Some(bundle) = &source.ca_bundle {
             let trusting = self.trusting(&template.name, &parent, bundle).await?;
@@ -206,17 +207,38 @@ impl<'a> ImageBuilder<'a> {
                 message: format!("{error}\n{}", output.join("\n")),
             });
         }
-        let checked = match self.engine.image_facts(unchecked_tag).await? {
-            Some(built) => templates::check_built(&template.name, &built, &parent_facts).map(|()| built),
-            None => Err(TemplateError::BuildFailed {
+        let checked = match self.check_template_image(source, unchecked_tag).await {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(TemplateError::BuildFailed {
                 name: template.name.clone(),
                 message: format!("the engine reported success but has no image {unchecked_tag}"),
             }),
+            Err(error) => Err(error),
         };
         if checked.is_err() {
             self.discard(unchecked_tag).await;
         }
         checked
+    }
+
+    /// Checks `image`, a build of `source`, against the image it builds on
+    /// ([`templates::check_built`]); `None` when `image` does not exist.
+    pub async fn check_template_image(
+        &self,
+        source: &TemplateSource,
+        image: &str,
+    ) -> Result<Option<ImageFacts>, TemplateError> {
+        let Some(built) = self.engine.image_facts(image).await? else {
+            return Ok(None);
+        };
+        let parent = source.template.base.image(self.config);
+        let parent_facts = self
+            .engine
+            .image_facts(&parent)
+            .await?
+            .ok_or_else(|| TemplateError::parent_missing(&source.template, self.config))?;
+        templates::check_built(&source.template.name, &built, &parent_facts)?;
+        Ok(Some(built))
     }
 
     /// `parent` trusting the machine's CA bundle (built once per parent and
@@ -229,8 +251,8 @@ impl<'a> ImageBuilder<'a> {
         hasher.update([0]);
         hasher.update(bundle.as_bytes());
         let hash = hex::encode(hasher.finalize());
-        let name = parent.rsplit_once(':').map_or(parent, |(repository, _)| repository);
-        let name = name.rsplit('/').next().unwrap_or(name);
+        let repository = repository_of(parent);
+        let name = repository.rsplit('/').next().unwrap_or(repository);
         let tag = format!("{}/ca-{name}:{}", self.config.image_prefix, &hash[..16]);
         if self.engine.image_exists(&tag).await? {
             return Ok(tag);

@@ -18,6 +18,15 @@ use sha2::{Digest, Sha256};
 /// Label carrying the content hash on every image we build.
 pub const HASH_LABEL: &str = "multilang-sandbox.content-hash";
 
+/// Label naming what an image we build is (`python`, `template-<name>`, …).
+pub const IMAGE_LABEL: &str = "multilang-sandbox.image";
+
+/// The repository part of an image reference `repository:tag` (all of it
+/// when it has no tag).
+pub fn repository_of(image: &str) -> &str {
+    image.rsplit_once(':').map_or(image, |(repository, _)| repository)
+}
+
 /// One image: a Dockerfile plus the files its build context needs.
 #[derive(Debug)]
 pub struct ImageDefinition {

@@ -5,7 +5,7 @@
 //! Found, named, hashed and packed here; built by [`super::ImageBuilder`];
 //! the built image is checked by [`check_built`] before anything runs in it.
 
-use super::{PYTHON_ML, definition_for, tag};
+use super::{PYTHON_ML, tag, tag_for};
 use crate::config::Config;
 use crate::docker::{BuildContext, DockerError, ImageFacts};
 use crate::runtime::Language;
@@ -108,7 +108,7 @@ impl TemplateBase {
     /// Its image's tag under `config`.
     pub fn image(self, config: &Config) -> String {
         match self {
-            TemplateBase::Language(language) => tag(definition_for(language), config),
+            TemplateBase::Language(language) => tag_for(language, config),
             TemplateBase::PythonMl => tag(&PYTHON_ML, config),
         }
     }
@@ -151,9 +151,7 @@ impl TemplateSource {
 
     /// The repository every build of this template is tagged in.
     pub fn repository(&self) -> &str {
-        self.tag
-            .rsplit_once(':')
-            .map_or(self.tag.as_str(), |(repository, _)| repository)
+        super::repository_of(&self.tag)
     }
 }
 
@@ -263,6 +261,16 @@ pub fn discover(templates_dir: &Path) -> Vec<(String, Result<Template, TemplateE
         .collect()
 }
 
+/// Every template in the configured templates folder, read for a build
+/// (its tag and context), or what is wrong with it. Blocks on the file
+/// system.
+pub fn read_all(config: &Config) -> Vec<(String, Result<TemplateSource, TemplateError>)> {
+    discover(&config.templates_dir)
+        .into_iter()
+        .map(|(name, found)| (name, found.and_then(|template| template.read(config))))
+        .collect()
+}
+
 /// Template names: lower-case letters and digits with single `-` or `_`
 /// between them, at most 40 characters (safe in an image name).
 pub fn validate_name(name: &str) -> Result<(), TemplateError> {
@@ -291,7 +299,7 @@ pub fn build_labels(source: &TemplateSource) -> HashMap<String, String> {
     HashMap::from([
         (super::HASH_LABEL.to_string(), source.hash.clone()),
         (
-            "multilang-sandbox.image".to_string(),
+            super::IMAGE_LABEL.to_string(),
             format!("template-{}", source.template.name),
         ),
         (TEMPLATE_LABEL.to_string(), source.template.name.clone()),
@@ -430,7 +438,7 @@ pub fn check_built(name: &str, built: &ImageFacts, parent: &ImageFacts) -> Resul
             .iter()
             .any(|prefix| key.starts_with(prefix))
     };
-    let expected_labels = [super::HASH_LABEL, "multilang-sandbox.image", TEMPLATE_LABEL];
+    let expected_labels = [super::HASH_LABEL, super::IMAGE_LABEL, TEMPLATE_LABEL];
     if let Some(key) = built
         .labels
         .keys()
